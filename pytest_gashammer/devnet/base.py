@@ -1,0 +1,125 @@
+"""The devnet interface every backend implements (embedded anvil, external endpoint, containers)."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+#: Chain id of Nitro's ``--dev`` chain (``arb-dev-test``); the embedded devnet uses it too.
+NITRO_DEV_CHAIN_ID = 412346
+
+#: The account ``nitro --dev`` funds at genesis. Public knowledge, a devnet key only.
+NITRO_DEV_ADDRESS = "0x3f1Eae7D46d88F08fc2F8ed27FCb2AB183EB2d0E"
+NITRO_DEV_KEY = "0xb6b15c8cb491557369f3c7d2c287b053eb229daa9c22138887752191c9520659"
+
+#: Public mainnets. A run against one of these needs ``--gashammer-allow-chain-id``.
+MAINNET_CHAIN_IDS: dict[int, str] = {
+    1: "Ethereum",
+    10: "OP Mainnet",
+    25: "Cronos",
+    56: "BNB Smart Chain",
+    100: "Gnosis",
+    137: "Polygon PoS",
+    250: "Fantom",
+    252: "Fraxtal",
+    324: "zkSync Era",
+    1101: "Polygon zkEVM",
+    5000: "Mantle",
+    8453: "Base",
+    34443: "Mode",
+    42161: "Arbitrum One",
+    42170: "Arbitrum Nova",
+    42220: "Celo",
+    43114: "Avalanche C-Chain",
+    59144: "Linea",
+    81457: "Blast",
+    534352: "Scroll",
+    660279: "Xai",
+    7777777: "Zora",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Funder:
+    """The account that pays for a run: ``address`` and ``key`` as 0x-hex strings."""
+
+    address: str
+    key: str
+
+    def __repr__(self) -> str:  # keep keys out of logs and tracebacks
+        return f"Funder(address={self.address!r}, key='0x…')"
+
+
+class Devnet(abc.ABC):
+    """A chain the plugin can load: endpoints, identity and a funded account.
+
+    Backends: :class:`~pytest_gashammer.devnet.embedded.EmbeddedDevnet` (anvil, default) and
+    :class:`~pytest_gashammer.devnet.external.ExternalDevnet` (any endpoint).
+    """
+
+    kind: str = "abstract"
+
+    def __init__(self) -> None:
+        self._web3: Any = None
+
+    @property
+    @abc.abstractmethod
+    def rpc_url(self) -> str: ...
+
+    @property
+    @abc.abstractmethod
+    def ws_url(self) -> str | None: ...
+
+    @property
+    @abc.abstractmethod
+    def chain_id(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def funder(self) -> Funder: ...
+
+    @property
+    def feed_url(self) -> str | None:
+        return None
+
+    @property
+    def node_version(self) -> str:
+        from pytest_gashammer.edge.rpc import RpcError, TransportError, call
+
+        try:
+            return str(call(self.rpc_url, "web3_clientVersion", timeout=5))
+        except (RpcError, TransportError):
+            return "unknown"
+
+    @property
+    def web3(self) -> Any:
+        """A web3.py ``Web3`` on :attr:`rpc_url`, for the test's own assertions."""
+        if self._web3 is None:
+            from web3 import Web3
+
+            from pytest_gashammer._version import request_headers
+
+            headers = {"Content-Type": "application/json", **request_headers()}
+            provider = Web3.HTTPProvider(self.rpc_url, request_kwargs={"headers": headers, "timeout": 30})
+            self._web3 = Web3(provider)
+        return self._web3
+
+    def endpoints(self) -> dict[str, Any]:
+        """Plain-data description an edge in another process needs to reach this devnet."""
+        return {
+            "kind": self.kind,
+            "rpc_url": self.rpc_url,
+            "ws_url": self.ws_url,
+            "feed_url": self.feed_url,
+            "chain_id": self.chain_id,
+        }
+
+    def close(self) -> None:  # noqa: B027 - backends that start nothing have nothing to release
+        """Release what the backend started. Safe to call more than once."""
+
+    def __enter__(self) -> Devnet:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,559 @@
+"""The edge runtime: one load generator running its share of a plan against a chain.
+
+An edge receives an :class:`EdgeAssignment` (plain data: the compiled plan, endpoints, its sender
+range and gas share), runs in a daemon thread with its own asyncio loop, and hands back an
+:class:`~pytest_gashammer.telemetry.records.EdgeReport`. It does not know whether it lives in the
+test's own process or in a pytest-xdist worker; whoever hosts it only calls :meth:`start`,
+:meth:`snapshot`, :meth:`stop` and :meth:`join`.
+
+Hot path per transaction: pick template and sender, build, take a nonce, sign, append a row to
+the columnar log, and send in JSON-RPC batches spread over a few keep-alive connections.
+Inclusion is tracked by following blocks (see :mod:`~pytest_gashammer.edge.tracker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from pytest_gashammer.edge.accounts import NonceBook, Sender, derive_senders
+from pytest_gashammer.edge.funding import fund_senders
+from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError, TransportError
+from pytest_gashammer.edge.tracker import BlockFollower
+from pytest_gashammer.errors import GashammerError
+from pytest_gashammer.scenario.spec import ScenarioPlan
+from pytest_gashammer.telemetry.records import (
+    NOT_YET,
+    STATUS_ACCEPTED,
+    STATUS_INCLUDED,
+    STATUS_REJECTED,
+    STATUS_SENT,
+    BlockRecord,
+    EdgeReport,
+    TxLog,
+)
+from pytest_gashammer.workload.base import Template, TemplateContext
+from pytest_gashammer.workload.rate import ArrivalSchedule
+from pytest_gashammer.workload.registry import resolve_template
+
+MAX_BATCH = 256
+#: Template index recorded for the self-transfers that fill a nonce hole left by a rejection.
+GAP_FILLER = -1
+NONCE_RESYNC_KINDS = frozenset({"nonce_too_low", "replacement_underpriced"})
+
+
+@dataclasses.dataclass
+class EdgeAssignment:
+    """What the hive tells one edge to do. Plain data, so it can cross a process boundary."""
+
+    edge_id: str
+    plan: dict[str, Any]
+    rpc_url: str
+    ws_url: str | None
+    chain_id: int
+    funder_key: str
+    sender_start: int = 0
+    sender_count: int = 0
+    gas_share: float = 1.0
+    connections: int = 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EdgeAssignment:
+        return cls(**data)
+
+
+@dataclasses.dataclass
+class Progress:
+    """A consistent-enough view of a running edge, read by the host for progress lines."""
+
+    phase: str = "setup"
+    elapsed: float = 0.0
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    included: int = 0
+    included_gas: int = 0
+    errors: int = 0
+    recent_inclusion_p99: float | None = None
+
+
+class EdgeRuntime:
+    """Runs one :class:`EdgeAssignment` in a daemon thread with its own event loop."""
+
+    def __init__(self, assignment: EdgeAssignment, *, start_gate: Callable[[], None] | None = None) -> None:
+        self.assignment = assignment
+        self.plan = ScenarioPlan.from_dict(assignment.plan)
+        self._start_gate = start_gate
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: str | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._report: EdgeReport | None = None
+        self._failure: BaseException | None = None
+        self._done = threading.Event()
+        self.progress = Progress()
+        self._recent_latencies: deque[float] = deque(maxlen=2000)
+
+    # -- host-facing API ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._thread_main, name=f"gashammer-edge-{self.assignment.edge_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask the edge to stop sending and wrap up with what it has. Safe from any thread."""
+        self._stop_requested = self._stop_requested or reason
+        loop, event = self._loop, self._stop_event
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self) -> EdgeReport:
+        """The report, or the error that ended the edge (re-raised here, in the host's thread)."""
+        if not self._done.is_set():
+            raise RuntimeError("the edge is still running; join() it first")
+        if self._failure is not None:
+            raise self._failure
+        assert self._report is not None
+        return self._report
+
+    def snapshot(self) -> Progress:
+        progress = dataclasses.replace(self.progress)
+        if self._recent_latencies:
+            ordered = sorted(self._recent_latencies)
+            progress.recent_inclusion_p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return progress
+
+    def run_blocking(self) -> EdgeReport:
+        self.start()
+        self.join()
+        return self.result()
+
+    # -- thread ---------------------------------------------------------------------------------
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._report = loop.run_until_complete(self._main())
+        except BaseException as exc:  # handed to the host thread through result()
+            self._failure = exc
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._done.set()
+
+    async def _main(self) -> EdgeReport:
+        self._stop_event = asyncio.Event()
+        if self._stop_requested:
+            self._stop_event.set()
+        async with AsyncRpcClient(self.assignment.rpc_url, connections=self.assignment.connections) as rpc:
+            session = _EdgeSession(self, rpc)
+            await session.setup()
+            if self._start_gate is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self._start_gate)
+            return await session.run()
+
+
+class _EdgeSession:
+    """State of one run on one edge. Lives on the edge's event loop thread only."""
+
+    def __init__(self, runtime: EdgeRuntime, rpc: AsyncRpcClient) -> None:
+        self.runtime = runtime
+        self.assignment = runtime.assignment
+        self.plan = runtime.plan
+        self.rpc = rpc
+        self.log = TxLog()
+        self.blocks: list[BlockRecord] = []
+        self.errors: dict[str, int] = {}
+        self.notes: list[str] = []
+        self.in_flight: dict[bytes, int] = {}
+        self.by_hash: dict[bytes, int] = {}
+        self.duplicates: list[str] = []
+        self.pending_receipts: deque[int] = deque()
+        self.receipts_checked = 0
+        self.receipts_skipped = 0
+        self.accepted_outstanding = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.origin_ns = 0
+        self.wall_origin_ns = 0
+        self.sending_finished_ns = NOT_YET
+        self.resyncing: set[int] = set()
+
+    # -- setup ----------------------------------------------------------------------------------
+    async def setup(self) -> None:
+        plan, assignment = self.plan, self.assignment
+        try:
+            chain_id = int(await self.rpc.call("eth_chainId"), 16)
+        except TransportError as exc:
+            raise GashammerError(f"edge {assignment.edge_id}: cannot reach {assignment.rpc_url} ({exc})") from None
+        if chain_id != assignment.chain_id:
+            raise GashammerError(f"edge {assignment.edge_id}: node reports chain id {chain_id}, plan expects {assignment.chain_id}")
+
+        count = assignment.sender_count or plan.senders
+        self.senders: list[Sender] = derive_senders(plan.seed, assignment.sender_start, count)
+        context = TemplateContext(chain_id=chain_id, seed=plan.seed, sender_addresses=[s.address for s in self.senders])
+        self.template_classes = [resolve_template(name) for name, _ in plan.workload]
+        self.templates: list[Template] = [cls(context) for cls in self.template_classes]
+        self.shares = [share for _, share in plan.workload]
+
+        tip = plan.max_priority_fee_per_gas
+        if tip is None:
+            try:
+                tip = int(await self.rpc.call("eth_maxPriorityFeePerGas"), 16)
+            except (RpcError, TransportError):
+                tip = 0
+        self.max_priority_fee = tip
+        if plan.max_fee_per_gas is not None:
+            self.max_fee = plan.max_fee_per_gas
+        else:
+            latest = await self.rpc.call("eth_getBlockByNumber", "latest", False)
+            base_fee = int(latest.get("baseFeePerGas") or "0x0", 16)
+            self.max_fee = max(2 * base_fee + tip, 1)
+
+        self.gas_model = [float(cls.nominal_gas) for cls in self.template_classes]
+        self.gas_observed: list[list[float]] = [[0.0, 0.0] for _ in self.templates]  # sum, count
+        for index, template in enumerate(self.templates):
+            try:
+                estimate = int(await self.rpc.call("eth_estimateGas", template.estimate_request(self.senders[0].address)), 16)
+                self.gas_model[index] = float(estimate)
+            except (RpcError, TransportError) as exc:
+                self.notes.append(f"eth_estimateGas for {plan.workload[index][0]} failed ({exc}); using its nominal gas")
+
+        self.schedule = ArrivalSchedule(
+            plan.phases,
+            self.shares,
+            lambda index: self.gas_model[index],
+            arrival=plan.arrival,
+            seed=plan.seed + assignment.sender_start,
+            gas_scale=assignment.gas_share,
+        )
+        expected = self.schedule.expected_transactions()
+        per_sender = expected / max(len(self.senders), 1) * 1.5 + 10
+        worst_tx_cost = max(t.gas_limit(g) for t, g in zip(self.templates, self.gas_model, strict=True)) * self.max_fee + 10**12
+        amount = int(per_sender * worst_tx_cost)
+        await fund_senders(
+            self.rpc,
+            chain_id=chain_id,
+            funder_key=assignment.funder_key,
+            senders=self.senders,
+            amount_wei=amount,
+            max_fee_per_gas=self.max_fee,
+            max_priority_fee_per_gas=self.max_priority_fee,
+        )
+        counts = await self.rpc.batch([("eth_getTransactionCount", [s.address, "pending"]) for s in self.senders])
+        if any(isinstance(answer, Exception) for answer in counts):
+            raise GashammerError(f"edge {assignment.edge_id}: eth_getTransactionCount failed for a sender: {counts}")
+        self.start_nonces = [int(answer, 16) for answer in counts]
+        self.nonces = NonceBook(list(self.start_nonces))
+        self.rng = random.Random(plan.seed * 1_000_003 + assignment.sender_start)
+        self.start_block = int(await self.rpc.call("eth_blockNumber"), 16)
+        self.sign_keys = [s.key for s in self.senders]
+        from eth_account import Account
+
+        self.accounts = [Account.from_key(key) for key in self.sign_keys]
+
+    # -- run ------------------------------------------------------------------------------------
+    async def run(self) -> EdgeReport:
+        runtime = self.runtime
+        stop = runtime._stop_event
+        assert stop is not None
+        follower = BlockFollower(self.rpc, self._on_block, ws_url=self.assignment.ws_url, start_block=self.start_block)
+        tracker_stop = asyncio.Event()
+        tracker = asyncio.create_task(follower.run(tracker_stop))
+        receipts = asyncio.create_task(self._receipt_loop(tracker_stop))
+        self.origin_ns = time.monotonic_ns()
+        self.wall_origin_ns = time.time_ns()
+        runtime.progress.phase = "sending"
+        try:
+            await self._send_loop(stop)
+            await self._wait_for_inclusion(stop, follower)
+        finally:
+            await follower.catch_up()
+            tracker_stop.set()
+            await asyncio.gather(tracker, return_exceptions=True)
+            await self._drain_receipts(stop)
+            receipts.cancel()
+            await asyncio.gather(receipts, return_exceptions=True)
+            for kind, count in follower.errors.items():
+                self.errors[f"tracker_{kind}"] = self.errors.get(f"tracker_{kind}", 0) + count
+        runtime.progress.phase = "done"
+        return self._report(stop)
+
+    def _report(self, stop: asyncio.Event) -> EdgeReport:
+        for index, (total, count) in enumerate(self.gas_observed):
+            if count:
+                self.gas_model[index] = total / count
+        return EdgeReport(
+            edge_id=self.assignment.edge_id,
+            host=socket.gethostname(),
+            clock_origin_ns=self.origin_ns,
+            wall_origin_ns=self.wall_origin_ns,
+            txs=self.log,
+            blocks=self.blocks,
+            templates=[name for name, _ in self.plan.workload],
+            template_expected_status=[cls.expected_status for cls in self.template_classes],
+            template_gas_model=list(self.gas_model),
+            template_gas_tolerance=[cls.gas_tolerance for cls in self.template_classes],
+            sender_addresses=[s.address for s in self.senders],
+            sender_start_nonces=list(self.start_nonces),
+            sender_foreign_nonces=[sorted(nonces) for nonces in self.nonces.foreign],
+            errors=dict(self.errors),
+            receipts_checked=self.receipts_checked,
+            receipts_skipped=self.receipts_skipped,
+            duplicates=self.duplicates,
+            sending_finished_ns=self.sending_finished_ns,
+            stopped_early=self.runtime._stop_requested,
+            notes=self.notes,
+        )
+
+    def _now(self) -> float:
+        return (time.monotonic_ns() - self.origin_ns) / 1e9
+
+    async def _send_loop(self, stop: asyncio.Event) -> None:
+        progress = self.runtime.progress
+        sender_count = len(self.senders)
+        next_arrival = self.schedule.next()
+        cap = self.plan.max_in_flight
+        turn = 0
+        while next_arrival is not None and not stop.is_set():
+            now = self._now()
+            progress.elapsed = now
+            progress.phase = self._phase_at(now)
+            if cap is not None and self.accepted_outstanding >= cap:
+                await asyncio.sleep(0.005)
+                continue
+            batch: list[tuple[int, bytes]] = []
+            while next_arrival is not None and next_arrival[0] <= now and len(batch) < MAX_BATCH:
+                t, template_index = next_arrival
+                sender = turn % sender_count
+                turn += 1
+                batch.append(self._build(template_index, sender, self.origin_ns + int(t * 1e9)))
+                next_arrival = self.schedule.next()
+            if batch:
+                self._spawn(self._submit(batch))
+                await asyncio.sleep(0)
+                continue
+            if next_arrival is not None:
+                await asyncio.sleep(min(max(next_arrival[0] - self._now(), 0.0), 0.02))
+        self.sending_finished_ns = time.monotonic_ns()
+        if self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        await self._fill_holes()
+
+    def _phase_at(self, t: float) -> str:
+        for phase in self.plan.phases:
+            if phase.start <= t < phase.end:
+                return phase.name
+        return "draining"
+
+    def _build(self, template_index: int, sender: int, intended_ns: int) -> tuple[int, bytes]:
+        template = self.templates[template_index]
+        fields = template.build(sender, self.rng)
+        nonce = self.nonces.take(sender)
+        gas_limit = template.gas_limit(self.gas_model[template_index])
+        raw, tx_hash = self._sign(sender, nonce, gas_limit, fields)
+        row = self.log.append(template_index, sender, nonce, int(self.gas_model[template_index]), intended_ns, tx_hash)
+        self.by_hash[tx_hash] = row
+        self.in_flight[tx_hash] = row
+        return row, raw
+
+    def _sign(self, sender: int, nonce: int, gas_limit: int, fields: dict[str, Any]) -> tuple[bytes, bytes]:
+        tx: dict[str, Any] = {
+            "type": 2,
+            "chainId": self.assignment.chain_id,
+            "nonce": nonce,
+            "gas": gas_limit,
+            "maxFeePerGas": self.max_fee,
+            "maxPriorityFeePerGas": self.max_priority_fee,
+            "value": int(fields.get("value", 0)),
+            "data": bytes(fields.get("data") or b""),
+        }
+        to = fields.get("to")
+        if to:
+            tx["to"] = bytes.fromhex(to[2:]) if isinstance(to, str) else bytes(to)
+        signed = self.accounts[sender].sign_transaction(tx)
+        return bytes(signed.raw_transaction), bytes(signed.hash)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _submit(self, batch: list[tuple[int, bytes]]) -> None:
+        log, progress = self.log, self.runtime.progress
+        sent_ns = time.monotonic_ns()
+        for row, _ in batch:
+            log.sent_ns[row] = sent_ns
+            log.state[row] = STATUS_SENT
+        progress.sent += len(batch)
+        calls = [("eth_sendRawTransaction", ["0x" + raw.hex()]) for _, raw in batch]
+        try:
+            answers: list[Any] = await self.rpc.batch(calls)
+        except TransportError as exc:
+            answers = [exc] * len(batch)
+        answered_ns = time.monotonic_ns()
+        for (row, _), answer in zip(batch, answers, strict=True):
+            if isinstance(answer, str):
+                self._accept(row, answered_ns)
+                continue
+            kind = getattr(answer, "kind", "transport")
+            if kind == "already_known":
+                self._accept(row, answered_ns)
+                continue
+            self._reject(row, kind)
+
+    def _accept(self, row: int, answered_ns: int) -> None:
+        log = self.log
+        if log.accepted_ns[row] != NOT_YET:
+            return
+        log.accepted_ns[row] = answered_ns
+        if log.state[row] != STATUS_INCLUDED:
+            log.state[row] = STATUS_ACCEPTED
+            self.accepted_outstanding += 1
+        self.runtime.progress.accepted += 1
+
+    def _reject(self, row: int, kind: str) -> None:
+        log = self.log
+        log.state[row] = STATUS_REJECTED
+        log.error[row] = log.error_code(kind)
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        self.runtime.progress.rejected += 1
+        self.runtime.progress.errors += 1
+        tx_hash = bytes(log.hashes[row * 32 : row * 32 + 32])
+        self.in_flight.pop(tx_hash, None)
+        sender = log.sender[row]
+        if kind in NONCE_RESYNC_KINDS:
+            self.nonces.mark_foreign(sender, log.nonce[row])
+            if sender not in self.resyncing:
+                self.resyncing.add(sender)
+                self._spawn(self._resync(sender))
+        else:
+            self.nonces.release(sender, log.nonce[row])
+
+    async def _resync(self, sender: int) -> None:
+        try:
+            pending = int(await self.rpc.call("eth_getTransactionCount", self.senders[sender].address, "pending"), 16)
+            self.nonces.resync(sender, pending)
+        except (RpcError, TransportError) as exc:
+            self.errors["nonce_resync"] = self.errors.get("nonce_resync", 0) + 1
+            self.notes.append(f"nonce resync for sender {sender} failed: {exc}")
+        finally:
+            self.resyncing.discard(sender)
+
+    async def _fill_holes(self) -> None:
+        """Send a self-transfer into every nonce a rejection left unused, so no later nonce is stranded."""
+        for _attempt in range(3):
+            batch = []
+            for sender in range(len(self.senders)):
+                for nonce in self.nonces.holes(sender):
+                    if nonce >= self.nonces.next_nonce(sender):
+                        continue
+                    taken = self.nonces.take(sender)
+                    raw, tx_hash = self._sign(sender, taken, 21_000, {"to": self.senders[sender].address, "value": 0})
+                    row = self.log.append(GAP_FILLER, sender, taken, 21_000, time.monotonic_ns(), tx_hash)
+                    self.by_hash[tx_hash] = row
+                    self.in_flight[tx_hash] = row
+                    batch.append((row, raw))
+            if not batch:
+                return
+            self.notes.append(f"filled {len(batch)} nonce hole(s) left by rejected transactions")
+            await self._submit(batch)
+
+    async def _wait_for_inclusion(self, stop: asyncio.Event, follower: BlockFollower) -> None:
+        self.runtime.progress.phase = "draining"
+        deadline = time.monotonic() + self.plan.inclusion_timeout
+        while self.accepted_outstanding > 0 and time.monotonic() < deadline and not stop.is_set():
+            self.runtime.progress.elapsed = self._now()
+            await asyncio.sleep(0.05)
+
+    # -- inclusion and receipts -----------------------------------------------------------------
+    def _on_block(self, record: BlockRecord, tx_hashes: list[str]) -> None:
+        self.blocks.append(record)
+        log, progress = self.log, self.runtime.progress
+        latencies = self.runtime._recent_latencies
+        receipts_wanted = self.plan.receipts
+        for text in tx_hashes:
+            tx_hash = bytes.fromhex(text[2:])
+            row = self.by_hash.get(tx_hash)
+            if row is None:
+                continue
+            log.inclusions[row] = min(log.inclusions[row] + 1, 100)
+            if log.inclusions[row] > 1:
+                self.duplicates.append(text)
+                continue
+            self.in_flight.pop(tx_hash, None)
+            if log.state[row] == STATUS_ACCEPTED:
+                self.accepted_outstanding -= 1
+            log.included_ns[row] = record.observed_ns
+            log.block_number[row] = record.number
+            log.state[row] = STATUS_INCLUDED
+            progress.included += 1
+            progress.included_gas += log.gas_planned[row]
+            latencies.append((record.observed_ns - log.intended_ns[row]) / 1e9)
+            if receipts_wanted is None or self.receipts_checked + len(self.pending_receipts) < receipts_wanted:
+                self.pending_receipts.append(row)
+            else:
+                self.receipts_skipped += 1
+
+    async def _receipt_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if len(self.pending_receipts) >= 64:
+                await self._fetch_receipts(200)
+            else:
+                await asyncio.sleep(0.2)
+
+    async def _drain_receipts(self, stop: asyncio.Event) -> None:
+        deadline = time.monotonic() + max(30.0, self.plan.inclusion_timeout)
+        while self.pending_receipts and time.monotonic() < deadline:
+            if stop.is_set() and self.runtime._stop_requested:
+                self.receipts_skipped += len(self.pending_receipts)
+                self.pending_receipts.clear()
+                return
+            await self._fetch_receipts(500)
+
+    async def _fetch_receipts(self, limit: int) -> None:
+        rows = [self.pending_receipts.popleft() for _ in range(min(limit, len(self.pending_receipts)))]
+        if not rows:
+            return
+        log = self.log
+        try:
+            answers = await self.rpc.batch([("eth_getTransactionReceipt", [log.tx_hash(row)]) for row in rows])
+        except TransportError as exc:
+            self.errors["receipt_fetch"] = self.errors.get("receipt_fetch", 0) + 1
+            self.notes.append(f"receipt fetch failed: {exc}")
+            self.pending_receipts.extendleft(reversed(rows))
+            await asyncio.sleep(0.2)
+            return
+        for row, receipt in zip(rows, answers, strict=True):
+            if not isinstance(receipt, dict):
+                self.errors["receipt_missing"] = self.errors.get("receipt_missing", 0) + 1
+                continue
+            log.receipt_status[row] = int(receipt.get("status", "0x0"), 16)
+            gas_used = int(receipt.get("gasUsed", "0x0"), 16)
+            log.gas_used[row] = gas_used
+            template = log.template[row]
+            if template >= 0:
+                observed = self.gas_observed[template]
+                observed[0] += gas_used
+                observed[1] += 1
+                # Correct the model from receipts so the gas rate tracks what the chain really charges.
+                self.gas_model[template] = observed[0] / observed[1]
+            self.receipts_checked += 1

@@ -1,0 +1,161 @@
+"""Inclusion tracking by following blocks, never by polling receipts per transaction.
+
+New heads arrive over a WebSocket ``newHeads`` subscription when the node offers one, else by
+polling ``eth_blockNumber``. Every new block is fetched once with
+``eth_getBlockByNumber(n, false)`` (hashes only) and its transaction hashes are matched against
+what the edge has in flight. Per-transaction receipt polling costs about twenty times the client
+CPU; a block fetch serves every transaction in the block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError, TransportError
+from pytest_gashammer.telemetry.records import BlockRecord
+
+BlockHandler = Callable[[BlockRecord, list[str]], None]
+
+
+class BlockFollower:
+    """Calls ``on_block(record, tx_hashes)`` once per block, in order, from ``start_block`` + 1 on."""
+
+    def __init__(
+        self,
+        rpc: AsyncRpcClient,
+        on_block: BlockHandler,
+        *,
+        ws_url: str | None,
+        start_block: int,
+        poll_interval: float = 0.1,
+        max_blocks_per_fetch: int = 16,
+    ) -> None:
+        self._rpc = rpc
+        self._on_block = on_block
+        self._ws_url = ws_url
+        self._last = start_block
+        self._poll_interval = poll_interval
+        self._max_blocks = max_blocks_per_fetch
+        self._wake = asyncio.Event()
+        self._head = start_block
+        self.mode = "websocket" if ws_url else "polling"
+        self.errors: dict[str, int] = {}
+        self.last_error: str | None = None
+
+    @property
+    def last_block(self) -> int:
+        return self._last
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(self._fetch_loop(stop))]
+        if self._ws_url:
+            tasks.append(asyncio.create_task(self._subscribe_loop(stop)))
+        tasks.append(asyncio.create_task(self._poll_loop(stop)))
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def catch_up(self) -> None:
+        """Fetch up to the node's current head now (used before deciding what is lost)."""
+        with contextlib.suppress(RpcError, TransportError):
+            self._note_head(int(await self._rpc.call("eth_blockNumber"), 16))
+        await self._fetch_pending()
+
+    def _count(self, kind: str, message: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        self.last_error = message
+
+    def _note_head(self, number: int) -> None:
+        if number > self._head:
+            self._head = number
+            self._wake.set()
+
+    async def _subscribe_loop(self, stop: asyncio.Event) -> None:
+        from websockets.asyncio.client import connect
+
+        assert self._ws_url is not None
+        while not stop.is_set():
+            try:
+                async with connect(self._ws_url, max_size=None, open_timeout=5) as socket:
+                    await socket.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}))
+                    self.mode = "websocket"
+                    async for frame in socket:
+                        message = json.loads(frame)
+                        head = message.get("params", {}).get("result") if isinstance(message, dict) else None
+                        if isinstance(head, dict) and "number" in head:
+                            self._note_head(int(head["number"], 16))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the polling loop keeps tracking while the socket is down
+                self.mode = "polling"
+                self._count("ws_disconnect", f"newHeads subscription: {type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.5)
+
+    async def _poll_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            # With a live subscription, polling only guards against missed notifications.
+            interval = self._poll_interval if self.mode == "polling" else 1.0
+            try:
+                self._note_head(int(await self._rpc.call("eth_blockNumber"), 16))
+            except (RpcError, TransportError, ValueError, TypeError) as exc:
+                self._count("head_poll", f"eth_blockNumber: {exc}")
+            await asyncio.sleep(interval)
+
+    async def _fetch_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            await self._fetch_pending()
+
+    async def _fetch_pending(self) -> None:
+        while self._last < self._head:
+            first = self._last + 1
+            last = min(self._head, self._last + self._max_blocks)
+            observed = time.monotonic_ns()
+            try:
+                blocks = await self._rpc.batch(
+                    [("eth_getBlockByNumber", [hex(number), False]) for number in range(first, last + 1)]
+                )
+            except TransportError as exc:
+                self._count("block_fetch", str(exc))
+                await asyncio.sleep(0.1)
+                return
+            for number, block in zip(range(first, last + 1), blocks, strict=True):
+                if not isinstance(block, dict):
+                    # Not served yet (a node can announce a head before serving it) or an error:
+                    # stop here and retry from this block on the next wake.
+                    if isinstance(block, Exception):
+                        self._count("block_fetch", str(block))
+                    self._wake.set()
+                    await asyncio.sleep(0.02)
+                    return
+                record = parse_block(block, observed)
+                if record.number != number:
+                    self._count("block_mismatch", f"asked for block {number}, got {record.number}")
+                self._last = number
+                self._on_block(record, list(block.get("transactions") or []))
+
+
+def parse_block(block: dict[str, Any], observed_ns: int) -> BlockRecord:
+    base_fee = block.get("baseFeePerGas")
+    return BlockRecord(
+        number=int(block["number"], 16),
+        hash=str(block["hash"]),
+        parent_hash=str(block["parentHash"]),
+        timestamp=int(block["timestamp"], 16),
+        gas_used=int(block["gasUsed"], 16),
+        gas_limit=int(block["gasLimit"], 16),
+        tx_count=len(block.get("transactions") or []),
+        observed_ns=observed_ns,
+        base_fee=int(base_fee, 16) if base_fee else None,
+    )

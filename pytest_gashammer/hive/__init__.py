@@ -1,0 +1,5 @@
+"""The hive: control plane, run orchestration and results."""
+
+from pytest_gashammer.hive.result import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
+
+__all__ = ["EdgeSummary", "Latency", "LatencyStats", "RunResult", "Verdict"]

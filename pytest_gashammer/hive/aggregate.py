@@ -1,0 +1,129 @@
+"""Turning the edges' reports into one :class:`RunResult`."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+from pytest_gashammer.hive.result import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
+from pytest_gashammer.scenario.spec import ScenarioPlan
+from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, EdgeReport
+
+
+def build_result(
+    plan: ScenarioPlan,
+    reports: Sequence[EdgeReport],
+    verdicts: list[Verdict],
+    *,
+    chain_id: int,
+    devnet_kind: str,
+    node_version: str,
+    duration: float,
+    edge_shares: Sequence[float] | None = None,
+    start_skews: Sequence[float] | None = None,
+) -> RunResult:
+    sustain = plan.sustain
+    window = max(sustain.length, 1e-9)
+    offered_gas = accepted_gas = 0.0
+    offered_tx = 0
+    sent = accepted = rejected = included = lost = 0
+    accept_latencies: list[float] = []
+    inclusion_latencies: list[float] = []
+    errors: dict[str, int] = {}
+    inclusion_times: list[tuple[float, float]] = []  # (seconds since edge origin, gas)
+    buckets: dict[int, dict[str, float]] = {}
+
+    for report in reports:
+        log = report.txs
+        origin = report.clock_origin_ns
+        for kind, count in report.errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+        for row in range(len(log)):
+            intended = (log.intended_ns[row] - origin) / 1e9
+            gas = float(log.gas_used[row] if log.gas_used[row] != NOT_YET else log.gas_planned[row])
+            in_sustain = sustain.start <= intended < sustain.end and log.template[row] >= 0
+            if log.sent_ns[row] != NOT_YET:
+                sent += 1
+            if log.state[row] == STATUS_REJECTED:
+                rejected += 1
+            was_accepted = log.accepted_ns[row] != NOT_YET or log.included_ns[row] != NOT_YET
+            if was_accepted:
+                accepted += 1
+            if log.included_ns[row] != NOT_YET:
+                included += 1
+                included_at = (log.included_ns[row] - origin) / 1e9
+                inclusion_times.append((included_at, gas))
+                bucket = buckets.setdefault(math.floor(included_at), _empty_bucket())
+                bucket["included_gas"] += gas
+                bucket["included_tx"] += 1
+            elif was_accepted:
+                lost += 1
+            if log.template[row] >= 0:
+                bucket = buckets.setdefault(math.floor(intended), _empty_bucket())
+                bucket["offered_gas"] += log.gas_planned[row]
+                bucket["offered_tx"] += 1
+            if not in_sustain:
+                continue
+            offered_gas += log.gas_planned[row]
+            offered_tx += 1
+            if log.accepted_ns[row] != NOT_YET:
+                accepted_gas += log.gas_planned[row]
+                accept_latencies.append((log.accepted_ns[row] - log.intended_ns[row]) / 1e9)
+            if log.included_ns[row] != NOT_YET:
+                inclusion_latencies.append((log.included_ns[row] - log.intended_ns[row]) / 1e9)
+
+    # Inclusions trail sends by the pipeline delay; shift the window by the median inclusion
+    # latency so a run that starts at full rate is not charged for the first block interval.
+    shift = statistics.median(inclusion_latencies) if inclusion_latencies else 0.0
+    low, high = sustain.start + shift, sustain.end + shift
+    included_gas = sum(gas for at, gas in inclusion_times if low <= at < high)
+    included_tx = sum(1 for at, _ in inclusion_times if low <= at < high)
+
+    shares = list(edge_shares) if edge_shares is not None else [1.0 / max(len(reports), 1)] * len(reports)
+    skews = list(start_skews) if start_skews is not None else [0.0] * len(reports)
+    edges = [
+        EdgeSummary(
+            edge_id=report.edge_id,
+            host=report.host,
+            sent=sum(1 for value in report.txs.sent_ns if value != NOT_YET),
+            included=sum(1 for value in report.txs.included_ns if value != NOT_YET),
+            target_share=share,
+            start_skew=skew,
+        )
+        for report, share, skew in zip(reports, shares, skews, strict=True)
+    ]
+    timeline = [{"second": float(second), **values} for second, values in sorted(buckets.items()) if second >= 0]
+    notes = [note for report in reports for note in report.notes]
+    return RunResult(
+        name=plan.name,
+        seed=plan.seed,
+        target_gas_per_sec=plan.target_gas_per_sec,
+        offered_gas_per_sec=offered_gas / window,
+        accepted_gas_per_sec=accepted_gas / window,
+        included_gas_per_sec=included_gas / window,
+        sent=sent,
+        accepted=accepted,
+        rejected=rejected,
+        included=included,
+        lost=lost,
+        latency=Latency(accept=LatencyStats.of(accept_latencies), inclusion=LatencyStats.of(inclusion_latencies)),
+        errors=errors,
+        verdicts=verdicts,
+        duration=duration,
+        sustain_seconds=sustain.length,
+        chain_id=chain_id,
+        devnet_kind=devnet_kind,
+        node_version=node_version,
+        edges=edges,
+        offered_tx_per_sec=offered_tx / window,
+        included_tx_per_sec=included_tx / window,
+        blocks_observed=sum(len(report.blocks) for report in reports),
+        stopped_early=next((report.stopped_early for report in reports if report.stopped_early), None),
+        notes=notes,
+        timeline=timeline,
+    )
+
+
+def _empty_bucket() -> dict[str, float]:
+    return {"offered_gas": 0.0, "offered_tx": 0.0, "included_gas": 0.0, "included_tx": 0.0}

@@ -1,0 +1,65 @@
+"""The ``hammer`` fixture's object: runs the calling test's scenario through the hive."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_gashammer.errors import GashammerError
+from pytest_gashammer.hive.local import Hive, ProgressSink
+from pytest_gashammer.hive.result import RunResult
+from pytest_gashammer.scenario.spec import ScenarioSpec, compile_plan, parse_spec
+
+
+class Hammer:
+    """``hammer.run(**overrides)`` runs the test's ``@pytest.mark.gashammer`` scenario.
+
+    Keyword overrides use the marker's argument names and are validated the same way. With
+    ``check=True`` (the default) a failed invariant fails the test right there, through pytest's
+    assertion machinery; ``check=False`` returns the result for the test to inspect.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        spec: ScenarioSpec | None,
+        hive: Hive,
+        seed: int,
+        duration_scale: float,
+        progress_factory: Callable[[], ProgressSink | None],
+        on_result: Callable[[RunResult], None],
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.hive = hive
+        self.seed = seed
+        self.duration_scale = duration_scale
+        self._progress_factory = progress_factory
+        self._on_result = on_result
+        self.results: list[RunResult] = []
+
+    def plan(self, **overrides: Any) -> Any:
+        """The compiled plan ``run(**overrides)`` would execute (plain data, for inspection)."""
+        __tracebackhide__ = True
+        try:
+            spec = self.spec.replace(**overrides) if self.spec is not None else parse_spec(overrides)
+            seed = spec.seed if spec.seed is not None else self.seed
+            return compile_plan(spec, name=self.name, seed=seed, duration_scale=self.duration_scale)
+        except GashammerError as exc:
+            pytest.fail(f"hammer.run(): {exc}", pytrace=False)
+
+    def run(self, *, check: bool = True, **overrides: Any) -> RunResult:
+        __tracebackhide__ = True
+        plan = self.plan(**overrides)
+        try:
+            result = self.hive.run(plan, progress=self._progress_factory())
+        except GashammerError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        self.results.append(result)
+        self._on_result(result)
+        if check:
+            result.check()
+        return result

@@ -1,0 +1,256 @@
+"""pytest glue: options, the ``gashammer`` marker, fixtures and hooks. Nothing heavy is imported here.
+
+The parts live in their own subpackages (scenario, devnet, edge, workload, hive, oracle,
+telemetry, report); this module wires them to pytest and imports them lazily, so that a test
+session that never touches a chain pays nothing for having the plugin installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_gashammer.errors import ConfigError, GashammerError
+from pytest_gashammer.scenario.spec import ACCEPTED, MARKER, ScenarioSpec, default_seed, parse_spec
+
+if TYPE_CHECKING:
+    from pytest_gashammer.devnet.base import Devnet
+    from pytest_gashammer.hive.hammer import Hammer
+    from pytest_gashammer.hive.local import Hive
+
+SPEC_KEY = pytest.StashKey[ScenarioSpec | None]()
+SPEC_ERROR_KEY = pytest.StashKey[str]()
+RUNS_KEY = pytest.StashKey["list[dict[str, Any]]"]()
+
+
+# ----------------------------------------------------------------------------------------------
+# options
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; use e.g. 0.1 to run 10x shorter"
+        ) from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero, e.g. 0.1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be zero or more")
+    return value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gashammer", "gas-rate load tests for EVM rollups")
+    group.addoption(
+        "--gashammer-seed",
+        type=_non_negative_int,
+        default=None,
+        metavar="INT",
+        help="seed for every scenario without seed=... (default: derived from each test's id)",
+    )
+    group.addoption(
+        "--gashammer-duration-scale",
+        type=_positive_float,
+        default=1.0,
+        metavar="FACTOR",
+        help="multiply every phase duration, e.g. 0.1 for quick PR runs (default 1)",
+    )
+    group.addoption(
+        "--gashammer-rpc-url",
+        default=os.environ.get("GASHAMMER_RPC_URL"),
+        metavar="URL",
+        help="load this JSON-RPC endpoint instead of the embedded devnet (env GASHAMMER_RPC_URL)",
+    )
+    group.addoption(
+        "--gashammer-ws-url",
+        default=os.environ.get("GASHAMMER_WS_URL"),
+        metavar="URL",
+        help="WebSocket endpoint of the external node for newHeads (env GASHAMMER_WS_URL)",
+    )
+    group.addoption(
+        "--gashammer-funder-key",
+        default=os.environ.get("GASHAMMER_FUNDER_KEY"),
+        metavar="KEY",
+        help="private key that funds the senders on an external endpoint (env GASHAMMER_FUNDER_KEY)",
+    )
+    group.addoption(
+        "--gashammer-chain-id",
+        type=_non_negative_int,
+        default=None,
+        metavar="ID",
+        help="fail unless the target reports this chain id",
+    )
+    group.addoption(
+        "--gashammer-allow-chain-id",
+        type=_non_negative_int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="allow loading this public mainnet chain id (refused by default); repeatable",
+    )
+    group.addoption(
+        "--gashammer-anvil",
+        default=os.environ.get("GASHAMMER_ANVIL"),
+        metavar="PATH",
+        help="anvil binary for the embedded devnet (env GASHAMMER_ANVIL; default: PATH, then a managed install)",
+    )
+    group.addoption(
+        "--gashammer-progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="live progress line during runs (default auto: on unless -q)",
+    )
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_gashammer import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    arguments = ", ".join(f"{name}=..." for name in ACCEPTED)
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}({arguments}): a gas-rate load scenario run by the hammer fixture; see docs/user-guide.md",
+    )
+    from pytest_gashammer.report.terminal import RunSummaries
+
+    config.pluginmanager.register(RunSummaries(config), "gashammer-run-summaries")
+
+
+# ----------------------------------------------------------------------------------------------
+# marker validation at collection
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    marker = item.get_closest_marker(MARKER)
+    if marker is None:
+        item.stash[SPEC_KEY] = None
+        return
+    try:
+        if marker.args:
+            raise ConfigError(
+                f"takes keyword arguments only, e.g. @pytest.mark.{MARKER}(gas_per_sec=2_000_000)"
+            )
+        item.stash[SPEC_KEY] = parse_spec(marker.kwargs)
+    except ConfigError as exc:
+        item.stash[SPEC_KEY] = None
+        item.stash[SPEC_ERROR_KEY] = f"@pytest.mark.{MARKER} on {item.nodeid}: {exc}"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    error = item.stash.get(SPEC_ERROR_KEY, None)
+    if error is not None:
+        pytest.fail(error, pytrace=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="session")
+def devnet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
+    """The chain under test: the embedded anvil devnet, or the endpoint of ``--gashammer-rpc-url``."""
+    from pytest_gashammer.devnet.factory import DevnetOptions, open_devnet
+
+    config = request.config
+    options = DevnetOptions(
+        rpc_url=config.getoption("--gashammer-rpc-url"),
+        ws_url=config.getoption("--gashammer-ws-url"),
+        funder_key=config.getoption("--gashammer-funder-key"),
+        expected_chain_id=config.getoption("--gashammer-chain-id"),
+        allowed_chain_ids=frozenset(config.getoption("--gashammer-allow-chain-id")),
+        anvil=config.getoption("--gashammer-anvil"),
+        workdir=tmp_path_factory.mktemp("gashammer-devnet"),
+    )
+    try:
+        chain = open_devnet(options)
+    except GashammerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield chain
+    finally:
+        chain.close()
+
+
+@pytest.fixture(scope="session")
+def hive(devnet: Devnet) -> Hive:
+    """The control plane that runs scenarios against the session's devnet."""
+    from pytest_gashammer.hive.local import Hive
+
+    return Hive(devnet)
+
+
+@pytest.fixture
+def hammer(request: pytest.FixtureRequest, hive: Hive) -> Hammer:
+    """Runs the test's ``@pytest.mark.gashammer`` scenario: ``result = hammer.run()``."""
+    from pytest_gashammer.hive.hammer import Hammer
+
+    item = request.node
+    config = request.config
+    seed = config.getoption("--gashammer-seed")
+    runs: list[dict[str, Any]] = item.stash.setdefault(RUNS_KEY, [])
+
+    def on_result(result: Any) -> None:
+        summary = result.summary_dict()
+        runs.append(summary)
+        item.user_properties.append(
+            (f"gashammer.{result.name}.included_gas_per_sec", round(result.included_gas_per_sec, 1))
+        )
+        item.user_properties.append((f"gashammer.{result.name}.inclusion_p99", result.latency.inclusion.p99))
+        item.user_properties.append((f"gashammer.{result.name}.lost", result.lost))
+        config.hook.pytest_gashammer_run_finished(item=item, result=result)
+
+    return Hammer(
+        name=item.name,
+        spec=item.stash.get(SPEC_KEY, None),
+        hive=hive,
+        seed=seed if seed is not None else default_seed(item.nodeid),
+        duration_scale=config.getoption("--gashammer-duration-scale"),
+        progress_factory=lambda: _progress(config),
+        on_result=on_result,
+    )
+
+
+def _progress(config: pytest.Config) -> Any:
+    mode = config.getoption("--gashammer-progress")
+    if mode == "off" or (mode == "auto" and config.get_verbosity() < 0) or hasattr(config, "workerinput"):
+        return None
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if terminal is None or capture is None:
+        return None
+    from pytest_gashammer.report.terminal import LiveProgress
+
+    return LiveProgress(terminal, capture, interactive=bool(terminal.isatty()))
+
+
+# ----------------------------------------------------------------------------------------------
+# results travel on the test report, so the controller sees them with or without xdist
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if call.when == "call":
+        runs = item.stash.get(RUNS_KEY, None)
+        if runs:
+            report.gashammer_runs = list(runs)  # type: ignore[attr-defined]  # travels with the report
+    return report

@@ -1,0 +1,131 @@
+"""What a person sees in the terminal: a live progress line during runs, a summary per run after."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pytest_gashammer.scenario.units import format_gas_rate, format_seconds
+
+#: Runs shorter than this never print a progress line.
+PROGRESS_AFTER = 3.0
+
+
+class LiveProgress:
+    """Writes ``elapsed, gas/s, tx/s, p99, errors`` while a run goes, through pytest's terminal.
+
+    On a terminal the line is redrawn in place; in a log (CI) a line is added every few seconds.
+    Output capture is suspended around each write, as pytest's own live logging does.
+    """
+
+    def __init__(self, terminal: Any, capture_manager: Any, *, interactive: bool) -> None:
+        self._terminal = terminal
+        self._capture = capture_manager
+        self._interactive = interactive
+        self._started = time.monotonic()
+        self._last_write = 0.0
+        self._last_included_gas = 0
+        self._last_included = 0
+        self._last_sample = self._started
+        self._wrote = False
+
+    def update(self, plan: Any, progress: Any) -> None:
+        now = time.monotonic()
+        if now - self._started < PROGRESS_AFTER:
+            self._sample(now, progress)
+            return
+        interval = 0.5 if self._interactive else 5.0
+        if now - self._last_write < interval:
+            return
+        span = max(now - self._last_sample, 1e-6)
+        gas_rate = (progress.included_gas - self._last_included_gas) / span
+        tx_rate = (progress.included - self._last_included) / span
+        self._sample(now, progress)
+        self._last_write = now
+        p99 = format_seconds(progress.recent_inclusion_p99)
+        line = (
+            f"gashammer {plan.name}: {progress.phase} {progress.elapsed:5.1f}/{plan.sending_time:.0f}s  "
+            f"{format_gas_rate(gas_rate)} ({tx_rate:,.0f} tx/s) of {format_gas_rate(plan.target_gas_per_sec)}  "
+            f"included {progress.included:,}/{progress.sent:,}  p99 {p99}  errors {progress.errors}"
+        )
+        self._write(line)
+
+    def _sample(self, now: float, progress: Any) -> None:
+        self._last_sample = now
+        self._last_included_gas = progress.included_gas
+        self._last_included = progress.included
+
+    def _write(self, line: str) -> None:
+        with self._capture.global_and_fixture_disabled():
+            if self._interactive:
+                self._terminal.write("\r" + line.ljust(self._terminal._tw.fullwidth - 1)[: self._terminal._tw.fullwidth - 1])
+                self._terminal.flush()
+            else:
+                self._terminal.write_line(line)
+        self._wrote = True
+
+    def finish(self) -> None:
+        if self._wrote and self._interactive:
+            with self._capture.global_and_fixture_disabled():
+                self._terminal.write("\r" + " " * (self._terminal._tw.fullwidth - 1) + "\r")
+                self._terminal.flush()
+
+
+def _rate_line(label: str, value: float, target: float) -> str:
+    ratio = f"{value / target * 100:6.1f} %" if target else ""
+    return f"  {label:<10} {format_gas_rate(value):>14}  {ratio}"
+
+
+def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
+    """One screen (about fifteen lines) per run, from :meth:`RunResult.summary_dict`."""
+    target = run["target_gas_per_sec"]
+    lines = [
+        f"{nodeid}  [{run['name']}] seed={run['seed']} chain={run['chain_id']} ({run['devnet_kind']}, {run['node_version']})",
+        f"  target     {format_gas_rate(target):>14}",
+        _rate_line("offered", run["offered_gas_per_sec"], target)
+        + f"   {run['offered_tx_per_sec']:,.1f} tx/s",
+        _rate_line("accepted", run["accepted_gas_per_sec"], target),
+        _rate_line("included", run["included_gas_per_sec"], target)
+        + f"   {run['included_tx_per_sec']:,.1f} tx/s",
+        f"  counts     sent {run['sent']:,}  accepted {run['accepted']:,}  rejected {run['rejected']:,}  "
+        f"included {run['included']:,}  lost {run['lost']:,}  blocks {run['blocks_observed']:,}",
+    ]
+    for label, key in (("accept", "latency_accept"), ("inclusion", "latency_inclusion")):
+        stats = run[key]
+        if stats["count"]:
+            lines.append(
+                f"  {label:<10} p50 {format_seconds(stats['p50'])}  p90 {format_seconds(stats['p90'])}  "
+                f"p99 {format_seconds(stats['p99'])}  max {format_seconds(stats['max'])}"
+            )
+    if run["errors"]:
+        errors = ", ".join(f"{kind}={count}" for kind, count in sorted(run["errors"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"  errors     {errors}")
+    verdicts = "  ".join(f"{v['name']}:{v['status']}" for v in run["verdicts"])
+    lines.append(f"  verdicts   {verdicts}")
+    if run.get("stopped_early"):
+        lines.append(f"  stopped early: {run['stopped_early']}")
+    return lines
+
+
+class RunSummaries:
+    """Collects run summaries from test reports (local or from xdist workers) and prints them at the end."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.runs: list[tuple[str, dict[str, Any]]] = []
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        runs = getattr(report, "gashammer_runs", None)
+        if runs and report.when == "call":
+            self.runs.extend((report.nodeid, run) for run in runs)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.runs:
+            return
+        terminalreporter.write_sep("=", f"gashammer: {len(self.runs)} run(s)")
+        for nodeid, run in self.runs:
+            lines = format_run_summary(nodeid, run)
+            self.config.hook.pytest_gashammer_summary_lines(config=self.config, nodeid=nodeid, run=run, lines=lines)
+            failed = any(verdict["status"] == "failed" for verdict in run["verdicts"])
+            for index, line in enumerate(lines):
+                terminalreporter.write_line(line, red=failed and index == 0, green=not failed and index == 0)

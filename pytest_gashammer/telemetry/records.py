@@ -1,0 +1,153 @@
+"""Flat, columnar per-transaction bookkeeping for the hot path.
+
+One row per transaction, one typed array per column, no object per transaction: memory stays
+bounded and predictable on long runs, and the columns convert to Arrow without copying row by
+row. Times are nanoseconds on the edge's monotonic clock; ``-1`` means "not (yet) happened".
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+NOT_YET = -1
+
+# Status codes of a transaction in the edge's view.
+STATUS_SCHEDULED = 0
+STATUS_SENT = 1
+STATUS_ACCEPTED = 2
+STATUS_REJECTED = 3
+STATUS_INCLUDED = 4
+
+
+class TxLog:
+    """Columns of the transactions an edge scheduled."""
+
+    COLUMNS: tuple[tuple[str, str], ...] = (
+        ("template", "h"),
+        ("sender", "l"),
+        ("nonce", "q"),
+        ("gas_planned", "q"),
+        ("intended_ns", "q"),
+        ("sent_ns", "q"),
+        ("accepted_ns", "q"),
+        ("included_ns", "q"),
+        ("block_number", "q"),
+        ("receipt_status", "b"),
+        ("gas_used", "q"),
+        ("error", "h"),
+        ("state", "b"),
+        ("inclusions", "b"),
+    )
+
+    def __init__(self) -> None:
+        self.template = array("h")
+        self.sender = array("l")
+        self.nonce = array("q")
+        self.gas_planned = array("q")
+        self.intended_ns = array("q")
+        self.sent_ns = array("q")
+        self.accepted_ns = array("q")
+        self.included_ns = array("q")
+        self.block_number = array("q")
+        self.receipt_status = array("b")
+        self.gas_used = array("q")
+        self.error = array("h")
+        self.state = array("b")
+        self.inclusions = array("b")
+        self.hashes = bytearray()
+        self.error_kinds: list[str] = []
+        self._error_codes: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.template)
+
+    def append(self, template: int, sender: int, nonce: int, gas_planned: int, intended_ns: int, tx_hash: bytes) -> int:
+        row = len(self.template)
+        self.template.append(template)
+        self.sender.append(sender)
+        self.nonce.append(nonce)
+        self.gas_planned.append(gas_planned)
+        self.intended_ns.append(intended_ns)
+        self.sent_ns.append(NOT_YET)
+        self.accepted_ns.append(NOT_YET)
+        self.included_ns.append(NOT_YET)
+        self.block_number.append(NOT_YET)
+        self.receipt_status.append(NOT_YET)
+        self.gas_used.append(NOT_YET)
+        self.error.append(NOT_YET)
+        self.state.append(STATUS_SCHEDULED)
+        self.inclusions.append(0)
+        self.hashes += tx_hash
+        return row
+
+    def tx_hash(self, row: int) -> str:
+        return "0x" + self.hashes[row * 32 : row * 32 + 32].hex()
+
+    def error_code(self, kind: str) -> int:
+        code = self._error_codes.get(kind)
+        if code is None:
+            code = self._error_codes[kind] = len(self.error_kinds)
+            self.error_kinds.append(kind)
+        return code
+
+    def to_columns(self) -> dict[str, Any]:
+        """Plain-data columns (bytes per array) for shipping to another process."""
+        columns: dict[str, Any] = {name: getattr(self, name).tobytes() for name, _ in self.COLUMNS}
+        columns["hashes"] = bytes(self.hashes)
+        columns["error_kinds"] = list(self.error_kinds)
+        return columns
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, Any]) -> TxLog:
+        log = cls()
+        for name, typecode in cls.COLUMNS:
+            values = array(typecode)
+            values.frombytes(columns[name])
+            setattr(log, name, values)
+        log.hashes = bytearray(columns["hashes"])
+        for kind in columns["error_kinds"]:
+            log.error_code(kind)
+        return log
+
+
+@dataclass
+class BlockRecord:
+    """A block the edge observed, with when it saw it."""
+
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+    gas_used: int
+    gas_limit: int
+    tx_count: int
+    observed_ns: int
+    base_fee: int | None = None
+
+
+@dataclass
+class EdgeReport:
+    """Everything an edge hands back to the hive after a run. Plain data."""
+
+    edge_id: str
+    host: str
+    clock_origin_ns: int  # edge monotonic ns at the plan's t=0
+    wall_origin_ns: int  # wall clock at the same instant
+    txs: TxLog
+    blocks: list[BlockRecord] = field(default_factory=list)
+    templates: list[str] = field(default_factory=list)
+    template_expected_status: list[int] = field(default_factory=list)
+    template_gas_model: list[float] = field(default_factory=list)
+    template_gas_tolerance: list[float] = field(default_factory=list)
+    sender_addresses: list[str] = field(default_factory=list)
+    sender_start_nonces: list[int] = field(default_factory=list)
+    sender_foreign_nonces: list[list[int]] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    receipts_checked: int = 0
+    receipts_skipped: int = 0
+    duplicates: list[str] = field(default_factory=list)
+    sending_finished_ns: int = NOT_YET
+    stopped_early: str | None = None
+    notes: list[str] = field(default_factory=list)

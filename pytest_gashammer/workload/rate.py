@@ -1,0 +1,96 @@
+"""Open-loop arrivals at a gas rate: when each transaction is *meant* to be sent, and of which template.
+
+Arrival times are fixed by the plan and the seed, never by how fast the node answers, so latency
+is measured from the intended send time and back-pressure cannot hide it (no coordinated
+omission). The gas rate is piecewise linear over the phases; the transaction rate is the gas
+rate divided by the mean gas per transaction, which follows the gas model as it is calibrated.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+
+from pytest_gashammer.scenario.spec import Phase
+
+
+class ArrivalSchedule:
+    """Yields ``(t_seconds, template_index)`` in order.
+
+    Templates share the gas rate by weight; with gas per transaction ``g_i`` and gas share
+    ``w_i``, template ``i`` sends ``w_i / g_i`` of every gas unit's worth of transactions. Which
+    template comes next is chosen by smooth weighted round-robin, so the mix is exact over any
+    window, not only on average.
+    """
+
+    def __init__(
+        self,
+        phases: Sequence[Phase],
+        shares: Sequence[float],
+        gas_per_tx: Callable[[int], float],
+        *,
+        arrival: str = "constant",
+        seed: int = 0,
+        gas_scale: float = 1.0,
+    ) -> None:
+        self._phases = [phase for phase in phases if phase.length > 0]
+        self._shares = list(shares)
+        self._gas_per_tx = gas_per_tx
+        self._poisson = arrival == "poisson"
+        self._rng = random.Random(seed ^ 0x5EED)
+        self._gas_scale = gas_scale
+        self._credits = [0.0] * len(shares)
+        self._t = self._phases[0].start if self._phases else 0.0
+        self._phase_index = 0
+        self.end = self._phases[-1].end if self._phases else 0.0
+
+    def mean_gas(self) -> float:
+        return 1.0 / sum(share / max(self._gas_per_tx(i), 1.0) for i, share in enumerate(self._shares))
+
+    def _tx_share(self) -> list[float]:
+        weights = [share / max(self._gas_per_tx(i), 1.0) for i, share in enumerate(self._shares)]
+        total = sum(weights)
+        return [weight / total for weight in weights]
+
+    def _advance(self, gas_needed: float) -> float | None:
+        """Move forward until ``gas_needed`` gas has been offered; the time reached, or None past the end."""
+        while self._phase_index < len(self._phases):
+            phase = self._phases[self._phase_index]
+            start = max(self._t, phase.start)
+            slope = (phase.gas_to - phase.gas_from) / phase.length * self._gas_scale
+            rate_at_start = (phase.gas_from + (phase.gas_to - phase.gas_from) * (start - phase.start) / phase.length)
+            rate_at_start *= self._gas_scale
+            remaining = phase.end - start
+            available = rate_at_start * remaining + 0.5 * slope * remaining * remaining
+            if available >= gas_needed and available > 0:
+                # Solve rate*dt + slope/2*dt^2 = gas_needed for the smallest dt >= 0.
+                if abs(slope) < 1e-12:
+                    dt = gas_needed / rate_at_start
+                else:
+                    disc = rate_at_start * rate_at_start + 2.0 * slope * gas_needed
+                    dt = (-rate_at_start + math.sqrt(max(disc, 0.0))) / slope
+                self._t = min(start + max(dt, 0.0), phase.end)
+                return self._t
+            gas_needed -= max(available, 0.0)
+            self._phase_index += 1
+            self._t = phase.end
+        return None
+
+    def next(self) -> tuple[float, int] | None:
+        unit = self._rng.expovariate(1.0) if self._poisson else 1.0
+        t = self._advance(unit * self.mean_gas())
+        if t is None:
+            return None
+        shares = self._tx_share()
+        best = 0
+        for index, share in enumerate(shares):
+            self._credits[index] += share
+            if self._credits[index] > self._credits[best]:
+                best = index
+        self._credits[best] -= 1.0
+        return t, best
+
+    def expected_transactions(self) -> float:
+        gas = sum((phase.gas_from + phase.gas_to) / 2 * phase.length for phase in self._phases) * self._gas_scale
+        return gas / self.mean_gas()

@@ -1,0 +1,72 @@
+"""The edge runtime against a real anvil: determinism from the seed, and nonce recovery."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_gashammer.devnet.embedded import EmbeddedDevnet
+from pytest_gashammer.edge.accounts import derive_senders
+from pytest_gashammer.edge.rpc import call
+from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
+from pytest_gashammer.oracle.invariants import evaluate
+from pytest_gashammer.scenario.spec import compile_plan, parse_spec
+
+pytestmark = pytest.mark.usefixtures("no_new_anvil")
+
+
+def assignment_for(devnet: EmbeddedDevnet, **spec: object) -> EdgeAssignment:
+    plan = compile_plan(parse_spec({"gas_per_sec": "1M", "duration": "2s", "warmup": 0, **spec}), name="edge", seed=1234)
+    return EdgeAssignment(
+        edge_id="e0",
+        plan=plan.to_dict(),
+        rpc_url=devnet.rpc_url,
+        ws_url=devnet.ws_url,
+        chain_id=devnet.chain_id,
+        funder_key=devnet.funder.key,
+        sender_count=plan.senders,
+    )
+
+
+def run_on_fresh_devnet(**spec: object) -> tuple[bytes, list[tuple[int, int]]]:
+    with EmbeddedDevnet().start() as devnet:
+        report = EdgeRuntime(assignment_for(devnet, **spec)).run_blocking()
+    log = report.txs
+    return bytes(log.hashes), list(zip(log.sender, log.nonce, strict=True))
+
+
+def test_same_seed_same_transactions() -> None:
+    # Fixed fees: the automatic fee follows the base fee, which depends on when the run starts.
+    fees = {"max_fee_per_gas": 5 * 10**9, "max_priority_fee_per_gas": 10**9}
+    first_hashes, first_nonces = run_on_fresh_devnet(**fees)
+    second_hashes, second_nonces = run_on_fresh_devnet(**fees)
+    assert len(first_hashes) // 32 > 80
+    # Same senders, nonces, recipients and calldata: the signed transactions are identical.
+    assert first_nonces == second_nonces
+    assert first_hashes == second_hashes
+
+
+def test_a_foreign_transaction_on_a_sender_nonce_is_recovered_without_a_gap() -> None:
+    with EmbeddedDevnet().start() as devnet:
+        assignment = assignment_for(devnet)
+        victim = derive_senders(1234, 0, 1)[0]
+
+        def occupy_next_nonce() -> None:
+            # Between setup and the first send, someone else uses sender 0's next nonce.
+            from eth_account import Account
+
+            nonce = int(call(devnet.rpc_url, "eth_getTransactionCount", [victim.address, "pending"]), 16)
+            latest = call(devnet.rpc_url, "eth_getBlockByNumber", ["latest", False])
+            fee = 4 * int(latest["baseFeePerGas"], 16) + 10**9
+            signed = Account.from_key(victim.key).sign_transaction(
+                {"type": 2, "chainId": devnet.chain_id, "nonce": nonce, "to": victim.address, "value": 0,
+                 "gas": 21_000, "maxFeePerGas": fee, "maxPriorityFeePerGas": 10**9}
+            )
+            call(devnet.rpc_url, "eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+
+        report = EdgeRuntime(assignment, start_gate=occupy_next_nonce).run_blocking()
+    refused = {kind: count for kind, count in report.errors.items() if kind in ("nonce_too_low", "replacement_underpriced")}
+    assert sum(refused.values()) == 1, report.errors
+    assert report.sender_foreign_nonces[0], "the occupied nonce is recorded as foreign"
+    verdicts = {verdict.name: verdict for verdict in evaluate([report], 30.0)}
+    assert verdicts["nonce_contiguity"].status == "passed", verdicts["nonce_contiguity"].describe()
+    assert verdicts["inclusion"].status == "passed", verdicts["inclusion"].describe()
