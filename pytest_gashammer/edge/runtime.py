@@ -107,7 +107,9 @@ class EdgeRuntime:
 
     # -- host-facing API ------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._thread_main, name=f"gashammer-edge-{self.assignment.edge_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._thread_main, name=f"gashammer-edge-{self.assignment.edge_id}", daemon=True
+        )
         self._thread.start()
 
     def stop(self, reason: str = "stopped") -> None:
@@ -184,7 +186,6 @@ class _EdgeSession:
         self.blocks: list[BlockRecord] = []
         self.errors: dict[str, int] = {}
         self.notes: list[str] = []
-        self.in_flight: dict[bytes, int] = {}
         self.by_hash: dict[bytes, int] = {}
         self.duplicates: list[str] = []
         self.pending_receipts: deque[int] = deque()
@@ -203,13 +204,19 @@ class _EdgeSession:
         try:
             chain_id = int(await self.rpc.call("eth_chainId"), 16)
         except TransportError as exc:
-            raise GashammerError(f"edge {assignment.edge_id}: cannot reach {assignment.rpc_url} ({exc})") from None
+            raise GashammerError(
+                f"edge {assignment.edge_id}: cannot reach {assignment.rpc_url} ({exc})"
+            ) from None
         if chain_id != assignment.chain_id:
-            raise GashammerError(f"edge {assignment.edge_id}: node reports chain id {chain_id}, plan expects {assignment.chain_id}")
+            raise GashammerError(
+                f"edge {assignment.edge_id}: node reports chain id {chain_id}, plan expects {assignment.chain_id}"
+            )
 
         count = assignment.sender_count or plan.senders
         self.senders: list[Sender] = derive_senders(plan.seed, assignment.sender_start, count)
-        context = TemplateContext(chain_id=chain_id, seed=plan.seed, sender_addresses=[s.address for s in self.senders])
+        context = TemplateContext(
+            chain_id=chain_id, seed=plan.seed, sender_addresses=[s.address for s in self.senders]
+        )
         self.template_classes = [resolve_template(name) for name, _ in plan.workload]
         self.templates: list[Template] = [cls(context) for cls in self.template_classes]
         self.shares = [share for _, share in plan.workload]
@@ -232,10 +239,17 @@ class _EdgeSession:
         self.gas_observed: list[list[float]] = [[0.0, 0.0] for _ in self.templates]  # sum, count
         for index, template in enumerate(self.templates):
             try:
-                estimate = int(await self.rpc.call("eth_estimateGas", template.estimate_request(self.senders[0].address)), 16)
+                estimate = int(
+                    await self.rpc.call(
+                        "eth_estimateGas", template.estimate_request(self.senders[0].address)
+                    ),
+                    16,
+                )
                 self.gas_model[index] = float(estimate)
             except (RpcError, TransportError) as exc:
-                self.notes.append(f"eth_estimateGas for {plan.workload[index][0]} failed ({exc}); using its nominal gas")
+                self.notes.append(
+                    f"eth_estimateGas for {plan.workload[index][0]} failed ({exc}); using its nominal gas"
+                )
 
         self.schedule = ArrivalSchedule(
             plan.phases,
@@ -247,7 +261,10 @@ class _EdgeSession:
         )
         expected = self.schedule.expected_transactions()
         per_sender = expected / max(len(self.senders), 1) * 1.5 + 10
-        worst_tx_cost = max(t.gas_limit(g) for t, g in zip(self.templates, self.gas_model, strict=True)) * self.max_fee + 10**12
+        worst_tx_cost = (
+            max(t.gas_limit(g) for t, g in zip(self.templates, self.gas_model, strict=True)) * self.max_fee
+            + 10**12
+        )
         amount = int(per_sender * worst_tx_cost)
         await fund_senders(
             self.rpc,
@@ -258,9 +275,13 @@ class _EdgeSession:
             max_fee_per_gas=self.max_fee,
             max_priority_fee_per_gas=self.max_priority_fee,
         )
-        counts = await self.rpc.batch([("eth_getTransactionCount", [s.address, "pending"]) for s in self.senders])
+        counts = await self.rpc.batch(
+            [("eth_getTransactionCount", [s.address, "pending"]) for s in self.senders]
+        )
         if any(isinstance(answer, Exception) for answer in counts):
-            raise GashammerError(f"edge {assignment.edge_id}: eth_getTransactionCount failed for a sender: {counts}")
+            raise GashammerError(
+                f"edge {assignment.edge_id}: eth_getTransactionCount failed for a sender: {counts}"
+            )
         self.start_nonces = [int(answer, 16) for answer in counts]
         self.nonces = NonceBook(list(self.start_nonces))
         self.rng = random.Random(plan.seed * 1_000_003 + assignment.sender_start)
@@ -275,7 +296,9 @@ class _EdgeSession:
         runtime = self.runtime
         stop = runtime._stop_event
         assert stop is not None
-        follower = BlockFollower(self.rpc, self._on_block, ws_url=self.assignment.ws_url, start_block=self.start_block)
+        follower = BlockFollower(
+            self.rpc, self._on_block, ws_url=self.assignment.ws_url, start_block=self.start_block
+        )
         tracker_stop = asyncio.Event()
         tracker = asyncio.create_task(follower.run(tracker_stop))
         receipts = asyncio.create_task(self._receipt_loop(tracker_stop))
@@ -370,9 +393,10 @@ class _EdgeSession:
         nonce = self.nonces.take(sender)
         gas_limit = template.gas_limit(self.gas_model[template_index])
         raw, tx_hash = self._sign(sender, nonce, gas_limit, fields)
-        row = self.log.append(template_index, sender, nonce, int(self.gas_model[template_index]), intended_ns, tx_hash)
+        row = self.log.append(
+            template_index, sender, nonce, int(self.gas_model[template_index]), intended_ns, tx_hash
+        )
         self.by_hash[tx_hash] = row
-        self.in_flight[tx_hash] = row
         return row, raw
 
     def _sign(self, sender: int, nonce: int, gas_limit: int, fields: dict[str, Any]) -> tuple[bytes, bytes]:
@@ -437,8 +461,6 @@ class _EdgeSession:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self.runtime.progress.rejected += 1
         self.runtime.progress.errors += 1
-        tx_hash = bytes(log.hashes[row * 32 : row * 32 + 32])
-        self.in_flight.pop(tx_hash, None)
         sender = log.sender[row]
         if kind in NONCE_RESYNC_KINDS:
             self.nonces.mark_foreign(sender, log.nonce[row])
@@ -450,7 +472,9 @@ class _EdgeSession:
 
     async def _resync(self, sender: int) -> None:
         try:
-            pending = int(await self.rpc.call("eth_getTransactionCount", self.senders[sender].address, "pending"), 16)
+            pending = int(
+                await self.rpc.call("eth_getTransactionCount", self.senders[sender].address, "pending"), 16
+            )
             self.nonces.resync(sender, pending)
         except (RpcError, TransportError) as exc:
             self.errors["nonce_resync"] = self.errors.get("nonce_resync", 0) + 1
@@ -467,10 +491,11 @@ class _EdgeSession:
                     if nonce >= self.nonces.next_nonce(sender):
                         continue
                     taken = self.nonces.take(sender)
-                    raw, tx_hash = self._sign(sender, taken, 21_000, {"to": self.senders[sender].address, "value": 0})
+                    raw, tx_hash = self._sign(
+                        sender, taken, 21_000, {"to": self.senders[sender].address, "value": 0}
+                    )
                     row = self.log.append(GAP_FILLER, sender, taken, 21_000, time.monotonic_ns(), tx_hash)
                     self.by_hash[tx_hash] = row
-                    self.in_flight[tx_hash] = row
                     batch.append((row, raw))
             if not batch:
                 return
@@ -499,7 +524,6 @@ class _EdgeSession:
             if log.inclusions[row] > 1:
                 self.duplicates.append(text)
                 continue
-            self.in_flight.pop(tx_hash, None)
             if log.state[row] == STATUS_ACCEPTED:
                 self.accepted_outstanding -= 1
             log.included_ns[row] = record.observed_ns
@@ -508,7 +532,10 @@ class _EdgeSession:
             progress.included += 1
             progress.included_gas += log.gas_planned[row]
             latencies.append((record.observed_ns - log.intended_ns[row]) / 1e9)
-            if receipts_wanted is None or self.receipts_checked + len(self.pending_receipts) < receipts_wanted:
+            if (
+                receipts_wanted is None
+                or self.receipts_checked + len(self.pending_receipts) < receipts_wanted
+            ):
                 self.pending_receipts.append(row)
             else:
                 self.receipts_skipped += 1
@@ -535,7 +562,9 @@ class _EdgeSession:
             return
         log = self.log
         try:
-            answers = await self.rpc.batch([("eth_getTransactionReceipt", [log.tx_hash(row)]) for row in rows])
+            answers = await self.rpc.batch(
+                [("eth_getTransactionReceipt", [log.tx_hash(row)]) for row in rows]
+            )
         except TransportError as exc:
             self.errors["receipt_fetch"] = self.errors.get("receipt_fetch", 0) + 1
             self.notes.append(f"receipt fetch failed: {exc}")

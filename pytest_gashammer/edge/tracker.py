@@ -87,7 +87,11 @@ class BlockFollower:
         while not stop.is_set():
             try:
                 async with connect(self._ws_url, max_size=None, open_timeout=5) as socket:
-                    await socket.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}))
+                    await socket.send(
+                        json.dumps(
+                            {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+                        )
+                    )
                     self.mode = "websocket"
                     async for frame in socket:
                         message = json.loads(frame)
@@ -139,7 +143,13 @@ class BlockFollower:
                     self._wake.set()
                     await asyncio.sleep(0.02)
                     return
-                record = parse_block(block, observed)
+                try:
+                    record = parse_block(block, observed)
+                except (KeyError, TypeError, ValueError) as exc:
+                    # A malformed block is counted and skipped; tracking must go on.
+                    self._count("block_malformed", f"block {number}: {type(exc).__name__}: {exc}")
+                    self._last = number
+                    continue
                 if record.number != number:
                     self._count("block_mismatch", f"asked for block {number}, got {record.number}")
                 self._last = number

@@ -47,7 +47,11 @@ def alive(pid: int) -> bool:
 
 
 def anvil_processes() -> set[int]:
-    return {int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and process_name(int(entry.name)) == "anvil"}
+    return {
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and process_name(int(entry.name)) == "anvil"
+    }
 
 
 @pytest.fixture

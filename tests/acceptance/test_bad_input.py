@@ -73,7 +73,9 @@ def test_invalid_override_in_hammer_run_fails_the_test(pytester: pytest.Pytester
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*hammer.run(): arrival='bursty' is not supported; use one of 'constant', 'poisson'*"])
+    result.stdout.fnmatch_lines(
+        ["*hammer.run(): arrival='bursty' is not supported; use one of 'constant', 'poisson'*"]
+    )
     assert_clean_error(result.stdout.str())
 
 
@@ -101,7 +103,9 @@ def test_unreachable_rpc_url(pytester: pytest.Pytester) -> None:
         "-p", "no:cacheprovider", "--gashammer-rpc-url", url, "--gashammer-funder-key", "0x" + "11" * 32
     )
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([f"*--gashammer-rpc-url {url} is unreachable*check the URL and that the node runs*"])
+    result.stdout.fnmatch_lines(
+        [f"*--gashammer-rpc-url {url} is unreachable*check the URL and that the node runs*"]
+    )
     assert_clean_error(result.stdout.str())
 
 
@@ -111,7 +115,9 @@ def test_rpc_url_without_funder_key(pytester: pytest.Pytester) -> None:
         "-p", "no:cacheprovider", "--gashammer-rpc-url", "http://127.0.0.1:1"
     )
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*--gashammer-rpc-url needs a funded account: pass --gashammer-funder-key KEY*"])
+    result.stdout.fnmatch_lines(
+        ["*--gashammer-rpc-url needs a funded account: pass --gashammer-funder-key KEY*"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -126,28 +132,45 @@ def external_node():
         yield node
 
 
-def test_public_mainnet_chain_id_is_refused(pytester: pytest.Pytester, mainnet_shaped_node: EmbeddedDevnet) -> None:
+def test_public_mainnet_chain_id_is_refused(
+    pytester: pytest.Pytester, mainnet_shaped_node: EmbeddedDevnet
+) -> None:
     pytester.makepyfile(test_external=SCENARIO)
-    args = ["-p", "no:cacheprovider", "--gashammer-rpc-url", mainnet_shaped_node.rpc_url,
-            "--gashammer-funder-key", mainnet_shaped_node.funder.key]
+    args = [
+        "-p",
+        "no:cacheprovider",
+        "--gashammer-rpc-url",
+        mainnet_shaped_node.rpc_url,
+        "--gashammer-funder-key",
+        mainnet_shaped_node.funder.key,
+    ]
     refused = pytester.runpytest_subprocess(*args)
     refused.assert_outcomes(errors=1)
     refused.stdout.fnmatch_lines(
-        ["*refusing to load chain id 1 (Ethereum mainnet); pass --gashammer-allow-chain-id 1 if you really mean it*"]
+        [
+            "*refusing to load chain id 1 (Ethereum mainnet); pass --gashammer-allow-chain-id 1 if you really mean it*"
+        ]
     )
     assert_clean_error(refused.stdout.str())
     allowed = pytester.runpytest_subprocess(*args, "--gashammer-allow-chain-id", "1")
     allowed.assert_outcomes(passed=1)
 
 
-def test_external_endpoint_runs_the_same_test(pytester: pytest.Pytester, external_node: EmbeddedDevnet) -> None:
+def test_external_endpoint_runs_the_same_test(
+    pytester: pytest.Pytester, external_node: EmbeddedDevnet
+) -> None:
     pytester.makepyfile(test_external=SCENARIO)
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider",
-        "--gashammer-rpc-url", external_node.rpc_url,
-        "--gashammer-ws-url", external_node.ws_url,
-        "--gashammer-funder-key", external_node.funder.key,
-        "--gashammer-chain-id", "412346",
+        "-p",
+        "no:cacheprovider",
+        "--gashammer-rpc-url",
+        external_node.rpc_url,
+        "--gashammer-ws-url",
+        external_node.ws_url,
+        "--gashammer-funder-key",
+        external_node.funder.key,
+        "--gashammer-chain-id",
+        "412346",
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*chain=412346 (external, anvil/v1.7.1*"])
@@ -156,10 +179,14 @@ def test_external_endpoint_runs_the_same_test(pytester: pytest.Pytester, externa
 def test_wrong_chain_id(pytester: pytest.Pytester, external_node: EmbeddedDevnet) -> None:
     pytester.makepyfile(test_external=SCENARIO)
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider",
-        "--gashammer-rpc-url", external_node.rpc_url,
-        "--gashammer-funder-key", external_node.funder.key,
-        "--gashammer-chain-id", "42161",
+        "-p",
+        "no:cacheprovider",
+        "--gashammer-rpc-url",
+        external_node.rpc_url,
+        "--gashammer-funder-key",
+        external_node.funder.key,
+        "--gashammer-chain-id",
+        "42161",
     )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
@@ -171,21 +198,31 @@ def test_wrong_chain_id(pytester: pytest.Pytester, external_node: EmbeddedDevnet
 def test_funder_without_funds(pytester: pytest.Pytester, external_node: EmbeddedDevnet) -> None:
     pytester.makepyfile(test_external=SCENARIO)
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider",
-        "--gashammer-rpc-url", external_node.rpc_url,
-        "--gashammer-funder-key", "0x" + "42" * 32,
-        "--gashammer-seed", "4242",  # senders no earlier test has funded on this node
+        "-p",
+        "no:cacheprovider",
+        "--gashammer-rpc-url",
+        external_node.rpc_url,
+        "--gashammer-funder-key",
+        "0x" + "42" * 32,
+        "--gashammer-seed",
+        "4242",  # senders no earlier test has funded on this node
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["*funder 0x* holds 0.000000 ETH but the run needs * ETH to fund its senders; fund that account or lower*"]
+        [
+            "*funder 0x* holds 0.000000 ETH but the run needs * ETH to fund its senders; fund that account or lower*"
+        ]
     )
     assert_clean_error(result.stdout.str())
 
 
 def test_anvil_that_cannot_be_found(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_external=SCENARIO)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gashammer-anvil", "/nonexistent/anvil")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--gashammer-anvil", "/nonexistent/anvil"
+    )
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*anvil at '/nonexistent/anvil' (--gashammer-anvil / GASHAMMER_ANVIL) is not an executable file*"])
+    result.stdout.fnmatch_lines(
+        ["*anvil at '/nonexistent/anvil' (--gashammer-anvil / GASHAMMER_ANVIL) is not an executable file*"]
+    )
     assert_clean_error(result.stdout.str())

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.usefixtures("no_new_anvil")
 
 
 def assignment_for(devnet: EmbeddedDevnet, **spec: object) -> EdgeAssignment:
-    plan = compile_plan(parse_spec({"gas_per_sec": "1M", "duration": "2s", "warmup": 0, **spec}), name="edge", seed=1234)
+    plan = compile_plan(
+        parse_spec({"gas_per_sec": "1M", "duration": "2s", "warmup": 0, **spec}), name="edge", seed=1234
+    )
     return EdgeAssignment(
         edge_id="e0",
         plan=plan.to_dict(),
@@ -58,15 +60,44 @@ def test_a_foreign_transaction_on_a_sender_nonce_is_recovered_without_a_gap() ->
             latest = call(devnet.rpc_url, "eth_getBlockByNumber", ["latest", False])
             fee = 4 * int(latest["baseFeePerGas"], 16) + 10**9
             signed = Account.from_key(victim.key).sign_transaction(
-                {"type": 2, "chainId": devnet.chain_id, "nonce": nonce, "to": victim.address, "value": 0,
-                 "gas": 21_000, "maxFeePerGas": fee, "maxPriorityFeePerGas": 10**9}
+                {
+                    "type": 2,
+                    "chainId": devnet.chain_id,
+                    "nonce": nonce,
+                    "to": victim.address,
+                    "value": 0,
+                    "gas": 21_000,
+                    "maxFeePerGas": fee,
+                    "maxPriorityFeePerGas": 10**9,
+                }
             )
             call(devnet.rpc_url, "eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
 
         report = EdgeRuntime(assignment, start_gate=occupy_next_nonce).run_blocking()
-    refused = {kind: count for kind, count in report.errors.items() if kind in ("nonce_too_low", "replacement_underpriced")}
+    refused = {
+        kind: count
+        for kind, count in report.errors.items()
+        if kind in ("nonce_too_low", "replacement_underpriced")
+    }
     assert sum(refused.values()) == 1, report.errors
     assert report.sender_foreign_nonces[0], "the occupied nonce is recorded as foreign"
     verdicts = {verdict.name: verdict for verdict in evaluate([report], 30.0)}
+    assert verdicts["nonce_contiguity"].status == "passed", verdicts["nonce_contiguity"].describe()
+    assert verdicts["inclusion"].status == "passed", verdicts["inclusion"].describe()
+
+
+def test_refused_transactions_leave_no_nonce_gap_and_nothing_stranded() -> None:
+    with EmbeddedDevnet().start() as devnet:
+        assignment = assignment_for(
+            devnet, workload={"tests.acceptance.templates_for_tests:SometimesTooExpensive": 1.0}, senders=4
+        )
+        report = EdgeRuntime(assignment).run_blocking()
+    refused = report.errors.get("insufficient_funds", 0)
+    assert refused >= 10, report.errors
+    log = report.txs
+    included = sum(1 for value in log.included_ns if value != -1)
+    assert included == len(log) - refused
+    verdicts = {verdict.name: verdict for verdict in evaluate([report], 30.0)}
+    # Each refused nonce was reused by the sender's next transaction: no gap, nothing lost.
     assert verdicts["nonce_contiguity"].status == "passed", verdicts["nonce_contiguity"].describe()
     assert verdicts["inclusion"].status == "passed", verdicts["inclusion"].describe()

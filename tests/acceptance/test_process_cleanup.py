@@ -21,7 +21,9 @@ def test_long(hammer):
 """
 
 
-@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "kill-9"])
+@pytest.mark.parametrize(
+    "how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "kill-9"]
+)
 def test_killing_pytest_mid_scenario_leaves_no_anvil(pytester: pytest.Pytester, how: signal.Signals) -> None:
     pytester.makepyfile(test_long=LONG_SCENARIO)
     log = pytester.path / "run.log"

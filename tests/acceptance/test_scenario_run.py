@@ -76,8 +76,14 @@ def test_several_runs_in_one_test_with_overrides_and_options(pytester: pytest.Py
         """
     )
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--gashammer-duration-scale", "0.1", "--gashammer-seed", "7",
-        "--junitxml", "results.xml",
+        "-p",
+        "no:cacheprovider",
+        "--gashammer-duration-scale",
+        "0.1",
+        "--gashammer-seed",
+        "7",
+        "--junitxml",
+        "results.xml",
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*gashammer: 2 run(s)*"])
@@ -145,4 +151,6 @@ def test_progress_line_during_a_long_run(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gashammer-progress", "on")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*gashammer test_slow: sustain *s *gas/s (* tx/s) of 1.00 Mgas/s*p99*errors 0*"])
+    result.stdout.fnmatch_lines(
+        ["*gashammer test_slow: sustain *s *gas/s (* tx/s) of 1.00 Mgas/s*p99*errors 0*"]
+    )
