@@ -27,6 +27,7 @@ from typing import Any
 from pytest_gashammer.edge.accounts import NonceBook, Sender, derive_senders
 from pytest_gashammer.edge.funding import fund_senders
 from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError, TransportError
+from pytest_gashammer.edge.signer import FastSigner
 from pytest_gashammer.edge.tracker import BlockFollower
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.scenario.spec import ScenarioPlan
@@ -286,10 +287,7 @@ class _EdgeSession:
         self.nonces = NonceBook(list(self.start_nonces))
         self.rng = random.Random(plan.seed * 1_000_003 + assignment.sender_start)
         self.start_block = int(await self.rpc.call("eth_blockNumber"), 16)
-        self.sign_keys = [s.key for s in self.senders]
-        from eth_account import Account
-
-        self.accounts = [Account.from_key(key) for key in self.sign_keys]
+        self.signers = [FastSigner(sender.key, assignment.chain_id) for sender in self.senders]
 
     # -- run ------------------------------------------------------------------------------------
     async def run(self) -> EdgeReport:
@@ -400,21 +398,19 @@ class _EdgeSession:
         return row, raw
 
     def _sign(self, sender: int, nonce: int, gas_limit: int, fields: dict[str, Any]) -> tuple[bytes, bytes]:
+        to = fields.get("to")
         tx: dict[str, Any] = {
             "type": 2,
-            "chainId": self.assignment.chain_id,
             "nonce": nonce,
             "gas": gas_limit,
             "maxFeePerGas": self.max_fee,
             "maxPriorityFeePerGas": self.max_priority_fee,
             "value": int(fields.get("value", 0)),
             "data": bytes(fields.get("data") or b""),
+            "to": (bytes.fromhex(to[2:]) if isinstance(to, str) else bytes(to)) if to else None,
         }
-        to = fields.get("to")
-        if to:
-            tx["to"] = bytes.fromhex(to[2:]) if isinstance(to, str) else bytes(to)
-        signed = self.accounts[sender].sign_transaction(tx)
-        return bytes(signed.raw_transaction), bytes(signed.hash)
+        signed = self.signers[sender].sign(tx)
+        return signed.raw, signed.hash
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
