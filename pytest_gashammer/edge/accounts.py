@@ -21,7 +21,9 @@ def sender_key(seed: int, index: int) -> bytes:
     """The private key of sender ``index`` for ``seed``: the same on every edge and every run."""
     counter = 0
     while True:
-        digest = keccak(b"gashammer/sender" + seed.to_bytes(32, "big") + index.to_bytes(8, "big") + bytes([counter]))
+        digest = keccak(
+            b"gashammer/sender" + seed.to_bytes(32, "big") + index.to_bytes(8, "big") + bytes([counter])
+        )
         value = int.from_bytes(digest, "big")
         if 0 < value < _SECP256K1_ORDER:
             return digest

@@ -44,7 +44,11 @@ async def fund_senders(
 
     funder = Account.from_key(funder_key)
     current = await balances(rpc, [sender.address for sender in senders])
-    needy = [(sender, amount_wei - have) for sender, have in zip(senders, current, strict=True) if have < amount_wei]
+    needy = [
+        (sender, amount_wei - have)
+        for sender, have in zip(senders, current, strict=True)
+        if have < amount_wei
+    ]
     if not needy:
         return 0
     gas_cost = 21_000 * max_fee_per_gas
@@ -76,7 +80,9 @@ async def fund_senders(
             raws.append(("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()]))
         for answer in await rpc.batch(raws):
             if isinstance(answer, RpcError) and answer.kind != "already_known":
-                raise FundingError(f"funding transfer rejected by the node: {answer.message}; check the funder and fees")
+                raise FundingError(
+                    f"funding transfer rejected by the node: {answer.message}; check the funder and fees"
+                )
             if isinstance(answer, TransportError):
                 raise DevnetError(f"funding transfer failed: {answer}")
     deadline = time.monotonic() + timeout
@@ -85,4 +91,6 @@ async def fund_senders(
         if mined > last_nonce:
             return len(needy)
         await asyncio.sleep(0.1)
-    raise DevnetError(f"funding transfers were not mined within {timeout:.0f} s; is the node producing blocks?")
+    raise DevnetError(
+        f"funding transfers were not mined within {timeout:.0f} s; is the node producing blocks?"
+    )

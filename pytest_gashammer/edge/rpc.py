@@ -180,7 +180,9 @@ class AsyncRpcClient:
                 try:
                     return json.loads(payload)
                 except ValueError:
-                    raise TransportError(f"{what}: {self.url} did not answer with JSON: {payload[:80]!r}") from None
+                    raise TransportError(
+                        f"{what}: {self.url} did not answer with JSON: {payload[:80]!r}"
+                    ) from None
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 last_error = TransportError(f"{what}: {type(exc).__name__}: {exc} ({self.url})")
                 if attempt < self.retries:

@@ -27,6 +27,7 @@ from typing import Any
 from pytest_gashammer.edge.accounts import NonceBook, Sender, derive_senders
 from pytest_gashammer.edge.funding import fund_senders
 from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError, TransportError
+from pytest_gashammer.edge.setup import EdgeSetupContext
 from pytest_gashammer.edge.signer import FastSigner
 from pytest_gashammer.edge.tracker import BlockFollower
 from pytest_gashammer.errors import GashammerError
@@ -238,20 +239,6 @@ class _EdgeSession:
 
         self.gas_model = [float(cls.nominal_gas) for cls in self.template_classes]
         self.gas_observed: list[list[float]] = [[0.0, 0.0] for _ in self.templates]  # sum, count
-        for index, template in enumerate(self.templates):
-            try:
-                estimate = int(
-                    await self.rpc.call(
-                        "eth_estimateGas", template.estimate_request(self.senders[0].address)
-                    ),
-                    16,
-                )
-                self.gas_model[index] = float(estimate)
-            except (RpcError, TransportError) as exc:
-                self.notes.append(
-                    f"eth_estimateGas for {plan.workload[index][0]} failed ({exc}); using its nominal gas"
-                )
-
         self.schedule = ArrivalSchedule(
             plan.phases,
             self.shares,
@@ -260,22 +247,28 @@ class _EdgeSession:
             seed=plan.seed + assignment.sender_start,
             gas_scale=assignment.gas_share,
         )
-        expected = self.schedule.expected_transactions()
-        per_sender = expected / max(len(self.senders), 1) * 1.5 + 10
-        worst_tx_cost = (
-            max(t.gas_limit(g) for t, g in zip(self.templates, self.gas_model, strict=True)) * self.max_fee
-            + 10**12
-        )
-        amount = int(per_sender * worst_tx_cost)
-        await fund_senders(
+        # Fund from the nominal model first: setup and calibration need senders with ETH.
+        await self._fund_senders()
+        setup_context = EdgeSetupContext(
             self.rpc,
             chain_id=chain_id,
             funder_key=assignment.funder_key,
             senders=self.senders,
-            amount_wei=amount,
             max_fee_per_gas=self.max_fee,
             max_priority_fee_per_gas=self.max_priority_fee,
         )
+        for template in self.templates:
+            template.use_setup(await template.setup(setup_context))
+        for index, template in enumerate(self.templates):
+            try:
+                request = template.estimate_request(self.senders[0].address)
+                self.gas_model[index] = float(int(await self.rpc.call("eth_estimateGas", request), 16))
+            except (RpcError, TransportError) as exc:
+                self.notes.append(
+                    f"eth_estimateGas for {plan.workload[index][0]} failed ({exc}); using its nominal gas"
+                )
+        # Calibration may have raised the cost per transaction: top the senders up to match.
+        await self._fund_senders()
         counts = await self.rpc.batch(
             [("eth_getTransactionCount", [s.address, "pending"]) for s in self.senders]
         )
@@ -288,6 +281,23 @@ class _EdgeSession:
         self.rng = random.Random(plan.seed * 1_000_003 + assignment.sender_start)
         self.start_block = int(await self.rpc.call("eth_blockNumber"), 16)
         self.signers = [FastSigner(sender.key, assignment.chain_id) for sender in self.senders]
+
+    async def _fund_senders(self) -> None:
+        expected = self.schedule.expected_transactions()
+        per_sender = expected / max(len(self.senders), 1) * 1.5 + 10
+        gas_limits = [
+            template.gas_limit(gas) for template, gas in zip(self.templates, self.gas_model, strict=True)
+        ]
+        worst_tx_cost = max(gas_limits) * self.max_fee + 10**12
+        await fund_senders(
+            self.rpc,
+            chain_id=self.assignment.chain_id,
+            funder_key=self.assignment.funder_key,
+            senders=self.senders,
+            amount_wei=int(per_sender * worst_tx_cost),
+            max_fee_per_gas=self.max_fee,
+            max_priority_fee_per_gas=self.max_priority_fee,
+        )
 
     # -- run ------------------------------------------------------------------------------------
     async def run(self) -> EdgeReport:

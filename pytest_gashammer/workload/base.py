@@ -10,18 +10,46 @@ the same transactions from the same seed.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 
 @dataclass
 class TemplateContext:
-    """What a template may use when building transactions."""
+    """What a template may use when building transactions.
+
+    ``setup`` holds the plain data the template's :meth:`Template.setup` returned (contract
+    addresses and the like), so an edge that did not run the setup can still build.
+    """
 
     chain_id: int
     seed: int
     sender_addresses: list[str]
-    extra: dict[str, Any] = field(default_factory=dict)
+    setup: dict[str, Any] = field(default_factory=dict)
+
+
+class SetupContext(Protocol):
+    """What a template's one-time setup may do on the chain. Every call waits for inclusion."""
+
+    chain_id: int
+    sender_addresses: list[str]
+
+    async def deploy(self, init_code: bytes, *, gas: int | None = None) -> str:
+        """Deploy from the funder; the new contract's address."""
+        ...
+
+    async def send_from_funder(self, calls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Send ``{"to", "data", "value", "gas"}`` calls from the funder; their receipts, in order."""
+        ...
+
+    async def send_from_senders(self, calls: Sequence[tuple[int, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+        """Send ``(sender_index, call)`` pairs from the run's senders; their receipts, in order."""
+        ...
+
+    async def call(self, to: str, data: bytes) -> bytes:
+        """``eth_call`` at the latest block."""
+        ...
 
 
 class Template:
@@ -41,6 +69,18 @@ class Template:
 
     def __init__(self, context: TemplateContext) -> None:
         self.context = context
+
+    async def setup(self, ctx: SetupContext) -> dict[str, Any]:
+        """One-time chain setup before the clock starts (deploy a token, hand out balances).
+
+        Runs once per run, before gas calibration, with funded senders. Return plain data
+        (addresses, numbers); it reaches :meth:`use_setup` on every edge.
+        """
+        return {}
+
+    def use_setup(self, data: Mapping[str, Any]) -> None:
+        """Adopt what :meth:`setup` returned. Override to precompute from it; keep the call cheap."""
+        self.context.setup = dict(data)
 
     def build(self, sender_index: int, rng: random.Random) -> dict[str, Any]:
         """Fields ``to``, ``value`` (wei, int) and ``data`` (bytes) for one transaction."""

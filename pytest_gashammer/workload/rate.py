@@ -59,7 +59,9 @@ class ArrivalSchedule:
             phase = self._phases[self._phase_index]
             start = max(self._t, phase.start)
             slope = (phase.gas_to - phase.gas_from) / phase.length * self._gas_scale
-            rate_at_start = (phase.gas_from + (phase.gas_to - phase.gas_from) * (start - phase.start) / phase.length)
+            rate_at_start = (
+                phase.gas_from + (phase.gas_to - phase.gas_from) * (start - phase.start) / phase.length
+            )
             rate_at_start *= self._gas_scale
             remaining = phase.end - start
             available = rate_at_start * remaining + 0.5 * slope * remaining * remaining
@@ -92,5 +94,8 @@ class ArrivalSchedule:
         return t, best
 
     def expected_transactions(self) -> float:
-        gas = sum((phase.gas_from + phase.gas_to) / 2 * phase.length for phase in self._phases) * self._gas_scale
+        gas = (
+            sum((phase.gas_from + phase.gas_to) / 2 * phase.length for phase in self._phases)
+            * self._gas_scale
+        )
         return gas / self.mean_gas()
