@@ -17,7 +17,9 @@ def pytest_gashammer_run_finished(item: pytest.Item, result: Any) -> None:
 
 
 @pytest.hookspec
-def pytest_gashammer_summary_lines(config: pytest.Config, nodeid: str, run: dict[str, Any], lines: list[str]) -> None:
+def pytest_gashammer_summary_lines(
+    config: pytest.Config, nodeid: str, run: dict[str, Any], lines: list[str]
+) -> None:
     """Change the terminal summary of one run in place. ``run`` is ``RunResult.summary_dict()``.
 
     Called in the controller process, so it also sees runs from xdist workers.

@@ -63,7 +63,9 @@ def find_anvil(explicit: str | None = None, *, install: bool = True) -> Path:
     if explicit:
         path = Path(explicit).expanduser()
         if not (path.is_file() and os.access(path, os.X_OK)):
-            raise DevnetError(f"anvil at {explicit!r} (--gashammer-anvil / GASHAMMER_ANVIL) is not an executable file")
+            raise DevnetError(
+                f"anvil at {explicit!r} (--gashammer-anvil / GASHAMMER_ANVIL) is not an executable file"
+            )
         return path
     on_path = shutil.which("anvil")
     if on_path:
@@ -109,7 +111,9 @@ def install_managed(version: str = ANVIL_VERSION) -> Path:
                 completed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 shutil.rmtree(staging, ignore_errors=True)
-                raise DevnetError(f"installing {NPM_PACKAGE}@{version} with npm failed ({exc}); {_HOW_TO_GET}") from None
+                raise DevnetError(
+                    f"installing {NPM_PACKAGE}@{version} with npm failed ({exc}); {_HOW_TO_GET}"
+                ) from None
             staged_binary = staging / binary.relative_to(target)
             if completed.returncode != 0 or not staged_binary.is_file():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -127,7 +131,9 @@ def install_managed(version: str = ANVIL_VERSION) -> Path:
 
 def anvil_version(binary: Path) -> str:
     try:
-        completed = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=20, check=False)
+        completed = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=20, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DevnetError(f"cannot run anvil at {binary} ({exc}); {_HOW_TO_GET}") from None
     first = completed.stdout.strip().splitlines()

@@ -103,7 +103,9 @@ class EmbeddedDevnet(Devnet):
             self._process, self._port = process, port
             break
         else:
-            raise DevnetError(f"anvil could not bind a free loopback port after {PORT_ATTEMPTS} tries: {last_log[-200:]}")
+            raise DevnetError(
+                f"anvil could not bind a free loopback port after {PORT_ATTEMPTS} tries: {last_log[-200:]}"
+            )
         try:
             call(self.rpc_url, "anvil_setBalance", [self._funder.address, hex(FUNDER_BALANCE_WEI)])
         except (RpcError, TransportError) as exc:
@@ -132,7 +134,9 @@ class EmbeddedDevnet(Devnet):
         while time.monotonic() < deadline:
             exit_code = process.poll()
             if exit_code is not None:
-                raise DevnetError(f"anvil exited with code {exit_code} at start: {process.log_tail(300).strip()}")
+                raise DevnetError(
+                    f"anvil exited with code {exit_code} at start: {process.log_tail(300).strip()}"
+                )
             try:
                 chain_id = int(call(url, "eth_chainId", timeout=2), 16)
             except TransportError:

@@ -11,8 +11,9 @@ def funder_from_key(key: str) -> Funder:
     from eth_account import Account
 
     text = key.strip()
-    if not text.startswith("0x"):
-        text = "0x" + text
+    if text[:2].lower() == "0x":
+        text = text[2:]
+    text = "0x" + text
     try:
         account = Account.from_key(text)
     except (ValueError, TypeError):
@@ -55,9 +56,13 @@ class ExternalDevnet(Devnet):
         try:
             self._chain_id = int(call(rpc_url, "eth_chainId", timeout=10), 16)
         except TransportError as exc:
-            raise DevnetError(f"--gashammer-rpc-url {rpc_url} is unreachable ({exc}); check the URL and that the node runs") from None
+            raise DevnetError(
+                f"--gashammer-rpc-url {rpc_url} is unreachable ({exc}); check the URL and that the node runs"
+            ) from None
         except (RpcError, ValueError, TypeError) as exc:
-            raise DevnetError(f"--gashammer-rpc-url {rpc_url} answered eth_chainId badly ({exc}); is it an EVM node?") from None
+            raise DevnetError(
+                f"--gashammer-rpc-url {rpc_url} answered eth_chainId badly ({exc}); is it an EVM node?"
+            ) from None
         check_chain_id(self._chain_id, expected=expected_chain_id, allowed=allowed_chain_ids or set())
 
     @property

@@ -53,6 +53,7 @@ class NonceBook:
     """
 
     def __init__(self, starting_nonces: list[int]) -> None:
+        self._start = list(starting_nonces)
         self._next = list(starting_nonces)
         self._released: list[list[int]] = [[] for _ in starting_nonces]
         #: Nonces consumed by transactions that are not ours (found out through the node's answers).
@@ -67,8 +68,10 @@ class NonceBook:
         return nonce
 
     def release(self, sender: int, nonce: int) -> None:
+        """Give back a nonce this book handed out that the node did not consume."""
         released = self._released[sender]
-        if nonce < self._next[sender] and nonce not in released:
+        handed_out = self._start[sender] <= nonce < self._next[sender]
+        if handed_out and nonce not in released and nonce not in self.foreign[sender]:
             bisect.insort(released, nonce)
 
     def resync(self, sender: int, pending_count: int) -> None:

@@ -82,9 +82,10 @@ def _result_of(answer: Any, method: str) -> Any:
         raise TransportError(f"{method}: the answer is not a JSON-RPC object: {str(answer)[:120]}")
     error = answer.get("error")
     if error is not None:
-        if not isinstance(error, dict):
+        code = error.get("code") if isinstance(error, dict) else None
+        if not isinstance(code, int) or isinstance(code, bool):
             raise TransportError(f"{method}: malformed JSON-RPC error: {str(error)[:120]}")
-        raise RpcError(int(error.get("code", 0)), str(error.get("message", "")), error.get("data"))
+        raise RpcError(code, str(error.get("message", "")), error.get("data"))
     if "result" not in answer:
         raise TransportError(f"{method}: JSON-RPC answer has neither result nor error")
     return answer["result"]
@@ -215,8 +216,10 @@ class AsyncRpcClient:
         answer = await self._post(json.dumps(request).encode(), calls[0][0])
         if isinstance(answer, dict) and "error" in answer:
             # A node that rejects the batch as a whole answers with a single error object.
-            error = RpcError(int(answer["error"].get("code", 0)), str(answer["error"].get("message", "")))
-            return [error] * len(calls)
+            try:
+                _result_of(answer, calls[0][0])
+            except (RpcError, TransportError) as exc:
+                return [exc] * len(calls)
         if not isinstance(answer, list):
             raise TransportError(f"batch of {calls[0][0]}: expected a JSON array, got {str(answer)[:80]}")
         by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}

@@ -219,9 +219,12 @@ class _EdgeSession:
         context = TemplateContext(
             chain_id=chain_id, seed=plan.seed, sender_addresses=[s.address for s in self.senders]
         )
-        self.template_classes = [resolve_template(name) for name, _ in plan.workload]
-        self.templates: list[Template] = [cls(context) for cls in self.template_classes]
-        self.shares = [share for _, share in plan.workload]
+        self.template_classes = [resolve_template(name) for name, _, _ in plan.workload]
+        self.templates: list[Template] = [
+            cls(context, params)
+            for cls, (_, _, params) in zip(self.template_classes, plan.workload, strict=True)
+        ]
+        self.shares = [share for _, share, _ in plan.workload]
 
         tip = plan.max_priority_fee_per_gas
         if tip is None:
@@ -237,7 +240,7 @@ class _EdgeSession:
             base_fee = int(latest.get("baseFeePerGas") or "0x0", 16)
             self.max_fee = max(2 * base_fee + tip, 1)
 
-        self.gas_model = [float(cls.nominal_gas) for cls in self.template_classes]
+        self.gas_model = [template.nominal_gas_for(template.options) for template in self.templates]
         self.gas_observed: list[list[float]] = [[0.0, 0.0] for _ in self.templates]  # sum, count
         self.schedule = ArrivalSchedule(
             plan.phases,
@@ -339,7 +342,7 @@ class _EdgeSession:
             wall_origin_ns=self.wall_origin_ns,
             txs=self.log,
             blocks=self.blocks,
-            templates=[name for name, _ in self.plan.workload],
+            templates=[name for name, _, _ in self.plan.workload],
             template_expected_status=[cls.expected_status for cls in self.template_classes],
             template_gas_model=list(self.gas_model),
             template_gas_tolerance=[cls.gas_tolerance for cls in self.template_classes],

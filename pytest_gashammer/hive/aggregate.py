@@ -53,7 +53,8 @@ def build_result(
             if log.included_ns[row] != NOT_YET:
                 included += 1
                 included_at = (log.included_ns[row] - origin) / 1e9
-                inclusion_times.append((included_at, gas))
+                if log.template[row] >= 0:  # nonce-gap fillers are not part of the offered load
+                    inclusion_times.append((included_at, gas))
                 bucket = buckets.setdefault(math.floor(included_at), _empty_bucket())
                 bucket["included_gas"] += gas
                 bucket["included_tx"] += 1
@@ -67,8 +68,9 @@ def build_result(
                 continue
             offered_gas += log.gas_planned[row]
             offered_tx += 1
-            if log.accepted_ns[row] != NOT_YET:
+            if was_accepted:
                 accepted_gas += log.gas_planned[row]
+            if log.accepted_ns[row] != NOT_YET:
                 accept_latencies.append((log.accepted_ns[row] - log.intended_ns[row]) / 1e9)
             if log.included_ns[row] != NOT_YET:
                 inclusion_latencies.append((log.included_ns[row] - log.intended_ns[row]) / 1e9)
@@ -93,7 +95,9 @@ def build_result(
         )
         for report, share, skew in zip(reports, shares, skews, strict=True)
     ]
-    timeline = [{"second": float(second), **values} for second, values in sorted(buckets.items()) if second >= 0]
+    timeline = [
+        {"second": float(second), **values} for second, values in sorted(buckets.items()) if second >= 0
+    ]
     notes = [note for report in reports for note in report.notes]
     return RunResult(
         name=plan.name,
@@ -107,7 +111,9 @@ def build_result(
         rejected=rejected,
         included=included,
         lost=lost,
-        latency=Latency(accept=LatencyStats.of(accept_latencies), inclusion=LatencyStats.of(inclusion_latencies)),
+        latency=Latency(
+            accept=LatencyStats.of(accept_latencies), inclusion=LatencyStats.of(inclusion_latencies)
+        ),
         errors=errors,
         verdicts=verdicts,
         duration=duration,

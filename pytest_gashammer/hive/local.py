@@ -70,7 +70,9 @@ class Hive:
                 if time.monotonic() > deadline:
                     edge.stop("the run exceeded its time budget")
                     if not edge.join(STOP_GRACE):
-                        raise GashammerError(f"edge {assignment.edge_id} did not stop within {STOP_GRACE:.0f} s")
+                        raise GashammerError(
+                            f"edge {assignment.edge_id} did not stop within {STOP_GRACE:.0f} s"
+                        )
                     break
         except KeyboardInterrupt:
             edge.stop("interrupted")

@@ -155,9 +155,7 @@ class RunResult:
             "latency_accept": self.latency.accept.as_dict(),
             "latency_inclusion": self.latency.inclusion.as_dict(),
             "errors": dict(self.errors),
-            "verdicts": [
-                {"name": v.name, "status": v.status, "summary": v.summary} for v in self.verdicts
-            ],
+            "verdicts": [{"name": v.name, "status": v.status, "summary": v.summary} for v in self.verdicts],
             "duration": self.duration,
             "chain_id": self.chain_id,
             "devnet_kind": self.devnet_kind,

@@ -58,7 +58,9 @@ def inclusion(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
             f"{inclusion_timeout:g} s",
             evidence,
         )
-    return Verdict("inclusion", "passed", f"all {accepted} accepted transactions included within {inclusion_timeout:g} s")
+    return Verdict(
+        "inclusion", "passed", f"all {accepted} accepted transactions included within {inclusion_timeout:g} s"
+    )
 
 
 def no_duplicate_inclusion(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
@@ -134,7 +136,9 @@ def receipt_status(reports: Sequence[EdgeReport], inclusion_timeout: float) -> V
                 name = report.templates[template] if template >= 0 else "nonce-gap filler"
                 wrong.append(f"{log.tx_hash(row)} ({name}: status {status}, expected {expected})")
     if checked == 0:
-        return Verdict("receipt_status", "inconclusive", "no receipt was checked (receipts=0 or nothing included)")
+        return Verdict(
+            "receipt_status", "inconclusive", "no receipt was checked (receipts=0 or nothing included)"
+        )
     if wrong:
         return Verdict(
             "receipt_status",

@@ -58,7 +58,9 @@ class LiveProgress:
     def _write(self, line: str) -> None:
         with self._capture.global_and_fixture_disabled():
             if self._interactive:
-                self._terminal.write("\r" + line.ljust(self._terminal._tw.fullwidth - 1)[: self._terminal._tw.fullwidth - 1])
+                self._terminal.write(
+                    "\r" + line.ljust(self._terminal._tw.fullwidth - 1)[: self._terminal._tw.fullwidth - 1]
+                )
                 self._terminal.flush()
             else:
                 self._terminal.write_line(line)
@@ -98,7 +100,9 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
                 f"p99 {format_seconds(stats['p99'])}  max {format_seconds(stats['max'])}"
             )
     if run["errors"]:
-        errors = ", ".join(f"{kind}={count}" for kind, count in sorted(run["errors"].items(), key=lambda kv: -kv[1]))
+        errors = ", ".join(
+            f"{kind}={count}" for kind, count in sorted(run["errors"].items(), key=lambda kv: -kv[1])
+        )
         lines.append(f"  errors     {errors}")
     verdicts = "  ".join(f"{v['name']}:{v['status']}" for v in run["verdicts"])
     lines.append(f"  verdicts   {verdicts}")
@@ -125,7 +129,9 @@ class RunSummaries:
         terminalreporter.write_sep("=", f"gashammer: {len(self.runs)} run(s)")
         for nodeid, run in self.runs:
             lines = format_run_summary(nodeid, run)
-            self.config.hook.pytest_gashammer_summary_lines(config=self.config, nodeid=nodeid, run=run, lines=lines)
+            self.config.hook.pytest_gashammer_summary_lines(
+                config=self.config, nodeid=nodeid, run=run, lines=lines
+            )
             failed = any(verdict["status"] == "failed" for verdict in run["verdicts"])
             for index, line in enumerate(lines):
                 terminalreporter.write_line(line, red=failed and index == 0, green=not failed and index == 0)

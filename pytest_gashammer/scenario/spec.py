@@ -46,7 +46,10 @@ ACCEPTED = {
     "ramp": "a duration over which the rate climbs linearly to the target (default '0s')",
     "cooldown": "a duration over which the rate falls linearly to zero (default '0s')",
     "warmup_rate": "a fraction of the target in (0, 1] used during warmup (default 0.1)",
-    "workload": "a dict of template name or 'module:Class' to positive gas share, e.g. {'transfer': 1.0}",
+    "workload": (
+        "a dict of template name or 'module:Class' to its gas share, or to {'share': x, <param>: value}, "
+        "e.g. {'transfer': 0.5, 'storage': {'share': 0.5, 'slots': 8}}"
+    ),
     "seed": "an integer >= 0 (default: --gashammer-seed, else derived from the test id)",
     "arrival": "'constant' or 'poisson'",
     "senders": "a positive number of sender accounts (default: scaled to the rate)",
@@ -83,7 +86,7 @@ class ScenarioSpec:
     ramp: float
     cooldown: float
     warmup_rate: float
-    workload: tuple[tuple[str, float], ...]
+    workload: tuple[WorkloadEntry, ...]
     seed: int | None
     arrival: str
     senders: int | None
@@ -101,7 +104,7 @@ class ScenarioSpec:
 
     def as_raw(self) -> dict[str, Any]:
         raw = dataclasses.asdict(self)
-        raw["workload"] = dict(self.workload)
+        raw["workload"] = {name: {"share": share, **params} for name, share, params in self.workload}
         raw["receipts"] = "all" if self.receipts is None else self.receipts
         return raw
 
@@ -151,7 +154,9 @@ def parse_spec(raw: Mapping[str, Any]) -> ScenarioSpec:
 
     arrival = values["arrival"]
     if arrival not in ARRIVALS:
-        raise ConfigError(f"arrival={arrival!r} is not supported; use one of {', '.join(map(repr, ARRIVALS))}")
+        raise ConfigError(
+            f"arrival={arrival!r} is not supported; use one of {', '.join(map(repr, ARRIVALS))}"
+        )
 
     senders = values["senders"]
     if senders is not None:
@@ -191,21 +196,40 @@ def parse_spec(raw: Mapping[str, Any]) -> ScenarioSpec:
     )
 
 
-def _parse_workload(value: object) -> tuple[tuple[str, float], ...]:
-    from pytest_gashammer.workload.registry import check_template_name
+WorkloadEntry = tuple[str, float, dict[str, Any]]
+
+
+def _parse_workload(value: object) -> tuple[WorkloadEntry, ...]:
+    from pytest_gashammer.workload.registry import resolve_template
 
     if not isinstance(value, Mapping) or not value:
         raise ConfigError(f"workload={value!r} must be a non-empty dict, {ACCEPTED['workload']}")
-    entries = []
-    for name, weight in value.items():
+    entries: list[WorkloadEntry] = []
+    for name, entry in value.items():
         if not isinstance(name, str):
             raise ConfigError(f"workload key {name!r} must be a template name string, e.g. 'transfer'")
-        check_template_name(name)
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not (weight > 0) or not math.isfinite(weight):
-            raise ConfigError(f"workload[{name!r}]={weight!r} must be a positive number (its share of the gas rate)")
-        entries.append((name, float(weight)))
-    total = sum(weight for _, weight in entries)
-    return tuple((name, weight / total) for name, weight in entries)
+        template = resolve_template(name)
+        if isinstance(entry, Mapping):
+            raw_params = dict(entry)
+            if "share" not in raw_params:
+                raise ConfigError(
+                    f"workload[{name!r}] needs a 'share' (its part of the gas rate), e.g. {{'share': 1.0}}"
+                )
+            weight = raw_params.pop("share")
+        else:
+            weight, raw_params = entry, {}
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not (weight > 0)
+            or not math.isfinite(weight)
+        ):
+            raise ConfigError(
+                f"workload[{name!r}] share {weight!r} must be a positive number (its part of the gas rate)"
+            )
+        entries.append((name, float(weight), template.check_params(raw_params, where=f"workload[{name!r}]")))
+    total = sum(weight for _, weight, _ in entries)
+    return tuple((name, weight / total, params) for name, weight, params in entries)
 
 
 def default_seed(nodeid: str) -> int:
@@ -226,7 +250,7 @@ class ScenarioPlan:
     target_gas_per_sec: float
     phases: tuple[Phase, ...]
     arrival: str
-    workload: tuple[tuple[str, float], ...]
+    workload: tuple[WorkloadEntry, ...]
     senders: int
     inclusion_timeout: float
     receipts: int | None
@@ -261,7 +285,9 @@ class ScenarioPlan:
     def from_dict(cls, data: Mapping[str, Any]) -> ScenarioPlan:
         fields = dict(data)
         fields["phases"] = tuple(Phase(**phase) for phase in fields["phases"])
-        fields["workload"] = tuple((str(name), float(weight)) for name, weight in fields["workload"])
+        fields["workload"] = tuple(
+            (str(name), float(weight), dict(params)) for name, weight, params in fields["workload"]
+        )
         return cls(**fields)
 
 
@@ -275,17 +301,21 @@ def auto_senders(plan_gas_per_sec: float, mean_gas_per_tx: float) -> int:
     return max(8, min(1024, math.ceil(tx_per_sec / 40)))
 
 
-def nominal_mean_gas(workload: tuple[tuple[str, float], ...]) -> float:
+def nominal_mean_gas(workload: tuple[WorkloadEntry, ...]) -> float:
     """Mean gas per transaction when each template gets its gas share: ``1 / sum(share / gas)``."""
     from pytest_gashammer.workload.registry import resolve_template
 
-    return 1.0 / sum(share / resolve_template(name).nominal_gas for name, share in workload)
+    return 1.0 / sum(
+        share / resolve_template(name).nominal_gas_for(params) for name, share, params in workload
+    )
 
 
 def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: float = 1.0) -> ScenarioPlan:
     """Lay the phases out on a timeline starting at 0 and fix every value an edge needs."""
     if not (duration_scale > 0 and math.isfinite(duration_scale)):
-        raise ConfigError(f"--gashammer-duration-scale={duration_scale!r} must be a positive number, e.g. 0.1")
+        raise ConfigError(
+            f"--gashammer-duration-scale={duration_scale!r} must be a positive number, e.g. 0.1"
+        )
     target = spec.gas_per_sec
     phases: list[Phase] = []
     clock = 0.0
@@ -301,7 +331,9 @@ def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: fl
     add("sustain", max(spec.duration * duration_scale, 0.05), target, target)
     add("cooldown", spec.cooldown * duration_scale, target, 0.0)
 
-    senders = spec.senders if spec.senders is not None else auto_senders(target, nominal_mean_gas(spec.workload))
+    senders = (
+        spec.senders if spec.senders is not None else auto_senders(target, nominal_mean_gas(spec.workload))
+    )
     return ScenarioPlan(
         name=name,
         seed=seed,

@@ -16,7 +16,9 @@ _RATE_UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
 def parse_duration(value: object, *, what: str) -> float:
     """Seconds from a number or a string such as ``"500ms"``, ``"30s"``, ``"2m"`` or ``"1m30s"``."""
     if isinstance(value, bool):
-        raise ConfigError(f"{what}={value!r} is not a duration; use seconds (30) or a string like '30s', '500ms', '2m'")
+        raise ConfigError(
+            f"{what}={value!r} is not a duration; use seconds (30) or a string like '30s', '500ms', '2m'"
+        )
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
@@ -36,7 +38,9 @@ def parse_duration(value: object, *, what: str) -> float:
                     f"{what}={value!r} is not a duration; use seconds (30) or a string like '30s', '500ms', '2m'"
                 ) from None
     else:
-        raise ConfigError(f"{what}={value!r} is not a duration; use seconds (30) or a string like '30s', '500ms', '2m'")
+        raise ConfigError(
+            f"{what}={value!r} is not a duration; use seconds (30) or a string like '30s', '500ms', '2m'"
+        )
     if not math.isfinite(seconds) or seconds < 0:
         raise ConfigError(f"{what}={value!r} must be a finite duration of zero or more seconds")
     return seconds
@@ -52,7 +56,9 @@ def parse_gas_rate(value: object, *, what: str) -> float:
     elif isinstance(value, str):
         match = _RATE.match(value)
         if not match:
-            raise ConfigError(f"{what}={value!r} is not a gas rate; use a positive number like 2_000_000 or '2M'")
+            raise ConfigError(
+                f"{what}={value!r} is not a gas rate; use a positive number like 2_000_000 or '2M'"
+            )
         rate = float(match.group(1)) * _RATE_UNITS[match.group(2).lower()]
     else:
         raise ConfigError(f"{what}={value!r} is not a gas rate; use a positive number like 2_000_000 or '2M'")

@@ -63,7 +63,9 @@ class TxLog:
     def __len__(self) -> int:
         return len(self.template)
 
-    def append(self, template: int, sender: int, nonce: int, gas_planned: int, intended_ns: int, tx_hash: bytes) -> int:
+    def append(
+        self, template: int, sender: int, nonce: int, gas_planned: int, intended_ns: int, tx_hash: bytes
+    ) -> int:
         row = len(self.template)
         self.template.append(template)
         self.sender.append(sender)

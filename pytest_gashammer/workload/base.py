@@ -66,9 +66,40 @@ class Template:
     expected_status: ClassVar[int] = 1
     #: Relative deviation of observed gas from the model that the oracle tolerates.
     gas_tolerance: ClassVar[float] = 0.10
+    #: Parameters a scenario may set, with their defaults (their types are the accepted types).
+    params: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, context: TemplateContext) -> None:
+    def __init__(self, context: TemplateContext, params: Mapping[str, Any] | None = None) -> None:
         self.context = context
+        self.options: dict[str, Any] = {**self.params, **dict(params or {})}
+
+    @classmethod
+    def check_params(cls, raw: Mapping[str, Any], *, where: str = "") -> dict[str, Any]:
+        """Validate scenario parameters against :attr:`params`; raises ConfigError naming the fix."""
+        from pytest_gashammer.errors import ConfigError
+
+        label = where or cls.name or cls.__name__
+        checked: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in cls.params:
+                accepted = ", ".join(sorted(cls.params)) or "none"
+                raise ConfigError(f"{label}: unknown parameter {key!r}; accepted: {accepted}")
+            default = cls.params[key]
+            expected = (int, float) if isinstance(default, float) else type(default)
+            if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
+                raise ConfigError(f"{label}: parameter {key}={value!r} must be a {type(default).__name__}")
+            checked[key] = value
+        cls.validate_params({**cls.params, **checked}, label)
+        return checked
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any], label: str) -> None:
+        """Check parameter values together (ranges, combinations); raise ConfigError naming the fix."""
+
+    @classmethod
+    def nominal_gas_for(cls, params: Mapping[str, Any]) -> float:
+        """The starting gas estimate for these parameters (before calibration)."""
+        return float(cls.nominal_gas)
 
     async def setup(self, ctx: SetupContext) -> dict[str, Any]:
         """One-time chain setup before the clock starts (deploy a token, hand out balances).

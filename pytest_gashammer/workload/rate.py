@@ -66,12 +66,11 @@ class ArrivalSchedule:
             remaining = phase.end - start
             available = rate_at_start * remaining + 0.5 * slope * remaining * remaining
             if available >= gas_needed and available > 0:
-                # Solve rate*dt + slope/2*dt^2 = gas_needed for the smallest dt >= 0.
-                if abs(slope) < 1e-12:
-                    dt = gas_needed / rate_at_start
-                else:
-                    disc = rate_at_start * rate_at_start + 2.0 * slope * gas_needed
-                    dt = (-rate_at_start + math.sqrt(max(disc, 0.0))) / slope
+                # Solve rate*dt + slope/2*dt^2 = gas_needed for the smallest dt >= 0, in the form
+                # 2g / (r + sqrt(r^2 + 2*slope*g)) that does not cancel when the slope is tiny.
+                disc = max(rate_at_start * rate_at_start + 2.0 * slope * gas_needed, 0.0)
+                denominator = rate_at_start + math.sqrt(disc)
+                dt = 2.0 * gas_needed / denominator if denominator > 0 else 0.0
                 self._t = min(start + max(dt, 0.0), phase.end)
                 return self._t
             gas_needed -= max(available, 0.0)

@@ -44,8 +44,3 @@ def resolve_template(name: str) -> type[Template]:
             f"template {name!r}: {path} is not a subclass of pytest_gashammer.workload.Template"
         )
     return template
-
-
-def check_template_name(name: str) -> None:
-    """Validate a workload key at collection time (imports user modules, which is cheap and safe)."""
-    resolve_template(name)
