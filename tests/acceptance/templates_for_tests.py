@@ -13,8 +13,8 @@ class SometimesTooExpensive(TransferTemplate):
 
     name: ClassVar[str] = "sometimes-too-expensive"
 
-    def __init__(self, context: Any) -> None:
-        super().__init__(context)
+    def __init__(self, context: Any, params: Any = None) -> None:
+        super().__init__(context, params)
         self.built = 0
 
     def build(self, sender_index: int, rng: random.Random) -> dict[str, Any]:
