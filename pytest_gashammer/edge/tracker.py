@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pytest_gashammer._version import request_headers
 from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError, TransportError
 from pytest_gashammer.telemetry.records import BlockRecord
 
@@ -86,7 +87,9 @@ class BlockFollower:
         assert self._ws_url is not None
         while not stop.is_set():
             try:
-                async with connect(self._ws_url, max_size=None, open_timeout=5) as socket:
+                async with connect(
+                    self._ws_url, max_size=None, open_timeout=5, additional_headers=request_headers()
+                ) as socket:
                     await socket.send(
                         json.dumps(
                             {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
