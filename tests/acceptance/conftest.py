@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -46,24 +47,37 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def anvil_processes() -> set[int]:
-    return {
-        int(entry.name)
-        for entry in Path("/proc").iterdir()
-        if entry.name.isdigit() and process_name(int(entry.name)) == "anvil"
-    }
+def anvil_processes(tag: str) -> set[int]:
+    """Running anvil processes whose environment carries ``GASHAMMER_TEST_TAG=tag``.
+
+    The tag is inherited from the test through pytest subprocesses down to anvil, so this finds
+    exactly the nodes a test started, whatever else runs on the machine.
+    """
+    needle = f"GASHAMMER_TEST_TAG={tag}".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or process_name(int(entry.name)) != "anvil":
+            continue
+        try:
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if needle in environment and alive(int(entry.name)):
+            found.add(int(entry.name))
+    return found
 
 
 @pytest.fixture
-def no_new_anvil():
-    """Fails the test if it leaves an anvil process behind."""
-    before = anvil_processes()
+def no_new_anvil(monkeypatch: pytest.MonkeyPatch):
+    """Fails the test if an anvil it started (directly or through a pytest run) is left behind."""
+    tag = uuid.uuid4().hex
+    monkeypatch.setenv("GASHAMMER_TEST_TAG", tag)
     yield
     deadline = time.monotonic() + 10
-    leftover = anvil_processes() - before
+    leftover = anvil_processes(tag)
     while leftover and time.monotonic() < deadline:
         time.sleep(0.1)
-        leftover = {pid for pid in anvil_processes() - before if alive(pid)}
+        leftover = anvil_processes(tag)
     for pid in leftover:
         os.kill(pid, signal.SIGKILL)
     assert not leftover, f"anvil processes left running: {sorted(leftover)}"
