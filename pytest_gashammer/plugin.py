@@ -82,6 +82,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="WebSocket endpoint of the external node for newHeads (env GASHAMMER_WS_URL)",
     )
     group.addoption(
+        "--gashammer-feed-url",
+        default=os.environ.get("GASHAMMER_FEED_URL"),
+        metavar="URL",
+        help="sequencer feed of the external node, e.g. ws://host:9642 (env GASHAMMER_FEED_URL)",
+    )
+    group.addoption(
         "--gashammer-funder-key",
         default=os.environ.get("GASHAMMER_FUNDER_KEY"),
         metavar="KEY",
@@ -172,6 +178,7 @@ def devnet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     options = DevnetOptions(
         rpc_url=config.getoption("--gashammer-rpc-url"),
         ws_url=config.getoption("--gashammer-ws-url"),
+        feed_url=config.getoption("--gashammer-feed-url"),
         funder_key=config.getoption("--gashammer-funder-key"),
         expected_chain_id=config.getoption("--gashammer-chain-id"),
         allowed_chain_ids=frozenset(config.getoption("--gashammer-allow-chain-id")),

@@ -13,6 +13,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from pytest_gashammer.devnet.anvil import anvil_version, find_anvil
 from pytest_gashammer.devnet.base import NITRO_DEV_ADDRESS, NITRO_DEV_CHAIN_ID, NITRO_DEV_KEY, Devnet, Funder
@@ -44,6 +45,7 @@ class EmbeddedDevnet(Devnet):
         gas_limit: int = BLOCK_GAS_LIMIT,
         workdir: Path | None = None,
         startup_timeout: float = 30.0,
+        feed: bool = True,
     ) -> None:
         super().__init__()
         self._anvil_path = anvil_path
@@ -56,6 +58,8 @@ class EmbeddedDevnet(Devnet):
         self._port: int | None = None
         self._funder = Funder(NITRO_DEV_ADDRESS, NITRO_DEV_KEY)
         self.anvil_binary: Path | None = None
+        self._with_feed = feed
+        self._relay: Any = None
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -111,7 +115,24 @@ class EmbeddedDevnet(Devnet):
         except (RpcError, TransportError) as exc:
             self.close()
             raise DevnetError(f"anvil started but refused to fund the dev account: {exc}") from None
+        if self._with_feed:
+            from pytest_gashammer.feed.relay import FeedRelay, FeedRelayError
+
+            try:
+                self._relay = FeedRelay(self.rpc_url, self._chain_id, start_block=0).start()
+            except FeedRelayError as exc:
+                self.close()
+                raise DevnetError(str(exc)) from None
         return self
+
+    @property
+    def feed_url(self) -> str | None:
+        """The Nitro-format sequencer feed of this devnet (``ws://127.0.0.1:<port>``)."""
+        return self._relay.url if self._relay is not None else None
+
+    @property
+    def feed_relay(self) -> Any:
+        return self._relay
 
     def _argv(self, port: int) -> list[str]:
         assert self.anvil_binary is not None
@@ -154,6 +175,9 @@ class EmbeddedDevnet(Devnet):
         return anvil_version(self.anvil_binary).replace("anvil Version:", "anvil").strip()
 
     def close(self) -> None:
+        if self._relay is not None:
+            self._relay.stop()
+            self._relay = None
         if self._process is not None:
             self._process.stop()
             self._process = None

@@ -51,6 +51,10 @@ class ExternalDevnet(Devnet):
         super().__init__()
         self._rpc_url = rpc_url
         self._ws_url = ws_url
+        if feed_url is not None and not feed_url.startswith(("ws://", "wss://")):
+            raise DevnetError(
+                f"--gashammer-feed-url {feed_url!r} must be a ws:// or wss:// URL (a Nitro node's port 9642)"
+            )
         self._feed_url = feed_url
         self._funder = funder_from_key(funder_key)
         try:

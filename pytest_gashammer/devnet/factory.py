@@ -13,6 +13,7 @@ from pytest_gashammer.errors import DevnetError
 class DevnetOptions:
     rpc_url: str | None = None
     ws_url: str | None = None
+    feed_url: str | None = None
     funder_key: str | None = None
     expected_chain_id: int | None = None
     allowed_chain_ids: frozenset[int] = field(default_factory=frozenset)
@@ -33,8 +34,14 @@ def open_devnet(options: DevnetOptions) -> Devnet:
             options.rpc_url,
             options.funder_key,
             ws_url=options.ws_url,
+            feed_url=options.feed_url,
             expected_chain_id=options.expected_chain_id,
             allowed_chain_ids=set(options.allowed_chain_ids),
+        )
+    if options.feed_url:
+        raise DevnetError(
+            "--gashammer-feed-url is for an external node's feed; the embedded devnet runs its own. "
+            "Pass --gashammer-rpc-url too, or drop the option"
         )
     from pytest_gashammer.devnet.embedded import EmbeddedDevnet
 

@@ -66,6 +66,7 @@ class EdgeAssignment:
     sender_count: int = 0
     gas_share: float = 1.0
     connections: int = 4
+    feed_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -93,10 +94,19 @@ class Progress:
 class EdgeRuntime:
     """Runs one :class:`EdgeAssignment` in a daemon thread with its own event loop."""
 
-    def __init__(self, assignment: EdgeAssignment, *, start_gate: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        assignment: EdgeAssignment,
+        *,
+        start_gate: Callable[[], None] | None = None,
+        raw_tx_sink: Callable[[bytes, bytes], None] | None = None,
+    ) -> None:
+        """``raw_tx_sink(tx_hash, raw)`` sees every signed transaction (a feed relay in the same
+        process uses it to spare the node a raw-bytes lookup per transaction)."""
         self.assignment = assignment
         self.plan = ScenarioPlan.from_dict(assignment.plan)
         self._start_gate = start_gate
+        self.raw_tx_sink = raw_tx_sink
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: str | None = None
@@ -199,6 +209,12 @@ class _EdgeSession:
         self.wall_origin_ns = 0
         self.sending_finished_ns = NOT_YET
         self.resyncing: set[int] = set()
+        self.correlator: Any = None
+        self.feed_client: Any = None
+        self.feed_task: asyncio.Task[None] | None = None
+        self.feed_stop = asyncio.Event()
+        self.feed_findings: dict[str, Any] | None = None
+        self.chain_blocks: list[tuple[int, str, list[str]]] = []
 
     # -- setup ----------------------------------------------------------------------------------
     async def setup(self) -> None:
@@ -263,6 +279,8 @@ class _EdgeSession:
         for template in self.templates:
             template.use_setup(await template.setup(setup_context))
         for index, template in enumerate(self.templates):
+            if not template.calibrate:
+                continue
             try:
                 request = template.estimate_request(self.senders[0].address)
                 self.gas_model[index] = float(int(await self.rpc.call("eth_estimateGas", request), 16))
@@ -283,7 +301,50 @@ class _EdgeSession:
         self.nonces = NonceBook(list(self.start_nonces))
         self.rng = random.Random(plan.seed * 1_000_003 + assignment.sender_start)
         self.start_block = int(await self.rpc.call("eth_blockNumber"), 16)
+        if assignment.feed_url and self.plan.feed:
+            await self._start_feed(chain_id)
         self.signers = [FastSigner(sender.key, assignment.chain_id) for sender in self.senders]
+
+    async def _start_feed(self, chain_id: int) -> None:
+        """Follow the sequencer feed from the next block on, correlating what this edge sends."""
+        from pytest_gashammer.feed.client import FeedClient
+        from pytest_gashammer.feed.correlator import Correlator
+
+        assert self.assignment.feed_url is not None
+        self.correlator = Correlator()
+        self.feed_client = FeedClient(
+            self.assignment.feed_url,
+            expected_chain_id=chain_id,
+            start_sequence=self.start_block + 1,
+            on_message=self.correlator.on_message,
+        )
+        self.feed_task = asyncio.create_task(self.feed_client.run(self.feed_stop))
+        deadline = time.monotonic() + 5.0
+        while not self.feed_client.connected and not self.feed_task.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.feed_task.done():
+            self.feed_task.result()  # a fatal handshake problem (wrong chain id) ends the run here
+        if not self.feed_client.connected:
+            self.notes.append(
+                f"feed {self.assignment.feed_url} not connected after 5 s; still trying during the run"
+            )
+
+    async def _stop_feed(self) -> None:
+        if self.feed_task is None:
+            return
+        included = sum(1 for state in self.log.state if state == STATUS_INCLUDED)
+        deadline = time.monotonic() + 3.0
+        while self.correlator.matched < included and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.feed_stop.set()
+        try:
+            await asyncio.wait_for(self.feed_task, 5.0)
+        except GashammerError as exc:
+            self.errors["feed_fatal"] = self.errors.get("feed_fatal", 0) + 1
+            self.notes.append(str(exc))
+        except (TimeoutError, asyncio.CancelledError):
+            self.feed_task.cancel()
+        self.feed_findings = self.correlator.check_against_chain(self.chain_blocks).as_dict()
 
     async def _fund_senders(self) -> None:
         expected = self.schedule.expected_transactions()
@@ -321,6 +382,7 @@ class _EdgeSession:
             await self._wait_for_inclusion(stop, follower)
         finally:
             await follower.catch_up()
+            await self._stop_feed()
             tracker_stop.set()
             await asyncio.gather(tracker, return_exceptions=True)
             await self._drain_receipts(stop)
@@ -356,6 +418,12 @@ class _EdgeSession:
             sending_finished_ns=self.sending_finished_ns,
             stopped_early=self.runtime._stop_requested,
             notes=self.notes,
+            feed_columns=self.correlator.to_columns() if self.correlator is not None else None,
+            feed_stats=self.feed_client.stats.as_dict() if self.feed_client is not None else None,
+            feed_events=[(e.kind, e.ns, e.detail, e.sequence) for e in self.feed_client.events]
+            if self.feed_client is not None
+            else [],
+            feed_findings=self.feed_findings,
         )
 
     def _now(self) -> float:
@@ -407,7 +475,7 @@ class _EdgeSession:
         row = self.log.append(
             template_index, sender, nonce, int(self.gas_model[template_index]), intended_ns, tx_hash
         )
-        self.by_hash[tx_hash] = row
+        self._register(tx_hash, row, intended_ns, raw)
         return row, raw
 
     def _sign(self, sender: int, nonce: int, gas_limit: int, fields: dict[str, Any]) -> tuple[bytes, bytes]:
@@ -424,6 +492,13 @@ class _EdgeSession:
         }
         signed = self.signers[sender].sign(tx)
         return signed.raw, signed.hash
+
+    def _register(self, tx_hash: bytes, row: int, intended_ns: int, raw: bytes) -> None:
+        self.by_hash[tx_hash] = row
+        if self.correlator is not None:
+            self.correlator.register(tx_hash, row, intended_ns)
+        if self.runtime.raw_tx_sink is not None:
+            self.runtime.raw_tx_sink(tx_hash, raw)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -503,8 +578,9 @@ class _EdgeSession:
                     raw, tx_hash = self._sign(
                         sender, taken, 21_000, {"to": self.senders[sender].address, "value": 0}
                     )
-                    row = self.log.append(GAP_FILLER, sender, taken, 21_000, time.monotonic_ns(), tx_hash)
-                    self.by_hash[tx_hash] = row
+                    intended_ns = time.monotonic_ns()
+                    row = self.log.append(GAP_FILLER, sender, taken, 21_000, intended_ns, tx_hash)
+                    self._register(tx_hash, row, intended_ns, raw)
                     batch.append((row, raw))
             if not batch:
                 return
@@ -521,6 +597,8 @@ class _EdgeSession:
     # -- inclusion and receipts -----------------------------------------------------------------
     def _on_block(self, record: BlockRecord, tx_hashes: list[str]) -> None:
         self.blocks.append(record)
+        if self.correlator is not None:
+            self.chain_blocks.append((record.number, record.hash, tx_hashes))
         log, progress = self.log, self.runtime.progress
         latencies = self.runtime._recent_latencies
         receipts_wanted = self.plan.receipts

@@ -1,5 +1,18 @@
-"""Codec for Arbitrum Nitro's sequencer feed: decode frames into sequenced transactions, encode fake ones."""
+"""Arbitrum Nitro's sequencer feed: the codec, a relay that serves a Nitro-shaped feed for any node, a
+resilient client, and the correlator that turns feed arrivals into feed latency and feed-vs-chain checks.
 
+Importing this package loads neither websockets nor aiohttp; the relay and the client import them when
+they start.
+"""
+
+from pytest_gashammer.feed.client import (
+    FeedChainMismatch,
+    FeedClient,
+    FeedClientError,
+    FeedClientStats,
+    FeedEvent,
+    FeedVersionMismatch,
+)
 from pytest_gashammer.feed.codec import (
     MAX_BATCH_DEPTH,
     MAX_JSON_DEPTH,
@@ -23,6 +36,14 @@ from pytest_gashammer.feed.codec import (
     l2_message_for,
     parse_l2_message,
 )
+from pytest_gashammer.feed.correlator import ChainBlock, Correlator, FeedChainFindings
+from pytest_gashammer.feed.relay import (
+    FeedRelay,
+    FeedRelayError,
+    FrameTransform,
+    RelayStats,
+    messages_for_block,
+)
 
 __all__ = [
     "MAX_BATCH_DEPTH",
@@ -33,17 +54,31 @@ __all__ = [
     "BadJsonError",
     "BadShapeError",
     "BroadcastMessage",
+    "ChainBlock",
+    "Correlator",
     "EmptyMessageError",
     "EncodableMessage",
+    "FeedChainFindings",
+    "FeedChainMismatch",
+    "FeedClient",
+    "FeedClientError",
+    "FeedClientStats",
     "FeedDecodeError",
+    "FeedEvent",
     "FeedMessage",
+    "FeedRelay",
+    "FeedRelayError",
+    "FeedVersionMismatch",
+    "FrameTransform",
     "L2MessageError",
     "NestingTooDeepError",
     "OversizeSegmentError",
+    "RelayStats",
     "TruncatedBatchError",
     "UnknownL2KindError",
     "decode_broadcast",
     "encode_broadcast",
     "l2_message_for",
+    "messages_for_block",
     "parse_l2_message",
 ]

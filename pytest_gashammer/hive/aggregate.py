@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from array import array
 from collections.abc import Sequence
+from typing import Any
 
 from pytest_gashammer.hive.result import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
@@ -29,6 +31,8 @@ def build_result(
     offered_tx = 0
     sent = accepted = rejected = included = lost = 0
     accept_latencies: list[float] = []
+    feed_latencies: list[float] = []
+    feed: dict[str, Any] | None = None
     inclusion_latencies: list[float] = []
     errors: dict[str, int] = {}
     inclusion_times: list[tuple[float, float]] = []  # (seconds since edge origin, gas)
@@ -39,6 +43,11 @@ def build_result(
         origin = report.clock_origin_ns
         for kind, count in report.errors.items():
             errors[kind] = errors.get(kind, 0) + count
+        feed_arrivals: array[int] | None = None
+        if report.feed_columns is not None:
+            feed_arrivals = array("q")
+            feed_arrivals.frombytes(report.feed_columns["arrival_ns"])
+            feed = merge_feed_facts(feed, report)
         for row in range(len(log)):
             intended = (log.intended_ns[row] - origin) / 1e9
             gas = float(log.gas_used[row] if log.gas_used[row] != NOT_YET else log.gas_planned[row])
@@ -74,6 +83,8 @@ def build_result(
                 accept_latencies.append((log.accepted_ns[row] - log.intended_ns[row]) / 1e9)
             if log.included_ns[row] != NOT_YET:
                 inclusion_latencies.append((log.included_ns[row] - log.intended_ns[row]) / 1e9)
+            if feed_arrivals is not None and row < len(feed_arrivals) and feed_arrivals[row] != NOT_YET:
+                feed_latencies.append((feed_arrivals[row] - log.intended_ns[row]) / 1e9)
 
     # Inclusions trail sends by the pipeline delay; shift the window by the median inclusion
     # latency so a run that starts at full rate is not charged for the first block interval.
@@ -112,8 +123,11 @@ def build_result(
         included=included,
         lost=lost,
         latency=Latency(
-            accept=LatencyStats.of(accept_latencies), inclusion=LatencyStats.of(inclusion_latencies)
+            accept=LatencyStats.of(accept_latencies),
+            inclusion=LatencyStats.of(inclusion_latencies),
+            feed=LatencyStats.of(feed_latencies),
         ),
+        feed=feed,
         errors=errors,
         verdicts=verdicts,
         duration=duration,
@@ -129,6 +143,13 @@ def build_result(
         notes=notes,
         timeline=timeline,
     )
+
+
+def merge_feed_facts(merged: dict[str, Any] | None, report: EdgeReport) -> dict[str, Any]:
+    """Feed stats and cross-check findings of every edge that followed the feed, keyed by edge id."""
+    merged = merged or {"edges": {}}
+    merged["edges"][report.edge_id] = {"stats": report.feed_stats, "findings": report.feed_findings}
+    return merged
 
 
 def _empty_bucket() -> dict[str, float]:

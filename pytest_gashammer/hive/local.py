@@ -54,12 +54,14 @@ class Hive:
                 sender_start=0,
                 sender_count=plan.senders,
                 gas_share=1.0,
+                feed_url=self.devnet.feed_url,
             )
         ]
 
     def run(self, plan: ScenarioPlan, *, progress: ProgressSink | None = None) -> RunResult:
         (assignment,) = self.assignments(plan)
-        edge = EdgeRuntime(assignment)
+        relay = getattr(self.devnet, "feed_relay", None)
+        edge = EdgeRuntime(assignment, raw_tx_sink=relay.prime if relay is not None else None)
         started = time.monotonic()
         deadline = started + SETUP_BUDGET + plan.sending_time + plan.inclusion_timeout + STOP_GRACE
         edge.start()

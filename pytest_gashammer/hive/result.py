@@ -44,6 +44,8 @@ class Latency:
 
     accept: LatencyStats
     inclusion: LatencyStats
+    #: Intended send time to the transaction's arrival in the sequencer feed (empty without a feed).
+    feed: LatencyStats = dataclasses.field(default_factory=lambda: LatencyStats.of([]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +115,9 @@ class RunResult:
     stopped_early: str | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
     timeline: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    #: Sequencer-feed facts: client stats (reconnects, gaps, duplicates, decode errors) and the
+    #: feed-versus-chain cross-checks. ``None`` when the run did not follow a feed.
+    feed: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -154,6 +159,8 @@ class RunResult:
             "lost": self.lost,
             "latency_accept": self.latency.accept.as_dict(),
             "latency_inclusion": self.latency.inclusion.as_dict(),
+            "latency_feed": self.latency.feed.as_dict(),
+            "feed": self.feed,
             "errors": dict(self.errors),
             "verdicts": [{"name": v.name, "status": v.status, "summary": v.summary} for v in self.verdicts],
             "duration": self.duration,

@@ -92,13 +92,32 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
         f"  counts     sent {run['sent']:,}  accepted {run['accepted']:,}  rejected {run['rejected']:,}  "
         f"included {run['included']:,}  lost {run['lost']:,}  blocks {run['blocks_observed']:,}",
     ]
-    for label, key in (("accept", "latency_accept"), ("inclusion", "latency_inclusion")):
-        stats = run[key]
+    for label, key in (
+        ("accept", "latency_accept"),
+        ("inclusion", "latency_inclusion"),
+        ("feed", "latency_feed"),
+    ):
+        stats = run.get(key)
+        if stats is None:
+            continue
         if stats["count"]:
             lines.append(
                 f"  {label:<10} p50 {format_seconds(stats['p50'])}  p90 {format_seconds(stats['p90'])}  "
                 f"p99 {format_seconds(stats['p99'])}  max {format_seconds(stats['max'])}"
             )
+    for edge_id, facts in ((run.get("feed") or {}).get("edges") or {}).items():
+        stats, findings = facts.get("stats") or {}, facts.get("findings") or {}
+        checks = ", ".join(
+            f"{key.replace('_', ' ')} {findings[key]}"
+            for key in ("missing_from_feed", "duplicated_in_feed", "order_violations", "hash_mismatches")
+            if findings.get(key)
+        )
+        lines.append(
+            f"  feed [{edge_id}] messages {stats.get('messages', 0):,}  reconnects {stats.get('reconnects', 0)}  "
+            f"gaps {stats.get('gap_count', 0)}  duplicates {stats.get('duplicate_count', 0)}  "
+            f"decode errors {sum((stats.get('decode_errors') or {}).values())}  "
+            f"vs chain: {checks or 'consistent'}"
+        )
     if run["errors"]:
         errors = ", ".join(
             f"{kind}={count}" for kind, count in sorted(run["errors"].items(), key=lambda kv: -kv[1])

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "max_in_flight": None,
     "max_fee_per_gas": None,
     "max_priority_fee_per_gas": None,
+    "feed": True,
 }
 
 ACCEPTED = {
@@ -58,6 +59,7 @@ ACCEPTED = {
     "max_in_flight": "a positive cap on accepted-but-not-included transactions (default: unbounded)",
     "max_fee_per_gas": "fee cap in wei (default: twice the base fee at setup plus the tip)",
     "max_priority_fee_per_gas": "tip in wei (default: the node's eth_maxPriorityFeePerGas, else 0)",
+    "feed": "True to follow the sequencer feed when the devnet has one (default), False to skip it",
 }
 
 
@@ -95,6 +97,7 @@ class ScenarioSpec:
     max_in_flight: int | None
     max_fee_per_gas: int | None = None
     max_priority_fee_per_gas: int | None = None
+    feed: bool = True
 
     def replace(self, **overrides: Any) -> ScenarioSpec:
         """A new spec with ``overrides`` applied, validated as strictly as the marker."""
@@ -178,8 +181,12 @@ def parse_spec(raw: Mapping[str, Any]) -> ScenarioSpec:
         fee = values[fee_name]
         fees[fee_name] = None if fee is None else _positive_int(fee, what=fee_name, allow_zero=True)
 
+    if not isinstance(values["feed"], bool):
+        raise ConfigError(f"feed={values['feed']!r} must be True or False")
+
     return ScenarioSpec(
         **fees,
+        feed=values["feed"],
         gas_per_sec=gas_per_sec,
         duration=duration,
         warmup=warmup,
@@ -258,6 +265,7 @@ class ScenarioPlan:
     duration_scale: float = 1.0
     max_fee_per_gas: int | None = None
     max_priority_fee_per_gas: int | None = None
+    feed: bool = True
 
     @property
     def sending_time(self) -> float:
@@ -348,4 +356,5 @@ def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: fl
         duration_scale=duration_scale,
         max_fee_per_gas=spec.max_fee_per_gas,
         max_priority_fee_per_gas=spec.max_priority_fee_per_gas,
+        feed=spec.feed,
     )

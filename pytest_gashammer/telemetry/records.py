@@ -153,3 +153,7 @@ class EdgeReport:
     sending_finished_ns: int = NOT_YET
     stopped_early: str | None = None
     notes: list[str] = field(default_factory=list)
+    feed_columns: dict[str, Any] | None = None  # Correlator.to_columns(); rows are TxLog rows
+    feed_stats: dict[str, Any] | None = None
+    feed_events: list[tuple[str, int, str, int | None]] = field(default_factory=list)
+    feed_findings: dict[str, Any] | None = None

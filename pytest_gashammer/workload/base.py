@@ -9,6 +9,7 @@ the same transactions from the same seed.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,9 +69,13 @@ class Template:
     gas_tolerance: ClassVar[float] = 0.10
     #: Parameters a scenario may set, with their defaults (their types are the accepted types).
     params: ClassVar[dict[str, Any]] = {}
+    #: Whether the gas model is calibrated with ``eth_estimateGas`` at setup. A template whose
+    #: transactions cannot be estimated (they revert by design) sets False and keeps its nominal gas.
+    calibrate: ClassVar[bool] = True
 
     def __init__(self, context: TemplateContext, params: Mapping[str, Any] | None = None) -> None:
-        self.context = context
+        # Each template keeps its own copy, so one template's setup data never replaces another's.
+        self.context = dataclasses.replace(context, setup=dict(context.setup))
         self.options: dict[str, Any] = {**self.params, **dict(params or {})}
 
     @classmethod

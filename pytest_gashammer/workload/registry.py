@@ -12,6 +12,11 @@ if TYPE_CHECKING:
 
 BUILTIN: dict[str, str] = {
     "transfer": "pytest_gashammer.workload.transfer:TransferTemplate",
+    "erc20": "pytest_gashammer.workload.erc20:Erc20TransferTemplate",
+    "storage": "pytest_gashammer.workload.storage:StorageTemplate",
+    "calldata": "pytest_gashammer.workload.calldata:CalldataTemplate",
+    "deploy": "pytest_gashammer.workload.deploy:DeployTemplate",
+    "revert": "pytest_gashammer.workload.revert:RevertTemplate",
 }
 
 

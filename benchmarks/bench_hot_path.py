@@ -1,0 +1,1081 @@
+"""End-to-end throughput and CPU cost of the edge runtime against the embedded devnet.
+
+Run with ``python benchmarks/bench_hot_path.py [--seconds N] [--rates 2M,5M,...]``. One embedded
+anvil devnet is started and, in the same run and on the same node, the script measures:
+
+1. a raw baseline: native transfers pre-signed up front with eth-account, then submitted as fast as
+   possible in JSON-RPC batches over a few keep-alive aiohttp connections, with no tracking; the
+   figure is included tx/s = count / (first send .. last inclusion), which bounds what this node,
+   this machine and this transport can do without the edge's per-transaction work;
+2. the edge (:class:`~pytest_gashammer.edge.runtime.EdgeRuntime`) at each target gas rate, for
+   ``--seconds`` of sustain with no warmup: target, offered, sent and included gas/s, included tx/s,
+   lost transactions, inclusion latency, and the edge process's CPU time per transaction sent;
+3. the ratios: the edge's best included tx/s over the baseline's (both counted on chain, from the
+   first send to the last inclusion), and, in one more run at half of the best included gas rate,
+   the included gas rate's error against the target and the coefficient of variation of included
+   gas per second over the sustain phase.
+
+``--profile PATH`` also writes a CPU profile of the edge thread (cProfile timed by the thread's CPU
+clock; a profiler started on the command line would see only the main thread waiting in ``join``).
+
+Every edge run uses a fresh seed, so it derives, funds and uses senders of its own, starting at
+nonce 0. The script reports and never gates: its exit code is 0 whatever it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import cProfile
+import dataclasses
+import io
+import json
+import math
+import multiprocessing
+import os
+import pstats
+import random
+import statistics
+import sys
+import threading
+import time
+import traceback
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# Imported up front so that no measured edge run pays for the first import.
+import aiohttp  # noqa: E402
+from eth_account import Account  # noqa: E402
+
+from pytest_gashammer.devnet.embedded import EmbeddedDevnet  # noqa: E402
+from pytest_gashammer.edge.rpc import RpcError, TransportError, call  # noqa: E402
+from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime  # noqa: E402
+from pytest_gashammer.hive.aggregate import build_result  # noqa: E402
+from pytest_gashammer.hive.result import RunResult  # noqa: E402
+from pytest_gashammer.oracle.invariants import evaluate  # noqa: E402
+from pytest_gashammer.scenario.spec import ScenarioPlan, compile_plan, parse_spec  # noqa: E402
+from pytest_gashammer.scenario.units import parse_gas_rate  # noqa: E402
+from pytest_gashammer.telemetry.records import NOT_YET, EdgeReport  # noqa: E402
+
+TRANSFER_GAS = 21_000
+BASELINE_SENDERS = 32
+BASELINE_BATCH = 200
+SEED_BASE = 0x6A5_0000  # run i uses SEED_BASE + i: fresh senders per run, reproducible per invocation
+SETUP_LIMIT = 90.0  # seconds an edge may spend deriving, calibrating and funding before its clock starts
+STOP_GRACE = 30.0  # seconds an edge may take to wrap up after it was asked to stop
+INCLUSION_TIMEOUT = 20.0
+IDLE_POOL_LIMIT = 20.0  # seconds to wait for the node's pool to empty between measurements
+_SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+# ----------------------------------------------------------------------------------------------
+# small helpers
+
+
+def fmt_rate(gas_per_sec: float) -> str:
+    return f"{gas_per_sec / 1e6:.2f}"
+
+
+def fmt_ms(seconds: float) -> str:
+    return "-" if seconds is None or math.isnan(seconds) else f"{seconds * 1000:.0f}"
+
+
+def fmt_share(share: float | None) -> str:
+    return "n/a" if share is None else f"{share * 100:.0f}%"
+
+
+def rate_label(gas_per_sec: float) -> str:
+    return f"{gas_per_sec / 1e6:g}M"
+
+
+class NodeCpu:
+    """CPU seconds used by the node process (Linux ``/proc``); ``None`` elsewhere."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def seconds(self) -> float | None:
+        if self.pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        if fields[0] in ("Z", "X"):  # exited, not yet reaped
+            return None
+        return (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
+
+
+def devnet_gone(devnet: EmbeddedDevnet) -> str | None:
+    """Why the node cannot be measured any more, or ``None`` while it is alive (Linux only)."""
+    if devnet.pid is None or not Path("/proc/self/stat").exists():
+        return None
+    if NodeCpu(devnet.pid).seconds() is None:
+        return (
+            f"the devnet's anvil (pid {devnet.pid}) is gone: killed from outside this script? "
+            "(for one, a test fixture that kills every anvil it did not see before it started)"
+        )
+    return None
+
+
+def rpc_batch(url: str, calls: Sequence[tuple[str, list[Any]]], timeout: float = 10.0) -> list[Any]:
+    """One blocking JSON-RPC batch; each entry is the result, or ``None`` for an error."""
+    body = json.dumps(
+        [{"jsonrpc": "2.0", "id": i, "method": m, "params": params} for i, (m, params) in enumerate(calls)]
+    ).encode()
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        answers = json.loads(response.read())
+    by_id = {answer.get("id"): answer for answer in answers if isinstance(answer, dict)}
+    return [by_id.get(i, {}).get("result") for i in range(len(calls))]
+
+
+def process_cpu() -> tuple[float, float]:
+    """(user + system, system) CPU seconds of this process, all threads; anvil is not counted."""
+    try:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime, usage.ru_stime
+    except ImportError:  # not Unix: no split
+        return time.process_time(), 0.0
+
+
+def wait_for_idle_pool(rpc_url: str, limit: float = IDLE_POOL_LIMIT) -> None:
+    """Wait (bounded) until the node's pool holds nothing, so one measurement does not feed the next."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            status = call(rpc_url, "txpool_status", timeout=5)
+            if int(status.get("pending", "0x0"), 16) + int(status.get("queued", "0x0"), 16) == 0:
+                return
+        except (RpcError, TransportError, AttributeError, ValueError):
+            return  # a node without txpool_status: nothing to wait for
+        time.sleep(0.1)
+    print(f"  (the node's pool was still not empty after {limit:.0f} s)")
+
+
+def node_idle_share(devnet: EmbeddedDevnet, seconds: float = 1.0) -> float | None:
+    """The node's CPU, as a share of one core, while nobody sends to it: its cost of mining empty blocks.
+
+    It grows with the chain's state (anvil's per-block work grows with the number of accounts, and
+    every transfer to a fresh recipient adds one), so it shows how much earlier measurements in the
+    same run have slowed the node down for later ones.
+    """
+    node_cpu = NodeCpu(devnet.pid)
+    before = node_cpu.seconds()
+    time.sleep(seconds)
+    after = node_cpu.seconds()
+    return None if before is None or after is None else (after - before) / seconds
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. raw baseline
+
+
+@dataclasses.dataclass
+class BaselineResult:
+    txs: int
+    accepted: int
+    rejected: int
+    included: int
+    sign_us_per_tx: float
+    send_seconds: float
+    span_seconds: float
+    node_cpu_share: float | None
+    node_idle_share: float | None
+    client_cpu_share: float
+    errors: dict[str, int]
+
+    @property
+    def submit_tx_per_sec(self) -> float:
+        return self.accepted / self.send_seconds if self.send_seconds > 0 else 0.0
+
+    @property
+    def included_tx_per_sec(self) -> float:
+        return self.included / self.span_seconds if self.span_seconds > 0 else 0.0
+
+
+def baseline_key(index: int, salt: int = 0) -> str:
+    from eth_hash.auto import keccak
+
+    counter = 0
+    while True:
+        prefix = b"gashammer/bench-hot-path/" + salt.to_bytes(8, "big")
+        digest = keccak(prefix + index.to_bytes(8, "big") + bytes([counter]))
+        if 0 < int.from_bytes(digest, "big") < _SECP256K1_ORDER:
+            return "0x" + digest.hex()
+        counter += 1
+
+
+def sign_sender_transfers(job: tuple[str, int, int, int, int, int]) -> tuple[list[str], float]:
+    """Worker: sign ``count`` transfers of one sender from nonce 0. Returns raw hex and CPU seconds."""
+    key, chain_id, count, max_fee, tip, seed = job
+    account = Account.from_key(key)
+    rng = random.Random(seed)
+    started = time.process_time()
+    raws = []
+    for nonce in range(count):
+        signed = account.sign_transaction(
+            {
+                "type": 2,
+                "chainId": chain_id,
+                "nonce": nonce,
+                "to": rng.getrandbits(160).to_bytes(20, "big"),
+                "value": 1,
+                "gas": TRANSFER_GAS,
+                "maxFeePerGas": max_fee,
+                "maxPriorityFeePerGas": tip,
+                "data": b"",
+            }
+        )
+        raws.append("0x" + bytes(signed.raw_transaction).hex())
+    return raws, time.process_time() - started
+
+
+def fund_accounts(
+    devnet: EmbeddedDevnet, addresses: Sequence[str], amount: int, max_fee: int, tip: int
+) -> None:
+    funder = Account.from_key(devnet.funder.key)
+    nonce = int(call(devnet.rpc_url, "eth_getTransactionCount", [funder.address, "pending"]), 16)
+    for offset, address in enumerate(addresses):
+        signed = funder.sign_transaction(
+            {
+                "type": 2,
+                "chainId": devnet.chain_id,
+                "nonce": nonce + offset,
+                "to": address,
+                "value": amount,
+                "gas": TRANSFER_GAS,
+                "maxFeePerGas": max_fee,
+                "maxPriorityFeePerGas": tip,
+            }
+        )
+        call(devnet.rpc_url, "eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+    last = nonce + len(addresses)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if int(call(devnet.rpc_url, "eth_getTransactionCount", [funder.address, "latest"]), 16) >= last:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("baseline funding transfers were not mined within 30 s")
+
+
+async def submit_and_wait(
+    url: str, bodies: list[bytes], connections: int, addresses: list[str], expected: list[int]
+) -> tuple[int, int, dict[str, int], float, float, int]:
+    """Send every body over ``connections`` keep-alive connections, then poll the senders' mined nonces.
+
+    Returns accepted, rejected, error counts, send seconds, first-send-to-last-inclusion seconds and
+    the number of transactions mined.
+    """
+    accepted = rejected = 0
+    errors: dict[str, int] = {}
+    pending = iter(bodies)
+    connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=60)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers={"Content-Type": "application/json"}
+    ) as session:
+
+        async def post(body: bytes) -> Any:
+            for attempt in range(3):  # a refused connect sent nothing, so it is safe to retry
+                try:
+                    async with session.post(url, data=body) as response:
+                        return json.loads(await response.read())
+                except aiohttp.ClientConnectorError as exc:
+                    kind = f"connect: {exc.os_error}"[:60]
+                    errors[kind] = errors.get(kind, 0) + 1
+                    if attempt == 2:
+                        raise
+                    await asyncio.sleep(0.1)
+            return None
+
+        async def worker() -> None:
+            nonlocal accepted, rejected
+            for body in pending:  # one shared iterator: each connection takes the next batch
+                answers = await post(body)
+                for answer in answers if isinstance(answers, list) else [answers]:
+                    if "result" in answer:
+                        accepted += 1
+                    else:
+                        rejected += 1
+                        message = str(answer.get("error", {}).get("message", "?"))[:60]
+                        errors[message] = errors.get(message, 0) + 1
+
+        first_send = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        sent_done = time.perf_counter()
+
+        poll = json.dumps(
+            [
+                {"jsonrpc": "2.0", "id": i, "method": "eth_getTransactionCount", "params": [a, "latest"]}
+                for i, a in enumerate(addresses)
+            ]
+        ).encode()
+        target = sum(expected)
+        mined = 0
+        last_progress = sent_done
+        deadline = sent_done + 60
+        while time.perf_counter() < deadline and time.perf_counter() - last_progress < 5:
+            answers = sorted(await post(poll), key=lambda item: item["id"])
+            now = time.perf_counter()
+            counts = [
+                min(int(item.get("result") or "0x0", 16), cap)
+                for item, cap in zip(answers, expected, strict=True)
+            ]
+            if sum(counts) > mined:
+                mined, last_progress = sum(counts), now
+            if mined >= target:
+                break
+            await asyncio.sleep(0.02)
+    return accepted, rejected, errors, sent_done - first_send, last_progress - first_send, mined
+
+
+def run_baseline(
+    devnet: EmbeddedDevnet, txs: int, connections: int, batch: int = BASELINE_BATCH, salt: int = 0
+) -> BaselineResult:
+    keys = [baseline_key(index, salt) for index in range(BASELINE_SENDERS)]
+    addresses = [Account.from_key(key).address for key in keys]
+    per_sender = [
+        txs // BASELINE_SENDERS + (1 if i < txs % BASELINE_SENDERS else 0) for i in range(BASELINE_SENDERS)
+    ]
+    tip = int(call(devnet.rpc_url, "eth_maxPriorityFeePerGas"), 16)
+    base_fee = int(
+        call(devnet.rpc_url, "eth_getBlockByNumber", ["latest", False]).get("baseFeePerGas", "0x0"), 16
+    )
+    max_fee = max(2 * base_fee + tip, 1)
+    amount = (max(per_sender) + 10) * (TRANSFER_GAS * max_fee + 1) + 10**15
+    fund_accounts(devnet, addresses, amount, max_fee, tip)
+
+    print(f"  pre-signing {txs} transfers from {BASELINE_SENDERS} senders with eth-account ...", flush=True)
+    jobs = [
+        (key, devnet.chain_id, count, max_fee, tip, index)
+        for index, (key, count) in enumerate(zip(keys, per_sender, strict=True))
+    ]
+    workers = max(1, min(os.cpu_count() or 1, 4))
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        signed = list(pool.map(sign_sender_transfers, jobs))
+    sign_cpu = sum(cpu for _, cpu in signed)
+    # Interleave senders nonce by nonce so each batch carries every sender's next nonces.
+    ordered = [
+        signed[s][0][n] for n in range(max(per_sender)) for s in range(BASELINE_SENDERS) if n < per_sender[s]
+    ]
+    bodies = []
+    for start in range(0, len(ordered), batch):
+        chunk = ordered[start : start + batch]
+        bodies.append(
+            json.dumps(
+                [
+                    {"jsonrpc": "2.0", "id": start + i, "method": "eth_sendRawTransaction", "params": [raw]}
+                    for i, raw in enumerate(chunk)
+                ]
+            ).encode()
+        )
+
+    wait_for_idle_pool(devnet.rpc_url)
+    idle = node_idle_share(devnet)
+    node_cpu = NodeCpu(devnet.pid)
+    node_before = node_cpu.seconds()
+    client_before = time.process_time()
+    accepted, rejected, errors, send_s, span_s, mined = asyncio.run(
+        submit_and_wait(devnet.rpc_url, bodies, connections, addresses, per_sender)
+    )
+    client_cpu = time.process_time() - client_before
+    node_after = node_cpu.seconds()
+    share = None
+    if node_before is not None and node_after is not None and span_s > 0:
+        share = (node_after - node_before) / span_s
+    return BaselineResult(
+        txs=len(ordered),
+        accepted=accepted,
+        rejected=rejected,
+        included=mined,
+        sign_us_per_tx=sign_cpu / max(len(ordered), 1) * 1e6,
+        send_seconds=send_s,
+        span_seconds=span_s,
+        node_cpu_share=share,
+        node_idle_share=idle,
+        client_cpu_share=client_cpu / span_s if span_s > 0 else math.nan,
+        errors=errors,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. the edge
+
+
+class ProfiledEdgeRuntime(EdgeRuntime):
+    """The edge with cProfile on its own thread, timed by that thread's CPU clock (``--profile``).
+
+    A wall-clock sampler (pyinstrument) run on the command line sees only the main thread, which
+    waits in ``join()``; run inside the edge thread, it charges the time the thread is not running
+    (on a busy 2-core machine, seconds of wall time in ``socket.send`` that are a tenth of that in
+    CPU) to whatever it was doing. The per-transaction cost is CPU, so the profile counts
+    ``time.thread_time``; its own overhead inflates code that makes many small Python calls.
+    """
+
+    def __init__(self, assignment: EdgeAssignment, **kwargs: Any) -> None:
+        super().__init__(assignment, **kwargs)
+        self.profile: cProfile.Profile | None = None
+        self.profile_done = threading.Event()
+
+    def _thread_main(self) -> None:
+        profiler = cProfile.Profile(time.thread_time)
+        profiler.enable()
+        try:
+            super()._thread_main()
+        finally:
+            profiler.disable()
+            self.profile = profiler
+            self.profile_done.set()
+
+
+@dataclasses.dataclass
+class EdgeRun:
+    label: str
+    plan: ScenarioPlan
+    result: RunResult | None = None
+    report: EdgeReport | None = None
+    failure: str | None = None
+    stopped: str | None = None
+    setup_seconds: float = 0.0
+    run_seconds: float = 0.0
+    run_cpu: float = 0.0  # process CPU (user + system) from the start gate to the end of the run
+    run_cpu_sys: float = 0.0  # of which in the kernel (syscalls, loopback TCP)
+    requests: int = 0  # eth_sendRawTransaction batches (rows that share one sent_ns)
+    node_cpu_share: float | None = None
+    node_idle_share: float | None = None  # measured just before the run
+    sent_gas_per_sec: float = 0.0
+    send_lag_p99: float = math.nan
+    mined: int = 0
+    mined_after_edge: int = 0  # accepted, not seen by the edge, but mined (found by polling nonces)
+    chain_lost: int = 0  # accepted and never mined
+    span_tx_per_sec: float = 0.0
+    mean_gas: float = float(TRANSFER_GAS)
+    per_second_gas: list[float] = dataclasses.field(default_factory=list)  # window as the RunResult's
+    per_second_gas_aligned: list[float] = dataclasses.field(default_factory=list)  # edges between blocks
+
+    @property
+    def us_per_tx(self) -> float:
+        sent = self.result.sent if self.result else 0
+        return self.run_cpu / sent * 1e6 if sent else math.nan
+
+    @property
+    def cpu_share(self) -> float:
+        return self.run_cpu / self.run_seconds if self.run_seconds > 0 else math.nan
+
+    @property
+    def span_gas_per_sec(self) -> float:
+        return self.span_tx_per_sec * self.mean_gas
+
+    @property
+    def cv(self) -> float:
+        return coefficient_of_variation(self.per_second_gas)
+
+    @property
+    def cv_aligned(self) -> float:
+        return coefficient_of_variation(self.per_second_gas_aligned)
+
+
+def coefficient_of_variation(values: Sequence[float]) -> float:
+    if len(values) < 2 or statistics.fmean(values) <= 0:
+        return math.nan
+    return statistics.pstdev(values) / statistics.fmean(values)
+
+
+def run_edge(
+    devnet: EmbeddedDevnet,
+    gas_per_sec: float,
+    seconds: float,
+    seed: int,
+    connections: int,
+    profiles: list[cProfile.Profile] | None,
+) -> EdgeRun:
+    spec = parse_spec(
+        {
+            "gas_per_sec": gas_per_sec,
+            "duration": seconds,
+            "warmup": 0,
+            "seed": seed,
+            "inclusion_timeout": INCLUSION_TIMEOUT,
+        }
+    )
+    label = rate_label(gas_per_sec)
+    plan = compile_plan(spec, name=f"hot-path-{label}", seed=seed)
+    run = EdgeRun(label=label, plan=plan)
+    assignment = EdgeAssignment(
+        edge_id="bench",
+        plan=plan.to_dict(),
+        rpc_url=devnet.rpc_url,
+        ws_url=devnet.ws_url,
+        chain_id=devnet.chain_id,
+        funder_key=devnet.funder.key,
+        sender_start=0,
+        sender_count=plan.senders,
+        gas_share=1.0,
+        connections=connections,
+    )
+    gate: dict[str, float] = {}
+    node_cpu = NodeCpu(devnet.pid)
+    wait_for_idle_pool(devnet.rpc_url)
+    run.node_idle_share = node_idle_share(devnet)
+
+    def start_gate() -> None:  # called on an executor thread once setup is done, just before the clock starts
+        gate["node"] = node_cpu.seconds() or 0.0
+        gate["wall"] = time.perf_counter()
+        gate["cpu"], gate["sys"] = process_cpu()
+
+    runtime_class = ProfiledEdgeRuntime if profiles is not None else EdgeRuntime
+    runtime = runtime_class(assignment, start_gate=start_gate)
+    started = time.perf_counter()
+    # If the edge (or the node) cannot keep up, the open-loop schedule keeps it sending, or waiting
+    # for inclusions, long after the sustain phase; stop it at 1.5 x the plan plus 5 s so the
+    # benchmark stays bounded. What it sent and did not see mined is then counted on chain.
+    send_limit = plan.sending_time * 1.5 + 5.0
+    stop_at: float | None = None
+    runtime.start()
+    while not runtime.join(0.1):
+        now = time.perf_counter()
+        if stop_at is None and "wall" not in gate and now - started > SETUP_LIMIT:
+            run.stopped, stop_at = "setup exceeded its time limit", now
+            runtime.stop(run.stopped)
+        elif stop_at is None and "wall" in gate and now - gate["wall"] > send_limit:
+            run.stopped, stop_at = f"still running {send_limit:.0f} s after its clock started", now
+            runtime.stop(run.stopped)
+        if stop_at is not None and now - stop_at > STOP_GRACE:
+            run.failure = f"the edge did not stop within {STOP_GRACE:.0f} s"
+            return run
+    finished = time.perf_counter()
+    cpu_end, sys_end = process_cpu()
+    node_end = node_cpu.seconds()
+    if isinstance(runtime, ProfiledEdgeRuntime) and profiles is not None:
+        runtime.profile_done.wait(10)
+        if runtime.profile is not None:
+            profiles.append(runtime.profile)
+    try:
+        report = runtime.result()
+    except Exception as exc:  # the edge's own error, re-raised here
+        run.failure = f"{type(exc).__name__}: {exc}"
+        return run
+    if "wall" not in gate:
+        run.failure = "the edge never finished its setup"
+        return run
+    run.report = report
+    run.setup_seconds = gate["wall"] - started
+    run.run_seconds = finished - gate["wall"]
+    run.run_cpu = cpu_end - gate["cpu"]
+    run.run_cpu_sys = sys_end - gate["sys"]
+    if node_end is not None and run.run_seconds > 0:
+        run.node_cpu_share = (node_end - gate["node"]) / run.run_seconds
+    verdicts = evaluate([report], plan.inclusion_timeout)
+    run.result = build_result(
+        plan,
+        [report],
+        verdicts,
+        chain_id=devnet.chain_id,
+        devnet_kind=devnet.kind,
+        node_version=devnet.node_version,
+        duration=finished - started,
+    )
+    latest, last_progress_ns, poll_start_ns = settle_on_chain(devnet.rpc_url, report)
+    analyse(run, latest, last_progress_ns, poll_start_ns)
+    return run
+
+
+def settle_on_chain(rpc_url: str, report: EdgeReport, limit: float = 20.0) -> tuple[list[int], int, int]:
+    """Poll the senders' mined nonces until everything the node accepted is mined (bounded in time).
+
+    The chain's own count is the truth the edge's view is checked against: after an early stop the
+    edge stops following blocks, so what it last sent is mined without it seeing it. Returns the
+    mined nonce per sender, the monotonic ns when the count last grew (``NOT_YET`` if it never grew
+    while polling) and when polling started.
+    """
+    log = report.txs
+    expected = list(report.sender_start_nonces)
+    for row in range(len(log)):
+        if log.accepted_ns[row] != NOT_YET or log.included_ns[row] != NOT_YET:
+            expected[log.sender[row]] = max(expected[log.sender[row]], log.nonce[row] + 1)
+    calls = [("eth_getTransactionCount", [address, "latest"]) for address in report.sender_addresses]
+    poll_start = time.monotonic_ns()
+    last_progress = NOT_YET
+    latest: list[int] | None = None
+    deadline = time.monotonic() + limit
+    stalled_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - stalled_since < 3.0:
+        try:
+            counts = [int(answer, 16) if answer else 0 for answer in rpc_batch(rpc_url, calls)]
+        except (OSError, ValueError):
+            time.sleep(0.1)
+            continue
+        if latest is None or sum(counts) > sum(latest):
+            if latest is not None:
+                last_progress = time.monotonic_ns()
+            latest, stalled_since = counts, time.monotonic()
+        if all(have >= want for have, want in zip(latest, expected, strict=True)):
+            break
+        time.sleep(0.05)
+    if latest is None:
+        latest = list(report.sender_start_nonces)
+    return latest, last_progress, poll_start
+
+
+def analyse(run: EdgeRun, latest: list[int], last_progress_ns: int, poll_start_ns: int) -> None:
+    """Figures the RunResult does not carry: achieved send rate, send lag, chain-side rate, per-second gas."""
+    assert run.report is not None and run.result is not None
+    report = run.report
+    log, origin, sustain = report.txs, report.clock_origin_ns, run.plan.sustain
+    sent_gas = 0
+    last_sent = first_sent = NOT_YET
+    lags: list[float] = []
+    batches: set[int] = set()
+    last_included = NOT_YET
+    included_gas = included = 0
+    shift = run.result.latency.inclusion.p50
+    shift = 0.0 if math.isnan(shift) else shift
+    for row in range(len(log)):
+        sent = log.sent_ns[row]
+        if sent != NOT_YET:
+            sent_gas += log.gas_planned[row]
+            last_sent = max(last_sent, sent)
+            first_sent = sent if first_sent == NOT_YET else min(first_sent, sent)
+            lags.append((sent - log.intended_ns[row]) / 1e9)
+            batches.add(sent)
+        accepted = log.accepted_ns[row] != NOT_YET
+        at = log.included_ns[row]
+        if at == NOT_YET:
+            if accepted:
+                if log.nonce[row] < latest[log.sender[row]]:
+                    run.mined_after_edge += 1
+                else:
+                    run.chain_lost += 1
+            continue
+        last_included = max(last_included, at)
+        gas = log.gas_used[row] if log.gas_used[row] != NOT_YET else log.gas_planned[row]
+        included += 1
+        included_gas += gas
+    if last_sent != NOT_YET:
+        run.sent_gas_per_sec = sent_gas / max((last_sent - origin) / 1e9, sustain.length)
+    run.requests = len(batches)
+    if lags:
+        lags.sort()
+        run.send_lag_p99 = lags[max(0, math.ceil(0.99 * len(lags)) - 1)]
+    if included:
+        run.mean_gas = included_gas / included
+    run.mined = sum(have - start for have, start in zip(latest, report.sender_start_nonces, strict=True))
+    # Chain-side rate, defined as for the baseline: mined / (first send .. last inclusion). The last
+    # inclusion is the edge's last sighting, or later when polling saw more mined after the edge
+    # stopped following blocks (bounded by when polling started if it happened before that).
+    end = last_included
+    if run.mined > included:
+        end = max(end, last_progress_ns if last_progress_ns != NOT_YET else poll_start_ns)
+    if run.mined and first_sent != NOT_YET and end > first_sent:
+        run.span_tx_per_sec = run.mined / ((end - first_sent) / 1e9)
+    # Per-second included gas over the sustain phase. First with the RunResult's window (shifted by
+    # the median inclusion latency); then with the bucket edges moved (by < 1 block) to fall midway
+    # between block sightings, so that a block seen a few ms either side of an edge does not move
+    # a whole block's gas (1/4 of a second's at 250 ms blocks) from one bucket to the next.
+    start = sustain.start + shift
+    run.per_second_gas = per_second_gas(report, start, sustain.length)
+    run.per_second_gas_aligned = per_second_gas(
+        report, start + between_blocks_offset(report, start), sustain.length
+    )
+
+
+def per_second_gas(report: EdgeReport, start: float, length: float) -> list[float]:
+    """Included gas (gas used, else planned) per whole second from ``start`` s after the clock origin."""
+    log, origin = report.txs, report.clock_origin_ns
+    buckets = [0.0] * max(int(math.floor(length)), 1)
+    for row in range(len(log)):
+        at = log.included_ns[row]
+        if at == NOT_YET or log.template[row] < 0:
+            continue
+        second = math.floor((at - origin) / 1e9 - start)
+        if 0 <= second < len(buckets):
+            buckets[second] += log.gas_used[row] if log.gas_used[row] != NOT_YET else log.gas_planned[row]
+    return buckets
+
+
+def between_blocks_offset(report: EdgeReport, start: float) -> float:
+    """How far (0 .. one block interval) to move ``start`` so it falls midway between block sightings."""
+    seen = sorted((block.observed_ns - report.clock_origin_ns) / 1e9 for block in report.blocks)
+    gaps = [b - a for a, b in zip(seen, seen[1:], strict=False) if b - a > 0.02]
+    if len(gaps) < 4:
+        return 0.0
+    interval = statistics.median(gaps)
+    # Circular mean of the sightings' phase within the block interval.
+    angles = [2 * math.pi * ((t - start) % interval) / interval for t in seen]
+    phase = math.atan2(sum(map(math.sin, angles)), sum(map(math.cos, angles))) / (2 * math.pi) * interval
+    return (phase + interval / 2) % interval
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. report
+
+
+def print_baseline(baseline: BaselineResult) -> None:
+    node = f"{baseline.node_cpu_share * 100:.0f}%" if baseline.node_cpu_share is not None else "n/a"
+    print(
+        f"  {baseline.txs} pre-signed transfers: accepted {baseline.accepted}, rejected {baseline.rejected}, "
+        f"mined {baseline.included}"
+    )
+    print(
+        f"  submit: {baseline.send_seconds:.2f} s ({baseline.submit_tx_per_sec:,.0f} tx/s accepted); "
+        f"first send to last inclusion: {baseline.span_seconds:.2f} s"
+    )
+    print(
+        f"  included: {baseline.included_tx_per_sec:,.0f} tx/s = "
+        f"{baseline.included_tx_per_sec * TRANSFER_GAS / 1e6:.1f} Mgas/s; CPU as a share of one core: "
+        f"node {node} (idle before: {fmt_share(baseline.node_idle_share)}), submitter "
+        f"{baseline.client_cpu_share * 100:.0f}%"
+    )
+    print(f"  eth-account signing (pre-signing, worker processes): {baseline.sign_us_per_tx:.0f} us/tx")
+    if baseline.errors:
+        print(f"  errors: {dict(list(baseline.errors.items())[:5])}")
+
+
+VERDICT_NAMES = {
+    "inclusion": "incl",
+    "no_duplicate_inclusion": "dup",
+    "nonce_contiguity": "nonce",
+    "receipt_status": "rcpt",
+}
+RATE_COLUMNS = (
+    ("target", "Mgas/s", 7),
+    ("offered", "Mgas/s", 7),
+    ("sent", "Mgas/s", 7),
+    ("incl", "Mgas/s", 7),
+    ("incl", "tx/s", 6),
+    ("chain", "tx/s", 6),
+    ("lost", "edge", 5),
+    ("lost", "chain", 5),
+    ("p50", "ms", 6),
+    ("p99", "ms", 6),
+    ("CV/s", "%", 5),
+)
+COST_COLUMNS = (
+    ("target", "Mgas/s", 7),
+    ("sent", "txs", 6),
+    ("tx per", "batch", 6),
+    ("lag99", "ms", 6),
+    ("edge", "us/tx", 6),
+    ("of it", "kernel", 6),
+    ("edge", "CPU", 5),
+    ("node", "CPU", 5),
+    ("node", "idle", 5),
+    ("setup", "s", 6),
+)
+
+
+def header(columns: Sequence[tuple[str, str, int]], tail: tuple[str, str] = ("", "")) -> str:
+    first = " ".join(f"{name:>{width}}" for name, _, width in columns)
+    second = " ".join(f"{unit:>{width}}" for _, unit, width in columns)
+    return f"{first}  {tail[0]}".rstrip() + "\n" + f"{second}  {tail[1]}".rstrip()
+
+
+def rate_row(run: EdgeRun) -> str:
+    if run.result is None:
+        return f"{run.label:>7}  failed: {run.failure}"
+    r = run.result
+    lost = f"{r.lost}*" if run.stopped else str(r.lost)
+    verdicts = ", ".join(
+        f"{VERDICT_NAMES.get(v.name, v.name)} {v.status}" for v in r.verdicts if v.status != "passed"
+    )
+    return (
+        f"{fmt_rate(r.target_gas_per_sec):>7} {fmt_rate(r.offered_gas_per_sec):>7} "
+        f"{fmt_rate(run.sent_gas_per_sec):>7} {fmt_rate(r.included_gas_per_sec):>7} "
+        f"{r.included_tx_per_sec:>6.0f} {run.span_tx_per_sec:>6.0f} {lost:>5} {run.chain_lost:>5} "
+        f"{fmt_ms(r.latency.inclusion.p50):>6} {fmt_ms(r.latency.inclusion.p99):>6} {run.cv * 100:>5.1f}  "
+        f"{verdicts or '-'}"
+    )
+
+
+def cost_row(run: EdgeRun) -> str:
+    if run.result is None:
+        return f"{run.label:>7}  failed: {run.failure}"
+    node = f"{run.node_cpu_share * 100:.0f}%" if run.node_cpu_share is not None else "n/a"
+    idle = fmt_share(run.node_idle_share)
+    per_batch = run.result.sent / run.requests if run.requests else math.nan
+    kernel = run.run_cpu_sys / run.run_cpu * 100 if run.run_cpu > 0 else math.nan
+    return (
+        f"{fmt_rate(run.plan.target_gas_per_sec):>7} {run.result.sent:>6} {per_batch:>6.1f} "
+        f"{fmt_ms(run.send_lag_p99):>6} {run.us_per_tx:>6.0f} {kernel:>5.0f}% {run.cpu_share * 100:>4.0f}% "
+        f"{node:>5} {idle:>5} {run.setup_seconds:>6.1f}"
+    )
+
+
+LEGEND = """\
+  offered: planned gas in the sustain phase / its length (RunResult); sent: gas submitted / send span;
+  incl: included in the sustain window (RunResult, from when the edge saw each block); chain tx/s:
+  mined / (first send .. last inclusion), as for the baseline; lost edge: accepted but not seen in a
+  block by the edge (RunResult); lost chain: accepted and not mined per the senders' nonces; p50/p99:
+  inclusion latency from the intended send time (RunResult); CV/s: coefficient of variation of the
+  included gas per second over the RunResult's sustain window; tx per batch: transactions per
+  eth_sendRawTransaction request; lag99: p99 of sent - intended; edge us/tx: process CPU (user +
+  kernel) after setup / sent; edge and node CPU: share of one core over the run; node idle: the node's
+  CPU mining empty blocks just before the run (it grows with the accounts earlier runs created);
+  setup: deriving, calibrating and funding the senders."""
+
+
+def print_table(runs: Sequence[EdgeRun]) -> None:
+    print(header(RATE_COLUMNS, ("verdicts", "(not passed)")))
+    for run in runs:
+        print(rate_row(run))
+    for run in runs:
+        if run.stopped:
+            unseen = run.result.lost if run.result else 0
+            detail = (
+                f"; {run.mined_after_edge} of the {unseen} it had not seen in a block were mined"
+                if unseen
+                else ""
+            )
+            print(f"  * {run.label}: stopped, {run.stopped}{detail}")
+    print()
+    print(header(COST_COLUMNS))
+    for run in runs:
+        print(cost_row(run))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--seconds", type=float, default=8.0, help="sustain length of each edge run (default 8)"
+    )
+    parser.add_argument(
+        "--rates",
+        default="2M,5M,10M,20M,100M",
+        help="comma-separated target gas rates for the edge sweep (default 2M,5M,10M,20M,100M)",
+    )
+    parser.add_argument("--baseline-txs", type=int, default=12_000, help="raw baseline size, 0 skips it")
+    parser.add_argument(
+        "--baseline-batch", type=int, default=BASELINE_BATCH, help="transactions per baseline request (200)"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=4, help="keep-alive connections, baseline and edge (default 4)"
+    )
+    parser.add_argument("--no-half", action="store_true", help="skip the run at half the measured capacity")
+    parser.add_argument("--profile", metavar="PATH", help="write a CPU profile of the edge thread to PATH")
+    args = parser.parse_args()
+
+    seconds = min(max(args.seconds, 1.0), 120.0)
+    rates = [parse_gas_rate(text.strip(), what="--rates") for text in args.rates.split(",") if text.strip()]
+    connections = min(max(args.connections, 1), 16)
+    profiles: list[cProfile.Profile] | None = [] if args.profile else None
+    wall_start = time.perf_counter()
+
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {load_average()}")
+    print(f"edge signer: {edge_signer()}")
+    with EmbeddedDevnet().start() as devnet:
+        print(f"devnet: {devnet.node_version} at {devnet.rpc_url}, chain id {devnet.chain_id}\n")
+
+        baseline: BaselineResult | None = None
+        if args.baseline_txs > 0:
+            print(
+                f"[1] raw baseline: pre-signed batches of {args.baseline_batch} over {connections} "
+                "connections"
+            )
+            try:
+                baseline = run_baseline(
+                    devnet, min(args.baseline_txs, 200_000), connections, max(args.baseline_batch, 1)
+                )
+                print_baseline(baseline)
+            except Exception:
+                print("  baseline failed:\n" + traceback.format_exc() + (devnet_gone(devnet) or ""))
+
+        print(
+            f"\n[2] edge sweep: {len(rates)} rate(s), {seconds:g} s sustain each, warmup 0, "
+            "fresh seed per run"
+        )
+        runs: list[EdgeRun] = []
+        for index, rate in enumerate(rates):
+            if gone := devnet_gone(devnet):
+                print(f"  stopping: {gone}")
+                break
+            print(f"  running {rate_label(rate)}gas/s ...", flush=True)
+            try:
+                runs.append(run_edge(devnet, rate, seconds, SEED_BASE + index, connections, profiles))
+            except Exception:
+                print("  run failed:\n" + traceback.format_exc())
+        print()
+        print_table(runs)
+        print(LEGEND)
+
+        measured = [run for run in runs if run.result is not None]
+        half: EdgeRun | None = None
+        capacity = max((run.span_gas_per_sec for run in measured), default=0.0)
+        if measured and not args.no_half and capacity > 0 and not devnet_gone(devnet):
+            target = max(round(capacity / 2 / 1e5) * 1e5, 1e5)
+            print(
+                f"\n[3] half of the measured capacity ({capacity / 1e6:.2f} Mgas/s): "
+                f"{target / 1e6:.1f} Mgas/s"
+            )
+            try:
+                half = run_edge(devnet, target, seconds, SEED_BASE + len(rates), connections, profiles)
+                print_table([half])
+            except Exception:
+                print("  run failed:\n" + traceback.format_exc())
+
+        baseline_after: BaselineResult | None = None
+        if baseline is not None and not devnet_gone(devnet):
+            # The same raw baseline on the node as the edge runs left it (every transfer created an
+            # account), so the ratio can be read against both ends of the run.
+            print("\n[4] raw baseline again, on the node as the edge runs left it")
+            try:
+                baseline_after = run_baseline(
+                    devnet, baseline.txs, connections, max(args.baseline_batch, 1), salt=1
+                )
+                print_baseline(baseline_after)
+            except Exception:
+                print("  baseline failed:\n" + traceback.format_exc())
+
+    print_summary(baseline, baseline_after, measured, half)
+    if profiles:
+        write_profile(args.profile, profiles)
+    print(f"\ntotal wall time {time.perf_counter() - wall_start:.0f} s; load average {load_average()}")
+    print("figures are from one run on one machine: noisy when other work shares the cores")
+    return 0
+
+
+def edge_signer() -> str:
+    """Which signer the edge runtime uses, so figures can be attributed (it is the main CPU cost)."""
+    import pytest_gashammer.edge.runtime as runtime_module
+
+    if hasattr(runtime_module, "FastSigner"):
+        return "FastSigner (pytest_gashammer.edge.signer)"
+    return "eth-account (LocalAccount.sign_transaction)"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def print_summary(
+    baseline: BaselineResult | None,
+    baseline_after: BaselineResult | None,
+    runs: Sequence[EdgeRun],
+    half: EdgeRun | None,
+) -> None:
+    print("\nsummary")
+    if baseline is not None:
+        after = ""
+        if baseline_after is not None:
+            after = (
+                f"; after the edge runs: {baseline_after.included_tx_per_sec:,.0f} tx/s (node idle "
+                f"{fmt_share(baseline_after.node_idle_share)} before it)"
+            )
+        print(
+            f"  raw baseline: {baseline.included_tx_per_sec:,.0f} included tx/s "
+            f"({baseline.included_tx_per_sec * TRANSFER_GAS / 1e6:.1f} Mgas/s) on the fresh node{after}"
+        )
+    best = max(runs, key=lambda run: run.span_tx_per_sec, default=None)
+    if best is not None and best.result is not None:
+        ratio = ""
+        if baseline is not None and baseline.included_tx_per_sec > 0:
+            ratio = f"; edge / raw baseline = {best.span_tx_per_sec / baseline.included_tx_per_sec:.2f}"
+            if baseline_after is not None and baseline_after.included_tx_per_sec > 0:
+                after_ratio = best.span_tx_per_sec / baseline_after.included_tx_per_sec
+                ratio += f" (/ the baseline after: {after_ratio:.2f})"
+        print(
+            f"  edge best: {best.span_tx_per_sec:,.0f} included tx/s = "
+            f"{best.span_gas_per_sec / 1e6:.2f} Mgas/s "
+            f"(chain-side, first send to last inclusion) at target {best.label}gas/s{ratio}"
+        )
+        behind = [run for run in runs if run.sent_gas_per_sec < 0.9 * run.plan.target_gas_per_sec]
+        top_sent = max(run.sent_gas_per_sec for run in runs)
+        if behind:
+            first = min(behind, key=lambda run: run.plan.target_gas_per_sec)
+            print(
+                f"  edge sending fell behind from target {first.label}gas/s: sent "
+                f"{first.sent_gas_per_sec / 1e6:.2f} Mgas/s, edge CPU {first.cpu_share * 100:.0f}% of a core"
+            )
+        else:
+            print(f"  edge sending kept up at every target (up to {top_sent / 1e6:.2f} Mgas/s sent)")
+        node = f"{best.node_cpu_share * 100:.0f}%" if best.node_cpu_share is not None else "n/a"
+        limit = "the edge" if best.sent_gas_per_sec < 0.9 * best.plan.target_gas_per_sec else "the node"
+        if best.span_gas_per_sec >= 0.9 * best.plan.target_gas_per_sec:
+            limit = "neither (the target was met)"
+        print(
+            f"  limit at the best rate: {limit} (target {best.plan.target_gas_per_sec / 1e6:.1f}, sent "
+            f"{best.sent_gas_per_sec / 1e6:.1f}, included {best.span_gas_per_sec / 1e6:.1f} Mgas/s; "
+            f"edge CPU {best.cpu_share * 100:.0f}%, node CPU {node} of a core, node idle before it "
+            f"{fmt_share(best.node_idle_share)})"
+        )
+        costs = [run.us_per_tx for run in runs if not math.isnan(run.us_per_tx)]
+        print(
+            f"  edge CPU: {best.us_per_tx:.0f} us/tx at its best rate "
+            f"(all runs {min(costs):.0f}..{max(costs):.0f})"
+            + (f"; eth-account signing alone: {baseline.sign_us_per_tx:.0f} us/tx" if baseline else "")
+        )
+    if half is not None and half.result is not None:
+        r = half.result
+        error = (r.included_gas_per_sec - r.target_gas_per_sec) / r.target_gas_per_sec * 100
+        seconds = ", ".join(f"{gas / 1e6:.2f}" for gas in half.per_second_gas)
+        aligned = ", ".join(f"{gas / 1e6:.2f}" for gas in half.per_second_gas_aligned)
+        print(
+            f"  at half capacity, target {r.target_gas_per_sec / 1e6:.1f} Mgas/s: included "
+            f"{r.included_gas_per_sec / 1e6:.2f} Mgas/s ({error:+.1f}%); per-second CV of included gas over "
+            f"{len(half.per_second_gas)} s: {half.cv * 100:.1f}% (RunResult window), "
+            f"{half.cv_aligned * 100:.1f}% (bucket edges between blocks); node idle before it "
+            f"{fmt_share(half.node_idle_share)}"
+        )
+        print(f"    included Mgas per sustain second: [{seconds}]; edges between blocks: [{aligned}]")
+        failed = [v.describe(3) for v in r.verdicts if v.status == "failed"]
+        if failed:
+            print("    failed verdicts:\n" + "\n".join(failed))
+
+
+PROFILE_AREAS = (  # (label, file suffix, function): cumulative CPU time of that function
+    ("edge thread, total", "edge/runtime.py", "_thread_main"),
+    ("setup: derive, calibrate, fund", "edge/runtime.py", "setup"),
+    ("send loop (build + schedule + spawn)", "edge/runtime.py", "_send_loop"),
+    ("  build one transaction", "edge/runtime.py", "_build"),
+    ("    of which signing", "edge/runtime.py", "_sign"),
+    ("  arrival schedule", "workload/rate.py", "next"),
+    ("submit: batch JSON, aiohttp request, answers", "edge/runtime.py", "_submit"),
+    ("  aiohttp body writer task", "aiohttp/client_reqrep.py", "write_bytes"),
+    ("block tracking: fetch and match blocks", "edge/tracker.py", "_fetch_pending"),
+    ("newHeads subscription", "edge/tracker.py", "_subscribe_loop"),
+    ("head polling", "edge/tracker.py", "_poll_loop"),
+    ("receipt fetching", "edge/runtime.py", "_fetch_receipts"),
+)
+
+
+def write_profile(path: str, profiles: list[cProfile.Profile]) -> None:
+    """The edge thread's CPU profile: time per area, then per function (self and cumulative)."""
+    out = io.StringIO()
+    stats = pstats.Stats(profiles[0], stream=out)
+    for other in profiles[1:]:
+        stats.add(other)
+    table: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    total = max((v[3] for k, v in table.items() if k[2] == "_thread_main"), default=0.0)
+    lines = ["edge thread CPU time by area (cumulative, time.thread_time; profiler overhead included)"]
+    for label, suffix, function in PROFILE_AREAS:
+        seconds = sum(v[3] for k, v in table.items() if k[0].endswith(suffix) and k[2] == function)
+        share = seconds / total * 100 if total else math.nan
+        lines.append(f"  {seconds:8.3f} s {share:5.1f}%  {label}")
+    out.write("\n".join(lines) + "\n\n")
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(40)
+    Path(path).write_text(out.getvalue())
+    print(f"\nedge-thread CPU profile written to {path} (CPU figures above include the profiler's overhead)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:
+        traceback.print_exc()
+    sys.exit(0)
