@@ -43,6 +43,7 @@ class BlockFollower:
         self._poll_interval = poll_interval
         self._max_blocks = max_blocks_per_fetch
         self._wake = asyncio.Event()
+        self._fetching = asyncio.Lock()  # catch_up() and the fetch loop must never hand a block over twice
         self._head = start_block
         self.mode = "websocket" if ws_url else "polling"
         self.errors: dict[str, int] = {}
@@ -125,6 +126,10 @@ class BlockFollower:
             await self._fetch_pending()
 
     async def _fetch_pending(self) -> None:
+        async with self._fetching:
+            await self._fetch_pending_locked()
+
+    async def _fetch_pending_locked(self) -> None:
         while self._last < self._head:
             first = self._last + 1
             last = min(self._head, self._last + self._max_blocks)

@@ -32,10 +32,11 @@ def build_result(
     sent = accepted = rejected = included = lost = 0
     accept_latencies: list[float] = []
     feed_latencies: list[float] = []
+    inclusion_times: list[tuple[float, float]] = []  # (seconds since edge origin, gas)
+    first_sustain_inclusion: float | None = None
     feed: dict[str, Any] | None = None
     inclusion_latencies: list[float] = []
     errors: dict[str, int] = {}
-    inclusion_times: list[tuple[float, float]] = []  # (seconds since edge origin, gas)
     buckets: dict[int, dict[str, float]] = {}
 
     for report in reports:
@@ -83,12 +84,13 @@ def build_result(
                 accept_latencies.append((log.accepted_ns[row] - log.intended_ns[row]) / 1e9)
             if log.included_ns[row] != NOT_YET:
                 inclusion_latencies.append((log.included_ns[row] - log.intended_ns[row]) / 1e9)
+                included_at = (log.included_ns[row] - origin) / 1e9
+                if first_sustain_inclusion is None or included_at < first_sustain_inclusion:
+                    first_sustain_inclusion = included_at
             if feed_arrivals is not None and row < len(feed_arrivals) and feed_arrivals[row] != NOT_YET:
                 feed_latencies.append((feed_arrivals[row] - log.intended_ns[row]) / 1e9)
 
-    # Inclusions trail sends by the pipeline delay; shift the window by the median inclusion
-    # latency so a run that starts at full rate is not charged for the first block interval.
-    shift = statistics.median(inclusion_latencies) if inclusion_latencies else 0.0
+    shift = _pipeline_delay(inclusion_latencies, inclusion_times, first_sustain_inclusion, sustain.start)
     low, high = sustain.start + shift, sustain.end + shift
     included_gas = sum(gas for at, gas in inclusion_times if low <= at < high)
     included_tx = sum(1 for at, _ in inclusion_times if low <= at < high)
@@ -143,6 +145,29 @@ def build_result(
         notes=notes,
         timeline=timeline,
     )
+
+
+def _pipeline_delay(
+    latencies: list[float],
+    inclusions: list[tuple[float, float]],
+    first_sustain_inclusion: float | None,
+    sustain_start: float,
+) -> float:
+    """How far to shift the sustain window to find the inclusions of the sustain phase's load.
+
+    On a chain that keeps up, inclusions trail sends by the median inclusion latency, and a window
+    shifted by it holds the sustain phase's load exactly. On a chain that falls behind, latency grows
+    through the run and the median would move the window into the drain after sending stopped; the
+    shift is then capped at the first sustain transaction's inclusion delay plus one block interval,
+    so the rate is what the chain included while under load.
+    """
+    if not latencies or first_sustain_inclusion is None:
+        return 0.0
+    times = sorted({at for at, _ in inclusions})
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    interval = statistics.median(gaps) if gaps else 0.0
+    first_delay = max(first_sustain_inclusion - sustain_start, 0.0)
+    return min(statistics.median(latencies), first_delay + interval)
 
 
 def merge_feed_facts(merged: dict[str, Any] | None, report: EdgeReport) -> dict[str, Any]:

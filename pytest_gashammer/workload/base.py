@@ -126,8 +126,9 @@ class Template:
         """A call object for ``eth_estimateGas`` representative of :meth:`build`'s output."""
         fields = self.build(0, random.Random(self.context.seed))
         request: dict[str, Any] = {"from": sender, "value": hex(int(fields.get("value", 0)))}
-        if fields.get("to"):
-            request["to"] = fields["to"]
+        to = fields.get("to")
+        if to:
+            request["to"] = to if isinstance(to, str) else "0x" + bytes(to).hex()
         data = fields.get("data") or b""
         if data:
             request["data"] = "0x" + bytes(data).hex()

@@ -44,14 +44,27 @@ class ArrivalSchedule:
         self._t = self._phases[0].start if self._phases else 0.0
         self._phase_index = 0
         self.end = self._phases[-1].end if self._phases else 0.0
+        self._gas_seen: tuple[float, ...] = ()
+        self._mean_gas = 0.0
+        self._tx_shares: list[float] = []
+
+    def _refresh(self) -> None:
+        """Recompute the mix only when the gas model moved (it changes rarely; arrivals are many)."""
+        gas = tuple(max(self._gas_per_tx(i), 1.0) for i in range(len(self._shares)))
+        if gas != self._gas_seen:
+            self._gas_seen = gas
+            weights = [share / g for share, g in zip(self._shares, gas, strict=True)]
+            total = sum(weights)
+            self._mean_gas = 1.0 / total
+            self._tx_shares = [weight / total for weight in weights]
 
     def mean_gas(self) -> float:
-        return 1.0 / sum(share / max(self._gas_per_tx(i), 1.0) for i, share in enumerate(self._shares))
+        self._refresh()
+        return self._mean_gas
 
     def _tx_share(self) -> list[float]:
-        weights = [share / max(self._gas_per_tx(i), 1.0) for i, share in enumerate(self._shares)]
-        total = sum(weights)
-        return [weight / total for weight in weights]
+        self._refresh()
+        return self._tx_shares
 
     def _advance(self, gas_needed: float) -> float | None:
         """Move forward until ``gas_needed`` gas has been offered; the time reached, or None past the end."""

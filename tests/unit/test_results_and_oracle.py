@@ -666,12 +666,25 @@ def test_sustain_rates_count_only_transactions_intended_in_the_sustain_phase() -
     assert result.accepted_gas_per_sec == pytest.approx(101 * 21_000 / 10)
 
 
-def test_included_rate_window_is_shifted_by_the_median_inclusion_latency() -> None:
+def test_included_rate_window_is_shifted_by_the_pipeline_delay() -> None:
     result = result_of(plan_of(), list(two_edges()))
     # Inclusions run 2 s behind: the window is [3 s, 13 s), holding all 100 sustain inclusions
     # and neither the warmup one (2.5 s) nor the cooldown one (13.5 s).
     assert result.included_gas_per_sec == pytest.approx(100 * 21_000 / 10)
     assert result.included_tx_per_sec == pytest.approx(10.0)
+
+
+def test_included_rate_under_overload_measures_the_sustain_phase_not_the_drain() -> None:
+    # The chain includes at most 5 tx/s while 10 tx/s are offered: latency grows through the run
+    # and the backlog drains long after the sustain phase. The included rate must say 5 tx/s.
+    log = Log()
+    for k in range(100):
+        intended = 1.0 + k / 10
+        included_at = 1.2 + k / 5
+        log.ok(intended, nonce=k, latency=included_at - intended)
+    result = result_of(plan_of(), [report_of(log, senders=(ALICE,), starts=(0,))])
+    assert result.included_tx_per_sec == pytest.approx(5.0, abs=0.2)
+    assert result.offered_tx_per_sec == pytest.approx(10.0)
 
 
 def test_latency_is_measured_from_the_intended_send_time() -> None:
