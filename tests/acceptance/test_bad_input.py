@@ -96,6 +96,14 @@ def test_external(hammer):
 """
 
 
+FEED_SCENARIO = """
+
+def test_external_feed(hammer):
+    result = hammer.run(gas_per_sec="500k", duration="1s", warmup=0)
+    assert result.latency.feed.count == result.latency.inclusion.count > 0
+"""
+
+
 def test_unreachable_rpc_url(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_external=SCENARIO)
     url = f"http://127.0.0.1:{free_port()}"
@@ -159,7 +167,7 @@ def test_public_mainnet_chain_id_is_refused(
 def test_external_endpoint_runs_the_same_test(
     pytester: pytest.Pytester, external_node: EmbeddedDevnet
 ) -> None:
-    pytester.makepyfile(test_external=SCENARIO)
+    pytester.makepyfile(test_external=SCENARIO + FEED_SCENARIO)
     result = pytester.runpytest_subprocess(
         "-p",
         "no:cacheprovider",
@@ -167,12 +175,14 @@ def test_external_endpoint_runs_the_same_test(
         external_node.rpc_url,
         "--gashammer-ws-url",
         external_node.ws_url,
+        "--gashammer-feed-url",
+        external_node.feed_url,
         "--gashammer-funder-key",
         external_node.funder.key,
         "--gashammer-chain-id",
         "412346",
     )
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*chain=412346 (external, anvil/v1.7.1*"])
 
 
@@ -212,6 +222,25 @@ def test_funder_without_funds(pytester: pytest.Pytester, external_node: Embedded
         [
             "*funder 0x* holds 0.000000 ETH but the run needs * ETH to fund its senders; fund that account or lower*"
         ]
+    )
+    assert_clean_error(result.stdout.str())
+
+
+def test_feed_url_must_be_a_websocket_url(pytester: pytest.Pytester, external_node: EmbeddedDevnet) -> None:
+    pytester.makepyfile(test_external=SCENARIO)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--gashammer-rpc-url",
+        external_node.rpc_url,
+        "--gashammer-funder-key",
+        external_node.funder.key,
+        "--gashammer-feed-url",
+        "http://127.0.0.1:9642",
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*--gashammer-feed-url 'http://127.0.0.1:9642' must be a ws:// or wss:// URL*"]
     )
     assert_clean_error(result.stdout.str())
 

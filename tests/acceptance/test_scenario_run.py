@@ -33,6 +33,15 @@ def test_marked_scenario_hits_its_rate_and_tracks_every_transaction(pytester: py
                 "inclusion", "no_duplicate_inclusion", "nonce_contiguity", "receipt_status"]
             assert all(v.passed for v in result.verdicts)
             assert result.errors == {}
+            # The embedded devnet's sequencer feed carried every transaction, in block order.
+            assert devnet.feed_url.startswith("ws://127.0.0.1:")
+            assert result.latency.feed.count == result.latency.inclusion.count
+            assert 0 < result.latency.feed.p50 < 2.0
+            (facts,) = result.feed["edges"].values()
+            assert facts["stats"]["gap_count"] == 0 and facts["stats"]["duplicate_count"] == 0
+            findings = facts["findings"]
+            assert findings["included"] == result.included
+            assert findings["missing_from_feed"] == findings["order_violations"] == findings["hash_mismatches"] == 0
             # The devnet fixture is Nitro-shaped and usable from the test itself.
             assert devnet.chain_id == 412346
             assert devnet.rpc_url.startswith("http://127.0.0.1:")
@@ -53,6 +62,8 @@ def test_marked_scenario_hits_its_rate_and_tracks_every_transaction(pytester: py
             "*test_load.py::test_transfers*seed=11 chain=412346 (embedded, anvil 1.7.1)*",
             "*target*2.00 Mgas/s*",
             "*included*Mgas/s*tx/s*",
+            "*feed       p50 *",
+            "*feed ?local? messages * reconnects 0  gaps 0  duplicates 0  decode errors 0  vs chain: consistent*",
             "*verdicts   inclusion:passed  no_duplicate_inclusion:passed  nonce_contiguity:passed  receipt_status:passed*",
         ]
     )
