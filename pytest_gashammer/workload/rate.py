@@ -33,7 +33,10 @@ class ArrivalSchedule:
         arrival: str = "constant",
         seed: int = 0,
         gas_scale: float = 1.0,
+        gas_version: Callable[[], int] | None = None,
     ) -> None:
+        """``gas_version``, when given, changes whenever ``gas_per_tx`` would answer differently;
+        the mix is then recomputed only on a change instead of at every arrival (the hot path)."""
         self._phases = [phase for phase in phases if phase.length > 0]
         self._shares = list(shares)
         self._gas_per_tx = gas_per_tx
@@ -45,11 +48,18 @@ class ArrivalSchedule:
         self._phase_index = 0
         self.end = self._phases[-1].end if self._phases else 0.0
         self._gas_seen: tuple[float, ...] = ()
+        self._gas_version = gas_version
+        self._version_seen: int | None = None
         self._mean_gas = 0.0
         self._tx_shares: list[float] = []
 
     def _refresh(self) -> None:
         """Recompute the mix only when the gas model moved (it changes rarely; arrivals are many)."""
+        if self._gas_version is not None:
+            version = self._gas_version()
+            if version == self._version_seen:
+                return
+            self._version_seen = version
         gas = tuple(max(self._gas_per_tx(i), 1.0) for i in range(len(self._shares)))
         if gas != self._gas_seen:
             self._gas_seen = gas
