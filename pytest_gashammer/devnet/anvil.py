@@ -15,9 +15,9 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from pytest_gashammer.devnet.npm import cache_dir, install_into_cache
 from pytest_gashammer.errors import DevnetError
 
 ANVIL_VERSION = "1.7.1"
@@ -27,18 +27,6 @@ _HOW_TO_GET = (
     f"install Foundry's anvil (https://getfoundry.sh) or Node.js with npm (the plugin then installs "
     f"{NPM_PACKAGE}@{ANVIL_VERSION} itself), or pass --gashammer-anvil PATH"
 )
-
-
-def cache_dir() -> Path:
-    """Where managed tools live: ``GASHAMMER_CACHE_DIR``, else the user cache directory."""
-    explicit = os.environ.get("GASHAMMER_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "pytest-gashammer"
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "pytest-gashammer" / "cache"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pytest-gashammer"
 
 
 def platform_package() -> tuple[str, str]:
@@ -80,53 +68,20 @@ def find_anvil(explicit: str | None = None, *, install: bool = True) -> Path:
 
 def install_managed(version: str = ANVIL_VERSION) -> Path:
     """``npm install`` the pinned anvil into the cache, once, under a file lock."""
-    from filelock import FileLock, Timeout
+    package, binary = platform_package()
+    relative = Path("node_modules") / package / "bin" / binary
 
-    npm = shutil.which("npm")
-    if npm is None:
-        raise DevnetError(f"anvil not found and npm is not available; {_HOW_TO_GET}")
-    package, _binary = platform_package()
-    target = cache_dir() / f"anvil-{version}"
-    binary = managed_binary(version)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with FileLock(str(target) + ".lock", timeout=600):
-            if binary.is_file():
-                return binary
-            staging = Path(tempfile.mkdtemp(prefix=f"anvil-{version}-", dir=target.parent))
-            command = [
-                npm,
-                "install",
-                "--prefix",
-                str(staging),
-                "--no-audit",
-                "--no-fund",
-                "--no-save",
-                "--ignore-scripts",
-                "--loglevel=error",
-                f"{NPM_PACKAGE}@{version}",
-                f"{package}@{version}",
-            ]
-            try:
-                completed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise DevnetError(
-                    f"installing {NPM_PACKAGE}@{version} with npm failed ({exc}); {_HOW_TO_GET}"
-                ) from None
-            staged_binary = staging / binary.relative_to(target)
-            if completed.returncode != 0 or not staged_binary.is_file():
-                shutil.rmtree(staging, ignore_errors=True)
-                reason = (completed.stderr or completed.stdout).strip().splitlines()
-                detail = reason[-1] if reason else f"exit code {completed.returncode}"
-                raise DevnetError(f"npm could not install {NPM_PACKAGE}@{version}: {detail}; {_HOW_TO_GET}")
-            staged_binary.chmod(0o755)
-            if target.exists():
-                shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
-            return binary
-    except Timeout:
-        raise DevnetError(f"timed out waiting for another process installing anvil into {target}") from None
+    def installed(directory: Path) -> bool:
+        return (directory / relative).is_file()
+
+    target = install_into_cache(
+        f"anvil-{version}",
+        [f"{NPM_PACKAGE}@{version}", f"{package}@{version}"],
+        installed=installed,
+        how_to_get=_HOW_TO_GET,
+    )
+    (target / relative).chmod(0o755)
+    return target / relative
 
 
 def anvil_version(binary: Path) -> str:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from pytest_gashammer.devnet.anvil import cache_dir
-from pytest_gashammer.errors import GashammerError
+from pytest_gashammer.devnet.npm import cache_dir, install_into_cache
+from pytest_gashammer.errors import DevnetError
 
 SOLC_VERSION = "0.8.30"
 NPM_PACKAGE = "solc"
@@ -39,7 +38,7 @@ process.stdin.on('end', () => {
 """
 
 
-class SolcError(GashammerError):
+class SolcError(DevnetError):
     """The pinned solc could not be found, installed or run, or the sources did not compile."""
 
 
@@ -64,52 +63,15 @@ def find_solc(*, install: bool = True, version: str = SOLC_VERSION) -> Path:
 
 def install_managed(version: str = SOLC_VERSION) -> Path:
     """``npm install`` the pinned solcjs into the cache, once, under a file lock."""
-    from filelock import FileLock, Timeout
-
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SolcError(f"solc not installed and npm is not available; {_how_to_get(version)}")
-    target = cache_dir() / f"solc-{version}"
-    package = managed_package(version)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with FileLock(str(target) + ".lock", timeout=600):
-            if _installed(package):
-                return package
-            staging = Path(tempfile.mkdtemp(prefix=f"solc-{version}-", dir=target.parent))
-            command = [
-                npm,
-                "install",
-                "--prefix",
-                str(staging),
-                "--no-audit",
-                "--no-fund",
-                "--no-save",
-                "--ignore-scripts",
-                "--loglevel=error",
-                f"{NPM_PACKAGE}@{version}",
-            ]
-            try:
-                completed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise SolcError(
-                    f"installing {NPM_PACKAGE}@{version} with npm failed ({exc}); {_how_to_get(version)}"
-                ) from None
-            staged_package = staging / package.relative_to(target)
-            if completed.returncode != 0 or not _installed(staged_package):
-                shutil.rmtree(staging, ignore_errors=True)
-                reason = (completed.stderr or completed.stdout).strip().splitlines()
-                detail = reason[-1] if reason else f"exit code {completed.returncode}"
-                raise SolcError(
-                    f"npm could not install {NPM_PACKAGE}@{version}: {detail}; {_how_to_get(version)}"
-                )
-            if target.exists():
-                shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
-            return package
-    except Timeout:
-        raise SolcError(f"timed out waiting for another process installing solc into {target}") from None
+    relative = managed_package(version).relative_to(cache_dir() / f"solc-{version}")
+    target = install_into_cache(
+        f"solc-{version}",
+        [f"{NPM_PACKAGE}@{version}"],
+        installed=lambda directory: _installed(directory / relative),
+        how_to_get=_how_to_get(version),
+        error=SolcError,
+    )
+    return target / relative
 
 
 def compile_standard_json(
