@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,11 +20,11 @@ from pytest_gashammer.scenario.spec import ACCEPTED, MARKER, ScenarioSpec, defau
 if TYPE_CHECKING:
     from pytest_gashammer.devnet.base import Devnet
     from pytest_gashammer.hive.hammer import Hammer
-    from pytest_gashammer.hive.local import Hive
 
 SPEC_KEY = pytest.StashKey[ScenarioSpec | None]()
 SPEC_ERROR_KEY = pytest.StashKey[str]()
 RUNS_KEY = pytest.StashKey["list[dict[str, Any]]"]()
+SESSION_KEY = pytest.StashKey[Any]()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,6 +115,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="anvil binary for the embedded devnet (env GASHAMMER_ANVIL; default: PATH, then a managed install)",
     )
     group.addoption(
+        "--gashammer-edges",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="more edges on execnet gateways: 4*popen, ssh=host//python=python3, socket=host:port (repeatable)",
+    )
+    group.addoption(
         "--gashammer-progress",
         choices=("auto", "on", "off"),
         default="auto",
@@ -134,9 +141,19 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         f"{MARKER}({arguments}): a gas-rate load scenario run by the hammer fixture; see docs/user-guide.md",
     )
+    from pytest_gashammer.hive.session import HiveSession
     from pytest_gashammer.report.terminal import RunSummaries
 
     config.pluginmanager.register(RunSummaries(config), "gashammer-run-summaries")
+    session = HiveSession(config)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "gashammer-hive")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.close()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,41 +187,28 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(scope="session")
-def devnet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    """The chain under test: the embedded anvil devnet, or the endpoint of ``--gashammer-rpc-url``."""
-    from pytest_gashammer.devnet.factory import DevnetOptions, open_devnet
+def devnet(request: pytest.FixtureRequest) -> Devnet:
+    """The chain under test: the embedded anvil devnet, or the endpoint of ``--gashammer-rpc-url``.
 
-    config = request.config
-    options = DevnetOptions(
-        rpc_url=config.getoption("--gashammer-rpc-url"),
-        ws_url=config.getoption("--gashammer-ws-url"),
-        feed_url=config.getoption("--gashammer-feed-url"),
-        funder_key=config.getoption("--gashammer-funder-key"),
-        expected_chain_id=config.getoption("--gashammer-chain-id"),
-        allowed_chain_ids=frozenset(config.getoption("--gashammer-allow-chain-id")),
-        anvil=config.getoption("--gashammer-anvil"),
-        workdir=tmp_path_factory.mktemp("gashammer-devnet"),
-    )
+    Under pytest-xdist every worker gets the one devnet the hive started for the session.
+    """
     try:
-        chain = open_devnet(options)
+        return request.config.stash[SESSION_KEY].devnet()
     except GashammerError as exc:
         pytest.fail(str(exc), pytrace=False)
-    try:
-        yield chain
-    finally:
-        chain.close()
 
 
 @pytest.fixture(scope="session")
-def hive(devnet: Devnet) -> Hive:
-    """The control plane that runs scenarios against the session's devnet."""
-    from pytest_gashammer.hive.local import Hive
-
-    return Hive(devnet)
+def hive(request: pytest.FixtureRequest) -> Any:
+    """The control plane that runs scenarios (in this process, or the xdist controller's)."""
+    try:
+        return request.config.stash[SESSION_KEY].hive()
+    except GashammerError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture
-def hammer(request: pytest.FixtureRequest, hive: Hive) -> Hammer:
+def hammer(request: pytest.FixtureRequest, hive: Any) -> Hammer:
     """Runs the test's ``@pytest.mark.gashammer`` scenario: ``result = hammer.run()``."""
     from pytest_gashammer.hive.hammer import Hammer
 
@@ -231,6 +235,7 @@ def hammer(request: pytest.FixtureRequest, hive: Hive) -> Hammer:
         duration_scale=config.getoption("--gashammer-duration-scale"),
         progress_factory=lambda: _progress(config),
         on_result=on_result,
+        isolated_hive=config.stash[SESSION_KEY].isolated_hive,
     )
 
 

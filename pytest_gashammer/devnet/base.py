@@ -106,13 +106,16 @@ class Devnet(abc.ABC):
         return self._web3
 
     def endpoints(self) -> dict[str, Any]:
-        """Plain-data description an edge in another process needs to reach this devnet."""
+        """Plain-data description another process needs to use this devnet (funder included)."""
         return {
             "kind": self.kind,
             "rpc_url": self.rpc_url,
             "ws_url": self.ws_url,
             "feed_url": self.feed_url,
             "chain_id": self.chain_id,
+            "funder_address": self.funder.address,
+            "funder_key": self.funder.key,
+            "node_version": self.node_version,
         }
 
     def close(self) -> None:  # noqa: B027 - backends that start nothing have nothing to release
@@ -123,3 +126,40 @@ class Devnet(abc.ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class SharedDevnet(Devnet):
+    """A devnet another process owns (the hive), described by its :meth:`Devnet.endpoints`."""
+
+    def __init__(self, endpoints: dict[str, Any]) -> None:
+        super().__init__()
+        self._endpoints = dict(endpoints)
+        self.kind = str(endpoints["kind"])
+        self._funder = Funder(str(endpoints["funder_address"]), str(endpoints["funder_key"]))
+
+    @property
+    def rpc_url(self) -> str:
+        return str(self._endpoints["rpc_url"])
+
+    @property
+    def ws_url(self) -> str | None:
+        return self._endpoints.get("ws_url")
+
+    @property
+    def feed_url(self) -> str | None:
+        return self._endpoints.get("feed_url")
+
+    @property
+    def chain_id(self) -> int:
+        return int(self._endpoints["chain_id"])
+
+    @property
+    def funder(self) -> Funder:
+        return self._funder
+
+    @property
+    def node_version(self) -> str:
+        return str(self._endpoints.get("node_version") or "unknown")
+
+    def __repr__(self) -> str:
+        return f"<SharedDevnet {self.kind} rpc_url={self.rpc_url!r} chain_id={self.chain_id}>"

@@ -4,13 +4,15 @@ Three layers, because each covers an exit path the others miss:
 - the owner's ``stop()`` (fixture teardown, also reached on Ctrl-C through pytest's teardown);
 - an ``atexit`` sweep for interpreter exits that skip teardown;
 - on Linux, ``PR_SET_PDEATHSIG``: the kernel kills the child when the process that started it
-  dies for any reason, ``kill -9`` included. (The signal follows the *thread* that forked, so
-  children are started from long-lived threads only: the main thread or the hive's.)
+  dies for any reason, ``kill -9`` included. The signal follows the *thread* that forked, not the
+  process, so every child is forked by one spawner thread that lives as long as the process:
+  whichever thread asks for a devnet, it never dies with that thread.
 """
 
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import IO
 
 _live: set[ManagedProcess] = set()
+# One long-lived thread forks every child (see the module docstring); an idle executor thread stays.
+_spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gashammer-spawner")
 _live_lock = threading.Lock()
 
 
@@ -41,7 +45,8 @@ class ManagedProcess:
         self.argv = list(argv)
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self._process = subprocess.Popen(
+        self._process = _spawner.submit(
+            subprocess.Popen,
             self.argv,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -49,7 +54,7 @@ class ManagedProcess:
             env=env,
             start_new_session=True,  # Ctrl-C in the terminal reaches pytest only; pytest stops us
             preexec_fn=_parent_death_signal if sys.platform.startswith("linux") else None,  # noqa: PLW1509
-        )
+        ).result()
         with _live_lock:
             _live.add(self)
 

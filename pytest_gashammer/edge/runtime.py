@@ -71,6 +71,9 @@ class EdgeAssignment:
     gas_share: float = 1.0
     connections: int = 4
     feed_url: str | None = None
+    #: Run-level setup already done by the hive for every edge (fees, funding, template setup,
+    #: calibrated gas model); see :meth:`EdgeRuntime.prepare`. None: this edge does it itself.
+    preparation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -247,20 +250,6 @@ class _EdgeSession:
         ]
         self.shares = [share for _, share, _ in plan.workload]
 
-        tip = plan.max_priority_fee_per_gas
-        if tip is None:
-            try:
-                tip = int(await self.rpc.call("eth_maxPriorityFeePerGas"), 16)
-            except (RpcError, TransportError):
-                tip = 0
-        self.max_priority_fee = tip
-        if plan.max_fee_per_gas is not None:
-            self.max_fee = plan.max_fee_per_gas
-        else:
-            latest = await self.rpc.call("eth_getBlockByNumber", "latest", False)
-            base_fee = int(latest.get("baseFeePerGas") or "0x0", 16)
-            self.max_fee = max(2 * base_fee + tip, 1)
-
         self.gas_model = [template.nominal_gas_for(template.options) for template in self.templates]
         self.gas_model_version = 0
         self.gas_observed: list[list[float]] = [[0.0, 0.0] for _ in self.templates]  # sum, count
@@ -278,6 +267,61 @@ class _EdgeSession:
         wanted = plan.receipts
         expected_rows = max(self.schedule.expected_transactions(), 1.0)
         self.receipt_stride = 1 if wanted is None else (math.ceil(expected_rows / wanted) if wanted else 0)
+        if assignment.preparation is not None:
+            self._adopt(assignment.preparation)
+        else:
+            await self.prepare(chain_id)
+
+        counts = await self.rpc.batch(
+            [("eth_getTransactionCount", [s.address, "pending"]) for s in self.senders]
+        )
+        if any(isinstance(answer, Exception) for answer in counts):
+            raise GashammerError(
+                f"edge {assignment.edge_id}: eth_getTransactionCount failed for a sender: {counts}"
+            )
+        self.start_nonces = [int(answer, 16) for answer in counts]
+        self.nonces = NonceBook(list(self.start_nonces))
+        self.rng = random.Random(plan.seed * 1_000_003 + assignment.sender_start)
+        self.start_block = int(await self.rpc.call("eth_blockNumber"), 16)
+        if assignment.feed_url and self.plan.feed:
+            await self._start_feed(chain_id)
+        self.signers = [FastSigner(sender.key, assignment.chain_id) for sender in self.senders]
+        self.prepared: dict[tuple[int, int], Any] = {}
+
+    def _adopt(self, preparation: dict[str, Any]) -> None:
+        """Take over the hive's run-level setup instead of repeating it on every edge."""
+        self.max_fee = int(preparation["max_fee_per_gas"])
+        self.max_priority_fee = int(preparation["max_priority_fee_per_gas"])
+        for template, data in zip(self.templates, preparation["template_setup"], strict=True):
+            template.use_setup(data)
+        self.gas_model = [float(gas) for gas in preparation["gas_model"]]
+        self.gas_model_version += 1
+
+    def preparation(self) -> dict[str, Any]:
+        """What :meth:`prepare` established, as plain data for other edges' assignments."""
+        return {
+            "max_fee_per_gas": self.max_fee,
+            "max_priority_fee_per_gas": self.max_priority_fee,
+            "template_setup": [dict(template.context.setup) for template in self.templates],
+            "gas_model": list(self.gas_model),
+        }
+
+    async def prepare(self, chain_id: int) -> None:
+        """Run-level setup: fees, funding of this edge's senders, template setup, gas calibration."""
+        plan, assignment = self.plan, self.assignment
+        tip = plan.max_priority_fee_per_gas
+        if tip is None:
+            try:
+                tip = int(await self.rpc.call("eth_maxPriorityFeePerGas"), 16)
+            except (RpcError, TransportError):
+                tip = 0
+        self.max_priority_fee = tip
+        if plan.max_fee_per_gas is not None:
+            self.max_fee = plan.max_fee_per_gas
+        else:
+            latest = await self.rpc.call("eth_getBlockByNumber", "latest", False)
+            base_fee = int(latest.get("baseFeePerGas") or "0x0", 16)
+            self.max_fee = max(2 * base_fee + tip, 1)
         # Fund from the nominal model first: setup and calibration need senders with ETH.
         await self._fund_senders()
         setup_context = EdgeSetupContext(
@@ -303,21 +347,6 @@ class _EdgeSession:
                 )
         # Calibration may have raised the cost per transaction: top the senders up to match.
         await self._fund_senders()
-        counts = await self.rpc.batch(
-            [("eth_getTransactionCount", [s.address, "pending"]) for s in self.senders]
-        )
-        if any(isinstance(answer, Exception) for answer in counts):
-            raise GashammerError(
-                f"edge {assignment.edge_id}: eth_getTransactionCount failed for a sender: {counts}"
-            )
-        self.start_nonces = [int(answer, 16) for answer in counts]
-        self.nonces = NonceBook(list(self.start_nonces))
-        self.rng = random.Random(plan.seed * 1_000_003 + assignment.sender_start)
-        self.start_block = int(await self.rpc.call("eth_blockNumber"), 16)
-        if assignment.feed_url and self.plan.feed:
-            await self._start_feed(chain_id)
-        self.signers = [FastSigner(sender.key, assignment.chain_id) for sender in self.senders]
-        self.prepared: dict[tuple[int, int], Any] = {}
 
     async def _start_feed(self, chain_id: int) -> None:
         """Follow the sequencer feed from the next block on, correlating what this edge sends."""
@@ -711,3 +740,21 @@ class _EdgeSession:
                 self.gas_model[template] = observed[0] / observed[1]
                 self.gas_model_version += 1
             self.receipts_checked += 1
+
+
+def prepare_run(assignment: EdgeAssignment) -> dict[str, Any]:
+    """Do a run's one-time setup for every sender in ``assignment`` and return it as plain data.
+
+    The hive calls this once per multi-edge run (with the whole sender range), then hands the
+    result to every edge in :attr:`EdgeAssignment.preparation`, so the funder's nonces are used by
+    one process only and contracts are deployed once.
+    """
+    no_feed = dataclasses.replace(assignment, feed_url=None, preparation=None)
+
+    async def main() -> dict[str, Any]:
+        async with AsyncRpcClient(no_feed.rpc_url, connections=no_feed.connections) as rpc:
+            session = _EdgeSession(EdgeRuntime(no_feed), rpc)
+            await session.setup()
+            return session.preparation()
+
+    return asyncio.run(main())

@@ -8,6 +8,8 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
+from eth_hash.auto import keccak
+
 from pytest_gashammer.hive.result import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, EdgeReport
@@ -105,6 +107,7 @@ def build_result(
             included=sum(1 for value in report.txs.included_ns if value != NOT_YET),
             target_share=share,
             start_skew=skew,
+            tx_digest="0x" + keccak(bytes(report.txs.hashes)).hex(),
         )
         for report, share, skew in zip(reports, shares, skews, strict=True)
     ]
@@ -140,7 +143,7 @@ def build_result(
         edges=edges,
         offered_tx_per_sec=offered_tx / window,
         included_tx_per_sec=included_tx / window,
-        blocks_observed=sum(len(report.blocks) for report in reports),
+        blocks_observed=len({block.number for report in reports for block in report.blocks}),
         stopped_early=next((report.stopped_early for report in reports if report.stopped_early), None),
         notes=notes,
         timeline=timeline,

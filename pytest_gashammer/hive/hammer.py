@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pytest_gashammer.errors import GashammerError
-from pytest_gashammer.hive.local import Hive, ProgressSink
+from pytest_gashammer.hive.local import ProgressSink
 from pytest_gashammer.hive.result import RunResult
 from pytest_gashammer.scenario.spec import ScenarioSpec, compile_plan, parse_spec
 
@@ -26,11 +26,12 @@ class Hammer:
         *,
         name: str,
         spec: ScenarioSpec | None,
-        hive: Hive,
+        hive: Any,
         seed: int,
         duration_scale: float,
         progress_factory: Callable[[], ProgressSink | None],
         on_result: Callable[[RunResult], None],
+        isolated_hive: Callable[[], Any] | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
@@ -39,6 +40,7 @@ class Hammer:
         self.duration_scale = duration_scale
         self._progress_factory = progress_factory
         self._on_result = on_result
+        self._isolated_hive = isolated_hive
         self.results: list[RunResult] = []
 
     def plan(self, **overrides: Any) -> Any:
@@ -55,7 +57,8 @@ class Hammer:
         __tracebackhide__ = True
         plan = self.plan(**overrides)
         try:
-            result = self.hive.run(plan, progress=self._progress_factory())
+            hive = self._isolated_hive() if plan.isolated and self._isolated_hive is not None else self.hive
+            result = hive.run(plan, progress=self._progress_factory())
         except GashammerError as exc:
             pytest.fail(str(exc), pytrace=False)
         self.results.append(result)

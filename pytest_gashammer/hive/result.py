@@ -83,6 +83,8 @@ class EdgeSummary:
     included: int
     target_share: float
     start_skew: float
+    #: keccak of every transaction hash this edge signed, in order: equal digests, same transactions.
+    tx_digest: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "max_fee_per_gas": None,
     "max_priority_fee_per_gas": None,
     "feed": True,
+    "isolated": False,
 }
 
 ACCEPTED = {
@@ -60,6 +61,7 @@ ACCEPTED = {
     "max_fee_per_gas": "fee cap in wei (default: twice the base fee at setup plus the tip)",
     "max_priority_fee_per_gas": "tip in wei (default: the node's eth_maxPriorityFeePerGas, else 0)",
     "feed": "True to follow the sequencer feed when the devnet has one (default), False to skip it",
+    "isolated": "True to run on the calling process alone against a devnet of its own (parallel-safe)",
 }
 
 
@@ -98,6 +100,7 @@ class ScenarioSpec:
     max_fee_per_gas: int | None = None
     max_priority_fee_per_gas: int | None = None
     feed: bool = True
+    isolated: bool = False
 
     def replace(self, **overrides: Any) -> ScenarioSpec:
         """A new spec with ``overrides`` applied, validated as strictly as the marker."""
@@ -181,12 +184,14 @@ def parse_spec(raw: Mapping[str, Any]) -> ScenarioSpec:
         fee = values[fee_name]
         fees[fee_name] = None if fee is None else _positive_int(fee, what=fee_name, allow_zero=True)
 
-    if not isinstance(values["feed"], bool):
-        raise ConfigError(f"feed={values['feed']!r} must be True or False")
+    for flag in ("feed", "isolated"):
+        if not isinstance(values[flag], bool):
+            raise ConfigError(f"{flag}={values[flag]!r} must be True or False")
 
     return ScenarioSpec(
         **fees,
         feed=values["feed"],
+        isolated=values["isolated"],
         gas_per_sec=gas_per_sec,
         duration=duration,
         warmup=warmup,
@@ -266,6 +271,7 @@ class ScenarioPlan:
     max_fee_per_gas: int | None = None
     max_priority_fee_per_gas: int | None = None
     feed: bool = True
+    isolated: bool = False
 
     @property
     def sending_time(self) -> float:
@@ -357,4 +363,5 @@ def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: fl
         max_fee_per_gas=spec.max_fee_per_gas,
         max_priority_fee_per_gas=spec.max_priority_fee_per_gas,
         feed=spec.feed,
+        isolated=spec.isolated,
     )

@@ -1,0 +1,453 @@
+"""The hive in the pytest controller: edges over execnet channels, one run at a time.
+
+Every pytest-xdist worker is an edge: in ``pytest_configure_node`` the hive opens a channel on the
+worker's gateway and passes it in ``workerinput``; the worker hosts an
+:class:`~pytest_gashammer.edge.host.EdgeHost` on it. ``--gashammer-edges`` adds edges on execnet
+gateways the hive creates itself (``4*popen``, ``ssh=host//python=python3``, ``socket=host:port``).
+
+A run request (from a test on any worker, or from the controller's own process without xdist)
+joins a queue. For each run the hive: picks the healthy edges, splits the gas rate by their
+capacity and the senders into disjoint ranges, does the run-level setup once (funding, contract
+deployment, calibration), arms every edge, starts them together, collects their reports, marks
+edges that die or go silent as lost, and answers with the merged :class:`RunResult`.
+
+Threads: execnet callbacks only enqueue; a dispatcher thread handles registrations, heartbeats and
+requests; a run thread executes the queue. Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import math
+import queue
+import threading
+import time
+from typing import Any
+
+from pytest_gashammer.errors import GashammerError
+from pytest_gashammer.hive import protocol
+from pytest_gashammer.hive.result import RunResult, Verdict
+from pytest_gashammer.scenario.spec import ScenarioPlan
+
+HEARTBEAT_TIMEOUT = 5.0
+ARM_TIMEOUT = 180.0
+_EOF = ("__eof__",)
+
+
+@dataclasses.dataclass
+class EdgeLink:
+    edge_id: str
+    channel: Any
+    gateway: Any = None  # set for gateways the hive made itself (it closes them)
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    last_seen: float = dataclasses.field(default_factory=time.monotonic)
+    alive: bool = True
+    lost_reason: str | None = None
+    progress: dict[str, Any] = dataclasses.field(default_factory=dict)
+    send_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def ready(self) -> bool:
+        return self.alive and bool(self.info)
+
+    def send(self, *message: Any) -> bool:
+        with self.send_lock:
+            if not self.alive or self.channel.isclosed():
+                return False
+            try:
+                self.channel.send(tuple(message))
+            except (OSError, EOFError, ValueError):
+                return False
+            return True
+
+
+@dataclasses.dataclass
+class _RunState:
+    run_id: str
+    edges: list[str]
+    armed: set[str] = dataclasses.field(default_factory=set)
+    started: dict[str, int] = dataclasses.field(default_factory=dict)
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)
+    reports: dict[str, Any] = dataclasses.field(default_factory=dict)
+    assemblers: dict[str, protocol.ReportAssembler] = dataclasses.field(default_factory=dict)
+
+
+class HiveController:
+    """Edge registry, run queue and run orchestration, in the controller process."""
+
+    def __init__(self, devnet_factory: Any, *, isolated_devnet_factory: Any = None) -> None:
+        self._devnet_factory = devnet_factory
+        self.devnet: Any = None
+        self._devnet_error: str | None = None
+        self.edges: dict[str, EdgeLink] = {}
+        self._inbox: queue.Queue[tuple[str, tuple[Any, ...]]] = queue.Queue()
+        self._runs: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue()
+        self._lock = threading.Condition()
+        self._devnet_lock = threading.Lock()
+        self._state: _RunState | None = None
+        self._run_ids = itertools.count(1)
+        self._closed = threading.Event()
+        self._local_waiters: dict[str, queue.Queue[tuple[Any, ...]]] = {}
+        self.queued = 0
+        self._dispatcher = threading.Thread(target=self._dispatch, name="gashammer-hive", daemon=True)
+        self._runner = threading.Thread(target=self._run_loop, name="gashammer-hive-runs", daemon=True)
+        self._dispatcher.start()
+        self._runner.start()
+
+    # -- edges ----------------------------------------------------------------------------------
+    def add_edge(self, edge_id: str, channel: Any, *, gateway: Any = None) -> EdgeLink:
+        link = EdgeLink(edge_id, channel, gateway=gateway)
+        with self._lock:
+            self.edges[edge_id] = link
+        # Runs in execnet's receiver thread: enqueue only, never block or raise.
+        channel.setcallback(lambda message: self._inbox.put((edge_id, message)), endmarker=_EOF)
+        return link
+
+    def add_gateway_edges(self, specs: list[str]) -> None:
+        """Start edges on execnet gateways: ``N*popen``, ``ssh=host//python=python3``, ``socket=host:port``."""
+        import execnet
+
+        counter = itertools.count(len([e for e in self.edges if e.startswith("edge")]))
+        for spec in specs:
+            count, _, single = spec.partition("*") if "*" in spec.split("//")[0] else ("1", "", spec)
+            try:
+                copies = int(count)
+            except ValueError:
+                raise GashammerError(f"--gashammer-edges {spec!r}: use N*SPEC, e.g. 4*popen") from None
+            for _ in range(copies):
+                edge_id = f"edge{next(counter)}"
+                try:
+                    gateway = execnet.makegateway(single)
+                    channel = gateway.remote_exec(
+                        f"import pytest_gashammer.edge.host as host\nhost.serve(channel, {edge_id!r})\n"
+                    )
+                except Exception as exc:
+                    raise GashammerError(
+                        f"--gashammer-edges {single!r}: cannot start an edge there ({type(exc).__name__}: {exc}); "
+                        "the remote Python needs pytest-gashammer installed"
+                    ) from None
+                self.add_edge(edge_id, channel, gateway=gateway)
+
+    def edge_lost(self, edge_id: str, reason: str) -> None:
+        with self._lock:
+            link = self.edges.get(edge_id)
+            if link is not None and link.alive:
+                link.alive = False
+                link.lost_reason = reason
+            self._lock.notify_all()
+
+    def wait_for_edges(self, count: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while sum(1 for link in self.edges.values() if link.ready) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+            return sum(1 for link in self.edges.values() if link.ready)
+
+    # -- the dispatcher thread ------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        while not self._closed.is_set():
+            try:
+                edge_id, message = self._inbox.get(timeout=0.5)
+            except queue.Empty:
+                self._check_heartbeats()
+                continue
+            with contextlib.suppress(Exception):
+                self._handle(edge_id, message)
+            if self._inbox.empty():  # judge silence only once caught up with what edges already sent
+                self._check_heartbeats()
+
+    def _check_heartbeats(self) -> None:
+        now = time.monotonic()
+        for link in list(self.edges.values()):
+            if link.ready and now - link.last_seen > HEARTBEAT_TIMEOUT:
+                self.edge_lost(link.edge_id, f"no heartbeat for {HEARTBEAT_TIMEOUT:.0f} s")
+
+    def _handle(self, edge_id: str, message: tuple[Any, ...]) -> None:
+        link = self.edges.get(edge_id)
+        if link is None:
+            return
+        if message is _EOF or message == _EOF:
+            self.edge_lost(edge_id, "its process ended (channel closed)")
+            return
+        link.last_seen = time.monotonic()
+        kind = message[0]
+        if kind == protocol.HELLO:
+            with self._lock:
+                link.info = dict(message[1])
+                self._lock.notify_all()
+        elif kind == protocol.HEARTBEAT:
+            link.progress = dict(message[1])
+        elif kind == protocol.RUN_REQUEST:
+            self._enqueue_run(edge_id, message[1], message[2])  # (kind, request_id, plan, options)
+        elif kind == protocol.DEVNET_REQUEST:
+            # Starting the devnet takes seconds: never on the dispatcher, which must keep up with heartbeats.
+            threading.Thread(target=self._answer_devnet, args=(link, message[1]), daemon=True).start()
+        else:
+            self._run_event(edge_id, message)
+
+    def _answer_devnet(self, link: EdgeLink, request_id: str) -> None:
+        try:
+            devnet = self.ensure_devnet()
+            link.send(protocol.DEVNET, request_id, devnet.endpoints(), None)
+        except GashammerError as exc:
+            link.send(protocol.DEVNET, request_id, None, str(exc))
+
+    def _run_event(self, edge_id: str, message: tuple[Any, ...]) -> None:
+        with self._lock:
+            state = self._state
+            if state is None or message[1] != state.run_id:
+                return
+            kind = message[0]
+            if kind == protocol.ARMED:
+                state.armed.add(edge_id)
+            elif kind == protocol.STARTED:
+                state.started[edge_id] = int(message[2])
+            elif kind == protocol.FAILED:
+                state.failed[edge_id] = str(message[2])
+            elif kind == protocol.BLOB:
+                _, _, blob_id, index, count, data = message
+                state.assemblers.setdefault(edge_id, protocol.ReportAssembler()).add_chunk(
+                    blob_id, index, count, data
+                )
+            elif kind == protocol.REPORT:
+                assembler = state.assemblers.pop(edge_id, protocol.ReportAssembler())
+                try:
+                    state.reports[edge_id] = assembler.finish(message[2])
+                except (ValueError, KeyError, TypeError) as exc:
+                    state.failed[edge_id] = f"edge {edge_id}: its report arrived damaged ({exc})"
+            self._lock.notify_all()
+
+    # -- devnet ---------------------------------------------------------------------------------
+    def ensure_devnet(self) -> Any:
+        """Start the shared devnet once per session, on first need."""
+        with self._devnet_lock:
+            if self.devnet is not None:
+                return self.devnet
+            if self._devnet_error is not None:
+                raise GashammerError(self._devnet_error)
+            try:
+                self.devnet = self._devnet_factory()
+            except GashammerError as exc:
+                self._devnet_error = str(exc)
+                raise
+            return self.devnet
+
+    # -- run requests ---------------------------------------------------------------------------
+    def _enqueue_run(self, caller: str, request_id: str, plan_data: dict[str, Any]) -> None:
+        self.queued += 1
+        self._runs.put((caller, request_id, plan_data))
+
+    def run(self, plan: ScenarioPlan, *, progress: Any = None) -> RunResult:
+        """Run ``plan`` on the edges from this process (no xdist, or the controller itself)."""
+        request_id = f"local-{next(self._run_ids)}"
+        answers: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._local_waiters[request_id] = answers
+        self.queued += 1
+        self._runs.put(("", request_id, plan.to_dict()))
+        from pytest_gashammer.hive.local import SETUP_BUDGET, STOP_GRACE
+
+        timeout = (
+            SETUP_BUDGET + ARM_TIMEOUT + plan.sending_time + plan.inclusion_timeout + STOP_GRACE + 1800.0
+        )
+        try:
+            _, _, result_data, error = answers.get(timeout=timeout)
+        except queue.Empty:
+            raise GashammerError(
+                f"the hive did not finish run {plan.name!r} within {timeout:.0f} s"
+            ) from None
+        finally:
+            self._local_waiters.pop(request_id, None)
+        if error is not None:
+            raise GashammerError(error)
+        return protocol.result_from_dict(result_data)
+
+    def _run_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                item = self._runs.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            caller, request_id, plan_data = item
+            self.queued -= 1
+            try:
+                result_data, error = (
+                    protocol.result_to_dict(self._execute(ScenarioPlan.from_dict(plan_data))),
+                    None,
+                )
+            except GashammerError as exc:
+                result_data, error = None, str(exc)
+            except Exception as exc:  # a bug must reach the test as a failure, not hang it
+                result_data, error = None, f"the hive failed: {type(exc).__name__}: {exc}"
+            self._answer(caller, request_id, result_data, error)
+
+    def _answer(self, caller: str, request_id: str, result_data: Any, error: str | None) -> None:
+        if not caller:
+            waiter = self._local_waiters.get(request_id)
+            if waiter is not None:
+                waiter.put((protocol.RUN_RESULT, request_id, result_data, error))
+            return
+        link = self.edges.get(caller)
+        if link is not None:
+            link.send(protocol.RUN_RESULT, request_id, result_data, error)
+
+    # -- one run --------------------------------------------------------------------------------
+    def _execute(self, plan: ScenarioPlan) -> RunResult:
+        from pytest_gashammer.edge.runtime import EdgeAssignment, prepare_run
+        from pytest_gashammer.hive.aggregate import build_result
+        from pytest_gashammer.oracle.invariants import evaluate
+
+        devnet = self.ensure_devnet()
+        started = time.monotonic()
+        with self._lock:
+            edges = [link for link in self.edges.values() if link.ready]
+        if not edges:
+            raise GashammerError("no edge is available to run the scenario (all workers lost?)")
+        edges.sort(key=lambda link: _edge_order(link.edge_id))
+        shares = _capacity_shares([max(int(link.info.get("cores", 1)), 1) for link in edges])
+        ranges = _sender_ranges(plan.senders, shares)
+
+        base = dict(
+            plan=plan.to_dict(),
+            rpc_url=devnet.rpc_url,
+            ws_url=devnet.ws_url,
+            chain_id=devnet.chain_id,
+            funder_key=devnet.funder.key,
+        )
+        preparation = prepare_run(
+            EdgeAssignment(edge_id="hive", sender_start=0, sender_count=plan.senders, **base)
+        )
+
+        run_id = f"run{next(self._run_ids)}"
+        state = _RunState(run_id, [link.edge_id for link in edges])
+        with self._lock:
+            self._state = state
+        try:
+            for link, share, (start, count) in zip(edges, shares, ranges, strict=True):
+                assignment = EdgeAssignment(
+                    edge_id=link.edge_id,
+                    sender_start=start,
+                    sender_count=count,
+                    gas_share=share,
+                    feed_url=devnet.feed_url,
+                    preparation=preparation,
+                    **base,
+                )
+                if not link.send(protocol.ARM, run_id, assignment.to_dict()):
+                    state.failed[link.edge_id] = f"edge {link.edge_id}: could not be reached to arm it"
+            self._wait(state, lambda: self._settled(state, state.armed), ARM_TIMEOUT)
+            armed = [link for link in edges if link.edge_id in state.armed and link.alive]
+            for link in armed:
+                link.send(protocol.GO, run_id)
+            for link in edges:
+                if link not in armed:
+                    link.send(protocol.STOP, run_id, "not armed in time")
+            budget = plan.sending_time + plan.inclusion_timeout + 120.0
+            self._wait(state, lambda: self._settled(state, set(state.reports)), budget)
+            for link in armed:
+                if link.edge_id not in state.reports and link.edge_id not in state.failed:
+                    link.send(protocol.STOP, run_id, "the run exceeded its time budget")
+            self._wait(state, lambda: self._settled(state, set(state.reports)), 30.0)
+        finally:
+            with self._lock:
+                self._state = None
+
+        delivered = [link for link in edges if link.edge_id in state.reports]
+        reports = [state.reports[link.edge_id] for link in delivered]
+        verdicts = evaluate(reports, plan.inclusion_timeout) if reports else []
+        verdicts.insert(0, _edges_verdict(edges, shares, state))
+        first_start = min(state.started.values()) if state.started else 0
+        result = build_result(
+            plan,
+            reports,
+            verdicts,
+            chain_id=devnet.chain_id,
+            devnet_kind=devnet.kind,
+            node_version=devnet.node_version,
+            duration=time.monotonic() - started,
+            edge_shares=[shares[edges.index(link)] for link in delivered],
+            start_skews=[
+                (state.started.get(link.edge_id, first_start) - first_start) / 1e9 for link in delivered
+            ],
+        )
+        return result
+
+    def _settled(self, state: _RunState, done: set[str]) -> bool:
+        """Every edge of the run has reached ``done``, failed, or been lost."""
+        for edge_id in state.edges:
+            link = self.edges[edge_id]
+            if edge_id not in done and edge_id not in state.failed and link.alive:
+                return False
+        return True
+
+    def _wait(self, state: _RunState, settled: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not settled():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                # Loss of an edge notifies the condition, so the barrier re-checks membership at once.
+                self._lock.wait(min(remaining, 0.5))
+
+    # -- teardown -------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._closed.set()
+        self._runs.put(None)
+        for link in list(self.edges.values()):
+            if link.gateway is not None:
+                link.send(protocol.SHUTDOWN)
+        for link in list(self.edges.values()):
+            if link.gateway is not None:
+                with contextlib.suppress(Exception):
+                    link.gateway.exit()
+        if self.devnet is not None:
+            self.devnet.close()
+            self.devnet = None
+
+
+def _edge_order(edge_id: str) -> tuple[str, int]:
+    prefix = edge_id.rstrip("0123456789")
+    digits = edge_id[len(prefix) :]
+    return prefix, int(digits) if digits else 0
+
+
+def _capacity_shares(capacities: list[int]) -> list[float]:
+    total = sum(capacities)
+    return [capacity / total for capacity in capacities]
+
+
+def _sender_ranges(total: int, shares: list[float]) -> list[tuple[int, int]]:
+    """Disjoint, contiguous sender ranges, each at least one sender, roughly proportional to ``shares``."""
+    counts = [max(1, math.floor(total * share)) for share in shares]
+    ranges = []
+    start = 0
+    for count in counts:
+        ranges.append((start, count))
+        start += count
+    return ranges
+
+
+def _edges_verdict(edges: list[EdgeLink], shares: list[float], state: _RunState) -> Verdict:
+    lost = []
+    lost_share = 0.0
+    for link, share in zip(edges, shares, strict=True):
+        if link.edge_id in state.reports:
+            continue
+        reason = state.failed.get(link.edge_id) or link.lost_reason or "it did not report in time"
+        lost.append(f"{link.edge_id} ({link.info.get('host', '?')}): {reason}")
+        lost_share += share
+    if lost:
+        return Verdict(
+            "edges",
+            "failed",
+            f"{len(lost)} of {len(edges)} edge(s) lost; {lost_share:.0%} of the load was not generated",
+            {"lost": lost, "lost_share": round(lost_share, 4)},
+        )
+    return Verdict("edges", "passed", f"all {len(edges)} edge(s) took part and reported")

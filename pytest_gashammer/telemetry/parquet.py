@@ -1,0 +1,704 @@
+"""Telemetry on disk: a session-level Parquet writer that survives being cut short, and the reader.
+
+Layout of a telemetry directory (every table is a directory of Parquet files, partitioned by run)::
+
+    <dir>/runs/run=<run_id>/runs.parquet            one row per run (rewritten atomically as it progresses)
+    <dir>/verdicts/run=<run_id>/verdicts.parquet    one row per verdict
+    <dir>/edges/run=<run_id>/edges.parquet          one row per edge
+    <dir>/transactions/run=<run_id>/part-00000.parquet, part-00001.parquet, ...
+    <dir>/blocks/run=<run_id>/part-*.parquet
+    <dir>/events/run=<run_id>/part-*.parquet
+
+DuckDB reads it as ``read_parquet('<dir>/transactions/*/*.parquet')``, pandas and pyarrow as a
+dataset directory.
+
+Why parts: a Parquet file is readable only once its footer is written, which happens when the
+writer closes it. The writer therefore buffers at most ``row_group_rows`` rows per table and run,
+writes them as a row group into a part file named ``*.parquet.inprogress``, and *publishes* the part
+(writes the footer, renames it to ``*.parquet``) when the part holds ``part_rows`` rows, when its
+oldest row is ``part_seconds`` old (checked on every write and on :meth:`ParquetRunWriter.tick`), at
+the end of the run and on close. So:
+
+- memory stays bounded whatever the run length (the buffer, plus one open row group's encoder);
+- every ``*.parquet`` file is complete and readable at any moment, even while a run is going;
+- an interrupted process (Ctrl-C / ``KeyboardInterrupt``, an exception, a normal exit) publishes what
+  it holds: :meth:`ParquetRunWriter.close` runs from ``with``/``finally`` and from an ``atexit``
+  hook, and marks runs that never ended as ``interrupted``;
+- a process killed outright (SIGKILL, the OOM killer, a power cut; SIGTERM too unless someone turned
+  it into an exception) loses only the unpublished tail, at most about ``part_seconds`` of data per
+  table: every part published before is intact, the run's row stays ``running``, and the dead
+  writer's ``*.parquet.inprogress`` files are ignored by readers (:func:`load` lists them).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import math
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pytest_gashammer.errors import GashammerError
+from pytest_gashammer.telemetry.schema import (
+    SCHEMA_VERSION,
+    SCHEMAS,
+    STREAMED_TABLES,
+    SchemaVersionError,
+    conform,
+    empty_table,
+)
+from pytest_gashammer.telemetry.stream import (
+    ClockMap,
+    TelemetryEvent,
+    events_batch,
+    from_ipc,
+    json_detail,
+    plan_phase_events,
+)
+
+__all__ = [
+    "ParquetRunWriter",
+    "RunInfo",
+    "TelemetryDirectoryError",
+    "TelemetryTables",
+    "git_commit",
+    "load",
+    "new_run_id",
+]
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SMALL_TABLES = ("runs", "verdicts", "edges")
+
+
+class TelemetryDirectoryError(GashammerError):
+    """A telemetry directory is missing, holds no telemetry, or holds unreadable files."""
+
+
+def new_run_id(now_unix_ns: int | None = None) -> str:
+    """A unique, sortable, path-safe run id: UTC time to the second plus 8 random hex digits."""
+    seconds = (time.time_ns() if now_unix_ns is None else now_unix_ns) // 1_000_000_000
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(seconds))
+    return f"{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def git_commit(path: str | os.PathLike[str] = ".") -> str | None:
+    """The commit checked out at ``path`` (the project under test), ``None`` outside a git checkout."""
+    try:
+        completed = subprocess.run(
+            ["git", "-C", os.fspath(path), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = completed.stdout.strip()
+    return commit if completed.returncode == 0 and commit else None
+
+
+@dataclass
+class RunInfo:
+    """What the hive knows about a run when it starts it: the ``runs`` row before the results.
+
+    ``plan`` is ``ScenarioPlan.to_dict()``. ``origin_unix_ns`` is the run clock's t=0 on the hive's
+    wall clock, if already known (else set it later with :meth:`ParquetRunWriter.set_run_origin`).
+    """
+
+    run_id: str
+    scenario: str
+    seed: int
+    target_gas_per_sec: float
+    plan: Mapping[str, Any]
+    test_nodeid: str | None = None
+    chain_id: int | None = None
+    devnet_kind: str | None = None
+    node_version: str | None = None
+    plugin_version: str | None = None
+    build_sha: str | None = None
+    git_commit: str | None = None
+    host: str | None = None
+    started_unix_ns: int = field(default_factory=time.time_ns)
+    origin_unix_ns: int | None = None
+
+    @classmethod
+    def for_plan(cls, plan: Any, *, run_id: str | None = None, **facts: Any) -> RunInfo:
+        """From a ``ScenarioPlan`` (or its dict); ``facts`` fill the other fields by name."""
+        data = plan.to_dict() if hasattr(plan, "to_dict") else dict(plan)
+        return cls(
+            run_id=run_id or new_run_id(),
+            scenario=str(data["name"]),
+            seed=int(data["seed"]),
+            target_gas_per_sec=float(data["target_gas_per_sec"]),
+            plan=data,
+            **facts,
+        )
+
+
+@dataclass
+class _Part:
+    """One table of one run: buffered batches and the part file being written."""
+
+    directory: Path
+    schema: pa.Schema
+    next_index: int
+    buffer: list[pa.RecordBatch] = field(default_factory=list)
+    buffered_rows: int = 0
+    writer: pq.ParquetWriter | None = None
+    path: Path | None = None
+    rows_in_part: int = 0
+    unpublished_since: float | None = None
+
+
+@dataclass
+class _Run:
+    info: RunInfo
+    status: str = "running"
+    ended_unix_ns: int | None = None
+    result: Any = None
+    early_events: list[tuple[int, TelemetryEvent]] = field(default_factory=list)
+    edges: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class ParquetRunWriter:
+    """Writes the telemetry of one pytest session (any number of runs) into ``directory``.
+
+    Call :meth:`begin_run` when a run starts, :meth:`write` (or :meth:`write_frame` for IPC bytes from
+    an edge) for every batch as it arrives, :meth:`tick` now and then (about once a second) so quiet
+    tables are still published on time, :meth:`end_run` with the ``RunResult``, and :meth:`close` at
+    the end of the session (or use it as a context manager). Thread-safe: every method takes a lock,
+    so batches may come from a receiver thread while the hive's thread ends runs.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        row_group_rows: int = 65_536,
+        part_rows: int = 1_048_576,
+        part_seconds: float = 10.0,
+        compression: str = "zstd",
+        close_at_exit: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if row_group_rows < 1 or part_rows < 1 or not part_seconds > 0:
+            raise ValueError("row_group_rows and part_rows must be >= 1 and part_seconds > 0")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.row_group_rows = row_group_rows
+        self.part_rows = part_rows
+        self.part_seconds = part_seconds
+        self.compression = compression
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._runs: dict[str, _Run] = {}
+        self._parts: dict[tuple[str, str], _Part] = {}
+        self._closed = False
+        self.rows_written: dict[str, int] = dict.fromkeys(STREAMED_TABLES, 0)
+        self._atexit: Callable[[], None] | None = None
+        if close_at_exit:
+            reference = weakref.ref(self)
+
+            def close_at_exit_hook() -> None:
+                writer = reference()
+                if writer is not None:
+                    writer.close()
+
+            self._atexit = close_at_exit_hook
+            atexit.register(close_at_exit_hook)
+
+    # -- context manager ------------------------------------------------------------------------
+    def __enter__(self) -> ParquetRunWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- runs -----------------------------------------------------------------------------------
+    def begin_run(self, info: RunInfo) -> None:
+        """Record a run as started: its ``runs`` row (status ``running``) and its planned phases."""
+        if not _RUN_ID.match(info.run_id):
+            raise ValueError(f"run id {info.run_id!r} must be 1-128 letters, digits, '.', '_' or '-'")
+        with self._lock:
+            self._check_open()
+            run = self._runs[info.run_id] = _Run(info)
+            self._write_runs_row(run)
+            self._emit(run, TelemetryEvent(0, "run_started", detail=info.test_nodeid), info.started_unix_ns)
+            self._write_events(info.run_id, plan_phase_events(info.plan))
+
+    def set_run_origin(self, run_id: str, origin_unix_ns: int) -> None:
+        """Fix the run clock's t=0 (hive wall clock); events stamped in Unix time before now are placed."""
+        with self._lock:
+            run = self._run(run_id)
+            run.info.origin_unix_ns = origin_unix_ns
+            self._place_early_events(run)
+            self._write_runs_row(run)
+
+    def register_edge(
+        self,
+        run_id: str,
+        edge_id: str,
+        *,
+        host: str | None = None,
+        clock: ClockMap | None = None,
+        target_share: float | None = None,
+        joined_unix_ns: int | None = None,
+    ) -> None:
+        """Note an edge taking part (an ``edge_joined`` event, and its clock facts for ``edges``)."""
+        with self._lock:
+            run = self._run(run_id)
+            facts = run.edges.setdefault(edge_id, {})
+            facts.update({"host": host, "target_share": target_share})
+            if clock is not None:
+                facts.update(
+                    wall_origin_unix_ns=clock.wall_origin_ns,
+                    clock_offset_ns=clock.edge_offset_ns,
+                    start_skew_s=clock.start_skew_ns / 1e9,
+                )
+            self._emit(run, TelemetryEvent(0, "edge_joined", edge_id, detail=host), joined_unix_ns)
+
+    def add_event(self, run_id: str, kind: str, *, unix_ns: int | None = None, **fields: Any) -> None:
+        """One hive-side event (``edge_lost``, ``error``, ``note``, a fault...), stamped now unless
+        ``unix_ns`` or ``t_ns`` (run clock) is given; ``fields`` are :class:`TelemetryEvent` fields."""
+        with self._lock:
+            run = self._run(run_id)
+            t_ns = fields.pop("t_ns", None)
+            event = TelemetryEvent(0 if t_ns is None else int(t_ns), kind, **fields)
+            if t_ns is not None:
+                self._write_events(run_id, [event])
+            else:
+                self._emit(run, event, unix_ns)
+
+    def end_run(
+        self,
+        run_id: str,
+        *,
+        result: Any = None,
+        status: str | None = None,
+        ended_unix_ns: int | None = None,
+    ) -> None:
+        """Finish a run: publish its parts and write its ``runs``, ``verdicts`` and ``edges`` rows.
+
+        ``result`` is the ``RunResult`` (or ``None`` if the run produced none). ``status`` defaults to
+        ``finished`` with a result and ``failed`` without one; use ``interrupted`` for Ctrl-C.
+        """
+        with self._lock:
+            run = self._run(run_id)
+            run.ended_unix_ns = ended_unix_ns or time.time_ns()
+            run.result = result
+            run.status = status or ("finished" if result is not None else "failed")
+            if run.info.origin_unix_ns is None:
+                run.info.origin_unix_ns = run.info.started_unix_ns
+            self._place_early_events(run)
+            verdicts = list(getattr(result, "verdicts", None) or [])
+            end_t = run.ended_unix_ns - run.info.origin_unix_ns
+            self._write_events(
+                run_id,
+                [
+                    *(
+                        TelemetryEvent(end_t, "verdict", value=None, detail=json_detail([v.name, v.status]))
+                        for v in verdicts
+                    ),
+                    TelemetryEvent(end_t, "run_finished", detail=run.status),
+                ],
+            )
+            for table in STREAMED_TABLES:
+                part = self._parts.pop((table, run_id), None)
+                if part is not None:
+                    self._publish(part)
+            self._write_runs_row(run)
+            self._write_small("verdicts", run_id, [_verdict_row(run_id, v) for v in verdicts])
+            self._write_small("edges", run_id, _edge_rows(run_id, run.edges, result))
+            del self._runs[run_id]
+
+    # -- streamed tables ------------------------------------------------------------------------
+    def write(self, table: str, batch: pa.RecordBatch | pa.Table) -> None:
+        """Append rows to ``transactions``, ``blocks`` or ``events``; rows go to their own run's part."""
+        if table not in STREAMED_TABLES:
+            raise ValueError(f"{table!r} is not a streamed table; use one of {STREAMED_TABLES}")
+        if batch.num_rows == 0:
+            return
+        with self._lock:
+            self._check_open()
+            for run_id, rows in _split_by_run(batch):
+                part = self._part(table, run_id)
+                for piece in _batches(rows, part.schema):
+                    part.buffer.append(piece)
+                    part.buffered_rows += piece.num_rows
+                    if part.unpublished_since is None:
+                        part.unpublished_since = self._clock()
+                    if part.buffered_rows >= self.row_group_rows:
+                        self._write_row_group(part)
+                    if part.rows_in_part >= self.part_rows:
+                        self._publish(part)
+                self.rows_written[table] += rows.num_rows
+            self._rotate_due()
+
+    def write_frame(self, table: str, frame: bytes) -> None:
+        """:meth:`write` for an IPC frame from :func:`~pytest_gashammer.telemetry.stream.to_ipc`."""
+        self.write(table, from_ipc(frame))
+
+    def tick(self) -> None:
+        """Publish parts whose oldest row waited ``part_seconds``. Call it about once a second."""
+        with self._lock:
+            if not self._closed:
+                self._rotate_due()
+
+    def flush(self) -> None:
+        """Publish everything buffered now (a checkpoint: all data so far becomes readable)."""
+        with self._lock:
+            for part in list(self._parts.values()):
+                self._publish(part)
+
+    def close(self) -> None:
+        """Publish everything and mark runs that never ended as ``interrupted``. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                for run_id in list(self._runs):
+                    with contextlib.suppress(Exception):
+                        self.end_run(run_id, result=self._runs[run_id].result, status="interrupted")
+                for part in list(self._parts.values()):
+                    with contextlib.suppress(Exception):
+                        self._publish(part)
+            finally:
+                self._closed = True
+                if self._atexit is not None:
+                    atexit.unregister(self._atexit)
+                    self._atexit = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- internals ------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the telemetry writer for {self.directory} is closed")
+
+    def _run(self, run_id: str) -> _Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise KeyError(f"run {run_id!r} was not begun (or has ended) in this writer")
+        return run
+
+    def _emit(self, run: _Run, event: TelemetryEvent, unix_ns: int | None) -> None:
+        stamp = time.time_ns() if unix_ns is None else unix_ns
+        if run.info.origin_unix_ns is None:
+            run.early_events.append((stamp, event))
+            return
+        self._write_events(run.info.run_id, [event._replace(t_ns=stamp - run.info.origin_unix_ns)])
+
+    def _place_early_events(self, run: _Run) -> None:
+        origin = run.info.origin_unix_ns
+        if origin is None or not run.early_events:
+            return
+        placed = [event._replace(t_ns=stamp - origin) for stamp, event in run.early_events]
+        run.early_events.clear()
+        self._write_events(run.info.run_id, placed)
+
+    def _write_events(self, run_id: str, events: Sequence[TelemetryEvent]) -> None:
+        if events:
+            self.write("events", events_batch(run_id, events))
+
+    def _part(self, table: str, run_id: str) -> _Part:
+        key = (table, run_id)
+        part = self._parts.get(key)
+        if part is None:
+            directory = self.directory / table / f"run={_safe_run_id(run_id)}"
+            directory.mkdir(parents=True, exist_ok=True)
+            existing = [
+                int(m.group(1)) for p in directory.iterdir() if (m := re.match(r"part-(\d+)\.", p.name))
+            ]
+            part = self._parts[key] = _Part(directory, SCHEMAS[table], max(existing, default=-1) + 1)
+        return part
+
+    def _write_row_group(self, part: _Part) -> None:
+        if not part.buffer:
+            return
+        table = pa.Table.from_batches(part.buffer, schema=part.schema)
+        if part.writer is None:
+            part.path = part.directory / f"part-{part.next_index:05d}.parquet.inprogress"
+            part.next_index += 1
+            part.writer = pq.ParquetWriter(part.path, part.schema, compression=self.compression)
+        part.writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        part.rows_in_part += table.num_rows
+        part.buffer = []
+        part.buffered_rows = 0
+
+    def _publish(self, part: _Part) -> None:
+        self._write_row_group(part)
+        if part.writer is not None and part.path is not None:
+            part.writer.close()
+            os.replace(part.path, part.path.with_name(part.path.name.removesuffix(".inprogress")))
+        part.writer = None
+        part.path = None
+        part.rows_in_part = 0
+        part.unpublished_since = None
+
+    def _rotate_due(self) -> None:
+        now = self._clock()
+        for part in list(self._parts.values()):
+            if part.unpublished_since is not None and now - part.unpublished_since >= self.part_seconds:
+                self._publish(part)
+
+    def _write_runs_row(self, run: _Run) -> None:
+        self._write_small("runs", run.info.run_id, [_run_row(run)])
+
+    def _write_small(self, table: str, run_id: str, rows: list[dict[str, Any]]) -> None:
+        """Write (or atomically replace) a small per-run table file."""
+        directory = self.directory / table / f"run={_safe_run_id(run_id)}"
+        directory.mkdir(parents=True, exist_ok=True)
+        final = directory / f"{table}.parquet"
+        temporary = directory / f".{table}.parquet.{os.getpid()}.tmp"
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=SCHEMAS[table]), temporary, compression=self.compression
+        )
+        os.replace(temporary, final)
+
+
+def _safe_run_id(run_id: str) -> str:
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"run id {run_id!r} must be 1-128 letters, digits, '.', '_' or '-'")
+    return run_id
+
+
+def _split_by_run(batch: pa.RecordBatch | pa.Table) -> Iterable[tuple[str, pa.RecordBatch | pa.Table]]:
+    column = batch.column("run_id")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if isinstance(column, pa.DictionaryArray) and len(column.dictionary) == 1 and column.null_count == 0:
+        return [(column.dictionary[0].as_py(), batch)]
+    plain = column.cast(pa.string()) if isinstance(column, pa.DictionaryArray) else column
+    if plain.null_count:
+        raise ValueError("rows without a run_id cannot be stored")
+    return [(value.as_py(), batch.filter(pc.equal(plain, value))) for value in pc.unique(plain)]
+
+
+def _batches(rows: pa.RecordBatch | pa.Table, schema: pa.Schema) -> list[pa.RecordBatch]:
+    """``rows`` as record batches in exactly ``schema`` (older or foreign column orders conformed)."""
+    if isinstance(rows, pa.RecordBatch) and rows.schema.equals(schema, check_metadata=False):
+        return [pa.RecordBatch.from_arrays(rows.columns, schema=schema)]
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_batches([rows])
+    name = (schema.metadata or {}).get(b"gashammer.table", b"").decode()
+    return conform(table, name).to_batches()
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _run_row(run: _Run) -> dict[str, Any]:
+    """The ``runs`` row: the run's facts, plus the ``RunResult`` key figures once it has them."""
+    info, result = run.info, run.result
+    from pytest_gashammer._version import __version__, build_sha
+
+    row: dict[str, Any] = {
+        "run_id": info.run_id,
+        "schema_version": SCHEMA_VERSION,
+        "status": run.status,
+        "test_nodeid": info.test_nodeid,
+        "scenario": info.scenario,
+        "seed": info.seed,
+        "target_gas_per_sec": info.target_gas_per_sec,
+        "plan_json": json_detail(dict(info.plan)),
+        "chain_id": info.chain_id,
+        "devnet_kind": info.devnet_kind,
+        "node_version": info.node_version,
+        "plugin_version": info.plugin_version or __version__,
+        "build_sha": info.build_sha or build_sha(),
+        "git_commit": info.git_commit,
+        "host": info.host or socket.gethostname(),
+        "started_at": info.started_unix_ns,
+        "ended_at": run.ended_unix_ns,
+        "origin_unix_ns": info.origin_unix_ns,
+    }
+    if result is None:
+        return row
+    row.update(
+        passed=bool(getattr(result, "passed", True)),
+        stopped_early=result.stopped_early,
+        duration_s=_finite(result.duration),
+        sustain_seconds=_finite(result.sustain_seconds),
+        offered_gas_per_sec=_finite(result.offered_gas_per_sec),
+        accepted_gas_per_sec=_finite(result.accepted_gas_per_sec),
+        included_gas_per_sec=_finite(result.included_gas_per_sec),
+        offered_tx_per_sec=_finite(result.offered_tx_per_sec),
+        included_tx_per_sec=_finite(result.included_tx_per_sec),
+        sent=result.sent,
+        accepted=result.accepted,
+        rejected=result.rejected,
+        included=result.included,
+        lost=result.lost,
+        blocks_observed=result.blocks_observed,
+        errors_json=json_detail(dict(result.errors)),
+        feed_json=json_detail(result.feed) if result.feed is not None else None,
+        notes_json=json_detail(list(result.notes)),
+    )
+    if result.chain_id is not None and row["chain_id"] is None:
+        row["chain_id"] = result.chain_id
+    row["devnet_kind"] = row["devnet_kind"] or result.devnet_kind
+    row["node_version"] = row["node_version"] or result.node_version
+    for name in ("accept", "inclusion", "feed"):
+        stats = getattr(result.latency, name)
+        for stat in ("p50", "p90", "p99", "max"):
+            row[f"latency_{name}_{stat}"] = _finite(getattr(stats, stat))
+        row[f"latency_{name}_count"] = stats.count
+    return row
+
+
+def _verdict_row(run_id: str, verdict: Any) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "name": verdict.name,
+        "status": verdict.status,
+        "summary": verdict.summary,
+        "evidence_json": json_detail(verdict.evidence),
+    }
+
+
+def _edge_rows(run_id: str, registered: Mapping[str, Mapping[str, Any]], result: Any) -> list[dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for edge_id, facts in registered.items():
+        rows[edge_id] = {
+            "run_id": run_id,
+            "edge_id": edge_id,
+            **{k: v for k, v in facts.items() if v is not None},
+        }
+    for edge in getattr(result, "edges", None) or []:
+        row = rows.setdefault(edge.edge_id, {"run_id": run_id, "edge_id": edge.edge_id})
+        row.update(
+            host=edge.host,
+            sent=edge.sent,
+            included=edge.included,
+            target_share=edge.target_share,
+        )
+        row.setdefault("start_skew_s", edge.start_skew)
+    return list(rows.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+@dataclass
+class TelemetryTables:
+    """The six tables of a telemetry directory (or of some of its runs), as pyarrow Tables."""
+
+    runs: pa.Table
+    verdicts: pa.Table
+    edges: pa.Table
+    transactions: pa.Table
+    blocks: pa.Table
+    events: pa.Table
+    directory: Path | None = None
+    incomplete_files: list[Path] = field(default_factory=list)
+
+    def table(self, name: str) -> pa.Table:
+        return getattr(self, name)
+
+    def run_ids(self) -> list[str]:
+        """Run ids in the order the runs started."""
+        if self.runs.num_rows == 0:
+            return []
+        order = pc.sort_indices(self.runs, sort_keys=[("started_at", "ascending"), ("run_id", "ascending")])
+        return [str(value) for value in self.runs.column("run_id").take(order).to_pylist()]
+
+    def for_run(self, run_id: str) -> TelemetryTables:
+        """The rows of one run only."""
+        picked = {}
+        for name in SCHEMAS:
+            table = self.table(name)
+            column = table.column("run_id")
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(pa.string())
+            picked[name] = table.filter(pc.equal(column, run_id))
+        return TelemetryTables(**picked, directory=self.directory, incomplete_files=self.incomplete_files)
+
+
+def load(
+    directory: str | os.PathLike[str],
+    *,
+    run_ids: Iterable[str] | None = None,
+    tables: Iterable[str] | None = None,
+    columns: Mapping[str, Sequence[str]] | None = None,
+) -> TelemetryTables:
+    """Read a telemetry directory written by :class:`ParquetRunWriter` (published files only).
+
+    ``run_ids`` limits reading to those runs' partitions, ``tables`` to those tables (the others come
+    back empty), ``columns`` to some columns of a table (the others come back as nulls), which is how
+    the report reads a million-row run quickly. Files of another MAJOR schema version raise
+    :class:`TelemetryDirectoryError`, as do a missing directory and a directory without telemetry.
+    """
+    root = Path(directory)
+    if not root.exists():
+        raise TelemetryDirectoryError(f"telemetry directory {root} does not exist")
+    if not root.is_dir():
+        raise TelemetryDirectoryError(f"{root} is not a directory (expected a gashammer telemetry directory)")
+    if not any((root / name).is_dir() for name in SCHEMAS):
+        raise TelemetryDirectoryError(
+            f"{root} holds no gashammer telemetry (no runs/ or transactions/ inside); "
+            "write some with --gashammer-parquet DIR"
+        )
+    wanted_runs = None if run_ids is None else {_safe_run_id(r) for r in run_ids}
+    wanted_tables = set(SCHEMAS) if tables is None else set(tables)
+    incomplete: list[Path] = []
+    loaded: dict[str, pa.Table] = {}
+    for name in SCHEMAS:
+        if name not in wanted_tables:
+            loaded[name] = empty_table(name)
+            continue
+        files: list[Path] = []
+        table_dir = root / name
+        if table_dir.is_dir():
+            for run_dir in sorted(table_dir.iterdir()):
+                if not run_dir.is_dir() or not run_dir.name.startswith("run="):
+                    continue
+                if wanted_runs is not None and run_dir.name[4:] not in wanted_runs:
+                    continue
+                for path in sorted(run_dir.iterdir()):
+                    if path.name.endswith(".parquet") and not path.name.startswith("."):
+                        files.append(path)
+                    elif path.name.endswith(".inprogress"):
+                        incomplete.append(path)
+        loaded[name] = _read_files(name, files, (columns or {}).get(name))
+    return TelemetryTables(**loaded, directory=root, incomplete_files=incomplete)
+
+
+def _read_files(name: str, files: Sequence[Path], columns: Sequence[str] | None) -> pa.Table:
+    if not files:
+        return empty_table(name)
+    schema = SCHEMAS[name]
+    pieces = []
+    for path in files:
+        try:
+            handle = pq.ParquetFile(path)
+            present = set(handle.schema_arrow.names)
+            wanted = None if columns is None else [c for c in columns if c in present]
+            table = handle.read(columns=wanted)
+            if columns is not None:
+                table = table.replace_schema_metadata(handle.schema_arrow.metadata)
+            pieces.append(conform(table, name))
+        except SchemaVersionError as exc:
+            raise TelemetryDirectoryError(f"{path}: {exc}") from None
+        except (OSError, pa.ArrowException) as exc:
+            raise TelemetryDirectoryError(f"{path} is not a readable Parquet file ({exc})") from None
+    return pa.concat_tables(pieces).replace_schema_metadata(schema.metadata)

@@ -1,0 +1,286 @@
+"""The versioned Arrow schema of stored telemetry: six tables, one row per thing that happened.
+
+Why a fixed schema: telemetry outlives the process that produced it. Edges stream it to the hive as
+Arrow IPC, the hive stores it as Parquet, and people query it later with DuckDB or pandas, or
+re-render reports from it. All of those agree only if the column names, types and meanings are
+written down once and versioned. ``docs/telemetry.md`` documents every column.
+
+Conventions:
+
+- Every time column ending in ``_ns`` is nanoseconds on the **run clock**: 0 is the run's t=0 (the
+  moment the plan's timeline starts, as the hive sees it); edges convert their monotonic clocks onto
+  it (see :class:`pytest_gashammer.telemetry.stream.ClockMap`). ``runs.origin_unix_ns`` maps the run
+  clock onto Unix time. Wall-clock columns are Arrow timestamps in UTC and end in ``_at``.
+- Columns with a small set of values (templates, states, kinds, ids) are dictionary-encoded strings:
+  compact in memory, in IPC frames and in Parquet, and read back as strings by every tool.
+- ``null`` means "did not happen" or "not known", never 0.
+- Hashes are 32 raw bytes (``fixed_size_binary(32)``); in DuckDB ``'0x' || hex(tx_hash)`` prints them.
+
+Version policy (``SCHEMA_VERSION = "MAJOR.MINOR"``): a new column, table or dictionary value (such as
+a new event kind) bumps MINOR and old files stay readable (missing columns read as nulls). Renaming
+or removing a column, changing its type or its meaning bumps MAJOR; readers refuse another MAJOR. The
+version is stored in every file's schema metadata and in ``runs.schema_version``.
+
+Importing this module imports pyarrow: keep it out of the plugin's import path.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = [
+    "BLOCKS",
+    "EDGES",
+    "EVENTS",
+    "EVENT_KINDS",
+    "RUNS",
+    "SCHEMAS",
+    "SCHEMA_VERSION",
+    "STATES",
+    "STREAMED_TABLES",
+    "TRANSACTIONS",
+    "VERDICTS",
+    "SchemaVersionError",
+    "conform",
+    "empty_table",
+    "major_of",
+    "schema_version_of",
+]
+
+SCHEMA_VERSION = "1.0"
+"""``MAJOR.MINOR`` of the tables below; see the module docstring for the policy."""
+
+_METADATA_KEY = b"gashammer.schema_version"
+
+#: Values of ``transactions.state``, in the order of their dictionary codes.
+STATES = ("included", "rejected", "lost", "pending")
+
+#: Event kinds known to this version. ``events.kind`` is an open set: later features add kinds (faults,
+#: L1 observations) without a MAJOR bump, so readers must tolerate kinds they do not know.
+EVENT_KINDS = (
+    "phase_change",
+    "edge_joined",
+    "edge_lost",
+    "run_started",
+    "run_finished",
+    "feed_connect",
+    "feed_connect_failed",
+    "feed_disconnect",
+    "feed_reconnect",
+    "feed_gap",
+    "feed_duplicate",
+    "feed_late",
+    "feed_decode_error",
+    "feed_fatal",
+    "duplicate_inclusion",
+    "error",
+    "verdict",
+    "note",
+)
+
+_DICT = pa.dictionary(pa.int32(), pa.string())
+_HASH = pa.binary(32)
+_UTC = pa.timestamp("ns", tz="UTC")
+
+
+def _schema(table: str, fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema(
+        fields, metadata={_METADATA_KEY: SCHEMA_VERSION.encode(), b"gashammer.table": table.encode()}
+    )
+
+
+TRANSACTIONS = _schema(
+    "transactions",
+    [
+        pa.field("run_id", _DICT, nullable=False),
+        pa.field("edge_id", _DICT, nullable=False),
+        pa.field("row", pa.int64(), nullable=False),
+        pa.field("tx_hash", _HASH, nullable=False),
+        pa.field("template", _DICT, nullable=False),
+        pa.field("sender_index", pa.int32(), nullable=False),
+        pa.field("sender", _DICT),
+        pa.field("nonce", pa.int64(), nullable=False),
+        pa.field("gas_planned", pa.int64(), nullable=False),
+        pa.field("gas_used", pa.int64()),
+        pa.field("receipt_status", pa.int8()),
+        pa.field("receipt_sampled", pa.bool_(), nullable=False),
+        pa.field("state", _DICT, nullable=False),
+        pa.field("error_kind", _DICT),
+        pa.field("phase", _DICT),
+        pa.field("scheduled_ns", pa.int64(), nullable=False),
+        pa.field("sent_ns", pa.int64()),
+        pa.field("accepted_ns", pa.int64()),
+        pa.field("included_ns", pa.int64()),
+        pa.field("block_number", pa.int64()),
+        pa.field("inclusions", pa.int8(), nullable=False),
+        pa.field("feed_arrival_ns", pa.int64()),
+        pa.field("feed_sequence", pa.int64()),
+        pa.field("feed_position", pa.int32()),
+        pa.field("feed_appearances", pa.int8()),
+    ],
+)
+
+BLOCKS = _schema(
+    "blocks",
+    [
+        pa.field("run_id", _DICT, nullable=False),
+        pa.field("edge_id", _DICT, nullable=False),
+        pa.field("block_number", pa.int64(), nullable=False),
+        pa.field("block_hash", _HASH),
+        pa.field("parent_hash", _HASH),
+        pa.field("timestamp", pa.int64(), nullable=False),
+        pa.field("gas_used", pa.int64(), nullable=False),
+        pa.field("gas_limit", pa.int64(), nullable=False),
+        pa.field("tx_count", pa.int32(), nullable=False),
+        pa.field("base_fee", pa.int64()),
+        pa.field("observed_ns", pa.int64(), nullable=False),
+    ],
+)
+
+EVENTS = _schema(
+    "events",
+    [
+        pa.field("run_id", _DICT, nullable=False),
+        pa.field("t_ns", pa.int64(), nullable=False),
+        pa.field("kind", _DICT, nullable=False),
+        pa.field("edge_id", _DICT),
+        pa.field("sequence", pa.int64()),
+        pa.field("block_number", pa.int64()),
+        pa.field("tx_hash", _HASH),
+        pa.field("value", pa.float64()),
+        pa.field("detail", pa.string()),
+    ],
+)
+
+_LATENCY_FIELDS = [
+    pa.field(f"latency_{name}_{stat}", pa.int64() if stat == "count" else pa.float64())
+    for name in ("accept", "inclusion", "feed")
+    for stat in ("p50", "p90", "p99", "max", "count")
+]
+
+RUNS = _schema(
+    "runs",
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("test_nodeid", pa.string()),
+        pa.field("scenario", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("target_gas_per_sec", pa.float64(), nullable=False),
+        pa.field("plan_json", pa.string(), nullable=False),
+        pa.field("chain_id", pa.int64()),
+        pa.field("devnet_kind", pa.string()),
+        pa.field("node_version", pa.string()),
+        pa.field("plugin_version", pa.string(), nullable=False),
+        pa.field("build_sha", pa.string()),
+        pa.field("git_commit", pa.string()),
+        pa.field("host", pa.string()),
+        pa.field("started_at", _UTC, nullable=False),
+        pa.field("ended_at", _UTC),
+        pa.field("origin_unix_ns", pa.int64()),
+        pa.field("passed", pa.bool_()),
+        pa.field("stopped_early", pa.string()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("sustain_seconds", pa.float64()),
+        pa.field("offered_gas_per_sec", pa.float64()),
+        pa.field("accepted_gas_per_sec", pa.float64()),
+        pa.field("included_gas_per_sec", pa.float64()),
+        pa.field("offered_tx_per_sec", pa.float64()),
+        pa.field("included_tx_per_sec", pa.float64()),
+        pa.field("sent", pa.int64()),
+        pa.field("accepted", pa.int64()),
+        pa.field("rejected", pa.int64()),
+        pa.field("included", pa.int64()),
+        pa.field("lost", pa.int64()),
+        pa.field("blocks_observed", pa.int64()),
+        *_LATENCY_FIELDS,
+        pa.field("errors_json", pa.string()),
+        pa.field("feed_json", pa.string()),
+        pa.field("notes_json", pa.string()),
+    ],
+)
+
+VERDICTS = _schema(
+    "verdicts",
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("summary", pa.string(), nullable=False),
+        pa.field("evidence_json", pa.string(), nullable=False),
+    ],
+)
+
+EDGES = _schema(
+    "edges",
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("edge_id", pa.string(), nullable=False),
+        pa.field("host", pa.string()),
+        pa.field("sent", pa.int64()),
+        pa.field("included", pa.int64()),
+        pa.field("target_share", pa.float64()),
+        pa.field("start_skew_s", pa.float64()),
+        pa.field("wall_origin_unix_ns", pa.int64()),
+        pa.field("clock_offset_ns", pa.int64()),
+    ],
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "transactions": TRANSACTIONS,
+    "blocks": BLOCKS,
+    "events": EVENTS,
+    "runs": RUNS,
+    "verdicts": VERDICTS,
+    "edges": EDGES,
+}
+
+#: Tables that grow during a run and are written in parts; the others have a few rows per run.
+STREAMED_TABLES = ("transactions", "blocks", "events")
+
+
+class SchemaVersionError(ValueError):
+    """Data written under another MAJOR schema version than this code reads."""
+
+
+def major_of(version: str) -> int:
+    return int(version.split(".", 1)[0])
+
+
+def schema_version_of(schema: pa.Schema) -> str | None:
+    """The ``SCHEMA_VERSION`` a table or file was written with, ``None`` if it carries none."""
+    metadata = schema.metadata or {}
+    value = metadata.get(_METADATA_KEY)
+    return value.decode() if value is not None else None
+
+
+def empty_table(name: str) -> pa.Table:
+    return SCHEMAS[name].empty_table()
+
+
+def conform(table: pa.Table, name: str) -> pa.Table:
+    """``table`` in the current schema of ``name``: columns in order, missing ones as nulls.
+
+    Why: files written by an older MINOR version lack the columns added since; files written by a
+    newer MINOR version carry columns this code does not know (dropped here). A different MAJOR is
+    refused, since its columns may mean something else.
+    """
+    schema = SCHEMAS[name]
+    version = schema_version_of(table.schema)
+    if version is not None and major_of(version) != major_of(SCHEMA_VERSION):
+        raise SchemaVersionError(
+            f"{name} data has schema version {version}; this pytest-gashammer reads {SCHEMA_VERSION} "
+            f"(major {major_of(SCHEMA_VERSION)}): use the version that wrote it"
+        )
+    columns = []
+    for field in schema:
+        index = table.schema.get_field_index(field.name)
+        if index < 0:
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
+        column = table.column(index)
+        if column.type != field.type:
+            column = column.cast(field.type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
