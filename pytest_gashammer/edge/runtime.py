@@ -96,6 +96,8 @@ class Progress:
     included_gas: int = 0
     errors: int = 0
     recent_inclusion_p99: float | None = None
+    queued: int = 0  # runs waiting behind this one at the hive
+    edges: int = 1
 
 
 class EdgeRuntime:

@@ -254,17 +254,47 @@ class HiveController:
         timeout = (
             SETUP_BUDGET + ARM_TIMEOUT + plan.sending_time + plan.inclusion_timeout + STOP_GRACE + 1800.0
         )
+        deadline = time.monotonic() + timeout
         try:
-            _, _, result_data, error = answers.get(timeout=timeout)
-        except queue.Empty:
-            raise GashammerError(
-                f"the hive did not finish run {plan.name!r} within {timeout:.0f} s"
-            ) from None
+            while True:
+                try:
+                    _, _, result_data, error = answers.get(timeout=0.25)
+                    break
+                except queue.Empty:
+                    if time.monotonic() > deadline:
+                        raise GashammerError(
+                            f"the hive did not finish run {plan.name!r} within {timeout:.0f} s"
+                        ) from None
+                    if progress is not None:
+                        progress.update(plan, self.progress())
         finally:
             self._local_waiters.pop(request_id, None)
+            if progress is not None:
+                progress.finish()
         if error is not None:
             raise GashammerError(error)
         return protocol.result_from_dict(result_data)
+
+    def progress(self) -> Any:
+        """The running run's progress summed over its edges' heartbeats, and the queue behind it."""
+        from pytest_gashammer.edge.runtime import Progress
+
+        state = self._state
+        total = Progress(phase="queued" if state is None else "setup")
+        for edge_id in state.edges if state is not None else []:
+            beat = self.edges[edge_id].progress
+            if not beat:
+                continue
+            total.phase = str(beat.get("phase", total.phase))
+            total.elapsed = max(total.elapsed, float(beat.get("elapsed", 0.0)))
+            for counter in ("sent", "accepted", "rejected", "included", "included_gas", "errors"):
+                setattr(total, counter, getattr(total, counter) + int(beat.get(counter, 0)))
+            p99 = beat.get("recent_inclusion_p99")
+            if p99 is not None:
+                total.recent_inclusion_p99 = max(total.recent_inclusion_p99 or 0.0, float(p99))
+        total.queued = self.queued
+        total.edges = len(state.edges) if state is not None else 0
+        return total
 
     def _run_loop(self) -> None:
         while not self._closed.is_set():

@@ -15,7 +15,7 @@ from typing import Any
 from pytest_gashammer.hive.result import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
 from pytest_gashammer.telemetry.records import BlockRecord, EdgeReport, TxLog
 
-CHUNK_BYTES = 256 * 1024
+CHUNK_BYTES = 512 * 1024
 
 # hive -> edge
 ARM = "arm"  # (ARM, run_id, assignment_dict)

@@ -48,6 +48,10 @@ class LiveProgress:
             f"{format_gas_rate(gas_rate)} ({tx_rate:,.0f} tx/s) of {format_gas_rate(plan.target_gas_per_sec)}  "
             f"included {progress.included:,}/{progress.sent:,}  p99 {p99}  errors {progress.errors}"
         )
+        if progress.edges > 1:
+            line += f"  edges {progress.edges}"
+        if progress.queued:
+            line += f"  queued {progress.queued}"
         self._write(line)
 
     def _sample(self, now: float, progress: Any) -> None:
