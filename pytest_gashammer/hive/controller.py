@@ -77,8 +77,11 @@ class _RunState:
 class HiveController:
     """Edge registry, run queue and run orchestration, in the controller process."""
 
-    def __init__(self, devnet_factory: Any, *, isolated_devnet_factory: Any = None) -> None:
+    def __init__(self, devnet_factory: Any, *, progress_factory: Any = None) -> None:
+        """``progress_factory()`` makes the progress line for runs requested by other processes
+        (xdist workers cannot write to the terminal; the controller can)."""
         self._devnet_factory = devnet_factory
+        self._progress_factory = progress_factory
         self.devnet: Any = None
         self._devnet_error: str | None = None
         self.edges: dict[str, EdgeLink] = {}
@@ -306,15 +309,17 @@ class HiveController:
                 return
             caller, request_id, plan_data = item
             self.queued -= 1
+            plan = ScenarioPlan.from_dict(plan_data)
+            progress = self._progress_factory() if caller and self._progress_factory is not None else None
             try:
-                result_data, error = (
-                    protocol.result_to_dict(self._execute(ScenarioPlan.from_dict(plan_data))),
-                    None,
-                )
+                result_data, error = protocol.result_to_dict(self._execute(plan, progress)), None
             except GashammerError as exc:
                 result_data, error = None, str(exc)
             except Exception as exc:  # a bug must reach the test as a failure, not hang it
                 result_data, error = None, f"the hive failed: {type(exc).__name__}: {exc}"
+            finally:
+                if progress is not None:
+                    progress.finish()
             self._answer(caller, request_id, result_data, error)
 
     def _answer(self, caller: str, request_id: str, result_data: Any, error: str | None) -> None:
@@ -328,7 +333,7 @@ class HiveController:
             link.send(protocol.RUN_RESULT, request_id, result_data, error)
 
     # -- one run --------------------------------------------------------------------------------
-    def _execute(self, plan: ScenarioPlan) -> RunResult:
+    def _execute(self, plan: ScenarioPlan, progress: Any = None) -> RunResult:
         from pytest_gashammer.edge.runtime import EdgeAssignment, prepare_run
         from pytest_gashammer.hive.aggregate import build_result
         from pytest_gashammer.oracle.invariants import evaluate
@@ -379,7 +384,8 @@ class HiveController:
                 if link not in armed:
                     link.send(protocol.STOP, run_id, "not armed in time")
             budget = plan.sending_time + plan.inclusion_timeout + 120.0
-            self._wait(state, lambda: self._settled(state, set(state.reports)), budget)
+            tick = (lambda: progress.update(plan, self.progress())) if progress is not None else None
+            self._wait(state, lambda: self._settled(state, set(state.reports)), budget, tick=tick)
             for link in armed:
                 if link.edge_id not in state.reports and link.edge_id not in state.failed:
                     link.send(protocol.STOP, run_id, "the run exceeded its time budget")
@@ -416,15 +422,19 @@ class HiveController:
                 return False
         return True
 
-    def _wait(self, state: _RunState, settled: Any, timeout: float) -> None:
+    def _wait(self, state: _RunState, settled: Any, timeout: float, *, tick: Any = None) -> None:
         deadline = time.monotonic() + timeout
-        with self._lock:
-            while not settled():
+        while True:
+            with self._lock:
+                if settled():
+                    return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
                 # Loss of an edge notifies the condition, so the barrier re-checks membership at once.
                 self._lock.wait(min(remaining, 0.5))
+            if tick is not None:
+                tick()
 
     # -- teardown -------------------------------------------------------------------------------
     def close(self) -> None:

@@ -60,7 +60,9 @@ class HiveSession:
             self.mode = "controller"
             from pytest_gashammer.hive.controller import HiveController
 
-            self.controller = HiveController(self._open_shared_devnet)
+            self.controller = HiveController(
+                self._open_shared_devnet, progress_factory=self._controller_progress
+            )
             if edge_specs:
                 try:
                     self.controller.add_gateway_edges(edge_specs)
@@ -69,6 +71,19 @@ class HiveSession:
                     raise pytest.UsageError(str(exc)) from None
         else:
             self.mode = "local"
+
+    def _controller_progress(self) -> Any:
+        """Progress lines for runs that xdist workers requested, written by the controller."""
+        if self.config.getoption("--gashammer-progress") == "off" or self.config.get_verbosity() < 0:
+            return None
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if terminal is None or capture is None:
+            return None
+        from pytest_gashammer.report.terminal import LiveProgress
+
+        # Whole lines only: xdist's own output shares the terminal, a redrawn line would garble it.
+        return LiveProgress(terminal, capture, interactive=False)
 
     def _open_shared_devnet(self) -> Any:
         from pytest_gashammer.devnet.factory import open_devnet
