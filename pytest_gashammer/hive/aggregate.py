@@ -34,8 +34,9 @@ def build_result(
     sent = accepted = rejected = included = lost = 0
     accept_latencies: list[float] = []
     feed_latencies: list[float] = []
-    inclusion_times: list[tuple[float, float]] = []  # (seconds since edge origin, gas)
-    first_sustain_inclusion: float | None = None
+    first_sustain_inclusion, last_sustain_inclusion = math.inf, -math.inf
+    included_gas = 0.0
+    included_tx = 0
     feed: dict[str, Any] | None = None
     inclusion_latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -65,8 +66,6 @@ def build_result(
             if log.included_ns[row] != NOT_YET:
                 included += 1
                 included_at = (log.included_ns[row] - origin) / 1e9
-                if log.template[row] >= 0:  # nonce-gap fillers are not part of the offered load
-                    inclusion_times.append((included_at, gas))
                 bucket = buckets.setdefault(math.floor(included_at), _empty_bucket())
                 bucket["included_gas"] += gas
                 bucket["included_tx"] += 1
@@ -87,15 +86,18 @@ def build_result(
             if log.included_ns[row] != NOT_YET:
                 inclusion_latencies.append((log.included_ns[row] - log.intended_ns[row]) / 1e9)
                 included_at = (log.included_ns[row] - origin) / 1e9
-                if first_sustain_inclusion is None or included_at < first_sustain_inclusion:
-                    first_sustain_inclusion = included_at
+                first_sustain_inclusion = min(first_sustain_inclusion, included_at)
+                last_sustain_inclusion = max(last_sustain_inclusion, included_at)
+                included_gas += gas
+                included_tx += 1
             if feed_arrivals is not None and row < len(feed_arrivals) and feed_arrivals[row] != NOT_YET:
                 feed_latencies.append((feed_arrivals[row] - log.intended_ns[row]) / 1e9)
 
-    shift = _pipeline_delay(inclusion_latencies, inclusion_times, first_sustain_inclusion, sustain.start)
-    low, high = sustain.start + shift, sustain.end + shift
-    included_gas = sum(gas for at, gas in inclusion_times if low <= at < high)
-    included_tx = sum(1 for at, _ in inclusion_times if low <= at < high)
+    # The sustain phase's transactions were included over the span from the first to the last
+    # block holding one. A chain that keeps up includes them over the sustain phase itself (the
+    # span differs from it by at most a block interval, either way: block boundaries fall anywhere);
+    # a chain that falls behind stretches the span over the drain, and the rate is what it managed.
+    inclusion_span = max(window, last_sustain_inclusion - first_sustain_inclusion - _block_interval(reports))
 
     shares = list(edge_shares) if edge_shares is not None else [1.0 / max(len(reports), 1)] * len(reports)
     skews = list(start_skews) if start_skews is not None else [0.0] * len(reports)
@@ -121,7 +123,7 @@ def build_result(
         target_gas_per_sec=plan.target_gas_per_sec,
         offered_gas_per_sec=offered_gas / window,
         accepted_gas_per_sec=accepted_gas / window,
-        included_gas_per_sec=included_gas / window,
+        included_gas_per_sec=included_gas / inclusion_span,
         sent=sent,
         accepted=accepted,
         rejected=rejected,
@@ -142,7 +144,7 @@ def build_result(
         node_version=node_version,
         edges=edges,
         offered_tx_per_sec=offered_tx / window,
-        included_tx_per_sec=included_tx / window,
+        included_tx_per_sec=included_tx / inclusion_span,
         blocks_observed=len({block.number for report in reports for block in report.blocks}),
         stopped_early=next((report.stopped_early for report in reports if report.stopped_early), None),
         notes=notes,
@@ -150,27 +152,17 @@ def build_result(
     )
 
 
-def _pipeline_delay(
-    latencies: list[float],
-    inclusions: list[tuple[float, float]],
-    first_sustain_inclusion: float | None,
-    sustain_start: float,
-) -> float:
-    """How far to shift the sustain window to find the inclusions of the sustain phase's load.
-
-    On a chain that keeps up, inclusions trail sends by the median inclusion latency, and a window
-    shifted by it holds the sustain phase's load exactly. On a chain that falls behind, latency grows
-    through the run and the median would move the window into the drain after sending stopped; the
-    shift is then capped at the first sustain transaction's inclusion delay plus one block interval,
-    so the rate is what the chain included while under load.
-    """
-    if not latencies or first_sustain_inclusion is None:
-        return 0.0
-    times = sorted({at for at, _ in inclusions})
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
-    interval = statistics.median(gaps) if gaps else 0.0
-    first_delay = max(first_sustain_inclusion - sustain_start, 0.0)
-    return min(statistics.median(latencies), first_delay + interval)
+def _block_interval(reports: Sequence[EdgeReport]) -> float:
+    """Median time between consecutive blocks as the edges saw them (0 when unknown)."""
+    gaps: list[float] = []
+    for report in reports:
+        seen = sorted((block.number, block.observed_ns) for block in report.blocks)
+        gaps.extend(
+            (later[1] - earlier[1]) / 1e9 / (later[0] - earlier[0])
+            for earlier, later in zip(seen, seen[1:], strict=False)
+            if later[0] > earlier[0]
+        )
+    return statistics.median(gaps) if gaps else 0.0
 
 
 def merge_feed_facts(merged: dict[str, Any] | None, report: EdgeReport) -> dict[str, Any]:
