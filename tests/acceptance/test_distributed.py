@@ -101,7 +101,7 @@ def test_eight_edges_on_two_cores_keep_the_rate(pytester: pytest.Pytester) -> No
     assert len(facts["edges"]) == 8
     assert facts["lost"] == 0
     assert facts["offered_gas"] == pytest.approx(facts["target"], rel=0.01)
-    assert facts["included_gas"] == pytest.approx(facts["target"], rel=0.05)
+    assert facts["included_gas"] == pytest.approx(facts["target"], rel=0.01)
 
 
 KILL_SCENARIO = """
