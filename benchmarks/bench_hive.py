@@ -65,8 +65,10 @@ def bench_ingest(rows: int) -> None:
     finally:
         gateway.exit()
     assert len(report.txs) == rows
-    print(f"ingest: {rows:,} transaction rows in {elapsed:.3f} s = {rows / elapsed:,.0f} events/s "
-          f"({frames} frames, largest {largest / 1024:.0f} KiB)")
+    print(
+        f"ingest: {rows:,} transaction rows in {elapsed:.3f} s = {rows / elapsed:,.0f} events/s "
+        f"({frames} frames, largest {largest / 1024:.0f} KiB)"
+    )
 
 
 def bench_skew(edges: int, runs: int) -> None:
@@ -85,8 +87,10 @@ def bench_skew(edges: int, runs: int) -> None:
             result = hive.run(compile_plan(spec, name=f"skew{run}", seed=100 + run))
             assert len(result.edges) == edges, result.verdicts
             skews.append(max(edge.start_skew for edge in result.edges))
-        print(f"start skew across {edges} edges, {runs} runs: max {max(skews) * 1000:.1f} ms "
-              f"(per run: {', '.join(f'{s * 1000:.1f}' for s in skews)} ms)")
+        print(
+            f"start skew across {edges} edges, {runs} runs: max {max(skews) * 1000:.1f} ms "
+            f"(per run: {', '.join(f'{s * 1000:.1f}' for s in skews)} ms)"
+        )
     finally:
         hive.close()
         devnet.close()

@@ -36,6 +36,7 @@ import atexit
 import contextlib
 import math
 import os
+import queue
 import re
 import socket
 import subprocess
@@ -71,6 +72,7 @@ from pytest_gashammer.telemetry.stream import (
 )
 
 __all__ = [
+    "BackgroundWriter",
     "ParquetRunWriter",
     "RunInfo",
     "TelemetryDirectoryError",
@@ -313,6 +315,10 @@ class ParquetRunWriter:
                         TelemetryEvent(end_t, "verdict", value=None, detail=json_detail([v.name, v.status]))
                         for v in verdicts
                     ),
+                    *(
+                        TelemetryEvent(end_t, "error", value=float(count), detail=str(kind))
+                        for kind, count in (getattr(result, "errors", None) or {}).items()
+                    ),
                     TelemetryEvent(end_t, "run_finished", detail=run.status),
                 ],
             )
@@ -472,6 +478,72 @@ class ParquetRunWriter:
         os.replace(temporary, final)
 
 
+class BackgroundWriter:
+    """Feeds a :class:`ParquetRunWriter` from its own thread, so whoever receives frames (an execnet
+    callback, which must never block) only enqueues them.
+
+    :meth:`submit` takes IPC frames or batches; the queue holds at most ``max_pending`` of them (at
+    256 KiB a frame, 64 MiB), after which :meth:`submit` waits: back-pressure instead of unbounded
+    memory. The thread also calls :meth:`ParquetRunWriter.tick` about once a second. Call
+    :meth:`drain` before ``end_run`` so the run's last frames are written first, and :meth:`close` at
+    the end (it drains; closing the writer stays the owner's job).
+    """
+
+    _STOP = object()
+
+    def __init__(
+        self, writer: ParquetRunWriter, *, max_pending: int = 256, tick_seconds: float = 1.0
+    ) -> None:
+        self.writer = writer
+        self.tick_seconds = tick_seconds
+        self.failures: list[str] = []
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
+        self._thread = threading.Thread(target=self._work, name="gashammer-telemetry-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, table: str, payload: bytes | pa.RecordBatch | pa.Table) -> None:
+        self._queue.put((table, payload))
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until everything submitted so far is written; False if ``timeout`` ran out first."""
+        done = threading.Event()
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        if self._thread.is_alive():
+            self.drain(timeout)
+            with contextlib.suppress(queue.Full):
+                self._queue.put(self._STOP, timeout=timeout)
+            self._thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=self.tick_seconds)
+            except queue.Empty:
+                with contextlib.suppress(Exception):
+                    self.writer.tick()
+                continue
+            if item is self._STOP:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            table, payload = item
+            try:
+                if isinstance(payload, bytes | bytearray | memoryview):
+                    self.writer.write_frame(table, bytes(payload))
+                else:
+                    self.writer.write(table, payload)
+            except Exception as exc:  # one bad frame must not stop the telemetry of the session
+                if len(self.failures) < 100:
+                    self.failures.append(f"{table}: {type(exc).__name__}: {exc}")
+
+
 def _safe_run_id(run_id: str) -> str:
     if not _RUN_ID.match(run_id):
         raise ValueError(f"run id {run_id!r} must be 1-128 letters, digits, '.', '_' or '-'")
@@ -527,8 +599,8 @@ def _run_row(run: _Run) -> dict[str, Any]:
         "build_sha": info.build_sha or build_sha(),
         "git_commit": info.git_commit,
         "host": info.host or socket.gethostname(),
-        "started_at": info.started_unix_ns,
-        "ended_at": run.ended_unix_ns,
+        "started_at": info.started_unix_ns // 1000,
+        "ended_at": None if run.ended_unix_ns is None else run.ended_unix_ns // 1000,
         "origin_unix_ns": info.origin_unix_ns,
     }
     if result is None:

@@ -80,7 +80,7 @@ EVENT_KINDS = (
 
 _DICT = pa.dictionary(pa.int32(), pa.string())
 _HASH = pa.binary(32)
-_UTC = pa.timestamp("ns", tz="UTC")
+_UTC = pa.timestamp("us", tz="UTC")
 
 
 def _schema(table: str, fields: list[pa.Field]) -> pa.Schema:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -49,6 +50,8 @@ from pytest_gashammer.telemetry.schema import BLOCKS, EVENTS, STATES, TRANSACTIO
 
 __all__ = [
     "DEFAULT_FRAME_BYTES",
+    "RUN_CLOCK_COLUMNS",
+    "EdgeTelemetry",
     "GAP_FILLER_TEMPLATE",
     "MAX_FRAME_BYTES",
     "BlockCursor",
@@ -62,6 +65,7 @@ __all__ = [
     "feed_events",
     "from_ipc",
     "plan_phase_events",
+    "rebase",
     "to_ipc",
     "to_ipc_frames",
 ]
@@ -254,26 +258,20 @@ class TransactionCursor:
         """
         if self._closed:
             return None
-        if final:
-            self._closed = True
         if now_ns is None:
-            import time
-
             now_ns = time.monotonic_ns()
         size = len(self.log)
         fresh = np.arange(self._seen, size, dtype=np.int64)
-        self._seen = size
         candidates = np.concatenate((self._open, fresh)) if self._open.size else fresh
-        if candidates.size == 0:
-            return None
         done = np.ones(candidates.size, dtype=bool) if final else self._final_mask(candidates, now_ns)
-        rows = candidates[done]
+        rows = np.sort(candidates[done])
+        batch = self._batch(rows) if rows.size else None
+        # Only now that the batch exists do the rows leave the open set: a failure above loses nothing.
+        self._seen = size
         self._open = candidates[~done]
-        if rows.size == 0:
-            return None
-        rows.sort()
         self._emitted += int(rows.size)
-        return self._batch(rows)
+        self._closed = final
+        return batch
 
     def _final_mask(self, rows: np.ndarray, now_ns: int) -> np.ndarray:
         log = self.log
@@ -608,6 +606,107 @@ def plan_phase_events(plan: Mapping[str, Any], *, offset_ns: int = 0) -> list[Te
 
 
 # ---------------------------------------------------------------------------------------------
+# everything an edge streams
+
+
+class EdgeTelemetry:
+    """The three streams of one edge in one run, polled together: transactions, blocks, feed events.
+
+    ``blocks`` is the edge's list of :class:`BlockRecord` (appended as blocks are seen) and
+    ``feed_events`` the feed client's event list (or ``None`` without a feed), ``duplicates`` the
+    edge's list of hashes it saw included a second time (``duplicate_inclusion`` events, stamped
+    when polled); ``cursor_options`` go to :class:`TransactionCursor`. Call :meth:`frames` on the edge's event-loop thread about once a
+    second and ``frames(final=True)`` once after the last receipt was fetched; hand each
+    ``(table, frame)`` to the hive.
+    """
+
+    def __init__(
+        self,
+        log: TxLog,
+        *,
+        run_id: str,
+        edge_id: str,
+        clock: ClockMap,
+        blocks: Sequence[BlockRecord],
+        feed_events: Sequence[Any] | None = None,
+        duplicates: Sequence[str] | None = None,
+        max_frame_bytes: int = DEFAULT_FRAME_BYTES,
+        **cursor_options: Any,
+    ) -> None:
+        self.transactions = TransactionCursor(
+            log, run_id=run_id, edge_id=edge_id, clock=clock, **cursor_options
+        )
+        self.blocks = BlockCursor(blocks, run_id=run_id, edge_id=edge_id, clock=clock)
+        self.feed_events = (
+            FeedEventCursor(feed_events, run_id=run_id, edge_id=edge_id, clock=clock)
+            if feed_events is not None
+            else None
+        )
+        self.max_frame_bytes = max_frame_bytes
+        self.run_id = run_id
+        self.edge_id = edge_id
+        self.clock = clock
+        self.duplicates = duplicates
+        self._duplicates_seen = 0
+
+    def poll(self, *, now_ns: int | None = None, final: bool = False) -> list[tuple[str, pa.RecordBatch]]:
+        """``(table, batch)`` for each stream that has something new (blocks first, so a reader of
+        the hive's files never sees a transaction's block missing for long)."""
+        found: list[tuple[str, pa.RecordBatch]] = []
+        blocks = self.blocks.poll()
+        if blocks is not None:
+            found.append(("blocks", blocks))
+        if self.feed_events is not None:
+            events = self.feed_events.poll()
+            if events is not None:
+                found.append(("events", events))
+        if self.duplicates is not None and len(self.duplicates) > self._duplicates_seen:
+            at = self.clock.to_run(time.monotonic_ns() if now_ns is None else now_ns)
+            fresh = self.duplicates[self._duplicates_seen :]
+            self._duplicates_seen += len(fresh)
+            noticed = [TelemetryEvent(at, "duplicate_inclusion", self.edge_id, tx_hash=h) for h in fresh]
+            found.append(("events", events_batch(self.run_id, noticed)))
+        transactions = self.transactions.poll(now_ns=now_ns, final=final)
+        if transactions is not None:
+            found.append(("transactions", transactions))
+        return found
+
+    def frames(self, *, now_ns: int | None = None, final: bool = False) -> list[tuple[str, bytes]]:
+        """:meth:`poll` as IPC frames of at most ``max_frame_bytes``. The batches are immutable
+        copies: to spare the event loop, poll on it and encode them in another thread instead."""
+        return [
+            (table, frame)
+            for table, batch in self.poll(now_ns=now_ns, final=final)
+            for frame in to_ipc_frames(batch, max_bytes=self.max_frame_bytes)
+        ]
+
+
+#: The run-clock columns of each streamed table (what :func:`rebase` shifts).
+RUN_CLOCK_COLUMNS: dict[str, tuple[str, ...]] = {
+    "transactions": ("scheduled_ns", "sent_ns", "accepted_ns", "included_ns", "feed_arrival_ns"),
+    "blocks": ("observed_ns",),
+    "events": ("t_ns",),
+}
+
+
+def rebase(table: str, batch: pa.RecordBatch, shift_ns: int) -> pa.RecordBatch:
+    """``batch`` with every run-clock column of ``table`` moved by ``shift_ns`` (nulls stay null).
+
+    For a hive that lets edges stream on their own clock (``ClockMap.local``) and places them on the
+    run clock as frames arrive: ``shift_ns`` is then the edge's start skew.
+    """
+    if shift_ns == 0:
+        return batch
+    import pyarrow.compute as pc
+
+    columns = list(batch.columns)
+    for name in RUN_CLOCK_COLUMNS[table]:
+        index = batch.schema.get_field_index(name)
+        columns[index] = pc.add(columns[index], pa.scalar(shift_ns, pa.int64()))
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+
+
+# ---------------------------------------------------------------------------------------------
 # IPC frames
 
 
@@ -661,5 +760,6 @@ def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
 
 
 def json_detail(value: Any) -> str:
-    """Compact JSON for ``detail``/``*_json`` columns (sorted keys, non-JSON values as strings)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    """Compact JSON for ``detail``/``*_json`` columns: keys in their original order (summaries list
+    errors largest first, evidence in the order the invariant wrote it), anything else as a string."""
+    return json.dumps(value, separators=(",", ":"), default=str)

@@ -1,0 +1,207 @@
+"""``gashammer``: look at stored telemetry without pytest.
+
+    gashammer report DIR [-o report.html] [--run RUN_ID ...] [--title TEXT]
+    gashammer summary DIR [--run RUN_ID ...]
+
+Why a separate command: telemetry outlives the session that wrote it. A CI job keeps the Parquet
+directory as an artifact; later anyone re-renders the HTML report from it, or prints the same
+per-run summary pytest printed, without re-running the load. Problems the user can fix (a missing
+or foreign directory, an unknown run id) are one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_gashammer._version import __version__
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gashammer",
+        description="Render reports and summaries from pytest-gashammer telemetry (a --gashammer-parquet directory).",
+    )
+    parser.add_argument("--version", action="version", version=f"pytest-gashammer {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    report = commands.add_parser(
+        "report",
+        help="write the self-contained HTML report of a telemetry directory",
+        description="Write the self-contained HTML report (opens offline) of a telemetry directory.",
+    )
+    report.add_argument(
+        "directory", metavar="DIR", help="telemetry directory written with --gashammer-parquet"
+    )
+    report.add_argument(
+        "-o", "--output", metavar="FILE", help="where to write the report (default: DIR/report.html)"
+    )
+    report.add_argument(
+        "--run", dest="runs", action="append", metavar="RUN_ID", help="only this run (repeatable)"
+    )
+    report.add_argument("--title", help="page title (default: gashammer report)")
+
+    summary = commands.add_parser(
+        "summary",
+        help="print the per-run summary pytest printed",
+        description="Print the per-run summary (as at the end of a pytest session) of a telemetry directory.",
+    )
+    summary.add_argument(
+        "directory", metavar="DIR", help="telemetry directory written with --gashammer-parquet"
+    )
+    summary.add_argument(
+        "--run", dest="runs", action="append", metavar="RUN_ID", help="only this run (repeatable)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gashammer`` console script; returns the exit status."""
+    arguments = _parser().parse_args(argv)
+    try:
+        if arguments.command == "report":
+            return _report(arguments)
+        return _summary(arguments)
+    except _UsageError as exc:
+        print(f"gashammer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(
+            f"gashammer: error: {exc.strerror or exc} ({exc.filename or ''})".rstrip(" ()"), file=sys.stderr
+        )
+        return EXIT_FAILURE
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _load_summary(directory: str, runs: Sequence[str] | None) -> tuple[Any, list[str]]:
+    from pytest_gashammer.telemetry.parquet import TelemetryDirectoryError, load
+
+    try:
+        tables = load(directory, tables=("runs", "verdicts", "edges"))
+    except (TelemetryDirectoryError, ValueError) as exc:
+        raise _UsageError(str(exc)) from None
+    known = tables.run_ids()
+    if runs:
+        unknown = [run for run in runs if run not in known]
+        if unknown:
+            listed = ", ".join(known[:5]) + (" ..." if len(known) > 5 else "")
+            raise _UsageError(
+                f"no run {unknown[0]!r} in {directory} (it has {len(known)} run(s): {listed or 'none'})"
+            )
+        return tables, list(runs)
+    return tables, known
+
+
+def _report(arguments: argparse.Namespace) -> int:
+    from pytest_gashammer.report.html import render_report
+    from pytest_gashammer.telemetry.parquet import TelemetryDirectoryError
+
+    _, run_ids = _load_summary(arguments.directory, arguments.runs)
+    output = Path(arguments.output) if arguments.output else Path(arguments.directory) / "report.html"
+    try:
+        written = render_report(arguments.directory, output, run_ids=run_ids, title=arguments.title)
+    except TelemetryDirectoryError as exc:
+        raise _UsageError(str(exc)) from None
+    print(f"wrote {written} ({len(run_ids)} run(s))")
+    return EXIT_OK
+
+
+def _summary(arguments: argparse.Namespace) -> int:
+    from pytest_gashammer.report.terminal import format_run_summary
+
+    tables, run_ids = _load_summary(arguments.directory, arguments.runs)
+    if not run_ids:
+        print(f"{arguments.directory}: no runs")
+        return EXIT_OK
+    verdicts = tables.verdicts.to_pylist()
+    by_id = {row["run_id"]: row for row in tables.runs.to_pylist()}
+    print(f"gashammer: {len(run_ids)} run(s) in {arguments.directory}")
+    for run_id in run_ids:
+        row = by_id[run_id]
+        nodeid = row.get("test_nodeid") or run_id
+        if row.get("sent") is None:
+            lines = [
+                f"{nodeid}  [{row['scenario']}] seed={row['seed']}  run {run_id}",
+                f"  status     {row['status']}: no result was recorded for this run",
+                *_stored_counts(arguments.directory, run_id),
+            ]
+        else:
+            lines = format_run_summary(
+                nodeid, summary_dict(row, [v for v in verdicts if v["run_id"] == run_id])
+            )
+            lines[0] += f"  run {run_id}"
+        print("\n".join(lines))
+    return EXIT_OK
+
+
+def _stored_counts(directory: str, run_id: str) -> list[str]:
+    from pytest_gashammer.telemetry.parquet import load
+
+    tables = load(directory, run_ids=[run_id], tables=("transactions",), columns={"transactions": ["state"]})
+    states = tables.transactions.column("state").cast("string").value_counts().to_pylist()
+    if not states:
+        return ["  stored     no transactions"]
+    counts = "  ".join(f"{item['values']} {item['counts']:,}" for item in states)
+    return [f"  stored     {tables.transactions.num_rows:,} transactions: {counts}"]
+
+
+def _nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def summary_dict(run: dict[str, Any], verdicts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A ``runs`` row (and its verdict rows) as ``RunResult.summary_dict()``, the input of the
+    terminal summary, so stored runs print exactly as live ones did."""
+
+    def latency(name: str) -> dict[str, float]:
+        return {
+            "p50": _nan(run.get(f"latency_{name}_p50")),
+            "p90": _nan(run.get(f"latency_{name}_p90")),
+            "p99": _nan(run.get(f"latency_{name}_p99")),
+            "max": _nan(run.get(f"latency_{name}_max")),
+            "count": int(run.get(f"latency_{name}_count") or 0),
+        }
+
+    return {
+        "name": run["scenario"],
+        "seed": run["seed"],
+        "target_gas_per_sec": run["target_gas_per_sec"],
+        "offered_gas_per_sec": _nan(run.get("offered_gas_per_sec")),
+        "accepted_gas_per_sec": _nan(run.get("accepted_gas_per_sec")),
+        "included_gas_per_sec": _nan(run.get("included_gas_per_sec")),
+        "offered_tx_per_sec": _nan(run.get("offered_tx_per_sec")),
+        "included_tx_per_sec": _nan(run.get("included_tx_per_sec")),
+        "sent": run.get("sent") or 0,
+        "accepted": run.get("accepted") or 0,
+        "rejected": run.get("rejected") or 0,
+        "included": run.get("included") or 0,
+        "lost": run.get("lost") or 0,
+        "latency_accept": latency("accept"),
+        "latency_inclusion": latency("inclusion"),
+        "latency_feed": latency("feed"),
+        "feed": json.loads(run["feed_json"]) if run.get("feed_json") else None,
+        "errors": json.loads(run["errors_json"]) if run.get("errors_json") else {},
+        "verdicts": [{"name": v["name"], "status": v["status"], "summary": v["summary"]} for v in verdicts],
+        "duration": _nan(run.get("duration_s")),
+        "chain_id": run.get("chain_id"),
+        "devnet_kind": run.get("devnet_kind"),
+        "node_version": run.get("node_version"),
+        "blocks_observed": run.get("blocks_observed") or 0,
+        "stopped_early": run.get("stopped_early"),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

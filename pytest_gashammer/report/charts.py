@@ -1,0 +1,548 @@
+"""Per-second aggregates of a run's telemetry, and the report's charts as inline SVG.
+
+Why aggregate first: a run has up to millions of transactions; a chart needs a few hundred points.
+Everything here reduces Arrow columns with numpy (``bincount``, one sort per latency) to per-bucket
+series, then draws those. Buckets are one second, widened for long runs so no chart has more than
+``max_buckets`` points.
+
+Why matplotlib, drawn to SVG on the machine that writes the report: the page then needs no
+JavaScript and no external file, so it opens offline, in any browser, in a CI artifact viewer and in
+print, and shows exactly what was computed here. matplotlib is imported inside the chart functions
+(the report is rendered once, at the end of a session) and used without pyplot, inside an
+``rc_context``, so it never touches a user's global matplotlib state or backend.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "LATENCY_METRICS",
+    "LatencyFigures",
+    "RunAggregates",
+    "aggregate_run",
+    "blocks_chart",
+    "errors_chart",
+    "latency_histogram_chart",
+    "latency_over_time_chart",
+    "percentile",
+    "throughput_gas_chart",
+    "throughput_tx_chart",
+]
+
+#: Latency metrics: name → (label, column whose time ends the interval). Each starts at ``scheduled_ns``.
+LATENCY_METRICS: dict[str, tuple[str, str]] = {
+    "accept": ("submit → accept", "accepted_ns"),
+    "inclusion": ("submit → inclusion", "included_ns"),
+    "feed": ("submit → feed", "feed_arrival_ns"),
+}
+
+_COLORS = {
+    "offered": "#8c8c8c",
+    "accepted": "#3a78c2",
+    "included": "#2a9d5b",
+    "target": "#222222",
+    "accept": "#3a78c2",
+    "inclusion": "#2a9d5b",
+    "feed": "#e07b24",
+    "error": "#c23a3a",
+    "phase": ("#f3f0e6", "#e8eef6", "#eaf4ec", "#f6ebeb", "#efe9f5"),
+}
+
+_STYLE: dict[str, Any] = {
+    "svg.fonttype": "none",
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans"],
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#e3e3e3",
+    "grid.linewidth": 0.6,
+    "axes.edgecolor": "#999999",
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "lines.linewidth": 1.4,
+    "path.simplify": True,
+}
+
+_NEVER = -1
+
+
+@dataclass(frozen=True)
+class LatencyFigures:
+    """Nearest-rank percentiles in seconds over every row that has the metric (all phases)."""
+
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    count: int
+
+
+@dataclass
+class RunAggregates:
+    """A run's transactions reduced to per-bucket series; rates are per second."""
+
+    bucket_s: float
+    t: np.ndarray
+    offered_gas: np.ndarray
+    accepted_gas: np.ndarray
+    included_gas: np.ndarray
+    offered_tx: np.ndarray
+    accepted_tx: np.ndarray
+    included_tx: np.ndarray
+    rejected_tx: np.ndarray
+    latency_p50: dict[str, np.ndarray] = field(default_factory=dict)
+    latency_p99: dict[str, np.ndarray] = field(default_factory=dict)
+    latency: dict[str, LatencyFigures] = field(default_factory=dict)
+    histograms: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    rows: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    templates: list[tuple[str, int, float]] = field(default_factory=list)
+
+    @property
+    def edges(self) -> np.ndarray:
+        """Bucket boundaries: one more than buckets, for step charts."""
+        return np.append(self.t, self.t[-1] + self.bucket_s) if self.t.size else np.zeros(1)
+
+
+def _ints(table: pa.Table, name: str) -> np.ndarray:
+    """An int64 column as numpy, nulls as -1."""
+    column = table.column(name)
+    if column.null_count:
+        column = pc.fill_null(column, _NEVER)
+    return np.asarray(column.to_numpy(), dtype=np.int64)
+
+
+def _labels(table: pa.Table, name: str) -> np.ndarray:
+    """A dictionary/string column as a numpy object array (nulls as None). Cheap: decoded per chunk."""
+    column = table.column(name)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(pa.string())
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _codes(table: pa.Table, name: str) -> tuple[np.ndarray, list[str]]:
+    """A dictionary column as (int codes with -1 for null, dictionary values), one dictionary for all chunks."""
+    column = table.column(name)
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    combined = column.unify_dictionaries().combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(combined, pa.ChunkedArray):  # an empty chunked array
+        return np.empty(0, dtype=np.int64), []
+    indices = combined.indices
+    codes = np.asarray(pc.fill_null(indices, -1).to_numpy(), dtype=np.int64)
+    return codes, [str(value) for value in combined.dictionary.to_pylist()]
+
+
+def percentile(sorted_values: np.ndarray, quantile: float) -> float:
+    """Nearest-rank percentile of an ascending array (the same rule as ``LatencyStats.of``)."""
+    if sorted_values.size == 0:
+        return math.nan
+    rank = max(1, math.ceil(quantile * sorted_values.size))
+    return float(sorted_values[rank - 1])
+
+
+def aggregate_run(transactions: pa.Table, *, max_buckets: int = 1800) -> RunAggregates:
+    """Reduce one run's ``transactions`` rows to per-bucket rates, latency percentiles and histograms.
+
+    Offered load counts scheduled transactions by intended send time (gap fillers excluded, as in
+    ``RunResult``); accepted by the node's answer time; included by inclusion time, weighted with the
+    receipt's gas used when known. Latency percentiles are per bucket of *intended send* time, so a
+    slow second shows where the load was offered, not where the backlog drained.
+    """
+    rows = transactions.num_rows
+    scheduled = _ints(transactions, "scheduled_ns")
+    accepted = _ints(transactions, "accepted_ns")
+    included = _ints(transactions, "included_ns")
+    gas_planned = _ints(transactions, "gas_planned").astype(np.float64)
+    gas_used = _ints(transactions, "gas_used")
+    template_codes, template_names = _codes(transactions, "template")
+    state_codes, state_names = _codes(transactions, "state")
+    error_codes, error_names = _codes(transactions, "error_kind")
+    filler = template_names.index("gap_filler") if "gap_filler" in template_names else -2
+    offered = template_codes != filler
+
+    times = [values[values != _NEVER] for values in (scheduled, accepted, included)]
+    present = [values for values in times if values.size]
+    if present:
+        low = min(int(values.min()) for values in present)
+        high = max(int(values.max()) for values in present)
+    else:
+        low = high = 0
+    span_s = max((high - low) / 1e9, 1.0)
+    bucket_s = float(max(1, math.ceil(span_s / max(max_buckets - 1, 1))))
+    bucket_ns = int(bucket_s * 1e9)
+    first = math.floor(low / bucket_ns)
+    count = max(1, math.floor(high / bucket_ns) - first + 1)
+
+    def bucket(values: np.ndarray) -> np.ndarray:
+        return (values // bucket_ns - first).astype(np.int64)
+
+    def per_second(mask: np.ndarray, at: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        chosen = bucket(at[mask])
+        summed = np.bincount(chosen, weights=None if weights is None else weights[mask], minlength=count)
+        return summed[:count].astype(np.float64) / bucket_s
+
+    included_gas_weights = np.where(gas_used != _NEVER, gas_used.astype(np.float64), gas_planned)
+    accepted_mask = accepted != _NEVER
+    included_mask = included != _NEVER
+    rejected_mask = (
+        state_codes == state_names.index("rejected")
+        if "rejected" in state_names
+        else np.zeros(rows, dtype=bool)
+    )
+    aggregates = RunAggregates(
+        bucket_s=bucket_s,
+        t=(np.arange(count, dtype=np.float64) + first) * bucket_s,
+        offered_gas=per_second(offered, scheduled, gas_planned),
+        accepted_gas=per_second(accepted_mask, accepted, gas_planned),
+        included_gas=per_second(included_mask, included, included_gas_weights),
+        offered_tx=per_second(offered, scheduled),
+        accepted_tx=per_second(accepted_mask, accepted),
+        included_tx=per_second(included_mask, included),
+        rejected_tx=per_second(rejected_mask & (scheduled != _NEVER), scheduled),
+        rows=rows,
+    )
+
+    for metric, (_, column) in LATENCY_METRICS.items():
+        ends = _ints(transactions, column)
+        mask = (ends != _NEVER) & offered
+        latency_ns = np.maximum(ends[mask] - scheduled[mask], 0)
+        where = bucket(scheduled[mask])
+        p50, p99 = _bucket_percentiles(where, latency_ns, count)
+        aggregates.latency_p50[metric] = p50 / 1e9
+        aggregates.latency_p99[metric] = p99 / 1e9
+        ordered = np.sort(latency_ns) / 1e9
+        aggregates.latency[metric] = LatencyFigures(
+            percentile(ordered, 0.50),
+            percentile(ordered, 0.90),
+            percentile(ordered, 0.99),
+            float(ordered[-1]) if ordered.size else math.nan,
+            int(ordered.size),
+        )
+        if ordered.size:
+            lowest = max(float(ordered[ordered > 0].min()) if (ordered > 0).any() else 1e-4, 1e-4)
+            highest = max(float(ordered[-1]), lowest * 1.01)
+            edges = np.geomspace(lowest, highest, 61)
+            counts, _ = np.histogram(np.clip(ordered, lowest, highest), bins=edges)
+            aggregates.histograms[metric] = (edges, counts)
+
+    aggregates.states = _counts(state_codes, state_names)
+    aggregates.errors = _counts(error_codes, error_names)
+    gas_by_template = np.bincount(
+        np.maximum(template_codes, 0),
+        weights=included_gas_weights * included_mask,
+        minlength=len(template_names),
+    )
+    tx_by_template = np.bincount(np.maximum(template_codes, 0), minlength=len(template_names))
+    aggregates.templates = [
+        (name, int(tx_by_template[index]), float(gas_by_template[index]))
+        for index, name in enumerate(template_names)
+        if tx_by_template[index]
+    ]
+    return aggregates
+
+
+def _counts(codes: np.ndarray, names: Sequence[str]) -> dict[str, int]:
+    valid = codes[codes >= 0]
+    totals = np.bincount(valid, minlength=len(names)) if names else np.empty(0, dtype=np.int64)
+    found = {name: int(totals[index]) for index, name in enumerate(names) if totals[index]}
+    return dict(sorted(found.items(), key=lambda item: -item[1]))
+
+
+def _bucket_percentiles(
+    where: np.ndarray, values_ns: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-rank p50 and p99 of ``values_ns`` per bucket (NaN for empty buckets), with one sort.
+
+    Bucket and value are packed into one int64 key (bucket in the high bits), so a single
+    ``np.sort`` orders by bucket then value; values are capped at 2^40 ns (about 18 minutes).
+    """
+    p50 = np.full(count, np.nan)
+    p99 = np.full(count, np.nan)
+    if values_ns.size == 0:
+        return p50, p99
+    capped = np.minimum(values_ns, (1 << 40) - 1)
+    keys = np.sort((where << 40) | capped)
+    ordered = keys & ((1 << 40) - 1)
+    sizes = np.bincount(where, minlength=count)[:count]
+    starts = np.cumsum(sizes) - sizes
+    filled = sizes > 0
+    for quantile, out in ((0.50, p50), (0.99, p99)):
+        rank = np.maximum(np.ceil(quantile * sizes[filled]).astype(np.int64), 1)
+        out[filled] = ordered[starts[filled] + rank - 1].astype(np.float64)
+    return p50, p99
+
+
+# ---------------------------------------------------------------------------------------------
+# drawing
+
+
+def target_curve(plan: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+    """The plan's target gas rate as a polyline over its phases (run clock seconds)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for phase in plan.get("phases") or ():
+        xs += [float(phase["start"]), float(phase["end"])]
+        ys += [float(phase["gas_from"]), float(phase["gas_to"])]
+    return xs, ys
+
+
+def _with_style(draw: Callable[..., str]) -> Callable[..., str]:
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        import matplotlib
+
+        with matplotlib.rc_context(cast(Any, _STYLE)):
+            return draw(*args, **kwargs)
+
+    wrapper.__name__ = draw.__name__
+    wrapper.__doc__ = draw.__doc__
+    return wrapper
+
+
+def _figure(height: float = 3.0) -> tuple[Any, Any]:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10.0, height), dpi=100, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+_SVG_ROOT = re.compile(r"<svg\b[^>]*>", re.S)
+
+
+def _svg(figure: Any, chart_id: str, label: str) -> str:
+    """The figure as an inline ``<svg>`` element: no XML prolog, scalable, and every element id (and
+    every reference to one) prefixed with ``chart_id``, since several charts share one HTML page and
+    matplotlib numbers the ids of each figure from 1."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": chart_id}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]
+    text = _ID.sub(lambda m: f'{m.group(1)}="{chart_id}-{m.group(2)}"', text)
+    text = _URL_REF.sub(lambda m: f"url(#{chart_id}-{m.group(1)})", text)
+    text = _HREF_REF.sub(lambda m: f'{m.group(1)}="#{chart_id}-{m.group(2)}"', text)
+    root = _SVG_ROOT.match(text)
+    assert root is not None
+    tag = re.sub(r'\s(width|height)="[^"]*"', "", root.group(0))
+    tag = tag.replace(
+        "<svg",
+        f'<svg class="chart-svg" role="img" aria-label="{_attribute(label)}" data-chart-id="{chart_id}"',
+        1,
+    )
+    return tag + text[root.end() :]
+
+
+_ID = re.compile(r'(?<![\w:-])(id)="([^"]+)"')
+_URL_REF = re.compile(r"url\(#([^)]+)\)")
+_HREF_REF = re.compile(r'((?:xlink:)?href)="#([^"]+)"')
+
+
+def _attribute(text: str) -> str:
+    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+
+def _shade_phases(axes: Any, plan: Mapping[str, Any]) -> None:
+    colors = _COLORS["phase"]
+    for index, phase in enumerate(plan.get("phases") or ()):
+        axes.axvspan(
+            float(phase["start"]), float(phase["end"]), color=colors[index % len(colors)], zorder=0, lw=0
+        )
+        axes.text(
+            (float(phase["start"]) + float(phase["end"])) / 2,
+            1.0,
+            str(phase["name"]),
+            transform=axes.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color="#777777",
+        )
+
+
+def _rate_formatter() -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    def label(value: float, _position: Any) -> str:
+        for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= factor:
+                return f"{value / factor:g}{prefix}"
+        return f"{value:g}"
+
+    return FuncFormatter(label)
+
+
+def _legend(axes: Any) -> None:
+    """Legend outside the plot, on the right, so it never hides a line."""
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def _seconds_axis(axes: Any, aggregates: RunAggregates) -> None:
+    axes.set_xlabel(
+        "run time (s)" if aggregates.bucket_s == 1 else f"run time (s), {aggregates.bucket_s:g} s buckets"
+    )
+    axes.margins(x=0.01)
+
+
+@_with_style
+def throughput_gas_chart(aggregates: RunAggregates, plan: Mapping[str, Any], chart_id: str) -> str:
+    """Offered, accepted and included gas per second against the plan's target."""
+    figure, axes = _figure()
+    _shade_phases(axes, plan)
+    xs, ys = target_curve(plan)
+    if xs:
+        axes.plot(xs, ys, color=_COLORS["target"], ls="--", lw=1.2, label="target")
+    edges = aggregates.edges
+    axes.stairs(aggregates.offered_gas, edges, baseline=None, color=_COLORS["offered"], label="offered")
+    axes.stairs(aggregates.accepted_gas, edges, baseline=None, color=_COLORS["accepted"], label="accepted")
+    axes.stairs(aggregates.included_gas, edges, baseline=None, color=_COLORS["included"], label="included")
+    axes.yaxis.set_major_formatter(_rate_formatter())
+    axes.set_ylim(bottom=0)
+    axes.set_ylabel("gas per second")
+    _seconds_axis(axes, aggregates)
+    _legend(axes)
+    return _svg(figure, chart_id, "gas per second: offered, accepted, included and target")
+
+
+@_with_style
+def throughput_tx_chart(aggregates: RunAggregates, plan: Mapping[str, Any], chart_id: str) -> str:
+    """Offered, accepted, included and rejected transactions per second."""
+    figure, axes = _figure()
+    _shade_phases(axes, plan)
+    edges = aggregates.edges
+    axes.stairs(aggregates.offered_tx, edges, baseline=None, color=_COLORS["offered"], label="offered")
+    axes.stairs(aggregates.accepted_tx, edges, baseline=None, color=_COLORS["accepted"], label="accepted")
+    axes.stairs(aggregates.included_tx, edges, baseline=None, color=_COLORS["included"], label="included")
+    if aggregates.rejected_tx.any():
+        axes.stairs(aggregates.rejected_tx, edges, baseline=None, color=_COLORS["error"], label="rejected")
+    axes.yaxis.set_major_formatter(_rate_formatter())
+    axes.set_ylim(bottom=0)
+    axes.set_ylabel("transactions per second")
+    _seconds_axis(axes, aggregates)
+    _legend(axes)
+    return _svg(figure, chart_id, "transactions per second: offered, accepted, included, rejected")
+
+
+def _ms_axis(axes: Any, which: str) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    def label(value: float, _position: Any) -> str:
+        if value >= 1:
+            return f"{value:g} s"
+        return f"{value * 1000:g} ms"
+
+    (axes.yaxis if which == "y" else axes.xaxis).set_major_formatter(FuncFormatter(label))
+
+
+@_with_style
+def latency_over_time_chart(aggregates: RunAggregates, plan: Mapping[str, Any], chart_id: str) -> str:
+    """p50 (solid) and p99 (dashed) per bucket of intended send time, for each latency metric."""
+    figure, axes = _figure(3.4)
+    _shade_phases(axes, plan)
+    drawn = False
+    for metric, (label, _) in LATENCY_METRICS.items():
+        p50, p99 = aggregates.latency_p50.get(metric), aggregates.latency_p99.get(metric)
+        if p50 is None or p99 is None or not np.isfinite(p50).any():
+            continue
+        color = _COLORS[metric]
+        centers = aggregates.t + aggregates.bucket_s / 2
+        axes.plot(centers, p50, color=color, label=f"{label} p50")
+        axes.plot(centers, p99, color=color, ls="--", label=f"{label} p99")
+        drawn = True
+    if drawn:
+        axes.set_yscale("log")
+        _ms_axis(axes, "y")
+        _legend(axes)
+    else:
+        axes.text(0.5, 0.5, "no latency measured", transform=axes.transAxes, ha="center", color="#777777")
+    axes.set_ylabel("latency (log scale)")
+    _seconds_axis(axes, aggregates)
+    return _svg(figure, chart_id, "latency percentiles over time")
+
+
+@_with_style
+def latency_histogram_chart(aggregates: RunAggregates, chart_id: str) -> str:
+    """Distribution of each latency metric over the whole run (log-spaced bins, share of samples)."""
+    figure, axes = _figure(3.0)
+    drawn = False
+    for metric, (label, _) in LATENCY_METRICS.items():
+        histogram = aggregates.histograms.get(metric)
+        if histogram is None:
+            continue
+        edges, counts = histogram
+        share = counts / max(int(counts.sum()), 1) * 100
+        axes.stairs(share, edges, color=_COLORS[metric], label=f"{label} (n={int(counts.sum()):,})", lw=1.4)
+        figures = aggregates.latency.get(metric)
+        if figures is not None and math.isfinite(figures.p99):
+            axes.axvline(figures.p99, color=_COLORS[metric], ls=":", lw=1)
+        drawn = True
+    if drawn:
+        axes.set_xscale("log")
+        _ms_axis(axes, "x")
+        _legend(axes)
+    else:
+        axes.text(0.5, 0.5, "no latency measured", transform=axes.transAxes, ha="center", color="#777777")
+    axes.set_xlabel("latency (log scale; dotted lines: p99)")
+    axes.set_ylabel("% of transactions")
+    axes.set_ylim(bottom=0)
+    return _svg(figure, chart_id, "latency distributions")
+
+
+@_with_style
+def errors_chart(errors: Mapping[str, int], chart_id: str) -> str:
+    """Errors by kind, largest first."""
+    items = sorted(errors.items(), key=lambda item: -item[1])[:20]
+    figure, axes = _figure(max(1.3, 0.3 * len(items) + 0.9))
+    names = [name for name, _ in items][::-1]
+    counts = [count for _, count in items][::-1]
+    bars = axes.barh(names, counts, height=0.5, color=_COLORS["error"])
+    axes.bar_label(bars, labels=[f"{count:,}" for count in counts], padding=3, fontsize=8)
+    axes.set_xlabel("count")
+    axes.grid(axis="y", visible=False)
+    return _svg(figure, chart_id, "errors by kind")
+
+
+@_with_style
+def blocks_chart(blocks: pa.Table, plan: Mapping[str, Any], chart_id: str) -> str:
+    """Gas used per block (bars over time) and transactions per block, as the tracking edge saw them."""
+    figure, axes = _figure(2.8)
+    _shade_phases(axes, plan)
+    if blocks.num_rows:
+        # Several edges may observe the same block: keep the first sighting of each number.
+        numbers = _ints(blocks, "block_number")
+        observed = _ints(blocks, "observed_ns")
+        order = np.lexsort((observed, numbers))
+        keep = order[np.concatenate(([True], numbers[order][1:] != numbers[order][:-1]))]
+        at = observed[keep] / 1e9
+        gas = _ints(blocks, "gas_used")[keep]
+        txs = _ints(blocks, "tx_count")[keep]
+        axes.vlines(at, 0, gas, color=_COLORS["included"], lw=1)
+        axes.yaxis.set_major_formatter(_rate_formatter())
+        axes.set_ylabel("gas per block")
+        twin = axes.twinx()
+        twin.plot(at, txs, ".", color=_COLORS["accepted"], ms=4)
+        twin.set_ylabel("transactions per block", color=_COLORS["accepted"])
+        twin.grid(False)
+        twin.set_ylim(bottom=0)
+    else:
+        axes.text(0.5, 0.5, "no blocks observed", transform=axes.transAxes, ha="center", color="#777777")
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel("run time (s)")
+    axes.margins(x=0.01)
+    return _svg(figure, chart_id, "gas and transactions per block")

@@ -1,0 +1,393 @@
+"""The HTML report: one self-contained file per telemetry directory, readable offline.
+
+Why one file: a report is passed around as a CI artifact, attached to tickets and opened years later.
+Everything it shows is inside it: CSS inline, charts as inline SVG (see :mod:`~pytest_gashammer.report.charts`),
+no script, no font, no image, no link to anything outside the page. It is rendered from the stored
+Parquet (:func:`pytest_gashammer.telemetry.parquet.load`), so ``gashammer report DIR`` re-renders the
+same page any time later, and the plugin renders it at the end of a session with
+``--gashammer-report PATH.html``.
+
+Per run: scenario and environment, verdicts with their evidence, key figures, throughput and
+latency over time, latency distributions, errors by kind, blocks, edges (with start skew) and the
+sequencer feed's facts.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pytest_gashammer.report import charts
+from pytest_gashammer.scenario.units import format_gas_rate, format_seconds
+from pytest_gashammer.telemetry.parquet import TelemetryTables, load
+from pytest_gashammer.telemetry.schema import SCHEMA_VERSION
+
+__all__ = ["REPORT_COLUMNS", "render_report", "report_html"]
+
+#: The ``transactions`` columns the report reads (the hashes and feed positions are left on disk).
+REPORT_COLUMNS = (
+    "run_id",
+    "edge_id",
+    "template",
+    "gas_planned",
+    "gas_used",
+    "state",
+    "error_kind",
+    "phase",
+    "scheduled_ns",
+    "accepted_ns",
+    "included_ns",
+    "feed_arrival_ns",
+)
+
+#: The charts every run section carries, in page order: (id suffix, title).
+CHARTS = (
+    ("throughput-gas", "Gas per second"),
+    ("throughput-tx", "Transactions per second"),
+    ("latency-time", "Latency over time"),
+    ("latency-histogram", "Latency distributions"),
+    ("errors", "Errors by kind"),
+    ("blocks", "Blocks"),
+)
+
+_FEED_EVENT_LIST = 50
+
+
+def render_report(
+    source: str | os.PathLike[str] | TelemetryTables,
+    output_path: str | os.PathLike[str],
+    *,
+    run_ids: Iterable[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Write the report of ``source`` (a telemetry directory or loaded tables) to ``output_path``.
+
+    The file is written next to its destination and renamed into place, so a reader never sees half
+    a report. Returns the path written.
+    """
+    output = Path(output_path)
+    page = report_html(source, run_ids=run_ids, title=title)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    temporary.write_text(page, encoding="utf-8")
+    os.replace(temporary, output)
+    return output
+
+
+def report_html(
+    source: str | os.PathLike[str] | TelemetryTables,
+    *,
+    run_ids: Iterable[str] | None = None,
+    title: str | None = None,
+) -> str:
+    """The report as an HTML string (see :func:`render_report`)."""
+    if isinstance(source, TelemetryTables):
+        summary = source
+        directory = source.directory
+    else:
+        directory = Path(source)
+        summary = load(directory, tables=("runs", "verdicts", "edges"))
+    ids = list(run_ids) if run_ids is not None else summary.run_ids()
+    views = []
+    for index, run_id in enumerate(ids, start=1):
+        if isinstance(source, TelemetryTables):
+            tables = source.for_run(run_id)
+        else:
+            assert directory is not None
+            tables = load(directory, run_ids=[run_id], columns={"transactions": REPORT_COLUMNS})
+            tables.runs, tables.verdicts, tables.edges = (
+                summary.for_run(run_id).runs,
+                summary.for_run(run_id).verdicts,
+                summary.for_run(run_id).edges,
+            )
+        if tables.runs.num_rows == 0:
+            continue
+        views.append(_run_view(index, tables))
+    environment = _jinja()
+    template = environment.get_template("report.html.j2")
+    return template.render(
+        title=title or "gashammer report",
+        generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        source=str(directory) if directory is not None else "",
+        schema_version=SCHEMA_VERSION,
+        runs=views,
+        chart_titles=dict(CHARTS),
+    )
+
+
+def _jinja() -> Any:
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("pytest_gashammer.report", "templates"),
+        autoescape=jinja2.select_autoescape(("html", "j2")),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(
+        gas_rate=lambda value: "-" if value is None else format_gas_rate(float(value)),
+        seconds=lambda value: format_seconds(None if value is None else float(value)),
+        count=lambda value: "-" if value is None else f"{int(value):,}",
+        percent=lambda value: "-" if value is None or not math.isfinite(value) else f"{value:.1f} %",
+        number=lambda value, digits=1: "-" if value is None else f"{float(value):,.{digits}f}",
+    )
+    return environment
+
+
+def _json(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+def _utc(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, _dt.datetime):
+        return value.astimezone(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(value)
+
+
+def _first_row(table: pa.Table) -> dict[str, Any]:
+    return table.slice(0, 1).to_pylist()[0]
+
+
+def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
+    run = _first_row(tables.runs)
+    plan = _json(run["plan_json"], {})
+    anchor = f"run-{index}"
+    started = time.perf_counter()
+    aggregates = charts.aggregate_run(tables.transactions)
+    errors = _json(run.get("errors_json"), None) or aggregates.errors
+    chart_svgs = {
+        "throughput-gas": charts.throughput_gas_chart(aggregates, plan, f"{anchor}-chart-throughput-gas"),
+        "throughput-tx": charts.throughput_tx_chart(aggregates, plan, f"{anchor}-chart-throughput-tx"),
+        "latency-time": charts.latency_over_time_chart(aggregates, plan, f"{anchor}-chart-latency-time"),
+        "latency-histogram": charts.latency_histogram_chart(aggregates, f"{anchor}-chart-latency-histogram"),
+        "blocks": charts.blocks_chart(tables.blocks, plan, f"{anchor}-chart-blocks"),
+    }
+    if errors:
+        chart_svgs["errors"] = charts.errors_chart(errors, f"{anchor}-chart-errors")
+    target = float(run["target_gas_per_sec"] or 0.0)
+
+    def share(value: float | None) -> float | None:
+        return None if value is None or not target else value / target * 100
+
+    rates = [
+        ("target", target, None, None),
+        (
+            "offered",
+            run.get("offered_gas_per_sec"),
+            share(run.get("offered_gas_per_sec")),
+            run.get("offered_tx_per_sec"),
+        ),
+        ("accepted", run.get("accepted_gas_per_sec"), share(run.get("accepted_gas_per_sec")), None),
+        (
+            "included",
+            run.get("included_gas_per_sec"),
+            share(run.get("included_gas_per_sec")),
+            run.get("included_tx_per_sec"),
+        ),
+    ]
+    latency_rows = []
+    for metric, (label, _) in charts.LATENCY_METRICS.items():
+        all_phases = aggregates.latency.get(metric)
+        latency_rows.append(
+            {
+                "label": label,
+                "sustain": {
+                    stat: run.get(f"latency_{metric}_{stat}")
+                    for stat in ("p50", "p90", "p99", "max", "count")
+                },
+                "all": all_phases,
+            }
+        )
+    verdict_rows = []
+    for verdict in tables.verdicts.to_pylist():
+        evidence = _json(verdict["evidence_json"], {})
+        verdict_rows.append(
+            {
+                "name": verdict["name"],
+                "status": verdict["status"],
+                "summary": verdict["summary"],
+                "evidence": json.dumps(evidence, indent=2, sort_keys=True, default=str) if evidence else "",
+            }
+        )
+    feed = _json(run.get("feed_json"), None)
+    feed_events = [
+        event for event in tables.events.sort_by("t_ns").to_pylist() if str(event["kind"]).startswith("feed_")
+    ]
+    feed_counts: dict[str, int] = {}
+    for event in feed_events:
+        feed_counts[event["kind"]] = feed_counts.get(event["kind"], 0) + 1
+    phases = [
+        {
+            "name": phase["name"],
+            "start": phase["start"],
+            "end": phase["end"],
+            "gas_from": phase["gas_from"],
+            "gas_to": phase["gas_to"],
+        }
+        for phase in plan.get("phases") or ()
+    ]
+    workload = [
+        {
+            "name": entry[0],
+            "share": entry[1],
+            "params": json.dumps(entry[2], sort_keys=True) if entry[2] else "",
+        }
+        for entry in plan.get("workload") or ()
+    ]
+    scenario = [
+        ("run id", run["run_id"]),
+        ("test", run.get("test_nodeid") or "-"),
+        ("status", run["status"]),
+        ("seed", run["seed"]),
+        ("target", format_gas_rate(target)),
+        ("arrival", plan.get("arrival", "-")),
+        ("senders", plan.get("senders", "-")),
+        ("receipts checked", "all" if plan.get("receipts", 0) is None else plan.get("receipts", "-")),
+        ("inclusion timeout", f"{plan['inclusion_timeout']:g} s" if "inclusion_timeout" in plan else "-"),
+        ("duration scale", plan.get("duration_scale", "-")),
+    ]
+    environment = [
+        ("chain id", run.get("chain_id") if run.get("chain_id") is not None else "-"),
+        ("devnet", run.get("devnet_kind") or "-"),
+        ("node", run.get("node_version") or "-"),
+        ("pytest-gashammer", f"{run['plugin_version']} ({run.get('build_sha') or 'unknown'})"),
+        ("git commit", run.get("git_commit") or "-"),
+        ("host", run.get("host") or "-"),
+        ("started", _utc(run.get("started_at"))),
+        ("ended", _utc(run.get("ended_at"))),
+        ("wall time", format_seconds(run.get("duration_s"))),
+        ("schema version", run["schema_version"]),
+    ]
+    edges = []
+    for edge in tables.edges.to_pylist():
+        skew = edge.get("start_skew_s")
+        edges.append(
+            {
+                **edge,
+                "skew_ms": None if skew is None else skew * 1000,
+                "offset_ms": None if edge.get("clock_offset_ns") is None else edge["clock_offset_ns"] / 1e6,
+            }
+        )
+    blocks = tables.blocks
+    block_facts = _block_facts(blocks)
+    view = {
+        "anchor": anchor,
+        "index": index,
+        "run": run,
+        "title": run["scenario"],
+        "passed": run.get("passed"),
+        "status": run["status"],
+        "scenario": scenario,
+        "environment": environment,
+        "phases": phases,
+        "workload": workload,
+        "rates": rates,
+        "counts": [
+            (name, run.get(name))
+            for name in ("sent", "accepted", "rejected", "included", "lost", "blocks_observed")
+        ],
+        "states": aggregates.states,
+        "latency_rows": latency_rows,
+        "verdicts": verdict_rows,
+        "charts": chart_svgs,
+        "errors": sorted(errors.items(), key=lambda item: -item[1]),
+        "edges": edges,
+        "feed": _feed_view(feed),
+        "feed_counts": sorted(feed_counts.items()),
+        "feed_events": feed_events[:_FEED_EVENT_LIST],
+        "feed_events_more": max(0, len(feed_events) - _FEED_EVENT_LIST),
+        "templates": [{"name": name, "tx": tx, "gas": gas} for name, tx, gas in aggregates.templates],
+        "rows": aggregates.rows,
+        "bucket_s": aggregates.bucket_s,
+        "notes": _json(run.get("notes_json"), []),
+        "stopped_early": run.get("stopped_early"),
+        "blocks": block_facts,
+        "render_seconds": time.perf_counter() - started,
+    }
+    return view
+
+
+def _block_facts(blocks: pa.Table) -> dict[str, Any]:
+    if blocks.num_rows == 0:
+        return {"count": 0}
+    numbers = sorted(set(blocks.column("block_number").to_pylist()))
+    timestamps = blocks.column("timestamp").to_pylist()
+    gas = blocks.column("gas_used").to_pylist()
+    limit = blocks.column("gas_limit").to_pylist()
+    span = max(timestamps) - min(timestamps)
+    return {
+        "count": len(numbers),
+        "first": numbers[0],
+        "last": numbers[-1],
+        "interval": span / max(len(numbers) - 1, 1),
+        "mean_gas": sum(gas) / len(gas),
+        "max_gas": max(gas),
+        "gas_limit": max(limit),
+    }
+
+
+_FINDING_KEYS = (
+    "included",
+    "in_feed",
+    "missing_from_feed",
+    "duplicated_in_feed",
+    "feed_only",
+    "order_violations",
+    "hash_mismatches",
+    "messages_spanning_blocks",
+    "blocks_missing_from_feed",
+)
+_STAT_KEYS = (
+    "messages",
+    "transactions",
+    "connects",
+    "reconnects",
+    "connect_failures",
+    "gap_count",
+    "missing_messages",
+    "duplicate_count",
+    "first_sequence",
+    "last_sequence",
+    "last_error",
+)
+
+
+def _feed_view(feed: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    if not feed:
+        return []
+    edges = []
+    for edge_id, facts in (feed.get("edges") or {}).items():
+        stats = facts.get("stats") or {}
+        findings = facts.get("findings") or {}
+        decode_errors = stats.get("decode_errors") or {}
+        problems = sum(
+            int(findings.get(key) or 0) for key in _FINDING_KEYS if key not in ("included", "in_feed")
+        )
+        edges.append(
+            {
+                "edge_id": edge_id,
+                "stats": [(key.replace("_", " "), stats.get(key)) for key in _STAT_KEYS if key in stats],
+                "decode_errors": sum(int(v) for v in decode_errors.values()),
+                "findings": [
+                    (key.replace("_", " "), findings.get(key)) for key in _FINDING_KEYS if key in findings
+                ],
+                "consistent": bool(findings) and problems == 0,
+            }
+        )
+    return edges

@@ -1,0 +1,118 @@
+"""The ``gashammer`` command: report and summary from a stored directory, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_gashammer.cli import main, summary_dict
+from pytest_gashammer.report.terminal import format_run_summary
+from pytest_gashammer.telemetry.parquet import ParquetRunWriter, RunInfo, load
+from tests.unit.test_telemetry_parquet import store
+from tests.unit.test_telemetry_synthetic import SyntheticRun, synthetic_report
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, SyntheticRun]:
+    directory = tmp_path_factory.mktemp("telemetry")
+    run = synthetic_report(4_000)
+    with ParquetRunWriter(directory) as writer:
+        run_id = store(writer, run, nodeid="tests/test_load.py::test_transfers")
+        writer.begin_run(RunInfo.for_plan(run.plan, run_id="never-ended", test_nodeid="t.py::test_cut"))
+    return directory, run_id, run
+
+
+def test_summary_prints_a_stored_run_exactly_as_pytest_printed_it(
+    stored: tuple[Path, str, SyntheticRun], capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory, run_id, run = stored
+    assert main(["summary", str(directory), "--run", run_id]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    live = format_run_summary("tests/test_load.py::test_transfers", run.result.summary_dict())
+    assert printed[0] == f"gashammer: 1 run(s) in {directory}"
+    assert printed[1] == f"{live[0]}  run {run_id}"
+    assert printed[2:] == live[1:]
+
+
+def test_summary_of_a_run_without_result_says_so_and_counts_what_was_stored(
+    stored: tuple[Path, str, SyntheticRun], capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory, _, _ = stored
+    assert main(["summary", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert "gashammer: 2 run(s)" in out
+    assert "interrupted: no result was recorded for this run" in out
+    assert "no transactions" in out
+
+
+def test_summary_dict_round_trips_the_run_result(stored: tuple[Path, str, SyntheticRun]) -> None:
+    directory, run_id, run = stored
+    tables = load(directory, tables=("runs", "verdicts")).for_run(run_id)
+    rebuilt = summary_dict(tables.runs.to_pylist()[0], tables.verdicts.to_pylist())
+    original = run.result.summary_dict()
+    for key in ("sent", "accepted", "rejected", "included", "lost", "errors", "feed", "seed", "chain_id"):
+        assert rebuilt[key] == original[key], key
+    assert rebuilt["latency_inclusion"] == pytest.approx(original["latency_inclusion"])
+    assert rebuilt["verdicts"] == original["verdicts"]
+
+
+def test_report_writes_the_html(stored: tuple[Path, str, SyntheticRun], tmp_path: Path) -> None:
+    directory, run_id, _ = stored
+    output = tmp_path / "nested" / "report.html"
+    assert main(["report", str(directory), "-o", str(output), "--title", "stored"]) == 0
+    html = output.read_text()
+    assert "<title>stored</title>" in html and f'data-run-id="{run_id}"' in html
+    assert 'data-run-id="never-ended"' in html
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["summary", "{missing}"], "does not exist"),
+        (["report", "{missing}"], "does not exist"),
+        (["summary", "{empty}"], "holds no gashammer telemetry"),
+        (["report", "{file}"], "is not a directory"),
+        (["summary", "{stored}", "--run", "nope"], "no run 'nope'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_status_2(
+    arguments: list[str],
+    message: str,
+    stored: tuple[Path, str, SyntheticRun],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("not telemetry")
+    paths = {
+        "missing": tmp_path / "missing",
+        "empty": tmp_path / "empty",
+        "file": tmp_path / "file",
+        "stored": stored[0],
+    }
+    assert main([argument.format(**paths) for argument in arguments]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith("gashammer: error: ")
+    assert message in captured.err
+
+
+def test_help_and_usage_errors() -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    with pytest.raises(SystemExit) as exited:
+        main([])
+    assert exited.value.code == 2
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest_gashammer.cli", "report", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0
+    assert "-o FILE, --output FILE" in completed.stdout and "--run RUN_ID" in completed.stdout
