@@ -17,6 +17,17 @@ def pytest_gashammer_run_finished(item: pytest.Item, result: Any) -> None:
 
 
 @pytest.hookspec
+def pytest_gashammer_report_sections(config: pytest.Config, directory: Any) -> list[tuple[str, str]]:
+    """Extra sections for the HTML report: return ``[(title, html), ...]``.
+
+    ``directory`` holds the session's telemetry (read it with
+    ``pytest_gashammer.telemetry.parquet.load``). Called in the controller once the runs are over;
+    the HTML is inserted as given.
+    """
+    return []
+
+
+@pytest.hookspec
 def pytest_gashammer_summary_lines(
     config: pytest.Config, nodeid: str, run: dict[str, Any], lines: list[str]
 ) -> None:

@@ -122,6 +122,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="more edges on execnet gateways: 4*popen, ssh=host//python=python3, socket=host:port (repeatable)",
     )
     group.addoption(
+        "--gashammer-parquet",
+        default=None,
+        metavar="DIR",
+        help="store every run's telemetry as Parquet in DIR (tables: runs, transactions, blocks, events, ...)",
+    )
+    group.addoption(
+        "--gashammer-report",
+        default=None,
+        metavar="PATH.html",
+        help="write a self-contained HTML report of the session's runs (telemetry goes to a temporary "
+        "directory unless --gashammer-parquet is given)",
+    )
+    group.addoption(
         "--gashammer-progress",
         choices=("auto", "on", "off"),
         default="auto",
@@ -144,10 +157,12 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_gashammer.hive.session import HiveSession
     from pytest_gashammer.report.terminal import RunSummaries
 
-    config.pluginmanager.register(RunSummaries(config), "gashammer-run-summaries")
     session = HiveSession(config)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "gashammer-hive")
+    # Registered last so that its summary prints first (pluggy calls the latest registration first),
+    # before the session's lines about stored telemetry and the report.
+    config.pluginmanager.register(RunSummaries(config), "gashammer-run-summaries")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -229,6 +244,7 @@ def hammer(request: pytest.FixtureRequest, hive: Any) -> Hammer:
 
     return Hammer(
         name=item.name,
+        nodeid=item.nodeid,
         spec=item.stash.get(SPEC_KEY, None),
         hive=hive,
         seed=seed if seed is not None else default_seed(item.nodeid),

@@ -118,6 +118,9 @@ class EdgeHost:
             if kind == protocol.ARM:
                 self._arm(message[1], message[2])
             elif kind == protocol.GO:
+                runtime = self._runtimes.get(message[1])
+                if runtime is not None and len(message) > 2:
+                    runtime.run_origin_unix_ns = message[2]
                 self._go.setdefault(message[1], threading.Event()).set()
             elif kind == protocol.STOP:
                 runtime = self._runtimes.get(message[1])
@@ -158,7 +161,11 @@ class EdgeHost:
             self.send(protocol.STARTED, run_id, time.time_ns())
 
         try:
-            runtime = EdgeRuntime(EdgeAssignment.from_dict(assignment_data), start_gate=gate)
+            runtime = EdgeRuntime(
+                EdgeAssignment.from_dict(assignment_data),
+                start_gate=gate,
+                telemetry_sink=lambda table, frame: self.send(protocol.TELEMETRY, run_id, table, frame),
+            )
         except Exception as exc:  # a bad assignment is this run's failure, not the host's
             self.send(protocol.FAILED, run_id, f"edge {self.edge_id}: {type(exc).__name__}: {exc}")
             return

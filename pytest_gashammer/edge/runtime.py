@@ -74,6 +74,10 @@ class EdgeAssignment:
     #: Run-level setup already done by the hive for every edge (fees, funding, template setup,
     #: calibrated gas model); see :meth:`EdgeRuntime.prepare`. None: this edge does it itself.
     preparation: dict[str, Any] | None = None
+    #: Set when the hive stores telemetry: the run id frames are tagged with, and how far the
+    #: hive's wall clock is ahead of this edge's (0 on the same machine).
+    telemetry_run_id: str | None = None
+    clock_offset_ns: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -109,6 +113,7 @@ class EdgeRuntime:
         *,
         start_gate: Callable[[], None] | None = None,
         raw_tx_sink: Callable[[bytes, bytes], None] | None = None,
+        telemetry_sink: Callable[[str, bytes], None] | None = None,
     ) -> None:
         """``raw_tx_sink(tx_hash, raw)`` sees every signed transaction (a feed relay in the same
         process uses it to spare the node a raw-bytes lookup per transaction)."""
@@ -116,6 +121,10 @@ class EdgeRuntime:
         self.plan = ScenarioPlan.from_dict(assignment.plan)
         self._start_gate = start_gate
         self.raw_tx_sink = raw_tx_sink
+        #: ``telemetry_sink(table, arrow_ipc_frame)`` receives the run's telemetry as it happens.
+        self.telemetry_sink = telemetry_sink
+        #: The run's t=0 on the hive's wall clock, when the hive sets one (all edges share it).
+        self.run_origin_unix_ns: int | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: str | None = None
@@ -350,6 +359,52 @@ class _EdgeSession:
         # Calibration may have raised the cost per transaction: top the senders up to match.
         await self._fund_senders()
 
+    def _start_telemetry(self) -> bool:
+        sink, run_id = self.runtime.telemetry_sink, self.assignment.telemetry_run_id
+        if sink is None or run_id is None:
+            return False
+        from pytest_gashammer.telemetry.stream import ClockMap, EdgeTelemetry
+
+        clock = ClockMap(
+            self.origin_ns,
+            self.wall_origin_ns,
+            run_origin_unix_ns=self.runtime.run_origin_unix_ns or self.wall_origin_ns,
+            edge_offset_ns=self.assignment.clock_offset_ns,
+        )
+        self.telemetry = EdgeTelemetry(
+            self.log,
+            run_id=run_id,
+            edge_id=self.assignment.edge_id,
+            clock=clock,
+            blocks=self.blocks,
+            feed_events=self.feed_client.events if self.feed_client is not None else None,
+            duplicates=self.duplicates,
+            templates=[name for name, _, _ in self.plan.workload],
+            sender_addresses=[sender.address for sender in self.senders],
+            sender_offset=self.assignment.sender_start,
+            receipt_stride=self.receipt_stride,
+            feed=self.correlator,
+            phases=self.plan.phases,
+        )
+        return True
+
+    async def _telemetry_loop(self, stop: asyncio.Event) -> None:
+        """Ship what became final about once a second, so a cut-short run leaves what it saw."""
+        while not stop.is_set():
+            await asyncio.sleep(1.0)
+            self._ship_telemetry(final=False)
+
+    def _ship_telemetry(self, *, final: bool) -> None:
+        sink = self.runtime.telemetry_sink
+        assert sink is not None
+        try:
+            for table, frame in self.telemetry.frames(final=final):
+                sink(table, frame)
+        except Exception as exc:  # telemetry must never end a run; the loss is counted and noted
+            self.errors["telemetry"] = self.errors.get("telemetry", 0) + 1
+            if len(self.notes) < 50:
+                self.notes.append(f"telemetry: {type(exc).__name__}: {exc}")
+
     async def _start_feed(self, chain_id: int) -> None:
         """Follow the sequencer feed from the next block on, correlating what this edge sends."""
         from pytest_gashammer.feed.client import FeedClient
@@ -428,6 +483,9 @@ class _EdgeSession:
         receipts = asyncio.create_task(self._receipt_loop(tracker_stop))
         self.origin_ns = time.monotonic_ns()
         self.wall_origin_ns = time.time_ns()
+        telemetry = (
+            asyncio.create_task(self._telemetry_loop(tracker_stop)) if self._start_telemetry() else None
+        )
         runtime.progress.phase = "sending"
         try:
             await self._send_loop(stop)
@@ -440,6 +498,10 @@ class _EdgeSession:
             await self._drain_receipts(stop)
             receipts.cancel()
             await asyncio.gather(receipts, return_exceptions=True)
+            if telemetry is not None:
+                telemetry.cancel()
+                await asyncio.gather(telemetry, return_exceptions=True)
+                self._ship_telemetry(final=True)
             for kind, count in follower.errors.items():
                 self.errors[f"tracker_{kind}"] = self.errors.get(f"tracker_{kind}", 0) + count
         runtime.progress.phase = "done"

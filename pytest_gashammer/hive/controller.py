@@ -77,11 +77,12 @@ class _RunState:
 class HiveController:
     """Edge registry, run queue and run orchestration, in the controller process."""
 
-    def __init__(self, devnet_factory: Any, *, progress_factory: Any = None) -> None:
+    def __init__(self, devnet_factory: Any, *, progress_factory: Any = None, telemetry: Any = None) -> None:
         """``progress_factory()`` makes the progress line for runs requested by other processes
         (xdist workers cannot write to the terminal; the controller can)."""
         self._devnet_factory = devnet_factory
         self._progress_factory = progress_factory
+        self.telemetry = telemetry  # a TelemetryRecorder, or None
         self.devnet: Any = None
         self._devnet_error: str | None = None
         self.edges: dict[str, EdgeLink] = {}
@@ -187,6 +188,9 @@ class HiveController:
             link.progress = dict(message[1])
         elif kind == protocol.RUN_REQUEST:
             self._enqueue_run(edge_id, message[1], message[2])  # (kind, request_id, plan, options)
+        elif kind == protocol.TELEMETRY:
+            if self.telemetry is not None:
+                self.telemetry.sink(message[2], message[3])  # the frame carries its run id
         elif kind == protocol.DEVNET_REQUEST:
             # Starting the devnet takes seconds: never on the dispatcher, which must keep up with heartbeats.
             threading.Thread(target=self._answer_devnet, args=(link, message[1]), daemon=True).start()
@@ -334,6 +338,17 @@ class HiveController:
 
     # -- one run --------------------------------------------------------------------------------
     def _execute(self, plan: ScenarioPlan, progress: Any = None) -> RunResult:
+        self._telemetry_run: str | None = None
+        try:
+            return self._execute_run(plan, progress)
+        except BaseException:
+            if self._telemetry_run is not None and self.telemetry is not None:
+                self.telemetry.end(
+                    self._telemetry_run, reports=[], shares=[], origin_unix_ns=None, status="failed"
+                )
+            raise
+
+    def _execute_run(self, plan: ScenarioPlan, progress: Any = None) -> RunResult:
         from pytest_gashammer.edge.runtime import EdgeAssignment, prepare_run
         from pytest_gashammer.hive.aggregate import build_result
         from pytest_gashammer.oracle.invariants import evaluate
@@ -360,7 +375,12 @@ class HiveController:
         )
 
         run_id = f"run{next(self._run_ids)}"
+        telemetry_run = None
+        if self.telemetry is not None:
+            telemetry_run = self.telemetry.begin(plan, devnet, node_version=devnet.node_version)
+            self._telemetry_run = telemetry_run
         state = _RunState(run_id, [link.edge_id for link in edges])
+        origin: int | None = None
         with self._lock:
             self._state = state
         try:
@@ -372,14 +392,18 @@ class HiveController:
                     gas_share=share,
                     feed_url=devnet.feed_url,
                     preparation=preparation,
+                    telemetry_run_id=telemetry_run,
                     **base,
                 )
                 if not link.send(protocol.ARM, run_id, assignment.to_dict()):
                     state.failed[link.edge_id] = f"edge {link.edge_id}: could not be reached to arm it"
             self._wait(state, lambda: self._settled(state, state.armed), ARM_TIMEOUT)
             armed = [link for link in edges if link.edge_id in state.armed and link.alive]
+            origin = time.time_ns()  # the run clock's t=0, shared by every edge's telemetry
+            if telemetry_run is not None:
+                self.telemetry.set_origin(telemetry_run, origin)
             for link in armed:
-                link.send(protocol.GO, run_id)
+                link.send(protocol.GO, run_id, origin)
             for link in edges:
                 if link not in armed:
                     link.send(protocol.STOP, run_id, "not armed in time")
@@ -398,6 +422,11 @@ class HiveController:
         reports = [state.reports[link.edge_id] for link in delivered]
         verdicts = evaluate(reports, plan.inclusion_timeout) if reports else []
         verdicts.insert(0, _edges_verdict(edges, shares, state))
+        if telemetry_run is not None:
+            for link in edges:
+                if link.edge_id not in state.reports:
+                    reason = state.failed.get(link.edge_id) or link.lost_reason or "it did not report in time"
+                    self.telemetry.edge_lost(telemetry_run, link.edge_id, reason)
         first_start = min(state.started.values()) if state.started else 0
         result = build_result(
             plan,
@@ -412,6 +441,15 @@ class HiveController:
                 (state.started.get(link.edge_id, first_start) - first_start) / 1e9 for link in delivered
             ],
         )
+        if telemetry_run is not None:
+            self.telemetry.end(
+                telemetry_run,
+                reports=reports,
+                shares=[shares[edges.index(link)] for link in delivered],
+                origin_unix_ns=origin,
+                result=result,
+            )
+            self._telemetry_run = None
         return result
 
     def _settled(self, state: _RunState, done: set[str]) -> bool:

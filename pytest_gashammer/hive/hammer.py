@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ class Hammer:
         self,
         *,
         name: str,
+        nodeid: str = "",
         spec: ScenarioSpec | None,
         hive: Any,
         seed: int,
@@ -34,6 +36,7 @@ class Hammer:
         isolated_hive: Callable[[], Any] | None = None,
     ) -> None:
         self.name = name
+        self.nodeid = nodeid
         self.spec = spec
         self.hive = hive
         self.seed = seed
@@ -49,7 +52,8 @@ class Hammer:
         try:
             spec = self.spec.replace(**overrides) if self.spec is not None else parse_spec(overrides)
             seed = spec.seed if spec.seed is not None else self.seed
-            return compile_plan(spec, name=self.name, seed=seed, duration_scale=self.duration_scale)
+            plan = compile_plan(spec, name=self.name, seed=seed, duration_scale=self.duration_scale)
+            return dataclasses.replace(plan, nodeid=self.nodeid)
         except GashammerError as exc:
             pytest.fail(f"hammer.run(): {exc}", pytrace=False)
 

@@ -8,7 +8,7 @@ only how assignments travel and reports come back, not what the hive does with t
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from pytest_gashammer.devnet.base import Devnet
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime, Progress
@@ -31,8 +31,10 @@ class ProgressSink(Protocol):
 class Hive:
     """Runs plans against one devnet, one run at a time."""
 
-    def __init__(self, devnet: Devnet) -> None:
+    def __init__(self, devnet: Devnet, *, telemetry: Any = None) -> None:
+        """``telemetry``: a :class:`~pytest_gashammer.telemetry.recorder.TelemetryRecorder`, or None."""
         self.devnet = devnet
+        self.telemetry = telemetry
         self._node_version: str | None = None
         self.runs = 0
 
@@ -60,8 +62,16 @@ class Hive:
 
     def run(self, plan: ScenarioPlan, *, progress: ProgressSink | None = None) -> RunResult:
         (assignment,) = self.assignments(plan)
+        run_id = None
+        if self.telemetry is not None:
+            run_id = self.telemetry.begin(plan, self.devnet, node_version=self.node_version)
+            assignment.telemetry_run_id = run_id
         relay = getattr(self.devnet, "feed_relay", None)
-        edge = EdgeRuntime(assignment, raw_tx_sink=relay.prime if relay is not None else None)
+        edge = EdgeRuntime(
+            assignment,
+            raw_tx_sink=relay.prime if relay is not None else None,
+            telemetry_sink=self.telemetry.sink if self.telemetry is not None else None,
+        )
         started = time.monotonic()
         deadline = started + SETUP_BUDGET + plan.sending_time + plan.inclusion_timeout + STOP_GRACE
         edge.start()
@@ -79,14 +89,21 @@ class Hive:
         except KeyboardInterrupt:
             edge.stop("interrupted")
             edge.join(10)
+            if run_id is not None:
+                self.telemetry.end(run_id, reports=[], shares=[], origin_unix_ns=None, status="interrupted")
             raise
         finally:
             if progress is not None:
                 progress.finish()
-        report = edge.result()
+        try:
+            report = edge.result()
+        except BaseException:
+            if run_id is not None:
+                self.telemetry.end(run_id, reports=[], shares=[], origin_unix_ns=None, status="failed")
+            raise
         self.runs += 1
         verdicts = evaluate([report], plan.inclusion_timeout)
-        return build_result(
+        result = build_result(
             plan,
             [report],
             verdicts,
@@ -95,3 +112,8 @@ class Hive:
             node_version=self.node_version,
             duration=time.monotonic() - started,
         )
+        if run_id is not None:
+            self.telemetry.end(
+                run_id, reports=[report], shares=[1.0], origin_unix_ns=report.wall_origin_ns, result=result
+            )
+        return result

@@ -19,7 +19,7 @@ CHUNK_BYTES = 512 * 1024
 
 # hive -> edge
 ARM = "arm"  # (ARM, run_id, assignment_dict)
-GO = "go"  # (GO, run_id)
+GO = "go"  # (GO, run_id, run_origin_unix_ns)
 STOP = "stop"  # (STOP, run_id, reason)
 SHUTDOWN = "shutdown"  # (SHUTDOWN,)
 DEVNET = "devnet"  # (DEVNET, request_id, endpoints_dict | None, error | None)
@@ -33,6 +33,7 @@ STARTED = "started"  # (STARTED, run_id, wall_ns)
 FAILED = "failed"  # (FAILED, run_id, message)
 BLOB = "blob"  # (BLOB, run_id, blob_id, index, count, data)
 REPORT = "report"  # (REPORT, run_id, report_dict_with_blob_refs)
+TELEMETRY = "telemetry"  # (TELEMETRY, run_id, table, arrow_ipc_frame)
 RUN_REQUEST = "run_request"  # (RUN_REQUEST, request_id, plan_dict, options_dict)
 DEVNET_REQUEST = "devnet_request"  # (DEVNET_REQUEST, request_id)
 

@@ -48,6 +48,8 @@ class HiveSession:
         self._hive: Any = None
         self._isolated_devnet: Any = None
         self._isolated_hive: Any = None
+        self.telemetry: Any = None
+        self._report_path: str | None = config.getoption("--gashammer-report")
         workerinput = getattr(config, "workerinput", None)
         edge_specs = config.getoption("--gashammer-edges") or []
         if workerinput is not None and "gashammer_channel" in workerinput:
@@ -61,7 +63,9 @@ class HiveSession:
             from pytest_gashammer.hive.controller import HiveController
 
             self.controller = HiveController(
-                self._open_shared_devnet, progress_factory=self._controller_progress
+                self._open_shared_devnet,
+                progress_factory=self._controller_progress,
+                telemetry=self._recorder(),
             )
             if edge_specs:
                 try:
@@ -71,6 +75,19 @@ class HiveSession:
                     raise pytest.UsageError(str(exc)) from None
         else:
             self.mode = "local"
+
+    def _recorder(self) -> Any:
+        """The session's telemetry store, when --gashammer-parquet or --gashammer-report asks for one."""
+        if self.telemetry is not None:
+            return self.telemetry
+        directory = self.config.getoption("--gashammer-parquet")
+        if directory is None and self._report_path is None:
+            return None
+        from pytest_gashammer.telemetry.recorder import TelemetryRecorder
+
+        path = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="gashammer-telemetry-"))
+        self.telemetry = TelemetryRecorder(path, git_root=self.config.rootpath)
+        return self.telemetry
 
     def _controller_progress(self) -> Any:
         """Progress lines for runs that xdist workers requested, written by the controller."""
@@ -110,7 +127,7 @@ class HiveSession:
         if self._hive is None:
             from pytest_gashammer.hive.local import Hive
 
-            self._hive = Hive(self.devnet())
+            self._hive = Hive(self.devnet(), telemetry=self._recorder())
         return self._hive
 
     def isolated_hive(self) -> Any:
@@ -147,7 +164,32 @@ class HiveSession:
                 str(node.gateway.id), f"its worker crashed ({error})".replace("\n", " ")
             )
 
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Close the telemetry store and render the report: every run is over by now."""
+        if self.telemetry is None:
+            return
+        self.telemetry.close()
+        terminalreporter.write_line(f"gashammer telemetry: {self.telemetry.directory}")
+        if self._report_path:
+            from pytest_gashammer.report.html import render_report
+            from pytest_gashammer.telemetry.parquet import TelemetryDirectoryError
+
+            hook = self.config.hook.pytest_gashammer_report_sections
+            sections = [
+                section
+                for answer in hook(config=self.config, directory=self.telemetry.directory)
+                for section in answer
+            ]
+            try:
+                path = render_report(self.telemetry.directory, self._report_path, extra_sections=sections)
+            except TelemetryDirectoryError as exc:
+                terminalreporter.write_line(f"gashammer report not written: {exc}", red=True)
+            else:
+                terminalreporter.write_line(f"gashammer report: {path}")
+
     def close(self) -> None:
+        if self.telemetry is not None:
+            self.telemetry.close()
         if self.controller is not None:
             self.controller.close()
         for devnet in (self._devnet, self._isolated_devnet):

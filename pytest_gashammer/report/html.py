@@ -19,7 +19,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ def render_report(
     *,
     run_ids: Iterable[str] | None = None,
     title: str | None = None,
+    extra_sections: Sequence[tuple[str, str]] = (),
 ) -> Path:
     """Write the report of ``source`` (a telemetry directory or loaded tables) to ``output_path``.
 
@@ -74,7 +75,7 @@ def render_report(
     a report. Returns the path written.
     """
     output = Path(output_path)
-    page = report_html(source, run_ids=run_ids, title=title)
+    page = report_html(source, run_ids=run_ids, title=title, extra_sections=extra_sections)
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     temporary.write_text(page, encoding="utf-8")
@@ -87,8 +88,15 @@ def report_html(
     *,
     run_ids: Iterable[str] | None = None,
     title: str | None = None,
+    extra_sections: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """The report as an HTML string (see :func:`render_report`)."""
+    """The report as an HTML string (see :func:`render_report`).
+
+    ``extra_sections`` are ``(title, html)`` pairs appended to the page (the
+    ``pytest_gashammer_report_sections`` hook supplies them); their HTML is inserted as given.
+    """
+    import markupsafe
+
     if isinstance(source, TelemetryTables):
         summary = source
         directory = source.directory
@@ -120,6 +128,7 @@ def report_html(
         schema_version=SCHEMA_VERSION,
         runs=views,
         chart_titles=dict(CHARTS),
+        extra_sections=[(heading, markupsafe.Markup(body)) for heading, body in extra_sections],
     )
 
 

@@ -272,6 +272,7 @@ class ScenarioPlan:
     max_priority_fee_per_gas: int | None = None
     feed: bool = True
     isolated: bool = False
+    nodeid: str = ""  # the pytest test that asked for the run, for telemetry and reports
 
     @property
     def sending_time(self) -> float:
