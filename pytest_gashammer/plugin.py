@@ -240,6 +240,8 @@ def hammer(request: pytest.FixtureRequest, hive: Any) -> Hammer:
         )
         item.user_properties.append((f"gashammer.{result.name}.inclusion_p99", result.latency.inclusion.p99))
         item.user_properties.append((f"gashammer.{result.name}.lost", result.lost))
+        for verdict in result.verdicts:
+            item.user_properties.append((f"gashammer.{result.name}.verdict.{verdict.name}", verdict.status))
         config.hook.pytest_gashammer_run_finished(item=item, result=result)
 
     return Hammer(

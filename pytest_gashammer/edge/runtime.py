@@ -283,6 +283,8 @@ class _EdgeSession:
         else:
             await self.prepare(chain_id)
 
+        # The model as calibrated before the clock starts: what the gas invariant holds receipts to.
+        self.gas_estimate = list(self.gas_model)
         counts = await self.rpc.batch(
             [("eth_getTransactionCount", [s.address, "pending"]) for s in self.senders]
         )
@@ -521,6 +523,7 @@ class _EdgeSession:
             templates=[name for name, _, _ in self.plan.workload],
             template_expected_status=[cls.expected_status for cls in self.template_classes],
             template_gas_model=list(self.gas_model),
+            template_gas_estimate=list(self.gas_estimate),
             template_gas_tolerance=[cls.gas_tolerance for cls in self.template_classes],
             sender_addresses=[s.address for s in self.senders],
             sender_start_nonces=list(self.start_nonces),
@@ -743,6 +746,8 @@ class _EdgeSession:
             log.inclusions[row] = min(log.inclusions[row] + 1, 100)
             if log.inclusions[row] > 1:
                 self.duplicates.append(text)
+                if self.plan.fail_fast:
+                    self.runtime.stop(f"fail-fast: no_duplicate_inclusion broke on {text}")
                 continue
             if log.state[row] == STATUS_ACCEPTED:
                 self.accepted_outstanding -= 1
@@ -793,6 +798,11 @@ class _EdgeSession:
                 self.errors["receipt_missing"] = self.errors.get("receipt_missing", 0) + 1
                 continue
             log.receipt_status[row] = int(receipt.get("status", "0x0"), 16)
+            if self.plan.fail_fast:
+                template = log.template[row]
+                expected = self.template_classes[template].expected_status if template >= 0 else 1
+                if log.receipt_status[row] != expected:
+                    self.runtime.stop(f"fail-fast: receipt_status broke on {log.tx_hash(row)}")
             gas_used = int(receipt.get("gasUsed", "0x0"), 16)
             log.gas_used[row] = gas_used
             template = log.template[row]

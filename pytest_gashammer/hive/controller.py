@@ -351,7 +351,7 @@ class HiveController:
     def _execute_run(self, plan: ScenarioPlan, progress: Any = None) -> RunResult:
         from pytest_gashammer.edge.runtime import EdgeAssignment, prepare_run
         from pytest_gashammer.hive.aggregate import build_result
-        from pytest_gashammer.oracle.invariants import evaluate
+        from pytest_gashammer.oracle import evaluate_plan, finish_result
 
         devnet = self.ensure_devnet()
         started = time.monotonic()
@@ -420,7 +420,7 @@ class HiveController:
 
         delivered = [link for link in edges if link.edge_id in state.reports]
         reports = [state.reports[link.edge_id] for link in delivered]
-        verdicts = evaluate(reports, plan.inclusion_timeout) if reports else []
+        verdicts = evaluate_plan(plan, reports)
         verdicts.insert(0, _edges_verdict(edges, shares, state))
         if telemetry_run is not None:
             for link in edges:
@@ -441,6 +441,7 @@ class HiveController:
                 (state.started.get(link.edge_id, first_start) - first_start) / 1e9 for link in delivered
             ],
         )
+        result = finish_result(plan, result)
         if telemetry_run is not None:
             self.telemetry.end(
                 telemetry_run,

@@ -15,7 +15,7 @@ from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime, Progress
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.hive.aggregate import build_result
 from pytest_gashammer.hive.result import RunResult
-from pytest_gashammer.oracle.invariants import evaluate
+from pytest_gashammer.oracle import evaluate_plan, finish_result
 from pytest_gashammer.scenario.spec import ScenarioPlan
 
 SETUP_BUDGET = 120.0  # funding and calibration, before the clock starts
@@ -102,7 +102,7 @@ class Hive:
                 self.telemetry.end(run_id, reports=[], shares=[], origin_unix_ns=None, status="failed")
             raise
         self.runs += 1
-        verdicts = evaluate([report], plan.inclusion_timeout)
+        verdicts = evaluate_plan(plan, [report])
         result = build_result(
             plan,
             [report],
@@ -112,6 +112,7 @@ class Hive:
             node_version=self.node_version,
             duration=time.monotonic() - started,
         )
+        result = finish_result(plan, result)
         if run_id is not None:
             self.telemetry.end(
                 run_id, reports=[report], shares=[1.0], origin_unix_ns=report.wall_origin_ns, result=result

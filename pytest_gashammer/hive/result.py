@@ -120,14 +120,17 @@ class RunResult:
     #: Sequencer-feed facts: client stats (reconnects, gaps, duplicates, decode errors) and the
     #: feed-versus-chain cross-checks. ``None`` when the run did not follow a feed.
     feed: dict[str, Any] | None = None
+    #: When true (marker ``fail_inconclusive=True``), an inconclusive verdict fails the run too.
+    fail_inconclusive: bool = False
 
     @property
     def passed(self) -> bool:
-        return all(verdict.passed for verdict in self.verdicts)
+        return not self.failed_verdicts
 
     @property
     def failed_verdicts(self) -> list[Verdict]:
-        return [verdict for verdict in self.verdicts if not verdict.passed]
+        failing = ("failed", "inconclusive") if self.fail_inconclusive else ("failed",)
+        return [verdict for verdict in self.verdicts if verdict.status in failing]
 
     def verdict(self, name: str) -> Verdict:
         for verdict in self.verdicts:

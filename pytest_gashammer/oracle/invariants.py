@@ -7,7 +7,9 @@ so a failure says which promise broke, for which transactions, and where to look
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from pytest_gashammer.hive.result import Verdict
 from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, EdgeReport
@@ -149,16 +151,262 @@ def receipt_status(reports: Sequence[EdgeReport], inclusion_timeout: float) -> V
     return Verdict("receipt_status", "passed", f"all {checked} checked receipts have the expected status")
 
 
-BASIC_INVARIANTS: dict[str, Invariant] = {
+def gas_model(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
+    """Each checked receipt's gas stays within its template's tolerance of the model calibrated at setup."""
+    outside: list[str] = []
+    checked = 0
+    for report in reports:
+        log = report.txs
+        estimates = report.template_gas_estimate or report.template_gas_model
+        for row in range(len(log)):
+            template = log.template[row]
+            if template < 0 or log.gas_used[row] == NOT_YET:
+                continue
+            checked += 1
+            expected = estimates[template]
+            tolerance = report.template_gas_tolerance[template]
+            if abs(log.gas_used[row] - expected) > tolerance * expected + 1e-9:
+                outside.append(
+                    f"{log.tx_hash(row)} ({report.templates[template]}: used {log.gas_used[row]:,}, "
+                    f"model {expected:,.0f} ±{tolerance:.0%})"
+                )
+    if checked == 0:
+        return Verdict("gas_model", "inconclusive", "no receipt was checked, so no gas was measured")
+    if outside:
+        return Verdict(
+            "gas_model",
+            "failed",
+            f"{len(outside)} of {checked} transaction(s) used gas outside their template's model",
+            {"outside": outside[:EVIDENCE_LIMIT], "outside_count": len(outside)},
+        )
+    return Verdict("gas_model", "passed", f"all {checked} measured transactions within their gas model")
+
+
+def _blocks(reports: Sequence[EdgeReport]) -> list[Any]:
+    """Every block the edges saw, one record per number (the first edge's view)."""
+    by_number: dict[int, Any] = {}
+    for report in reports:
+        for block in report.blocks:
+            by_number.setdefault(block.number, block)
+    return [by_number[number] for number in sorted(by_number)]
+
+
+def block_continuity(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
+    """Block numbers have no hole, each block's parent hash is the previous block's hash, and
+    every edge saw the same hash for the same block number."""
+    blocks = _blocks(reports)
+    if len(blocks) < 2:
+        return Verdict("block_continuity", "inconclusive", f"{len(blocks)} block(s) observed; need two")
+    holes: list[str] = []
+    unlinked: list[str] = []
+    for previous, block in itertools.pairwise(blocks):
+        if block.number != previous.number + 1:
+            holes.append(f"blocks {previous.number + 1}..{block.number - 1} never seen")
+        elif block.parent_hash != previous.hash:
+            unlinked.append(
+                f"block {block.number} parent {block.parent_hash} != block {previous.number} hash {previous.hash}"
+            )
+    disagreements = []
+    seen: dict[int, str] = {}
+    for report in reports:
+        for block in report.blocks:
+            first = seen.setdefault(block.number, block.hash)
+            if first != block.hash:
+                disagreements.append(f"block {block.number}: {first} and {block.hash} ({report.edge_id})")
+    if holes or unlinked or disagreements:
+        evidence: dict[str, object] = {}
+        if holes:
+            evidence["missing"] = holes[:EVIDENCE_LIMIT]
+        if unlinked:
+            evidence["unlinked"] = unlinked[:EVIDENCE_LIMIT]
+        if disagreements:
+            evidence["conflicting_hashes"] = disagreements[:EVIDENCE_LIMIT]
+        return Verdict(
+            "block_continuity",
+            "failed",
+            f"{len(holes)} hole(s), {len(unlinked)} broken parent link(s), {len(disagreements)} conflicting hash(es) "
+            f"over blocks {blocks[0].number}..{blocks[-1].number}",
+            evidence,
+        )
+    return Verdict(
+        "block_continuity", "passed", f"blocks {blocks[0].number}..{blocks[-1].number} contiguous and linked"
+    )
+
+
+def block_timestamps(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
+    """Block timestamps never go backwards."""
+    blocks = _blocks(reports)
+    if len(blocks) < 2:
+        return Verdict("block_timestamps", "inconclusive", f"{len(blocks)} block(s) observed; need two")
+    backwards = [
+        f"block {block.number} at {block.timestamp} < block {previous.number} at {previous.timestamp}"
+        for previous, block in itertools.pairwise(blocks)
+        if block.timestamp < previous.timestamp
+    ]
+    if backwards:
+        return Verdict(
+            "block_timestamps",
+            "failed",
+            f"{len(backwards)} block(s) with a timestamp earlier than their predecessor's",
+            {"backwards": backwards[:EVIDENCE_LIMIT]},
+        )
+    return Verdict("block_timestamps", "passed", f"timestamps non-decreasing over {len(blocks)} blocks")
+
+
+def block_gas(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
+    """Each block's gasUsed is at most its gasLimit, and, where every transaction of a block had its
+    receipt checked, the receipts' gas adds up to the block's gasUsed."""
+    blocks = _blocks(reports)
+    if not blocks:
+        return Verdict("block_gas", "inconclusive", "no block observed")
+    over = [
+        f"block {b.number}: gasUsed {b.gas_used:,} > gasLimit {b.gas_limit:,}"
+        for b in blocks
+        if b.gas_used > b.gas_limit
+    ]
+    receipt_gas: dict[int, int] = {}
+    receipt_count: dict[int, int] = {}
+    for report in reports:
+        log = report.txs
+        for row in range(len(log)):
+            if log.gas_used[row] != NOT_YET and log.block_number[row] != NOT_YET:
+                number = log.block_number[row]
+                receipt_gas[number] = receipt_gas.get(number, 0) + log.gas_used[row]
+                receipt_count[number] = receipt_count.get(number, 0) + 1
+    mismatched = []
+    summed = 0
+    for block in blocks:
+        if block.tx_count and receipt_count.get(block.number) == block.tx_count:
+            summed += 1
+            if receipt_gas[block.number] != block.gas_used:
+                mismatched.append(
+                    f"block {block.number}: receipts {receipt_gas[block.number]:,} != gasUsed {block.gas_used:,}"
+                )
+    if over or mismatched:
+        evidence: dict[str, object] = {}
+        if over:
+            evidence["over_limit"] = over[:EVIDENCE_LIMIT]
+        if mismatched:
+            evidence["receipts_do_not_add_up"] = mismatched[:EVIDENCE_LIMIT]
+        return Verdict(
+            "block_gas",
+            "failed",
+            f"{len(over)} block(s) over their gas limit, {len(mismatched)} whose receipts do not add up",
+            evidence,
+        )
+    detail = f"; receipts add up in all {summed} fully checked block(s)" if summed else ""
+    return Verdict("block_gas", "passed", f"gasUsed within gasLimit in {len(blocks)} block(s){detail}")
+
+
+def _feed_facts(reports: Sequence[EdgeReport]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    return [
+        (report.edge_id, report.feed_stats or {}, report.feed_findings or {})
+        for report in reports
+        if report.feed_stats is not None
+    ]
+
+
+def _feed_verdict(
+    name: str, reports: Sequence[EdgeReport], check: Callable[..., list[str]], passed: str
+) -> Verdict:
+    facts = _feed_facts(reports)
+    if not facts:
+        return Verdict(name, "inconclusive", "the run did not follow a sequencer feed")
+    problems = [
+        f"{edge_id}: {problem}" for edge_id, stats, findings in facts for problem in check(stats, findings)
+    ]
+    if problems:
+        return Verdict(
+            name,
+            "failed",
+            f"{len(problems)} problem(s) in the sequencer feed",
+            {"problems": problems[:EVIDENCE_LIMIT]},
+        )
+    return Verdict(name, "passed", passed)
+
+
+def feed_sequence(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
+    """Feed sequence numbers strictly increase with no gap and no repeat."""
+
+    def check(stats: dict[str, Any], findings: dict[str, Any]) -> list[str]:
+        problems = [
+            f"gap: expected sequence {expected}, got {got}" for expected, got in stats.get("gaps") or []
+        ]
+        problems += [f"sequence {sequence} delivered twice" for sequence in stats.get("duplicates") or []]
+        if stats.get("gap_count", 0) > len(stats.get("gaps") or []):
+            problems.append(f"{stats['gap_count']} gap(s) in all")
+        return problems
+
+    return _feed_verdict("feed_sequence", reports, check, "sequence numbers contiguous, none repeated")
+
+
+def feed_exactly_once(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
+    """Every included transaction appears in the feed exactly once."""
+
+    def check(stats: dict[str, Any], findings: dict[str, Any]) -> list[str]:
+        problems = [
+            f"included but never in the feed: {item}"
+            for item in findings.get("first_missing_from_feed") or []
+        ]
+        problems += [
+            f"in the feed more than once: {item}" for item in findings.get("first_duplicated_in_feed") or []
+        ]
+        return problems
+
+    return _feed_verdict(
+        "feed_exactly_once", reports, check, "every included transaction appeared in the feed once"
+    )
+
+
+def feed_order(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
+    """The feed carries transactions in block order."""
+
+    def check(stats: dict[str, Any], findings: dict[str, Any]) -> list[str]:
+        return [f"out of block order: {item}" for item in findings.get("first_order_violations") or []]
+
+    return _feed_verdict("feed_order", reports, check, "feed order equals block order")
+
+
+def feed_block_hash(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
+    """The feed's block hash for each message equals the chain's."""
+
+    def check(stats: dict[str, Any], findings: dict[str, Any]) -> list[str]:
+        return [
+            f"block hash differs from the chain's: {item}"
+            for item in findings.get("first_hash_mismatches") or []
+        ]
+
+    return _feed_verdict("feed_block_hash", reports, check, "feed block hashes equal the chain's")
+
+
+INVARIANTS: dict[str, Invariant] = {
     "inclusion": inclusion,
     "no_duplicate_inclusion": no_duplicate_inclusion,
     "nonce_contiguity": nonce_contiguity,
     "receipt_status": receipt_status,
+    "gas_model": gas_model,
+    "block_continuity": block_continuity,
+    "block_timestamps": block_timestamps,
+    "block_gas": block_gas,
+    "feed_sequence": feed_sequence,
+    "feed_exactly_once": feed_exactly_once,
+    "feed_order": feed_order,
+    "feed_block_hash": feed_block_hash,
+}
+#: Kept for callers of the first release: the transaction invariants.
+BASIC_INVARIANTS: dict[str, Invariant] = {
+    name: INVARIANTS[name]
+    for name in ("inclusion", "no_duplicate_inclusion", "nonce_contiguity", "receipt_status")
 }
 
 
-def evaluate(reports: Sequence[EdgeReport], inclusion_timeout: float) -> list[Verdict]:
-    return [check(reports, inclusion_timeout) for check in BASIC_INVARIANTS.values()]
+def evaluate(
+    reports: Sequence[EdgeReport], inclusion_timeout: float, *, only: Sequence[str] | None = None,
+    skip: Sequence[str] = (),
+) -> list[Verdict]:  # fmt: skip
+    """The verdicts of ``only`` these invariants (default: all), less ``skip``, in catalogue order."""
+    names = [name for name in INVARIANTS if (only is None or name in only) and name not in skip]
+    return [INVARIANTS[name](reports, inclusion_timeout) for name in names]
 
 
 def rejected_count(reports: Sequence[EdgeReport]) -> int:

@@ -39,6 +39,11 @@ DEFAULTS: dict[str, Any] = {
     "max_priority_fee_per_gas": None,
     "feed": True,
     "isolated": False,
+    "slo": None,
+    "invariants": None,
+    "skip_invariants": (),
+    "fail_inconclusive": False,
+    "fail_fast": False,
 }
 
 ACCEPTED = {
@@ -62,6 +67,11 @@ ACCEPTED = {
     "max_priority_fee_per_gas": "tip in wei (default: the node's eth_maxPriorityFeePerGas, else 0)",
     "feed": "True to follow the sequencer feed when the devnet has one (default), False to skip it",
     "isolated": "True to run on the calling process alone against a devnet of its own (parallel-safe)",
+    "slo": "a dict of objectives, e.g. {'inclusion_p99': '2s', 'feed_p99': '500ms', 'min_gas_ratio': 0.95}",
+    "invariants": "a list of the invariant names to check (default: all)",
+    "skip_invariants": "a list of invariant names not to check",
+    "fail_inconclusive": "True to fail the test when a verdict is inconclusive (default False)",
+    "fail_fast": "True to stop the run as soon as a hard invariant breaks (what was collected is kept)",
 }
 
 
@@ -101,6 +111,11 @@ class ScenarioSpec:
     max_priority_fee_per_gas: int | None = None
     feed: bool = True
     isolated: bool = False
+    slo: tuple[tuple[str, float], ...] = ()
+    invariants: tuple[str, ...] | None = None
+    skip_invariants: tuple[str, ...] = ()
+    fail_inconclusive: bool = False
+    fail_fast: bool = False
 
     def replace(self, **overrides: Any) -> ScenarioSpec:
         """A new spec with ``overrides`` applied, validated as strictly as the marker."""
@@ -112,6 +127,7 @@ class ScenarioSpec:
         raw = dataclasses.asdict(self)
         raw["workload"] = {name: {"share": share, **params} for name, share, params in self.workload}
         raw["receipts"] = "all" if self.receipts is None else self.receipts
+        raw["slo"] = dict(self.slo) or None
         return raw
 
 
@@ -184,7 +200,7 @@ def parse_spec(raw: Mapping[str, Any]) -> ScenarioSpec:
         fee = values[fee_name]
         fees[fee_name] = None if fee is None else _positive_int(fee, what=fee_name, allow_zero=True)
 
-    for flag in ("feed", "isolated"):
+    for flag in ("feed", "isolated", "fail_inconclusive", "fail_fast"):
         if not isinstance(values[flag], bool):
             raise ConfigError(f"{flag}={values[flag]!r} must be True or False")
 
@@ -192,6 +208,11 @@ def parse_spec(raw: Mapping[str, Any]) -> ScenarioSpec:
         **fees,
         feed=values["feed"],
         isolated=values["isolated"],
+        fail_inconclusive=values["fail_inconclusive"],
+        fail_fast=values["fail_fast"],
+        slo=tuple(_parse_slo(values["slo"]).items()),
+        invariants=_invariant_names(values["invariants"], "invariants"),
+        skip_invariants=_invariant_names(values["skip_invariants"], "skip_invariants") or (),
         gas_per_sec=gas_per_sec,
         duration=duration,
         warmup=warmup,
@@ -206,6 +227,25 @@ def parse_spec(raw: Mapping[str, Any]) -> ScenarioSpec:
         receipts=receipts,
         max_in_flight=max_in_flight,
     )
+
+
+def _parse_slo(raw: object) -> dict[str, float]:
+    from pytest_gashammer.oracle.slo import parse_slo
+
+    return parse_slo(raw)
+
+
+def _invariant_names(raw: object, what: str) -> tuple[str, ...] | None:
+    from pytest_gashammer.oracle.invariants import INVARIANTS
+
+    if raw is None:
+        return None
+    if isinstance(raw, str) or not isinstance(raw, list | tuple | set | frozenset):
+        raise ConfigError(f"{what}={raw!r} must be a list of invariant names, e.g. {what}=['inclusion']")
+    for name in raw:
+        if name not in INVARIANTS:
+            raise ConfigError(f"{what}: unknown invariant {name!r}; accepted: {', '.join(INVARIANTS)}")
+    return tuple(raw)
 
 
 WorkloadEntry = tuple[str, float, dict[str, Any]]
@@ -273,6 +313,11 @@ class ScenarioPlan:
     feed: bool = True
     isolated: bool = False
     nodeid: str = ""  # the pytest test that asked for the run, for telemetry and reports
+    slo: tuple[tuple[str, float], ...] = ()
+    invariants: tuple[str, ...] | None = None
+    skip_invariants: tuple[str, ...] = ()
+    fail_inconclusive: bool = False
+    fail_fast: bool = False
 
     @property
     def sending_time(self) -> float:
@@ -303,6 +348,10 @@ class ScenarioPlan:
         fields["workload"] = tuple(
             (str(name), float(weight), dict(params)) for name, weight, params in fields["workload"]
         )
+        fields["slo"] = tuple((str(name), float(bound)) for name, bound in fields.get("slo") or ())
+        if fields.get("invariants") is not None:
+            fields["invariants"] = tuple(fields["invariants"])
+        fields["skip_invariants"] = tuple(fields.get("skip_invariants") or ())
         return cls(**fields)
 
 
@@ -365,4 +414,9 @@ def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: fl
         max_priority_fee_per_gas=spec.max_priority_fee_per_gas,
         feed=spec.feed,
         isolated=spec.isolated,
+        slo=spec.slo,
+        invariants=spec.invariants,
+        skip_invariants=spec.skip_invariants,
+        fail_inconclusive=spec.fail_inconclusive,
+        fail_fast=spec.fail_fast,
     )

@@ -141,7 +141,8 @@ class EdgeReport:
     blocks: list[BlockRecord] = field(default_factory=list)
     templates: list[str] = field(default_factory=list)
     template_expected_status: list[int] = field(default_factory=list)
-    template_gas_model: list[float] = field(default_factory=list)
+    template_gas_model: list[float] = field(default_factory=list)  # after correction from receipts
+    template_gas_estimate: list[float] = field(default_factory=list)  # calibrated before the clock started
     template_gas_tolerance: list[float] = field(default_factory=list)
     sender_addresses: list[str] = field(default_factory=list)
     sender_start_nonces: list[int] = field(default_factory=list)
