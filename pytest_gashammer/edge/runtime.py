@@ -234,6 +234,8 @@ class _EdgeSession:
         self.feed_stop = asyncio.Event()
         self.feed_findings: dict[str, Any] | None = None
         self.chain_blocks: list[tuple[int, str, list[str]]] = []
+        self.balance_check = False
+        self.balance_facts: dict[str, int] | None = None
 
     # -- setup ----------------------------------------------------------------------------------
     async def setup(self) -> None:
@@ -296,6 +298,11 @@ class _EdgeSession:
         self.nonces = NonceBook(list(self.start_nonces))
         self.rng = random.Random(plan.seed * 1_000_003 + assignment.sender_start)
         self.start_block = int(await self.rpc.call("eth_blockNumber"), 16)
+        # Value conservation needs every fee paid (all receipts) and a known value per transaction.
+        self.balance_check = plan.receipts is None and all(name == "transfer" for name, _, _ in plan.workload)
+        self.fees_paid = 0
+        if self.balance_check:
+            self.balances_before = await self._balances_at(self.start_block)
         if assignment.feed_url and self.plan.feed:
             await self._start_feed(chain_id)
         self.signers = [FastSigner(sender.key, assignment.chain_id) for sender in self.senders]
@@ -407,6 +414,38 @@ class _EdgeSession:
             if len(self.notes) < 50:
                 self.notes.append(f"telemetry: {type(exc).__name__}: {exc}")
 
+    async def _balances_at(self, block: int) -> list[int]:
+        answers = await self.track_rpc.batch(
+            [("eth_getBalance", [sender.address, hex(block)]) for sender in self.senders]
+        ) if hasattr(self, "track_rpc") else await self.rpc.batch(
+            [("eth_getBalance", [sender.address, hex(block)]) for sender in self.senders]
+        )  # fmt: skip
+        if any(isinstance(answer, Exception) for answer in answers):
+            raise TransportError(f"eth_getBalance at block {block} failed for a sender")
+        return [int(answer, 16) for answer in answers]
+
+    async def _check_balances(self, last_block: int) -> None:
+        """What the senders lost must equal the value they moved plus the fees they paid."""
+        if not self.balance_check or self.runtime._stop_requested or self.pending_receipts:
+            return
+        log = self.log
+        included = [row for row in range(len(log)) if log.included_ns[row] != NOT_YET]
+        if any(log.gas_used[row] == NOT_YET for row in included):
+            return  # a receipt is missing: the fees are not all known
+        try:
+            after = await self._balances_at(last_block)
+        except (RpcError, TransportError) as exc:
+            self.notes.append(f"balance check skipped: {exc}")
+            return
+        moved = sum(1 for row in included if log.template[row] >= 0)  # a transfer moves 1 wei; fillers 0
+        self.balance_facts = {
+            "block_before": self.start_block,
+            "block_after": last_block,
+            "senders_lost": sum(self.balances_before) - sum(after),
+            "value_moved": moved,
+            "fees_paid": self.fees_paid,
+        }
+
     async def _start_feed(self, chain_id: int) -> None:
         """Follow the sequencer feed from the next block on, correlating what this edge sends."""
         from pytest_gashammer.feed.client import FeedClient
@@ -498,6 +537,7 @@ class _EdgeSession:
             tracker_stop.set()
             await asyncio.gather(tracker, return_exceptions=True)
             await self._drain_receipts(stop)
+            await self._check_balances(follower.last_block)
             receipts.cancel()
             await asyncio.gather(receipts, return_exceptions=True)
             if telemetry is not None:
@@ -541,6 +581,7 @@ class _EdgeSession:
             if self.feed_client is not None
             else [],
             feed_findings=self.feed_findings,
+            balance_check=self.balance_facts,
         )
 
     def _now(self) -> float:
@@ -804,6 +845,7 @@ class _EdgeSession:
                 if log.receipt_status[row] != expected:
                     self.runtime.stop(f"fail-fast: receipt_status broke on {log.tx_hash(row)}")
             gas_used = int(receipt.get("gasUsed", "0x0"), 16)
+            self.fees_paid += gas_used * int(receipt.get("effectiveGasPrice", "0x0"), 16)
             log.gas_used[row] = gas_used
             template = log.template[row]
             if template >= 0:

@@ -379,6 +379,31 @@ def feed_block_hash(reports: Sequence[EdgeReport], inclusion_timeout: float) -> 
     return _feed_verdict("feed_block_hash", reports, check, "feed block hashes equal the chain's")
 
 
+def balance_conservation(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
+    """For transfer runs: what the senders lost equals the value they moved plus the fees they paid."""
+    facts = [(report.edge_id, report.balance_check) for report in reports if report.balance_check is not None]
+    if not facts:
+        return Verdict(
+            "balance_conservation",
+            "inconclusive",
+            "needs a transfer-only workload with every receipt checked (receipts='all')",
+        )
+    broken = []
+    for edge_id, check in facts:
+        expected = check["value_moved"] + check["fees_paid"]
+        if check["senders_lost"] != expected:
+            broken.append(
+                f"{edge_id}: senders lost {check['senders_lost']:,} wei between blocks {check['block_before']} and "
+                f"{check['block_after']}, but moved {check['value_moved']:,} + paid {check['fees_paid']:,} in fees "
+                f"(difference {check['senders_lost'] - expected:+,})"
+            )
+    if broken:
+        return Verdict("balance_conservation", "failed", "balances are not conserved", {"edges": broken})
+    return Verdict(
+        "balance_conservation", "passed", "senders lost exactly the value moved plus the fees paid"
+    )
+
+
 INVARIANTS: dict[str, Invariant] = {
     "inclusion": inclusion,
     "no_duplicate_inclusion": no_duplicate_inclusion,
@@ -388,6 +413,7 @@ INVARIANTS: dict[str, Invariant] = {
     "block_continuity": block_continuity,
     "block_timestamps": block_timestamps,
     "block_gas": block_gas,
+    "balance_conservation": balance_conservation,
     "feed_sequence": feed_sequence,
     "feed_exactly_once": feed_exactly_once,
     "feed_order": feed_order,

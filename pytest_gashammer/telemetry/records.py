@@ -158,3 +158,5 @@ class EdgeReport:
     feed_stats: dict[str, Any] | None = None
     feed_events: list[tuple[str, int, str, int | None]] = field(default_factory=list)
     feed_findings: dict[str, Any] | None = None
+    #: Value conservation facts of a transfer-only run with every receipt checked, else None.
+    balance_check: dict[str, int] | None = None

@@ -18,6 +18,7 @@ from pytest_gashammer.oracle.invariants import (
     BASIC_INVARIANTS,
     EVIDENCE_LIMIT,
     INVARIANTS,
+    balance_conservation,
     evaluate,
     inclusion,
     no_duplicate_inclusion,
@@ -823,3 +824,22 @@ def test_a_new_row_has_nothing_happened_yet() -> None:
         assert getattr(log, column)[row] == NOT_YET, column
     assert log.state[row] == STATUS_SCHEDULED
     assert log.inclusions[row] == 0
+
+
+def test_balance_conservation_names_the_difference_and_needs_its_facts() -> None:
+    log = Log()
+    log.ok(0.0)
+    report = report_of(log)
+    assert balance_conservation([report], 30.0).status == "inconclusive"
+    report.balance_check = {
+        "block_before": 5,
+        "block_after": 9,
+        "senders_lost": 1_000,
+        "value_moved": 10,
+        "fees_paid": 990,
+    }
+    assert balance_conservation([report], 30.0).status == "passed"
+    report.balance_check["senders_lost"] = 1_007
+    verdict = balance_conservation([report], 30.0)
+    assert verdict.status == "failed"
+    assert "difference +7" in verdict.evidence["edges"][0]
