@@ -270,6 +270,17 @@ def _progress(config: pytest.Config) -> Any:
     return LiveProgress(terminal, capture, interactive=bool(terminal.isatty()))
 
 
+def pytest_assertrepr_compare(
+    config: pytest.Config, op: str, left: Any, right: Any
+) -> list[str] | None:
+    """``assert verdict == "passed"``: explain with the verdict and its evidence, not a dataclass diff."""
+    if op not in ("==", "!=") or type(left).__name__ != "Verdict" or not isinstance(right, str):
+        return None
+    if type(left).__module__ != "pytest_gashammer.hive.result":
+        return None
+    return [f"verdict {left.name!r} is {left.status!r}, not {right!r}", *left.describe().splitlines()]
+
+
 # ----------------------------------------------------------------------------------------------
 # results travel on the test report, so the controller sees them with or without xdist
 

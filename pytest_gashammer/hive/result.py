@@ -61,6 +61,23 @@ class Verdict:
     def passed(self) -> bool:
         return self.status != "failed"
 
+    def __eq__(self, other: object) -> bool:
+        # ``assert result.verdict("inclusion") == "passed"`` reads naturally and, on failure, pytest
+        # shows the evidence (see the plugin's pytest_assertrepr_compare).
+        if isinstance(other, str):
+            return self.status == other
+        if isinstance(other, Verdict):
+            return (self.name, self.status, self.summary, self.evidence) == (
+                other.name,
+                other.status,
+                other.summary,
+                other.evidence,
+            )
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.status, self.summary))
+
     def describe(self, limit: int = 10) -> str:
         """The verdict and its evidence, one item per line, the first ``limit`` items of each list."""
         lines = [f"[{self.status.upper()}] {self.name}: {self.summary}"]

@@ -116,3 +116,32 @@ def test_fail_fast_stops_the_run_at_the_first_broken_promise(pytester: pytest.Py
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
     result.assert_outcomes(passed=1)
+
+
+def test_asserting_a_verdict_shows_its_evidence(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_assert="""
+        import pytest
+        from pytest_gashammer.workload.transfer import TransferTemplate
+
+        class ExpectsRevert(TransferTemplate):
+            name = "expects-revert"
+            expected_status = 0
+
+        @pytest.mark.gashammer(gas_per_sec="500k", duration="1s", warmup=0,
+                               workload={"test_assert:ExpectsRevert": 1.0})
+        def test_assert(hammer):
+            result = hammer.run(check=False)
+            assert result.verdict("inclusion") == "passed"
+            assert result.verdict("receipt_status") == "passed"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*verdict 'receipt_status' is 'failed', not 'passed'*",
+            "*?FAILED? receipt_status: * receipt(s) with an unexpected status*",
+            "*0x* (test_assert:ExpectsRevert: status 1, expected 0)*",
+        ]
+    )
