@@ -270,9 +270,7 @@ def _progress(config: pytest.Config) -> Any:
     return LiveProgress(terminal, capture, interactive=bool(terminal.isatty()))
 
 
-def pytest_assertrepr_compare(
-    config: pytest.Config, op: str, left: Any, right: Any
-) -> list[str] | None:
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: Any, right: Any) -> list[str] | None:
     """``assert verdict == "passed"``: explain with the verdict and its evidence, not a dataclass diff."""
     if op not in ("==", "!=") or type(left).__name__ != "Verdict" or not isinstance(right, str):
         return None

@@ -339,6 +339,9 @@ class ScenarioPlan:
         data = dataclasses.asdict(self)
         data["phases"] = [dataclasses.asdict(phase) for phase in self.phases]
         data["workload"] = [list(entry) for entry in self.workload]
+        data["slo"] = [list(entry) for entry in self.slo]
+        data["invariants"] = None if self.invariants is None else list(self.invariants)
+        data["skip_invariants"] = list(self.skip_invariants)
         return data
 
     @classmethod
