@@ -227,6 +227,13 @@ class HiveController:
                     state.reports[edge_id] = assembler.finish(message[2])
                 except (ValueError, KeyError, TypeError) as exc:
                     state.failed[edge_id] = f"edge {edge_id}: its report arrived damaged ({exc})"
+                else:
+                    reason = state.reports[edge_id].stopped_early or ""
+                    if reason.startswith("fail-fast"):
+                        # One edge saw a hard invariant break: the whole run stops, not just that edge.
+                        for other in state.edges:
+                            if other != edge_id and other not in state.reports:
+                                self.edges[other].send(protocol.STOP, state.run_id, f"{reason} (on {edge_id})")
             self._lock.notify_all()
 
     # -- devnet ---------------------------------------------------------------------------------

@@ -145,3 +145,28 @@ def test_asserting_a_verdict_shows_its_evidence(pytester: pytest.Pytester) -> No
             "*0x* (test_assert:ExpectsRevert: status 1, expected 0)*",
         ]
     )
+
+
+def test_fail_fast_stops_a_run_with_several_edges(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_fast_everywhere="""
+        import pytest
+        from pytest_gashammer.workload.transfer import TransferTemplate
+
+        class ExpectsRevert(TransferTemplate):
+            name = "expects-revert"
+            expected_status = 0
+
+        @pytest.mark.gashammer(gas_per_sec="500k", duration="60s", warmup=0, fail_fast=True,
+                               workload={"test_fast_everywhere:ExpectsRevert": 1.0})
+        def test_fast(hammer):
+            result = hammer.run(check=False)
+            assert result.verdict("receipt_status").status == "failed"
+            assert len(result.edges) == 2
+            assert result.duration < 40
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--gashammer-edges", "2*popen", timeout=300
+    )
+    result.assert_outcomes(passed=1)
