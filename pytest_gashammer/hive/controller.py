@@ -233,7 +233,9 @@ class HiveController:
                         # One edge saw a hard invariant break: the whole run stops, not just that edge.
                         for other in state.edges:
                             if other != edge_id and other not in state.reports:
-                                self.edges[other].send(protocol.STOP, state.run_id, f"{reason} (on {edge_id})")
+                                self.edges[other].send(
+                                    protocol.STOP, state.run_id, f"{reason} (on {edge_id})"
+                                )
             self._lock.notify_all()
 
     # -- devnet ---------------------------------------------------------------------------------

@@ -52,7 +52,9 @@ def test_every_worker_is_an_edge_and_counts_add_up(pytester: pytest.Pytester, wo
     assert sum(edge["share"] for edge in edges) == pytest.approx(1.0)
     assert facts["lost"] == 0
     assert facts["verdicts"]["edges"] == "passed"
-    assert all(status == "passed" for status in facts["verdicts"].values())
+    # Every invariant holds; value conservation needs receipts="all", so it says it cannot tell.
+    assert facts["verdicts"].pop("balance_conservation") == "inconclusive"
+    assert set(facts["verdicts"].values()) == {"passed"}
     # Started together: the hive's start signal reaches every edge within a fraction of a second.
     assert max(edge["skew"] for edge in edges) < 0.5
 

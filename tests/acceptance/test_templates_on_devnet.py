@@ -40,8 +40,20 @@ def run(devnet: EmbeddedDevnet, seed: int, **spec: Any) -> tuple[EdgeReport, Sce
     return EdgeRuntime(assignment).run_blocking(), plan
 
 
+#: These runs follow no feed, and value conservation only applies to transfer-only runs.
+MAY_NOT_APPLY = {
+    "feed_sequence",
+    "feed_exactly_once",
+    "feed_order",
+    "feed_block_hash",
+    "balance_conservation",
+}
+
+
 def assert_all_verdicts_pass(report: EdgeReport, plan: ScenarioPlan) -> None:
     for verdict in evaluate([report], plan.inclusion_timeout):
+        if verdict.name in MAY_NOT_APPLY and verdict.status == "inconclusive":
+            continue
         assert verdict.status == "passed", verdict.describe()
 
 
