@@ -1,121 +1,26 @@
-"""The thread-and-loop shell both fault proxies run in.
-
-Why it exists: tests and synchronous fixtures own the proxies, so each proxy serves from a daemon
-thread with its own asyncio event loop (as :class:`~pytest_gashammer.feed.relay.FeedRelay` does):
-``start()`` returns once the socket listens on a free loopback port, ``stop()`` is idempotent and
-bounded in time, and the proxy is a context manager. Loopback only: a fault proxy breaks promises on
-purpose and must never be reachable from another machine.
+"""The thread-and-loop shell both fault proxies run in: :class:`~pytest_gashammer._loop_server.LoopServer`
+bound to loopback. A fault proxy breaks promises on purpose and must never be reachable from
+another machine.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
-from collections.abc import Awaitable
-from typing import Any, Self
-
+from pytest_gashammer._loop_server import LOOPBACK
+from pytest_gashammer._loop_server import LoopServer as _LoopServer
 from pytest_gashammer.errors import GashammerError
 
-LOOPBACK = "127.0.0.1"
+__all__ = ["LOOPBACK", "FaultProxyError", "LoopServer"]
 
 
 class FaultProxyError(GashammerError):
     """A fault proxy could not start: the port is taken or its upstream is unusable."""
 
 
-class LoopServer:
-    """Base of the proxies: runs :meth:`_serve` on a private event loop in a daemon thread.
-
-    Subclasses implement :meth:`_serve`: bind, store the port in ``self._port``, call
-    ``self._ready.set()``, wait for ``stop``, and release everything they opened before returning.
-    """
+class LoopServer(_LoopServer):
+    """Base of the proxies: always on loopback, failing with :class:`FaultProxyError`."""
 
     kind = "fault proxy"
+    error = FaultProxyError
 
     def __init__(self, *, port: int = 0, startup_timeout: float = 10.0) -> None:
-        if not 0 <= port <= 65535:
-            raise ValueError(f"port={port} is not a TCP port; pass 0 for a free one")
-        if startup_timeout <= 0:
-            raise ValueError(f"startup_timeout={startup_timeout} must be positive, e.g. 10.0")
-        self.host = LOOPBACK
-        self._requested_port = port
-        self.startup_timeout = startup_timeout
-        self._port: int | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._done = threading.Event()
-        self._failure: BaseException | None = None
-
-    # -- host-facing API ------------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise FaultProxyError(f"the {self.kind} is not started; call start() first")
-        return self._port
-
-    @property
-    def running(self) -> bool:
-        """True from ``start()`` until the proxy's thread has finished."""
-        return self._thread is not None and not self._done.is_set()
-
-    def start(self) -> Self:
-        """Start listening; returns once clients can connect. Raises :class:`FaultProxyError`."""
-        if self._thread is not None:
-            return self
-        self._thread = threading.Thread(target=self._thread_main, name=f"gashammer-{self.kind}", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(self.startup_timeout) and self._failure is None:
-            self.stop()
-            raise FaultProxyError(
-                f"{self.kind} did not start within {self.startup_timeout:g} s; raise startup_timeout "
-                "or check that the machine is not overloaded"
-            )
-        if self._failure is not None:
-            failure = self._failure
-            self.stop()
-            if isinstance(failure, FaultProxyError):
-                raise failure
-            raise FaultProxyError(f"{self.kind} failed to start: {type(failure).__name__}: {failure}")
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Close the listening socket and every connection. Idempotent, returns within ``timeout``."""
-        loop, event, thread = self._loop, self._stop_event, self._thread
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already closed
-                loop.call_soon_threadsafe(event.set)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    # -- thread ---------------------------------------------------------------------------------
-    def _thread_main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            self._stop_event = asyncio.Event()
-            loop.run_until_complete(self._serve(self._stop_event))
-        except BaseException as exc:  # reported by start(); after a successful start it is kept
-            self._failure = exc
-        finally:
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-            self._done.set()
-            self._ready.set()
-
-    async def _serve(self, stop: asyncio.Event) -> None:
-        raise NotImplementedError
-
-    async def _wait_bounded(self, awaitable: Awaitable[Any], timeout: float) -> None:
-        """Await ``awaitable`` for at most ``timeout`` seconds, ignoring its failure (used in cleanup)."""
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-            await asyncio.wait_for(awaitable, timeout)
+        super().__init__(host=LOOPBACK, port=port, startup_timeout=startup_timeout)

@@ -50,6 +50,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from pytest_gashammer._loop_server import LoopServer
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.feed.codec import (
     MAX_L2_MESSAGE_SIZE,
@@ -314,7 +315,7 @@ def _fragment(message: FeedMessage) -> str:
 # -------------------------------------------------------------------------------------------- relay
 
 
-class FeedRelay:
+class FeedRelay(LoopServer):
     """A WebSocket feed server that turns each block of ``rpc_url`` into a Nitro feed message.
 
     ``backlog_limit`` / ``backlog_bytes`` bound what a (re)connecting client can replay: Nitro trims
@@ -322,6 +323,10 @@ class FeedRelay:
     messages instead. ``start_block`` is the first block relayed (default: the node's head at
     ``start()``). ``transform`` is a fault hook, see :data:`FrameTransform`.
     """
+
+    kind = "feed relay"
+    thread_name = "gashammer-feed-relay"
+    error = FeedRelayError
 
     def __init__(
         self,
@@ -346,10 +351,9 @@ class FeedRelay:
     ) -> None:
         if catchup_messages < 1 or backlog_limit < 1:
             raise ValueError("catchup_messages and backlog_limit must be at least 1")
+        super().__init__(host=host, port=port, startup_timeout=startup_timeout)
         self.rpc_url = rpc_url
         self.chain_id = int(chain_id)
-        self.host = host
-        self._requested_port = port
         self._start_block = start_block
         self.backlog_limit = backlog_limit
         self.backlog_bytes_limit = backlog_bytes
@@ -362,7 +366,6 @@ class FeedRelay:
         self.require_version = require_version
         self.transform = transform
         self.prime_limit = prime_limit
-        self.startup_timeout = startup_timeout
 
         self._stats = RelayStats()
         self._backlog: dict[int, _Entry] = {}
@@ -371,24 +374,11 @@ class FeedRelay:
         self._last_block_hash: str | None = None
         self._primed: dict[str, bytes] = {}
         self._primed_lock = threading.Lock()
-        self._port: int | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
         self._new_message: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._done = threading.Event()
-        self._failure: BaseException | None = None
         self._connections: set[Any] = set()
         self._sequence_cond = threading.Condition()
 
     # -- host-facing API ------------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise FeedRelayError("the feed relay is not started; call start() first")
-        return self._port
-
     @property
     def url(self) -> str:
         """``ws://host:port`` of the feed, for :class:`~pytest_gashammer.feed.client.FeedClient`."""
@@ -397,11 +387,6 @@ class FeedRelay:
     @property
     def liveness_url(self) -> str:
         return f"http://{self.host}:{self.port}/livenessprobe"
-
-    @property
-    def running(self) -> bool:
-        """True from ``start()`` until the relay's thread has finished."""
-        return self._thread is not None and not self._done.is_set()
 
     @property
     def stats(self) -> RelayStats:
@@ -466,73 +451,28 @@ class FeedRelay:
         future = asyncio.run_coroutine_threadsafe(self._disconnect_all(abrupt), loop)
         return future.result(timeout=5)
 
-    def start(self) -> FeedRelay:
-        """Start listening; returns once clients can connect. Raises :class:`FeedRelayError`."""
-        if self._thread is not None:
-            return self
-        self._thread = threading.Thread(target=self._thread_main, name="gashammer-feed-relay", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(self.startup_timeout) and self._failure is None:
-            self.stop()
-            raise FeedRelayError(
-                f"feed relay did not start within {self.startup_timeout:.0f} s (node {self.rpc_url}); "
-                "check that the node answers JSON-RPC"
-            )
-        if self._failure is not None:
-            failure = self._failure
-            self.stop()
-            if isinstance(failure, FeedRelayError):
-                raise failure
-            raise FeedRelayError(f"feed relay failed to start: {type(failure).__name__}: {failure}")
-        return self
+    def _startup_timeout_message(self) -> str:
+        return (
+            f"feed relay did not start within {self.startup_timeout:.0f} s (node {self.rpc_url}); "
+            "check that the node answers JSON-RPC"
+        )
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Close every client and the listening socket, stop following blocks. Idempotent, bounded."""
-        loop, event, thread = self._loop, self._stop_event, self._thread
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(event.set)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+    def _crashed_after_start(self, exc: BaseException) -> None:
+        self._count("relay_crashed", f"{type(exc).__name__}: {exc}")
+
+    def _stopped(self) -> None:
         with self._sequence_cond:
             self._sequence_cond.notify_all()
-
-    def __enter__(self) -> FeedRelay:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "not started"
         return f"<FeedRelay {where} chain_id={self.chain_id} head={self.head_sequence}>"
 
-    # -- thread ---------------------------------------------------------------------------------
-    def _thread_main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._main())
-        except BaseException as exc:  # reported to start(); after start it is counted
-            if not self._ready.is_set():
-                self._failure = exc
-            else:
-                self._count("relay_crashed", f"{type(exc).__name__}: {exc}")
-        finally:
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-            self._done.set()
-            self._ready.set()
-            with self._sequence_cond:
-                self._sequence_cond.notify_all()
-
-    async def _main(self) -> None:
+    async def _serve(self, stop: asyncio.Event) -> None:
         from websockets.asyncio.server import serve
 
         from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError, TransportError
 
-        self._stop_event = asyncio.Event()
         self._new_message = asyncio.Event()
         async with AsyncRpcClient(self.rpc_url, connections=2, timeout=30.0, retries=2) as rpc:
             try:
@@ -571,7 +511,7 @@ class FeedRelay:
             follower = asyncio.create_task(self._follow(rpc, next_block))
             self._ready.set()
             try:
-                await self._stop_event.wait()
+                await stop.wait()
             finally:
                 follower.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
