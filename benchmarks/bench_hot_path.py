@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import cProfile
 import dataclasses
 import io
@@ -204,6 +205,22 @@ class BaselineResult:
         return self.included / self.span_seconds if self.span_seconds > 0 else 0.0
 
 
+@dataclasses.dataclass
+class Paired:
+    """The edge at its best target between two raw baselines on the same node state."""
+
+    before: BaselineResult
+    edge: EdgeRun | None = None
+    after: BaselineResult | None = None
+    #: The raw baseline while a burner process takes the edge's share of a core.
+    contended: BaselineResult | None = None
+
+    @property
+    def baseline_tx_per_sec(self) -> float:
+        figures = [b.included_tx_per_sec for b in (self.before, self.after) if b is not None]
+        return statistics.fmean(figures) if figures else 0.0
+
+
 def baseline_key(index: int, salt: int = 0) -> str:
     from eth_hash.auto import keccak
 
@@ -216,11 +233,20 @@ def baseline_key(index: int, salt: int = 0) -> str:
         counter += 1
 
 
+def baseline_recipients() -> list[bytes]:
+    """A fixed pool of recipients, as the ``transfer`` template uses: fresh addresses per transfer
+    would grow the node's state run after run and measure that growth, not the submission path."""
+    from eth_hash.auto import keccak
+
+    return [keccak(b"gashammer/bench-recipient" + index.to_bytes(8, "big"))[12:] for index in range(1024)]
+
+
 def sign_sender_transfers(job: tuple[str, int, int, int, int, int]) -> tuple[list[str], float]:
     """Worker: sign ``count`` transfers of one sender from nonce 0. Returns raw hex and CPU seconds."""
     key, chain_id, count, max_fee, tip, seed = job
     account = Account.from_key(key)
     rng = random.Random(seed)
+    recipients = baseline_recipients()
     started = time.process_time()
     raws = []
     for nonce in range(count):
@@ -229,7 +255,7 @@ def sign_sender_transfers(job: tuple[str, int, int, int, int, int]) -> tuple[lis
                 "type": 2,
                 "chainId": chain_id,
                 "nonce": nonce,
-                "to": rng.getrandbits(160).to_bytes(20, "big"),
+                "to": recipients[rng.randrange(len(recipients))],
                 "value": 1,
                 "gas": TRANSFER_GAS,
                 "maxFeePerGas": max_fee,
@@ -340,9 +366,46 @@ async def submit_and_wait(
     return accepted, rejected, errors, sent_done - first_send, last_progress - first_send, mined
 
 
+def burn_cpu(share: float, stop: Any) -> None:
+    """Worker: keep ``share`` of one core busy (in 10 ms periods) until ``stop`` is set."""
+    period = 0.010
+    while not stop.is_set():
+        started = time.perf_counter()
+        while time.perf_counter() - started < period * share:
+            pass
+        time.sleep(period * (1.0 - share))
+
+
+class CpuBurner:
+    """A separate process taking ``share`` of one core, stopped on exit whatever happens."""
+
+    def __init__(self, share: float) -> None:
+        self.share = min(max(share, 0.0), 1.0)
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._process = context.Process(target=burn_cpu, args=(self.share, self._stop), daemon=True)
+
+    def __enter__(self) -> CpuBurner:
+        self._process.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+
+
 def run_baseline(
-    devnet: EmbeddedDevnet, txs: int, connections: int, batch: int = BASELINE_BATCH, salt: int = 0
+    devnet: EmbeddedDevnet,
+    txs: int,
+    connections: int,
+    batch: int = BASELINE_BATCH,
+    salt: int = 0,
+    burn_share: float = 0.0,
 ) -> BaselineResult:
+    """``burn_share`` > 0 runs a process taking that share of one core while the baseline submits."""
     keys = [baseline_key(index, salt) for index in range(BASELINE_SENDERS)]
     addresses = [Account.from_key(key).address for key in keys]
     per_sender = [
@@ -387,11 +450,13 @@ def run_baseline(
     idle = node_idle_share(devnet)
     node_cpu = NodeCpu(devnet.pid)
     node_before = node_cpu.seconds()
-    client_before = time.process_time()
-    accepted, rejected, errors, send_s, span_s, mined = asyncio.run(
-        submit_and_wait(devnet.rpc_url, bodies, connections, addresses, per_sender)
-    )
-    client_cpu = time.process_time() - client_before
+    burner = CpuBurner(burn_share) if burn_share > 0 else contextlib.nullcontext()
+    with burner:
+        client_before = time.process_time()
+        accepted, rejected, errors, send_s, span_s, mined = asyncio.run(
+            submit_and_wait(devnet.rpc_url, bodies, connections, addresses, per_sender)
+        )
+        client_cpu = time.process_time() - client_before
     node_after = node_cpu.seconds()
     share = None
     if node_before is not None and node_after is not None and span_s > 0:
@@ -853,10 +918,10 @@ def main() -> int:
     )
     parser.add_argument(
         "--rates",
-        default="2M,5M,10M,20M,100M",
-        help="comma-separated target gas rates for the edge sweep (default 2M,5M,10M,20M,100M)",
+        default="2M,10M,50M,100M,150M,200M",
+        help="comma-separated target gas rates for the edge sweep (default 2M,10M,50M,100M,150M,200M)",
     )
-    parser.add_argument("--baseline-txs", type=int, default=12_000, help="raw baseline size, 0 skips it")
+    parser.add_argument("--baseline-txs", type=int, default=24_000, help="raw baseline size, 0 skips it")
     parser.add_argument(
         "--baseline-batch", type=int, default=BASELINE_BATCH, help="transactions per baseline request (200)"
     )
@@ -875,7 +940,9 @@ def main() -> int:
 
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {load_average()}")
     print(f"edge signer: {edge_signer()}")
-    with EmbeddedDevnet().start() as devnet:
+    # No feed relay: nothing here follows the feed, and the relay would ask the node for every
+    # block's full transactions (node CPU) from a thread of this process (counted as edge CPU).
+    with EmbeddedDevnet(feed=False).start() as devnet:
         print(f"devnet: {devnet.node_version} at {devnet.rpc_url}, chain id {devnet.chain_id}\n")
 
         baseline: BaselineResult | None = None
@@ -925,20 +992,55 @@ def main() -> int:
             except Exception:
                 print("  run failed:\n" + traceback.format_exc())
 
-        baseline_after: BaselineResult | None = None
-        if baseline is not None and not devnet_gone(devnet):
-            # The same raw baseline on the node as the edge runs left it (every transfer created an
-            # account), so the ratio can be read against both ends of the run.
-            print("\n[4] raw baseline again, on the node as the edge runs left it")
+        paired: Paired | None = None
+        best = max(measured, key=lambda run: run.span_tx_per_sec, default=None)
+        if baseline is not None and best is not None and not devnet_gone(devnet):
+            # The sweep's node is fresh for the first baseline and has grown by the end; the ratio
+            # is read from the edge at its best target between two baselines on the node as it is.
+            print(
+                f"\n[4] paired: raw baseline, the edge at {best.label}gas/s, raw baseline "
+                "(the ratio is read from these three)"
+            )
             try:
-                baseline_after = run_baseline(
-                    devnet, baseline.txs, connections, max(args.baseline_batch, 1), salt=1
+                paired = Paired(
+                    before=run_baseline(
+                        devnet, baseline.txs, connections, max(args.baseline_batch, 1), salt=1
+                    )
                 )
-                print_baseline(baseline_after)
+                print_baseline(paired.before)
+                paired.edge = run_edge(
+                    devnet,
+                    best.plan.target_gas_per_sec,
+                    seconds,
+                    SEED_BASE + len(rates) + 1,
+                    connections,
+                    None,
+                )
+                print_table([paired.edge])
+                paired.after = run_baseline(
+                    devnet, baseline.txs, connections, max(args.baseline_batch, 1), salt=2
+                )
+                print_baseline(paired.after)
+                if not math.isnan(paired.edge.cpu_share) and paired.edge.cpu_share > 0:
+                    # How much the node loses when another process takes what the edge took of
+                    # the same cores: the ceiling of the ratio on this machine.
+                    print(
+                        f"  raw baseline again, beside a process that keeps "
+                        f"{paired.edge.cpu_share * 100:.0f}% of a core busy (the edge's share):"
+                    )
+                    paired.contended = run_baseline(
+                        devnet,
+                        baseline.txs,
+                        connections,
+                        max(args.baseline_batch, 1),
+                        salt=3,
+                        burn_share=paired.edge.cpu_share,
+                    )
+                    print_baseline(paired.contended)
             except Exception:
-                print("  baseline failed:\n" + traceback.format_exc())
+                print("  paired measurement failed:\n" + traceback.format_exc())
 
-    print_summary(baseline, baseline_after, measured, half)
+    print_summary(baseline, paired, measured, half)
     if profiles:
         write_profile(args.profile, profiles)
     print(f"\ntotal wall time {time.perf_counter() - wall_start:.0f} s; load average {load_average()}")
@@ -964,30 +1066,36 @@ def load_average() -> str:
 
 def print_summary(
     baseline: BaselineResult | None,
-    baseline_after: BaselineResult | None,
+    paired: Paired | None,
     runs: Sequence[EdgeRun],
     half: EdgeRun | None,
 ) -> None:
     print("\nsummary")
     if baseline is not None:
-        after = ""
-        if baseline_after is not None:
-            after = (
-                f"; after the edge runs: {baseline_after.included_tx_per_sec:,.0f} tx/s (node idle "
-                f"{fmt_share(baseline_after.node_idle_share)} before it)"
-            )
         print(
-            f"  raw baseline: {baseline.included_tx_per_sec:,.0f} included tx/s "
-            f"({baseline.included_tx_per_sec * TRANSFER_GAS / 1e6:.1f} Mgas/s) on the fresh node{after}"
+            f"  raw baseline on the fresh node: {baseline.included_tx_per_sec:,.0f} included tx/s "
+            f"({baseline.included_tx_per_sec * TRANSFER_GAS / 1e6:.1f} Mgas/s)"
         )
+    if paired is not None and paired.edge is not None and paired.after is not None:
+        edge = paired.edge
+        print(
+            f"  paired at {edge.label}gas/s: raw baseline {paired.before.included_tx_per_sec:,.0f} and "
+            f"{paired.after.included_tx_per_sec:,.0f} tx/s around the edge's {edge.span_tx_per_sec:,.0f} "
+            f"tx/s: edge / raw baseline = {edge.span_tx_per_sec / paired.baseline_tx_per_sec:.2f}; "
+            f"edge CPU {edge.us_per_tx:.0f} us/tx ({edge.cpu_share * 100:.0f}% of a core)"
+        )
+        if paired.contended is not None:
+            ceiling = paired.contended.included_tx_per_sec / paired.baseline_tx_per_sec
+            print(
+                f"  ceiling on this machine: the raw baseline beside a process taking the edge's "
+                f"{edge.cpu_share * 100:.0f}% of a core reaches {paired.contended.included_tx_per_sec:,.0f} "
+                f"tx/s = {ceiling:.2f} of itself (the node then has that much less CPU, as beside the edge)"
+            )
     best = max(runs, key=lambda run: run.span_tx_per_sec, default=None)
     if best is not None and best.result is not None:
         ratio = ""
         if baseline is not None and baseline.included_tx_per_sec > 0:
-            ratio = f"; edge / raw baseline = {best.span_tx_per_sec / baseline.included_tx_per_sec:.2f}"
-            if baseline_after is not None and baseline_after.included_tx_per_sec > 0:
-                after_ratio = best.span_tx_per_sec / baseline_after.included_tx_per_sec
-                ratio += f" (/ the baseline after: {after_ratio:.2f})"
+            ratio = f"; / the fresh node's raw baseline = {best.span_tx_per_sec / baseline.included_tx_per_sec:.2f}"
         print(
             f"  edge best: {best.span_tx_per_sec:,.0f} included tx/s = "
             f"{best.span_gas_per_sec / 1e6:.2f} Mgas/s "
@@ -1040,10 +1148,10 @@ def print_summary(
 PROFILE_AREAS = (  # (label, file suffix, function): cumulative CPU time of that function
     ("edge thread, total", "edge/runtime.py", "_thread_main"),
     ("setup: derive, calibrate, fund", "edge/runtime.py", "setup"),
-    ("send loop (build + schedule + spawn)", "edge/runtime.py", "_send_loop"),
-    ("  build one transaction", "edge/runtime.py", "_build"),
-    ("    of which signing", "edge/runtime.py", "_sign"),
-    ("  arrival schedule", "workload/rate.py", "next"),
+    ("send loop (schedule, sign ahead, spawn submissions)", "edge/runtime.py", "_send_loop"),
+    ("  sign ahead: schedule, build, sign, log", "edge/runtime.py", "_sign_ahead"),
+    ("    of which signing", "edge/signer.py", "sign_fields"),
+    ("    arrival schedule", "workload/rate.py", "next"),
     ("submit: batch JSON, aiohttp request, answers", "edge/runtime.py", "_submit"),
     ("  aiohttp body writer task", "aiohttp/client_reqrep.py", "write_bytes"),
     ("block tracking: fetch and match blocks", "edge/tracker.py", "_fetch_pending"),

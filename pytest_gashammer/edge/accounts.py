@@ -82,6 +82,21 @@ class NonceBook:
             self.foreign[sender].update(range(self._next[sender], pending_count))
             self._next[sender] = pending_count
 
+    def unwind(self, sender: int, nonce: int) -> None:
+        """Take back a nonce handed out to a transaction that was never sent.
+
+        Unwinding the latest nonces first (newest transaction first) leaves the book as if they had
+        never been taken: the next nonce moves back, and a nonce that came from the released ones
+        is released again.
+        """
+        released = self._released[sender]
+        if nonce == self._next[sender] - 1:
+            self._next[sender] = nonce
+            while released and released[-1] == self._next[sender] - 1:
+                self._next[sender] = released.pop()
+        else:
+            self.release(sender, nonce)
+
     def mark_foreign(self, sender: int, nonce: int) -> None:
         """The node holds another transaction at ``nonce`` for this sender (ours was refused for it)."""
         self.foreign[sender].add(nonce)

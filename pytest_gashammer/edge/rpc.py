@@ -214,23 +214,41 @@ class AsyncRpcClient:
             for offset, (method, params) in enumerate(calls)
         ]
         answer = await self._post(json.dumps(request).encode(), calls[0][0])
-        if isinstance(answer, dict) and "error" in answer:
-            # A node that rejects the batch as a whole answers with a single error object.
-            try:
-                _result_of(answer, calls[0][0])
-            except (RpcError, TransportError) as exc:
-                return [exc] * len(calls)
-        if not isinstance(answer, list):
-            raise TransportError(f"batch of {calls[0][0]}: expected a JSON array, got {str(answer)[:80]}")
-        by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}
-        results: list[Any] = []
-        for offset, (method, _params) in enumerate(calls):
-            item = by_id.get(first_id + offset)
-            if item is None:
-                results.append(TransportError(f"{method}: missing from the batch answer"))
-                continue
-            try:
-                results.append(_result_of(item, method))
-            except (RpcError, TransportError) as exc:
-                results.append(exc)
-        return results
+        return batch_results(answer, first_id, [method for method, _ in calls])
+
+    async def post_batch(self, body: bytes, what: str) -> Any:
+        """POST a JSON-RPC batch the caller encoded itself; the parsed answer, unchecked.
+
+        The hot path renders each ``eth_sendRawTransaction`` request once, when it signs the
+        transaction, and joins them here; :func:`batch_results` interprets the answer.
+        """
+        return await self._post(body, what)
+
+
+def batch_results(answer: Any, first_id: int, methods: Sequence[str]) -> list[Any]:
+    """The answer to a batch whose requests had ids ``first_id ..``: a result or an exception each.
+
+    A node that refuses the batch as a whole answers with one error object, which then stands for
+    every request. A request missing from the answer is a :class:`TransportError`.
+    """
+    if not methods:
+        return []
+    if isinstance(answer, dict) and "error" in answer:
+        try:
+            _result_of(answer, methods[0])
+        except (RpcError, TransportError) as exc:
+            return [exc] * len(methods)
+    if not isinstance(answer, list):
+        raise TransportError(f"batch of {methods[0]}: expected a JSON array, got {str(answer)[:80]}")
+    by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}
+    results: list[Any] = []
+    for offset, method in enumerate(methods):
+        item = by_id.get(first_id + offset)
+        if item is None:
+            results.append(TransportError(f"{method}: missing from the batch answer"))
+            continue
+        try:
+            results.append(_result_of(item, method))
+        except (RpcError, TransportError) as exc:
+            results.append(exc)
+    return results

@@ -14,6 +14,7 @@ Inclusion is tracked by following blocks (see :mod:`~pytest_gashammer.edge.track
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import math
@@ -23,11 +24,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from pytest_gashammer.edge.accounts import NonceBook, Sender, derive_senders
 from pytest_gashammer.edge.funding import fund_senders
-from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError, TransportError
+from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError, TransportError, batch_results
 from pytest_gashammer.edge.setup import EdgeSetupContext
 from pytest_gashammer.edge.signer import FastSigner
 from pytest_gashammer.edge.tracker import BlockFollower
@@ -38,7 +39,6 @@ from pytest_gashammer.telemetry.records import (
     STATUS_ACCEPTED,
     STATUS_INCLUDED,
     STATUS_REJECTED,
-    STATUS_SENT,
     BlockRecord,
     EdgeReport,
     TxLog,
@@ -48,12 +48,34 @@ from pytest_gashammer.workload.rate import ArrivalSchedule
 from pytest_gashammer.workload.registry import resolve_template
 
 MAX_BATCH = 256
+#: How far ahead of its intended send time a transaction may be signed, and how many may wait
+#: signed: enough that signing never makes a due send late, bounded so a stop wastes little.
+SIGN_AHEAD_SECONDS = 0.05
+SIGN_AHEAD_LIMIT = 1024
+#: Transactions signed between two checks for due sends (~1.5 ms of signing).
+SIGN_CHUNK = 32
 #: Transactions due within this window go out in one JSON-RPC batch. Per-request overhead (client
 #: and node) dominates below saturation otherwise; the wait counts as latency, never hidden.
 COALESCE_SECONDS = 0.004
 #: Template index recorded for the self-transfers that fill a nonce hole left by a rejection.
 GAP_FILLER = -1
 NONCE_RESYNC_KINDS = frozenset({"nonce_too_low", "replacement_underpriced"})
+# One eth_sendRawTransaction request, rendered when the transaction is signed; its id is the row.
+_SEND_RAW_REQUEST = '{"jsonrpc":"2.0","id":%d,"method":"eth_sendRawTransaction","params":["0x%s"]}'
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Batch(NamedTuple):
+    """Consecutive rows sent in one request, with their rendered requests (and raw bytes if needed)."""
+
+    first: int
+    size: int
+    requests: list[str]
+    raws: list[bytes] | None
 
 
 @dataclasses.dataclass
@@ -196,8 +218,14 @@ class EdgeRuntime:
         self._stop_event = asyncio.Event()
         if self._stop_requested:
             self._stop_event.set()
-        async with AsyncRpcClient(self.assignment.rpc_url, connections=self.assignment.connections) as rpc:
-            session = _EdgeSession(self, rpc)
+        url = self.assignment.rpc_url
+        # Tracking gets connections of its own so that a burst of submissions never delays seeing a
+        # block (which would inflate inclusion latency and bunch up per-second figures).
+        async with (
+            AsyncRpcClient(url, connections=self.assignment.connections) as rpc,
+            AsyncRpcClient(url, connections=2) as track_rpc,
+        ):
+            session = _EdgeSession(self, rpc, track_rpc)
             await session.setup()
             if self._start_gate is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self._start_gate)
@@ -207,11 +235,12 @@ class EdgeRuntime:
 class _EdgeSession:
     """State of one run on one edge. Lives on the edge's event loop thread only."""
 
-    def __init__(self, runtime: EdgeRuntime, rpc: AsyncRpcClient) -> None:
+    def __init__(self, runtime: EdgeRuntime, rpc: AsyncRpcClient, track_rpc: AsyncRpcClient) -> None:
         self.runtime = runtime
         self.assignment = runtime.assignment
         self.plan = runtime.plan
         self.rpc = rpc
+        self.track_rpc = track_rpc
         self.log = TxLog()
         self.blocks: list[BlockRecord] = []
         self.errors: dict[str, int] = {}
@@ -227,7 +256,7 @@ class _EdgeSession:
         self.wall_origin_ns = 0
         self.sending_finished_ns = NOT_YET
         self.resyncing: set[int] = set()
-        self.submit_slots = asyncio.Semaphore(runtime.assignment.connections * 2)
+        self.submit_slots = asyncio.Semaphore(runtime.assignment.connections)
         self.correlator: Any = None
         self.feed_client: Any = None
         self.feed_task: asyncio.Task[None] | None = None
@@ -297,7 +326,8 @@ class _EdgeSession:
         self.start_nonces = [int(answer, 16) for answer in counts]
         self.nonces = NonceBook(list(self.start_nonces))
         self.rng = random.Random(plan.seed * 1_000_003 + assignment.sender_start)
-        self.start_block = int(await self.rpc.call("eth_blockNumber"), 16)
+        # On the tracking client: its connection is then open before the clock starts.
+        self.start_block = int(await self.track_rpc.call("eth_blockNumber"), 16)
         # Value conservation needs every fee paid (all receipts) and a known value per transaction.
         self.balance_check = plan.receipts is None and all(name == "transfer" for name, _, _ in plan.workload)
         self.fees_paid = 0
@@ -307,6 +337,12 @@ class _EdgeSession:
             await self._start_feed(chain_id)
         self.signers = [FastSigner(sender.key, assignment.chain_id) for sender in self.senders]
         self.prepared: dict[tuple[int, int], Any] = {}
+        self.turn = 0
+        self.slot_waiter: asyncio.Future[None] | None = None
+        self.next_arrival: tuple[float, int] | None = None
+        self.unsent_from = 0
+        self.unsent_requests: list[str] = []
+        self.unsent_raws: list[bytes] | None = [] if self.runtime.raw_tx_sink is not None else None
 
     def _adopt(self, preparation: dict[str, Any]) -> None:
         """Take over the hive's run-level setup instead of repeating it on every edge."""
@@ -417,9 +453,7 @@ class _EdgeSession:
     async def _balances_at(self, block: int) -> list[int]:
         answers = await self.track_rpc.batch(
             [("eth_getBalance", [sender.address, hex(block)]) for sender in self.senders]
-        ) if hasattr(self, "track_rpc") else await self.rpc.batch(
-            [("eth_getBalance", [sender.address, hex(block)]) for sender in self.senders]
-        )  # fmt: skip
+        )
         if any(isinstance(answer, Exception) for answer in answers):
             raise TransportError(f"eth_getBalance at block {block} failed for a sender")
         return [int(answer, 16) for answer in answers]
@@ -506,13 +540,6 @@ class _EdgeSession:
 
     # -- run ------------------------------------------------------------------------------------
     async def run(self) -> EdgeReport:
-        # Tracking gets connections of its own so that a burst of submissions never delays
-        # seeing a block (which would inflate inclusion latency and bunch up per-second figures).
-        async with AsyncRpcClient(self.assignment.rpc_url, connections=2) as track_rpc:
-            self.track_rpc = track_rpc
-            return await self._run()
-
-    async def _run(self) -> EdgeReport:
         runtime = self.runtime
         stop = runtime._stop_event
         assert stop is not None
@@ -588,35 +615,70 @@ class _EdgeSession:
         return (time.monotonic_ns() - self.origin_ns) / 1e9
 
     async def _send_loop(self, stop: asyncio.Event) -> None:
+        """Send every transaction at its intended time, signed ahead of it.
+
+        Signing runs up to :data:`SIGN_AHEAD_SECONDS` (and :data:`SIGN_AHEAD_LIMIT` transactions)
+        ahead of the schedule, in chunks, so a due send waits for at most one chunk of signing.
+        Signed rows are already in the log (state "scheduled"); rows ``unsent_from ..`` are the
+        buffer, and their ``eth_sendRawTransaction`` requests are rendered as JSON text once, when
+        signed. Due rows go out in one batch; after a send the loop lets at least
+        :data:`COALESCE_SECONDS` pass, so that below saturation requests carry several transactions.
+        """
         progress = self.runtime.progress
-        sender_count = len(self.senders)
-        next_arrival = self.schedule.next()
+        log = self.log
+        intended = log.intended_ns
         cap = self.plan.max_in_flight
-        turn = 0
-        while next_arrival is not None and not stop.is_set():
-            now = self._now()
-            progress.elapsed = now
-            progress.phase = self._phase_at(now)
+        coalesce_ns = int(COALESCE_SECONDS * 1e9)
+        ahead_ns = int(SIGN_AHEAD_SECONDS * 1e9)
+        self.next_arrival = self.schedule.next()
+        self.unsent_from = len(log)
+        last_send_ns = 0
+        while not stop.is_set():
+            now_ns = time.monotonic_ns()
+            progress.elapsed = (now_ns - self.origin_ns) / 1e9
+            progress.phase = self._phase_at(progress.elapsed)
+            buffered = len(log) - self.unsent_from
+            if not buffered and self.next_arrival is None:
+                break
             if cap is not None and self.accepted_outstanding >= cap:
                 await asyncio.sleep(0.005)
                 continue
-            batch: list[tuple[int, bytes]] = []
-            while next_arrival is not None and next_arrival[0] <= now and len(batch) < MAX_BATCH:
-                t, template_index = next_arrival
-                sender = turn % sender_count
-                turn += 1
-                batch.append(self._build(template_index, sender, self.origin_ns + int(t * 1e9)))
-                next_arrival = self.schedule.next()
-            if batch:
-                # Bounded submissions in flight: past that, sending waits (and latency shows it).
-                await self.submit_slots.acquire()
-                self._spawn(self._submit(batch))
-                if len(batch) == MAX_BATCH:
-                    await asyncio.sleep(0)
-                    continue
-            if next_arrival is not None:
-                wait = min(max(next_arrival[0] - self._now(), 0.0), 0.02)
-                await asyncio.sleep(max(wait, COALESCE_SECONDS) if batch else wait)
+            if (
+                buffered
+                and intended[self.unsent_from] <= now_ns
+                and (now_ns - last_send_ns >= coalesce_ns or buffered >= MAX_BATCH)
+                and not self.submit_slots.locked()
+            ):
+                # One request per connection at most: while every connection is busy, due rows
+                # wait here and the next request carries all of them (the node gains from bigger
+                # batches exactly when it is the bottleneck). The wait shows in the send lag.
+                due_end = bisect.bisect_right(intended, now_ns, self.unsent_from, len(log))
+                while self.unsent_from < due_end and not self.submit_slots.locked():
+                    count = min(due_end - self.unsent_from, MAX_BATCH)
+                    await self.submit_slots.acquire()
+                    self._spawn(self._submit(self._take_unsent(count)))
+                last_send_ns = now_ns
+                buffered = len(log) - self.unsent_from
+            arrival = self.next_arrival
+            if (
+                arrival is not None
+                and buffered < SIGN_AHEAD_LIMIT
+                and self.origin_ns + arrival[0] * 1e9 <= now_ns + ahead_ns
+            ):
+                self._sign_ahead(now_ns + ahead_ns, min(SIGN_CHUNK, SIGN_AHEAD_LIMIT - buffered))
+                await asyncio.sleep(0)  # let answers, blocks and submissions in between chunks
+                continue
+            if buffered and intended[self.unsent_from] <= now_ns and self.submit_slots.locked():
+                await self._slot_freed(0.02)
+                continue
+            if buffered:
+                wake_ns = max(intended[self.unsent_from], last_send_ns + coalesce_ns)
+            elif arrival is not None:
+                wake_ns = self.origin_ns + int(arrival[0] * 1e9) - ahead_ns
+            else:
+                wake_ns = now_ns
+            await asyncio.sleep(min(max(wake_ns - time.monotonic_ns(), 0) / 1e9, 0.02))
+        self._drop_unsent()
         self.sending_finished_ns = time.monotonic_ns()
         if self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
@@ -628,19 +690,55 @@ class _EdgeSession:
                 return phase.name
         return "draining"
 
-    def _build(self, template_index: int, sender: int, intended_ns: int) -> tuple[int, bytes]:
-        template = self.templates[template_index]
-        fields = template.build(sender, self.rng)
-        nonce = self.nonces.take(sender)
-        gas_limit = template.gas_limit(self.gas_model[template_index])
-        raw, tx_hash = self._sign(sender, nonce, gas_limit, fields)
-        row = self.log.append(
-            template_index, sender, nonce, int(self.gas_model[template_index]), intended_ns, tx_hash
-        )
-        self._register(tx_hash, row, intended_ns, raw)
-        return row, raw
+    def _sign_ahead(self, horizon_ns: int, limit: int) -> None:
+        """Build, sign and log up to ``limit`` scheduled transactions meant before ``horizon_ns``."""
+        origin_ns = self.origin_ns
+        horizon = (horizon_ns - origin_ns) / 1e9
+        next_arrival = self.schedule.next
+        templates, gas_model, rng, take = self.templates, self.gas_model, self.rng, self.nonces.take
+        sender_count, prepared_for = len(self.senders), self._prepared_for
+        by_hash, requests, raws = self.by_hash, self.unsent_requests, self.unsent_raws
+        gas_limits = [template.gas_limit(gas) for template, gas in zip(templates, gas_model, strict=True)]
+        gas_planned = [int(gas) for gas in gas_model]
+        template_column: list[int] = []
+        senders: list[int] = []
+        nonces: list[int] = []
+        gas_column: list[int] = []
+        intended: list[int] = []
+        hashes: list[bytes] = []
+        row = len(self.log)
+        turn = self.turn
+        arrival = self.next_arrival
+        while arrival is not None and arrival[0] <= horizon and len(senders) < limit:
+            t, index = arrival
+            sender = turn % sender_count
+            turn += 1
+            fields = templates[index].build(sender, rng)
+            nonce = take(sender)
+            raw, tx_hash = prepared_for(sender, gas_limits[index]).sign_fields(
+                nonce,
+                to=fields.get("to") or None,
+                value=int(fields.get("value", 0)),
+                data=fields.get("data") or b"",
+            )
+            by_hash[tx_hash] = row
+            requests.append(_SEND_RAW_REQUEST % (row, raw.hex()))
+            if raws is not None:
+                raws.append(raw)
+            template_column.append(index)
+            senders.append(sender)
+            nonces.append(nonce)
+            gas_column.append(gas_planned[index])
+            intended.append(origin_ns + int(t * 1e9))
+            hashes.append(tx_hash)
+            row += 1
+            arrival = next_arrival()
+        self.next_arrival = arrival
+        self.turn = turn
+        if senders:
+            self.log.extend(template_column, senders, nonces, gas_column, intended, b"".join(hashes))
 
-    def _sign(self, sender: int, nonce: int, gas_limit: int, fields: dict[str, Any]) -> tuple[bytes, bytes]:
+    def _prepared_for(self, sender: int, gas_limit: int) -> Any:
         # Fees and gas limit are fixed per (sender, gas limit): pre-encode them once, then only the
         # nonce, recipient, value and calldata are encoded per transaction.
         key = (sender, gas_limit)
@@ -657,50 +755,98 @@ class _EdgeSession:
                     "data": b"",
                 }
             )
-        signed = prepared.sign_fields(
-            nonce,
-            to=fields.get("to") or None,
-            value=int(fields.get("value", 0)),
-            data=fields.get("data") or b"",
-        )
-        return signed.raw, signed.hash
+        return prepared
 
-    def _register(self, tx_hash: bytes, row: int, intended_ns: int, raw: bytes) -> None:
-        self.by_hash[tx_hash] = row
-        if self.correlator is not None:
-            self.correlator.register(tx_hash, row, intended_ns)
-        if self.runtime.raw_tx_sink is not None:
-            self.runtime.raw_tx_sink(tx_hash, raw)
+    def _take_unsent(self, count: int) -> _Batch:
+        first = self.unsent_from
+        self.unsent_from += count
+        requests = self.unsent_requests[:count]
+        del self.unsent_requests[:count]
+        raws: list[bytes] | None = None
+        if self.unsent_raws is not None:
+            raws = self.unsent_raws[:count]
+            del self.unsent_raws[:count]
+        return _Batch(first, count, requests, raws)
+
+    def _drop_unsent(self) -> None:
+        """Forget transactions signed ahead but never sent (the run stopped first); give their nonces back."""
+        log, first = self.log, self.unsent_from
+        for row in range(len(log) - 1, first - 1, -1):
+            self.nonces.unwind(log.sender[row], log.nonce[row])
+            self.by_hash.pop(bytes(log.hashes[row * 32 : row * 32 + 32]), None)
+        log.truncate(first)
+        self.unsent_requests.clear()
+        if self.unsent_raws is not None:
+            self.unsent_raws.clear()
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _submit(self, batch: list[tuple[int, bytes]]) -> None:
+    async def _submit(self, batch: _Batch) -> None:
         try:
             await self._submit_batch(batch)
         finally:
             self.submit_slots.release()
+            if self.slot_waiter is not None:
+                _resolve(self.slot_waiter)
 
-    async def _submit_batch(self, batch: list[tuple[int, bytes]]) -> None:
-        log, progress = self.log, self.runtime.progress
-        sent_ns = time.monotonic_ns()
-        for row, _ in batch:
-            log.sent_ns[row] = sent_ns
-            log.state[row] = STATUS_SENT
-        progress.sent += len(batch)
-        calls = [("eth_sendRawTransaction", ["0x" + raw.hex()]) for _, raw in batch]
+    async def _slot_freed(self, timeout: float) -> None:
+        """Sleep until a submission finishes (or ``timeout``): the moment the next batch can go."""
+        loop = asyncio.get_running_loop()
+        waiter = self.slot_waiter = loop.create_future()
+        timer = loop.call_later(timeout, _resolve, waiter)
         try:
-            answers: list[Any] = await self.rpc.batch(calls)
+            await waiter
+        finally:
+            timer.cancel()
+            self.slot_waiter = None
+
+    async def _submit_batch(self, batch: _Batch) -> None:
+        log, progress = self.log, self.runtime.progress
+        first, count = batch.first, batch.size
+        correlator, sink = self.correlator, self.runtime.raw_tx_sink
+        if correlator is not None or sink is not None:
+            hashes, intended = log.hashes, log.intended_ns
+            for offset in range(count):
+                row = first + offset
+                tx_hash = bytes(hashes[row * 32 : row * 32 + 32])
+                if correlator is not None:
+                    correlator.register(tx_hash, row, intended[row])
+                if sink is not None and batch.raws is not None:
+                    sink(tx_hash, batch.raws[offset])
+        log.mark_sent(first, count, time.monotonic_ns())
+        progress.sent += count
+        body = ("[" + ",".join(batch.requests) + "]").encode()
+        try:
+            answer: Any = await self.rpc.post_batch(body, "eth_sendRawTransaction")
         except TransportError as exc:
-            answers = [exc] * len(batch)
+            answer = exc
         answered_ns = time.monotonic_ns()
-        for (row, _), answer in zip(batch, answers, strict=True):
-            if isinstance(answer, str):
+        if (
+            type(answer) is list
+            and len(answer) == count
+            and all(type(item) is dict and "result" in item and "error" not in item for item in answer)
+        ):
+            # Every request accepted (the answer's order does not matter then).
+            waiting = log.mark_accepted(first, count, answered_ns)
+            self.accepted_outstanding += waiting
+            progress.accepted += count
+            return
+        if isinstance(answer, TransportError):
+            answers: list[Any] = [answer] * count
+        else:
+            try:
+                answers = batch_results(answer, first, ["eth_sendRawTransaction"] * count)
+            except TransportError as exc:
+                answers = [exc] * count
+        for offset, result in enumerate(answers):
+            row = first + offset
+            if isinstance(result, str):
                 self._accept(row, answered_ns)
                 continue
-            kind = getattr(answer, "kind", "transport")
+            kind = getattr(result, "kind", "transport")
             if kind == "already_known":
                 self._accept(row, answered_ns)
                 continue
@@ -747,23 +893,37 @@ class _EdgeSession:
     async def _fill_holes(self) -> None:
         """Send a self-transfer into every nonce a rejection left unused, so no later nonce is stranded."""
         for _attempt in range(3):
-            batch = []
+            first = len(self.log)
+            senders: list[int] = []
+            nonces: list[int] = []
+            hashes: list[bytes] = []
+            requests: list[str] = []
+            raws: list[bytes] = []
             for sender in range(len(self.senders)):
                 for nonce in self.nonces.holes(sender):
                     if nonce >= self.nonces.next_nonce(sender):
                         continue
                     taken = self.nonces.take(sender)
-                    raw, tx_hash = self._sign(
-                        sender, taken, 21_000, {"to": self.senders[sender].address, "value": 0}
+                    raw, tx_hash = self._prepared_for(sender, 21_000).sign_fields(
+                        taken, to=self.senders[sender].address, value=0, data=b""
                     )
-                    intended_ns = time.monotonic_ns()
-                    row = self.log.append(GAP_FILLER, sender, taken, 21_000, intended_ns, tx_hash)
-                    self._register(tx_hash, row, intended_ns, raw)
-                    batch.append((row, raw))
-            if not batch:
+                    row = first + len(hashes)
+                    self.by_hash[tx_hash] = row
+                    senders.append(sender)
+                    nonces.append(taken)
+                    hashes.append(tx_hash)
+                    requests.append(_SEND_RAW_REQUEST % (row, raw.hex()))
+                    raws.append(raw)
+            if not hashes:
                 return
-            self.notes.append(f"filled {len(batch)} nonce hole(s) left by rejected transactions")
-            await self._submit_batch(batch)
+            count = len(hashes)
+            now_ns = time.monotonic_ns()
+            self.log.extend(
+                [GAP_FILLER] * count, senders, nonces, [21_000] * count, [now_ns] * count, b"".join(hashes)
+            )
+            self.unsent_from = len(self.log)
+            self.notes.append(f"filled {count} nonce hole(s) left by rejected transactions")
+            await self._submit_batch(_Batch(first, count, requests, raws))
 
     async def _wait_for_inclusion(self, stop: asyncio.Event, follower: BlockFollower) -> None:
         self.runtime.progress.phase = "draining"
@@ -868,8 +1028,11 @@ def prepare_run(assignment: EdgeAssignment) -> dict[str, Any]:
     no_feed = dataclasses.replace(assignment, feed_url=None, preparation=None)
 
     async def main() -> dict[str, Any]:
-        async with AsyncRpcClient(no_feed.rpc_url, connections=no_feed.connections) as rpc:
-            session = _EdgeSession(EdgeRuntime(no_feed), rpc)
+        async with (
+            AsyncRpcClient(no_feed.rpc_url, connections=no_feed.connections) as rpc,
+            AsyncRpcClient(no_feed.rpc_url, connections=1) as track_rpc,
+        ):
+            session = _EdgeSession(EdgeRuntime(no_feed), rpc, track_rpc)
             await session.setup()
             return session.preparation()
 

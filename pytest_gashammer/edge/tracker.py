@@ -45,7 +45,9 @@ class BlockFollower:
         self._wake = asyncio.Event()
         self._fetching = asyncio.Lock()  # catch_up() and the fetch loop must never hand a block over twice
         self._head = start_block
-        self.mode = "websocket" if ws_url else "polling"
+        # "websocket" only once the node has answered the subscription: until then heads are polled
+        # at the fast interval, so a slow or refused subscription never delays seeing a block.
+        self.mode = "polling"
         self.errors: dict[str, int] = {}
         self.last_error: str | None = None
 
@@ -96,9 +98,10 @@ class BlockFollower:
                             {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
                         )
                     )
-                    self.mode = "websocket"
                     async for frame in socket:
                         message = json.loads(frame)
+                        if isinstance(message, dict) and message.get("id") == 1 and "result" in message:
+                            self.mode = "websocket"
                         head = message.get("params", {}).get("result") if isinstance(message, dict) else None
                         if isinstance(head, dict) and "number" in head:
                             self._note_head(int(head["number"], 16))
@@ -111,8 +114,8 @@ class BlockFollower:
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            # With a live subscription, polling only guards against missed notifications.
-            interval = self._poll_interval if self.mode == "polling" else 1.0
+            # With a live subscription, polling only guards against late or missed notifications.
+            interval = self._poll_interval if self.mode == "polling" else 0.25
             try:
                 self._note_head(int(await self._rpc.call("eth_blockNumber"), 16))
             except (RpcError, TransportError, ValueError, TypeError) as exc:

@@ -8,6 +8,7 @@ row. Times are nanoseconds on the edge's monotonic clock; ``-1`` means "not (yet
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,77 @@ class TxLog:
         self.inclusions.append(0)
         self.hashes += tx_hash
         return row
+
+    def extend(
+        self,
+        templates: Sequence[int],
+        senders: Sequence[int],
+        nonces: Sequence[int],
+        gas_planned: Sequence[int],
+        intended_ns: Sequence[int],
+        hashes: bytes,
+    ) -> int:
+        """Append a block of scheduled transactions at once; the row of the first one.
+
+        The hot path signs transactions in chunks; one ``array.extend`` per column and chunk costs a
+        fraction of fourteen ``append`` calls per transaction.
+        """
+        count = len(templates)
+        if (
+            not count
+            == len(senders)
+            == len(nonces)
+            == len(gas_planned)
+            == len(intended_ns)
+            == len(hashes) // 32
+        ):
+            raise ValueError("TxLog.extend: every column needs one value per transaction")
+        first = len(self.template)
+        self.template.extend(templates)
+        self.sender.extend(senders)
+        self.nonce.extend(nonces)
+        self.gas_planned.extend(gas_planned)
+        self.intended_ns.extend(intended_ns)
+        not_yet = array("q", (NOT_YET,)) * count
+        for column in (self.sent_ns, self.accepted_ns, self.included_ns, self.block_number, self.gas_used):
+            column.extend(not_yet)
+        self.receipt_status.extend(array("b", (NOT_YET,)) * count)
+        self.error.extend(array("h", (NOT_YET,)) * count)
+        self.state.extend(array("b", (STATUS_SCHEDULED,)) * count)
+        self.inclusions.extend(bytes(count))
+        self.hashes += hashes
+        return first
+
+    def truncate(self, rows: int) -> None:
+        """Forget every row from ``rows`` on (transactions signed ahead that were never sent)."""
+        for name, _ in self.COLUMNS:
+            del getattr(self, name)[rows:]
+        del self.hashes[rows * 32 :]
+
+    def mark_sent(self, first: int, count: int, sent_ns: int) -> None:
+        """Rows ``first .. first+count-1`` went out in one request at ``sent_ns``."""
+        end = first + count
+        self.sent_ns[first:end] = array("q", (sent_ns,)) * count
+        self.state[first:end] = array("b", (STATUS_SENT,)) * count
+
+    def mark_accepted(self, first: int, count: int, accepted_ns: int) -> int:
+        """The node accepted rows ``first .. first+count-1`` (freshly sent, none answered before).
+
+        A row may already be in a block the tracker saw before the answer arrived; it keeps its
+        state. Returns how many rows are now accepted and waiting for inclusion.
+        """
+        end = first + count
+        self.accepted_ns[first:end] = array("q", (accepted_ns,)) * count
+        state = self.state
+        if STATUS_INCLUDED not in state[first:end]:
+            state[first:end] = array("b", (STATUS_ACCEPTED,)) * count
+            return count
+        waiting = 0
+        for row in range(first, end):
+            if state[row] != STATUS_INCLUDED:
+                state[row] = STATUS_ACCEPTED
+                waiting += 1
+        return waiting
 
     def tx_hash(self, row: int) -> str:
         return "0x" + self.hashes[row * 32 : row * 32 + 32].hex()

@@ -102,11 +102,31 @@ class ArrivalSchedule:
         return None
 
     def next(self) -> tuple[float, int] | None:
-        unit = self._rng.expovariate(1.0) if self._poisson else 1.0
-        t = self._advance(unit * self.mean_gas())
+        if self._gas_version is None or self._gas_version() != self._version_seen:
+            self._refresh()
+        gas_needed = self._mean_gas * (self._rng.expovariate(1.0) if self._poisson else 1.0)
+        # Fast path (the hot one): inside a constant-rate phase the next arrival is one division
+        # away. The general solver below handles ramps and phase boundaries.
+        phases, index = self._phases, self._phase_index
+        t: float | None
+        if index < len(phases):
+            phase = phases[index]
+            rate = phase.gas_from * self._gas_scale
+            if phase.gas_from == phase.gas_to and rate > 0 and self._t >= phase.start:
+                t = self._t + gas_needed / rate
+                if t <= phase.end:
+                    self._t = t
+                else:
+                    t = self._advance(gas_needed)
+            else:
+                t = self._advance(gas_needed)
+        else:
+            t = None
         if t is None:
             return None
-        shares = self._tx_share()
+        shares = self._tx_shares
+        if len(shares) == 1:
+            return t, 0
         best = 0
         for index, share in enumerate(shares):
             self._credits[index] += share

@@ -101,3 +101,37 @@ def test_refused_transactions_leave_no_nonce_gap_and_nothing_stranded() -> None:
     # Each refused nonce was reused by the sender's next transaction: no gap, nothing lost.
     assert verdicts["nonce_contiguity"].status == "passed", verdicts["nonce_contiguity"].describe()
     assert verdicts["inclusion"].status == "passed", verdicts["inclusion"].describe()
+
+
+def test_a_stopped_run_drops_what_it_signed_ahead_and_strands_nothing() -> None:
+    import threading
+    import time
+
+    from pytest_gashammer.telemetry.records import STATUS_SCHEDULED
+
+    with EmbeddedDevnet().start() as devnet:
+        assignment = assignment_for(devnet, gas_per_sec="20M", duration="8s", senders=8)
+        runtime = EdgeRuntime(assignment, start_gate=lambda: threading.Timer(1.5, runtime.stop).start())
+        started = time.monotonic()
+        report = runtime.run_blocking()
+        assert time.monotonic() - started < 8, "the stop did not end the run"
+        log = report.txs
+        assert 300 < len(log) < 2_000, len(log)
+        assert STATUS_SCHEDULED not in log.state, "a transaction signed ahead but never sent is in the log"
+        assert -1 not in log.sent_ns
+        senders = derive_senders(1234, 0, 8)
+        for index, sender in enumerate(senders):
+            sent = sum(1 for s in log.sender if s == index)
+            pending = int(call(devnet.rpc_url, "eth_getTransactionCount", [sender.address, "pending"]), 16)
+            # The node holds exactly what was sent: no nonce above it was signed into a gap.
+            assert pending == report.sender_start_nonces[index] + sent
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            mined = [
+                int(call(devnet.rpc_url, "eth_getTransactionCount", [sender.address, "latest"]), 16)
+                for sender in senders
+            ]
+            if sum(mined) - sum(report.sender_start_nonces) == len(log):
+                break
+            time.sleep(0.25)
+        assert sum(mined) - sum(report.sender_start_nonces) == len(log), "sent transactions were stranded"

@@ -248,3 +248,53 @@ def test_nonce_book_never_double_issues_and_leaves_no_gap(starts: tuple[int, int
         consumed = outstanding[s] | foreign[s]
         assert set(range(starts[s], book.next_nonce(s))) <= consumed
         assert all(n < book.next_nonce(s) for n in consumed)
+
+
+# ----------------------------------------------------------------------------------------------
+# unwinding nonces of transactions signed ahead and never sent
+
+
+def available(next_nonce: int, holes: list[int]) -> tuple[int, list[int]]:
+    holes = sorted(holes)
+    while holes and holes[-1] == next_nonce - 1:
+        next_nonce = holes.pop()
+    return next_nonce, holes
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.integers(0, 20),
+    taken_first=st.integers(0, 15),
+    released=st.lists(st.integers(0, 14), max_size=6),
+    signed_ahead=st.integers(0, 12),
+)
+def test_unwinding_the_newest_nonces_restores_the_book(
+    start: int, taken_first: int, released: list[int], signed_ahead: int
+) -> None:
+    book = NonceBook([start])
+    issued = [book.take(0) for _ in range(taken_first)]
+    for index in released:
+        if index < len(issued):
+            book.release(0, issued[index])
+    before = (book.next_nonce(0), book.holes(0))
+    ahead = [book.take(0) for _ in range(signed_ahead)]
+    for nonce in reversed(ahead):
+        book.unwind(0, nonce)
+    # The nonces the book can still hand out (its holes, and everything from "next" on) are the
+    # same as before; a released nonce just below "next" may have folded back into it.
+    assert available(book.next_nonce(0), book.holes(0)) == available(*before)
+    again = [book.take(0) for _ in range(signed_ahead)]
+    assert sorted(again) == sorted(set(again)), "a nonce handed out twice after unwinding"
+
+
+def test_unwind_gives_back_a_reissued_hole_and_moves_next_back() -> None:
+    book = NonceBook([5])
+    for _ in range(5):
+        book.take(0)  # 5..9
+    book.release(0, 6)
+    assert [book.take(0), book.take(0), book.take(0)] == [6, 10, 11]
+    book.unwind(0, 11)
+    book.unwind(0, 10)
+    book.unwind(0, 6)
+    assert book.next_nonce(0) == 10
+    assert book.holes(0) == [6]

@@ -277,6 +277,30 @@ def test_keccak_matches_eth_hash(data: bytes) -> None:
     assert keccak256(data) == reference_keccak(data)
 
 
+def test_keccak_is_correct_from_many_threads_at_once() -> None:
+    """The sponge is reused per thread; threads hashing together must never see each other's state."""
+    import threading
+
+    inputs = [bytes([i]) * (i * 7 % 300) for i in range(64)]
+    expected = [reference_keccak(data) for data in inputs]
+    wrong: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        barrier.wait()
+        for _ in range(200):
+            for index, data in enumerate(inputs):
+                if keccak256(data) != expected[index]:
+                    wrong.append(index)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+
+
 @PROPERTY
 @given(
     number=st.one_of(st.integers(0, 2**256 - 1), st.integers(0, 2**1024)),
