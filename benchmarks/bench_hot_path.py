@@ -1,7 +1,8 @@
 """End-to-end throughput and CPU cost of the edge runtime against the embedded devnet.
 
-Run with ``python benchmarks/bench_hot_path.py [--seconds N] [--rates 2M,5M,...]``. One embedded
-anvil devnet is started and, in the same run and on the same node, the script measures:
+Run with ``python benchmarks/bench_hot_path.py [--seconds N] [--rates 2M,10M,...] [--rounds N]``. One
+embedded anvil devnet (without its feed relay, which nothing follows here) is started and, in the
+same run and on the same node, the script measures:
 
 1. a raw baseline: native transfers pre-signed up front with eth-account, then submitted as fast as
    possible in JSON-RPC batches over a few keep-alive aiohttp connections, with no tracking; the
@@ -10,10 +11,11 @@ anvil devnet is started and, in the same run and on the same node, the script me
 2. the edge (:class:`~pytest_gashammer.edge.runtime.EdgeRuntime`) at each target gas rate, for
    ``--seconds`` of sustain with no warmup: target, offered, sent and included gas/s, included tx/s,
    lost transactions, inclusion latency, and the edge process's CPU time per transaction sent;
-3. the ratios: the edge's best included tx/s over the baseline's (both counted on chain, from the
-   first send to the last inclusion), and, in one more run at half of the best included gas rate,
-   the included gas rate's error against the target and the coefficient of variation of included
-   gas per second over the sustain phase.
+3. one more edge run at half of the best included gas rate: the included gas rate's error against
+   the target and the coefficient of variation of included gas per second over the sustain phase;
+4. ``--rounds`` interleaved rounds of raw baseline, the edge at its best target, and the raw baseline
+   beside a process keeping the edge's CPU share of a core busy: the ratio of the medians, and the
+   ceiling that CPU share alone puts on it on this machine.
 
 ``--profile PATH`` also writes a CPU profile of the edge thread (cProfile timed by the thread's CPU
 clock; a profiler started on the command line would see only the main thread waiting in ``join``).
@@ -207,18 +209,29 @@ class BaselineResult:
 
 @dataclasses.dataclass
 class Paired:
-    """The edge at its best target between two raw baselines on the same node state."""
+    """Rounds of: raw baseline, the edge at its best target, raw baseline beside a CPU burner.
 
-    before: BaselineResult
-    edge: EdgeRun | None = None
-    after: BaselineResult | None = None
-    #: The raw baseline while a burner process takes the edge's share of a core.
-    contended: BaselineResult | None = None
+    The node's speed drifts by tens of percent between identical baselines on this kind of machine,
+    so the ratio is read from medians of interleaved rounds on the same node state, not from one
+    baseline taken minutes earlier on a fresher node.
+    """
+
+    baselines: list[BaselineResult] = dataclasses.field(default_factory=list)
+    edges: list[EdgeRun] = dataclasses.field(default_factory=list)
+    #: The raw baseline while a burner process takes that round's edge CPU share of a core.
+    contended: list[BaselineResult] = dataclasses.field(default_factory=list)
 
     @property
     def baseline_tx_per_sec(self) -> float:
-        figures = [b.included_tx_per_sec for b in (self.before, self.after) if b is not None]
-        return statistics.fmean(figures) if figures else 0.0
+        return statistics.median(b.included_tx_per_sec for b in self.baselines) if self.baselines else 0.0
+
+    @property
+    def edge_tx_per_sec(self) -> float:
+        return statistics.median(e.span_tx_per_sec for e in self.edges) if self.edges else 0.0
+
+    @property
+    def contended_tx_per_sec(self) -> float:
+        return statistics.median(b.included_tx_per_sec for b in self.contended) if self.contended else 0.0
 
 
 def baseline_key(index: int, salt: int = 0) -> str:
@@ -929,10 +942,14 @@ def main() -> int:
         "--connections", type=int, default=4, help="keep-alive connections, baseline and edge (default 4)"
     )
     parser.add_argument("--no-half", action="store_true", help="skip the run at half the measured capacity")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved baseline / edge / contended rounds (default 3)"
+    )
     parser.add_argument("--profile", metavar="PATH", help="write a CPU profile of the edge thread to PATH")
     args = parser.parse_args()
 
     seconds = min(max(args.seconds, 1.0), 120.0)
+    args.rounds = min(max(args.rounds, 0), 10)
     rates = [parse_gas_rate(text.strip(), what="--rates") for text in args.rates.split(",") if text.strip()]
     connections = min(max(args.connections, 1), 16)
     profiles: list[cProfile.Profile] | None = [] if args.profile else None
@@ -994,51 +1011,43 @@ def main() -> int:
 
         paired: Paired | None = None
         best = max(measured, key=lambda run: run.span_tx_per_sec, default=None)
-        if baseline is not None and best is not None and not devnet_gone(devnet):
-            # The sweep's node is fresh for the first baseline and has grown by the end; the ratio
-            # is read from the edge at its best target between two baselines on the node as it is.
+        if baseline is not None and best is not None and args.rounds > 0 and not devnet_gone(devnet):
             print(
-                f"\n[4] paired: raw baseline, the edge at {best.label}gas/s, raw baseline "
-                "(the ratio is read from these three)"
+                f"\n[4] {args.rounds} round(s) of: raw baseline, the edge at {best.label}gas/s, raw "
+                "baseline beside a process taking the edge's CPU share (the ratios are read from these)"
             )
+            paired = Paired()
+            batch_size = max(args.baseline_batch, 1)
             try:
-                paired = Paired(
-                    before=run_baseline(
-                        devnet, baseline.txs, connections, max(args.baseline_batch, 1), salt=1
-                    )
-                )
-                print_baseline(paired.before)
-                paired.edge = run_edge(
-                    devnet,
-                    best.plan.target_gas_per_sec,
-                    seconds,
-                    SEED_BASE + len(rates) + 1,
-                    connections,
-                    None,
-                )
-                print_table([paired.edge])
-                paired.after = run_baseline(
-                    devnet, baseline.txs, connections, max(args.baseline_batch, 1), salt=2
-                )
-                print_baseline(paired.after)
-                if not math.isnan(paired.edge.cpu_share) and paired.edge.cpu_share > 0:
-                    # How much the node loses when another process takes what the edge took of
-                    # the same cores: the ceiling of the ratio on this machine.
-                    print(
-                        f"  raw baseline again, beside a process that keeps "
-                        f"{paired.edge.cpu_share * 100:.0f}% of a core busy (the edge's share):"
-                    )
-                    paired.contended = run_baseline(
+                for round_index in range(args.rounds):
+                    salt = 10 + 2 * round_index
+                    paired.baselines.append(run_baseline(devnet, baseline.txs, connections, batch_size, salt))
+                    print_baseline(paired.baselines[-1])
+                    edge = run_edge(
                         devnet,
-                        baseline.txs,
+                        best.plan.target_gas_per_sec,
+                        seconds,
+                        SEED_BASE + len(rates) + 1 + round_index,
                         connections,
-                        max(args.baseline_batch, 1),
-                        salt=3,
-                        burn_share=paired.edge.cpu_share,
+                        None,
                     )
-                    print_baseline(paired.contended)
+                    paired.edges.append(edge)
+                    print_table([edge])
+                    if math.isnan(edge.cpu_share) or edge.cpu_share <= 0:
+                        continue
+                    # What the node loses when another process takes what the edge took of the same
+                    # cores: the ceiling of the ratio on this machine.
+                    print(
+                        f"  raw baseline beside a process keeping {edge.cpu_share * 100:.0f}% of a core busy:"
+                    )
+                    paired.contended.append(
+                        run_baseline(
+                            devnet, baseline.txs, connections, batch_size, salt + 1, burn_share=edge.cpu_share
+                        )
+                    )
+                    print_baseline(paired.contended[-1])
             except Exception:
-                print("  paired measurement failed:\n" + traceback.format_exc())
+                print("  interleaved measurement failed:\n" + traceback.format_exc())
 
     print_summary(baseline, paired, measured, half)
     if profiles:
@@ -1076,20 +1085,23 @@ def print_summary(
             f"  raw baseline on the fresh node: {baseline.included_tx_per_sec:,.0f} included tx/s "
             f"({baseline.included_tx_per_sec * TRANSFER_GAS / 1e6:.1f} Mgas/s)"
         )
-    if paired is not None and paired.edge is not None and paired.after is not None:
-        edge = paired.edge
+    if paired is not None and paired.baselines and paired.edges:
+        base = paired.baseline_tx_per_sec
+        figures = ", ".join(f"{b.included_tx_per_sec:,.0f}" for b in paired.baselines)
+        edges = ", ".join(f"{e.span_tx_per_sec:,.0f}" for e in paired.edges)
+        costs = ", ".join(f"{e.us_per_tx:.0f}" for e in paired.edges)
         print(
-            f"  paired at {edge.label}gas/s: raw baseline {paired.before.included_tx_per_sec:,.0f} and "
-            f"{paired.after.included_tx_per_sec:,.0f} tx/s around the edge's {edge.span_tx_per_sec:,.0f} "
-            f"tx/s: edge / raw baseline = {edge.span_tx_per_sec / paired.baseline_tx_per_sec:.2f}; "
-            f"edge CPU {edge.us_per_tx:.0f} us/tx ({edge.cpu_share * 100:.0f}% of a core)"
+            f"  interleaved at {paired.edges[0].label}gas/s: raw baseline [{figures}] tx/s, edge [{edges}] "
+            f"tx/s: median edge / median raw baseline = {paired.edge_tx_per_sec / base:.2f}; "
+            f"edge CPU [{costs}] us/tx"
         )
-        if paired.contended is not None:
-            ceiling = paired.contended.included_tx_per_sec / paired.baseline_tx_per_sec
+        if paired.contended:
+            contended = ", ".join(f"{b.included_tx_per_sec:,.0f}" for b in paired.contended)
+            shares = ", ".join(f"{e.cpu_share * 100:.0f}%" for e in paired.edges)
             print(
-                f"  ceiling on this machine: the raw baseline beside a process taking the edge's "
-                f"{edge.cpu_share * 100:.0f}% of a core reaches {paired.contended.included_tx_per_sec:,.0f} "
-                f"tx/s = {ceiling:.2f} of itself (the node then has that much less CPU, as beside the edge)"
+                f"  ceiling on this machine: the raw baseline beside a process taking the edge's share of "
+                f"a core [{shares}] reaches [{contended}] tx/s: median {paired.contended_tx_per_sec / base:.2f} "
+                "of the raw baseline (the node has that much less CPU, as it has beside the edge)"
             )
     best = max(runs, key=lambda run: run.span_tx_per_sec, default=None)
     if best is not None and best.result is not None:
