@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytest_gashammer.hive.result import Verdict
-from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, EdgeReport
+from pytest_gashammer.telemetry.records import NOT_YET, EdgeReport
 
 EVIDENCE_LIMIT = 20
 
@@ -433,7 +433,3 @@ def evaluate(
     """The verdicts of ``only`` these invariants (default: all), less ``skip``, in catalogue order."""
     names = [name for name in INVARIANTS if (only is None or name in only) and name not in skip]
     return [INVARIANTS[name](reports, inclusion_timeout) for name in names]
-
-
-def rejected_count(reports: Sequence[EdgeReport]) -> int:
-    return sum(sum(1 for state in report.txs.state if state == STATUS_REJECTED) for report in reports)

@@ -488,22 +488,32 @@ def blocks_batch(
     )
 
 
-class BlockCursor:
-    """Emits the blocks appended to an edge's block list since the last call (blocks are final when seen)."""
+class _AppendOnlyCursor:
+    """Emits what was appended to a growing list since the last call; subclasses turn it into Arrow."""
 
-    def __init__(self, blocks: Sequence[BlockRecord], *, run_id: str, edge_id: str, clock: ClockMap) -> None:
-        self.blocks = blocks
+    def __init__(self, items: Sequence[Any], *, run_id: str, edge_id: str, clock: ClockMap) -> None:
+        self.items = items
         self.run_id = run_id
         self.edge_id = edge_id
         self.clock = clock
         self._next = 0
 
     def poll(self) -> pa.RecordBatch | None:
-        end = len(self.blocks)
+        end = len(self.items)
         if end <= self._next:
             return None
-        fresh = self.blocks[self._next : end]
+        fresh = self.items[self._next : end]
         self._next = end
+        return self._batch(fresh)
+
+    def _batch(self, fresh: Sequence[Any]) -> pa.RecordBatch:
+        raise NotImplementedError
+
+
+class BlockCursor(_AppendOnlyCursor):
+    """Emits the blocks appended to an edge's block list since the last call (blocks are final when seen)."""
+
+    def _batch(self, fresh: Sequence[BlockRecord]) -> pa.RecordBatch:
         return blocks_batch(fresh, run_id=self.run_id, edge_id=self.edge_id, clock=self.clock)
 
 
@@ -566,23 +576,11 @@ def feed_events(events: Iterable[Any], *, edge_id: str, clock: ClockMap) -> list
     return converted
 
 
-class FeedEventCursor:
+class FeedEventCursor(_AppendOnlyCursor):
     """Emits the feed-client events appended to a list since the last call (``FeedClient.events``)."""
 
-    def __init__(self, events: Sequence[Any], *, run_id: str, edge_id: str, clock: ClockMap) -> None:
-        self.events = events
-        self.run_id = run_id
-        self.edge_id = edge_id
-        self.clock = clock
-        self._next = 0
-
-    def poll(self) -> pa.RecordBatch | None:
-        end = len(self.events)
-        if end <= self._next:
-            return None
-        fresh = feed_events(self.events[self._next : end], edge_id=self.edge_id, clock=self.clock)
-        self._next = end
-        return events_batch(self.run_id, fresh)
+    def _batch(self, fresh: Sequence[Any]) -> pa.RecordBatch:
+        return events_batch(self.run_id, feed_events(fresh, edge_id=self.edge_id, clock=self.clock))
 
 
 def plan_phase_events(plan: Mapping[str, Any], *, offset_ns: int = 0) -> list[TelemetryEvent]:

@@ -24,7 +24,6 @@ from pytest_gashammer.oracle.invariants import (
     no_duplicate_inclusion,
     nonce_contiguity,
     receipt_status,
-    rejected_count,
 )
 from pytest_gashammer.scenario.spec import Phase, ScenarioPlan
 from pytest_gashammer.telemetry.records import (
@@ -567,15 +566,6 @@ def test_evaluate_selects_and_skips_invariants_by_name() -> None:
         "receipt_status",
     ]
     assert "inclusion" not in [v.name for v in evaluate([report_of(log)], 30.0, skip=["inclusion"])]
-
-
-def test_rejected_count_sums_over_edges() -> None:
-    first, second = Log(), Log()
-    first.add(intended=0.0, sent=0.0, rejected="nonce_too_low")
-    first.ok(1.0)
-    second.add(intended=0.0, sent=0.0, rejected="txpool_full")
-    second.add(intended=0.0, sent=0.0, rejected="txpool_full")
-    assert rejected_count([report_of(first), report_of(second)]) == 3
 
 
 # ----------------------------------------------------------------------------------------------
