@@ -744,7 +744,7 @@ def analyse(run: EdgeRun, latest: list[int], last_progress_ns: int, poll_start_n
                     run.chain_lost += 1
             continue
         last_included = max(last_included, at)
-        gas = log.gas_used[row] if log.gas_used[row] != NOT_YET else log.gas_planned[row]
+        gas = log.gas(row)
         included += 1
         included_gas += gas
     if last_sent != NOT_YET:
@@ -786,7 +786,7 @@ def per_second_gas(report: EdgeReport, start: float, length: float) -> list[floa
             continue
         second = math.floor((at - origin) / 1e9 - start)
         if 0 <= second < len(buckets):
-            buckets[second] += log.gas_used[row] if log.gas_used[row] != NOT_YET else log.gas_planned[row]
+            buckets[second] += log.gas(row)
     return buckets
 
 
@@ -804,7 +804,7 @@ def per_chain_second_gas(report: EdgeReport, start: float, length: float) -> lis
         second = stamp.get(log.block_number[row])
         if second is None or log.template[row] < 0 or second not in buckets:
             continue
-        buckets[second] += log.gas_used[row] if log.gas_used[row] != NOT_YET else log.gas_planned[row]
+        buckets[second] += log.gas(row)
     return [buckets[second] for second in sorted(buckets)]
 
 

@@ -697,7 +697,6 @@ class _EdgeSession:
         next_arrival = self.schedule.next
         templates, gas_model, rng, take = self.templates, self.gas_model, self.rng, self.nonces.take
         sender_count, prepared_for = len(self.senders), self._prepared_for
-        by_hash, requests, raws = self.by_hash, self.unsent_requests, self.unsent_raws
         gas_limits = [template.gas_limit(gas) for template, gas in zip(templates, gas_model, strict=True)]
         gas_planned = [int(gas) for gas in gas_model]
         template_column: list[int] = []
@@ -705,8 +704,8 @@ class _EdgeSession:
         nonces: list[int] = []
         gas_column: list[int] = []
         intended: list[int] = []
+        raws: list[bytes] = []
         hashes: list[bytes] = []
-        row = len(self.log)
         turn = self.turn
         arrival = self.next_arrival
         while arrival is not None and arrival[0] <= horizon and len(senders) < limit:
@@ -721,22 +720,39 @@ class _EdgeSession:
                 value=int(fields.get("value", 0)),
                 data=fields.get("data") or b"",
             )
-            by_hash[tx_hash] = row
-            requests.append(_SEND_RAW_REQUEST % (row, raw.hex()))
-            if raws is not None:
-                raws.append(raw)
             template_column.append(index)
             senders.append(sender)
             nonces.append(nonce)
             gas_column.append(gas_planned[index])
             intended.append(origin_ns + int(t * 1e9))
+            raws.append(raw)
             hashes.append(tx_hash)
-            row += 1
             arrival = next_arrival()
         self.next_arrival = arrival
         self.turn = turn
         if senders:
-            self.log.extend(template_column, senders, nonces, gas_column, intended, b"".join(hashes))
+            self._buffer(template_column, senders, nonces, gas_column, intended, raws, hashes)
+
+    def _buffer(
+        self,
+        templates: list[int],
+        senders: list[int],
+        nonces: list[int],
+        gas_planned: list[int],
+        intended_ns: list[int],
+        raws: list[bytes],
+        hashes: list[bytes],
+    ) -> None:
+        """Log signed transactions as scheduled rows and queue their requests to be sent in order."""
+        row = len(self.log)
+        by_hash, requests = self.by_hash, self.unsent_requests
+        for raw, tx_hash in zip(raws, hashes, strict=True):
+            by_hash[tx_hash] = row
+            requests.append(_SEND_RAW_REQUEST % (row, raw.hex()))
+            row += 1
+        if self.unsent_raws is not None:
+            self.unsent_raws.extend(raws)
+        self.log.extend(templates, senders, nonces, gas_planned, intended_ns, b"".join(hashes))
 
     def _prepared_for(self, sender: int, gas_limit: int) -> Any:
         # Fees and gas limit are fixed per (sender, gas limit): pre-encode them once, then only the
@@ -773,7 +789,7 @@ class _EdgeSession:
         log, first = self.log, self.unsent_from
         for row in range(len(log) - 1, first - 1, -1):
             self.nonces.unwind(log.sender[row], log.nonce[row])
-            self.by_hash.pop(bytes(log.hashes[row * 32 : row * 32 + 32]), None)
+            self.by_hash.pop(log.hash_bytes(row), None)
         log.truncate(first)
         self.unsent_requests.clear()
         if self.unsent_raws is not None:
@@ -808,10 +824,10 @@ class _EdgeSession:
         first, count = batch.first, batch.size
         correlator, sink = self.correlator, self.runtime.raw_tx_sink
         if correlator is not None or sink is not None:
-            hashes, intended = log.hashes, log.intended_ns
+            intended = log.intended_ns
             for offset in range(count):
                 row = first + offset
-                tx_hash = bytes(hashes[row * 32 : row * 32 + 32])
+                tx_hash = log.hash_bytes(row)
                 if correlator is not None:
                     correlator.register(tx_hash, row, intended[row])
                 if sink is not None and batch.raws is not None:
@@ -853,13 +869,9 @@ class _EdgeSession:
             self._reject(row, kind)
 
     def _accept(self, row: int, answered_ns: int) -> None:
-        log = self.log
-        if log.accepted_ns[row] != NOT_YET:
+        if self.log.accepted_ns[row] != NOT_YET:
             return
-        log.accepted_ns[row] = answered_ns
-        if log.state[row] != STATUS_INCLUDED:
-            log.state[row] = STATUS_ACCEPTED
-            self.accepted_outstanding += 1
+        self.accepted_outstanding += self.log.mark_accepted(row, 1, answered_ns)
         self.runtime.progress.accepted += 1
 
     def _reject(self, row: int, kind: str) -> None:
@@ -893,12 +905,10 @@ class _EdgeSession:
     async def _fill_holes(self) -> None:
         """Send a self-transfer into every nonce a rejection left unused, so no later nonce is stranded."""
         for _attempt in range(3):
-            first = len(self.log)
             senders: list[int] = []
             nonces: list[int] = []
-            hashes: list[bytes] = []
-            requests: list[str] = []
             raws: list[bytes] = []
+            hashes: list[bytes] = []
             for sender in range(len(self.senders)):
                 for nonce in self.nonces.holes(sender):
                     if nonce >= self.nonces.next_nonce(sender):
@@ -907,23 +917,19 @@ class _EdgeSession:
                     raw, tx_hash = self._prepared_for(sender, 21_000).sign_fields(
                         taken, to=self.senders[sender].address, value=0, data=b""
                     )
-                    row = first + len(hashes)
-                    self.by_hash[tx_hash] = row
                     senders.append(sender)
                     nonces.append(taken)
-                    hashes.append(tx_hash)
-                    requests.append(_SEND_RAW_REQUEST % (row, raw.hex()))
                     raws.append(raw)
+                    hashes.append(tx_hash)
             if not hashes:
                 return
             count = len(hashes)
             now_ns = time.monotonic_ns()
-            self.log.extend(
-                [GAP_FILLER] * count, senders, nonces, [21_000] * count, [now_ns] * count, b"".join(hashes)
+            self._buffer(
+                [GAP_FILLER] * count, senders, nonces, [21_000] * count, [now_ns] * count, raws, hashes
             )
-            self.unsent_from = len(self.log)
             self.notes.append(f"filled {count} nonce hole(s) left by rejected transactions")
-            await self._submit_batch(_Batch(first, count, requests, raws))
+            await self._submit_batch(self._take_unsent(count))
 
     async def _wait_for_inclusion(self, stop: asyncio.Event, follower: BlockFollower) -> None:
         self.runtime.progress.phase = "draining"

@@ -54,7 +54,7 @@ def build_result(
             feed = merge_feed_facts(feed, report)
         for row in range(len(log)):
             intended = (log.intended_ns[row] - origin) / 1e9
-            gas = float(log.gas_used[row] if log.gas_used[row] != NOT_YET else log.gas_planned[row])
+            gas = float(log.gas(row))
             in_sustain = sustain.start <= intended < sustain.end and log.template[row] >= 0
             if log.sent_ns[row] != NOT_YET:
                 sent += 1

@@ -100,14 +100,8 @@ class TxLog:
         fraction of fourteen ``append`` calls per transaction.
         """
         count = len(templates)
-        if (
-            not count
-            == len(senders)
-            == len(nonces)
-            == len(gas_planned)
-            == len(intended_ns)
-            == len(hashes) // 32
-        ):
+        lengths = {len(senders), len(nonces), len(gas_planned), len(intended_ns)}
+        if lengths != {count} or len(hashes) != 32 * count:
             raise ValueError("TxLog.extend: every column needs one value per transaction")
         first = len(self.template)
         self.template.extend(templates)
@@ -156,8 +150,16 @@ class TxLog:
                 waiting += 1
         return waiting
 
+    def gas(self, row: int) -> int:
+        """Gas of ``row``: as its receipt reported when one was checked, else as planned."""
+        used = self.gas_used[row]
+        return used if used != NOT_YET else self.gas_planned[row]
+
+    def hash_bytes(self, row: int) -> bytes:
+        return bytes(self.hashes[row * 32 : row * 32 + 32])
+
     def tx_hash(self, row: int) -> str:
-        return "0x" + self.hashes[row * 32 : row * 32 + 32].hex()
+        return "0x" + self.hash_bytes(row).hex()
 
     def error_code(self, kind: str) -> int:
         code = self._error_codes.get(kind)

@@ -72,12 +72,18 @@ class ArrivalSchedule:
         self._refresh()
         return self._mean_gas
 
-    def _tx_share(self) -> list[float]:
-        self._refresh()
-        return self._tx_shares
-
     def _advance(self, gas_needed: float) -> float | None:
         """Move forward until ``gas_needed`` gas has been offered; the time reached, or None past the end."""
+        if self._phase_index < len(self._phases):
+            # Fast path (the hot one): inside a constant-rate phase the next arrival is one division
+            # away; ramps and phase boundaries take the general solver below.
+            phase = self._phases[self._phase_index]
+            rate = phase.gas_from * self._gas_scale
+            if phase.gas_from == phase.gas_to and rate > 0 and self._t >= phase.start:
+                t = self._t + gas_needed / rate
+                if t <= phase.end:
+                    self._t = t
+                    return t
         while self._phase_index < len(self._phases):
             phase = self._phases[self._phase_index]
             start = max(self._t, phase.start)
@@ -102,26 +108,8 @@ class ArrivalSchedule:
         return None
 
     def next(self) -> tuple[float, int] | None:
-        if self._gas_version is None or self._gas_version() != self._version_seen:
-            self._refresh()
-        gas_needed = self._mean_gas * (self._rng.expovariate(1.0) if self._poisson else 1.0)
-        # Fast path (the hot one): inside a constant-rate phase the next arrival is one division
-        # away. The general solver below handles ramps and phase boundaries.
-        phases, index = self._phases, self._phase_index
-        t: float | None
-        if index < len(phases):
-            phase = phases[index]
-            rate = phase.gas_from * self._gas_scale
-            if phase.gas_from == phase.gas_to and rate > 0 and self._t >= phase.start:
-                t = self._t + gas_needed / rate
-                if t <= phase.end:
-                    self._t = t
-                else:
-                    t = self._advance(gas_needed)
-            else:
-                t = self._advance(gas_needed)
-        else:
-            t = None
+        self._refresh()
+        t = self._advance(self._mean_gas * (self._rng.expovariate(1.0) if self._poisson else 1.0))
         if t is None:
             return None
         shares = self._tx_shares

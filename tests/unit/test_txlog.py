@@ -99,3 +99,15 @@ def test_a_row_seen_in_a_block_before_its_answer_stays_included() -> None:
     assert log.mark_accepted(0, 5, 2) == 4, "only rows not yet included wait for inclusion"
     assert list(log.state) == [STATUS_ACCEPTED] * 3 + [STATUS_INCLUDED, STATUS_ACCEPTED]
     assert list(log.accepted_ns) == [2] * 5
+
+
+def test_gas_is_the_receipts_when_checked_else_the_plan() -> None:
+    log = filled(2)
+    log.gas_used[1] = 20_999
+    assert [log.gas(0), log.gas(1)] == [21_000, 20_999]
+
+
+def test_hash_bytes_and_tx_hash_name_the_same_row() -> None:
+    log = filled(3)
+    assert log.hash_bytes(2) == bytes([2]) * 32
+    assert log.tx_hash(2) == "0x" + "02" * 32
