@@ -16,6 +16,12 @@ from pytest_gashammer.telemetry.records import NOT_YET, EdgeReport
 
 EVIDENCE_LIMIT = 20
 
+
+def _evidence(**found: list[Any]) -> dict[str, object]:
+    """Each non-empty list of findings under its name, cut to its first ``EVIDENCE_LIMIT`` items."""
+    return {name: items[:EVIDENCE_LIMIT] for name, items in found.items() if items}
+
+
 Invariant = Callable[[Sequence[EdgeReport], float], Verdict]
 
 
@@ -107,11 +113,7 @@ def nonce_contiguity(reports: Sequence[EdgeReport], inclusion_timeout: float) ->
     if not senders_checked:
         return Verdict("nonce_contiguity", "inconclusive", "no included transaction to check")
     if gaps or reused:
-        evidence: dict[str, object] = {}
-        if gaps:
-            evidence["gaps"] = gaps[:EVIDENCE_LIMIT]
-        if reused:
-            evidence["reused"] = reused[:EVIDENCE_LIMIT]
+        evidence = _evidence(gaps=gaps, reused=reused)
         return Verdict(
             "nonce_contiguity",
             "failed",
@@ -214,13 +216,7 @@ def block_continuity(reports: Sequence[EdgeReport], inclusion_timeout: float) ->
             if first != block.hash:
                 disagreements.append(f"block {block.number}: {first} and {block.hash} ({report.edge_id})")
     if holes or unlinked or disagreements:
-        evidence: dict[str, object] = {}
-        if holes:
-            evidence["missing"] = holes[:EVIDENCE_LIMIT]
-        if unlinked:
-            evidence["unlinked"] = unlinked[:EVIDENCE_LIMIT]
-        if disagreements:
-            evidence["conflicting_hashes"] = disagreements[:EVIDENCE_LIMIT]
+        evidence = _evidence(missing=holes, unlinked=unlinked, conflicting_hashes=disagreements)
         return Verdict(
             "block_continuity",
             "failed",
@@ -283,11 +279,7 @@ def block_gas(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
                     f"block {block.number}: receipts {receipt_gas[block.number]:,} != gasUsed {block.gas_used:,}"
                 )
     if over or mismatched:
-        evidence: dict[str, object] = {}
-        if over:
-            evidence["over_limit"] = over[:EVIDENCE_LIMIT]
-        if mismatched:
-            evidence["receipts_do_not_add_up"] = mismatched[:EVIDENCE_LIMIT]
+        evidence = _evidence(over_limit=over, receipts_do_not_add_up=mismatched)
         return Verdict(
             "block_gas",
             "failed",
