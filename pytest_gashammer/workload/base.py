@@ -101,6 +101,19 @@ class Template:
     def validate_params(cls, params: dict[str, Any], label: str) -> None:
         """Check parameter values together (ranges, combinations); raise ConfigError naming the fix."""
 
+    @staticmethod
+    def require_between(
+        params: Mapping[str, Any], name: str, low: float, high: float, label: str, meaning: str
+    ) -> None:
+        """For :meth:`validate_params`: ConfigError unless ``low <= params[name] <= high`` (NaN fails)."""
+        from pytest_gashammer.errors import ConfigError
+
+        value = params[name]
+        if not low <= value <= high:
+            raise ConfigError(
+                f"{label}: parameter {name}={value!r} must be between {low} and {high} ({meaning})"
+            )
+
     @classmethod
     def nominal_gas_for(cls, params: Mapping[str, Any]) -> float:
         """The starting gas estimate for these parameters (before calibration)."""

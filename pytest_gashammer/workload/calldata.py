@@ -49,18 +49,10 @@ class CalldataTemplate(Template):
 
     @classmethod
     def validate_params(cls, params: dict[str, Any], label: str) -> None:
-        from pytest_gashammer.errors import ConfigError
-
-        size, fraction = params["bytes"], params["zero_fraction"]
-        if not 0 <= size <= MAX_BYTES:
-            raise ConfigError(
-                f"{label}: parameter bytes={size!r} must be between 0 and {MAX_BYTES} (calldata size)"
-            )
-        if not (math.isfinite(fraction) and 0.0 <= fraction <= 1.0):
-            raise ConfigError(
-                f"{label}: parameter zero_fraction={fraction!r} must be between 0.0 and 1.0 "
-                "(the share of zero bytes in the calldata)"
-            )
+        cls.require_between(params, "bytes", 0, MAX_BYTES, label, "calldata size")
+        cls.require_between(
+            params, "zero_fraction", 0.0, 1.0, label, "the share of zero bytes in the calldata"
+        )
 
     @classmethod
     def nominal_gas_for(cls, params: Mapping[str, Any]) -> float:

@@ -68,14 +68,14 @@ class DeployTemplate(Template):
 
     @classmethod
     def validate_params(cls, params: dict[str, Any], label: str) -> None:
-        from pytest_gashammer.errors import ConfigError
-
-        size = params["code_size"]
-        if not 1 <= size <= MAX_CODE_SIZE:
-            raise ConfigError(
-                f"{label}: parameter code_size={size!r} must be between 1 and {MAX_CODE_SIZE} "
-                "(runtime code bytes; EIP-170 caps contracts at 24576)"
-            )
+        cls.require_between(
+            params,
+            "code_size",
+            1,
+            MAX_CODE_SIZE,
+            label,
+            "runtime code bytes; EIP-170 caps contracts at 24576",
+        )
 
     @classmethod
     def nominal_gas_for(cls, params: Mapping[str, Any]) -> float:

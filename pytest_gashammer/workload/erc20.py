@@ -60,13 +60,7 @@ class Erc20TransferTemplate(Template):
 
     @classmethod
     def validate_params(cls, params: dict[str, Any], label: str) -> None:
-        from pytest_gashammer.errors import ConfigError
-
-        holders = params["holders"]
-        if not 1 <= holders <= 10_000:
-            raise ConfigError(
-                f"{label}: parameter holders={holders!r} must be between 1 and 10000 (recipients minted at setup)"
-            )
+        cls.require_between(params, "holders", 1, 10_000, label, "recipients minted at setup")
 
     @classmethod
     def nominal_gas_for(cls, params: Mapping[str, Any]) -> float:

@@ -55,14 +55,7 @@ class StorageTemplate(Template):
 
     @classmethod
     def validate_params(cls, params: dict[str, Any], label: str) -> None:
-        from pytest_gashammer.errors import ConfigError
-
-        slots = params["slots"]
-        if not 1 <= slots <= MAX_SLOTS:
-            raise ConfigError(
-                f"{label}: parameter slots={slots!r} must be between 1 and {MAX_SLOTS} "
-                "(storage slots written per transaction)"
-            )
+        cls.require_between(params, "slots", 1, MAX_SLOTS, label, "storage slots written per transaction")
 
     @classmethod
     def nominal_gas_for(cls, params: Mapping[str, Any]) -> float:

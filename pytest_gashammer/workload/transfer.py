@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 
 from eth_hash.auto import keccak
 
-from pytest_gashammer.errors import ConfigError
 from pytest_gashammer.workload.base import Template, TemplateContext
 
 
@@ -35,8 +34,9 @@ class TransferTemplate(Template):
 
     @classmethod
     def validate_params(cls, params: dict[str, Any], label: str) -> None:
-        if not 1 <= params["recipients"] <= 1_000_000:
-            raise ConfigError(f"{label}: recipients={params['recipients']!r} must be between 1 and 1,000,000")
+        cls.require_between(
+            params, "recipients", 1, 1_000_000, label, "the seeded pool transfers are sent to"
+        )
 
     def build(self, sender_index: int, rng: random.Random) -> dict[str, Any]:
         return {"to": self._recipients[rng.randrange(len(self._recipients))], "value": 1, "data": b""}
