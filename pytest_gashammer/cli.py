@@ -33,33 +33,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pytest-gashammer {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # What both commands read: the telemetry directory and, optionally, which runs of it.
+    source = argparse.ArgumentParser(add_help=False)
+    source.add_argument(
+        "directory", metavar="DIR", help="telemetry directory written with --gashammer-parquet"
+    )
+    source.add_argument(
+        "--run", dest="runs", action="append", metavar="RUN_ID", help="only this run (repeatable)"
+    )
 
     report = commands.add_parser(
         "report",
+        parents=[source],
         help="write the self-contained HTML report of a telemetry directory",
         description="Write the self-contained HTML report (opens offline) of a telemetry directory.",
     )
     report.add_argument(
-        "directory", metavar="DIR", help="telemetry directory written with --gashammer-parquet"
-    )
-    report.add_argument(
         "-o", "--output", metavar="FILE", help="where to write the report (default: DIR/report.html)"
-    )
-    report.add_argument(
-        "--run", dest="runs", action="append", metavar="RUN_ID", help="only this run (repeatable)"
     )
     report.add_argument("--title", help="page title (default: gashammer report)")
 
-    summary = commands.add_parser(
+    commands.add_parser(
         "summary",
+        parents=[source],
         help="print the per-run summary pytest printed",
         description="Print the per-run summary (as at the end of a pytest session) of a telemetry directory.",
-    )
-    summary.add_argument(
-        "directory", metavar="DIR", help="telemetry directory written with --gashammer-parquet"
-    )
-    summary.add_argument(
-        "--run", dest="runs", action="append", metavar="RUN_ID", help="only this run (repeatable)"
     )
     return parser
 
