@@ -118,6 +118,14 @@ class Devnet(abc.ABC):
             "node_version": self.node_version,
         }
 
+    def incidents(self) -> list[str]:
+        """What the backend itself had to do during runs, oldest first, for runs to report as notes.
+
+        The embedded devnet records each time it re-admitted transactions anvil stranded in its
+        pool; a run's result carries the incidents that happened while it ran.
+        """
+        return []
+
     def close(self) -> None:  # noqa: B027 - backends that start nothing have nothing to release
         """Release what the backend started. Safe to call more than once."""
 

@@ -4,7 +4,9 @@ Nitro-shaped means: chain id 412346, a block every 250 ms (Nitro's ``max-block-s
 ordering like Nitro's sequencer, a block gas limit far above 100 Mgas/s, and the Nitro dev
 account funded as the funder, so a test written against it runs unchanged on ``nitro --dev``.
 Anvil's automine is never used: under load it stops producing blocks for good once about 1.5k
-ready transactions queue up, so the devnet always mines on an interval.
+ready transactions queue up, so the devnet always mines on an interval. A
+:class:`~pytest_gashammer.devnet.pool_watch.PoolWatch` re-admits the transactions anvil's pool
+can strand under load, and reports each time it did (:meth:`EmbeddedDevnet.incidents`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from pytest_gashammer.devnet.anvil import anvil_version, find_anvil
 from pytest_gashammer.devnet.base import NITRO_DEV_ADDRESS, NITRO_DEV_CHAIN_ID, NITRO_DEV_KEY, Devnet, Funder
+from pytest_gashammer.devnet.pool_watch import PoolWatch
 from pytest_gashammer.devnet.process import ManagedProcess
 from pytest_gashammer.edge.rpc import RpcError, TransportError, call
 from pytest_gashammer.errors import DevnetError
@@ -46,6 +49,7 @@ class EmbeddedDevnet(Devnet):
         workdir: Path | None = None,
         startup_timeout: float = 30.0,
         feed: bool = True,
+        pool_watch: bool = True,
     ) -> None:
         super().__init__()
         self._anvil_path = anvil_path
@@ -60,6 +64,8 @@ class EmbeddedDevnet(Devnet):
         self.anvil_binary: Path | None = None
         self._with_feed = feed
         self._relay: Any = None
+        self._with_pool_watch = pool_watch
+        self._pool_watch: PoolWatch | None = None
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -115,6 +121,8 @@ class EmbeddedDevnet(Devnet):
         except (RpcError, TransportError) as exc:
             self.close()
             raise DevnetError(f"anvil started but refused to fund the dev account: {exc}") from None
+        if self._with_pool_watch:
+            self._pool_watch = PoolWatch(self.rpc_url).start()
         if self._with_feed:
             from pytest_gashammer.feed.relay import FeedRelay, FeedRelayError
 
@@ -174,7 +182,13 @@ class EmbeddedDevnet(Devnet):
             return "anvil"
         return anvil_version(self.anvil_binary).replace("anvil Version:", "anvil").strip()
 
+    def incidents(self) -> list[str]:
+        return list(self._pool_watch.incidents) if self._pool_watch is not None else []
+
     def close(self) -> None:
+        if self._pool_watch is not None:
+            self._pool_watch.stop()
+            self._pool_watch = None
         if self._relay is not None:
             self._relay.stop()
             self._relay = None

@@ -95,24 +95,42 @@ def _result_of(answer: Any, method: str) -> Any:
 # blocking client
 
 
-def call(url: str, method: str, params: Sequence[Any] = (), *, timeout: float = 10.0) -> Any:
-    """One blocking JSON-RPC call. Raises :class:`RpcError` or :class:`TransportError`."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+def _post_blocking(url: str, body: bytes, what: str, timeout: float) -> Any:
     headers = {"Content-Type": "application/json", **request_headers()}
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = response.read()
     except urllib.error.HTTPError as exc:
-        raise TransportError(f"{method}: HTTP {exc.code} from {url}") from None
+        raise TransportError(f"{what}: HTTP {exc.code} from {url}") from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise TransportError(f"{method}: cannot reach {url} ({reason})") from None
+        raise TransportError(f"{what}: cannot reach {url} ({reason})") from None
     try:
-        answer = json.loads(payload)
+        return json.loads(payload)
     except ValueError:
-        raise TransportError(f"{method}: {url} did not answer with JSON: {payload[:80]!r}") from None
-    return _result_of(answer, method)
+        raise TransportError(f"{what}: {url} did not answer with JSON: {payload[:80]!r}") from None
+
+
+def call(url: str, method: str, params: Sequence[Any] = (), *, timeout: float = 10.0) -> Any:
+    """One blocking JSON-RPC call. Raises :class:`RpcError` or :class:`TransportError`."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+    return _result_of(_post_blocking(url, body, method, timeout), method)
+
+
+def call_batch(url: str, calls: Sequence[tuple[str, Sequence[Any]]], *, timeout: float = 10.0) -> list[Any]:
+    """One blocking JSON-RPC batch: a result or an :class:`RpcError` per call, in order.
+
+    A transport failure of the whole batch raises :class:`TransportError`.
+    """
+    if not calls:
+        return []
+    request = [
+        {"jsonrpc": "2.0", "id": index, "method": method, "params": list(params)}
+        for index, (method, params) in enumerate(calls)
+    ]
+    answer = _post_blocking(url, json.dumps(request).encode(), f"batch of {calls[0][0]}", timeout)
+    return batch_results(answer, 0, [method for method, _ in calls])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -363,6 +363,7 @@ class HiveController:
         from pytest_gashammer.oracle import evaluate_plan, finish_result
 
         devnet = self.ensure_devnet()
+        incidents_before = len(devnet.incidents())
         started = time.monotonic()
         with self._lock:
             edges = [link for link in self.edges.values() if link.ready]
@@ -450,6 +451,7 @@ class HiveController:
                 (state.started.get(link.edge_id, first_start) - first_start) / 1e9 for link in delivered
             ],
         )
+        result.notes.extend(devnet.incidents()[incidents_before:])
         result = finish_result(plan, result)
         if telemetry_run is not None:
             self.telemetry.end(

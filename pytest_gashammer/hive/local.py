@@ -72,6 +72,7 @@ class Hive:
             raw_tx_sink=relay.prime if relay is not None else None,
             telemetry_sink=self.telemetry.sink if self.telemetry is not None else None,
         )
+        incidents_before = len(self.devnet.incidents())
         started = time.monotonic()
         deadline = started + SETUP_BUDGET + plan.sending_time + plan.inclusion_timeout + STOP_GRACE
         edge.start()
@@ -112,6 +113,7 @@ class Hive:
             node_version=self.node_version,
             duration=time.monotonic() - started,
         )
+        result.notes.extend(self.devnet.incidents()[incidents_before:])
         result = finish_result(plan, result)
         if run_id is not None:
             self.telemetry.end(

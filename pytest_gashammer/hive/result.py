@@ -191,4 +191,5 @@ class RunResult:
             "node_version": self.node_version,
             "blocks_observed": self.blocks_observed,
             "stopped_early": self.stopped_early,
+            "devnet_notes": [note for note in self.notes if note.startswith("devnet:")],
         }

@@ -1,0 +1,238 @@
+"""Re-admit transactions that anvil strands in its queued pool.
+
+anvil decides what a new transaction waits for (the pool marker of ``nonce - 1``) from the sender's
+on-chain nonce when it validates the transaction, and adds it to the pool a moment later. When the
+block holding ``nonce - 1`` is committed and its markers pruned in between, the transaction waits
+in the queued pool for a marker that is already gone: it never becomes ready, and neither does any
+later nonce of that sender. Under load on a busy machine this happens about once in tens of
+thousands of transactions, and the run would report them lost although the chain did nothing
+wrong. (A Nitro sequencer has no such pool; this is a property of the stand-in node.)
+
+The signature is unambiguous: a queued transaction whose nonce equals its sender's on-chain nonce.
+:class:`PoolWatch` polls ``txpool_status`` and looks for that signature in ``txpool_content``, and
+when the same transaction shows it twice in a row it re-admits the sender's pooled transactions
+unchanged (same bytes, same hashes): one JSON-RPC batch reads the pool and removes the sender's
+transactions (``anvil_removePoolTransactions``), the next sends them again in nonce order. Every
+re-admission is recorded in :attr:`PoolWatch.incidents`, which runs report as notes.
+
+``txpool_content`` lists every ready transaction too, thousands under heavy load, and at high rates
+something is briefly queued at most polls (several connections reorder a sender's nonces for a
+moment). So the pool is read only when nothing is ready (the read is small), when something has
+stayed queued at every poll for :data:`SUSTAINED_POLLS` polls (at most every
+:data:`FULL_READ_INTERVAL` seconds), or to confirm a suspect on the next poll.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from pytest_gashammer.edge.rpc import RpcError, TransportError, call, call_batch
+
+POLL_INTERVAL = 0.5
+SUSTAINED_POLLS = 6
+FULL_READ_INTERVAL = 5.0
+MAX_INCIDENTS = 100
+
+
+class PoolEntryError(ValueError):
+    """A pool entry that cannot be turned back into the exact bytes the sender signed."""
+
+
+def _quantity(entry: dict[str, Any], field: str) -> int:
+    value = entry.get(field)
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise PoolEntryError(f"pool entry field {field!r} is not a hex quantity: {value!r}")
+    return int(value, 16)
+
+
+def _hex_bytes(value: Any, field: str) -> bytes:
+    if value is None:
+        return b""
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise PoolEntryError(f"pool entry field {field!r} is not hex data: {value!r}")
+    return bytes.fromhex(value[2:])
+
+
+def _access_list(entry: dict[str, Any]) -> list[list[Any]]:
+    items = entry.get("accessList") or []
+    return [
+        [
+            _hex_bytes(item["address"], "accessList"),
+            [_hex_bytes(key, "accessList") for key in item["storageKeys"]],
+        ]
+        for item in items
+    ]
+
+
+def raw_transaction(entry: dict[str, Any]) -> bytes:
+    """The signed bytes of a ``txpool_content`` entry (types 0, 1 and 2), checked against its hash."""
+    import rlp
+    from eth_utils import keccak
+
+    kind = _quantity(entry, "type") if "type" in entry else 0
+    to = _hex_bytes(entry.get("to"), "to")
+    data = _hex_bytes(entry.get("input", "0x"), "input")
+    nonce, gas, value = _quantity(entry, "nonce"), _quantity(entry, "gas"), _quantity(entry, "value")
+    r, s = _quantity(entry, "r"), _quantity(entry, "s")
+    if kind == 0:
+        raw = rlp.encode(
+            [nonce, _quantity(entry, "gasPrice"), gas, to, value, data, _quantity(entry, "v"), r, s]
+        )
+    else:
+        parity = _quantity(entry, "yParity" if "yParity" in entry else "v")
+        chain_id = _quantity(entry, "chainId")
+        if kind == 1:
+            fields = [chain_id, nonce, _quantity(entry, "gasPrice"), gas, to, value, data]
+        elif kind == 2:
+            fees = [_quantity(entry, "maxPriorityFeePerGas"), _quantity(entry, "maxFeePerGas")]
+            fields = [chain_id, nonce, *fees, gas, to, value, data]
+        else:
+            raise PoolEntryError(f"transaction type {kind} cannot be re-admitted (types 0, 1 and 2 can)")
+        raw = bytes([kind]) + rlp.encode([*fields, _access_list(entry), parity, r, s])
+    expected = str(entry.get("hash", "")).lower()
+    if "0x" + keccak(raw).hex() != expected:
+        raise PoolEntryError(f"re-encoded transaction does not hash to {expected or 'its hash'}")
+    return raw
+
+
+def _by_sender(bucket: Any) -> dict[str, dict[int, dict[str, Any]]]:
+    """``{sender: {nonce: entry}}`` from one ``txpool_content`` bucket, senders lower-cased."""
+    pooled: dict[str, dict[int, dict[str, Any]]] = {}
+    if not isinstance(bucket, dict):
+        return pooled
+    for sender, entries in bucket.items():
+        if not isinstance(entries, dict):
+            continue
+        for nonce, entry in entries.items():
+            if isinstance(entry, dict):
+                pooled.setdefault(str(sender).lower(), {})[int(nonce)] = entry
+    return pooled
+
+
+class PoolWatch:
+    """Watches an anvil node's pool on a thread and re-admits transactions it stranded."""
+
+    def __init__(self, rpc_url: str, *, interval: float = POLL_INTERVAL, timeout: float = 10.0) -> None:
+        self.rpc_url = rpc_url
+        self.interval = interval
+        self.timeout = timeout
+        self.readmitted = 0
+        self.incidents: list[str] = []
+        self.errors = 0
+        self._suspects: dict[str, str] = {}
+        self._queued_streak = 0
+        self._last_full_read = -FULL_READ_INTERVAL
+        self.pool_reads = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> PoolWatch:
+        self._thread = threading.Thread(target=self._run, name="gashammer-pool-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            # A poll blocked on a paused or dying node ends with the node; never hold up close().
+            self._thread.join(2.0)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except (RpcError, TransportError, PoolEntryError, ValueError, TypeError, KeyError):
+                # The node is busy, stopping or answered oddly: try again on the next poll.
+                self.errors += 1
+
+    def check(self) -> list[str]:
+        """One poll: returns the senders re-admitted (a stranded transaction must show twice)."""
+        status = call(self.rpc_url, "txpool_status", timeout=self.timeout)
+        if not isinstance(status, dict) or not int(str(status.get("queued", "0x0")), 16):
+            self._suspects.clear()
+            self._queued_streak = 0
+            return []
+        self._queued_streak += 1
+        now = time.monotonic()
+        if int(str(status.get("pending", "0x0")), 16):
+            due = self._queued_streak >= SUSTAINED_POLLS and now - self._last_full_read >= FULL_READ_INTERVAL
+            if not (due or self._suspects):  # a suspect is confirmed on the very next poll
+                return []
+            self._last_full_read = now
+        self.pool_reads += 1
+        content = call(self.rpc_url, "txpool_content", timeout=self.timeout)
+        queued = _by_sender(content.get("queued") if isinstance(content, dict) else None)
+        stranded = self._stranded(queued)
+        confirmed = [sender for sender, tx_hash in stranded.items() if self._suspects.get(sender) == tx_hash]
+        self._suspects = {sender: h for sender, h in stranded.items() if sender not in confirmed}
+        for sender in confirmed:
+            self._readmit(sender)
+        return confirmed
+
+    def _stranded(self, queued: dict[str, dict[int, dict[str, Any]]]) -> dict[str, str]:
+        """Senders whose lowest queued nonce is their on-chain nonce, with that transaction's hash."""
+        senders = sorted(queued)
+        counts = call_batch(
+            self.rpc_url,
+            [("eth_getTransactionCount", [sender, "latest"]) for sender in senders],
+            timeout=self.timeout,
+        )
+        stranded: dict[str, str] = {}
+        for sender, count in zip(senders, counts, strict=True):
+            if not isinstance(count, str):
+                continue
+            lowest = min(queued[sender])
+            if lowest == int(count, 16):
+                stranded[sender] = str(queued[sender][lowest].get("hash", ""))
+        return stranded
+
+    def _readmit(self, sender: str) -> None:
+        # Reading and removing in one batch: anvil runs a batch's calls back to back, so nothing the
+        # sender submits in between can be removed without being read.
+        content, removed = call_batch(
+            self.rpc_url,
+            [("txpool_content", []), ("anvil_removePoolTransactions", [sender])],
+            timeout=self.timeout,
+        )
+        if isinstance(removed, Exception) or not isinstance(content, dict):
+            self._note(f"could not re-admit the stranded transactions of {sender}: {removed or content}")
+            return
+        pooled: dict[int, dict[str, Any]] = {}
+        for bucket in ("pending", "queued"):
+            pooled.update(_by_sender(content.get(bucket)).get(sender, {}))
+        raws: list[bytes] = []
+        unreadable: list[str] = []
+        for nonce in sorted(pooled):
+            try:
+                raws.append(raw_transaction(pooled[nonce]))
+            except (PoolEntryError, KeyError, TypeError, ValueError) as exc:
+                unreadable.append(f"{pooled[nonce].get('hash')} ({exc})")
+        answers = call_batch(
+            self.rpc_url,
+            [("eth_sendRawTransaction", ["0x" + raw.hex()]) for raw in raws],
+            timeout=self.timeout,
+        )
+        refused = [str(answer) for answer in answers if isinstance(answer, Exception)]
+        self.readmitted += len(raws) - len(refused)
+        first = min(pooled) if pooled else "?"
+        message = (
+            f"devnet: anvil stranded {len(pooled)} transaction(s) of {sender} from nonce {first} in its "
+            f"queued pool (a known anvil pool race); re-admitted {len(raws) - len(refused)} unchanged"
+        )
+        if refused or unreadable:
+            message += f"; could not re-admit {len(refused) + len(unreadable)}: " + "; ".join(
+                _first(refused + unreadable, 3)
+            )
+        self._note(message)
+
+    def _note(self, message: str) -> None:
+        if len(self.incidents) < MAX_INCIDENTS:
+            self.incidents.append(message)
+
+
+def _first(items: Iterable[str], count: int) -> list[str]:
+    return [item for _, item in zip(range(count), items, strict=False)]

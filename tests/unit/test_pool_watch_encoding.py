@@ -1,0 +1,116 @@
+"""Pool entries turn back into the exact signed bytes (the pool watch re-sends them unchanged)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.typed_transactions import TypedTransaction
+from eth_utils import to_checksum_address
+from hexbytes import HexBytes
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_gashammer.devnet.pool_watch import PoolEntryError, raw_transaction
+from pytest_gashammer.report.terminal import format_run_summary
+
+ACCOUNT = Account.from_key("0x" + "11" * 32)
+OTHER = to_checksum_address("0x" + "ab" * 20)
+
+
+def pool_entry(tx: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """``tx`` signed, and shown the way anvil's ``txpool_content`` shows it (hex quantities)."""
+    signed = ACCOUNT.sign_transaction(tx)
+    raw = bytes(signed.raw_transaction)
+    entry: dict[str, Any] = {
+        "hash": "0x" + bytes(signed.hash).hex(),
+        "from": ACCOUNT.address.lower(),
+        "nonce": hex(tx["nonce"]),
+        "gas": hex(tx["gas"]),
+        "value": hex(tx["value"]),
+        "input": "0x" + bytes(tx.get("data", b"")).hex(),
+        "to": tx["to"].lower() if tx.get("to") else None,
+    }
+    if raw[0] >= 0x7F:  # legacy
+        entry.update(
+            type="0x0", gasPrice=hex(tx["gasPrice"]), v=hex(signed.v), r=hex(signed.r), s=hex(signed.s)
+        )
+        return entry, raw
+    fields = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+    entry.update(
+        type=hex(raw[0]),
+        chainId=hex(tx["chainId"]),
+        accessList=[
+            {"address": item["address"].lower(), "storageKeys": list(item["storageKeys"])}
+            for item in tx.get("accessList", [])
+        ],
+        yParity=hex(fields["v"]),
+        v=hex(fields["v"]),
+        r=hex(fields["r"]),
+        s=hex(fields["s"]),
+    )
+    if raw[0] == 1:
+        entry["gasPrice"] = hex(tx["gasPrice"])
+    else:
+        entry.update(
+            maxFeePerGas=hex(tx["maxFeePerGas"]), maxPriorityFeePerGas=hex(tx["maxPriorityFeePerGas"])
+        )
+    return entry, raw
+
+
+DYNAMIC = dict(type=2, chainId=412346, gas=60_000, maxFeePerGas=5 * 10**9, maxPriorityFeePerGas=10**9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    nonce=st.integers(0, 2**40),
+    value=st.integers(0, 10**24),
+    data=st.binary(max_size=200),
+    create=st.booleans(),
+)
+def test_dynamic_fee_entries_round_trip(nonce: int, value: int, data: bytes, create: bool) -> None:
+    tx = dict(DYNAMIC, nonce=nonce, value=value, data=data)
+    if not create:
+        tx["to"] = OTHER
+    entry, raw = pool_entry(tx)
+    assert raw_transaction(entry) == raw
+
+
+def test_legacy_and_access_list_entries_round_trip() -> None:
+    legacy = dict(chainId=412346, nonce=3, to=OTHER, value=1, gas=21_000, gasPrice=10**9)
+    access = dict(
+        type=1, chainId=412346, nonce=4, to=OTHER, value=0, gas=40_000, gasPrice=10**9,
+        accessList=[{"address": OTHER, "storageKeys": ["0x" + "00" * 31 + "07"]}],
+    )  # fmt: skip
+    for tx in (legacy, access):
+        entry, raw = pool_entry(tx)
+        assert raw_transaction(entry) == raw
+
+
+def test_an_entry_that_does_not_hash_to_its_hash_is_refused() -> None:
+    entry, _ = pool_entry(dict(DYNAMIC, nonce=1, to=OTHER, value=5))
+    entry["value"] = hex(6)
+    with pytest.raises(PoolEntryError, match="does not hash to"):
+        raw_transaction(entry)
+
+
+def test_unsupported_types_and_malformed_fields_name_the_problem() -> None:
+    entry, _ = pool_entry(dict(DYNAMIC, nonce=1, to=OTHER, value=5))
+    with pytest.raises(PoolEntryError, match="type 3 cannot be re-admitted"):
+        raw_transaction(dict(entry, type="0x3"))
+    with pytest.raises(PoolEntryError, match="'gas' is not a hex quantity"):
+        raw_transaction(dict(entry, gas=21000))
+
+
+def test_the_run_summary_shows_what_the_devnet_did() -> None:
+    run = {
+        "name": "t", "seed": 1, "chain_id": 412346, "devnet_kind": "embedded", "node_version": "anvil",
+        "target_gas_per_sec": 1e6, "offered_gas_per_sec": 1e6, "offered_tx_per_sec": 1.0,
+        "accepted_gas_per_sec": 1e6, "included_gas_per_sec": 1e6, "included_tx_per_sec": 1.0,
+        "sent": 1, "accepted": 1, "rejected": 0, "included": 1, "lost": 0, "blocks_observed": 1,
+        "errors": {}, "verdicts": [],
+        "devnet_notes": ["devnet: anvil stranded 2 transaction(s) of 0xab from nonce 5 ..."],
+    }  # fmt: skip
+    lines = format_run_summary("test_x.py::test_x", run)
+    assert lines[-1] == "  devnet: anvil stranded 2 transaction(s) of 0xab from nonce 5 ..."
