@@ -57,6 +57,8 @@ SIGN_CHUNK = 32
 #: Transactions due within this window go out in one JSON-RPC batch. Per-request overhead (client
 #: and node) dominates below saturation otherwise; the wait counts as latency, never hidden.
 COALESCE_SECONDS = 0.004
+#: Accepted-but-never-included transactions the edge asks the node about after the drain.
+LOST_PROBE_LIMIT = 20
 #: Template index recorded for the self-transfers that fill a nonce hole left by a rejection.
 GAP_FILLER = -1
 NONCE_RESYNC_KINDS = frozenset({"nonce_too_low", "replacement_underpriced"})
@@ -262,6 +264,7 @@ class _EdgeSession:
         self.feed_task: asyncio.Task[None] | None = None
         self.feed_stop = asyncio.Event()
         self.feed_findings: dict[str, Any] | None = None
+        self.lost_probe: dict[str, str] = {}
         self.chain_blocks: list[tuple[int, str, list[str]]] = []
         self.balance_check = False
         self.balance_facts: dict[str, int] | None = None
@@ -480,6 +483,33 @@ class _EdgeSession:
             "fees_paid": self.fees_paid,
         }
 
+    async def _probe_lost(self) -> None:
+        """Ask the node about the first accepted transactions no block has shown, for the evidence."""
+        if self.accepted_outstanding <= 0 or self.runtime._stop_requested:
+            return
+        log = self.log
+        rows = [row for row in range(len(log)) if log.state[row] == STATUS_ACCEPTED][:LOST_PROBE_LIMIT]
+        senders = sorted({log.sender[row] for row in rows})
+        calls = [("eth_getTransactionByHash", [log.tx_hash(row)]) for row in rows]
+        calls += [("eth_getTransactionCount", [self.senders[sender].address, "latest"]) for sender in senders]
+        try:
+            answers = await self.track_rpc.batch(calls)
+        except TransportError as exc:
+            self.notes.append(f"could not ask the node about transactions never seen in a block: {exc}")
+            return
+        on_chain = dict(zip(senders, answers[len(rows) :], strict=True))
+        for row, found in zip(rows, answers, strict=False):
+            count = on_chain[log.sender[row]]
+            try:
+                diagnosis = diagnose_lost(
+                    found, log.nonce[row], int(count, 16) if isinstance(count, str) else None
+                )
+            except (ValueError, TypeError, AttributeError) as exc:
+                diagnosis = f"the node's answer could not be read ({exc})"
+            self.lost_probe[log.tx_hash(row)] = (
+                f"sender {self.senders[log.sender[row]].address} nonce {log.nonce[row]}: {diagnosis}"
+            )
+
     async def _start_feed(self, chain_id: int) -> None:
         """Follow the sequencer feed from the next block on, correlating what this edge sends."""
         from pytest_gashammer.feed.client import FeedClient
@@ -560,6 +590,7 @@ class _EdgeSession:
             await self._wait_for_inclusion(stop, follower)
         finally:
             await follower.catch_up()
+            await self._probe_lost()
             await self._stop_feed()
             tracker_stop.set()
             await asyncio.gather(tracker, return_exceptions=True)
@@ -609,6 +640,7 @@ class _EdgeSession:
             else [],
             feed_findings=self.feed_findings,
             balance_check=self.balance_facts,
+            lost_probe=self.lost_probe,
         )
 
     def _now(self) -> float:
@@ -1022,6 +1054,31 @@ class _EdgeSession:
                 self.gas_model[template] = observed[0] / observed[1]
                 self.gas_model_version += 1
             self.receipts_checked += 1
+
+
+def diagnose_lost(found: Any, nonce: int, on_chain_nonce: int | None) -> str:
+    """What the node's answers say about an accepted transaction no block has shown.
+
+    ``found`` is the node's ``eth_getTransactionByHash`` answer (a transaction, None, or an error)
+    and ``on_chain_nonce`` the sender's ``latest`` transaction count (None if unknown).
+    """
+    if isinstance(found, Exception):
+        return f"the node could not be asked ({found})"
+    if on_chain_nonce is None:
+        where = "the sender's on-chain nonce is unknown"
+    elif nonce == on_chain_nonce:
+        where = "it is the sender's next nonce, so nothing on the sender's side holds it back"
+    elif nonce > on_chain_nonce:
+        where = f"the sender's on-chain nonce is {on_chain_nonce}, so it waits for nonce(s) {on_chain_nonce}..{nonce - 1}"
+    else:
+        where = (
+            f"the sender's on-chain nonce is already {on_chain_nonce}: another transaction took nonce {nonce}"
+        )
+    if isinstance(found, dict) and found.get("blockNumber"):
+        return f"the node has it in block {int(found['blockNumber'], 16)}, which the tracker never saw"
+    if isinstance(found, dict):
+        return f"still in the node's pool, never included; {where}"
+    return f"unknown to the node (dropped from its pool); {where}"
 
 
 def prepare_run(assignment: EdgeAssignment) -> dict[str, Any]:

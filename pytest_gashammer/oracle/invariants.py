@@ -56,6 +56,9 @@ def inclusion(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
         if lost:
             evidence["lost"] = lost[:EVIDENCE_LIMIT]
             evidence["lost_count"] = len(lost)
+            probed = [f"{tx}: {report.lost_probe[tx]}" for report in reports for tx in report.lost_probe]
+            if probed:
+                evidence["what_the_node_says"] = probed[:EVIDENCE_LIMIT]
         if late:
             evidence["late"] = late[:EVIDENCE_LIMIT]
             evidence["late_count"] = len(late)

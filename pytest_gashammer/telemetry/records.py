@@ -234,3 +234,6 @@ class EdgeReport:
     feed_findings: dict[str, Any] | None = None
     #: Value conservation facts of a transfer-only run with every receipt checked, else None.
     balance_check: dict[str, int] | None = None
+    #: What the node said, after the drain, about the first accepted transactions never seen in a
+    #: block: ``{tx_hash: "sender 0x.. nonce N: <diagnosis>"}``.
+    lost_probe: dict[str, str] = field(default_factory=dict)

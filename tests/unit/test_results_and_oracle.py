@@ -833,3 +833,28 @@ def test_balance_conservation_names_the_difference_and_needs_its_facts() -> None
     verdict = balance_conservation([report], 30.0)
     assert verdict.status == "failed"
     assert "difference +7" in verdict.evidence["edges"][0]
+
+
+# ----------------------------------------------------------------------------------------------
+# what the node says about a transaction no block showed
+
+
+def test_a_lost_transaction_is_diagnosed_from_the_nodes_answers() -> None:
+    from pytest_gashammer.edge.rpc import TransportError
+    from pytest_gashammer.edge.runtime import diagnose_lost
+
+    pooled = {"hash": "0x01", "blockNumber": None}
+    assert diagnose_lost(None, 5, 5).startswith(
+        "unknown to the node (dropped from its pool); it is the sender's next"
+    )
+    assert diagnose_lost(pooled, 5, 5).startswith(
+        "still in the node's pool, never included; it is the sender's next"
+    )
+    assert "waits for nonce(s) 2..4" in diagnose_lost(pooled, 5, 2)
+    assert "another transaction took nonce 5" in diagnose_lost(None, 5, 9)
+    assert (
+        diagnose_lost({"blockNumber": "0x1f"}, 5, 6)
+        == "the node has it in block 31, which the tracker never saw"
+    )
+    assert "on-chain nonce is unknown" in diagnose_lost(pooled, 5, None)
+    assert diagnose_lost(TransportError("timed out"), 5, 5) == "the node could not be asked (timed out)"
