@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_gashammer._version import __version__
+from pytest_gashammer.hive.result import devnet_notes
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -198,6 +199,7 @@ def summary_dict(run: dict[str, Any], verdicts: Sequence[dict[str, Any]]) -> dic
         "node_version": run.get("node_version"),
         "blocks_observed": run.get("blocks_observed") or 0,
         "stopped_early": run.get("stopped_early"),
+        "devnet_notes": devnet_notes(json.loads(run["notes_json"]) if run.get("notes_json") else ()),
     }
 
 

@@ -11,9 +11,10 @@ wrong. (A Nitro sequencer has no such pool; this is a property of the stand-in n
 The signature is unambiguous: a queued transaction whose nonce equals its sender's on-chain nonce.
 :class:`PoolWatch` polls ``txpool_status`` and looks for that signature in ``txpool_content``, and
 when the same transaction shows it twice in a row it re-admits the sender's pooled transactions
-unchanged (same bytes, same hashes): one JSON-RPC batch reads the pool and removes the sender's
-transactions (``anvil_removePoolTransactions``), the next sends them again in nonce order. Every
-re-admission is recorded in :attr:`PoolWatch.incidents`, which runs report as notes.
+unchanged (same bytes, rebuilt from the pool's JSON by the feed relay's encoder and checked against
+their hashes): one JSON-RPC batch reads the pool and removes the sender's transactions
+(``anvil_removePoolTransactions``), the next sends them again in nonce order. Every re-admission is
+recorded in :attr:`PoolWatch.incidents`, which runs report as ``devnet:`` notes.
 
 ``txpool_content`` lists every ready transaction too, thousands under heavy load, and at high rates
 something is briefly queued at most polls (several connections reorder a sender's nonces for a
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from pytest_gashammer.edge.rpc import RpcError, TransportError, call, call_batch
@@ -35,67 +35,6 @@ POLL_INTERVAL = 0.5
 SUSTAINED_POLLS = 6
 FULL_READ_INTERVAL = 5.0
 MAX_INCIDENTS = 100
-
-
-class PoolEntryError(ValueError):
-    """A pool entry that cannot be turned back into the exact bytes the sender signed."""
-
-
-def _quantity(entry: dict[str, Any], field: str) -> int:
-    value = entry.get(field)
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise PoolEntryError(f"pool entry field {field!r} is not a hex quantity: {value!r}")
-    return int(value, 16)
-
-
-def _hex_bytes(value: Any, field: str) -> bytes:
-    if value is None:
-        return b""
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise PoolEntryError(f"pool entry field {field!r} is not hex data: {value!r}")
-    return bytes.fromhex(value[2:])
-
-
-def _access_list(entry: dict[str, Any]) -> list[list[Any]]:
-    items = entry.get("accessList") or []
-    return [
-        [
-            _hex_bytes(item["address"], "accessList"),
-            [_hex_bytes(key, "accessList") for key in item["storageKeys"]],
-        ]
-        for item in items
-    ]
-
-
-def raw_transaction(entry: dict[str, Any]) -> bytes:
-    """The signed bytes of a ``txpool_content`` entry (types 0, 1 and 2), checked against its hash."""
-    import rlp
-    from eth_utils import keccak
-
-    kind = _quantity(entry, "type") if "type" in entry else 0
-    to = _hex_bytes(entry.get("to"), "to")
-    data = _hex_bytes(entry.get("input", "0x"), "input")
-    nonce, gas, value = _quantity(entry, "nonce"), _quantity(entry, "gas"), _quantity(entry, "value")
-    r, s = _quantity(entry, "r"), _quantity(entry, "s")
-    if kind == 0:
-        raw = rlp.encode(
-            [nonce, _quantity(entry, "gasPrice"), gas, to, value, data, _quantity(entry, "v"), r, s]
-        )
-    else:
-        parity = _quantity(entry, "yParity" if "yParity" in entry else "v")
-        chain_id = _quantity(entry, "chainId")
-        if kind == 1:
-            fields = [chain_id, nonce, _quantity(entry, "gasPrice"), gas, to, value, data]
-        elif kind == 2:
-            fees = [_quantity(entry, "maxPriorityFeePerGas"), _quantity(entry, "maxFeePerGas")]
-            fields = [chain_id, nonce, *fees, gas, to, value, data]
-        else:
-            raise PoolEntryError(f"transaction type {kind} cannot be re-admitted (types 0, 1 and 2 can)")
-        raw = bytes([kind]) + rlp.encode([*fields, _access_list(entry), parity, r, s])
-    expected = str(entry.get("hash", "")).lower()
-    if "0x" + keccak(raw).hex() != expected:
-        raise PoolEntryError(f"re-encoded transaction does not hash to {expected or 'its hash'}")
-    return raw
 
 
 def _by_sender(bucket: Any) -> dict[str, dict[int, dict[str, Any]]]:
@@ -119,13 +58,11 @@ class PoolWatch:
         self.rpc_url = rpc_url
         self.interval = interval
         self.timeout = timeout
-        self.readmitted = 0
         self.incidents: list[str] = []
         self.errors = 0
         self._suspects: dict[str, str] = {}
         self._queued_streak = 0
         self._last_full_read = -FULL_READ_INTERVAL
-        self.pool_reads = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -145,7 +82,7 @@ class PoolWatch:
         while not self._stop.wait(self.interval):
             try:
                 self.check()
-            except (RpcError, TransportError, PoolEntryError, ValueError, TypeError, KeyError):
+            except (RpcError, TransportError, ValueError, TypeError, KeyError):
                 # The node is busy, stopping or answered oddly: try again on the next poll.
                 self.errors += 1
 
@@ -163,7 +100,6 @@ class PoolWatch:
             if not (due or self._suspects):  # a suspect is confirmed on the very next poll
                 return []
             self._last_full_read = now
-        self.pool_reads += 1
         content = call(self.rpc_url, "txpool_content", timeout=self.timeout)
         queued = _by_sender(content.get("queued") if isinstance(content, dict) else None)
         stranded = self._stranded(queued)
@@ -191,6 +127,8 @@ class PoolWatch:
         return stranded
 
     def _readmit(self, sender: str) -> None:
+        from pytest_gashammer.feed.relay import rebuilt_raw_transaction
+
         # Reading and removing in one batch: anvil runs a batch's calls back to back, so nothing the
         # sender submits in between can be removed without being read.
         content, removed = call_batch(
@@ -207,32 +145,30 @@ class PoolWatch:
         raws: list[bytes] = []
         unreadable: list[str] = []
         for nonce in sorted(pooled):
+            entry = pooled[nonce]
             try:
-                raws.append(raw_transaction(pooled[nonce]))
-            except (PoolEntryError, KeyError, TypeError, ValueError) as exc:
-                unreadable.append(f"{pooled[nonce].get('hash')} ({exc})")
+                raw = rebuilt_raw_transaction(entry)
+            except (KeyError, TypeError, ValueError) as exc:
+                unreadable.append(f"{entry.get('hash')} ({type(exc).__name__}: {exc})")
+                continue
+            if raw is None:
+                unreadable.append(f"{entry.get('hash')} (its pool entry does not rebuild to its hash)")
+            else:
+                raws.append(raw)
         answers = call_batch(
             self.rpc_url,
             [("eth_sendRawTransaction", ["0x" + raw.hex()]) for raw in raws],
             timeout=self.timeout,
         )
-        refused = [str(answer) for answer in answers if isinstance(answer, Exception)]
-        self.readmitted += len(raws) - len(refused)
-        first = min(pooled) if pooled else "?"
+        failures = unreadable + [str(answer) for answer in answers if isinstance(answer, Exception)]
         message = (
-            f"devnet: anvil stranded {len(pooled)} transaction(s) of {sender} from nonce {first} in its "
-            f"queued pool (a known anvil pool race); re-admitted {len(raws) - len(refused)} unchanged"
+            f"anvil stranded {len(pooled)} transaction(s) of {sender} from nonce {min(pooled, default='?')} "
+            f"in its queued pool (a known anvil pool race); re-admitted {len(pooled) - len(failures)} unchanged"
         )
-        if refused or unreadable:
-            message += f"; could not re-admit {len(refused) + len(unreadable)}: " + "; ".join(
-                _first(refused + unreadable, 3)
-            )
+        if failures:
+            message += f"; could not re-admit {len(failures)}: " + "; ".join(failures[:3])
         self._note(message)
 
     def _note(self, message: str) -> None:
         if len(self.incidents) < MAX_INCIDENTS:
             self.incidents.append(message)
-
-
-def _first(items: Iterable[str], count: int) -> list[str]:
-    return [item for _, item in zip(range(count), items, strict=False)]

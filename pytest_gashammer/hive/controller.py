@@ -28,7 +28,7 @@ from typing import Any
 
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.hive import protocol
-from pytest_gashammer.hive.result import RunResult, Verdict
+from pytest_gashammer.hive.result import DEVNET_NOTE, RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
 
 HEARTBEAT_TIMEOUT = 5.0
@@ -451,7 +451,7 @@ class HiveController:
                 (state.started.get(link.edge_id, first_start) - first_start) / 1e9 for link in delivered
             ],
         )
-        result.notes.extend(devnet.incidents()[incidents_before:])
+        result.notes.extend(DEVNET_NOTE + incident for incident in devnet.incidents()[incidents_before:])
         result = finish_result(plan, result)
         if telemetry_run is not None:
             self.telemetry.end(

@@ -14,7 +14,7 @@ from pytest_gashammer.devnet.base import Devnet
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime, Progress
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.hive.aggregate import build_result
-from pytest_gashammer.hive.result import RunResult
+from pytest_gashammer.hive.result import DEVNET_NOTE, RunResult
 from pytest_gashammer.oracle import evaluate_plan, finish_result
 from pytest_gashammer.scenario.spec import ScenarioPlan
 
@@ -113,7 +113,7 @@ class Hive:
             node_version=self.node_version,
             duration=time.monotonic() - started,
         )
-        result.notes.extend(self.devnet.incidents()[incidents_before:])
+        result.notes.extend(DEVNET_NOTE + incident for incident in self.devnet.incidents()[incidents_before:])
         result = finish_result(plan, result)
         if run_id is not None:
             self.telemetry.end(

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
+
+#: What starts a note the devnet backend added to a run (the terminal summary prints those).
+DEVNET_NOTE = "devnet: "
+
+
+def devnet_notes(notes: Iterable[str]) -> list[str]:
+    return [note for note in notes if note.startswith(DEVNET_NOTE)]
+
 
 VerdictStatus = Literal["passed", "failed", "inconclusive"]
 
@@ -191,5 +199,5 @@ class RunResult:
             "node_version": self.node_version,
             "blocks_observed": self.blocks_observed,
             "stopped_early": self.stopped_early,
-            "devnet_notes": [note for note in self.notes if note.startswith("devnet:")],
+            "devnet_notes": devnet_notes(self.notes),
         }

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_gashammer.cli import main, summary_dict
+from pytest_gashammer.hive.result import DEVNET_NOTE
 from pytest_gashammer.report.terminal import format_run_summary
 from pytest_gashammer.telemetry.parquet import ParquetRunWriter, RunInfo, load
 from tests.unit.test_telemetry_parquet import store
@@ -19,6 +20,7 @@ from tests.unit.test_telemetry_synthetic import SyntheticRun, synthetic_report
 def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, SyntheticRun]:
     directory = tmp_path_factory.mktemp("telemetry")
     run = synthetic_report(4_000)
+    run.result.notes.append(DEVNET_NOTE + "anvil stranded 2 transaction(s) of 0xab from nonce 5 ...")
     with ParquetRunWriter(directory) as writer:
         run_id = store(writer, run, nodeid="tests/test_load.py::test_transfers")
         writer.begin_run(RunInfo.for_plan(run.plan, run_id="never-ended", test_nodeid="t.py::test_cut"))
@@ -35,6 +37,8 @@ def test_summary_prints_a_stored_run_exactly_as_pytest_printed_it(
     assert printed[0] == f"gashammer: 1 run(s) in {directory}"
     assert printed[1] == f"{live[0]}  run {run_id}"
     assert printed[2:] == live[1:]
+    # What the devnet had to do during the run ends the summary, live and stored alike.
+    assert printed[-1] == "  devnet: anvil stranded 2 transaction(s) of 0xab from nonce 5 ..."
 
 
 def test_summary_of_a_run_without_result_says_so_and_counts_what_was_stored(
@@ -53,7 +57,18 @@ def test_summary_dict_round_trips_the_run_result(stored: tuple[Path, str, Synthe
     tables = load(directory, tables=("runs", "verdicts")).for_run(run_id)
     rebuilt = summary_dict(tables.runs.to_pylist()[0], tables.verdicts.to_pylist())
     original = run.result.summary_dict()
-    for key in ("sent", "accepted", "rejected", "included", "lost", "errors", "feed", "seed", "chain_id"):
+    for key in (
+        "sent",
+        "accepted",
+        "rejected",
+        "included",
+        "lost",
+        "errors",
+        "feed",
+        "seed",
+        "chain_id",
+        "devnet_notes",
+    ):
         assert rebuilt[key] == original[key], key
     assert rebuilt["latency_inclusion"] == pytest.approx(original["latency_inclusion"])
     assert rebuilt["verdicts"] == original["verdicts"]

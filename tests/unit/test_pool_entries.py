@@ -1,4 +1,8 @@
-"""Pool entries turn back into the exact signed bytes (the pool watch re-sends them unchanged)."""
+"""Pool entries turn back into the exact signed bytes (the pool watch re-sends them unchanged).
+
+The pool watch rebuilds them with the feed relay's encoder; these entries are shaped like anvil's
+``txpool_content``, the relay's own tests use the transactions of real blocks.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,7 @@ from hexbytes import HexBytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_gashammer.devnet.pool_watch import PoolEntryError, raw_transaction
-from pytest_gashammer.report.terminal import format_run_summary
+from pytest_gashammer.feed.relay import rebuilt_raw_transaction
 
 ACCOUNT = Account.from_key("0x" + "11" * 32)
 OTHER = to_checksum_address("0x" + "ab" * 20)
@@ -74,7 +77,7 @@ def test_dynamic_fee_entries_round_trip(nonce: int, value: int, data: bytes, cre
     if not create:
         tx["to"] = OTHER
     entry, raw = pool_entry(tx)
-    assert raw_transaction(entry) == raw
+    assert rebuilt_raw_transaction(entry) == raw
 
 
 def test_legacy_and_access_list_entries_round_trip() -> None:
@@ -85,32 +88,19 @@ def test_legacy_and_access_list_entries_round_trip() -> None:
     )  # fmt: skip
     for tx in (legacy, access):
         entry, raw = pool_entry(tx)
-        assert raw_transaction(entry) == raw
+        assert rebuilt_raw_transaction(entry) == raw
 
 
 def test_an_entry_that_does_not_hash_to_its_hash_is_refused() -> None:
     entry, _ = pool_entry(dict(DYNAMIC, nonce=1, to=OTHER, value=5))
     entry["value"] = hex(6)
-    with pytest.raises(PoolEntryError, match="does not hash to"):
-        raw_transaction(entry)
+    assert rebuilt_raw_transaction(entry) is None
 
 
-def test_unsupported_types_and_malformed_fields_name_the_problem() -> None:
+def test_unknown_types_are_refused_and_malformed_fields_raise() -> None:
     entry, _ = pool_entry(dict(DYNAMIC, nonce=1, to=OTHER, value=5))
-    with pytest.raises(PoolEntryError, match="type 3 cannot be re-admitted"):
-        raw_transaction(dict(entry, type="0x3"))
-    with pytest.raises(PoolEntryError, match="'gas' is not a hex quantity"):
-        raw_transaction(dict(entry, gas=21000))
-
-
-def test_the_run_summary_shows_what_the_devnet_did() -> None:
-    run = {
-        "name": "t", "seed": 1, "chain_id": 412346, "devnet_kind": "embedded", "node_version": "anvil",
-        "target_gas_per_sec": 1e6, "offered_gas_per_sec": 1e6, "offered_tx_per_sec": 1.0,
-        "accepted_gas_per_sec": 1e6, "included_gas_per_sec": 1e6, "included_tx_per_sec": 1.0,
-        "sent": 1, "accepted": 1, "rejected": 0, "included": 1, "lost": 0, "blocks_observed": 1,
-        "errors": {}, "verdicts": [],
-        "devnet_notes": ["devnet: anvil stranded 2 transaction(s) of 0xab from nonce 5 ..."],
-    }  # fmt: skip
-    lines = format_run_summary("test_x.py::test_x", run)
-    assert lines[-1] == "  devnet: anvil stranded 2 transaction(s) of 0xab from nonce 5 ..."
+    assert rebuilt_raw_transaction(dict(entry, type="0x5")) is None
+    with pytest.raises(ValueError):
+        rebuilt_raw_transaction(dict(entry, gas="0xzz"))
+    with pytest.raises(KeyError):
+        rebuilt_raw_transaction({key: value for key, value in entry.items() if key != "nonce"})
