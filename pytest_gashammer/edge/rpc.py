@@ -95,6 +95,17 @@ def _result_of(answer: Any, method: str) -> Any:
 # blocking client
 
 
+def _request(request_id: int, method: str, params: Sequence[Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": list(params)}
+
+
+def _batch_body(calls: Sequence[tuple[str, Sequence[Any]]], first_id: int) -> bytes:
+    """A JSON-RPC batch of ``calls`` with ids ``first_id ..`` (what :func:`batch_results` reads back)."""
+    return json.dumps(
+        [_request(first_id + offset, method, params) for offset, (method, params) in enumerate(calls)]
+    ).encode()
+
+
 def _post_blocking(url: str, body: bytes, what: str, timeout: float) -> Any:
     headers = {"Content-Type": "application/json", **request_headers()}
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
@@ -114,7 +125,7 @@ def _post_blocking(url: str, body: bytes, what: str, timeout: float) -> Any:
 
 def call(url: str, method: str, params: Sequence[Any] = (), *, timeout: float = 10.0) -> Any:
     """One blocking JSON-RPC call. Raises :class:`RpcError` or :class:`TransportError`."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+    body = json.dumps(_request(1, method, params)).encode()
     return _result_of(_post_blocking(url, body, method, timeout), method)
 
 
@@ -125,11 +136,7 @@ def call_batch(url: str, calls: Sequence[tuple[str, Sequence[Any]]], *, timeout:
     """
     if not calls:
         return []
-    request = [
-        {"jsonrpc": "2.0", "id": index, "method": method, "params": list(params)}
-        for index, (method, params) in enumerate(calls)
-    ]
-    answer = _post_blocking(url, json.dumps(request).encode(), f"batch of {calls[0][0]}", timeout)
+    answer = _post_blocking(url, _batch_body(calls, 0), f"batch of {calls[0][0]}", timeout)
     return batch_results(answer, 0, [method for method, _ in calls])
 
 
@@ -216,8 +223,8 @@ class AsyncRpcClient:
 
     async def call(self, method: str, *params: Any) -> Any:
         request_id = self._take_ids(1)
-        body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": list(params)})
-        return _result_of(await self._post(body.encode(), method), method)
+        body = json.dumps(_request(request_id, method, params)).encode()
+        return _result_of(await self._post(body, method), method)
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Send ``calls`` as one JSON-RPC batch; each entry of the answer is a result or an :class:`RpcError`.
@@ -227,11 +234,7 @@ class AsyncRpcClient:
         if not calls:
             return []
         first_id = self._take_ids(len(calls))
-        request = [
-            {"jsonrpc": "2.0", "id": first_id + offset, "method": method, "params": list(params)}
-            for offset, (method, params) in enumerate(calls)
-        ]
-        answer = await self._post(json.dumps(request).encode(), calls[0][0])
+        answer = await self._post(_batch_body(calls, first_id), calls[0][0])
         return batch_results(answer, first_id, [method for method, _ in calls])
 
     async def post_batch(self, body: bytes, what: str) -> Any:
