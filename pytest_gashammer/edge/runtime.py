@@ -498,7 +498,7 @@ class _EdgeSession:
             self.notes.append(f"could not ask the node about transactions never seen in a block: {exc}")
             return
         on_chain = dict(zip(senders, answers[len(rows) :], strict=True))
-        for row, found in zip(rows, answers, strict=False):
+        for row, found in zip(rows, answers[: len(rows)], strict=True):
             count = on_chain[log.sender[row]]
             try:
                 diagnosis = diagnose_lost(
@@ -1064,6 +1064,8 @@ def diagnose_lost(found: Any, nonce: int, on_chain_nonce: int | None) -> str:
     """
     if isinstance(found, Exception):
         return f"the node could not be asked ({found})"
+    if isinstance(found, dict) and found.get("blockNumber"):
+        return f"the node has it in block {int(found['blockNumber'], 16)}, which the tracker never saw"
     if on_chain_nonce is None:
         where = "the sender's on-chain nonce is unknown"
     elif nonce == on_chain_nonce:
@@ -1074,8 +1076,6 @@ def diagnose_lost(found: Any, nonce: int, on_chain_nonce: int | None) -> str:
         where = (
             f"the sender's on-chain nonce is already {on_chain_nonce}: another transaction took nonce {nonce}"
         )
-    if isinstance(found, dict) and found.get("blockNumber"):
-        return f"the node has it in block {int(found['blockNumber'], 16)}, which the tracker never saw"
     if isinstance(found, dict):
         return f"still in the node's pool, never included; {where}"
     return f"unknown to the node (dropped from its pool); {where}"
