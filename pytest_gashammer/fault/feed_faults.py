@@ -106,6 +106,14 @@ class MessageFault(FeedFault):
             return True
         return False
 
+    def on_messages(self, stream: int, messages: list[FeedMessage]) -> list[FeedMessage]:
+        """Each chosen message replaced by :meth:`_rewrite` of it, in place."""
+        return [self._rewrite(message) if self._is_chosen(message) else message for message in messages]
+
+    def _rewrite(self, message: FeedMessage) -> FeedMessage:
+        """What a chosen message becomes; faults that only rewrite messages override this."""
+        return message
+
     def __repr__(self) -> str:
         state = "armed" if self._armed else "disarmed"
         return f"<{self.name}({self._pick.describe()}) {state}, {len(self._affected)} affected>"
@@ -199,23 +207,17 @@ class ReorderTransactions(MessageFault):
         super().__init__(min_txs=max(min_txs, position + 2), **choice)
         self.position = position
 
-    def on_messages(self, stream: int, messages: list[FeedMessage]) -> list[FeedMessage]:
-        out = []
-        for message in messages:
-            if not self._is_chosen(message):
-                out.append(message)
-                continue
-            txs = list(message.transactions)
-            i = self.position
-            txs[i], txs[i + 1] = txs[i + 1], txs[i]
-            self._record(
-                message.sequence_number,
-                sequence=message.sequence_number,
-                swapped=[message.tx_hashes[i], message.tx_hashes[i + 1]],
-                position=i,
-            )
-            out.append(with_transactions(message, txs))
-        return out
+    def _rewrite(self, message: FeedMessage) -> FeedMessage:
+        txs = list(message.transactions)
+        i = self.position
+        txs[i], txs[i + 1] = txs[i + 1], txs[i]
+        self._record(
+            message.sequence_number,
+            sequence=message.sequence_number,
+            swapped=[message.tx_hashes[i], message.tx_hashes[i + 1]],
+            position=i,
+        )
+        return with_transactions(message, txs)
 
 
 class WrongBlockHash(MessageFault):
@@ -228,23 +230,17 @@ class WrongBlockHash(MessageFault):
     breaks = "the feed's block hash equals the chain's"
     caught_by = ("feed_block_hash",)
 
-    def on_messages(self, stream: int, messages: list[FeedMessage]) -> list[FeedMessage]:
-        out = []
-        for message in messages:
-            if not self._is_chosen(message):
-                out.append(message)
-                continue
-            seed = (
-                bytes.fromhex(message.block_hash[2:])
-                if message.block_hash
-                else message.sequence_number.to_bytes(8, "big")
-            )
-            wrong = "0x" + keccak256(b"gashammer:wrong-block-hash:" + seed).hex()
-            self._record(
-                message.sequence_number,
-                sequence=message.sequence_number,
-                block_hash=message.block_hash,
-                reported=wrong,
-            )
-            out.append(dataclasses.replace(message, block_hash=wrong))
-        return out
+    def _rewrite(self, message: FeedMessage) -> FeedMessage:
+        seed = (
+            bytes.fromhex(message.block_hash[2:])
+            if message.block_hash
+            else message.sequence_number.to_bytes(8, "big")
+        )
+        wrong = "0x" + keccak256(b"gashammer:wrong-block-hash:" + seed).hex()
+        self._record(
+            message.sequence_number,
+            sequence=message.sequence_number,
+            block_hash=message.block_hash,
+            reported=wrong,
+        )
+        return dataclasses.replace(message, block_hash=wrong)
