@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from pytest_gashammer.edge.rpc import RpcError, TransportError, call, call_batch
+from pytest_gashammer.chain.rpc import RpcError, TransportError, call, call_batch
 
 POLL_INTERVAL = 0.5
 SUSTAINED_POLLS = 6
@@ -127,7 +127,7 @@ class PoolWatch:
         return stranded
 
     def _readmit(self, sender: str) -> None:
-        from pytest_gashammer.feed.relay import rebuilt_raw_transaction
+        from pytest_gashammer.chain.tx import rebuilt_raw_transaction
 
         # Reading and removing in one batch: anvil runs a batch's calls back to back, so nothing the
         # sender submits in between can be removed without being read.
