@@ -47,7 +47,7 @@ from pytest_gashammer.chain.rlp import encode_int as _rlp_int
 from pytest_gashammer.chain.rlp import encode_list as _rlp_list
 from pytest_gashammer.chain.rlp import encode_scalar32 as _rlp_scalar32
 from pytest_gashammer.chain.rlp import long_prefix as _rlp_long_prefix
-from pytest_gashammer.chain.tx import TX_FIELDS, segments_of
+from pytest_gashammer.chain.tx import TX_FIELDS, Segments, segments_of
 
 __all__ = ["KEEP", "FastSigner", "PreparedTx", "SignedTx"]
 
@@ -213,6 +213,7 @@ _SIGNED_TYPES: Final = (0, 1, 2)
 _FIELDS_BY_TYPE: Final[dict[int, frozenset[str]]] = {
     tx_type: frozenset(TX_FIELDS[tx_type]) | {"type", "chainId", "from"} for tx_type in _SIGNED_TYPES
 }
+_SEGMENTS: Final[dict[int, Segments]] = {tx_type: segments_of(tx_type) for tx_type in _SIGNED_TYPES}
 
 
 def _tx_type(tx: Mapping[str, Any]) -> int:
@@ -466,7 +467,7 @@ class FastSigner:
         for field in TX_FIELDS[tx_type]:
             if field != "nonce" and field not in encoded:
                 encoded[field] = _FIELD_ENCODERS[field](tx, tx_type)
-        head, fees_gas, post = (b"".join(map(encoded.__getitem__, part)) for part in segments_of(tx_type))
+        head, fees_gas, post = (b"".join(map(encoded.__getitem__, part)) for part in _SEGMENTS[tx_type])
         if tx_type == 0:
             unsigned_tail = self._chain_rlp + b"\x80\x80"  # EIP-155: chainId, 0, 0
             v = self._legacy_v
