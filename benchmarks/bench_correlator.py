@@ -38,8 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eth_hash.auto import keccak  # noqa: E402
-
+from pytest_gashammer.chain.keccak import keccak256  # noqa: E402
 from pytest_gashammer.feed import (  # noqa: E402
     Correlator,
     FeedClient,
@@ -60,7 +59,7 @@ def build(seconds: float, block_ms: int, per_block: int, tx_bytes: int) -> tuple
         # Typed-transaction first byte, random body: the codec never parses the bytes, it hashes them.
         txs = [b"\x02" + rng.randbytes(tx_bytes - 1) for _ in range(per_block)]
         all_txs += txs
-        block_hash = "0x" + keccak(number.to_bytes(8, "big")).hex()
+        block_hash = "0x" + keccak256(number.to_bytes(8, "big")).hex()
         for message in messages_for_block(sequence, txs, block_hash=block_hash, timestamp=1_700_000_000):
             frames.append(encode_broadcast([message]))
             sequence += 1
@@ -147,7 +146,7 @@ def main() -> int:
 
     t0 = time.perf_counter()
     frames, txs = build(args.seconds, args.block_ms, args.txs_per_block, args.tx_bytes)
-    hashes = [keccak(tx) for tx in txs]
+    hashes = [keccak256(tx) for tx in txs]
     simulated = len(frames) and round(args.seconds * 1000 / args.block_ms) * args.block_ms / 1000
     count = len(txs)
     frame_bytes = sum(len(frame) for frame in frames)
@@ -198,8 +197,8 @@ def main() -> int:
     # Interleaved and best-of, so that machine noise does not swamp a sub-microsecond difference.
     keccak_runs, keccak_hex_runs = [], []
     for _ in range(args.repeat):
-        keccak_runs.append(cpu(lambda: [keccak(tx) for tx in txs]))
-        keccak_hex_runs.append(cpu(lambda: ["0x" + keccak(tx).hex() for tx in txs]))
+        keccak_runs.append(cpu(lambda: [keccak256(tx) for tx in txs]))
+        keccak_hex_runs.append(cpu(lambda: ["0x" + keccak256(tx).hex() for tx in txs]))
     keccak_best, keccak_hex_best = min(keccak_runs), min(keccak_hex_runs)
 
     def per_tx(seconds: float) -> float:

@@ -55,8 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aiohttp  # noqa: E402
 from eth_account import Account  # noqa: E402
 
+from pytest_gashammer.chain.rpc import RpcError, TransportError, call  # noqa: E402
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet  # noqa: E402
-from pytest_gashammer.edge.rpc import RpcError, TransportError, call  # noqa: E402
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime  # noqa: E402
 from pytest_gashammer.hive.aggregate import build_result  # noqa: E402
 from pytest_gashammer.hive.result import RunResult  # noqa: E402
@@ -235,12 +235,12 @@ class Paired:
 
 
 def baseline_key(index: int, salt: int = 0) -> str:
-    from eth_hash.auto import keccak
+    from pytest_gashammer.chain.keccak import keccak256
 
     counter = 0
     while True:
         prefix = b"gashammer/bench-hot-path/" + salt.to_bytes(8, "big")
-        digest = keccak(prefix + index.to_bytes(8, "big") + bytes([counter]))
+        digest = keccak256(prefix + index.to_bytes(8, "big") + bytes([counter]))
         if 0 < int.from_bytes(digest, "big") < _SECP256K1_ORDER:
             return "0x" + digest.hex()
         counter += 1
@@ -249,9 +249,9 @@ def baseline_key(index: int, salt: int = 0) -> str:
 def baseline_recipients() -> list[bytes]:
     """A fixed pool of recipients, as the ``transfer`` template uses: fresh addresses per transfer
     would grow the node's state run after run and measure that growth, not the submission path."""
-    from eth_hash.auto import keccak
+    from pytest_gashammer.chain.keccak import keccak256
 
-    return [keccak(b"gashammer/bench-recipient" + index.to_bytes(8, "big"))[12:] for index in range(1024)]
+    return [keccak256(b"gashammer/bench-recipient" + index.to_bytes(8, "big"))[12:] for index in range(1024)]
 
 
 def sign_sender_transfers(job: tuple[str, int, int, int, int, int]) -> tuple[list[str], float]:
@@ -1089,7 +1089,7 @@ def edge_signer() -> str:
     import pytest_gashammer.edge.runtime as runtime_module
 
     if hasattr(runtime_module, "FastSigner"):
-        return "FastSigner (pytest_gashammer.edge.signer)"
+        return "FastSigner (pytest_gashammer.chain.signer)"
     return "eth-account (LocalAccount.sign_transaction)"
 
 
@@ -1194,7 +1194,7 @@ PROFILE_AREAS = (  # (label, file suffix, function): cumulative CPU time of that
     ("setup: derive, calibrate, fund", "edge/runtime.py", "setup"),
     ("send loop (schedule, sign ahead, spawn submissions)", "edge/runtime.py", "_send_loop"),
     ("  sign ahead: schedule, build, sign, log", "edge/runtime.py", "_sign_ahead"),
-    ("    of which signing", "edge/signer.py", "sign_fields"),
+    ("    of which signing", "chain/signer.py", "sign_fields"),
     ("    arrival schedule", "workload/rate.py", "next"),
     ("submit: batch JSON, aiohttp request, answers", "edge/runtime.py", "_submit"),
     ("  aiohttp body writer task", "aiohttp/client_reqrep.py", "write_bytes"),

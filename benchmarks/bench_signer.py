@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eth_account import Account  # noqa: E402
 
-from pytest_gashammer.edge.signer import KECCAK_BACKEND, FastSigner, SignedTx  # noqa: E402
+from pytest_gashammer.chain.keccak import KECCAK_BACKEND  # noqa: E402
+from pytest_gashammer.chain.signer import FastSigner, SignedTx  # noqa: E402
 
 CHAIN_ID = 412346
 RECIPIENT_POOL = 1024

@@ -85,7 +85,7 @@ class Devnet(abc.ABC):
 
     @property
     def node_version(self) -> str:
-        from pytest_gashammer.edge.rpc import RpcError, TransportError, call
+        from pytest_gashammer.chain.rpc import RpcError, TransportError, call
 
         try:
             return str(call(self.rpc_url, "web3_clientVersion", timeout=5))

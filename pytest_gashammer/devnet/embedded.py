@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pytest_gashammer.chain.rpc import RpcError, TransportError, call
 from pytest_gashammer.devnet.anvil import anvil_version, find_anvil
 from pytest_gashammer.devnet.base import NITRO_DEV_ADDRESS, NITRO_DEV_CHAIN_ID, NITRO_DEV_KEY, Devnet, Funder
 from pytest_gashammer.devnet.pool_watch import PoolWatch
 from pytest_gashammer.devnet.process import ManagedProcess
-from pytest_gashammer.edge.rpc import RpcError, TransportError, call
 from pytest_gashammer.errors import DevnetError
 
 BLOCK_TIME = 0.25

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pytest_gashammer.chain.rpc import RpcError, TransportError, call
 from pytest_gashammer.devnet.base import MAINNET_CHAIN_IDS, Devnet, Funder
-from pytest_gashammer.edge.rpc import RpcError, TransportError, call
 from pytest_gashammer.errors import DevnetError
 
 

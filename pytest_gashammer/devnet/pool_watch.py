@@ -11,9 +11,9 @@ wrong. (A Nitro sequencer has no such pool; this is a property of the stand-in n
 The signature is unambiguous: a queued transaction whose nonce equals its sender's on-chain nonce.
 :class:`PoolWatch` polls ``txpool_status`` and looks for that signature in ``txpool_content``, and
 when the same transaction shows it twice in a row it re-admits the sender's pooled transactions
-unchanged (same bytes, rebuilt from the pool's JSON by the feed relay's encoder and checked against
-their hashes): one JSON-RPC batch reads the pool and removes the sender's transactions
-(``anvil_removePoolTransactions``), the next sends them again in nonce order. Every re-admission is
+unchanged (same bytes, rebuilt from the pool's JSON by :mod:`pytest_gashammer.chain.tx`, the encoder the
+feed relay uses too, and checked against their hashes): one JSON-RPC batch reads the pool and removes
+the sender's transactions (``anvil_removePoolTransactions``), the next sends them again in nonce order. Every re-admission is
 recorded in :attr:`PoolWatch.incidents`, which runs report as ``devnet:`` notes.
 
 ``txpool_content`` lists every ready transaction too, thousands under heavy load, and at high rates
@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from pytest_gashammer.edge.rpc import RpcError, TransportError, call, call_batch
+from pytest_gashammer.chain.rpc import RpcError, TransportError, call, call_batch
 
 POLL_INTERVAL = 0.5
 SUSTAINED_POLLS = 6
@@ -127,7 +127,7 @@ class PoolWatch:
         return stranded
 
     def _readmit(self, sender: str) -> None:
-        from pytest_gashammer.feed.relay import rebuilt_raw_transaction
+        from pytest_gashammer.chain.tx import rebuilt_raw_transaction
 
         # Reading and removing in one batch: anvil runs a batch's calls back to back, so nothing the
         # sender submits in between can be removed without being read.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from eth_hash.auto import keccak
+from pytest_gashammer.chain.keccak import keccak256
 
 _SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -21,7 +21,7 @@ def sender_key(seed: int, index: int) -> bytes:
     """The private key of sender ``index`` for ``seed``: the same on every edge and every run."""
     counter = 0
     while True:
-        digest = keccak(
+        digest = keccak256(
             b"gashammer/sender" + seed.to_bytes(32, "big") + index.to_bytes(8, "big") + bytes([counter])
         )
         value = int.from_bytes(digest, "big")

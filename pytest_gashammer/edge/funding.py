@@ -6,8 +6,8 @@ import asyncio
 import time
 from collections.abc import Sequence
 
+from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
 from pytest_gashammer.edge.accounts import Sender
-from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError, TransportError
 from pytest_gashammer.errors import DevnetError, FundingError
 
 FUNDING_BATCH = 200

@@ -31,7 +31,7 @@ _EOF = ("__eof__",)
 
 def signing_speed(samples: int = 200) -> float:
     """Transactions this process signs per second: what the hive reports as the edge's speed."""
-    from pytest_gashammer.edge.signer import FastSigner
+    from pytest_gashammer.chain.signer import FastSigner
 
     signer = FastSigner(b"\x01" * 32, 1)
     prepared = signer.prepare(

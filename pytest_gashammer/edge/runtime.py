@@ -26,11 +26,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError, batch_results
+from pytest_gashammer.chain.signer import FastSigner
 from pytest_gashammer.edge.accounts import NonceBook, Sender, derive_senders
 from pytest_gashammer.edge.funding import fund_senders
-from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError, TransportError, batch_results
 from pytest_gashammer.edge.setup import EdgeSetupContext
-from pytest_gashammer.edge.signer import FastSigner
 from pytest_gashammer.edge.tracker import BlockFollower
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.scenario.spec import ScenarioPlan

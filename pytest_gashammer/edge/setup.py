@@ -7,9 +7,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError
+from pytest_gashammer.chain.signer import FastSigner
 from pytest_gashammer.edge.accounts import Sender
-from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError
-from pytest_gashammer.edge.signer import FastSigner
 from pytest_gashammer.errors import GashammerError
 
 SETUP_BATCH = 200

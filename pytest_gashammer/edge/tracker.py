@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_gashammer._version import request_headers
-from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError, TransportError
+from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
 from pytest_gashammer.telemetry.records import BlockRecord
 
 BlockHandler = Callable[[BlockRecord, list[str]], None]

@@ -29,7 +29,7 @@ import threading
 from collections.abc import Collection, Hashable
 from typing import Any, ClassVar
 
-from pytest_gashammer.edge.signer import keccak256
+from pytest_gashammer.chain.keccak import keccak256
 
 __all__ = [
     "BLOCK_METHODS",

@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Collection, Sequence
 from typing import Any, ClassVar
 
-from pytest_gashammer.edge.signer import keccak256
+from pytest_gashammer.chain.keccak import keccak256
 from pytest_gashammer.fault.faults import Fault, Pick
 from pytest_gashammer.feed.codec import FeedMessage, l2_message_for
 

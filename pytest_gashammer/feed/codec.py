@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from itertools import accumulate, repeat
 from typing import Any, ClassVar, Protocol
 
-from eth_hash.auto import keccak
+from pytest_gashammer.chain.keccak import keccak256
 
 __all__ = [
     "MAX_BATCH_DEPTH",
@@ -674,4 +674,4 @@ def _json_hex(value: str | None, pattern: re.Pattern[str], name: str) -> str:
 
 
 def _tx_hash(tx: bytes) -> str:
-    return "0x" + keccak(tx).hex()
+    return "0x" + keccak256(tx).hex()

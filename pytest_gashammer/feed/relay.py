@@ -26,9 +26,10 @@ What it sends, per block ``n`` of the node:
   ``stats.split_blocks`` counts the splits. Nothing is dropped.
 
 Raw transaction bytes come from the node: the relay asks for the block with hashes only (cheap), then
-for the full transaction objects and re-encodes each one (legacy, 2930, 1559, 4844 and 7702 envelopes),
-keeping a re-encoding only when its keccak equals the transaction hash and asking the node for the raw
-bytes (``eth_getRawTransactionByHash``) otherwise. Anvil spends about 230 µs of its own CPU per
+for the full transaction objects and re-encodes each one (legacy, 2930, 1559, 4844 and 7702 envelopes,
+through :func:`~pytest_gashammer.chain.tx.rebuilt_raw_transaction`), keeping a re-encoding only when
+its keccak equals the transaction hash and asking the node for the raw bytes
+(``eth_getRawTransactionByHash``) otherwise. Anvil spends about 230 µs of its own CPU per
 transaction to serve full transaction objects and about 300 µs per ``eth_getRawTransactionByHash``, so
 a submitter in the same process can hand the relay the bytes it sent (:meth:`FeedRelay.prime`) and
 spare the node that work; primed bytes are used only for hashes the block lists, so the feed still
@@ -47,10 +48,12 @@ import dataclasses
 import http
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytest_gashammer._loop_server import LoopServer
+from pytest_gashammer.chain.keccak import keccak256
+from pytest_gashammer.chain.tx import rebuilt_raw_transaction
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.feed.codec import (
     MAX_L2_MESSAGE_SIZE,
@@ -74,8 +77,6 @@ __all__ = [
     "RelayStats",
     "messages_for_block",
     "parse_requested_sequence",
-    "raw_transaction_from_json",
-    "rebuilt_raw_transaction",
 ]
 
 FEED_SERVER_VERSION = 2
@@ -194,131 +195,6 @@ def parse_requested_sequence(value: str | None) -> int | None:
     if number >= 1 << 64:
         raise ValueError(f"{REQUESTED_SEQUENCE_HEADER}: {value!r} is over 2**64 - 1")
     return number
-
-
-def _rlp_bytes(data: bytes) -> bytes:
-    size = len(data)
-    if size == 1 and data[0] < 0x80:
-        return data
-    if size < 56:
-        return bytes((0x80 + size,)) + data
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((0xB7 + len(length),)) + length + data
-
-
-def _rlp_list(items: Iterable[bytes]) -> bytes:
-    payload = b"".join(items)
-    size = len(payload)
-    if size < 56:
-        return bytes((0xC0 + size,)) + payload
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((0xF7 + len(length),)) + length + payload
-
-
-def _quantity(value: Any) -> bytes:
-    number = int(value, 16) if isinstance(value, str) else int(value)
-    return _rlp_bytes(number.to_bytes((number.bit_length() + 7) // 8, "big"))
-
-
-def _data(value: Any) -> bytes:
-    return _rlp_bytes(bytes.fromhex(value[2:]) if value else b"")
-
-
-def _access_list(entries: Any) -> bytes:
-    return _rlp_list(
-        _rlp_list((_data(entry["address"]), _rlp_list(_data(key) for key in entry["storageKeys"])))
-        for entry in entries or ()
-    )
-
-
-def _y_parity(tx: dict[str, Any]) -> bytes:
-    return _quantity(tx["yParity"] if tx.get("yParity") is not None else tx["v"])
-
-
-def raw_transaction_from_json(tx: dict[str, Any]) -> bytes | None:
-    """Re-encode a JSON-RPC transaction object into its signed network bytes (EIP-2718 envelope).
-
-    Returns ``None`` for a type it does not know (the caller then asks the node). The result is not
-    trusted blindly: the relay keeps it only when its keccak equals the transaction's hash.
-    """
-    kind = int(tx.get("type") or "0x0", 16)
-    data = tx.get("input") if tx.get("input") is not None else tx.get("data")
-    common = [_quantity(tx["nonce"])]
-    to = _data(tx.get("to"))
-    if kind == 0:
-        fields = [
-            *common,
-            _quantity(tx["gasPrice"]),
-            _quantity(tx["gas"]),
-            to,
-            _quantity(tx["value"]),
-            _data(data),
-            _quantity(tx["v"]),
-            _quantity(tx["r"]),
-            _quantity(tx["s"]),
-        ]
-        return _rlp_list(fields)
-    chain = _quantity(tx["chainId"])
-    if kind == 1:
-        fields = [
-            chain,
-            *common,
-            _quantity(tx["gasPrice"]),
-            _quantity(tx["gas"]),
-            to,
-            _quantity(tx["value"]),
-            _data(data),
-            _access_list(tx.get("accessList")),
-        ]
-    elif kind in (2, 3, 4):
-        fields = [
-            chain,
-            *common,
-            _quantity(tx["maxPriorityFeePerGas"]),
-            _quantity(tx["maxFeePerGas"]),
-            _quantity(tx["gas"]),
-            to,
-            _quantity(tx["value"]),
-            _data(data),
-            _access_list(tx.get("accessList")),
-        ]
-        if kind == 3:
-            fields.append(_quantity(tx["maxFeePerBlobGas"]))
-            fields.append(_rlp_list(_data(h) for h in tx.get("blobVersionedHashes") or ()))
-        elif kind == 4:
-            fields.append(
-                _rlp_list(
-                    _rlp_list(
-                        (
-                            _quantity(auth["chainId"]),
-                            _data(auth["address"]),
-                            _quantity(auth["nonce"]),
-                            _quantity(auth["yParity"]),
-                            _quantity(auth["r"]),
-                            _quantity(auth["s"]),
-                        )
-                    )
-                    for auth in tx.get("authorizationList") or ()
-                )
-            )
-    else:
-        return None
-    fields += [_y_parity(tx), _quantity(tx["r"]), _quantity(tx["s"])]
-    return bytes((kind,)) + _rlp_list(fields)
-
-
-def rebuilt_raw_transaction(tx: dict[str, Any]) -> bytes | None:
-    """:func:`raw_transaction_from_json`, kept only when its keccak is the transaction's own ``hash``.
-
-    ``None`` for a type it does not know or bytes that hash differently; a malformed field raises
-    ``KeyError``, ``TypeError`` or ``ValueError``.
-    """
-    from pytest_gashammer.edge.signer import keccak256  # about twice as fast as eth-hash's
-
-    raw = raw_transaction_from_json(tx)
-    if raw is None or "0x" + keccak256(raw).hex() != str(tx.get("hash", "")).lower():
-        return None
-    return raw
 
 
 def _fragment(message: FeedMessage) -> str:
@@ -486,7 +362,7 @@ class FeedRelay(LoopServer):
     async def _serve(self, stop: asyncio.Event) -> None:
         from websockets.asyncio.server import serve
 
-        from pytest_gashammer.edge.rpc import AsyncRpcClient, RpcError, TransportError
+        from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
 
         self._new_message = asyncio.Event()
         async with AsyncRpcClient(self.rpc_url, connections=2, timeout=30.0, retries=2) as rpc:
@@ -546,7 +422,7 @@ class FeedRelay(LoopServer):
 
     # -- following blocks -----------------------------------------------------------------------
     async def _follow(self, rpc: Any, next_block: int) -> None:
-        from pytest_gashammer.edge.rpc import RpcError, TransportError
+        from pytest_gashammer.chain.rpc import RpcError, TransportError
 
         assert self._stop_event is not None
         stop = self._stop_event
@@ -652,8 +528,7 @@ class FeedRelay(LoopServer):
 
     async def _raw_transactions(self, rpc: Any, block_hash: str, hashes: list[str]) -> list[bytes | None]:
         """Raw signed bytes for each hash, in order; ``None`` where the node could not give them."""
-        from pytest_gashammer.edge.rpc import RpcError
-        from pytest_gashammer.edge.signer import keccak256  # about twice as fast as eth-hash's
+        from pytest_gashammer.chain.rpc import RpcError
 
         def hashes_to(raw: bytes, expected: str) -> bool:
             return "0x" + keccak256(raw).hex() == expected

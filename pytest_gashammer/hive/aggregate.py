@@ -8,8 +8,7 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
-from eth_hash.auto import keccak
-
+from pytest_gashammer.chain.keccak import keccak256
 from pytest_gashammer.hive.result import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, EdgeReport
@@ -109,7 +108,7 @@ def build_result(
             included=sum(1 for value in report.txs.included_ns if value != NOT_YET),
             target_share=share,
             start_skew=skew,
-            tx_digest="0x" + keccak(bytes(report.txs.hashes)).hex(),
+            tx_digest="0x" + keccak256(bytes(report.txs.hashes)).hex(),
         )
         for report, share, skew in zip(reports, shares, skews, strict=True)
     ]

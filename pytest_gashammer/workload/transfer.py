@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-from eth_hash.auto import keccak
-
+from pytest_gashammer.chain.keccak import keccak256
 from pytest_gashammer.workload.base import Template, TemplateContext
 
 
@@ -28,7 +27,7 @@ class TransferTemplate(Template):
         super().__init__(context, params)
         seed = context.seed.to_bytes(32, "big")
         self._recipients = [
-            keccak(b"gashammer/recipient" + seed + index.to_bytes(8, "big"))[12:]
+            keccak256(b"gashammer/recipient" + seed + index.to_bytes(8, "big"))[12:]
             for index in range(int(self.options["recipients"]))
         ]
 

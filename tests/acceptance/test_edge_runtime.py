@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_gashammer.chain.rpc import call
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
 from pytest_gashammer.edge.accounts import derive_senders
-from pytest_gashammer.edge.rpc import call
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
 from pytest_gashammer.oracle.invariants import evaluate
 from pytest_gashammer.scenario.spec import compile_plan, parse_spec

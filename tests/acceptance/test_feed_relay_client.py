@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from eth_account import Account
 
+from pytest_gashammer.chain.rpc import call
+from pytest_gashammer.chain.tx import raw_transaction_from_json
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
-from pytest_gashammer.edge.rpc import call
 from pytest_gashammer.feed import (
     BroadcastMessage,
     Correlator,
@@ -31,7 +32,6 @@ from pytest_gashammer.feed import (
     decode_broadcast,
     encode_broadcast,
 )
-from pytest_gashammer.feed.relay import raw_transaction_from_json
 from tests.acceptance.conftest import alive, child_pids, process_name
 
 RECIPIENT = "0x1111222233334444555566667777888899990000"

@@ -14,8 +14,8 @@ import time
 import pytest
 from eth_account import Account
 
+from pytest_gashammer.chain.rpc import call
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
-from pytest_gashammer.edge.rpc import call
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
 
@@ -102,7 +102,7 @@ STRANDED_DURING_A_RUN = """
 import threading
 import pytest
 from eth_account import Account
-from pytest_gashammer.edge.rpc import call
+from pytest_gashammer.chain.rpc import call
 
 def strand(url):
     account = Account.create()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_gashammer._version import __version__, build_sha
-from pytest_gashammer.edge.rpc import AsyncRpcClient, call
+from pytest_gashammer.chain.rpc import AsyncRpcClient, call
 
 
 class RecordingHandler(http.server.BaseHTTPRequestHandler):

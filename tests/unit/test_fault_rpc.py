@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from pytest_gashammer.edge.signer import FastSigner
+from pytest_gashammer.chain.signer import FastSigner
 from pytest_gashammer.fault import (
     BreakParentHash,
     DropTransactions,

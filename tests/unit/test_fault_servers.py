@@ -20,8 +20,8 @@ from websockets.sync.client import connect
 from websockets.sync.server import Server, ServerConnection, serve
 
 from pytest_gashammer._version import __version__
+from pytest_gashammer.chain.rpc import AsyncRpcClient, TransportError, call
 from pytest_gashammer.devnet.embedded import free_port
-from pytest_gashammer.edge.rpc import AsyncRpcClient, TransportError, call
 from pytest_gashammer.fault import (
     DropTransactions,
     FaultProxyError,
@@ -103,7 +103,7 @@ def post(url: str, body: bytes) -> tuple[int, bytes]:
 
 
 def signed_raw() -> tuple[str, str]:
-    from pytest_gashammer.edge.signer import FastSigner
+    from pytest_gashammer.chain.signer import FastSigner
 
     tx = FastSigner("0x" + "22" * 32, 412346).sign(
         {

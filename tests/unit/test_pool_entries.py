@@ -1,7 +1,8 @@
 """Pool entries turn back into the exact signed bytes (the pool watch re-sends them unchanged).
 
-The pool watch rebuilds them with the feed relay's encoder; these entries are shaped like anvil's
-``txpool_content``, the relay's own tests use the transactions of real blocks.
+The pool watch rebuilds them with ``chain.tx``'s JSON codec, the encoder the feed relay uses too; these
+entries are shaped like anvil's ``txpool_content``, the relay's own tests use the transactions of real
+blocks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from hexbytes import HexBytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_gashammer.feed.relay import rebuilt_raw_transaction
+from pytest_gashammer.chain.tx import rebuilt_raw_transaction
 
 ACCOUNT = Account.from_key("0x" + "11" * 32)
 OTHER = to_checksum_address("0x" + "ab" * 20)

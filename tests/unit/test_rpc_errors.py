@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pytest_gashammer._version import build_sha
-from pytest_gashammer.edge.rpc import RpcError, TransportError, _result_of, call, classify_error
+from pytest_gashammer.chain.rpc import RpcError, TransportError, _result_of, call, classify_error
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_gashammer.edge import signer as signer_module
-from pytest_gashammer.edge.signer import KEEP, FastSigner, PreparedTx, SignedTx, keccak256
+from pytest_gashammer.chain.keccak import keccak256
+from pytest_gashammer.chain.signer import KEEP, FastSigner, PreparedTx, SignedTx
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -268,54 +268,6 @@ def test_signed_tx_hex_views() -> None:
     assert signed.hash == keccak256(signed.raw)
 
 
-# --- building blocks --------------------------------------------------------------------------------------
-
-
-@PROPERTY
-@given(data=st.one_of(st.binary(max_size=600), st.integers(0, 300).map(lambda n: b"\x00" * n)))
-def test_keccak_matches_eth_hash(data: bytes) -> None:
-    assert keccak256(data) == reference_keccak(data)
-
-
-def test_keccak_is_correct_from_many_threads_at_once() -> None:
-    """The sponge is reused per thread; threads hashing together must never see each other's state."""
-    import threading
-
-    inputs = [bytes([i]) * (i * 7 % 300) for i in range(64)]
-    expected = [reference_keccak(data) for data in inputs]
-    wrong: list[int] = []
-    barrier = threading.Barrier(4)
-
-    def worker() -> None:
-        barrier.wait()
-        for _ in range(200):
-            for index, data in enumerate(inputs):
-                if keccak256(data) != expected[index]:
-                    wrong.append(index)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert wrong == []
-
-
-@PROPERTY
-@given(
-    number=st.one_of(st.integers(0, 2**256 - 1), st.integers(0, 2**1024)),
-    blob=st.one_of(st.binary(max_size=70), st.binary(min_size=250, max_size=70_000)),
-    items=st.lists(st.binary(max_size=80), max_size=40),
-)
-def test_rlp_primitives_match_pyrlp(number: int, blob: bytes, items: list[bytes]) -> None:
-    assert signer_module._rlp_int(number) == rlp.encode(number)
-    assert signer_module._rlp_bytes(blob) == rlp.encode(blob)
-    payload = b"".join(signer_module._rlp_bytes(item) for item in items)
-    assert signer_module._rlp_list(payload) == rlp.encode(items)
-    word = number.to_bytes(129, "big")[-32:]
-    assert signer_module._rlp_scalar32(word) == rlp.encode(int.from_bytes(word, "big"))
-
-
 # --- invalid input ---------------------------------------------------------------------------------------
 
 KEY = bytes(31) + b"\x09"
@@ -445,14 +397,3 @@ def test_prepare_rejects_nonce_and_prepared_sign_validates() -> None:
         prepared.sign_fields(1, data="0x1")
     assert prepared.sign_fields(3, to=KEEP, value=KEEP, data=KEEP) == prepared.sign(3)
     assert prepared.sign("0x3") == prepared.sign(3)  # type: ignore[arg-type]
-
-
-def test_keccak_falls_back_to_public_api(monkeypatch: pytest.MonkeyPatch) -> None:
-    """If pycryptodome's raw library changes shape, the public API is used instead."""
-    monkeypatch.setattr(signer_module, "_pycryptodome_raw_keccak256", lambda: None)
-    name, fallback = signer_module._select_keccak256()
-    assert name == "pycryptodome"
-    assert fallback(b"abc") == reference_keccak(b"abc")
-    broken = lambda data: b"\x00" * 32  # noqa: E731
-    monkeypatch.setattr(signer_module, "_pycryptodome_raw_keccak256", lambda: broken)
-    assert signer_module._select_keccak256()[0] == "pycryptodome"

@@ -18,6 +18,16 @@ from typing import Any
 
 from pytest_gashammer._version import request_headers
 
+__all__ = [
+    "AsyncRpcClient",
+    "RpcError",
+    "TransportError",
+    "batch_results",
+    "call",
+    "call_batch",
+    "classify_error",
+]
+
 
 class TransportError(Exception):
     """The request did not get a JSON-RPC answer (connection, timeout, HTTP status, bad JSON)."""

@@ -6,8 +6,10 @@ secp256k1 signature itself (libsecp256k1 through ``coincurve``) is ~25 µs. At t
 hammer targets, one core of eth-account signing tops out near 2k tx/s, which would make the load
 generator, not the node under test, the bottleneck.
 
-This module encodes RLP by hand, signs the keccak digest directly with ``coincurve`` and, through
-:meth:`FastSigner.prepare`, pre-encodes every field of a transaction template except the nonce, so
+This module encodes with the package's own RLP (:mod:`~pytest_gashammer.chain.rlp`) in the field
+order of :data:`~pytest_gashammer.chain.tx.TX_FIELDS`, signs the keccak digest directly with
+``coincurve`` and, through :meth:`FastSigner.prepare`, pre-encodes every field of a transaction
+template except the nonce, so
 the per-transaction work is one small integer encoding, a few byte concatenations, two keccak-256
 hashes (signing digest and transaction hash) and one signature.
 
@@ -30,13 +32,24 @@ from __future__ import annotations
 import enum
 import operator
 import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 import coincurve
 
-__all__ = ["KECCAK_BACKEND", "KEEP", "FastSigner", "PreparedTx", "SignedTx", "keccak256"]
+from pytest_gashammer.chain.keccak import keccak256
+from pytest_gashammer.chain.rlp import LIST_HEADER as _RLP_LIST_HEADER
+from pytest_gashammer.chain.rlp import LIST_HEADER_TABLE_SIZE as _LIST_HEADER_TABLE_SIZE
+from pytest_gashammer.chain.rlp import SMALL_INT as _RLP_SMALL_INT
+from pytest_gashammer.chain.rlp import STRING_PREFIX as _RLP_STR_PREFIX
+from pytest_gashammer.chain.rlp import encode_bytes as _rlp_bytes
+from pytest_gashammer.chain.rlp import encode_int as _rlp_int
+from pytest_gashammer.chain.rlp import encode_list as _rlp_list
+from pytest_gashammer.chain.rlp import encode_scalar32 as _rlp_scalar32
+from pytest_gashammer.chain.rlp import long_prefix as _rlp_long_prefix
+from pytest_gashammer.chain.tx import TX_FIELDS, Segments, segments_of
+
+__all__ = ["KEEP", "FastSigner", "PreparedTx", "SignedTx"]
 
 _SECP256K1_ORDER: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _UINT256_LIMIT: Final = 1 << 256
@@ -46,172 +59,8 @@ _UINT64_LIMIT: Final = 1 << 64
 _HEX_QUANTITY = re.compile(r"0[xX][0-9a-fA-F]+")
 _HEX_DATA = re.compile(r"0[xX](?:[0-9a-fA-F]{2})*")
 _HEX_ADDRESS_BODY = re.compile(r"[0-9a-fA-F]{40}")
-
-# ---------------------------------------------------------------------------------------------------
-# keccak-256
-# ---------------------------------------------------------------------------------------------------
-
-
-def _pycryptodome_keccak256(data: bytes) -> bytes:
-    from Crypto.Hash import keccak as _keccak
-
-    return _keccak.new(data=data, digest_bits=256).digest()
-
-
-def _pycryptodome_raw_keccak256() -> Callable[[bytes], bytes] | None:
-    """Build a keccak-256 that calls pycryptodome's C sponge through cffi directly.
-
-    pycryptodome's public ``keccak.new(...).digest()`` costs ~4.7 µs for a 150-byte transaction,
-    most of it in its Python wrapper; three direct cffi calls on a reused sponge cost ~1.5 µs. Two hashes per transaction
-    make that ~12 % of the whole per-transaction budget. The raw library is not public API, so this
-    returns ``None`` whenever its shape is not the expected one, and the caller self-tests the result
-    against the public API before using it.
-    """
-    try:
-        from Crypto.Hash import keccak as _keccak
-        from Crypto.Util import _raw_api
-    except ImportError:
-        return None
-    lib = getattr(_keccak, "_raw_keccak_lib", None)
-    ffi = getattr(_raw_api, "ffi", None)
-    if lib is None or ffi is None or getattr(_raw_api, "backend", None) != "cffi":
-        return None
-    try:
-        new = ffi.new
-        buffer = ffi.buffer
-        # Resolved once: ffi.new() with a ctype object skips parsing the C declaration per call.
-        state_ref_type = ffi.typeof("void **")
-        digest_type = ffi.typeof("uint8_t[32]")
-        init = lib.keccak_init
-        absorb = lib.keccak_absorb
-        squeeze_digest = lib.keccak_digest
-        destroy = lib.keccak_destroy
-        reset = lib.keccak_reset
-    except AttributeError:
-        return None
-
-    class _Sponge:
-        """One Keccak-256 sponge and digest buffer, reused by a thread: ``keccak_reset`` after each
-        hash costs less than allocating and freeing a state per hash."""
-
-        __slots__ = ("digest", "digest_view", "state")
-
-        def __init__(self) -> None:
-            state_ref = new(state_ref_type)
-            # capacity 512 bits (64 bytes) and 24 rounds: Keccak-256; padding byte 0x01 is the
-            # original Keccak padding Ethereum uses (SHA3-256 would use 0x06).
-            if init(state_ref, 64, 24):
-                raise MemoryError("keccak: could not allocate the sponge state")
-            self.state = state_ref[0]
-            self.digest = new(digest_type)
-            self.digest_view = buffer(self.digest)
-
-        def __del__(self) -> None:
-            destroy(self.state)
-
-    # One sponge per thread: cffi releases the GIL inside the C calls, so threads must not share one.
-    per_thread = threading.local()
-
-    def raw_keccak256(data: bytes) -> bytes:
-        try:
-            sponge = per_thread.sponge
-        except AttributeError:
-            sponge = per_thread.sponge = _Sponge()
-        state = sponge.state
-        absorb(state, data, len(data))
-        squeeze_digest(state, sponge.digest, 32, 1)
-        digest: bytes = sponge.digest_view[:]
-        reset(state)
-        return digest
-
-    return raw_keccak256
-
-
-def _select_keccak256() -> tuple[str, Callable[[bytes], bytes]]:
-    """Pick the fastest keccak-256 implementation that agrees with pycryptodome's public API."""
-    samples = [bytes(range(256))[:n] * 3 for n in (0, 1, 45, 46, 47, 100)]
-    raw = _pycryptodome_raw_keccak256()
-    if raw is not None:
-        try:
-            if all(raw(s) == _pycryptodome_keccak256(s) for s in samples):
-                return "pycryptodome-cffi", raw
-        except Exception:
-            pass  # any failure just means "use the public API"
-    try:
-        _pycryptodome_keccak256(b"")
-    except ImportError:
-        from eth_hash.auto import keccak as _eth_hash_keccak
-
-        return "eth-hash", _eth_hash_keccak
-    return "pycryptodome", _pycryptodome_keccak256
-
-
-_KECCAK_SELECTION: Final = _select_keccak256()
-KECCAK_BACKEND: Final[str] = _KECCAK_SELECTION[0]
-"""Which keccak-256 implementation is in use (reported by the benchmark)."""
-keccak256: Final[Callable[[bytes], bytes]] = _KECCAK_SELECTION[1]
-
-# ---------------------------------------------------------------------------------------------------
-# RLP
-# ---------------------------------------------------------------------------------------------------
-
-# Encodings of 0..127 (0 is the empty string, 1..127 encode as themselves) and of the one-byte
-# string/list prefixes for payloads shorter than 56 bytes; lookups beat arithmetic + bytes().
-_RLP_SMALL_INT: Final[tuple[bytes, ...]] = (b"\x80", *(bytes((i,)) for i in range(1, 0x80)))
-_RLP_STR_PREFIX: Final[tuple[bytes, ...]] = tuple(bytes((0x80 + n,)) for n in range(56))
-_RLP_LIST_PREFIX: Final[tuple[bytes, ...]] = tuple(bytes((0xC0 + n,)) for n in range(56))
-# List headers for every payload size a transaction body usually has (signed EIP-1559 transfers are
-# ~110 bytes, so past the one-byte form); larger bodies fall back to _rlp_long_prefix.
-_LIST_HEADER_TABLE_SIZE: Final = 1024
 # yParity of typed transactions: 0 encodes as the empty string, 1 as itself.
 _Y_PARITY_RLP: Final[tuple[bytes, bytes]] = (b"\x80", b"\x01")
-
-
-def _rlp_long_prefix(length: int, base: int) -> bytes:
-    """Prefix for a payload of 56+ bytes: ``base`` + length-of-length, then the big-endian length."""
-    size = (length.bit_length() + 7) >> 3
-    return bytes((base + size,)) + length.to_bytes(size, "big")
-
-
-_RLP_LIST_HEADER: Final[tuple[bytes, ...]] = (
-    *_RLP_LIST_PREFIX,
-    *(_rlp_long_prefix(n, 0xF7) for n in range(56, _LIST_HEADER_TABLE_SIZE)),
-)
-
-
-def _rlp_int(value: int) -> bytes:
-    """RLP of a non-negative integer: minimal big-endian bytes, 0 as the empty string."""
-    if value < 0x80:
-        return _RLP_SMALL_INT[value]
-    size = (value.bit_length() + 7) >> 3
-    prefix = _RLP_STR_PREFIX[size] if size < 56 else _rlp_long_prefix(size, 0xB7)
-    return prefix + value.to_bytes(size, "big")
-
-
-def _rlp_bytes(data: bytes) -> bytes:
-    """RLP of a byte string: a single byte below 0x80 is itself, otherwise length prefix + data."""
-    size = len(data)
-    if size == 1 and data[0] < 0x80:
-        return data
-    if size < 56:
-        return _RLP_STR_PREFIX[size] + data
-    return _rlp_long_prefix(size, 0xB7) + data
-
-
-def _rlp_list(payload: bytes) -> bytes:
-    """RLP of a list whose items are already encoded and concatenated into ``payload``."""
-    size = len(payload)
-    if size < _LIST_HEADER_TABLE_SIZE:
-        return _RLP_LIST_HEADER[size] + payload
-    return _rlp_long_prefix(size, 0xF7) + payload
-
-
-def _rlp_scalar32(word: bytes) -> bytes:
-    """RLP of a 32-byte big-endian signature scalar (r or s), stripping leading zero bytes."""
-    if word[0]:
-        return b"\xa0" + word
-    return _rlp_int(int.from_bytes(word, "big"))
-
 
 # ---------------------------------------------------------------------------------------------------
 # Field parsing (cold path: once per template, or per call of FastSigner.sign)
@@ -342,12 +191,29 @@ def _encode_access_list(value: Any) -> bytes:
     return _rlp_list(b"".join(entries))
 
 
-_COMMON_FIELDS: Final = frozenset({"type", "nonce", "gas", "to", "value", "data", "chainId", "from"})
-_FIELDS_BY_TYPE: Final[dict[int, frozenset[str]]] = {
-    0: _COMMON_FIELDS | {"gasPrice"},
-    1: _COMMON_FIELDS | {"gasPrice", "accessList"},
-    2: _COMMON_FIELDS | {"maxFeePerGas", "maxPriorityFeePerGas", "accessList"},
+def _required_uint(field: str, limit: int = _UINT256_LIMIT) -> Callable[[Mapping[str, Any], int], bytes]:
+    return lambda tx, tx_type: _rlp_int(_uint(_required(tx, field, tx_type), field, limit))
+
+
+# How the signer parses and encodes each field of chain.tx.TX_FIELDS but the nonce and the chain id
+# (both bound elsewhere). Signing another transaction type needs an entry for each of its new fields.
+_FIELD_ENCODERS: Final[dict[str, Callable[[Mapping[str, Any], int], bytes]]] = {
+    "gas": _required_uint("gas", _UINT64_LIMIT),
+    "gasPrice": _required_uint("gasPrice"),
+    "maxPriorityFeePerGas": _required_uint("maxPriorityFeePerGas"),
+    "maxFeePerGas": _required_uint("maxFeePerGas"),
+    "to": lambda tx, _: _encode_to(tx.get("to")),
+    "value": lambda tx, _: _rlp_int(_uint(tx.get("value", 0), "value")),
+    "data": lambda tx, _: _rlp_bytes(_data_bytes(tx.get("data", b""), "data")),
+    "accessList": lambda tx, _: _encode_access_list(tx.get("accessList", ())),
 }
+_SIGNED_TYPES: Final = (0, 1, 2)
+# Accepted input: the type's fields, plus ``type``, ``chainId`` (legacy signs it through EIP-155) and
+# ``from`` (web3-built dicts carry it).
+_FIELDS_BY_TYPE: Final[dict[int, frozenset[str]]] = {
+    tx_type: frozenset(TX_FIELDS[tx_type]) | {"type", "chainId", "from"} for tx_type in _SIGNED_TYPES
+}
+_SEGMENTS: Final[dict[int, Segments]] = {tx_type: segments_of(tx_type) for tx_type in _SIGNED_TYPES}
 
 
 def _tx_type(tx: Mapping[str, Any]) -> int:
@@ -356,7 +222,8 @@ def _tx_type(tx: Mapping[str, Any]) -> int:
         raw = tx["type"]
         tx_type = _uint(raw, "type")
         if tx_type not in _FIELDS_BY_TYPE:
-            raise ValueError(f"type: unsupported transaction type {raw!r} (supported: 0, 1, 2)")
+            supported = ", ".join(map(str, _SIGNED_TYPES))
+            raise ValueError(f"type: unsupported transaction type {raw!r} (supported: {supported})")
         return tx_type
     if "gasPrice" in tx and "accessList" in tx:
         return 1
@@ -595,25 +462,16 @@ class FastSigner:
             )
         if "from" in tx and _address_bytes(tx["from"], "from") != self._address_raw:
             raise ValueError(f"from: {tx['from']!r} is not the signer's address {self.address}")
-        gas = _rlp_int(_uint(_required(tx, "gas", tx_type), "gas", _UINT64_LIMIT))
-        if tx_type == 2:
-            fees_gas = (
-                _rlp_int(_uint(_required(tx, "maxPriorityFeePerGas", tx_type), "maxPriorityFeePerGas"))
-                + _rlp_int(_uint(_required(tx, "maxFeePerGas", tx_type), "maxFeePerGas"))
-                + gas
-            )
-        else:
-            fees_gas = _rlp_int(_uint(_required(tx, "gasPrice", tx_type), "gasPrice")) + gas
-        to = _encode_to(tx.get("to"))
-        value = _rlp_int(_uint(tx.get("value", 0), "value"))
-        data = _rlp_bytes(_data_bytes(tx.get("data", b""), "data"))
+        # gas first, then the layout's order: the first of several malformed fields is the one named.
+        encoded = {"chainId": self._chain_rlp, "gas": _FIELD_ENCODERS["gas"](tx, tx_type)}
+        for field in TX_FIELDS[tx_type]:
+            if field != "nonce" and field not in encoded:
+                encoded[field] = _FIELD_ENCODERS[field](tx, tx_type)
+        head, fees_gas, post = (b"".join(map(encoded.__getitem__, part)) for part in _SEGMENTS[tx_type])
         if tx_type == 0:
-            head = post = b""
-            unsigned_tail = self._chain_rlp + b"\x80\x80"
+            unsigned_tail = self._chain_rlp + b"\x80\x80"  # EIP-155: chainId, 0, 0
             v = self._legacy_v
         else:
-            head = self._chain_rlp
-            post = _encode_access_list(tx.get("accessList", ()))
             unsigned_tail = b""
             v = _Y_PARITY_RLP
         return PreparedTx(
@@ -622,9 +480,9 @@ class FastSigner:
             chain_id=self.chain_id,
             head=head,
             fees_gas=fees_gas,
-            to=to,
-            value=value,
-            data=data,
+            to=encoded["to"],
+            value=encoded["value"],
+            data=encoded["data"],
             post=post,
             unsigned_tail=unsigned_tail,
             v=v,
