@@ -16,6 +16,7 @@ from typing import Any
 
 from pytest_gashammer.errors import ConfigError
 from pytest_gashammer.scenario.units import parse_duration, parse_gas_rate
+from pytest_gashammer.workload.rate import Phase
 
 MARKER = "gashammer"
 
@@ -73,21 +74,6 @@ ACCEPTED = {
     "fail_inconclusive": "True to fail the test when a verdict is inconclusive (default False)",
     "fail_fast": "True to stop the run as soon as a hard invariant breaks (what was collected is kept)",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Phase:
-    """One stretch of the run with a gas rate moving linearly from ``gas_from`` to ``gas_to``."""
-
-    name: str
-    start: float
-    end: float
-    gas_from: float
-    gas_to: float
-
-    @property
-    def length(self) -> float:
-        return self.end - self.start
 
 
 @dataclasses.dataclass(frozen=True)
