@@ -94,3 +94,16 @@ def test_validating_names_does_not_import_the_oracle() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert completed.stdout.strip() == "[]"
+
+
+def every_subclass(cls: type) -> list[type]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *every_subclass(direct))]
+
+
+def test_every_fault_names_invariants_of_the_vocabulary() -> None:
+    from pytest_gashammer import fault
+
+    faults = {cls.__name__: cls.caught_by for cls in every_subclass(fault.Fault) if cls.caught_by}
+    assert len(faults) >= 9  # the built-in faults that break one promise each
+    for name, caught_by in faults.items():
+        assert set(caught_by) <= set(vocabulary.INVARIANT_NAMES), name
