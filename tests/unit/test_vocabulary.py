@@ -58,8 +58,8 @@ BOUNDS = {
 @pytest.mark.parametrize("objective", vocabulary.OBJECTIVES)
 def test_each_objective_turns_into_a_verdict_of_its_name_that_can_pass_and_fail(objective: str) -> None:
     met, broken = BOUNDS[objective]
-    (passed,) = evaluate_slos(measured_run(), parse_slo({objective: met}))  # type: ignore[arg-type]
-    (failed,) = evaluate_slos(measured_run(), parse_slo({objective: broken}))  # type: ignore[arg-type]
+    (passed,) = evaluate_slos(measured_run(), parse_slo({objective: met}))
+    (failed,) = evaluate_slos(measured_run(), parse_slo({objective: broken}))
     assert passed.name == failed.name == vocabulary.slo_verdict_name(objective) == f"slo.{objective}"
     assert (passed.status, failed.status) == ("passed", "failed"), (passed.summary, failed.summary)
 
