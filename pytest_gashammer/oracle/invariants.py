@@ -13,6 +13,22 @@ from typing import Any
 
 from pytest_gashammer.hive.result import Verdict
 from pytest_gashammer.telemetry.records import NOT_YET, EdgeReport
+from pytest_gashammer.vocabulary import (
+    BALANCE_CONSERVATION,
+    BASIC_INVARIANT_NAMES,
+    BLOCK_CONTINUITY,
+    BLOCK_GAS,
+    BLOCK_TIMESTAMPS,
+    FEED_BLOCK_HASH,
+    FEED_EXACTLY_ONCE,
+    FEED_ORDER,
+    FEED_SEQUENCE,
+    GAS_MODEL,
+    INCLUSION,
+    NO_DUPLICATE_INCLUSION,
+    NONCE_CONTIGUITY,
+    RECEIPT_STATUS,
+)
 
 EVIDENCE_LIMIT = 20
 
@@ -43,10 +59,10 @@ def inclusion(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
                 late.append(log.tx_hash(row))
     stopped = next((r.stopped_early for r in reports if r.stopped_early), None)
     if accepted == 0:
-        return Verdict("inclusion", "inconclusive", "no transaction was accepted, so none could be tracked")
+        return Verdict(INCLUSION, "inconclusive", "no transaction was accepted, so none could be tracked")
     if lost and stopped:
         return Verdict(
-            "inclusion",
+            INCLUSION,
             "inconclusive",
             f"{len(lost)} accepted transaction(s) not seen in a block, but the run was stopped early ({stopped})",
             {"not_included": lost[:EVIDENCE_LIMIT]},
@@ -63,14 +79,14 @@ def inclusion(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
             evidence["late"] = late[:EVIDENCE_LIMIT]
             evidence["late_count"] = len(late)
         return Verdict(
-            "inclusion",
+            INCLUSION,
             "failed",
             f"{len(lost)} of {accepted} accepted transaction(s) never included and {len(late)} included later than "
             f"{inclusion_timeout:g} s",
             evidence,
         )
     return Verdict(
-        "inclusion", "passed", f"all {accepted} accepted transactions included within {inclusion_timeout:g} s"
+        INCLUSION, "passed", f"all {accepted} accepted transactions included within {inclusion_timeout:g} s"
     )
 
 
@@ -79,12 +95,12 @@ def no_duplicate_inclusion(reports: Sequence[EdgeReport], inclusion_timeout: flo
     duplicates = [tx_hash for report in reports for tx_hash in report.duplicates]
     if duplicates:
         return Verdict(
-            "no_duplicate_inclusion",
+            NO_DUPLICATE_INCLUSION,
             "failed",
             f"{len(duplicates)} transaction(s) included more than once",
             {"duplicated": duplicates[:EVIDENCE_LIMIT]},
         )
-    return Verdict("no_duplicate_inclusion", "passed", "no transaction was included twice")
+    return Verdict(NO_DUPLICATE_INCLUSION, "passed", "no transaction was included twice")
 
 
 def nonce_contiguity(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
@@ -114,16 +130,16 @@ def nonce_contiguity(reports: Sequence[EdgeReport], inclusion_timeout: float) ->
                 shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
                 gaps.append(f"{address} missing nonce(s) {shown} below {max(seen)}")
     if not senders_checked:
-        return Verdict("nonce_contiguity", "inconclusive", "no included transaction to check")
+        return Verdict(NONCE_CONTIGUITY, "inconclusive", "no included transaction to check")
     if gaps or reused:
         evidence = _evidence(gaps=gaps, reused=reused)
         return Verdict(
-            "nonce_contiguity",
+            NONCE_CONTIGUITY,
             "failed",
             f"{len(gaps)} sender(s) with a nonce gap, {len(reused)} nonce(s) included twice",
             evidence,
         )
-    return Verdict("nonce_contiguity", "passed", f"nonces contiguous for all {senders_checked} senders")
+    return Verdict(NONCE_CONTIGUITY, "passed", f"nonces contiguous for all {senders_checked} senders")
 
 
 def receipt_status(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
@@ -144,16 +160,16 @@ def receipt_status(reports: Sequence[EdgeReport], inclusion_timeout: float) -> V
                 wrong.append(f"{log.tx_hash(row)} ({name}: status {status}, expected {expected})")
     if checked == 0:
         return Verdict(
-            "receipt_status", "inconclusive", "no receipt was checked (receipts=0 or nothing included)"
+            RECEIPT_STATUS, "inconclusive", "no receipt was checked (receipts=0 or nothing included)"
         )
     if wrong:
         return Verdict(
-            "receipt_status",
+            RECEIPT_STATUS,
             "failed",
             f"{len(wrong)} of {checked} receipt(s) with an unexpected status",
             {"unexpected": wrong[:EVIDENCE_LIMIT]},
         )
-    return Verdict("receipt_status", "passed", f"all {checked} checked receipts have the expected status")
+    return Verdict(RECEIPT_STATUS, "passed", f"all {checked} checked receipts have the expected status")
 
 
 def gas_model(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
@@ -176,15 +192,15 @@ def gas_model(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
                     f"model {expected:,.0f} ±{tolerance:.0%})"
                 )
     if checked == 0:
-        return Verdict("gas_model", "inconclusive", "no receipt was checked, so no gas was measured")
+        return Verdict(GAS_MODEL, "inconclusive", "no receipt was checked, so no gas was measured")
     if outside:
         return Verdict(
-            "gas_model",
+            GAS_MODEL,
             "failed",
             f"{len(outside)} of {checked} transaction(s) used gas outside their template's model",
             {"outside": outside[:EVIDENCE_LIMIT], "outside_count": len(outside)},
         )
-    return Verdict("gas_model", "passed", f"all {checked} measured transactions within their gas model")
+    return Verdict(GAS_MODEL, "passed", f"all {checked} measured transactions within their gas model")
 
 
 def _blocks(reports: Sequence[EdgeReport]) -> list[Any]:
@@ -201,7 +217,7 @@ def block_continuity(reports: Sequence[EdgeReport], inclusion_timeout: float) ->
     every edge saw the same hash for the same block number."""
     blocks = _blocks(reports)
     if len(blocks) < 2:
-        return Verdict("block_continuity", "inconclusive", f"{len(blocks)} block(s) observed; need two")
+        return Verdict(BLOCK_CONTINUITY, "inconclusive", f"{len(blocks)} block(s) observed; need two")
     holes: list[str] = []
     unlinked: list[str] = []
     for previous, block in itertools.pairwise(blocks):
@@ -221,14 +237,14 @@ def block_continuity(reports: Sequence[EdgeReport], inclusion_timeout: float) ->
     if holes or unlinked or disagreements:
         evidence = _evidence(missing=holes, unlinked=unlinked, conflicting_hashes=disagreements)
         return Verdict(
-            "block_continuity",
+            BLOCK_CONTINUITY,
             "failed",
             f"{len(holes)} hole(s), {len(unlinked)} broken parent link(s), {len(disagreements)} conflicting hash(es) "
             f"over blocks {blocks[0].number}..{blocks[-1].number}",
             evidence,
         )
     return Verdict(
-        "block_continuity", "passed", f"blocks {blocks[0].number}..{blocks[-1].number} contiguous and linked"
+        BLOCK_CONTINUITY, "passed", f"blocks {blocks[0].number}..{blocks[-1].number} contiguous and linked"
     )
 
 
@@ -236,7 +252,7 @@ def block_timestamps(reports: Sequence[EdgeReport], inclusion_timeout: float) ->
     """Block timestamps never go backwards."""
     blocks = _blocks(reports)
     if len(blocks) < 2:
-        return Verdict("block_timestamps", "inconclusive", f"{len(blocks)} block(s) observed; need two")
+        return Verdict(BLOCK_TIMESTAMPS, "inconclusive", f"{len(blocks)} block(s) observed; need two")
     backwards = [
         f"block {block.number} at {block.timestamp} < block {previous.number} at {previous.timestamp}"
         for previous, block in itertools.pairwise(blocks)
@@ -244,12 +260,12 @@ def block_timestamps(reports: Sequence[EdgeReport], inclusion_timeout: float) ->
     ]
     if backwards:
         return Verdict(
-            "block_timestamps",
+            BLOCK_TIMESTAMPS,
             "failed",
             f"{len(backwards)} block(s) with a timestamp earlier than their predecessor's",
             {"backwards": backwards[:EVIDENCE_LIMIT]},
         )
-    return Verdict("block_timestamps", "passed", f"timestamps non-decreasing over {len(blocks)} blocks")
+    return Verdict(BLOCK_TIMESTAMPS, "passed", f"timestamps non-decreasing over {len(blocks)} blocks")
 
 
 def block_gas(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
@@ -257,7 +273,7 @@ def block_gas(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
     receipt checked, the receipts' gas adds up to the block's gasUsed."""
     blocks = _blocks(reports)
     if not blocks:
-        return Verdict("block_gas", "inconclusive", "no block observed")
+        return Verdict(BLOCK_GAS, "inconclusive", "no block observed")
     over = [
         f"block {b.number}: gasUsed {b.gas_used:,} > gasLimit {b.gas_limit:,}"
         for b in blocks
@@ -284,13 +300,13 @@ def block_gas(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
     if over or mismatched:
         evidence = _evidence(over_limit=over, receipts_do_not_add_up=mismatched)
         return Verdict(
-            "block_gas",
+            BLOCK_GAS,
             "failed",
             f"{len(over)} block(s) over their gas limit, {len(mismatched)} whose receipts do not add up",
             evidence,
         )
     detail = f"; receipts add up in all {summed} fully checked block(s)" if summed else ""
-    return Verdict("block_gas", "passed", f"gasUsed within gasLimit in {len(blocks)} block(s){detail}")
+    return Verdict(BLOCK_GAS, "passed", f"gasUsed within gasLimit in {len(blocks)} block(s){detail}")
 
 
 def _feed_facts(reports: Sequence[EdgeReport]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -332,7 +348,7 @@ def feed_sequence(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Ve
             problems.append(f"{stats['gap_count']} gap(s) in all")
         return problems
 
-    return _feed_verdict("feed_sequence", reports, check, "sequence numbers contiguous, none repeated")
+    return _feed_verdict(FEED_SEQUENCE, reports, check, "sequence numbers contiguous, none repeated")
 
 
 def feed_exactly_once(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
@@ -349,7 +365,7 @@ def feed_exactly_once(reports: Sequence[EdgeReport], inclusion_timeout: float) -
         return problems
 
     return _feed_verdict(
-        "feed_exactly_once", reports, check, "every included transaction appeared in the feed once"
+        FEED_EXACTLY_ONCE, reports, check, "every included transaction appeared in the feed once"
     )
 
 
@@ -359,7 +375,7 @@ def feed_order(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdi
     def check(stats: dict[str, Any], findings: dict[str, Any]) -> list[str]:
         return [f"out of block order: {item}" for item in findings.get("first_order_violations") or []]
 
-    return _feed_verdict("feed_order", reports, check, "feed order equals block order")
+    return _feed_verdict(FEED_ORDER, reports, check, "feed order equals block order")
 
 
 def feed_block_hash(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
@@ -371,7 +387,7 @@ def feed_block_hash(reports: Sequence[EdgeReport], inclusion_timeout: float) -> 
             for item in findings.get("first_hash_mismatches") or []
         ]
 
-    return _feed_verdict("feed_block_hash", reports, check, "feed block hashes equal the chain's")
+    return _feed_verdict(FEED_BLOCK_HASH, reports, check, "feed block hashes equal the chain's")
 
 
 def balance_conservation(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
@@ -379,7 +395,7 @@ def balance_conservation(reports: Sequence[EdgeReport], inclusion_timeout: float
     facts = [(report.edge_id, report.balance_check) for report in reports if report.balance_check is not None]
     if not facts:
         return Verdict(
-            "balance_conservation",
+            BALANCE_CONSERVATION,
             "inconclusive",
             "needs a transfer-only workload with every receipt checked (receipts='all')",
         )
@@ -393,32 +409,27 @@ def balance_conservation(reports: Sequence[EdgeReport], inclusion_timeout: float
                 f"(difference {check['senders_lost'] - expected:+,})"
             )
     if broken:
-        return Verdict("balance_conservation", "failed", "balances are not conserved", {"edges": broken})
-    return Verdict(
-        "balance_conservation", "passed", "senders lost exactly the value moved plus the fees paid"
-    )
+        return Verdict(BALANCE_CONSERVATION, "failed", "balances are not conserved", {"edges": broken})
+    return Verdict(BALANCE_CONSERVATION, "passed", "senders lost exactly the value moved plus the fees paid")
 
 
 INVARIANTS: dict[str, Invariant] = {
-    "inclusion": inclusion,
-    "no_duplicate_inclusion": no_duplicate_inclusion,
-    "nonce_contiguity": nonce_contiguity,
-    "receipt_status": receipt_status,
-    "gas_model": gas_model,
-    "block_continuity": block_continuity,
-    "block_timestamps": block_timestamps,
-    "block_gas": block_gas,
-    "balance_conservation": balance_conservation,
-    "feed_sequence": feed_sequence,
-    "feed_exactly_once": feed_exactly_once,
-    "feed_order": feed_order,
-    "feed_block_hash": feed_block_hash,
+    INCLUSION: inclusion,
+    NO_DUPLICATE_INCLUSION: no_duplicate_inclusion,
+    NONCE_CONTIGUITY: nonce_contiguity,
+    RECEIPT_STATUS: receipt_status,
+    GAS_MODEL: gas_model,
+    BLOCK_CONTINUITY: block_continuity,
+    BLOCK_TIMESTAMPS: block_timestamps,
+    BLOCK_GAS: block_gas,
+    BALANCE_CONSERVATION: balance_conservation,
+    FEED_SEQUENCE: feed_sequence,
+    FEED_EXACTLY_ONCE: feed_exactly_once,
+    FEED_ORDER: feed_order,
+    FEED_BLOCK_HASH: feed_block_hash,
 }
 #: Kept for callers of the first release: the transaction invariants.
-BASIC_INVARIANTS: dict[str, Invariant] = {
-    name: INVARIANTS[name]
-    for name in ("inclusion", "no_duplicate_inclusion", "nonce_contiguity", "receipt_status")
-}
+BASIC_INVARIANTS: dict[str, Invariant] = {name: INVARIANTS[name] for name in BASIC_INVARIANT_NAMES}
 
 
 def evaluate(

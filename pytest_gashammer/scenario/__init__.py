@@ -1,5 +1,6 @@
 """Scenarios: marker arguments validated into a spec, compiled into a plain-data plan."""
 
+from pytest_gashammer.scenario.arguments import ARGUMENTS, Argument
 from pytest_gashammer.scenario.spec import (
     ACCEPTED,
     DEFAULTS,
@@ -15,8 +16,10 @@ from pytest_gashammer.scenario.units import format_gas_rate, format_seconds, par
 
 __all__ = [
     "ACCEPTED",
+    "ARGUMENTS",
     "DEFAULTS",
     "MARKER",
+    "Argument",
     "Phase",
     "ScenarioPlan",
     "ScenarioSpec",

@@ -8,11 +8,25 @@ rate divided by the mean gas per transaction, which follows the gas model as it 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable, Sequence
 
-from pytest_gashammer.scenario.spec import Phase
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One stretch of the run with a gas rate moving linearly from ``gas_from`` to ``gas_to``."""
+
+    name: str
+    start: float
+    end: float
+    gas_from: float
+    gas_to: float
+
+    @property
+    def length(self) -> float:
+        return self.end - self.start
 
 
 class ArrivalSchedule:

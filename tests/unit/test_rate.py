@@ -7,8 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from pytest_gashammer.scenario.spec import Phase
-from pytest_gashammer.workload.rate import ArrivalSchedule
+from pytest_gashammer.workload.rate import ArrivalSchedule, Phase
 
 TRANSFER_GAS = 21_000
 

@@ -1,0 +1,363 @@
+"""The ``@pytest.mark.gashammer`` arguments, declared once: name, default, parser and help.
+
+:data:`ARGUMENTS` drives everything that lists them: the defaults, the accepted names in errors
+and in ``pytest --markers``, validation (:func:`pytest_gashammer.scenario.spec.parse_spec` is a
+loop over this table), and the marker table in docs/user-guide.md, which
+``tests/unit/test_marker_arguments.py`` holds equal to it.
+
+A parser takes the value as the user wrote it and the argument's name, and returns the value
+normalised (seconds, gas/s, tuples), or raises a one-line :class:`ConfigError` naming the argument
+and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pytest_gashammer import vocabulary
+from pytest_gashammer.errors import ConfigError
+from pytest_gashammer.scenario.units import parse_duration, parse_gas_rate
+
+MARKER = "gashammer"
+
+ARRIVALS = ("constant", "poisson")
+
+Parser = Callable[[Any, str], Any]
+WorkloadEntry = tuple[str, float, dict[str, Any]]
+
+
+def _as_given(value: Any) -> Any:
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Argument:
+    """One marker argument."""
+
+    name: str
+    #: The default, written as a user would write it in the marker.
+    default: Any
+    #: ``(value, name) -> normalised value``; raises :class:`ConfigError`.
+    parse: Parser
+    #: What the argument means, one line (the user guide's "meaning" column; Markdown).
+    help: str
+    #: The user guide's "default" column when the default value alone would not say it
+    #: (``None`` meaning "required", "scaled to the rate", ...).
+    shown_default: str | None = None
+    #: The normalised value back in a form ``parse`` accepts, so a spec can be re-validated
+    #: with overrides (``hammer.run(**overrides)``).
+    to_raw: Callable[[Any], Any] = _as_given
+
+
+# ----------------------------------------------------------------------------------------------
+# parsers
+
+
+def _required_gas_rate(value: object, name: str) -> float:
+    if value is None:
+        raise ConfigError(
+            f"@pytest.mark.{MARKER} needs {name}=..., a positive gas rate such as 2_000_000 or '2M' (required)"
+        )
+    return parse_gas_rate(value, what=name)
+
+
+def _duration(value: object, name: str) -> float:
+    return parse_duration(value, what=name)
+
+
+def _longer_than_zero(example: str = "") -> Parser:
+    """A duration that must be longer than zero; ``example`` is appended to the error as the fix."""
+
+    def parse(value: object, name: str) -> float:
+        seconds = parse_duration(value, what=name)
+        if seconds <= 0:
+            raise ConfigError(f"{name}={value!r} must be longer than zero{example}")
+        return seconds
+
+    return parse
+
+
+def _fraction(value: object, name: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (0 < value <= 1)
+        or not math.isfinite(value)
+    ):
+        raise ConfigError(f"{name}={value!r} must be a number in (0, 1], e.g. {name}=0.1")
+    return float(value)
+
+
+def _integer(value: object, name: str, *, lowest: int, hint: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {lowest}; {hint}")
+    return value
+
+
+def _optional_integer(*, lowest: int, hint: str) -> Parser:
+    """``None`` (the automatic choice) or an integer of at least ``lowest``; ``hint`` says what it is."""
+
+    def parse(value: object, name: str) -> int | None:
+        return None if value is None else _integer(value, name, lowest=lowest, hint=hint)
+
+    return parse
+
+
+def _receipts(value: object, name: str) -> int | None:
+    if value == "all":
+        return None  # every receipt
+    return _integer(
+        value,
+        name,
+        lowest=0,
+        hint="how many receipts to check, spread evenly over the run (default 2000), 'all', or 0 for none",
+    )
+
+
+def _arrival(value: object, name: str) -> str:
+    if value not in ARRIVALS:
+        raise ConfigError(f"{name}={value!r} is not supported; use one of {', '.join(map(repr, ARRIVALS))}")
+    return str(value)
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} must be True or False")
+    return value
+
+
+_WORKLOAD_HINT = (
+    "a dict of template name or 'module:Class' to its gas share, or to {'share': x, <param>: value}, "
+    "e.g. {'transfer': 0.5, 'storage': {'share': 0.5, 'slots': 8}}"
+)
+
+
+def parse_workload(value: object, name: str = "workload") -> tuple[WorkloadEntry, ...]:
+    """Template name to normalised gas share and checked parameters, in the order written."""
+    from pytest_gashammer.workload.registry import resolve_template
+
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(f"{name}={value!r} must be a non-empty dict, {_WORKLOAD_HINT}")
+    entries: list[WorkloadEntry] = []
+    for template_name, entry in value.items():
+        if not isinstance(template_name, str):
+            raise ConfigError(f"{name} key {template_name!r} must be a template name string, e.g. 'transfer'")
+        where = f"{name}[{template_name!r}]"
+        template = resolve_template(template_name)
+        if isinstance(entry, Mapping):
+            raw_params = dict(entry)
+            if "share" not in raw_params:
+                raise ConfigError(
+                    f"{where} needs a 'share' (its part of the gas rate), e.g. {{'share': 1.0}}"
+                )
+            weight = raw_params.pop("share")
+        else:
+            weight, raw_params = entry, {}
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not (weight > 0)
+            or not math.isfinite(weight)
+        ):
+            raise ConfigError(
+                f"{where} share {weight!r} must be a positive number (its part of the gas rate)"
+            )
+        entries.append((template_name, float(weight), template.check_params(raw_params, where=where)))
+    total = sum(weight for _, weight, _ in entries)
+    return tuple((template_name, weight / total, params) for template_name, weight, params in entries)
+
+
+def _workload_as_raw(workload: tuple[WorkloadEntry, ...]) -> dict[str, Any]:
+    return {name: {"share": share, **params} for name, share, params in workload}
+
+
+def parse_slo(raw: object) -> dict[str, float]:
+    """Validate ``slo=...``: latencies become seconds, ratios stay numbers. Raises ConfigError."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"slo={raw!r} must be a dict, e.g. slo={{'inclusion_p99': '2s', 'min_gas_ratio': 0.95}}"
+        )
+    parsed: dict[str, float] = {}
+    for name, bound in raw.items():
+        if name not in vocabulary.OBJECTIVES:
+            raise ConfigError(
+                f"slo: unknown objective {name!r}; accepted: {', '.join(vocabulary.OBJECTIVES)}"
+            )
+        if name in vocabulary.LATENCY_OBJECTIVES:
+            parsed[name] = parse_duration(bound, what=f"slo[{name!r}]")
+            continue
+        if (
+            isinstance(bound, bool)
+            or not isinstance(bound, int | float)
+            or not math.isfinite(bound)
+            or bound < 0
+        ):
+            raise ConfigError(f"slo[{name!r}]={bound!r} must be a number of zero or more")
+        if name == vocabulary.MIN_GAS_RATIO and bound > 10:
+            raise ConfigError(
+                f"slo[{vocabulary.MIN_GAS_RATIO!r}]={bound!r} is a ratio of included to target gas, e.g. 0.95"
+            )
+        parsed[name] = float(bound)
+    return parsed
+
+
+def _slo(value: object, name: str) -> tuple[tuple[str, float], ...]:
+    return tuple(parse_slo(value).items())
+
+
+def _slo_as_raw(slo: tuple[tuple[str, float], ...]) -> dict[str, float] | None:
+    return dict(slo) or None
+
+
+def parse_invariant_names(raw: object, name: str) -> tuple[str, ...] | None:
+    """``None`` (every invariant) or a tuple of names from the vocabulary."""
+    if raw is None:
+        return None
+    if isinstance(raw, str) or not isinstance(raw, list | tuple | set | frozenset):
+        raise ConfigError(
+            f"{name}={raw!r} must be a list of invariant names, e.g. {name}=[{vocabulary.INCLUSION!r}]"
+        )
+    for invariant in raw:
+        if invariant not in vocabulary.INVARIANT_NAMES:
+            raise ConfigError(
+                f"{name}: unknown invariant {invariant!r}; accepted: {', '.join(vocabulary.INVARIANT_NAMES)}"
+            )
+    return tuple(raw)
+
+
+def _skipped_invariant_names(raw: object, name: str) -> tuple[str, ...]:
+    return parse_invariant_names(raw, name) or ()
+
+
+# ----------------------------------------------------------------------------------------------
+# the table
+
+
+ARGUMENTS: tuple[Argument, ...] = (
+    Argument(
+        "gas_per_sec",
+        None,
+        _required_gas_rate,
+        'target gas rate: a number (`2_000_000`) or a string (`"2M"`, `"500k"`, `"1.5G"`)',
+        shown_default="required",
+    ),
+    Argument(
+        "duration",
+        "10s",
+        _longer_than_zero(example="; e.g. duration='30s'"),
+        'length of the sustain phase: seconds or `"500ms"`, `"30s"`, `"2m"`, `"1m30s"`',
+    ),
+    Argument(
+        "warmup",
+        "1s",
+        _duration,
+        "a phase at `warmup_rate` × target before the ramp; excluded from the rates",
+    ),
+    Argument("ramp", "0s", _duration, "the rate climbs linearly from the warmup rate (or 0) to the target"),
+    Argument("cooldown", "0s", _duration, "the rate falls linearly from the target to 0"),
+    Argument("warmup_rate", 0.1, _fraction, "fraction of the target used during warmup, in (0, 1]"),
+    Argument(
+        "workload",
+        {"transfer": 1.0},
+        parse_workload,
+        'template name or `"module:Class"` → share of the **gas** rate, or `{"share": x, <param>: value}`; '
+        "shares are normalised",
+        to_raw=_workload_as_raw,
+    ),
+    Argument(
+        "seed",
+        None,
+        _optional_integer(
+            lowest=0, hint="an integer >= 0 (default: --gashammer-seed, else derived from the test id)"
+        ),
+        "integer ≥ 0; the same seed gives the same senders, nonces, recipients and calldata",
+        shown_default="see below",
+    ),
+    Argument("arrival", "constant", _arrival, '`"constant"` spacing or seeded `"poisson"` arrivals'),
+    Argument(
+        "senders",
+        None,
+        _optional_integer(
+            lowest=1, hint="a positive number of sender accounts (default: scaled to the rate)"
+        ),
+        "number of sender accounts (about 40 tx/s per sender, at least 8)",
+        shown_default="scaled to the rate",
+    ),
+    Argument(
+        "inclusion_timeout",
+        "30s",
+        _longer_than_zero(),
+        "how long an accepted transaction may take to be included before it counts as lost",
+    ),
+    Argument(
+        "receipts",
+        2000,
+        _receipts,
+        'how many receipts to fetch and check, spread evenly over the run (`"all"`: every one; `0`: none). '
+        "Each receipt costs the node about as much as accepting the transaction did",
+        to_raw=lambda receipts: "all" if receipts is None else receipts,
+    ),
+    Argument(
+        "max_in_flight",
+        None,
+        _optional_integer(
+            lowest=1, hint="a positive cap on accepted-but-not-included transactions (default: unbounded)"
+        ),
+        "pause sending while this many accepted transactions await inclusion",
+        shown_default="unbounded",
+    ),
+    Argument(
+        "max_fee_per_gas",
+        None,
+        _optional_integer(
+            lowest=0, hint="fee cap in wei (default: twice the base fee at setup plus the tip)"
+        ),
+        "fee cap in wei; auto is twice the base fee at setup plus the tip",
+        shown_default="auto",
+    ),
+    Argument(
+        "max_priority_fee_per_gas",
+        None,
+        _optional_integer(lowest=0, hint="tip in wei (default: the node's eth_maxPriorityFeePerGas, else 0)"),
+        "tip in wei; auto is the node's `eth_maxPriorityFeePerGas`, else 0",
+        shown_default="auto",
+    ),
+    Argument("feed", True, _flag, "follow the devnet's sequencer feed when it has one"),
+    Argument(
+        "isolated",
+        False,
+        _flag,
+        "run on the calling process alone against a devnet of its own (parallel-safe under xdist)",
+    ),
+    Argument(
+        "slo",
+        None,
+        _slo,
+        'objectives, e.g. `{"inclusion_p99": "2s", "feed_p99": "500ms", "min_gas_ratio": 0.95, '
+        '"max_error_rate": 0.001}` ([oracle.md](oracle.md))',
+        shown_default="none",
+        to_raw=_slo_as_raw,
+    ),
+    Argument(
+        "invariants",
+        None,
+        parse_invariant_names,
+        "invariant names to check ([oracle.md](oracle.md))",
+        shown_default="all",
+    ),
+    Argument(
+        "skip_invariants", (), _skipped_invariant_names, "invariant names not to check", shown_default="none"
+    ),
+    Argument("fail_inconclusive", False, _flag, "fail the test on an inconclusive verdict too"),
+    Argument("fail_fast", False, _flag, "stop the run as soon as a hard invariant breaks"),
+)
+
+#: Each argument's default, as the user would write it, in table order.
+DEFAULTS: dict[str, Any] = {argument.name: argument.default for argument in ARGUMENTS}
+#: Each argument's one-line help, in table order.
+ACCEPTED: dict[str, str] = {argument.name: argument.help for argument in ARGUMENTS}

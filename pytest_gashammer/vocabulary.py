@@ -1,0 +1,66 @@
+"""The names users write and verdicts carry: the invariants and the SLO objectives, declared once.
+
+Marker validation (``invariants=``, ``skip_invariants=``, ``slo=``), the oracle that implements
+each name, and the faults that say which invariant catches them all spell a name through these
+constants. This module sits on the ground floor, beside ``errors``, so that every layer may import
+it; ``tests/unit/test_vocabulary.py`` holds it equal to what the oracle implements.
+"""
+
+from __future__ import annotations
+
+# ----------------------------------------------------------------------------------------------
+# invariants, in catalogue order (the order verdicts are reported in)
+
+INCLUSION = "inclusion"
+NO_DUPLICATE_INCLUSION = "no_duplicate_inclusion"
+NONCE_CONTIGUITY = "nonce_contiguity"
+RECEIPT_STATUS = "receipt_status"
+GAS_MODEL = "gas_model"
+BLOCK_CONTINUITY = "block_continuity"
+BLOCK_TIMESTAMPS = "block_timestamps"
+BLOCK_GAS = "block_gas"
+BALANCE_CONSERVATION = "balance_conservation"
+FEED_SEQUENCE = "feed_sequence"
+FEED_EXACTLY_ONCE = "feed_exactly_once"
+FEED_ORDER = "feed_order"
+FEED_BLOCK_HASH = "feed_block_hash"
+
+INVARIANT_NAMES: tuple[str, ...] = (
+    INCLUSION,
+    NO_DUPLICATE_INCLUSION,
+    NONCE_CONTIGUITY,
+    RECEIPT_STATUS,
+    GAS_MODEL,
+    BLOCK_CONTINUITY,
+    BLOCK_TIMESTAMPS,
+    BLOCK_GAS,
+    BALANCE_CONSERVATION,
+    FEED_SEQUENCE,
+    FEED_EXACTLY_ONCE,
+    FEED_ORDER,
+    FEED_BLOCK_HASH,
+)
+#: The transaction invariants of the first release.
+BASIC_INVARIANT_NAMES: tuple[str, ...] = (INCLUSION, NO_DUPLICATE_INCLUSION, NONCE_CONTIGUITY, RECEIPT_STATUS)
+
+# ----------------------------------------------------------------------------------------------
+# SLO objectives: ``<latency>_<statistic>`` bounds in seconds, then ratios, then counts
+
+LATENCY_KINDS: tuple[str, ...] = ("accept", "inclusion", "feed")
+LATENCY_STATISTICS: tuple[str, ...] = ("p50", "p90", "p99", "max")
+LATENCY_OBJECTIVES: tuple[str, ...] = tuple(
+    f"{kind}_{statistic}" for kind in LATENCY_KINDS for statistic in LATENCY_STATISTICS
+)
+MIN_GAS_RATIO = "min_gas_ratio"
+MAX_ERROR_RATE = "max_error_rate"
+MAX_LOST = "max_lost"
+RATIO_OBJECTIVES: tuple[str, ...] = (MIN_GAS_RATIO, MAX_ERROR_RATE)
+COUNT_OBJECTIVES: tuple[str, ...] = (MAX_LOST,)
+OBJECTIVES: tuple[str, ...] = LATENCY_OBJECTIVES + RATIO_OBJECTIVES + COUNT_OBJECTIVES
+
+SLO_VERDICT_PREFIX = "slo."
+
+
+def slo_verdict_name(objective: str) -> str:
+    """The name of the verdict an objective turns into, e.g. ``slo.inclusion_p99``."""
+    return f"{SLO_VERDICT_PREFIX}{objective}"
