@@ -10,7 +10,7 @@ from typing import Any
 
 from eth_hash.auto import keccak
 
-from pytest_gashammer.hive.result import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
+from pytest_gashammer.results import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, EdgeReport
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_gashammer.errors import ConfigError
-from pytest_gashammer.hive.result import RunResult, Verdict, VerdictStatus
+from pytest_gashammer.results import RunResult, Verdict, VerdictStatus
 from pytest_gashammer.scenario.units import format_seconds, parse_duration
 
 _LATENCIES = ("accept", "inclusion", "feed")

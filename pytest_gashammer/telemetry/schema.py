@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from pytest_gashammer.results import FIGURES, LATENCY_STATS, RUN_FIGURES, Figure
+
 __all__ = [
     "BLOCKS",
     "EDGES",
@@ -152,12 +154,31 @@ EVENTS = _schema(
     ],
 )
 
-_LATENCY_FIELDS = [
-    pa.field(f"latency_{name}_{stat}", pa.int64() if stat == "count" else pa.float64())
-    for name in ("accept", "inclusion", "feed")
-    for stat in ("p50", "p90", "p99", "max", "count")
-]
+_FIGURE_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "str": pa.string(),
+    "bool": pa.bool_(),
+    "json": pa.string(),
+}
 
+
+def _figure_fields(figure: Figure) -> list[pa.Field]:
+    """The ``runs`` columns of one run figure (see :data:`pytest_gashammer.results.RUN_FIGURES`)."""
+    if figure.kind == "latency":
+        return [
+            pa.field(column, pa.int64() if stat == "count" else pa.float64())
+            for column, stat in zip(figure.columns, LATENCY_STATS, strict=True)
+        ]
+    return [pa.field(figure.stored_as, _FIGURE_TYPES[figure.kind], nullable=not figure.required)]
+
+
+def _figures(*names: str) -> list[pa.Field]:
+    return [field for name in names for field in _figure_fields(FIGURES[name])]
+
+
+# The figures known at a run's start sit among the run's facts; every other figure follows them in
+# declaration order, so a figure added to ``RUN_FIGURES`` lands at the end (a MINOR bump).
 RUNS = _schema(
     "runs",
     [
@@ -165,13 +186,9 @@ RUNS = _schema(
         pa.field("schema_version", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("test_nodeid", pa.string()),
-        pa.field("scenario", pa.string(), nullable=False),
-        pa.field("seed", pa.int64(), nullable=False),
-        pa.field("target_gas_per_sec", pa.float64(), nullable=False),
+        *_figures("name", "seed", "target_gas_per_sec"),
         pa.field("plan_json", pa.string(), nullable=False),
-        pa.field("chain_id", pa.int64()),
-        pa.field("devnet_kind", pa.string()),
-        pa.field("node_version", pa.string()),
+        *_figures("chain_id", "devnet_kind", "node_version"),
         pa.field("plugin_version", pa.string(), nullable=False),
         pa.field("build_sha", pa.string()),
         pa.field("git_commit", pa.string()),
@@ -179,25 +196,7 @@ RUNS = _schema(
         pa.field("started_at", _UTC, nullable=False),
         pa.field("ended_at", _UTC),
         pa.field("origin_unix_ns", pa.int64()),
-        pa.field("passed", pa.bool_()),
-        pa.field("stopped_early", pa.string()),
-        pa.field("duration_s", pa.float64()),
-        pa.field("sustain_seconds", pa.float64()),
-        pa.field("offered_gas_per_sec", pa.float64()),
-        pa.field("accepted_gas_per_sec", pa.float64()),
-        pa.field("included_gas_per_sec", pa.float64()),
-        pa.field("offered_tx_per_sec", pa.float64()),
-        pa.field("included_tx_per_sec", pa.float64()),
-        pa.field("sent", pa.int64()),
-        pa.field("accepted", pa.int64()),
-        pa.field("rejected", pa.int64()),
-        pa.field("included", pa.int64()),
-        pa.field("lost", pa.int64()),
-        pa.field("blocks_observed", pa.int64()),
-        *_LATENCY_FIELDS,
-        pa.field("errors_json", pa.string()),
-        pa.field("feed_json", pa.string()),
-        pa.field("notes_json", pa.string()),
+        *_figures(*(figure.name for figure in RUN_FIGURES if not figure.at_start)),
     ],
 )
 

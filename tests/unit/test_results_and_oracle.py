@@ -13,7 +13,6 @@ import re
 import pytest
 
 from pytest_gashammer.hive.aggregate import build_result
-from pytest_gashammer.hive.result import Latency, LatencyStats, RunResult, Verdict
 from pytest_gashammer.oracle.invariants import (
     BASIC_INVARIANTS,
     EVIDENCE_LIMIT,
@@ -25,6 +24,7 @@ from pytest_gashammer.oracle.invariants import (
     nonce_contiguity,
     receipt_status,
 )
+from pytest_gashammer.results import Latency, LatencyStats, RunResult, Verdict
 from pytest_gashammer.scenario.spec import Phase, ScenarioPlan
 from pytest_gashammer.telemetry.records import (
     NOT_YET,
