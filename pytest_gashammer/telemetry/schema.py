@@ -29,6 +29,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from pytest_gashammer.results import FIGURES, LATENCY_STATS, RUN_FIGURES, Figure
+from pytest_gashammer.telemetry.records import TxLog
 
 __all__ = [
     "BLOCKS",
@@ -91,6 +92,14 @@ def _schema(table: str, fields: list[pa.Field]) -> pa.Schema:
     )
 
 
+_STORED_TYPES: dict[str, pa.DataType] = {
+    "int64": pa.int64(),
+    "int32": pa.int32(),
+    "int8": pa.int8(),
+    "bool": pa.bool_(),
+    "dict": _DICT,
+}
+
 TRANSACTIONS = _schema(
     "transactions",
     [
@@ -98,23 +107,12 @@ TRANSACTIONS = _schema(
         pa.field("edge_id", _DICT, nullable=False),
         pa.field("row", pa.int64(), nullable=False),
         pa.field("tx_hash", _HASH, nullable=False),
-        pa.field("template", _DICT, nullable=False),
-        pa.field("sender_index", pa.int32(), nullable=False),
-        pa.field("sender", _DICT),
-        pa.field("nonce", pa.int64(), nullable=False),
-        pa.field("gas_planned", pa.int64(), nullable=False),
-        pa.field("gas_used", pa.int64()),
-        pa.field("receipt_status", pa.int8()),
-        pa.field("receipt_sampled", pa.bool_(), nullable=False),
-        pa.field("state", _DICT, nullable=False),
-        pa.field("error_kind", _DICT),
-        pa.field("phase", _DICT),
-        pa.field("scheduled_ns", pa.int64(), nullable=False),
-        pa.field("sent_ns", pa.int64()),
-        pa.field("accepted_ns", pa.int64()),
-        pa.field("included_ns", pa.int64()),
-        pa.field("block_number", pa.int64()),
-        pa.field("inclusions", pa.int8(), nullable=False),
+        # What the edge's TxLog columns become, in the order TxLog.COLUMNS declares them.
+        *(
+            pa.field(stored.column, _STORED_TYPES[stored.type], nullable=not stored.required)
+            for column in TxLog.COLUMNS
+            for stored in column.stored
+        ),
         pa.field("feed_arrival_ns", pa.int64()),
         pa.field("feed_sequence", pa.int64()),
         pa.field("feed_position", pa.int32()),
