@@ -177,7 +177,7 @@ def _stored_figure(figure: Figure, run: dict[str, Any]) -> Any:
         }
     value = run.get(figure.stored_as)
     if value is None or (figure.kind == "json" and not value):
-        return figure.plain(figure.missing)
+        return math.nan if figure.kind == "float" else figure.plain(figure.missing)
     if figure.kind == "json":
         return json.loads(value)
     if figure.kind == "float":

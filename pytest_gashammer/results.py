@@ -262,7 +262,7 @@ class Figure:
     at_start: bool = False
     #: Never null in the ``runs`` table.
     required: bool = False
-    #: Its value in the summary of a stored run that lacks it.
+    #: Its value in the summary of a stored run that lacks it (a float: ``nan``).
     missing: Any = None
     #: A short label for the terminal summary; default ``name``.
     label: str = ""
@@ -303,99 +303,36 @@ class Figure:
 
 _RATE, _TX_RATE, _SECONDS, _TX = "gas/s", "tx/s", "s", "transactions"
 
+# Latencies run from each sustain-phase transaction's intended send time; the help says to where.
+
 #: Every figure of a run, in the order the ``runs`` table stores them (after the run's own facts).
 RUN_FIGURES: tuple[Figure, ...] = (
-    Figure(
-        "name",
-        "str",
-        "",
-        "the scenario's name (the test's, or hammer.run(name=...))",
-        column="scenario",
-        at_start=True,
-        required=True,
-    ),
-    Figure(
-        "seed",
-        "int",
-        "",
-        "the seed every random choice of the run derives from",
-        at_start=True,
-        required=True,
-    ),
-    Figure(
-        "target_gas_per_sec",
-        "float",
-        _RATE,
-        "the plan's gas rate in the sustain phase",
-        at_start=True,
-        required=True,
-    ),
+    Figure("name", "str", "", "the scenario's name", column="scenario", at_start=True, required=True),
+    Figure("seed", "int", "", "the seed every random choice derives from", at_start=True, required=True),
+    Figure("target_gas_per_sec", "float", _RATE, "the plan's sustain rate", at_start=True, required=True),
     Figure("chain_id", "int", "", "the chain id the devnet reported", at_start=True),
-    Figure("devnet_kind", "str", "", "which devnet backend served the run", at_start=True),
-    Figure("node_version", "str", "", "the node's web3_clientVersion", at_start=True),
+    Figure("devnet_kind", "str", "", "the devnet backend: embedded, external, ...", at_start=True),
+    Figure("node_version", "str", "", "the node's client version, e.g. anvil 1.7.1", at_start=True),
     Figure("passed", "bool", "", "no verdict failed (nor was inconclusive, with fail_inconclusive)"),
-    Figure("stopped_early", "str", "", "why the run stopped before its plan ended, if it did"),
-    Figure(
-        "duration",
-        "float",
-        _SECONDS,
-        "wall time of the run, preparation to drain",
-        column="duration_s",
-        missing=math.nan,
-    ),
-    Figure(
-        "sustain_seconds",
-        "float",
-        _SECONDS,
-        "length of the sustain phase the rates average over",
-        missing=math.nan,
-    ),
-    Figure(
-        "offered_gas_per_sec",
-        "float",
-        _RATE,
-        "gas of the transactions due in the sustain phase, per second",
-        missing=math.nan,
-    ),
-    Figure(
-        "accepted_gas_per_sec",
-        "float",
-        _RATE,
-        "of those, the gas the node accepted, per second",
-        missing=math.nan,
-    ),
-    Figure(
-        "included_gas_per_sec",
-        "float",
-        _RATE,
-        "gas the chain included of them, over the span it took",
-        missing=math.nan,
-    ),
-    Figure(
-        "offered_tx_per_sec",
-        "float",
-        _TX_RATE,
-        "transactions due in the sustain phase, per second",
-        missing=math.nan,
-    ),
-    Figure(
-        "included_tx_per_sec",
-        "float",
-        _TX_RATE,
-        "of those, the transactions included, per second",
-        missing=math.nan,
-    ),
-    Figure("sent", "int", _TX, "transactions sent to the node", missing=0),
-    Figure("accepted", "int", _TX, "transactions the node accepted (or that a block showed)", missing=0),
+    Figure("stopped_early", "str", "", "why the run stopped before its plan ended"),
+    Figure("duration", "float", _SECONDS, "wall time of the run, setup included", column="duration_s"),
+    Figure("sustain_seconds", "float", _SECONDS, "length of the sustain phase"),
+    Figure("offered_gas_per_sec", "float", _RATE, "gas scheduled in the sustain phase per second"),
+    Figure("accepted_gas_per_sec", "float", _RATE, "the part of it the node accepted"),
+    Figure("included_gas_per_sec", "float", _RATE, "the part included, over the span it took"),
+    Figure("offered_tx_per_sec", "float", _TX_RATE, "transactions scheduled in the sustain phase per second"),
+    Figure("included_tx_per_sec", "float", _TX_RATE, "the part included, over the span it took"),
+    Figure("sent", "int", _TX, "transactions sent, whole run", missing=0),
+    Figure("accepted", "int", _TX, "transactions the node accepted (or a block showed)", missing=0),
     Figure("rejected", "int", _TX, "transactions the node refused", missing=0),
     Figure("included", "int", _TX, "transactions seen in a block", missing=0),
-    Figure("lost", "int", _TX, "accepted transactions never seen in a block", missing=0),
+    Figure("lost", "int", _TX, "accepted but never seen in a block", missing=0),
     Figure("blocks_observed", "int", "blocks", "distinct blocks the edges saw", missing=0, label="blocks"),
     Figure(
         "latency_accept",
         "latency",
         _SECONDS,
-        "intended send time to the node's accept, sustain phase",
+        "to the node's answer",
         attribute="latency.accept",
         label="accept",
     ),
@@ -403,24 +340,16 @@ RUN_FIGURES: tuple[Figure, ...] = (
         "latency_inclusion",
         "latency",
         _SECONDS,
-        "intended send time to inclusion, sustain phase",
+        "to the block",
         attribute="latency.inclusion",
         label="inclusion",
     ),
     Figure(
-        "latency_feed",
-        "latency",
-        _SECONDS,
-        "intended send time to the sequencer feed, sustain phase",
-        attribute="latency.feed",
-        label="feed",
+        "latency_feed", "latency", _SECONDS, "to the sequencer feed", attribute="latency.feed", label="feed"
     ),
-    Figure("errors", "json", "", "errors by kind, counted over every edge", missing={}),
+    Figure("errors", "json", "", "errors by kind, over every edge", missing={}),
     Figure(
-        "feed",
-        "json",
-        "",
-        "sequencer-feed stats and feed-versus-chain findings per edge; null without a feed",
+        "feed", "json", "", "per edge: feed client stats and feed-versus-chain findings (None without a feed)"
     ),
     Figure("notes", "json", "", "notes of the edges and the devnet, in order", missing=[]),
 )
