@@ -59,8 +59,8 @@ from pytest_gashammer.chain.rpc import RpcError, TransportError, call  # noqa: E
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet  # noqa: E402
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime  # noqa: E402
 from pytest_gashammer.hive.aggregate import build_result  # noqa: E402
-from pytest_gashammer.hive.result import RunResult  # noqa: E402
 from pytest_gashammer.oracle.invariants import evaluate  # noqa: E402
+from pytest_gashammer.results import RunResult  # noqa: E402
 from pytest_gashammer.scenario.spec import ScenarioPlan, compile_plan, parse_spec  # noqa: E402
 from pytest_gashammer.scenario.units import parse_gas_rate  # noqa: E402
 from pytest_gashammer.telemetry.records import NOT_YET, EdgeReport  # noqa: E402

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 from pytest_gashammer._version import __version__
 
 if TYPE_CHECKING:
-    from pytest_gashammer.hive.result import LatencyStats, RunResult, Verdict
+    from pytest_gashammer.results import LatencyStats, RunResult, Verdict
 
 __all__ = ["LatencyStats", "RunResult", "Verdict", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name in {"LatencyStats", "RunResult", "Verdict"}:
-        from pytest_gashammer.hive import result
+        from pytest_gashammer import results
 
-        return getattr(result, name)
+        return getattr(results, name)
     raise AttributeError(f"module 'pytest_gashammer' has no attribute {name!r}")

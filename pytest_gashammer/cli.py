@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_gashammer._version import __version__
-from pytest_gashammer.hive.result import devnet_notes
+from pytest_gashammer.results import LATENCY_STATS, RUN_FIGURES, Figure, devnet_notes
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -156,51 +156,33 @@ def _stored_counts(directory: str, run_id: str) -> list[str]:
     return [f"  stored     {tables.transactions.num_rows:,} transactions: {counts}"]
 
 
-def _nan(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
 def summary_dict(run: dict[str, Any], verdicts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A ``runs`` row (and its verdict rows) as ``RunResult.summary_dict()``, the input of the
     terminal summary, so stored runs print exactly as live ones did."""
+    summary = {figure.name: _stored_figure(figure, run) for figure in RUN_FIGURES}
+    summary["verdicts"] = [
+        {"name": v["name"], "status": v["status"], "summary": v["summary"]} for v in verdicts
+    ]
+    summary["devnet_notes"] = devnet_notes(summary["notes"] or ())
+    return summary
 
-    def latency(name: str) -> dict[str, float]:
+
+def _stored_figure(figure: Figure, run: dict[str, Any]) -> Any:
+    """One figure as the summary holds it, read back from its ``runs`` columns."""
+    if figure.kind == "latency":
+        stats = {stat: run.get(column) for column, stat in zip(figure.columns, LATENCY_STATS, strict=True)}
         return {
-            "p50": _nan(run.get(f"latency_{name}_p50")),
-            "p90": _nan(run.get(f"latency_{name}_p90")),
-            "p99": _nan(run.get(f"latency_{name}_p99")),
-            "max": _nan(run.get(f"latency_{name}_max")),
-            "count": int(run.get(f"latency_{name}_count") or 0),
+            stat: int(value or 0) if stat == "count" else math.nan if value is None else float(value)
+            for stat, value in stats.items()
         }
-
-    return {
-        "name": run["scenario"],
-        "seed": run["seed"],
-        "target_gas_per_sec": run["target_gas_per_sec"],
-        "offered_gas_per_sec": _nan(run.get("offered_gas_per_sec")),
-        "accepted_gas_per_sec": _nan(run.get("accepted_gas_per_sec")),
-        "included_gas_per_sec": _nan(run.get("included_gas_per_sec")),
-        "offered_tx_per_sec": _nan(run.get("offered_tx_per_sec")),
-        "included_tx_per_sec": _nan(run.get("included_tx_per_sec")),
-        "sent": run.get("sent") or 0,
-        "accepted": run.get("accepted") or 0,
-        "rejected": run.get("rejected") or 0,
-        "included": run.get("included") or 0,
-        "lost": run.get("lost") or 0,
-        "latency_accept": latency("accept"),
-        "latency_inclusion": latency("inclusion"),
-        "latency_feed": latency("feed"),
-        "feed": json.loads(run["feed_json"]) if run.get("feed_json") else None,
-        "errors": json.loads(run["errors_json"]) if run.get("errors_json") else {},
-        "verdicts": [{"name": v["name"], "status": v["status"], "summary": v["summary"]} for v in verdicts],
-        "duration": _nan(run.get("duration_s")),
-        "chain_id": run.get("chain_id"),
-        "devnet_kind": run.get("devnet_kind"),
-        "node_version": run.get("node_version"),
-        "blocks_observed": run.get("blocks_observed") or 0,
-        "stopped_early": run.get("stopped_early"),
-        "devnet_notes": devnet_notes(json.loads(run["notes_json"]) if run.get("notes_json") else ()),
-    }
+    value = run.get(figure.stored_as)
+    if value is None or (figure.kind == "json" and not value):
+        return math.nan if figure.kind == "float" else figure.plain(figure.missing)
+    if figure.kind == "json":
+        return json.loads(value)
+    if figure.kind == "float":
+        return float(value)
+    return value
 
 
 if __name__ == "__main__":

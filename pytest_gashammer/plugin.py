@@ -274,7 +274,7 @@ def pytest_assertrepr_compare(config: pytest.Config, op: str, left: Any, right: 
     """``assert verdict == "passed"``: explain with the verdict and its evidence, not a dataclass diff."""
     if op not in ("==", "!=") or type(left).__name__ != "Verdict" or not isinstance(right, str):
         return None
-    if type(left).__module__ != "pytest_gashammer.hive.result":
+    if type(left).__module__ != "pytest_gashammer.results":
         return None
     return [f"verdict {left.name!r} is {left.status!r}, not {right!r}", *left.describe().splitlines()]
 

@@ -1,5 +1,5 @@
 """The hive: control plane, run orchestration and results."""
 
-from pytest_gashammer.hive.result import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
+from pytest_gashammer.results import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
 
 __all__ = ["EdgeSummary", "Latency", "LatencyStats", "RunResult", "Verdict"]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_gashammer.chain.keccak import keccak256
-from pytest_gashammer.hive.result import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
+from pytest_gashammer.results import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, EdgeReport
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.hive import protocol
-from pytest_gashammer.hive.result import DEVNET_NOTE, RunResult, Verdict
+from pytest_gashammer.results import DEVNET_NOTE, RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
 
 HEARTBEAT_TIMEOUT = 5.0

@@ -10,7 +10,7 @@ import pytest
 
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.hive.local import ProgressSink
-from pytest_gashammer.hive.result import RunResult
+from pytest_gashammer.results import RunResult
 from pytest_gashammer.scenario.spec import ScenarioSpec, compile_plan, parse_spec
 
 

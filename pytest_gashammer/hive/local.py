@@ -14,8 +14,8 @@ from pytest_gashammer.devnet.base import Devnet
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime, Progress
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.hive.aggregate import build_result
-from pytest_gashammer.hive.result import DEVNET_NOTE, RunResult
 from pytest_gashammer.oracle import evaluate_plan, finish_result
+from pytest_gashammer.results import DEVNET_NOTE, RunResult
 from pytest_gashammer.scenario.spec import ScenarioPlan
 
 SETUP_BUDGET = 120.0  # funding and calibration, before the clock starts

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from pytest_gashammer.hive.result import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
+from pytest_gashammer.results import RunResult
 from pytest_gashammer.telemetry.records import BlockRecord, EdgeReport, TxLog
 
 CHUNK_BYTES = 512 * 1024
@@ -110,13 +110,8 @@ class ReportAssembler:
 
 
 def result_to_dict(result: RunResult) -> dict[str, Any]:
-    return dataclasses.asdict(result)
+    return result.to_dict()
 
 
 def result_from_dict(data: dict[str, Any]) -> RunResult:
-    fields = dict(data)
-    latency = fields["latency"]
-    fields["latency"] = Latency(**{name: LatencyStats(**stats) for name, stats in latency.items()})
-    fields["verdicts"] = [Verdict(**verdict) for verdict in fields["verdicts"]]
-    fields["edges"] = [EdgeSummary(**edge) for edge in fields["edges"]]
-    return RunResult(**fields)
+    return RunResult.from_dict(data)

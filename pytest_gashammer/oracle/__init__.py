@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from pytest_gashammer.oracle.invariants import BASIC_INVARIANTS, INVARIANTS, evaluate
 
 if TYPE_CHECKING:
-    from pytest_gashammer.hive.result import RunResult, Verdict
+    from pytest_gashammer.results import RunResult, Verdict
     from pytest_gashammer.scenario.spec import ScenarioPlan
     from pytest_gashammer.telemetry.records import EdgeReport
 

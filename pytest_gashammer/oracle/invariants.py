@@ -1,7 +1,7 @@
 """The transaction invariants evaluated after every run.
 
 Each invariant has a stable name, looks at the edges' reports, and returns a
-:class:`~pytest_gashammer.hive.result.Verdict` whose evidence lists the first offending items,
+:class:`~pytest_gashammer.results.Verdict` whose evidence lists the first offending items,
 so a failure says which promise broke, for which transactions, and where to look.
 """
 
@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pytest_gashammer.hive.result import Verdict
+from pytest_gashammer.results import Verdict
 from pytest_gashammer.telemetry.records import NOT_YET, EdgeReport
 from pytest_gashammer.vocabulary import (
     BALANCE_CONSERVATION,

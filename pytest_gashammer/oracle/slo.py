@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pytest_gashammer.hive.result import RunResult, Verdict, VerdictStatus
+from pytest_gashammer.results import RunResult, Verdict, VerdictStatus
 from pytest_gashammer.scenario.units import format_seconds
 from pytest_gashammer.vocabulary import (
     LATENCY_OBJECTIVES,

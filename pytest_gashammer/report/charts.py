@@ -25,16 +25,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pytest_gashammer.results import LatencyStats
+
 __all__ = [
     "LATENCY_METRICS",
-    "LatencyFigures",
     "RunAggregates",
     "aggregate_run",
     "blocks_chart",
     "errors_chart",
     "latency_histogram_chart",
     "latency_over_time_chart",
-    "percentile",
     "throughput_gas_chart",
     "throughput_tx_chart",
 ]
@@ -80,17 +80,6 @@ _STYLE: dict[str, Any] = {
 _NEVER = -1
 
 
-@dataclass(frozen=True)
-class LatencyFigures:
-    """Nearest-rank percentiles in seconds over every row that has the metric (all phases)."""
-
-    p50: float
-    p90: float
-    p99: float
-    max: float
-    count: int
-
-
 @dataclass
 class RunAggregates:
     """A run's transactions reduced to per-bucket series; rates are per second."""
@@ -106,7 +95,9 @@ class RunAggregates:
     rejected_tx: np.ndarray
     latency_p50: dict[str, np.ndarray] = field(default_factory=dict)
     latency_p99: dict[str, np.ndarray] = field(default_factory=dict)
-    latency: dict[str, LatencyFigures] = field(default_factory=dict)
+    #: Per metric, over every row that has it (all phases): the statistics a ``RunResult`` gives
+    #: for the sustain phase, by the same nearest-rank rule.
+    latency: dict[str, LatencyStats] = field(default_factory=dict)
     histograms: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     rows: int = 0
     states: dict[str, int] = field(default_factory=dict)
@@ -146,14 +137,6 @@ def _codes(table: pa.Table, name: str) -> tuple[np.ndarray, list[str]]:
     indices = combined.indices
     codes = np.asarray(pc.fill_null(indices, -1).to_numpy(), dtype=np.int64)
     return codes, [str(value) for value in combined.dictionary.to_pylist()]
-
-
-def percentile(sorted_values: np.ndarray, quantile: float) -> float:
-    """Nearest-rank percentile of an ascending array (the same rule as ``LatencyStats.of``)."""
-    if sorted_values.size == 0:
-        return math.nan
-    rank = max(1, math.ceil(quantile * sorted_values.size))
-    return float(sorted_values[rank - 1])
 
 
 def aggregate_run(transactions: pa.Table, *, max_buckets: int = 1800) -> RunAggregates:
@@ -227,13 +210,7 @@ def aggregate_run(transactions: pa.Table, *, max_buckets: int = 1800) -> RunAggr
         aggregates.latency_p50[metric] = p50 / 1e9
         aggregates.latency_p99[metric] = p99 / 1e9
         ordered = np.sort(latency_ns) / 1e9
-        aggregates.latency[metric] = LatencyFigures(
-            percentile(ordered, 0.50),
-            percentile(ordered, 0.90),
-            percentile(ordered, 0.99),
-            float(ordered[-1]) if ordered.size else math.nan,
-            int(ordered.size),
-        )
+        aggregates.latency[metric] = LatencyStats.of_sorted(ordered)
         if ordered.size:
             lowest = max(float(ordered[ordered > 0].min()) if (ordered > 0).any() else 1e-4, 1e-4)
             highest = max(float(ordered[-1]), lowest * 1.01)

@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from pytest_gashammer.report import charts
+from pytest_gashammer.results import COUNT_FIGURES, FIGURES, LATENCY_STATS, rate_figures
 from pytest_gashammer.scenario.units import format_gas_rate, format_seconds
 from pytest_gashammer.telemetry.parquet import TelemetryTables, load
 from pytest_gashammer.telemetry.schema import SCHEMA_VERSION
@@ -194,33 +195,20 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
     def share(value: float | None) -> float | None:
         return None if value is None or not target else value / target * 100
 
-    rates = [
-        ("target", target, None, None),
-        (
-            "offered",
-            run.get("offered_gas_per_sec"),
-            share(run.get("offered_gas_per_sec")),
-            run.get("offered_tx_per_sec"),
-        ),
-        ("accepted", run.get("accepted_gas_per_sec"), share(run.get("accepted_gas_per_sec")), None),
-        (
-            "included",
-            run.get("included_gas_per_sec"),
-            share(run.get("included_gas_per_sec")),
-            run.get("included_tx_per_sec"),
-        ),
-    ]
+    rates: list[tuple[str, Any, float | None, Any]] = [("target", target, None, None)]
+    for label, gas_rate, tx_rate in rate_figures():
+        value = run.get(gas_rate.stored_as)
+        rates.append((label, value, share(value), None if tx_rate is None else run.get(tx_rate.stored_as)))
     latency_rows = []
     for metric, (label, _) in charts.LATENCY_METRICS.items():
-        all_phases = aggregates.latency.get(metric)
+        figure = FIGURES[f"latency_{metric}"]
         latency_rows.append(
             {
                 "label": label,
                 "sustain": {
-                    stat: run.get(f"latency_{metric}_{stat}")
-                    for stat in ("p50", "p90", "p99", "max", "count")
+                    stat: run.get(column) for column, stat in zip(figure.columns, LATENCY_STATS, strict=True)
                 },
-                "all": all_phases,
+                "all": aggregates.latency.get(metric),
             }
         )
     verdict_rows = []
@@ -307,10 +295,7 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         "phases": phases,
         "workload": workload,
         "rates": rates,
-        "counts": [
-            (name, run.get(name))
-            for name in ("sent", "accepted", "rejected", "included", "lost", "blocks_observed")
-        ],
+        "counts": [(figure.name, run.get(figure.stored_as)) for figure in COUNT_FIGURES],
         "states": aggregates.states,
         "latency_rows": latency_rows,
         "verdicts": verdict_rows,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pytest_gashammer.results import COUNT_FIGURES, LATENCY_FIGURES, rate_figures
 from pytest_gashammer.scenario.units import format_gas_rate, format_seconds
 
 #: Runs shorter than this never print a progress line.
@@ -88,25 +89,20 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
     lines = [
         f"{nodeid}  [{run['name']}] seed={run['seed']} chain={run['chain_id']} ({run['devnet_kind']}, {run['node_version']})",
         f"  target     {format_gas_rate(target):>14}",
-        _rate_line("offered", run["offered_gas_per_sec"], target)
-        + f"   {run['offered_tx_per_sec']:,.1f} tx/s",
-        _rate_line("accepted", run["accepted_gas_per_sec"], target),
-        _rate_line("included", run["included_gas_per_sec"], target)
-        + f"   {run['included_tx_per_sec']:,.1f} tx/s",
-        f"  counts     sent {run['sent']:,}  accepted {run['accepted']:,}  rejected {run['rejected']:,}  "
-        f"included {run['included']:,}  lost {run['lost']:,}  blocks {run['blocks_observed']:,}",
     ]
-    for label, key in (
-        ("accept", "latency_accept"),
-        ("inclusion", "latency_inclusion"),
-        ("feed", "latency_feed"),
-    ):
-        stats = run.get(key)
+    for label, gas_rate, tx_rate in rate_figures():
+        line = _rate_line(label, run[gas_rate.name], target)
+        if tx_rate is not None:
+            line += f"   {run[tx_rate.name]:,.1f} tx/s"
+        lines.append(line)
+    lines.append("  counts     " + "  ".join(f"{f.short_label} {run[f.name]:,}" for f in COUNT_FIGURES))
+    for figure in LATENCY_FIGURES:
+        stats = run.get(figure.name)
         if stats is None:
             continue
         if stats["count"]:
             lines.append(
-                f"  {label:<10} p50 {format_seconds(stats['p50'])}  p90 {format_seconds(stats['p90'])}  "
+                f"  {figure.short_label:<10} p50 {format_seconds(stats['p50'])}  p90 {format_seconds(stats['p90'])}  "
                 f"p99 {format_seconds(stats['p99'])}  max {format_seconds(stats['max'])}"
             )
     for edge_id, facts in ((run.get("feed") or {}).get("edges") or {}).items():

@@ -54,6 +54,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pytest_gashammer.errors import GashammerError
+from pytest_gashammer.results import LATENCY_STATS, RUN_FIGURES, Figure
 from pytest_gashammer.telemetry.schema import (
     SCHEMA_VERSION,
     SCHEMAS,
@@ -605,36 +606,29 @@ def _run_row(run: _Run) -> dict[str, Any]:
     }
     if result is None:
         return row
-    row.update(
-        passed=bool(getattr(result, "passed", True)),
-        stopped_early=result.stopped_early,
-        duration_s=_finite(result.duration),
-        sustain_seconds=_finite(result.sustain_seconds),
-        offered_gas_per_sec=_finite(result.offered_gas_per_sec),
-        accepted_gas_per_sec=_finite(result.accepted_gas_per_sec),
-        included_gas_per_sec=_finite(result.included_gas_per_sec),
-        offered_tx_per_sec=_finite(result.offered_tx_per_sec),
-        included_tx_per_sec=_finite(result.included_tx_per_sec),
-        sent=result.sent,
-        accepted=result.accepted,
-        rejected=result.rejected,
-        included=result.included,
-        lost=result.lost,
-        blocks_observed=result.blocks_observed,
-        errors_json=json_detail(dict(result.errors)),
-        feed_json=json_detail(result.feed) if result.feed is not None else None,
-        notes_json=json_detail(list(result.notes)),
-    )
-    if result.chain_id is not None and row["chain_id"] is None:
-        row["chain_id"] = result.chain_id
-    row["devnet_kind"] = row["devnet_kind"] or result.devnet_kind
-    row["node_version"] = row["node_version"] or result.node_version
-    for name in ("accept", "inclusion", "feed"):
-        stats = getattr(result.latency, name)
-        for stat in ("p50", "p90", "p99", "max"):
-            row[f"latency_{name}_{stat}"] = _finite(getattr(stats, stat))
-        row[f"latency_{name}_count"] = stats.count
+    for figure in RUN_FIGURES:
+        if figure.at_start and any(row[column] not in (None, "") for column in figure.columns):
+            continue  # the run's own facts win over what the result says
+        row.update(figure_columns(figure, figure.value(result)))
     return row
+
+
+def figure_columns(figure: Figure, value: Any) -> dict[str, Any]:
+    """The ``runs`` columns of one run figure holding ``value`` (non-finite floats stored as null)."""
+    if figure.kind == "latency":
+        return {
+            column: value.count if stat == "count" else _finite(getattr(value, stat))
+            for column, stat in zip(figure.columns, LATENCY_STATS, strict=True)
+        }
+    if value is None:
+        return {figure.stored_as: None}
+    if figure.kind == "json":
+        return {figure.stored_as: json_detail(value)}
+    if figure.kind == "float":
+        return {figure.stored_as: _finite(value)}
+    if figure.kind == "bool":
+        return {figure.stored_as: bool(value)}
+    return {figure.stored_as: value}
 
 
 def _verdict_row(run_id: str, verdict: Any) -> dict[str, Any]:

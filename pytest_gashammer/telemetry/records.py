@@ -10,7 +10,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 NOT_YET = -1
 
@@ -22,41 +22,77 @@ STATUS_REJECTED = 3
 STATUS_INCLUDED = 4
 
 
-class TxLog:
-    """Columns of the transactions an edge scheduled."""
+class Stored(NamedTuple):
+    """A ``transactions`` column (``telemetry/schema.py``) made from a :class:`TxLog` column."""
 
-    COLUMNS: tuple[tuple[str, str], ...] = (
-        ("template", "h"),
-        ("sender", "l"),
-        ("nonce", "q"),
-        ("gas_planned", "q"),
-        ("intended_ns", "q"),
-        ("sent_ns", "q"),
-        ("accepted_ns", "q"),
-        ("included_ns", "q"),
-        ("block_number", "q"),
-        ("receipt_status", "b"),
-        ("gas_used", "q"),
-        ("error", "h"),
-        ("state", "b"),
-        ("inclusions", "b"),
+    column: str
+    #: ``int64``, ``int32``, ``int8``, ``bool`` or ``dict`` (a dictionary-encoded string).
+    type: str
+    #: Never null.
+    required: bool = False
+
+
+class TxColumn(NamedTuple):
+    """One :class:`TxLog` column: its array type, what a new row holds, what it is stored as."""
+
+    name: str
+    #: The ``array`` typecode.
+    typecode: str
+    #: What a new row holds; ``None`` when ``append``/``extend`` take it (in declaration order).
+    initial: int | None
+    #: The ``transactions`` columns the telemetry cursor makes of it, in the table's order.
+    stored: tuple[Stored, ...]
+
+
+class TxLog:
+    """Columns of the transactions an edge scheduled.
+
+    :attr:`COLUMNS` declares them once: the log's arrays, ``append``/``extend``, shipping
+    (``to_columns``), the telemetry cursor and the stored ``transactions`` schema follow it. The
+    annotations below only name the arrays for type checkers (a test holds them equal).
+    """
+
+    COLUMNS: tuple[TxColumn, ...] = (
+        TxColumn("template", "h", None, (Stored("template", "dict", True),)),
+        TxColumn("sender", "l", None, (Stored("sender_index", "int32", True), Stored("sender", "dict"))),
+        TxColumn("nonce", "q", None, (Stored("nonce", "int64", True),)),
+        TxColumn("gas_planned", "q", None, (Stored("gas_planned", "int64", True),)),
+        TxColumn("gas_used", "q", NOT_YET, (Stored("gas_used", "int64"),)),
+        TxColumn(
+            "receipt_status",
+            "b",
+            NOT_YET,
+            (Stored("receipt_status", "int8"), Stored("receipt_sampled", "bool", True)),
+        ),
+        TxColumn("state", "b", STATUS_SCHEDULED, (Stored("state", "dict", True),)),
+        TxColumn("error", "h", NOT_YET, (Stored("error_kind", "dict"),)),
+        # The phase is where the intended send time falls on the plan's timeline.
+        TxColumn("intended_ns", "q", None, (Stored("phase", "dict"), Stored("scheduled_ns", "int64", True))),
+        TxColumn("sent_ns", "q", NOT_YET, (Stored("sent_ns", "int64"),)),
+        TxColumn("accepted_ns", "q", NOT_YET, (Stored("accepted_ns", "int64"),)),
+        TxColumn("included_ns", "q", NOT_YET, (Stored("included_ns", "int64"),)),
+        TxColumn("block_number", "q", NOT_YET, (Stored("block_number", "int64"),)),
+        TxColumn("inclusions", "b", 0, (Stored("inclusions", "int8", True),)),
     )
 
+    template: array[int]
+    sender: array[int]
+    nonce: array[int]
+    gas_planned: array[int]
+    gas_used: array[int]
+    receipt_status: array[int]
+    state: array[int]
+    error: array[int]
+    intended_ns: array[int]
+    sent_ns: array[int]
+    accepted_ns: array[int]
+    included_ns: array[int]
+    block_number: array[int]
+    inclusions: array[int]
+
     def __init__(self) -> None:
-        self.template = array("h")
-        self.sender = array("l")
-        self.nonce = array("q")
-        self.gas_planned = array("q")
-        self.intended_ns = array("q")
-        self.sent_ns = array("q")
-        self.accepted_ns = array("q")
-        self.included_ns = array("q")
-        self.block_number = array("q")
-        self.receipt_status = array("b")
-        self.gas_used = array("q")
-        self.error = array("h")
-        self.state = array("b")
-        self.inclusions = array("b")
+        for column in self.COLUMNS:
+            setattr(self, column.name, array(column.typecode))
         self.hashes = bytearray()
         self.error_kinds: list[str] = []
         self._error_codes: dict[str, int] = {}
@@ -68,20 +104,9 @@ class TxLog:
         self, template: int, sender: int, nonce: int, gas_planned: int, intended_ns: int, tx_hash: bytes
     ) -> int:
         row = len(self.template)
-        self.template.append(template)
-        self.sender.append(sender)
-        self.nonce.append(nonce)
-        self.gas_planned.append(gas_planned)
-        self.intended_ns.append(intended_ns)
-        self.sent_ns.append(NOT_YET)
-        self.accepted_ns.append(NOT_YET)
-        self.included_ns.append(NOT_YET)
-        self.block_number.append(NOT_YET)
-        self.receipt_status.append(NOT_YET)
-        self.gas_used.append(NOT_YET)
-        self.error.append(NOT_YET)
-        self.state.append(STATUS_SCHEDULED)
-        self.inclusions.append(0)
+        given = iter((template, sender, nonce, gas_planned, intended_ns))
+        for column in self.COLUMNS:
+            getattr(self, column.name).append(next(given) if column.initial is None else column.initial)
         self.hashes += tx_hash
         return row
 
@@ -104,25 +129,16 @@ class TxLog:
         if lengths != {count} or len(hashes) != 32 * count:
             raise ValueError("TxLog.extend: every column needs one value per transaction")
         first = len(self.template)
-        self.template.extend(templates)
-        self.sender.extend(senders)
-        self.nonce.extend(nonces)
-        self.gas_planned.extend(gas_planned)
-        self.intended_ns.extend(intended_ns)
-        not_yet = array("q", (NOT_YET,)) * count
-        for column in (self.sent_ns, self.accepted_ns, self.included_ns, self.block_number, self.gas_used):
-            column.extend(not_yet)
-        self.receipt_status.extend(array("b", (NOT_YET,)) * count)
-        self.error.extend(array("h", (NOT_YET,)) * count)
-        self.state.extend(array("b", (STATUS_SCHEDULED,)) * count)
-        self.inclusions.extend(bytes(count))
+        given = iter((templates, senders, nonces, gas_planned, intended_ns))
+        for column, fill in zip(self.COLUMNS, _FILLS, strict=True):
+            getattr(self, column.name).extend(next(given) if fill is None else fill * count)
         self.hashes += hashes
         return first
 
     def truncate(self, rows: int) -> None:
         """Forget every row from ``rows`` on (transactions signed ahead that were never sent)."""
-        for name, _ in self.COLUMNS:
-            del getattr(self, name)[rows:]
+        for column in self.COLUMNS:
+            del getattr(self, column.name)[rows:]
         del self.hashes[rows * 32 :]
 
     def mark_sent(self, first: int, count: int, sent_ns: int) -> None:
@@ -170,7 +186,9 @@ class TxLog:
 
     def to_columns(self) -> dict[str, Any]:
         """Plain-data columns (bytes per array) for shipping to another process."""
-        columns: dict[str, Any] = {name: getattr(self, name).tobytes() for name, _ in self.COLUMNS}
+        columns: dict[str, Any] = {
+            column.name: getattr(self, column.name).tobytes() for column in self.COLUMNS
+        }
         columns["hashes"] = bytes(self.hashes)
         columns["error_kinds"] = list(self.error_kinds)
         return columns
@@ -178,14 +196,20 @@ class TxLog:
     @classmethod
     def from_columns(cls, columns: dict[str, Any]) -> TxLog:
         log = cls()
-        for name, typecode in cls.COLUMNS:
-            values = array(typecode)
-            values.frombytes(columns[name])
-            setattr(log, name, values)
+        for column in cls.COLUMNS:
+            getattr(log, column.name).frombytes(columns[column.name])
         log.hashes = bytearray(columns["hashes"])
         for kind in columns["error_kinds"]:
             log.error_code(kind)
         return log
+
+
+#: Per column, one new row's value as a one-item array (``None``: given), for ``extend``.
+_FILLS: tuple[array[int] | None, ...] = tuple(
+    None if column.initial is None else array(column.typecode, (column.initial,)) for column in TxLog.COLUMNS
+)
+#: The columns ``append`` and ``extend`` take, in their parameters' order.
+GIVEN_COLUMNS: tuple[str, ...] = tuple(column.name for column in TxLog.COLUMNS if column.initial is None)
 
 
 @dataclass

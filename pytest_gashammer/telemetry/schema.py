@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from pytest_gashammer.results import FIGURES, LATENCY_STATS, RUN_FIGURES, Figure
+from pytest_gashammer.telemetry.records import TxLog
+
 __all__ = [
     "BLOCKS",
     "EDGES",
@@ -89,6 +92,14 @@ def _schema(table: str, fields: list[pa.Field]) -> pa.Schema:
     )
 
 
+_STORED_TYPES: dict[str, pa.DataType] = {
+    "int64": pa.int64(),
+    "int32": pa.int32(),
+    "int8": pa.int8(),
+    "bool": pa.bool_(),
+    "dict": _DICT,
+}
+
 TRANSACTIONS = _schema(
     "transactions",
     [
@@ -96,23 +107,12 @@ TRANSACTIONS = _schema(
         pa.field("edge_id", _DICT, nullable=False),
         pa.field("row", pa.int64(), nullable=False),
         pa.field("tx_hash", _HASH, nullable=False),
-        pa.field("template", _DICT, nullable=False),
-        pa.field("sender_index", pa.int32(), nullable=False),
-        pa.field("sender", _DICT),
-        pa.field("nonce", pa.int64(), nullable=False),
-        pa.field("gas_planned", pa.int64(), nullable=False),
-        pa.field("gas_used", pa.int64()),
-        pa.field("receipt_status", pa.int8()),
-        pa.field("receipt_sampled", pa.bool_(), nullable=False),
-        pa.field("state", _DICT, nullable=False),
-        pa.field("error_kind", _DICT),
-        pa.field("phase", _DICT),
-        pa.field("scheduled_ns", pa.int64(), nullable=False),
-        pa.field("sent_ns", pa.int64()),
-        pa.field("accepted_ns", pa.int64()),
-        pa.field("included_ns", pa.int64()),
-        pa.field("block_number", pa.int64()),
-        pa.field("inclusions", pa.int8(), nullable=False),
+        # What the edge's TxLog columns become, in the order TxLog.COLUMNS declares them.
+        *(
+            pa.field(stored.column, _STORED_TYPES[stored.type], nullable=not stored.required)
+            for column in TxLog.COLUMNS
+            for stored in column.stored
+        ),
         pa.field("feed_arrival_ns", pa.int64()),
         pa.field("feed_sequence", pa.int64()),
         pa.field("feed_position", pa.int32()),
@@ -152,12 +152,31 @@ EVENTS = _schema(
     ],
 )
 
-_LATENCY_FIELDS = [
-    pa.field(f"latency_{name}_{stat}", pa.int64() if stat == "count" else pa.float64())
-    for name in ("accept", "inclusion", "feed")
-    for stat in ("p50", "p90", "p99", "max", "count")
-]
+_FIGURE_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "str": pa.string(),
+    "bool": pa.bool_(),
+    "json": pa.string(),
+}
 
+
+def _figure_fields(figure: Figure) -> list[pa.Field]:
+    """The ``runs`` columns of one run figure (see :data:`pytest_gashammer.results.RUN_FIGURES`)."""
+    if figure.kind == "latency":
+        return [
+            pa.field(column, pa.int64() if stat == "count" else pa.float64())
+            for column, stat in zip(figure.columns, LATENCY_STATS, strict=True)
+        ]
+    return [pa.field(figure.stored_as, _FIGURE_TYPES[figure.kind], nullable=not figure.required)]
+
+
+def _figures(*names: str) -> list[pa.Field]:
+    return [field for name in names for field in _figure_fields(FIGURES[name])]
+
+
+# The figures known at a run's start sit among the run's facts; every other figure follows them in
+# declaration order, so a figure added to ``RUN_FIGURES`` lands at the end (a MINOR bump).
 RUNS = _schema(
     "runs",
     [
@@ -165,13 +184,9 @@ RUNS = _schema(
         pa.field("schema_version", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("test_nodeid", pa.string()),
-        pa.field("scenario", pa.string(), nullable=False),
-        pa.field("seed", pa.int64(), nullable=False),
-        pa.field("target_gas_per_sec", pa.float64(), nullable=False),
+        *_figures("name", "seed", "target_gas_per_sec"),
         pa.field("plan_json", pa.string(), nullable=False),
-        pa.field("chain_id", pa.int64()),
-        pa.field("devnet_kind", pa.string()),
-        pa.field("node_version", pa.string()),
+        *_figures("chain_id", "devnet_kind", "node_version"),
         pa.field("plugin_version", pa.string(), nullable=False),
         pa.field("build_sha", pa.string()),
         pa.field("git_commit", pa.string()),
@@ -179,25 +194,7 @@ RUNS = _schema(
         pa.field("started_at", _UTC, nullable=False),
         pa.field("ended_at", _UTC),
         pa.field("origin_unix_ns", pa.int64()),
-        pa.field("passed", pa.bool_()),
-        pa.field("stopped_early", pa.string()),
-        pa.field("duration_s", pa.float64()),
-        pa.field("sustain_seconds", pa.float64()),
-        pa.field("offered_gas_per_sec", pa.float64()),
-        pa.field("accepted_gas_per_sec", pa.float64()),
-        pa.field("included_gas_per_sec", pa.float64()),
-        pa.field("offered_tx_per_sec", pa.float64()),
-        pa.field("included_tx_per_sec", pa.float64()),
-        pa.field("sent", pa.int64()),
-        pa.field("accepted", pa.int64()),
-        pa.field("rejected", pa.int64()),
-        pa.field("included", pa.int64()),
-        pa.field("lost", pa.int64()),
-        pa.field("blocks_observed", pa.int64()),
-        *_LATENCY_FIELDS,
-        pa.field("errors_json", pa.string()),
-        pa.field("feed_json", pa.string()),
-        pa.field("notes_json", pa.string()),
+        *_figures(*(figure.name for figure in RUN_FIGURES if not figure.at_start)),
     ],
 )
 

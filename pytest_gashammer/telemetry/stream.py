@@ -48,6 +48,9 @@ from pytest_gashammer.telemetry.records import (
 )
 from pytest_gashammer.telemetry.schema import BLOCKS, EVENTS, STATES, TRANSACTIONS
 
+#: The ``transactions`` columns the sequencer feed fills (the correlator's columns, in this order).
+_FEED_COLUMNS = ("feed_arrival_ns", "feed_sequence", "feed_position", "feed_appearances")
+
 __all__ = [
     "DEFAULT_FRAME_BYTES",
     "RUN_CLOCK_COLUMNS",
@@ -303,23 +306,8 @@ class TransactionCursor:
         cols: dict[str, np.ndarray] = {}
         flat = None
         try:
-            for name in (
-                "template",
-                "sender",
-                "nonce",
-                "gas_planned",
-                "intended_ns",
-                "sent_ns",
-                "accepted_ns",
-                "included_ns",
-                "block_number",
-                "receipt_status",
-                "gas_used",
-                "error",
-                "state",
-                "inclusions",
-            ):
-                cols[name] = _view(getattr(log, name))[rows]  # fancy indexing copies
+            for column in TxLog.COLUMNS:
+                cols[column.name] = _view(getattr(log, column.name))[rows]  # fancy indexing copies
             flat = _view(log.hashes)
             tx_hash = _hashes(flat, rows)
             error_kinds = list(log.error_kinds)
@@ -370,32 +358,35 @@ class TransactionCursor:
             if self.receipt_stride
             else np.zeros(n, dtype=bool)
         )
-        feed = self._feed_columns(rows)
-        arrays = [
-            _constant(self.run_id, n),
-            _constant(self.edge_id, n),
-            pa.array(rows, type=pa.int64()),
-            tx_hash,
-            _dictionary(template, self._templates),
-            pa.array(sender_local + self.sender_offset, type=pa.int32()),
-            sender,
-            pa.array(cols["nonce"], type=pa.int64()),
-            pa.array(cols["gas_planned"], type=pa.int64()),
-            _int(cols["gas_used"], cols["gas_used"] == NOT_YET, pa.int64()),
-            _int(np.where(receipt_null, 0, cols["receipt_status"]), receipt_null, pa.int8()),
-            pa.array(sampled, type=pa.bool_()),
-            _dictionary(state, self._states),
-            error,
-            phase,
-            pa.array(cols["intended_ns"] + shift, type=pa.int64()),
-            run_time(cols["sent_ns"]),
-            run_time(cols["accepted_ns"]),
-            run_time(cols["included_ns"]),
-            _int(cols["block_number"], cols["block_number"] == NOT_YET, pa.int64()),
-            pa.array(cols["inclusions"], type=pa.int8()),
-            *feed,
-        ]
-        return pa.RecordBatch.from_arrays(arrays, schema=TRANSACTIONS)
+        # One array per stored column, by name: a TxLog column whose stored form is not made here
+        # fails on the first batch (and in the unit tests), never silently.
+        arrays = {
+            "run_id": _constant(self.run_id, n),
+            "edge_id": _constant(self.edge_id, n),
+            "row": pa.array(rows, type=pa.int64()),
+            "tx_hash": tx_hash,
+            "template": _dictionary(template, self._templates),
+            "sender_index": pa.array(sender_local + self.sender_offset, type=pa.int32()),
+            "sender": sender,
+            "nonce": pa.array(cols["nonce"], type=pa.int64()),
+            "gas_planned": pa.array(cols["gas_planned"], type=pa.int64()),
+            "gas_used": _int(cols["gas_used"], cols["gas_used"] == NOT_YET, pa.int64()),
+            "receipt_status": _int(
+                np.where(receipt_null, 0, cols["receipt_status"]), receipt_null, pa.int8()
+            ),
+            "receipt_sampled": pa.array(sampled, type=pa.bool_()),
+            "state": _dictionary(state, self._states),
+            "error_kind": error,
+            "phase": phase,
+            "scheduled_ns": pa.array(cols["intended_ns"] + shift, type=pa.int64()),
+            "sent_ns": run_time(cols["sent_ns"]),
+            "accepted_ns": run_time(cols["accepted_ns"]),
+            "included_ns": run_time(cols["included_ns"]),
+            "block_number": _int(cols["block_number"], cols["block_number"] == NOT_YET, pa.int64()),
+            "inclusions": pa.array(cols["inclusions"], type=pa.int8()),
+            **dict(zip(_FEED_COLUMNS, self._feed_columns(rows), strict=True)),
+        }
+        return pa.RecordBatch.from_arrays([arrays[name] for name in TRANSACTIONS.names], schema=TRANSACTIONS)
 
     def _feed_columns(self, rows: np.ndarray) -> list[pa.Array]:
         n = rows.size

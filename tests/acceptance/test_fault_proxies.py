@@ -29,8 +29,8 @@ from pytest_gashammer.fault import (
     WrongBlockHash,
     WrongReceiptStatus,
 )
-from pytest_gashammer.hive.result import Verdict
 from pytest_gashammer.oracle.invariants import evaluate
+from pytest_gashammer.results import Verdict
 from pytest_gashammer.scenario.spec import compile_plan, parse_spec
 from pytest_gashammer.telemetry.records import EdgeReport
 

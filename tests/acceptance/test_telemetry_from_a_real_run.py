@@ -22,8 +22,8 @@ from pytest_gashammer.devnet.embedded import EmbeddedDevnet
 from pytest_gashammer.edge import runtime as edge_runtime
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
 from pytest_gashammer.hive.aggregate import build_result
-from pytest_gashammer.hive.result import LatencyStats, RunResult
 from pytest_gashammer.oracle.invariants import evaluate
+from pytest_gashammer.results import LatencyStats, RunResult
 from pytest_gashammer.scenario.spec import compile_plan, parse_spec
 from pytest_gashammer.telemetry.parquet import ParquetRunWriter, RunInfo, TelemetryTables, git_commit, load
 from pytest_gashammer.telemetry.records import EdgeReport

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pytest_gashammer.cli import main, summary_dict
-from pytest_gashammer.hive.result import DEVNET_NOTE
 from pytest_gashammer.report.terminal import format_run_summary
+from pytest_gashammer.results import DEVNET_NOTE
 from pytest_gashammer.telemetry.parquet import ParquetRunWriter, RunInfo, load
 from tests.unit.test_telemetry_parquet import store
 from tests.unit.test_telemetry_synthetic import SyntheticRun, synthetic_report

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pytest_gashammer.hive.result import LatencyStats
 from pytest_gashammer.report.charts import aggregate_run
 from pytest_gashammer.report.html import CHARTS, render_report, report_html
+from pytest_gashammer.results import LatencyStats
 from pytest_gashammer.telemetry.parquet import ParquetRunWriter, RunInfo, load
 from pytest_gashammer.telemetry.schema import SCHEMAS
 from tests.unit.test_telemetry_parquet import store

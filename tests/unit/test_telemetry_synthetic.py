@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from pytest_gashammer.hive.aggregate import build_result
-from pytest_gashammer.hive.result import RunResult
 from pytest_gashammer.oracle.invariants import evaluate
+from pytest_gashammer.results import RunResult
 from pytest_gashammer.scenario.spec import ScenarioPlan, compile_plan, parse_spec
 from pytest_gashammer.telemetry.records import (
     STATUS_ACCEPTED,

@@ -1,0 +1,376 @@
+"""What a run returns to the test: :class:`RunResult`, its parts, and the run figures it carries.
+
+This module sits at the bottom of the package (it imports nothing of the project): the oracle makes
+verdicts, the hive builds results, telemetry stores them, the reports and the ``gashammer`` command
+read them back, and all of them import these types from here.
+
+Each run figure is declared once, in :data:`RUN_FIGURES` (name, kind, unit, help). ``RunResult`` holds
+it, :meth:`RunResult.summary_dict` and the stored ``runs`` table (schema and row, in
+``telemetry/``) derive from the declaration, and so do the terminal summary and the HTML report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, Protocol
+
+#: What starts a note the devnet backend added to a run (the terminal summary prints those).
+DEVNET_NOTE = "devnet: "
+
+
+def devnet_notes(notes: Iterable[str]) -> list[str]:
+    return [note for note in notes if note.startswith(DEVNET_NOTE)]
+
+
+class Ascending(Protocol):
+    """Samples in ascending order that can be indexed: a sorted list, or a sorted numpy array."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+VerdictStatus = Literal["passed", "failed", "inconclusive"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyStats:
+    """Percentiles in seconds; ``nan`` when nothing was measured."""
+
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    count: int
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> LatencyStats:
+        """The statistics of ``samples`` in any order (the caller's sequence is left as it is)."""
+        return cls.of_sorted(sorted(samples))
+
+    @classmethod
+    def of_sorted(cls, ordered: Ascending) -> LatencyStats:
+        """The statistics of ascending ``ordered`` samples: a list, or a sorted numpy array (stored runs)."""
+        if len(ordered) == 0:
+            nan = math.nan
+            return cls(nan, nan, nan, nan, 0)
+        return cls(
+            nearest_rank(ordered, 0.50),
+            nearest_rank(ordered, 0.90),
+            nearest_rank(ordered, 0.99),
+            float(ordered[-1]),
+            len(ordered),
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+#: The statistics every latency carries, in the order the stored ``latency_<name>_<stat>`` columns use.
+LATENCY_STATS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(LatencyStats))
+
+
+def nearest_rank(ordered: Ascending, quantile: float) -> float:
+    """The smallest sample with at least ``quantile`` of the ascending ``ordered`` samples at or below it."""
+    if len(ordered) == 0:
+        return math.nan
+    rank = max(1, math.ceil(quantile * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    """Submit-to-accept and submit-to-inclusion, measured from each transaction's *intended* send time."""
+
+    accept: LatencyStats
+    inclusion: LatencyStats
+    #: Intended send time to the transaction's arrival in the sequencer feed (empty without a feed).
+    feed: LatencyStats = dataclasses.field(default_factory=lambda: LatencyStats.of([]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """One invariant's outcome with the evidence a person needs to act on it."""
+
+    name: str
+    status: VerdictStatus
+    summary: str
+    evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "failed"
+
+    def __eq__(self, other: object) -> bool:
+        # ``assert result.verdict("inclusion") == "passed"`` reads naturally and, on failure, pytest
+        # shows the evidence (see the plugin's pytest_assertrepr_compare).
+        if isinstance(other, str):
+            return self.status == other
+        if isinstance(other, Verdict):
+            return (self.name, self.status, self.summary, self.evidence) == (
+                other.name,
+                other.status,
+                other.summary,
+                other.evidence,
+            )
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.status, self.summary))
+
+    def describe(self, limit: int = 10) -> str:
+        """The verdict and its evidence, one item per line, the first ``limit`` items of each list."""
+        lines = [f"[{self.status.upper()}] {self.name}: {self.summary}"]
+        for key, value in self.evidence.items():
+            if isinstance(value, list | tuple):
+                lines.append(f"    {key}:")
+                lines.extend(f"      {item}" for item in value[:limit])
+                if len(value) > limit:
+                    lines.append(f"      ... {len(value) - limit} more in the evidence")
+            else:
+                lines.append(f"    {key}: {value}")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeSummary:
+    edge_id: str
+    host: str
+    sent: int
+    included: int
+    target_share: float
+    start_skew: float
+    #: keccak of every transaction hash this edge signed, in order: equal digests, same transactions.
+    tx_digest: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """The outcome of one ``hammer.run()``. Rates are sustain-phase averages in gas per second."""
+
+    name: str
+    seed: int
+    target_gas_per_sec: float
+    offered_gas_per_sec: float
+    accepted_gas_per_sec: float
+    included_gas_per_sec: float
+    sent: int
+    accepted: int
+    rejected: int
+    included: int
+    lost: int
+    latency: Latency
+    errors: dict[str, int]
+    verdicts: list[Verdict]
+    duration: float
+    sustain_seconds: float
+    chain_id: int
+    devnet_kind: str
+    node_version: str
+    edges: list[EdgeSummary] = dataclasses.field(default_factory=list)
+    offered_tx_per_sec: float = 0.0
+    included_tx_per_sec: float = 0.0
+    blocks_observed: int = 0
+    stopped_early: str | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+    timeline: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    #: Sequencer-feed facts: client stats (reconnects, gaps, duplicates, decode errors) and the
+    #: feed-versus-chain cross-checks. ``None`` when the run did not follow a feed.
+    feed: dict[str, Any] | None = None
+    #: When true (marker ``fail_inconclusive=True``), an inconclusive verdict fails the run too.
+    fail_inconclusive: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed_verdicts
+
+    @property
+    def failed_verdicts(self) -> list[Verdict]:
+        failing = ("failed", "inconclusive") if self.fail_inconclusive else ("failed",)
+        return [verdict for verdict in self.verdicts if verdict.status in failing]
+
+    def verdict(self, name: str) -> Verdict:
+        for verdict in self.verdicts:
+            if verdict.name == name:
+                return verdict
+        raise KeyError(f"no verdict named {name!r}; have {[v.name for v in self.verdicts]}")
+
+    def check(self) -> None:
+        """Raise ``AssertionError`` listing every failed verdict with its evidence."""
+        __tracebackhide__ = True
+        failed = self.failed_verdicts
+        if failed:
+            header = f"gashammer run {self.name!r} (seed {self.seed}) broke {len(failed)} invariant(s):"
+            raise AssertionError("\n".join([header, *(verdict.describe() for verdict in failed)]))
+
+    def summary_dict(self) -> dict[str, Any]:
+        """Key figures as plain data, for reports, JUnit properties and other processes.
+
+        Every figure of :data:`RUN_FIGURES` by name, plus the verdicts (name, status, summary) and
+        the notes the devnet added (``devnet_notes``).
+        """
+        summary = {figure.name: figure.plain(figure.value(self)) for figure in RUN_FIGURES}
+        summary["verdicts"] = [
+            {"name": v.name, "status": v.status, "summary": v.summary} for v in self.verdicts
+        ]
+        summary["devnet_notes"] = devnet_notes(self.notes)
+        return summary
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain data (numbers, strings, lists, dicts), for another process."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        """The result :meth:`to_dict` described."""
+        fields = dict(data)
+        fields["latency"] = Latency(
+            **{name: LatencyStats(**stats) for name, stats in fields["latency"].items()}
+        )
+        fields["verdicts"] = [Verdict(**verdict) for verdict in fields["verdicts"]]
+        fields["edges"] = [EdgeSummary(**edge) for edge in fields["edges"]]
+        return cls(**fields)
+
+
+# ---------------------------------------------------------------------------------------------
+# run figures, declared once
+
+FigureKind = Literal["int", "float", "str", "bool", "latency", "json"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One figure of a run: how :class:`RunResult` holds it, how it is stored, what it means.
+
+    ``kind`` decides the stored type: ``int`` int64, ``float`` float64 (``nan`` stored as null),
+    ``str`` string, ``bool`` bool, ``json`` a JSON string in ``<name>_json``, and ``latency`` one
+    column per statistic, ``<name>_<stat>`` (see :data:`LATENCY_STATS`).
+    """
+
+    name: str
+    kind: FigureKind
+    unit: str
+    help: str
+    #: Where :class:`RunResult` holds it, a dotted attribute path; default ``name``.
+    attribute: str = ""
+    #: The ``runs`` column (the column prefix for a latency); default ``name`` (``<name>_json`` for json).
+    column: str = ""
+    #: Known when the run starts: the ``runs`` row takes it from the run's facts, the result only
+    #: fills it in when those lack it.
+    at_start: bool = False
+    #: Never null in the ``runs`` table.
+    required: bool = False
+    #: Its value in the summary of a stored run that lacks it (a float: ``nan``).
+    missing: Any = None
+    #: A short label for the terminal summary; default ``name``.
+    label: str = ""
+
+    @property
+    def stored_as(self) -> str:
+        if self.column:
+            return self.column
+        return f"{self.name}_json" if self.kind == "json" else self.name
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The ``runs`` columns that hold it."""
+        if self.kind == "latency":
+            return tuple(f"{self.stored_as}_{stat}" for stat in LATENCY_STATS)
+        return (self.stored_as,)
+
+    @property
+    def short_label(self) -> str:
+        return self.label or self.name
+
+    def value(self, result: RunResult) -> Any:
+        value: Any = result
+        for part in (self.attribute or self.name).split("."):
+            value = getattr(value, part)
+        return value
+
+    def plain(self, value: Any) -> Any:
+        """``value`` as the summary carries it: plain data, a copy of anything mutable."""
+        if self.kind == "latency":
+            return value.as_dict()
+        if isinstance(value, dict):
+            return dict(value)
+        if isinstance(value, list):
+            return list(value)
+        return value
+
+
+_RATE, _TX_RATE, _SECONDS, _TX = "gas/s", "tx/s", "s", "transactions"
+
+# Latencies run from each sustain-phase transaction's intended send time; the help says to where.
+
+#: Every figure of a run, in the order the ``runs`` table stores them (after the run's own facts).
+RUN_FIGURES: tuple[Figure, ...] = (
+    Figure("name", "str", "", "the scenario's name", column="scenario", at_start=True, required=True),
+    Figure("seed", "int", "", "the seed every random choice derives from", at_start=True, required=True),
+    Figure("target_gas_per_sec", "float", _RATE, "the plan's sustain rate", at_start=True, required=True),
+    Figure("chain_id", "int", "", "the chain id the devnet reported", at_start=True),
+    Figure("devnet_kind", "str", "", "the devnet backend: embedded, external, ...", at_start=True),
+    Figure("node_version", "str", "", "the node's client version, e.g. anvil 1.7.1", at_start=True),
+    Figure("passed", "bool", "", "no verdict failed (nor was inconclusive, with fail_inconclusive)"),
+    Figure("stopped_early", "str", "", "why the run stopped before its plan ended"),
+    Figure("duration", "float", _SECONDS, "wall time of the run, setup included", column="duration_s"),
+    Figure("sustain_seconds", "float", _SECONDS, "length of the sustain phase"),
+    Figure("offered_gas_per_sec", "float", _RATE, "gas scheduled in the sustain phase per second"),
+    Figure("accepted_gas_per_sec", "float", _RATE, "the part of it the node accepted"),
+    Figure("included_gas_per_sec", "float", _RATE, "the part included, over the span it took"),
+    Figure("offered_tx_per_sec", "float", _TX_RATE, "transactions scheduled in the sustain phase per second"),
+    Figure("included_tx_per_sec", "float", _TX_RATE, "the part included, over the span it took"),
+    Figure("sent", "int", _TX, "transactions sent, whole run", missing=0),
+    Figure("accepted", "int", _TX, "transactions the node accepted (or a block showed)", missing=0),
+    Figure("rejected", "int", _TX, "transactions the node refused", missing=0),
+    Figure("included", "int", _TX, "transactions seen in a block", missing=0),
+    Figure("lost", "int", _TX, "accepted but never seen in a block", missing=0),
+    Figure("blocks_observed", "int", "blocks", "distinct blocks the edges saw", missing=0, label="blocks"),
+    Figure(
+        "latency_accept",
+        "latency",
+        _SECONDS,
+        "to the node's answer",
+        attribute="latency.accept",
+        label="accept",
+    ),
+    Figure(
+        "latency_inclusion",
+        "latency",
+        _SECONDS,
+        "to the block",
+        attribute="latency.inclusion",
+        label="inclusion",
+    ),
+    Figure(
+        "latency_feed", "latency", _SECONDS, "to the sequencer feed", attribute="latency.feed", label="feed"
+    ),
+    Figure("errors", "json", "", "errors by kind, over every edge", missing={}),
+    Figure(
+        "feed", "json", "", "per edge: feed client stats and feed-versus-chain findings (None without a feed)"
+    ),
+    Figure("notes", "json", "", "notes of the edges and the devnet, in order", missing=[]),
+)
+
+FIGURES: dict[str, Figure] = {figure.name: figure for figure in RUN_FIGURES}
+
+
+#: The counts a summary shows in one line: transactions by what became of them, and blocks.
+COUNT_FIGURES: tuple[Figure, ...] = tuple(f for f in RUN_FIGURES if f.kind == "int" and f.unit)
+#: The latencies, each a :class:`LatencyStats`.
+LATENCY_FIGURES: tuple[Figure, ...] = tuple(f for f in RUN_FIGURES if f.kind == "latency")
+
+
+def rate_figures() -> list[tuple[str, Figure, Figure | None]]:
+    """The sustain-phase rates a summary shows against the target: ``(label, gas rate, tx rate)``.
+
+    ``<label>_gas_per_sec`` pairs with ``<label>_tx_per_sec`` when that figure exists.
+    """
+    return [
+        (label, figure, FIGURES.get(f"{label}_tx_per_sec"))
+        for figure in RUN_FIGURES
+        if figure.unit == _RATE and not figure.at_start
+        for label in (figure.name.removesuffix("_gas_per_sec"),)
+    ]

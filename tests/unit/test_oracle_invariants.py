@@ -1,0 +1,348 @@
+"""The invariants the oracle checks over edge reports, and what the node says about a lost transaction.
+
+Reports are built by hand from the transaction log columns, so each case states exactly what the
+edges saw.
+"""
+
+from __future__ import annotations
+
+from pytest_gashammer.oracle.invariants import (
+    BASIC_INVARIANTS,
+    EVIDENCE_LIMIT,
+    INVARIANTS,
+    balance_conservation,
+    evaluate,
+    inclusion,
+    no_duplicate_inclusion,
+    nonce_contiguity,
+    receipt_status,
+)
+from tests.unit.edge_reports import ALICE, BOB, GAP_FILLER, ORIGIN, Log, report_of
+
+# ----------------------------------------------------------------------------------------------
+# invariant: inclusion
+
+
+def test_inclusion_passes_when_everything_accepted_is_included_in_time() -> None:
+    log = Log()
+    for n in range(5):
+        log.ok(float(n), nonce=n)
+    verdict = inclusion([report_of(log)], 30.0)
+    assert verdict.name == "inclusion"
+    assert verdict.status == "passed"
+    assert "5" in verdict.summary
+
+
+def test_inclusion_fails_naming_the_lost_transaction() -> None:
+    log = Log()
+    log.ok(0.0, nonce=0)
+    lost = log.add(intended=1.0, sent=1.0, accepted=1.1, nonce=1)
+    verdict = inclusion([report_of(log)], 30.0)
+    assert verdict.status == "failed"
+    assert verdict.evidence["lost"] == [lost]
+    assert verdict.evidence["lost_count"] == 1
+    assert "late" not in verdict.evidence
+    assert lost in verdict.describe()
+
+
+def test_inclusion_fails_on_late_inclusion_measured_from_sending() -> None:
+    log = Log()
+    late = log.add(intended=0.0, sent=0.0, accepted=0.1, included=31.0, nonce=0)
+    # Sent long after it was due, but included soon after it was sent: not late.
+    log.add(intended=0.0, sent=40.0, accepted=40.1, included=45.0, nonce=1)
+    verdict = inclusion([report_of(log)], 30.0)
+    assert verdict.status == "failed"
+    assert verdict.evidence["late"] == [late]
+    assert verdict.evidence["late_count"] == 1
+    assert "lost" not in verdict.evidence
+
+
+def test_inclusion_ignores_rejected_transactions() -> None:
+    log = Log()
+    log.ok(0.0, nonce=0)
+    log.add(intended=1.0, sent=1.0, rejected="nonce_too_low", nonce=1)
+    assert inclusion([report_of(log)], 30.0).status == "passed"
+
+
+def test_inclusion_counts_a_transaction_included_without_an_accept_answer() -> None:
+    # The send timed out, yet the transaction made it into a block.
+    log = Log()
+    log.add(intended=0.0, sent=0.0, included=1.0)
+    verdict = inclusion([report_of(log)], 30.0)
+    assert verdict.status == "passed"
+
+
+def test_inclusion_is_inconclusive_when_the_run_stopped_early() -> None:
+    log = Log()
+    lost = log.add(intended=1.0, sent=1.0, accepted=1.1)
+    verdict = inclusion([report_of(log, stopped_early="interrupted by the user")], 30.0)
+    assert verdict.status == "inconclusive"
+    assert "interrupted by the user" in verdict.summary
+    assert verdict.evidence["not_included"] == [lost]
+
+
+def test_inclusion_is_inconclusive_when_nothing_was_accepted() -> None:
+    log = Log()
+    log.add(intended=0.0, sent=0.0, rejected="txpool_full")
+    assert inclusion([report_of(log)], 30.0).status == "inconclusive"
+    assert inclusion([], 30.0).status == "inconclusive"
+
+
+def test_inclusion_evidence_is_capped_but_the_count_is_complete() -> None:
+    log = Log()
+    for n in range(EVIDENCE_LIMIT + 15):
+        log.add(intended=0.0, sent=0.0, accepted=0.1, nonce=n)
+    verdict = inclusion([report_of(log)], 30.0)
+    assert len(verdict.evidence["lost"]) == EVIDENCE_LIMIT
+    assert verdict.evidence["lost_count"] == EVIDENCE_LIMIT + 15
+
+
+def test_inclusion_looks_at_every_edge() -> None:
+    first, second = Log(), Log(origin=ORIGIN * 3)
+    first.ok(0.0)
+    lost = second.add(intended=0.0, sent=0.0, accepted=0.1)
+    verdict = inclusion([report_of(first), report_of(second, edge_id="edge-1")], 30.0)
+    assert verdict.status == "failed"
+    assert verdict.evidence["lost"] == [lost]
+
+
+# ----------------------------------------------------------------------------------------------
+# invariant: no duplicate inclusion
+
+
+def test_no_duplicates_passes() -> None:
+    log = Log()
+    log.ok(0.0)
+    verdict = no_duplicate_inclusion([report_of(log)], 30.0)
+    assert (verdict.name, verdict.status) == ("no_duplicate_inclusion", "passed")
+
+
+def test_duplicate_inclusion_fails_naming_the_transactions_of_every_edge() -> None:
+    first, second = Log(), Log()
+    dup_a = first.ok(0.0)
+    dup_b = second.ok(0.0)
+    verdict = no_duplicate_inclusion(
+        [report_of(first, duplicates=[dup_a]), report_of(second, edge_id="edge-1", duplicates=[dup_b])], 30.0
+    )
+    assert verdict.status == "failed"
+    assert verdict.evidence["duplicated"] == [dup_a, dup_b]
+    assert "2" in verdict.summary
+
+
+# ----------------------------------------------------------------------------------------------
+# invariant: nonce contiguity
+
+
+def test_contiguous_nonces_pass() -> None:
+    log = Log()
+    for n in range(4):
+        log.ok(float(n), nonce=n, sender=0)
+    for n in range(7, 10):
+        log.ok(float(n), nonce=n, sender=1)
+    verdict = nonce_contiguity([report_of(log, starts=(0, 7))], 30.0)
+    assert (verdict.name, verdict.status) == ("nonce_contiguity", "passed")
+
+
+def test_nonce_gap_names_the_sender_and_the_missing_nonce() -> None:
+    log = Log()
+    for n in (0, 1, 3):
+        log.ok(float(n), nonce=n, sender=1)
+    log.ok(0.0, nonce=0, sender=0)
+    verdict = nonce_contiguity([report_of(log)], 30.0)
+    assert verdict.status == "failed"
+    (gap,) = verdict.evidence["gaps"]
+    assert BOB in gap
+    assert "missing nonce(s) 2 " in gap
+    assert ALICE not in gap
+
+
+def test_nonce_gap_from_the_starting_nonce_is_found() -> None:
+    log = Log()
+    for n in (6, 7):
+        log.ok(float(n), nonce=n)
+    verdict = nonce_contiguity([report_of(log, senders=(ALICE,), starts=(5,))], 30.0)
+    assert verdict.status == "failed"
+    assert "missing nonce(s) 5 " in verdict.evidence["gaps"][0]
+
+
+def test_long_nonce_gap_is_abbreviated() -> None:
+    log = Log()
+    log.ok(0.0, nonce=0)
+    log.ok(1.0, nonce=20)
+    verdict = nonce_contiguity([report_of(log, senders=(ALICE,), starts=(0,))], 30.0)
+    (gap,) = verdict.evidence["gaps"]
+    assert "1, 2, 3, 4, 5 ..." in gap
+    assert "below 20" in gap
+
+
+def test_foreign_nonces_are_not_gaps() -> None:
+    log = Log()
+    for n in (0, 1, 4):
+        log.ok(float(n), nonce=n)
+    verdict = nonce_contiguity([report_of(log, senders=(ALICE,), starts=(0,), foreign=[[2, 3]])], 30.0)
+    assert verdict.status == "passed"
+
+
+def test_gap_filler_transactions_close_a_gap() -> None:
+    log = Log()
+    log.ok(0.0, nonce=0)
+    log.ok(1.0, nonce=1, template=GAP_FILLER)
+    log.ok(2.0, nonce=2)
+    assert nonce_contiguity([report_of(log, senders=(ALICE,), starts=(0,))], 30.0).status == "passed"
+
+
+def test_a_nonce_included_twice_is_reported_as_reused() -> None:
+    log = Log()
+    log.ok(0.0, nonce=0)
+    log.ok(1.0, nonce=1)
+    log.ok(2.0, nonce=1)
+    verdict = nonce_contiguity([report_of(log, senders=(ALICE,), starts=(0,))], 30.0)
+    assert verdict.status == "failed"
+    assert verdict.evidence["reused"] == [f"{ALICE} nonce 1"]
+    assert "gaps" not in verdict.evidence
+
+
+def test_nonces_of_unincluded_transactions_are_not_checked() -> None:
+    log = Log()
+    log.ok(0.0, nonce=0)
+    log.add(intended=1.0, sent=1.0, rejected="insufficient_funds", nonce=1)
+    assert nonce_contiguity([report_of(log, senders=(ALICE,), starts=(0,))], 30.0).status == "passed"
+
+
+def test_nonce_contiguity_is_inconclusive_without_inclusions() -> None:
+    log = Log()
+    log.add(intended=0.0, sent=0.0, accepted=0.1)
+    assert nonce_contiguity([report_of(log)], 30.0).status == "inconclusive"
+
+
+def test_each_edge_checks_its_own_senders() -> None:
+    first, second = Log(), Log()
+    first.ok(0.0, nonce=0, sender=0)
+    first.ok(1.0, nonce=1, sender=0)
+    second.ok(0.0, nonce=3, sender=0)  # a different account at index 0 on the second edge
+    verdict = nonce_contiguity(
+        [
+            report_of(first, senders=(ALICE,), starts=(0,)),
+            report_of(second, edge_id="edge-1", senders=(BOB,), starts=(3,)),
+        ],
+        30.0,
+    )
+    assert verdict.status == "passed"
+
+
+# ----------------------------------------------------------------------------------------------
+# invariant: receipt status
+
+
+def test_expected_receipt_statuses_pass() -> None:
+    log = Log()
+    log.ok(0.0, template=0)
+    log.add(intended=1.0, sent=1.0, accepted=1.1, included=2.0, status=0, template=1)  # an intended revert
+    log.ok(2.0, template=GAP_FILLER)
+    verdict = receipt_status([report_of(log, templates=("transfer", "revert"), expected_status=(1, 0))], 30.0)
+    assert (verdict.name, verdict.status) == ("receipt_status", "passed")
+    assert "3" in verdict.summary
+
+
+def test_unexpected_receipt_status_names_the_hash_and_template() -> None:
+    log = Log()
+    log.ok(0.0, template=0)
+    wrong = log.add(intended=1.0, sent=1.0, accepted=1.1, included=2.0, status=0, template=0)
+    verdict = receipt_status([report_of(log)], 30.0)
+    assert verdict.status == "failed"
+    (entry,) = verdict.evidence["unexpected"]
+    assert wrong in entry
+    assert "transfer" in entry
+    assert "status 0" in entry and "expected 1" in entry
+
+
+def test_a_reverting_template_that_succeeds_is_a_failure() -> None:
+    log = Log()
+    wrong = log.add(intended=1.0, sent=1.0, accepted=1.1, included=2.0, status=1, template=1)
+    verdict = receipt_status([report_of(log, templates=("transfer", "revert"), expected_status=(1, 0))], 30.0)
+    assert verdict.status == "failed"
+    assert wrong in verdict.evidence["unexpected"][0]
+    assert "revert" in verdict.evidence["unexpected"][0]
+
+
+def test_failed_gap_filler_is_named_as_such() -> None:
+    log = Log()
+    log.add(intended=1.0, sent=1.0, accepted=1.1, included=2.0, status=0, template=GAP_FILLER)
+    verdict = receipt_status([report_of(log)], 30.0)
+    assert verdict.status == "failed"
+    assert "nonce-gap filler" in verdict.evidence["unexpected"][0]
+
+
+def test_receipt_status_is_inconclusive_without_receipts() -> None:
+    log = Log()
+    log.add(intended=0.0, sent=0.0, accepted=0.1, included=1.0)  # included, receipt not fetched
+    verdict = receipt_status([report_of(log)], 30.0)
+    assert verdict.status == "inconclusive"
+
+
+def test_evaluate_runs_every_invariant_in_catalogue_order() -> None:
+    log = Log()
+    log.ok(0.0)
+    verdicts = evaluate([report_of(log)], 30.0)
+    assert [v.name for v in verdicts] == list(INVARIANTS)
+    by_name = {v.name: v for v in verdicts}
+    assert {name: by_name[name].status for name in BASIC_INVARIANTS} == dict.fromkeys(
+        BASIC_INVARIANTS, "passed"
+    )
+    # Nothing observed about blocks or a feed here: those say so instead of passing.
+    assert by_name["feed_sequence"].status == "inconclusive"
+    assert all(v.status != "failed" for v in verdicts)
+
+
+def test_evaluate_selects_and_skips_invariants_by_name() -> None:
+    log = Log()
+    log.ok(0.0)
+    assert [v.name for v in evaluate([report_of(log)], 30.0, only=["receipt_status", "inclusion"])] == [
+        "inclusion",
+        "receipt_status",
+    ]
+    assert "inclusion" not in [v.name for v in evaluate([report_of(log)], 30.0, skip=["inclusion"])]
+
+
+def test_balance_conservation_names_the_difference_and_needs_its_facts() -> None:
+    log = Log()
+    log.ok(0.0)
+    report = report_of(log)
+    assert balance_conservation([report], 30.0).status == "inconclusive"
+    report.balance_check = {
+        "block_before": 5,
+        "block_after": 9,
+        "senders_lost": 1_000,
+        "value_moved": 10,
+        "fees_paid": 990,
+    }
+    assert balance_conservation([report], 30.0).status == "passed"
+    report.balance_check["senders_lost"] = 1_007
+    verdict = balance_conservation([report], 30.0)
+    assert verdict.status == "failed"
+    assert "difference +7" in verdict.evidence["edges"][0]
+
+
+# ----------------------------------------------------------------------------------------------
+# what the node says about a transaction no block showed
+
+
+def test_a_lost_transaction_is_diagnosed_from_the_nodes_answers() -> None:
+    from pytest_gashammer.chain.rpc import TransportError
+    from pytest_gashammer.edge.runtime import diagnose_lost
+
+    pooled = {"hash": "0x01", "blockNumber": None}
+    assert diagnose_lost(None, 5, 5).startswith(
+        "unknown to the node (dropped from its pool); it is the sender's next"
+    )
+    assert diagnose_lost(pooled, 5, 5).startswith(
+        "still in the node's pool, never included; it is the sender's next"
+    )
+    assert "waits for nonce(s) 2..4" in diagnose_lost(pooled, 5, 2)
+    assert "another transaction took nonce 5" in diagnose_lost(None, 5, 9)
+    assert (
+        diagnose_lost({"blockNumber": "0x1f"}, 5, 6)
+        == "the node has it in block 31, which the tracker never saw"
+    )
+    assert "on-chain nonce is unknown" in diagnose_lost(pooled, 5, None)
+    assert diagnose_lost(TransportError("timed out"), 5, 5) == "the node could not be asked (timed out)"
