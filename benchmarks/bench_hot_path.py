@@ -1086,9 +1086,9 @@ def main() -> int:
 
 def edge_signer() -> str:
     """Which signer the edge runtime uses, so figures can be attributed (it is the main CPU cost)."""
-    import pytest_gashammer.edge.runtime as runtime_module
+    import pytest_gashammer.edge.submitter as submitter_module
 
-    if hasattr(runtime_module, "FastSigner"):
+    if hasattr(submitter_module, "FastSigner"):
         return "FastSigner (pytest_gashammer.chain.signer)"
     return "eth-account (LocalAccount.sign_transaction)"
 
@@ -1191,17 +1191,17 @@ def print_summary(
 
 PROFILE_AREAS = (  # (label, file suffix, function): cumulative CPU time of that function
     ("edge thread, total", "edge/runtime.py", "_thread_main"),
-    ("setup: derive, calibrate, fund", "edge/runtime.py", "setup"),
-    ("send loop (schedule, sign ahead, spawn submissions)", "edge/runtime.py", "_send_loop"),
-    ("  sign ahead: schedule, build, sign, log", "edge/runtime.py", "_sign_ahead"),
+    ("setup: derive, calibrate, fund", "edge/runtime.py", "open"),
+    ("send loop (schedule, sign ahead, spawn submissions)", "edge/submitter.py", "send_loop"),
+    ("  sign ahead: schedule, build, sign, log", "edge/submitter.py", "_sign_ahead"),
     ("    of which signing", "chain/signer.py", "sign_fields"),
     ("    arrival schedule", "workload/rate.py", "next"),
-    ("submit: batch JSON, aiohttp request, answers", "edge/runtime.py", "_submit"),
+    ("submit: batch JSON, aiohttp request, answers", "edge/submitter.py", "_submit"),
     ("  aiohttp body writer task", "aiohttp/client_reqrep.py", "write_bytes"),
     ("block tracking: fetch and match blocks", "edge/tracker.py", "_fetch_pending"),
     ("newHeads subscription", "edge/tracker.py", "_subscribe_loop"),
     ("head polling", "edge/tracker.py", "_poll_loop"),
-    ("receipt fetching", "edge/runtime.py", "_fetch_receipts"),
+    ("receipt fetching", "edge/inclusion.py", "fetch_receipts"),
 )
 
 

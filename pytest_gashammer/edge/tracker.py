@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +49,7 @@ class BlockFollower:
         # "websocket" only once the node has answered the subscription: until then heads are polled
         # at the fast interval, so a slow or refused subscription never delays seeing a block.
         self.mode = "polling"
-        self.errors: dict[str, int] = {}
+        self.errors: Counter[str] = Counter()
         self.last_error: str | None = None
 
     @property
@@ -76,7 +77,7 @@ class BlockFollower:
         await self._fetch_pending()
 
     def _count(self, kind: str, message: str) -> None:
-        self.errors[kind] = self.errors.get(kind, 0) + 1
+        self.errors[kind] += 1
         self.last_error = message
 
     def _note_head(self, number: int) -> None:

@@ -358,7 +358,8 @@ class HiveController:
             raise
 
     def _execute_run(self, plan: ScenarioPlan, progress: Any = None) -> RunResult:
-        from pytest_gashammer.edge.runtime import EdgeAssignment, prepare_run
+        from pytest_gashammer.edge.preparation import prepare_run
+        from pytest_gashammer.edge.runtime import EdgeAssignment
         from pytest_gashammer.hive.aggregate import build_result
         from pytest_gashammer.oracle import evaluate_plan, finish_result
 

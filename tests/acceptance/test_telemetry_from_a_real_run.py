@@ -20,6 +20,7 @@ import pytest
 
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
 from pytest_gashammer.edge import runtime as edge_runtime
+from pytest_gashammer.edge.inclusion import InclusionTracker
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
 from pytest_gashammer.hive.aggregate import build_result
 from pytest_gashammer.oracle.invariants import evaluate
@@ -52,10 +53,16 @@ def run_and_store(
     info = RunInfo.for_plan(plan, test_nodeid=nodeid, git_commit=git_commit(REPO))
     frames: list[tuple[str, bytes]] = []
     state: dict[str, Any] = {"polls": 0, "rows": {}}
-    original_on_block = edge_runtime._EdgeSession._on_block
+    original_run = edge_runtime._EdgeSession.run
+    original_on_block = InclusionTracker.on_block
 
-    def on_block(session: Any, record: Any, tx_hashes: list[str]) -> None:
-        original_on_block(session, record, tx_hashes)
+    async def run(session: Any) -> EdgeReport:
+        state["session"] = session
+        return await original_run(session)
+
+    def on_block(tracker: Any, record: Any, tx_hashes: list[str]) -> None:
+        original_on_block(tracker, record, tx_hashes)
+        session = state["session"]
         telemetry = state.get("telemetry")
         if telemetry is None:  # the first block: the run's clock has started
             telemetry = state["telemetry"] = EdgeTelemetry(
@@ -63,13 +70,13 @@ def run_and_store(
                 run_id=info.run_id,
                 edge_id=session.assignment.edge_id,
                 clock=ClockMap.local(session.origin_ns, session.wall_origin_ns),
-                blocks=session.blocks,
-                feed_events=session.feed_client.events if session.feed_client is not None else None,
+                blocks=tracker.blocks,
+                feed_events=session.feed.client.events if session.feed is not None else None,
                 templates=[name for name, _, _ in session.plan.workload],
                 sender_addresses=[sender.address for sender in session.senders],
                 sender_offset=session.assignment.sender_start,
                 receipt_stride=session.receipt_stride,
-                feed=session.correlator,
+                feed=session.feed.correlator if session.feed is not None else None,
                 phases=session.plan.phases,
             )
             state["last"] = time.monotonic_ns()
@@ -82,7 +89,8 @@ def run_and_store(
                 frames.append((table, frame))
                 state["rows"][table] = state["rows"].get(table, 0) + 1
 
-    monkeypatch.setattr(edge_runtime._EdgeSession, "_on_block", on_block)
+    monkeypatch.setattr(edge_runtime._EdgeSession, "run", run)
+    monkeypatch.setattr(InclusionTracker, "on_block", on_block)
     with EmbeddedDevnet().start() as devnet:
         info.chain_id, info.devnet_kind, info.node_version = devnet.chain_id, devnet.kind, devnet.node_version
         writer.begin_run(info)

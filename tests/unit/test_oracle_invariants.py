@@ -329,7 +329,7 @@ def test_balance_conservation_names_the_difference_and_needs_its_facts() -> None
 
 def test_a_lost_transaction_is_diagnosed_from_the_nodes_answers() -> None:
     from pytest_gashammer.chain.rpc import TransportError
-    from pytest_gashammer.edge.runtime import diagnose_lost
+    from pytest_gashammer.edge.evidence import diagnose_lost
 
     pooled = {"hash": "0x01", "blockNumber": None}
     assert diagnose_lost(None, 5, 5).startswith(

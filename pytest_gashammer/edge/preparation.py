@@ -1,0 +1,204 @@
+"""A run's one-time setup: fees, funding of the senders, template setup and gas calibration.
+
+The hive calls :func:`prepare_run` once per multi-edge run, with the whole sender range, and
+hands the :class:`RunPreparation` to every edge inside its assignment, so the funder's nonces are
+used by one process only and contracts are deployed once. An edge without one (the local hive)
+runs :func:`prepare` itself before its clock starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pytest_gashammer.edge.accounts import Sender, derive_senders
+from pytest_gashammer.edge.funding import fund_senders
+from pytest_gashammer.edge.gas_model import GasModel
+from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
+from pytest_gashammer.edge.setup import EdgeSetupContext
+from pytest_gashammer.errors import GashammerError
+from pytest_gashammer.scenario.spec import ScenarioPlan
+from pytest_gashammer.workload.base import Template, TemplateContext
+from pytest_gashammer.workload.rate import ArrivalSchedule
+from pytest_gashammer.workload.registry import resolve_template
+
+if TYPE_CHECKING:
+    from pytest_gashammer.edge.runtime import EdgeAssignment
+
+__all__ = ["RunPreparation", "check_chain_id", "make_schedule", "make_templates", "prepare", "prepare_run"]
+
+
+@dataclasses.dataclass
+class RunPreparation:
+    """What a run's one-time setup established, as plain data every edge can adopt."""
+
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    #: What each template's setup returned (contract addresses and the like), by template index.
+    template_setup: list[dict[str, Any]]
+    #: The calibrated gas per transaction, by template index.
+    gas_model: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunPreparation:
+        return cls(
+            max_fee_per_gas=int(data["max_fee_per_gas"]),
+            max_priority_fee_per_gas=int(data["max_priority_fee_per_gas"]),
+            template_setup=[dict(setup) for setup in data["template_setup"]],
+            gas_model=[float(gas) for gas in data["gas_model"]],
+        )
+
+
+async def check_chain_id(rpc: AsyncRpcClient, assignment: EdgeAssignment) -> int:
+    """The node's chain id, which must be the one the plan was made for."""
+    try:
+        chain_id = int(await rpc.call("eth_chainId"), 16)
+    except TransportError as exc:
+        raise GashammerError(
+            f"edge {assignment.edge_id}: cannot reach {assignment.rpc_url} ({exc})"
+        ) from None
+    if chain_id != assignment.chain_id:
+        raise GashammerError(
+            f"edge {assignment.edge_id}: node reports chain id {chain_id}, plan expects {assignment.chain_id}"
+        )
+    return chain_id
+
+
+def make_templates(
+    plan: ScenarioPlan, chain_id: int, senders: Sequence[Sender]
+) -> tuple[list[type[Template]], list[Template]]:
+    """The plan's workload as template classes and instances over ``senders``."""
+    context = TemplateContext(
+        chain_id=chain_id, seed=plan.seed, sender_addresses=[s.address for s in senders]
+    )
+    classes = [resolve_template(name) for name, _, _ in plan.workload]
+    templates = [cls(context, params) for cls, (_, _, params) in zip(classes, plan.workload, strict=True)]
+    return classes, templates
+
+
+def make_schedule(plan: ScenarioPlan, assignment: EdgeAssignment, gas_model: GasModel) -> ArrivalSchedule:
+    """The edge's arrival schedule: its share of the plan's gas rate, priced by ``gas_model``."""
+    return ArrivalSchedule(
+        plan.phases,
+        [share for _, share, _ in plan.workload],
+        gas_model.gas_per_tx,
+        arrival=plan.arrival,
+        seed=plan.seed + assignment.sender_start,
+        gas_scale=assignment.gas_share,
+        gas_version=gas_model.current_version,
+    )
+
+
+async def prepare(
+    rpc: AsyncRpcClient,
+    *,
+    plan: ScenarioPlan,
+    chain_id: int,
+    funder_key: str,
+    senders: Sequence[Sender],
+    templates: Sequence[Template],
+    gas_model: GasModel,
+    schedule: ArrivalSchedule,
+    notes: list[str],
+) -> RunPreparation:
+    """Fees, funding of ``senders``, template setup (on ``templates``) and calibration of ``gas_model``.
+
+    ``schedule`` prices its transactions with ``gas_model``: funding follows the calibrated cost.
+    What could not be calibrated is said in ``notes``.
+    """
+    tip = plan.max_priority_fee_per_gas
+    if tip is None:
+        try:
+            tip = int(await rpc.call("eth_maxPriorityFeePerGas"), 16)
+        except (RpcError, TransportError):
+            tip = 0
+    if plan.max_fee_per_gas is not None:
+        max_fee = plan.max_fee_per_gas
+    else:
+        latest = await rpc.call("eth_getBlockByNumber", "latest", False)
+        base_fee = int(latest.get("baseFeePerGas") or "0x0", 16)
+        max_fee = max(2 * base_fee + tip, 1)
+
+    async def fund() -> None:
+        expected = schedule.expected_transactions()
+        per_sender = expected / max(len(senders), 1) * 1.5 + 10
+        gas_limits = [
+            template.gas_limit(gas) for template, gas in zip(templates, gas_model.values, strict=True)
+        ]
+        worst_tx_cost = max(gas_limits) * max_fee + 10**12
+        await fund_senders(
+            rpc,
+            chain_id=chain_id,
+            funder_key=funder_key,
+            senders=senders,
+            amount_wei=int(per_sender * worst_tx_cost),
+            max_fee_per_gas=max_fee,
+            max_priority_fee_per_gas=tip,
+        )
+
+    # Fund from the nominal model first: setup and calibration need senders with ETH.
+    await fund()
+    setup_context = EdgeSetupContext(
+        rpc,
+        chain_id=chain_id,
+        funder_key=funder_key,
+        senders=senders,
+        max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=tip,
+    )
+    for template in templates:
+        template.use_setup(await template.setup(setup_context))
+    for index, template in enumerate(templates):
+        if not template.calibrate:
+            continue
+        try:
+            request = template.estimate_request(senders[0].address)
+            gas_model.set(index, float(int(await rpc.call("eth_estimateGas", request), 16)))
+        except (RpcError, TransportError) as exc:
+            notes.append(
+                f"eth_estimateGas for {plan.workload[index][0]} failed ({exc}); using its nominal gas"
+            )
+    # Calibration may have raised the cost per transaction: top the senders up to match.
+    await fund()
+    return RunPreparation(
+        max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=tip,
+        template_setup=[dict(template.context.setup) for template in templates],
+        gas_model=list(gas_model.values),
+    )
+
+
+def prepare_run(assignment: EdgeAssignment) -> RunPreparation:
+    """Do a run's one-time setup for every sender in ``assignment`` (blocking; its own event loop).
+
+    The hive calls this once per multi-edge run with the whole sender range and puts the result in
+    every edge's :attr:`EdgeAssignment.preparation`.
+    """
+    plan = ScenarioPlan.from_dict(assignment.plan)
+
+    async def main() -> RunPreparation:
+        async with AsyncRpcClient(assignment.rpc_url, connections=assignment.connections) as rpc:
+            chain_id = await check_chain_id(rpc, assignment)
+            senders = derive_senders(
+                plan.seed, assignment.sender_start, assignment.sender_count or plan.senders
+            )
+            _, templates = make_templates(plan, chain_id, senders)
+            gas_model = GasModel.nominal(templates)
+            return await prepare(
+                rpc,
+                plan=plan,
+                chain_id=chain_id,
+                funder_key=assignment.funder_key,
+                senders=senders,
+                templates=templates,
+                gas_model=gas_model,
+                schedule=make_schedule(plan, assignment, gas_model),
+                notes=[],
+            )
+
+    return asyncio.run(main())

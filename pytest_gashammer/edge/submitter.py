@@ -1,0 +1,454 @@
+"""Submission: sign ahead of the schedule, send in JSON-RPC batches, and keep nonces gap-free.
+
+The :class:`Submitter` owns the edge's :class:`~pytest_gashammer.telemetry.records.TxLog` rows up
+to acceptance and its :class:`~pytest_gashammer.edge.accounts.NonceBook`: it builds, signs and logs
+each transaction ahead of its intended time, sends due rows as one batch per free connection,
+records what the node accepted or rejected (nonce errors resync the sender, refused nonces are
+given back), drops what a stop left unsent, and fills every nonce hole a rejection left.
+
+This is the hot path: every line here runs per transaction or per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from pytest_gashammer.edge.accounts import NonceBook, Sender
+from pytest_gashammer.edge.gas_model import GasModel
+from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError, batch_results
+from pytest_gashammer.chain.signer import FastSigner
+from pytest_gashammer.scenario.spec import ScenarioPlan
+from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, TxLog
+from pytest_gashammer.workload.base import Template
+from pytest_gashammer.workload.rate import ArrivalSchedule
+
+if TYPE_CHECKING:
+    from pytest_gashammer.edge.runtime import Progress
+
+MAX_BATCH = 256
+#: How far ahead of its intended send time a transaction may be signed, and how many may wait
+#: signed: enough that signing never makes a due send late, bounded so a stop wastes little.
+SIGN_AHEAD_SECONDS = 0.05
+SIGN_AHEAD_LIMIT = 1024
+#: Transactions signed between two checks for due sends (~1.5 ms of signing).
+SIGN_CHUNK = 32
+#: Transactions due within this window go out in one JSON-RPC batch. Per-request overhead (client
+#: and node) dominates below saturation otherwise; the wait counts as latency, never hidden.
+COALESCE_SECONDS = 0.004
+#: Template index recorded for the self-transfers that fill a nonce hole left by a rejection.
+GAP_FILLER = -1
+NONCE_RESYNC_KINDS = frozenset({"nonce_too_low", "replacement_underpriced"})
+# One eth_sendRawTransaction request, rendered when the transaction is signed; its id is the row.
+_SEND_RAW_REQUEST = '{"jsonrpc":"2.0","id":%d,"method":"eth_sendRawTransaction","params":["0x%s"]}'
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Batch(NamedTuple):
+    """Consecutive rows sent in one request, with their rendered requests (and raw bytes if needed)."""
+
+    first: int
+    size: int
+    requests: list[str]
+    raws: list[bytes] | None
+
+
+class Submitter:
+    """Signs, logs and submits one edge's transactions on its event loop."""
+
+    def __init__(
+        self,
+        rpc: AsyncRpcClient,
+        *,
+        log: TxLog,
+        senders: Sequence[Sender],
+        start_nonces: Sequence[int],
+        chain_id: int,
+        templates: Sequence[Template],
+        gas_model: GasModel,
+        schedule: ArrivalSchedule,
+        rng: random.Random,
+        plan: ScenarioPlan,
+        connections: int,
+        max_fee_per_gas: int,
+        max_priority_fee_per_gas: int,
+        progress: Progress,
+        errors: Counter[str],
+        notes: list[str],
+        correlator: Any = None,
+        raw_tx_sink: Callable[[bytes, bytes], None] | None = None,
+    ) -> None:
+        self.rpc = rpc
+        self.log = log
+        self.senders = list(senders)
+        self.nonces = NonceBook(list(start_nonces))
+        self.signers = [FastSigner(sender.key, chain_id) for sender in self.senders]
+        self.templates = list(templates)
+        self.gas_model = gas_model
+        self.schedule = schedule
+        self.rng = rng
+        self.plan = plan
+        self.max_fee = max_fee_per_gas
+        self.max_priority_fee = max_priority_fee_per_gas
+        #: The runtime's :class:`Progress`, moved as rows are sent, accepted and rejected.
+        self.progress = progress
+        self.errors = errors
+        self.notes = notes
+        self.correlator = correlator
+        self.raw_tx_sink = raw_tx_sink
+        #: Row of each signed transaction, by hash (the inclusion tracker reads it).
+        self.by_hash: dict[bytes, int] = {}
+        #: Accepted transactions no block has shown yet.
+        self.accepted_outstanding = 0
+        self.origin_ns = 0
+        self.sending_finished_ns = NOT_YET
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.resyncing: set[int] = set()
+        self.submit_slots = asyncio.Semaphore(connections)
+        self.slot_waiter: asyncio.Future[None] | None = None
+        self.prepared: dict[tuple[int, int], Any] = {}
+        self.turn = 0
+        self.next_arrival: tuple[float, int] | None = None
+        self.unsent_from = 0
+        self.unsent_requests: list[str] = []
+        self.unsent_raws: list[bytes] | None = [] if raw_tx_sink is not None else None
+
+    def settle(self, included: int) -> None:
+        """``included`` accepted transactions were seen in a block."""
+        self.accepted_outstanding -= included
+
+    async def send_loop(self, stop: asyncio.Event, origin_ns: int) -> None:
+        """Send every transaction at its intended time (``origin_ns`` is t=0), signed ahead of it.
+
+        Signing runs up to :data:`SIGN_AHEAD_SECONDS` (and :data:`SIGN_AHEAD_LIMIT` transactions)
+        ahead of the schedule, in chunks, so a due send waits for at most one chunk of signing.
+        Signed rows are already in the log (state "scheduled"); rows ``unsent_from ..`` are the
+        buffer, and their ``eth_sendRawTransaction`` requests are rendered as JSON text once, when
+        signed. Due rows go out in one batch; after a send the loop lets at least
+        :data:`COALESCE_SECONDS` pass, so that below saturation requests carry several transactions.
+        """
+        self.origin_ns = origin_ns
+        progress = self.progress
+        log = self.log
+        intended = log.intended_ns
+        cap = self.plan.max_in_flight
+        coalesce_ns = int(COALESCE_SECONDS * 1e9)
+        ahead_ns = int(SIGN_AHEAD_SECONDS * 1e9)
+        self.next_arrival = self.schedule.next()
+        self.unsent_from = len(log)
+        last_send_ns = 0
+        while not stop.is_set():
+            now_ns = time.monotonic_ns()
+            progress.elapsed = (now_ns - self.origin_ns) / 1e9
+            progress.phase = self._phase_at(progress.elapsed)
+            buffered = len(log) - self.unsent_from
+            if not buffered and self.next_arrival is None:
+                break
+            if cap is not None and self.accepted_outstanding >= cap:
+                await asyncio.sleep(0.005)
+                continue
+            if (
+                buffered
+                and intended[self.unsent_from] <= now_ns
+                and (now_ns - last_send_ns >= coalesce_ns or buffered >= MAX_BATCH)
+                and not self.submit_slots.locked()
+            ):
+                # One request per connection at most: while every connection is busy, due rows
+                # wait here and the next request carries all of them (the node gains from bigger
+                # batches exactly when it is the bottleneck). The wait shows in the send lag.
+                due_end = bisect.bisect_right(intended, now_ns, self.unsent_from, len(log))
+                while self.unsent_from < due_end and not self.submit_slots.locked():
+                    count = min(due_end - self.unsent_from, MAX_BATCH)
+                    await self.submit_slots.acquire()
+                    self._spawn(self._submit(self._take_unsent(count)))
+                last_send_ns = now_ns
+                buffered = len(log) - self.unsent_from
+            arrival = self.next_arrival
+            if (
+                arrival is not None
+                and buffered < SIGN_AHEAD_LIMIT
+                and self.origin_ns + arrival[0] * 1e9 <= now_ns + ahead_ns
+            ):
+                self._sign_ahead(now_ns + ahead_ns, min(SIGN_CHUNK, SIGN_AHEAD_LIMIT - buffered))
+                await asyncio.sleep(0)  # let answers, blocks and submissions in between chunks
+                continue
+            if buffered and intended[self.unsent_from] <= now_ns and self.submit_slots.locked():
+                await self._slot_freed(0.02)
+                continue
+            if buffered:
+                wake_ns = max(intended[self.unsent_from], last_send_ns + coalesce_ns)
+            elif arrival is not None:
+                wake_ns = self.origin_ns + int(arrival[0] * 1e9) - ahead_ns
+            else:
+                wake_ns = now_ns
+            await asyncio.sleep(min(max(wake_ns - time.monotonic_ns(), 0) / 1e9, 0.02))
+        self._drop_unsent()
+        self.sending_finished_ns = time.monotonic_ns()
+        if self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        await self._fill_holes()
+
+    async def wait_for_inclusion(self, stop: asyncio.Event, timeout: float) -> None:
+        """Wait until every accepted transaction is in a block, ``timeout`` passes or a stop."""
+        progress = self.progress
+        progress.phase = "draining"
+        deadline = time.monotonic() + timeout
+        while self.accepted_outstanding > 0 and time.monotonic() < deadline and not stop.is_set():
+            progress.elapsed = (time.monotonic_ns() - self.origin_ns) / 1e9
+            await asyncio.sleep(0.05)
+
+    def _phase_at(self, t: float) -> str:
+        for phase in self.plan.phases:
+            if phase.start <= t < phase.end:
+                return phase.name
+        return "draining"
+
+    def _sign_ahead(self, horizon_ns: int, limit: int) -> None:
+        """Build, sign and log up to ``limit`` scheduled transactions meant before ``horizon_ns``."""
+        origin_ns = self.origin_ns
+        horizon = (horizon_ns - origin_ns) / 1e9
+        next_arrival = self.schedule.next
+        templates, gas_model, rng, take = self.templates, self.gas_model.values, self.rng, self.nonces.take
+        sender_count, prepared_for = len(self.senders), self._prepared_for
+        gas_limits = [template.gas_limit(gas) for template, gas in zip(templates, gas_model, strict=True)]
+        gas_planned = [int(gas) for gas in gas_model]
+        template_column: list[int] = []
+        senders: list[int] = []
+        nonces: list[int] = []
+        gas_column: list[int] = []
+        intended: list[int] = []
+        raws: list[bytes] = []
+        hashes: list[bytes] = []
+        turn = self.turn
+        arrival = self.next_arrival
+        while arrival is not None and arrival[0] <= horizon and len(senders) < limit:
+            t, index = arrival
+            sender = turn % sender_count
+            turn += 1
+            fields = templates[index].build(sender, rng)
+            nonce = take(sender)
+            raw, tx_hash = prepared_for(sender, gas_limits[index]).sign_fields(
+                nonce,
+                to=fields.get("to") or None,
+                value=int(fields.get("value", 0)),
+                data=fields.get("data") or b"",
+            )
+            template_column.append(index)
+            senders.append(sender)
+            nonces.append(nonce)
+            gas_column.append(gas_planned[index])
+            intended.append(origin_ns + int(t * 1e9))
+            raws.append(raw)
+            hashes.append(tx_hash)
+            arrival = next_arrival()
+        self.next_arrival = arrival
+        self.turn = turn
+        if senders:
+            self._buffer(template_column, senders, nonces, gas_column, intended, raws, hashes)
+
+    def _buffer(
+        self,
+        templates: list[int],
+        senders: list[int],
+        nonces: list[int],
+        gas_planned: list[int],
+        intended_ns: list[int],
+        raws: list[bytes],
+        hashes: list[bytes],
+    ) -> None:
+        """Log signed transactions as scheduled rows and queue their requests to be sent in order."""
+        row = len(self.log)
+        by_hash, requests = self.by_hash, self.unsent_requests
+        for raw, tx_hash in zip(raws, hashes, strict=True):
+            by_hash[tx_hash] = row
+            requests.append(_SEND_RAW_REQUEST % (row, raw.hex()))
+            row += 1
+        if self.unsent_raws is not None:
+            self.unsent_raws.extend(raws)
+        self.log.extend(templates, senders, nonces, gas_planned, intended_ns, b"".join(hashes))
+
+    def _prepared_for(self, sender: int, gas_limit: int) -> Any:
+        # Fees and gas limit are fixed per (sender, gas limit): pre-encode them once, then only the
+        # nonce, recipient, value and calldata are encoded per transaction.
+        key = (sender, gas_limit)
+        prepared = self.prepared.get(key)
+        if prepared is None:
+            prepared = self.prepared[key] = self.signers[sender].prepare(
+                {
+                    "type": 2,
+                    "gas": gas_limit,
+                    "maxFeePerGas": self.max_fee,
+                    "maxPriorityFeePerGas": self.max_priority_fee,
+                    "to": None,
+                    "value": 0,
+                    "data": b"",
+                }
+            )
+        return prepared
+
+    def _take_unsent(self, count: int) -> _Batch:
+        first = self.unsent_from
+        self.unsent_from += count
+        requests = self.unsent_requests[:count]
+        del self.unsent_requests[:count]
+        raws: list[bytes] | None = None
+        if self.unsent_raws is not None:
+            raws = self.unsent_raws[:count]
+            del self.unsent_raws[:count]
+        return _Batch(first, count, requests, raws)
+
+    def _drop_unsent(self) -> None:
+        """Forget transactions signed ahead but never sent (the run stopped first); give their nonces back."""
+        log, first = self.log, self.unsent_from
+        for row in range(len(log) - 1, first - 1, -1):
+            self.nonces.unwind(log.sender[row], log.nonce[row])
+            self.by_hash.pop(log.hash_bytes(row), None)
+        log.truncate(first)
+        self.unsent_requests.clear()
+        if self.unsent_raws is not None:
+            self.unsent_raws.clear()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _submit(self, batch: _Batch) -> None:
+        try:
+            await self._submit_batch(batch)
+        finally:
+            self.submit_slots.release()
+            if self.slot_waiter is not None:
+                _resolve(self.slot_waiter)
+
+    async def _slot_freed(self, timeout: float) -> None:
+        """Sleep until a submission finishes (or ``timeout``): the moment the next batch can go."""
+        loop = asyncio.get_running_loop()
+        waiter = self.slot_waiter = loop.create_future()
+        timer = loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self.slot_waiter = None
+
+    async def _submit_batch(self, batch: _Batch) -> None:
+        log, progress = self.log, self.progress
+        first, count = batch.first, batch.size
+        correlator, sink = self.correlator, self.raw_tx_sink
+        if correlator is not None or sink is not None:
+            intended = log.intended_ns
+            for offset in range(count):
+                row = first + offset
+                tx_hash = log.hash_bytes(row)
+                if correlator is not None:
+                    correlator.register(tx_hash, row, intended[row])
+                if sink is not None and batch.raws is not None:
+                    sink(tx_hash, batch.raws[offset])
+        log.mark_sent(first, count, time.monotonic_ns())
+        progress.sent += count
+        body = ("[" + ",".join(batch.requests) + "]").encode()
+        try:
+            answer: Any = await self.rpc.post_batch(body, "eth_sendRawTransaction")
+        except TransportError as exc:
+            answer = exc
+        answered_ns = time.monotonic_ns()
+        if (
+            type(answer) is list
+            and len(answer) == count
+            and all(type(item) is dict and "result" in item and "error" not in item for item in answer)
+        ):
+            # Every request accepted (the answer's order does not matter then).
+            waiting = log.mark_accepted(first, count, answered_ns)
+            self.accepted_outstanding += waiting
+            progress.accepted += count
+            return
+        if isinstance(answer, TransportError):
+            answers: list[Any] = [answer] * count
+        else:
+            try:
+                answers = batch_results(answer, first, ["eth_sendRawTransaction"] * count)
+            except TransportError as exc:
+                answers = [exc] * count
+        for offset, result in enumerate(answers):
+            row = first + offset
+            if isinstance(result, str):
+                self._accept(row, answered_ns)
+                continue
+            kind = getattr(result, "kind", "transport")
+            if kind == "already_known":
+                self._accept(row, answered_ns)
+                continue
+            self._reject(row, kind)
+
+    def _accept(self, row: int, answered_ns: int) -> None:
+        if self.log.accepted_ns[row] != NOT_YET:
+            return
+        self.accepted_outstanding += self.log.mark_accepted(row, 1, answered_ns)
+        self.progress.accepted += 1
+
+    def _reject(self, row: int, kind: str) -> None:
+        log = self.log
+        log.state[row] = STATUS_REJECTED
+        log.error[row] = log.error_code(kind)
+        self.errors[kind] += 1
+        self.progress.rejected += 1
+        self.progress.errors += 1
+        sender = log.sender[row]
+        if kind in NONCE_RESYNC_KINDS:
+            self.nonces.mark_foreign(sender, log.nonce[row])
+            if sender not in self.resyncing:
+                self.resyncing.add(sender)
+                self._spawn(self._resync(sender))
+        else:
+            self.nonces.release(sender, log.nonce[row])
+
+    async def _resync(self, sender: int) -> None:
+        try:
+            pending = int(
+                await self.rpc.call("eth_getTransactionCount", self.senders[sender].address, "pending"), 16
+            )
+            self.nonces.resync(sender, pending)
+        except (RpcError, TransportError) as exc:
+            self.errors["nonce_resync"] += 1
+            self.notes.append(f"nonce resync for sender {sender} failed: {exc}")
+        finally:
+            self.resyncing.discard(sender)
+
+    async def _fill_holes(self) -> None:
+        """Send a self-transfer into every nonce a rejection left unused, so no later nonce is stranded."""
+        for _attempt in range(3):
+            senders: list[int] = []
+            nonces: list[int] = []
+            raws: list[bytes] = []
+            hashes: list[bytes] = []
+            for sender in range(len(self.senders)):
+                for nonce in self.nonces.holes(sender):
+                    if nonce >= self.nonces.next_nonce(sender):
+                        continue
+                    taken = self.nonces.take(sender)
+                    raw, tx_hash = self._prepared_for(sender, 21_000).sign_fields(
+                        taken, to=self.senders[sender].address, value=0, data=b""
+                    )
+                    senders.append(sender)
+                    nonces.append(taken)
+                    raws.append(raw)
+                    hashes.append(tx_hash)
+            if not hashes:
+                return
+            count = len(hashes)
+            now_ns = time.monotonic_ns()
+            self._buffer(
+                [GAP_FILLER] * count, senders, nonces, [21_000] * count, [now_ns] * count, raws, hashes
+            )
+            self.notes.append(f"filled {count} nonce hole(s) left by rejected transactions")
+            await self._submit_batch(self._take_unsent(count))

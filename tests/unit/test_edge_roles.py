@@ -1,0 +1,529 @@
+"""The edge's roles on their own, without a node: preparation as plain data, submission's answers
+and nonces, inclusion and receipts, the gas model, and the evidence gathered after a drain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter, deque
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from pytest_gashammer.edge.accounts import derive_senders
+from pytest_gashammer.edge.evidence import BalanceCheck, probe_lost
+from pytest_gashammer.edge.gas_model import GasModel
+from pytest_gashammer.edge.inclusion import InclusionTracker
+from pytest_gashammer.edge.preparation import RunPreparation, make_schedule, make_templates
+from pytest_gashammer.chain.rpc import RpcError, TransportError
+from pytest_gashammer.edge.runtime import EdgeAssignment, Progress
+from pytest_gashammer.edge.submitter import GAP_FILLER, Submitter
+from pytest_gashammer.scenario.spec import ScenarioPlan, compile_plan, parse_spec
+from pytest_gashammer.telemetry.records import (
+    NOT_YET,
+    STATUS_ACCEPTED,
+    STATUS_INCLUDED,
+    STATUS_REJECTED,
+    BlockRecord,
+    TxLog,
+)
+
+CHAIN_ID = 412346
+PREPARATION = RunPreparation(
+    max_fee_per_gas=2_000_000_000,
+    max_priority_fee_per_gas=1_000_000_000,
+    template_setup=[{"token": "0x" + "11" * 20}, {}],
+    gas_model=[51_234.0, 21_000.0],
+)
+
+
+def plan_for(**spec: Any) -> ScenarioPlan:
+    return compile_plan(
+        parse_spec({"gas_per_sec": "1M", "duration": "2s", "warmup": 0, **spec}), name="roles", seed=77
+    )
+
+
+def assignment_for(plan: ScenarioPlan, **fields: Any) -> EdgeAssignment:
+    return EdgeAssignment(
+        edge_id="e0",
+        plan=plan.to_dict(),
+        rpc_url="http://127.0.0.1:1",
+        ws_url=None,
+        chain_id=CHAIN_ID,
+        funder_key="0x" + "01" * 32,
+        sender_count=plan.senders,
+        **fields,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# preparation: plain data across the process boundary
+
+
+def test_a_preparation_round_trips_as_plain_data() -> None:
+    data = PREPARATION.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert RunPreparation.from_dict(data) == PREPARATION
+
+
+def test_an_assignment_carries_its_preparation_as_plain_data() -> None:
+    assignment = assignment_for(plan_for(), preparation=PREPARATION)
+    data = assignment.to_dict()
+    assert data["preparation"] == PREPARATION.to_dict()
+    wire = json.loads(json.dumps(data))  # what crosses a channel: numbers, strings, lists, dicts
+    again = EdgeAssignment.from_dict(wire)
+    assert again == assignment
+    assert isinstance(again.preparation, RunPreparation)
+
+
+def test_an_assignment_without_a_preparation_round_trips() -> None:
+    assignment = assignment_for(plan_for())
+    again = EdgeAssignment.from_dict(json.loads(json.dumps(assignment.to_dict())))
+    assert again == assignment
+    assert again.preparation is None
+
+
+def test_the_schedule_is_priced_by_the_gas_model_it_was_given() -> None:
+    plan = plan_for()
+    senders = derive_senders(plan.seed, 0, 4)
+    _, templates = make_templates(plan, CHAIN_ID, senders)
+    model = GasModel.nominal(templates)
+    schedule = make_schedule(plan, assignment_for(plan), model)
+    before = schedule.expected_transactions()
+    model.set(0, model.values[0] * 2)
+    assert schedule.expected_transactions() == pytest.approx(before / 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# the gas model
+
+
+def test_the_gas_model_versions_every_change_and_settles_on_receipts() -> None:
+    model = GasModel([21_000, 50_000])
+    assert model.version == 0
+    model.set(1, 48_000.0)
+    model.replace([22_000.0, 47_000.0])
+    assert model.version == 2
+    assert model.values == [22_000.0, 47_000.0]
+    model.observed[1] = [90_000.0, 2.0]
+    assert model.settle() == [22_000.0, 45_000.0]  # a template without receipts keeps its value
+
+
+# ----------------------------------------------------------------------------------------------
+# submission
+
+
+class SendRpc:
+    """Answers eth_sendRawTransaction batches as scripted; answers pending counts with ``pending``."""
+
+    def __init__(self, answers: list[Any], pending: int = 0) -> None:
+        self.answers = answers
+        self.pending = pending
+        self.bodies: list[list[dict[str, Any]]] = []
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    async def post_batch(self, body: bytes, what: str) -> Any:
+        requests = json.loads(body)
+        self.bodies.append(requests)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer(requests) if callable(answer) else answer
+
+    async def call(self, method: str, *params: Any) -> Any:
+        self.calls.append((method, params))
+        return hex(self.pending)
+
+
+def submitter_for(rpc: SendRpc, senders: int = 2) -> tuple[Submitter, Counter[str], list[str], Progress]:
+    plan = plan_for()
+    accounts = derive_senders(plan.seed, 0, senders)
+    _, templates = make_templates(plan, CHAIN_ID, accounts)
+    model = GasModel.nominal(templates)
+    errors: Counter[str] = Counter()
+    notes: list[str] = []
+    progress = Progress()
+    submitter = Submitter(
+        rpc,  # type: ignore[arg-type]
+        log=TxLog(),
+        senders=accounts,
+        start_nonces=[5] * senders,
+        chain_id=CHAIN_ID,
+        templates=templates,
+        gas_model=model,
+        schedule=make_schedule(plan, assignment_for(plan), model),
+        rng=random.Random(1),
+        plan=plan,
+        connections=2,
+        max_fee_per_gas=PREPARATION.max_fee_per_gas,
+        max_priority_fee_per_gas=PREPARATION.max_priority_fee_per_gas,
+        progress=progress,
+        errors=errors,
+        notes=notes,
+    )
+    return submitter, errors, notes, progress
+
+
+def ok(requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"jsonrpc": "2.0", "id": r["id"], "result": "0x" + "ab" * 32} for r in requests]
+
+
+def refuse(message: str, code: int = -32000) -> dict[str, Any]:
+    return {"code": code, "message": message}
+
+
+def test_signed_rows_are_logged_in_order_and_sent_as_one_batch() -> None:
+    rpc = SendRpc([ok])
+    submitter, errors, _, progress = submitter_for(rpc)
+
+    async def scenario() -> None:
+        submitter.next_arrival = submitter.schedule.next()
+        submitter._sign_ahead(10**18, 6)
+        await submitter._submit_batch(submitter._take_unsent(6))
+
+    asyncio.run(scenario())
+    log = submitter.log
+    assert len(log) == 6
+    assert list(log.sender) == [0, 1, 0, 1, 0, 1]
+    assert list(log.nonce) == [5, 5, 6, 6, 7, 7]
+    assert [request["id"] for request in rpc.bodies[0]] == [0, 1, 2, 3, 4, 5]
+    assert {request["method"] for request in rpc.bodies[0]} == {"eth_sendRawTransaction"}
+    assert all(state == STATUS_ACCEPTED for state in log.state)
+    assert submitter.accepted_outstanding == 6
+    assert (progress.sent, progress.accepted, progress.rejected) == (6, 6, 0)
+    assert not errors
+    assert sorted(submitter.by_hash.values()) == list(range(6))
+
+
+def test_rejections_are_counted_by_kind_and_give_their_nonces_back() -> None:
+    def mixed(requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        answers = ok(requests)
+        answers[1] = {"jsonrpc": "2.0", "id": requests[1]["id"], "error": refuse("txpool is full")}
+        answers[2] = {"jsonrpc": "2.0", "id": requests[2]["id"], "error": refuse("already known")}
+        answers[3] = {"jsonrpc": "2.0", "id": requests[3]["id"], "error": refuse("txpool is full")}
+        return answers
+
+    rpc = SendRpc([mixed])
+    submitter, errors, _, progress = submitter_for(rpc)
+
+    async def scenario() -> None:
+        submitter.next_arrival = submitter.schedule.next()
+        submitter._sign_ahead(10**18, 4)
+        await submitter._submit_batch(submitter._take_unsent(4))
+
+    asyncio.run(scenario())
+    log = submitter.log
+    assert [log.state[row] for row in range(4)] == [
+        STATUS_ACCEPTED,
+        STATUS_REJECTED,
+        STATUS_ACCEPTED,  # "already known": the node has it
+        STATUS_REJECTED,
+    ]
+    assert errors == Counter({"txpool_full": 2})
+    assert (progress.accepted, progress.rejected, progress.errors) == (2, 2, 2)
+    assert submitter.accepted_outstanding == 2
+    # Rows 1 and 3 were sender 1's nonces 5 and 6: both come back, lowest first.
+    assert submitter.nonces.take(1) == 5
+    assert submitter.nonces.take(1) == 6
+
+
+def test_a_refused_nonce_resyncs_the_sender_once_and_counts_a_failed_resync() -> None:
+    def too_low(requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"jsonrpc": "2.0", "id": r["id"], "error": refuse("nonce too low")} for r in requests]
+
+    rpc = SendRpc([too_low], pending=9)
+    submitter, errors, notes, _ = submitter_for(rpc, senders=1)
+
+    async def scenario() -> None:
+        submitter.next_arrival = submitter.schedule.next()
+        submitter._sign_ahead(10**18, 2)
+        await submitter._submit_batch(submitter._take_unsent(2))
+        await asyncio.gather(*list(submitter.tasks))
+
+    asyncio.run(scenario())
+    assert errors == Counter({"nonce_too_low": 2})
+    assert [method for method, _ in rpc.calls] == ["eth_getTransactionCount"]
+    assert submitter.nonces.take(0) == 9
+    assert submitter.nonces.foreign[0] == {5, 6, 7, 8}
+
+    async def failing_call(method: str, *params: Any) -> Any:
+        raise TransportError("connection reset")
+
+    rpc.call = failing_call  # type: ignore[method-assign]
+
+    async def resync_fails() -> None:
+        await submitter._resync(0)
+
+    asyncio.run(resync_fails())
+    assert errors["nonce_resync"] == 1
+    assert notes == ["nonce resync for sender 0 failed: connection reset"]
+
+
+def test_a_transport_failure_rejects_the_whole_batch() -> None:
+    rpc = SendRpc([TransportError("timed out")])
+    submitter, errors, _, _ = submitter_for(rpc)
+
+    async def scenario() -> None:
+        submitter.next_arrival = submitter.schedule.next()
+        submitter._sign_ahead(10**18, 3)
+        await submitter._submit_batch(submitter._take_unsent(3))
+
+    asyncio.run(scenario())
+    assert errors == Counter({"transport": 3})
+    assert all(state == STATUS_REJECTED for state in submitter.log.state)
+
+
+def test_holes_left_by_rejections_are_filled_with_self_transfers() -> None:
+    def reject_first(requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        answers = ok(requests)
+        answers[0] = {"jsonrpc": "2.0", "id": requests[0]["id"], "error": refuse("txpool is full")}
+        return answers
+
+    rpc = SendRpc([reject_first, ok])
+    submitter, _, notes, _ = submitter_for(rpc)
+
+    async def scenario() -> None:
+        submitter.next_arrival = submitter.schedule.next()
+        submitter._sign_ahead(10**18, 4)
+        await submitter._submit_batch(submitter._take_unsent(4))
+        await submitter._fill_holes()
+
+    asyncio.run(scenario())
+    log = submitter.log
+    assert len(log) == 5
+    assert (log.template[4], log.sender[4], log.nonce[4]) == (GAP_FILLER, 0, 5)
+    assert log.state[4] == STATUS_ACCEPTED
+    assert notes == ["filled 1 nonce hole(s) left by rejected transactions"]
+    assert not list(submitter.nonces.holes(0))
+
+
+def test_rows_signed_but_never_sent_are_dropped_and_their_nonces_unwound() -> None:
+    submitter, _, _, _ = submitter_for(SendRpc([]))
+    submitter.next_arrival = submitter.schedule.next()
+    submitter._sign_ahead(10**18, 4)
+    dropped = [submitter.log.hash_bytes(row) for row in range(4)]
+    submitter._drop_unsent()
+    assert len(submitter.log) == 0
+    assert not any(tx_hash in submitter.by_hash for tx_hash in dropped)
+    assert submitter.nonces.take(0) == 5
+    assert submitter.nonces.take(1) == 5
+
+
+# ----------------------------------------------------------------------------------------------
+# inclusion and receipts
+
+
+def logged(rows: int, states: Sequence[int] | None = None) -> tuple[TxLog, dict[bytes, int], list[str]]:
+    log = TxLog()
+    hashes = [bytes([row + 1]) * 32 for row in range(rows)]
+    log.extend([0] * rows, list(range(rows)), [0] * rows, [21_000] * rows, [1_000] * rows, b"".join(hashes))
+    for row, state in enumerate(states or [STATUS_ACCEPTED] * rows):
+        log.state[row] = state
+    return log, {tx_hash: row for row, tx_hash in enumerate(hashes)}, ["0x" + h.hex() for h in hashes]
+
+
+class ReceiptRpc:
+    def __init__(self, receipts: list[Any] | Exception) -> None:
+        self.receipts = receipts
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        if isinstance(self.receipts, Exception):
+            raise self.receipts
+        return self.receipts[: len(calls)]
+
+
+def tracker_for(
+    log: TxLog, by_hash: dict[bytes, int], rpc: Any = None, *, fail_fast: bool = False, stride: int = 1
+) -> tuple[InclusionTracker, list[int], list[str], Counter[str], list[str]]:
+    settled: list[int] = []
+    stops: list[str] = []
+    errors: Counter[str] = Counter()
+    notes: list[str] = []
+    tracker = InclusionTracker(
+        rpc,
+        log=log,
+        by_hash=by_hash,
+        gas_model=GasModel([30_000.0]),
+        expected_status=[1],
+        receipt_stride=stride,
+        fail_fast=fail_fast,
+        follow_chain=True,
+        progress=Progress(),
+        latencies=deque(maxlen=10),
+        errors=errors,
+        notes=notes,
+        on_included=settled.append,
+        stop_run=stops.append,
+    )
+    return tracker, settled, stops, errors, notes
+
+
+def block(number: int, observed_ns: int = 5_000) -> BlockRecord:
+    return BlockRecord(
+        number=number,
+        hash=f"0x{number:064x}",
+        parent_hash=f"0x{number - 1:064x}",
+        timestamp=number,
+        gas_used=0,
+        gas_limit=30_000_000,
+        tx_count=0,
+        observed_ns=observed_ns,
+    )
+
+
+def test_a_block_includes_its_rows_and_settles_the_accepted_ones_once() -> None:
+    log, by_hash, texts = logged(3, [STATUS_ACCEPTED, 1, STATUS_ACCEPTED])  # row 1: sent, not yet answered
+    tracker, settled, stops, _, _ = tracker_for(log, by_hash, stride=2)
+    tracker.on_block(block(7), [texts[0], "0x" + "ff" * 32, texts[1], texts[2]])
+    assert settled == [2]
+    assert [log.state[row] for row in range(3)] == [STATUS_INCLUDED] * 3
+    assert list(log.block_number) == [7, 7, 7]
+    assert list(tracker.pending_receipts) == [0, 2]
+    assert tracker.receipts_skipped == 1
+    assert tracker.progress.included == 3
+    assert list(tracker.latencies) == [4e-6] * 3
+    assert tracker.chain_blocks == [(7, f"0x{7:064x}", [texts[0], "0x" + "ff" * 32, texts[1], texts[2]])]
+    tracker.on_block(block(8), [])
+    assert settled == [2]  # a block with none of ours settles nothing
+    assert not stops
+
+
+def test_a_second_inclusion_is_a_duplicate_and_stops_a_fail_fast_run() -> None:
+    log, by_hash, texts = logged(1)
+    tracker, settled, stops, _, _ = tracker_for(log, by_hash, fail_fast=True)
+    tracker.on_block(block(1), texts)
+    tracker.on_block(block(2), texts)
+    assert tracker.duplicates == texts
+    assert settled == [1]
+    assert log.block_number[0] == 1
+    assert stops == [f"fail-fast: no_duplicate_inclusion broke on {texts[0]}"]
+
+
+def test_receipts_correct_the_gas_model_and_count_what_is_missing() -> None:
+    log, by_hash, texts = logged(3)
+    receipts = [
+        {"status": "0x1", "gasUsed": hex(21_000), "effectiveGasPrice": hex(3)},
+        None,
+        {"status": "0x0", "gasUsed": hex(25_000), "effectiveGasPrice": hex(2)},
+    ]
+    tracker, _, stops, errors, _ = tracker_for(log, by_hash, ReceiptRpc(receipts), fail_fast=True)
+    tracker.on_block(block(1), texts)
+    asyncio.run(tracker.fetch_receipts(10))
+    assert errors == Counter({"receipt_missing": 1})
+    assert tracker.receipts_checked == 2
+    assert tracker.fees_paid == 21_000 * 3 + 25_000 * 2
+    assert (log.gas_used[0], log.gas_used[1], log.gas_used[2]) == (21_000, NOT_YET, 25_000)
+    assert tracker.gas_model.values == [23_000.0]
+    assert tracker.gas_model.version == 2
+    assert stops == [f"fail-fast: receipt_status broke on {texts[2]}"]
+
+
+def test_a_failed_receipt_fetch_is_counted_and_retried_later() -> None:
+    log, by_hash, texts = logged(2)
+    tracker, _, _, errors, notes = tracker_for(log, by_hash, ReceiptRpc(TransportError("reset")))
+    tracker.on_block(block(1), texts)
+
+    async def fetch_twice() -> None:
+        await tracker.fetch_receipts(10)
+        await tracker.fetch_receipts(10)
+
+    asyncio.run(fetch_twice())
+    assert errors == Counter({"receipt_fetch": 2})
+    assert notes == ["receipt fetch failed: reset"] * 2
+    assert list(tracker.pending_receipts) == [0, 1]
+
+
+def test_draining_receipts_skips_the_rest_when_abandoned() -> None:
+    log, by_hash, texts = logged(2)
+    tracker, _, _, _, _ = tracker_for(log, by_hash, ReceiptRpc([]))
+    tracker.on_block(block(1), texts)
+    asyncio.run(tracker.drain_receipts(30.0, lambda: True))
+    assert not tracker.pending_receipts
+    assert tracker.receipts_skipped == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# evidence
+
+
+class ProbeRpc:
+    def __init__(self, answers: list[Any] | Exception) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, Sequence[Any]]] = []
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        self.calls = list(calls)
+        if isinstance(self.answers, Exception):
+            raise self.answers
+        return self.answers
+
+
+def test_the_lost_probe_asks_about_accepted_rows_only_and_diagnoses_each() -> None:
+    log, _, texts = logged(3, [STATUS_ACCEPTED, STATUS_INCLUDED, STATUS_ACCEPTED])
+    log.nonce[2] = 4
+    addresses = ["0xaa", "0xbb", "0xcc"]
+    rpc = ProbeRpc([None, {"hash": texts[2], "blockNumber": None}, "0x0", RpcError(-32000, "busy")])
+    probe = asyncio.run(probe_lost(rpc, log, addresses, []))  # type: ignore[arg-type]
+    assert [method for method, _ in rpc.calls] == ["eth_getTransactionByHash"] * 2 + [
+        "eth_getTransactionCount"
+    ] * 2
+    assert probe[texts[0]].startswith("sender 0xaa nonce 0: unknown to the node (dropped from its pool)")
+    assert probe[texts[2]] == (
+        "sender 0xcc nonce 4: still in the node's pool, never included; the sender's on-chain nonce is unknown"
+    )
+
+
+def test_the_lost_probe_notes_a_node_it_cannot_ask() -> None:
+    log, _, _ = logged(1)
+    notes: list[str] = []
+    probe = asyncio.run(probe_lost(ProbeRpc(TransportError("refused")), log, ["0xaa"], notes))  # type: ignore[arg-type]
+    assert probe == {}
+    assert notes == ["could not ask the node about transactions never seen in a block: refused"]
+
+
+class BalanceRpc:
+    def __init__(self, *rounds: list[Any]) -> None:
+        self.rounds = list(rounds)
+        self.blocks: list[str] = []
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        self.blocks.append(calls[0][1][1])
+        return self.rounds.pop(0)
+
+
+def test_the_balance_check_states_what_the_senders_lost_moved_and_paid() -> None:
+    log, _, _ = logged(3, [STATUS_INCLUDED] * 3)
+    log.template[2] = GAP_FILLER
+    for row in range(3):
+        log.included_ns[row] = 10
+        log.gas_used[row] = 21_000
+    rpc = BalanceRpc([hex(10**18), hex(10**18)], [hex(10**18 - 500), hex(10**18 - 400)])
+    check = BalanceCheck(rpc, ["0xaa", "0xbb"], start_block=4)  # type: ignore[arg-type]
+
+    async def scenario() -> dict[str, int] | None:
+        await check.record_before()
+        return await check.facts(log, 9, fees_paid=898, notes=[])
+
+    facts = asyncio.run(scenario())
+    assert rpc.blocks == ["0x4", "0x9"]
+    assert facts == {
+        "block_before": 4,
+        "block_after": 9,
+        "senders_lost": 900,
+        "value_moved": 2,
+        "fees_paid": 898,
+    }
+
+
+def test_the_balance_check_needs_every_fee_and_an_answering_node() -> None:
+    log, _, _ = logged(1, [STATUS_INCLUDED])
+    log.included_ns[0] = 10
+    check = BalanceCheck(BalanceRpc(), ["0xaa"], start_block=1)  # type: ignore[arg-type]
+    assert asyncio.run(check.facts(log, 2, fees_paid=0, notes=[])) is None  # its receipt is missing
+    log.gas_used[0] = 21_000
+    failing = BalanceCheck(BalanceRpc([RpcError(-32000, "header not found")]), ["0xaa"], start_block=1)  # type: ignore[arg-type]
+    notes: list[str] = []
+    assert asyncio.run(failing.facts(log, 2, fees_paid=0, notes=notes)) is None
+    assert notes == ["balance check skipped: eth_getBalance at block 2 failed for a sender"]
