@@ -41,6 +41,7 @@ from pytest_gashammer.telemetry.records import (
     STATUS_REJECTED,
     BlockRecord,
     EdgeReport,
+    StopKind,
     TxLog,
 )
 from pytest_gashammer.workload.base import Template, TemplateContext
@@ -152,6 +153,7 @@ class EdgeRuntime:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: str | None = None
+        self._stop_kind: StopKind | None = None
         self._stop_event: asyncio.Event | None = None
         self._report: EdgeReport | None = None
         self._failure: BaseException | None = None
@@ -166,9 +168,10 @@ class EdgeRuntime:
         )
         self._thread.start()
 
-    def stop(self, reason: str = "stopped") -> None:
+    def stop(self, reason: str = "stopped", kind: StopKind = "requested") -> None:
         """Ask the edge to stop sending and wrap up with what it has. Safe from any thread."""
-        self._stop_requested = self._stop_requested or reason
+        if not self._stop_requested:
+            self._stop_requested, self._stop_kind = reason, kind
         loop, event = self._loop, self._stop_event
         if loop is not None and event is not None:
             with contextlib.suppress(RuntimeError):
@@ -632,6 +635,7 @@ class _EdgeSession:
             duplicates=self.duplicates,
             sending_finished_ns=self.sending_finished_ns,
             stopped_early=self.runtime._stop_requested,
+            stop_kind=self.runtime._stop_kind,
             notes=self.notes,
             feed_columns=self.correlator.to_columns() if self.correlator is not None else None,
             feed_stats=self.feed_client.stats.as_dict() if self.feed_client is not None else None,
@@ -986,7 +990,7 @@ class _EdgeSession:
             if log.inclusions[row] > 1:
                 self.duplicates.append(text)
                 if self.plan.fail_fast:
-                    self.runtime.stop(f"fail-fast: no_duplicate_inclusion broke on {text}")
+                    self.runtime.stop(f"fail-fast: no_duplicate_inclusion broke on {text}", "fail-fast")
                 continue
             if log.state[row] == STATUS_ACCEPTED:
                 self.accepted_outstanding -= 1
@@ -1041,7 +1045,7 @@ class _EdgeSession:
                 template = log.template[row]
                 expected = self.template_classes[template].expected_status if template >= 0 else 1
                 if log.receipt_status[row] != expected:
-                    self.runtime.stop(f"fail-fast: receipt_status broke on {log.tx_hash(row)}")
+                    self.runtime.stop(f"fail-fast: receipt_status broke on {log.tx_hash(row)}", "fail-fast")
             gas_used = int(receipt.get("gasUsed", "0x0"), 16)
             self.fees_paid += gas_used * int(receipt.get("effectiveGasPrice", "0x0"), 16)
             log.gas_used[row] = gas_used
