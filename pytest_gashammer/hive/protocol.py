@@ -116,7 +116,7 @@ def trace(logger: logging.Logger, verb: str, edge_id: str, message: Message) -> 
         detail += f" kind={fields['kind']} reason={fields['reason']!r}"
     elif fields.get("error"):
         detail += f" error={fields['error']!r}"
-    logger.debug("%s %s edge=%s%s", verb, name, edge_id, detail)
+    logger.debug("%s %s edge=%s%s", verb, name, edge_id, detail, stacklevel=2)
 
 
 def _check(name: Any, fields: Mapping[str, Any], accepted: Mapping[str, tuple[str, ...]]) -> None:
