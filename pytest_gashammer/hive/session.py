@@ -99,7 +99,6 @@ class HiveSession:
                 progress_factory=lambda: live_progress(config, interactive=False),
                 telemetry=self._recorder(),
             )
-            logger.debug("hive: controller mode, gateway edges %s", edge_specs)
             if edge_specs:
                 try:
                     self.controller.add_gateway_edges(edge_specs)
@@ -108,7 +107,7 @@ class HiveSession:
                     raise pytest.UsageError(str(exc)) from None
         else:
             self.mode = "local"
-        logger.debug("hive: this process is in %s mode", self.mode)
+        logger.debug("hive: this process is in %s mode (gateway edges: %s)", self.mode, edge_specs)
 
     def _recorder(self) -> Any:
         """The session's telemetry store, when --gashammer-parquet or --gashammer-report asks for one."""
