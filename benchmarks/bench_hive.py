@@ -53,13 +53,13 @@ def bench_ingest(rows: int) -> None:
         started = time.perf_counter()
         channel.send("go")
         while True:
-            frame = channel.receive(timeout=300)
+            name, fields = channel.receive(timeout=300)
             frames += 1
-            largest = max(largest, len(frame[-1]) if isinstance(frame[-1], bytes) else 0)
-            if frame[0] == protocol.BLOB:
-                assembler.add_chunk(*frame[2:])
+            if name == protocol.BLOB:
+                largest = max(largest, len(fields["data"]))
+                assembler.add_chunk(fields["blob_id"], fields["index"], fields["count"], fields["data"])
             else:
-                report = assembler.finish(frame[2])
+                report = assembler.finish(fields["report"])
                 break
         elapsed = time.perf_counter() - started
     finally:

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_gashammer import options
 from pytest_gashammer.errors import ConfigError, GashammerError
 from pytest_gashammer.scenario.spec import ACCEPTED, MARKER, ScenarioSpec, default_seed, parse_spec
 
 if TYPE_CHECKING:
     from pytest_gashammer.devnet.base import Devnet
+    from pytest_gashammer.hive.base import Hive, ProgressSink
     from pytest_gashammer.hive.hammer import Hammer
 
 SPEC_KEY = pytest.StashKey[ScenarioSpec | None]()
@@ -56,52 +58,52 @@ def _non_negative_int(text: str) -> int:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gashammer", "gas-rate load tests for EVM rollups")
     group.addoption(
-        "--gashammer-seed",
+        options.SEED,
         type=_non_negative_int,
         default=None,
         metavar="INT",
         help="seed for every scenario without seed=... (default: derived from each test's id)",
     )
     group.addoption(
-        "--gashammer-duration-scale",
+        options.DURATION_SCALE,
         type=_positive_float,
         default=1.0,
         metavar="FACTOR",
         help="multiply every phase duration, e.g. 0.1 for quick PR runs (default 1)",
     )
     group.addoption(
-        "--gashammer-rpc-url",
+        options.RPC_URL,
         default=os.environ.get("GASHAMMER_RPC_URL"),
         metavar="URL",
         help="load this JSON-RPC endpoint instead of the embedded devnet (env GASHAMMER_RPC_URL)",
     )
     group.addoption(
-        "--gashammer-ws-url",
+        options.WS_URL,
         default=os.environ.get("GASHAMMER_WS_URL"),
         metavar="URL",
         help="WebSocket endpoint of the external node for newHeads (env GASHAMMER_WS_URL)",
     )
     group.addoption(
-        "--gashammer-feed-url",
+        options.FEED_URL,
         default=os.environ.get("GASHAMMER_FEED_URL"),
         metavar="URL",
         help="sequencer feed of the external node, e.g. ws://host:9642 (env GASHAMMER_FEED_URL)",
     )
     group.addoption(
-        "--gashammer-funder-key",
+        options.FUNDER_KEY,
         default=os.environ.get("GASHAMMER_FUNDER_KEY"),
         metavar="KEY",
         help="private key that funds the senders on an external endpoint (env GASHAMMER_FUNDER_KEY)",
     )
     group.addoption(
-        "--gashammer-chain-id",
+        options.CHAIN_ID,
         type=_non_negative_int,
         default=None,
         metavar="ID",
         help="fail unless the target reports this chain id",
     )
     group.addoption(
-        "--gashammer-allow-chain-id",
+        options.ALLOW_CHAIN_ID,
         type=_non_negative_int,
         action="append",
         default=[],
@@ -109,33 +111,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="allow loading this public mainnet chain id (refused by default); repeatable",
     )
     group.addoption(
-        "--gashammer-anvil",
+        options.ANVIL,
         default=os.environ.get("GASHAMMER_ANVIL"),
         metavar="PATH",
         help="anvil binary for the embedded devnet (env GASHAMMER_ANVIL; default: PATH, then a managed install)",
     )
     group.addoption(
-        "--gashammer-edges",
+        options.EDGES,
         action="append",
         default=[],
         metavar="SPEC",
         help="more edges on execnet gateways: 4*popen, ssh=host//python=python3, socket=host:port (repeatable)",
     )
     group.addoption(
-        "--gashammer-parquet",
+        options.PARQUET,
         default=None,
         metavar="DIR",
         help="store every run's telemetry as Parquet in DIR (tables: runs, transactions, blocks, events, ...)",
     )
     group.addoption(
-        "--gashammer-report",
+        options.REPORT,
         default=None,
         metavar="PATH.html",
         help="write a self-contained HTML report of the session's runs (telemetry goes to a temporary "
         "directory unless --gashammer-parquet is given)",
     )
     group.addoption(
-        "--gashammer-progress",
+        options.PROGRESS,
         choices=("auto", "on", "off"),
         default="auto",
         help="live progress line during runs (default auto: on unless -q)",
@@ -214,7 +216,7 @@ def devnet(request: pytest.FixtureRequest) -> Devnet:
 
 
 @pytest.fixture(scope="session")
-def hive(request: pytest.FixtureRequest) -> Any:
+def hive(request: pytest.FixtureRequest) -> Hive:
     """The control plane that runs scenarios (in this process, or the xdist controller's)."""
     try:
         return request.config.stash[SESSION_KEY].hive()
@@ -223,13 +225,13 @@ def hive(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
-def hammer(request: pytest.FixtureRequest, hive: Any) -> Hammer:
+def hammer(request: pytest.FixtureRequest, hive: Hive) -> Hammer:
     """Runs the test's ``@pytest.mark.gashammer`` scenario: ``result = hammer.run()``."""
     from pytest_gashammer.hive.hammer import Hammer
 
     item = request.node
     config = request.config
-    seed = config.getoption("--gashammer-seed")
+    seed = config.getoption(options.SEED)
     runs: list[dict[str, Any]] = item.stash.setdefault(RUNS_KEY, [])
 
     def on_result(result: Any) -> None:
@@ -250,24 +252,17 @@ def hammer(request: pytest.FixtureRequest, hive: Any) -> Hammer:
         spec=item.stash.get(SPEC_KEY, None),
         hive=hive,
         seed=seed if seed is not None else default_seed(item.nodeid),
-        duration_scale=config.getoption("--gashammer-duration-scale"),
+        duration_scale=config.getoption(options.DURATION_SCALE),
         progress_factory=lambda: _progress(config),
         on_result=on_result,
         isolated_hive=config.stash[SESSION_KEY].isolated_hive,
     )
 
 
-def _progress(config: pytest.Config) -> Any:
-    mode = config.getoption("--gashammer-progress")
-    if mode == "off" or (mode == "auto" and config.get_verbosity() < 0) or hasattr(config, "workerinput"):
-        return None
-    terminal = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    if terminal is None or capture is None:
-        return None
-    from pytest_gashammer.report.terminal import LiveProgress
+def _progress(config: pytest.Config) -> ProgressSink | None:
+    from pytest_gashammer.hive.session import live_progress
 
-    return LiveProgress(terminal, capture, interactive=bool(terminal.isatty()))
+    return live_progress(config)
 
 
 def pytest_assertrepr_compare(config: pytest.Config, op: str, left: Any, right: Any) -> list[str] | None:

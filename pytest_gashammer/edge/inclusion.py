@@ -15,9 +15,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from pytest_gashammer.edge.gas_model import GasModel
 from pytest_gashammer.chain.rpc import AsyncRpcClient, TransportError
-from pytest_gashammer.telemetry.records import STATUS_ACCEPTED, STATUS_INCLUDED, BlockRecord, TxLog
+from pytest_gashammer.edge.gas_model import GasModel
+from pytest_gashammer.telemetry.records import STATUS_ACCEPTED, STATUS_INCLUDED, BlockRecord, StopKind, TxLog
 
 if TYPE_CHECKING:
     from pytest_gashammer.edge.runtime import Progress
@@ -45,9 +45,9 @@ class InclusionTracker:
         errors: Counter[str],
         notes: list[str],
         on_included: Callable[[int], None],
-        stop_run: Callable[[str], None],
+        stop_run: Callable[[str, StopKind], None],
     ) -> None:
-        """``on_included(count)`` hears how many accepted rows a block settled; ``stop_run(reason)``
+        """``on_included(count)`` hears how many accepted rows a block settled; ``stop_run(reason, kind)``
         stops the edge (fail-fast); ``follow_chain`` keeps every block's hashes for the feed check."""
         self.rpc = rpc
         self.log = log
@@ -87,7 +87,7 @@ class InclusionTracker:
             if log.inclusions[row] > 1:
                 self.duplicates.append(text)
                 if self.fail_fast:
-                    self.stop_run(f"fail-fast: no_duplicate_inclusion broke on {text}")
+                    self.stop_run(f"fail-fast: no_duplicate_inclusion broke on {text}", "fail-fast")
                 continue
             if log.state[row] == STATUS_ACCEPTED:
                 settled += 1
@@ -146,7 +146,7 @@ class InclusionTracker:
                 template = log.template[row]
                 expected = self.expected_status[template] if template >= 0 else 1
                 if log.receipt_status[row] != expected:
-                    self.stop_run(f"fail-fast: receipt_status broke on {log.tx_hash(row)}")
+                    self.stop_run(f"fail-fast: receipt_status broke on {log.tx_hash(row)}", "fail-fast")
             gas_used = int(receipt.get("gasUsed", "0x0"), 16)
             self.fees_paid += gas_used * int(receipt.get("effectiveGasPrice", "0x0"), 16)
             log.gas_used[row] = gas_used

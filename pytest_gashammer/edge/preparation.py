@@ -13,10 +13,10 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
 from pytest_gashammer.edge.accounts import Sender, derive_senders
 from pytest_gashammer.edge.funding import fund_senders
 from pytest_gashammer.edge.gas_model import GasModel
-from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
 from pytest_gashammer.edge.setup import EdgeSetupContext
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.scenario.spec import ScenarioPlan

@@ -28,6 +28,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pytest_gashammer.chain.rpc import AsyncRpcClient
 from pytest_gashammer.edge.accounts import Sender, derive_senders
 from pytest_gashammer.edge.evidence import BalanceCheck, probe_lost
 from pytest_gashammer.edge.feed_link import FeedLink
@@ -40,12 +41,11 @@ from pytest_gashammer.edge.preparation import (
     make_templates,
     prepare,
 )
-from pytest_gashammer.chain.rpc import AsyncRpcClient
 from pytest_gashammer.edge.submitter import Submitter
 from pytest_gashammer.edge.tracker import BlockFollower
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.scenario.spec import ScenarioPlan
-from pytest_gashammer.telemetry.records import STATUS_INCLUDED, EdgeReport, TxLog
+from pytest_gashammer.telemetry.records import STATUS_INCLUDED, EdgeReport, StopKind, TxLog
 from pytest_gashammer.workload.base import Template
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class EdgeRuntime:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: str | None = None
+        self._stop_kind: StopKind | None = None
         self._stop_event: asyncio.Event | None = None
         self._report: EdgeReport | None = None
         self._failure: BaseException | None = None
@@ -144,9 +145,10 @@ class EdgeRuntime:
         )
         self._thread.start()
 
-    def stop(self, reason: str = "stopped") -> None:
+    def stop(self, reason: str = "stopped", kind: StopKind = "requested") -> None:
         """Ask the edge to stop sending and wrap up with what it has. Safe from any thread."""
-        self._stop_requested = self._stop_requested or reason
+        if not self._stop_requested:
+            self._stop_requested, self._stop_kind = reason, kind
         loop, event = self._loop, self._stop_event
         if loop is not None and event is not None:
             with contextlib.suppress(RuntimeError):
@@ -156,6 +158,11 @@ class EdgeRuntime:
     def stop_reason(self) -> str | None:
         """Why the edge was asked to stop, or None while nobody has."""
         return self._stop_requested
+
+    @property
+    def stop_kind(self) -> StopKind | None:
+        """What kind of stop was asked for (a fail-fast, a time budget, ...), or None."""
+        return self._stop_kind
 
     def join(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -501,6 +508,7 @@ class _EdgeSession:
             duplicates=inclusion.duplicates,
             sending_finished_ns=submitter.sending_finished_ns,
             stopped_early=self.runtime.stop_reason,
+            stop_kind=self.runtime.stop_kind,
             notes=self.notes,
             feed_columns=feed.correlator.to_columns() if feed is not None else None,
             feed_stats=feed.client.stats.as_dict() if feed is not None else None,

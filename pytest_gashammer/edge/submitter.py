@@ -19,10 +19,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pytest_gashammer.edge.accounts import NonceBook, Sender
-from pytest_gashammer.edge.gas_model import GasModel
 from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError, batch_results
 from pytest_gashammer.chain.signer import FastSigner
+from pytest_gashammer.edge.accounts import NonceBook, Sender
+from pytest_gashammer.edge.gas_model import GasModel
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, TxLog
 from pytest_gashammer.workload.base import Template

@@ -2,7 +2,7 @@
 
 Every pytest-xdist worker is an edge: in ``pytest_configure_node`` the hive opens a channel on the
 worker's gateway and passes it in ``workerinput``; the worker hosts an
-:class:`~pytest_gashammer.edge.host.EdgeHost` on it. ``--gashammer-edges`` adds edges on execnet
+:class:`~pytest_gashammer.hive.worker.EdgeHost` on it. ``--gashammer-edges`` adds edges on execnet
 gateways the hive creates itself (``4*popen``, ``ssh=host//python=python3``, ``socket=host:port``).
 
 A run request (from a test on any worker, or from the controller's own process without xdist)
@@ -11,8 +11,10 @@ capacity and the senders into disjoint ranges, does the run-level setup once (fu
 deployment, calibration), arms every edge, starts them together, collects their reports, marks
 edges that die or go silent as lost, and answers with the merged :class:`RunResult`.
 
-Threads: execnet callbacks only enqueue; a dispatcher thread handles registrations, heartbeats and
-requests; a run thread executes the queue. Every wait has a timeout.
+Threads: execnet callbacks only enqueue; a dispatcher thread handles every edge message in an
+``on_<name>`` method (:mod:`pytest_gashammer.hive.protocol`); a run thread executes the queue.
+An error while handling a message of a run fails that run with the error; any other is logged.
+Every wait has a timeout.
 """
 
 from __future__ import annotations
@@ -20,19 +22,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import math
+import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pytest_gashammer.errors import GashammerError
-from pytest_gashammer.hive import protocol
-from pytest_gashammer.results import DEVNET_NOTE, RunResult, Verdict
+from pytest_gashammer.hive import protocol, timeouts
+from pytest_gashammer.hive.base import ProgressSink
+from pytest_gashammer.hive.finish import abandon_run, finish_run
+from pytest_gashammer.results import RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
+from pytest_gashammer.telemetry.records import EdgeReport
 
-HEARTBEAT_TIMEOUT = 5.0
-ARM_TIMEOUT = 180.0
+logger = logging.getLogger(__name__)
+
+#: The note a result carries when the hive ran more senders than the plan asked for.
+SENDERS_NOTE = "hive: "
 _EOF = ("__eof__",)
 
 
@@ -52,13 +60,17 @@ class EdgeLink:
     def ready(self) -> bool:
         return self.alive and bool(self.info)
 
-    def send(self, *message: Any) -> bool:
+    def send(self, name: str, **fields: Any) -> bool:
+        message = protocol.message(name, **fields)
         with self.send_lock:
             if not self.alive or self.channel.isclosed():
+                logger.debug("not sent: %s to edge %s (gone)", name, self.edge_id)
                 return False
+            protocol.trace(logger, "send", self.edge_id, message)
             try:
-                self.channel.send(tuple(message))
-            except (OSError, EOFError, ValueError):
+                self.channel.send(message)
+            except (OSError, EOFError, ValueError) as exc:
+                logger.debug("not sent: %s to edge %s (%s)", name, self.edge_id, exc)
                 return False
             return True
 
@@ -70,14 +82,22 @@ class _RunState:
     armed: set[str] = dataclasses.field(default_factory=set)
     started: dict[str, int] = dataclasses.field(default_factory=dict)
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
-    reports: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reports: dict[str, EdgeReport] = dataclasses.field(default_factory=dict)
     assemblers: dict[str, protocol.ReportAssembler] = dataclasses.field(default_factory=dict)
+    #: Set when the hive itself failed handling one of the run's messages: the run fails with it.
+    error: str | None = None
 
 
 class HiveController:
     """Edge registry, run queue and run orchestration, in the controller process."""
 
-    def __init__(self, devnet_factory: Any, *, progress_factory: Any = None, telemetry: Any = None) -> None:
+    def __init__(
+        self,
+        devnet_factory: Callable[[], Any],
+        *,
+        progress_factory: Callable[[], ProgressSink | None] | None = None,
+        telemetry: Any = None,
+    ) -> None:
         """``progress_factory()`` makes the progress line for runs requested by other processes
         (xdist workers cannot write to the terminal; the controller can)."""
         self._devnet_factory = devnet_factory
@@ -86,14 +106,15 @@ class HiveController:
         self.devnet: Any = None
         self._devnet_error: str | None = None
         self.edges: dict[str, EdgeLink] = {}
-        self._inbox: queue.Queue[tuple[str, tuple[Any, ...]]] = queue.Queue()
+        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._runs: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue()
         self._lock = threading.Condition()
         self._devnet_lock = threading.Lock()
         self._state: _RunState | None = None
+        self._telemetry_run: str | None = None
         self._run_ids = itertools.count(1)
         self._closed = threading.Event()
-        self._local_waiters: dict[str, queue.Queue[tuple[Any, ...]]] = {}
+        self._local_waiters: dict[str, queue.Queue[tuple[dict[str, Any] | None, str | None]]] = {}
         self.queued = 0
         self._dispatcher = threading.Thread(target=self._dispatch, name="gashammer-hive", daemon=True)
         self._runner = threading.Thread(target=self._run_loop, name="gashammer-hive-runs", daemon=True)
@@ -107,6 +128,7 @@ class HiveController:
             self.edges[edge_id] = link
         # Runs in execnet's receiver thread: enqueue only, never block or raise.
         channel.setcallback(lambda message: self._inbox.put((edge_id, message)), endmarker=_EOF)
+        logger.debug("edge %s added%s", edge_id, " (own gateway)" if gateway is not None else "")
         return link
 
     def add_gateway_edges(self, specs: list[str]) -> None:
@@ -125,7 +147,7 @@ class HiveController:
                 try:
                     gateway = execnet.makegateway(single)
                     channel = gateway.remote_exec(
-                        f"import pytest_gashammer.edge.host as host\nhost.serve(channel, {edge_id!r})\n"
+                        f"import pytest_gashammer.hive.worker as worker\nworker.serve(channel, {edge_id!r})\n"
                     )
                 except Exception as exc:
                     raise GashammerError(
@@ -140,6 +162,7 @@ class HiveController:
             if link is not None and link.alive:
                 link.alive = False
                 link.lost_reason = reason
+                logger.debug("edge %s lost: %s", edge_id, reason)
             self._lock.notify_all()
 
     def wait_for_edges(self, count: int, timeout: float) -> int:
@@ -156,87 +179,132 @@ class HiveController:
     def _dispatch(self) -> None:
         while not self._closed.is_set():
             try:
-                edge_id, message = self._inbox.get(timeout=0.5)
+                edge_id, raw = self._inbox.get(timeout=0.5)
             except queue.Empty:
                 self._check_heartbeats()
                 continue
-            with contextlib.suppress(Exception):
-                self._handle(edge_id, message)
+            try:
+                self._handle(edge_id, raw)
+            except Exception as exc:
+                self._handling_failed(edge_id, raw, exc)
             if self._inbox.empty():  # judge silence only once caught up with what edges already sent
                 self._check_heartbeats()
 
     def _check_heartbeats(self) -> None:
         now = time.monotonic()
         for link in list(self.edges.values()):
-            if link.ready and now - link.last_seen > HEARTBEAT_TIMEOUT:
-                self.edge_lost(link.edge_id, f"no heartbeat for {HEARTBEAT_TIMEOUT:.0f} s")
+            if link.ready and now - link.last_seen > timeouts.HEARTBEAT_TIMEOUT:
+                self.edge_lost(link.edge_id, f"no heartbeat for {timeouts.HEARTBEAT_TIMEOUT:.0f} s")
 
-    def _handle(self, edge_id: str, message: tuple[Any, ...]) -> None:
+    def _handle(self, edge_id: str, raw: Any) -> None:
         link = self.edges.get(edge_id)
         if link is None:
             return
-        if message is _EOF or message == _EOF:
+        if raw is _EOF or raw == _EOF:
             self.edge_lost(edge_id, "its process ended (channel closed)")
             return
         link.last_seen = time.monotonic()
-        kind = message[0]
-        if kind == protocol.HELLO:
-            with self._lock:
-                link.info = dict(message[1])
+        message = protocol.decode(raw, protocol.EDGE_TO_HIVE)
+        protocol.trace(logger, "handle", edge_id, message)
+        protocol.dispatch(self, message, link)
+
+    def _handling_failed(self, edge_id: str, raw: Any, exc: Exception) -> None:
+        """A message the hive could not handle: it fails its run (or request), else it is logged."""
+        name, fields = (
+            raw if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict) else (raw, {})
+        )
+        text = f"the hive failed handling {protocol.short(name)} from edge {edge_id}: {type(exc).__name__}: {exc}"
+        logger.error("%s", text, exc_info=exc)
+        with self._lock:
+            state = self._state
+            if state is not None and fields.get("run_id") == state.run_id:
+                state.error = state.error or text
                 self._lock.notify_all()
-        elif kind == protocol.HEARTBEAT:
-            link.progress = dict(message[1])
-        elif kind == protocol.RUN_REQUEST:
-            self._enqueue_run(edge_id, message[1], message[2])  # (kind, request_id, plan, options)
-        elif kind == protocol.TELEMETRY:
-            if self.telemetry is not None:
-                self.telemetry.sink(message[2], message[3])  # the frame carries its run id
-        elif kind == protocol.DEVNET_REQUEST:
-            # Starting the devnet takes seconds: never on the dispatcher, which must keep up with heartbeats.
-            threading.Thread(target=self._answer_devnet, args=(link, message[1]), daemon=True).start()
-        else:
-            self._run_event(edge_id, message)
+                return
+        if name == protocol.RUN_REQUEST and isinstance(fields.get("request_id"), str):
+            self._answer(edge_id, fields["request_id"], None, text)
+
+    # -- edge messages (on the dispatcher thread) -----------------------------------------------
+    def on_hello(self, link: EdgeLink, info: dict[str, Any]) -> None:
+        with self._lock:
+            link.info = dict(info)
+            self._lock.notify_all()
+
+    def on_heartbeat(self, link: EdgeLink, progress: dict[str, Any]) -> None:
+        link.progress = dict(progress)
+
+    def on_run_request(
+        self, link: EdgeLink, request_id: str, plan: dict[str, Any], options: dict[str, Any]
+    ) -> None:
+        self._enqueue_run(link.edge_id, request_id, plan)
+
+    def on_telemetry(self, link: EdgeLink, run_id: str, table: str, frame: bytes) -> None:
+        if self.telemetry is not None:
+            self.telemetry.sink(table, frame)  # the frame carries its telemetry run id
+
+    def on_devnet_request(self, link: EdgeLink, request_id: str) -> None:
+        # Starting the devnet takes seconds: never on the dispatcher, which must keep up with heartbeats.
+        threading.Thread(target=self._answer_devnet, args=(link, request_id), daemon=True).start()
+
+    def on_armed(self, link: EdgeLink, run_id: str) -> None:
+        with self._run(run_id) as state:
+            if state is not None:
+                state.armed.add(link.edge_id)
+
+    def on_started(self, link: EdgeLink, run_id: str, wall_ns: int) -> None:
+        with self._run(run_id) as state:
+            if state is not None:
+                state.started[link.edge_id] = int(wall_ns)
+
+    def on_failed(self, link: EdgeLink, run_id: str, message: str) -> None:
+        with self._run(run_id) as state:
+            if state is not None:
+                state.failed[link.edge_id] = str(message)
+
+    def on_blob(self, link: EdgeLink, run_id: str, blob_id: int, index: int, count: int, data: bytes) -> None:
+        with self._run(run_id) as state:
+            if state is not None:
+                assembler = state.assemblers.setdefault(link.edge_id, protocol.ReportAssembler())
+                assembler.add_chunk(blob_id, index, count, data)
+
+    def on_report(self, link: EdgeLink, run_id: str, report: dict[str, Any]) -> None:
+        edge_id = link.edge_id
+        with self._run(run_id) as state:
+            if state is None:
+                return
+            assembler = state.assemblers.pop(edge_id, protocol.ReportAssembler())
+            try:
+                delivered = state.reports[edge_id] = assembler.finish(report)
+            except (ValueError, KeyError, TypeError) as exc:
+                state.failed[edge_id] = f"edge {edge_id}: its report arrived damaged ({exc})"
+                return
+            if delivered.stop_kind == "fail-fast":
+                # One edge saw a hard invariant break: the whole run stops, not just that edge.
+                reason = f"{delivered.stopped_early} (on {edge_id})"
+                for other in state.edges:
+                    if other != edge_id and other not in state.reports:
+                        self.edges[other].send(protocol.STOP, run_id=run_id, reason=reason, kind="fail-fast")
+
+    @contextlib.contextmanager
+    def _run(self, run_id: str) -> Any:
+        """The running run's state if ``run_id`` is that run, else None; wakes the run's waits after."""
+        with self._lock:
+            state = self._state
+            if state is None or state.run_id != run_id:
+                logger.debug("message for run %s, which is not running; ignored", run_id)
+                yield None
+                return
+            try:
+                yield state
+            finally:
+                self._lock.notify_all()
 
     def _answer_devnet(self, link: EdgeLink, request_id: str) -> None:
         try:
             devnet = self.ensure_devnet()
-            link.send(protocol.DEVNET, request_id, devnet.endpoints(), None)
+            link.send(protocol.DEVNET, request_id=request_id, endpoints=devnet.endpoints(), error=None)
         except GashammerError as exc:
-            link.send(protocol.DEVNET, request_id, None, str(exc))
-
-    def _run_event(self, edge_id: str, message: tuple[Any, ...]) -> None:
-        with self._lock:
-            state = self._state
-            if state is None or message[1] != state.run_id:
-                return
-            kind = message[0]
-            if kind == protocol.ARMED:
-                state.armed.add(edge_id)
-            elif kind == protocol.STARTED:
-                state.started[edge_id] = int(message[2])
-            elif kind == protocol.FAILED:
-                state.failed[edge_id] = str(message[2])
-            elif kind == protocol.BLOB:
-                _, _, blob_id, index, count, data = message
-                state.assemblers.setdefault(edge_id, protocol.ReportAssembler()).add_chunk(
-                    blob_id, index, count, data
-                )
-            elif kind == protocol.REPORT:
-                assembler = state.assemblers.pop(edge_id, protocol.ReportAssembler())
-                try:
-                    state.reports[edge_id] = assembler.finish(message[2])
-                except (ValueError, KeyError, TypeError) as exc:
-                    state.failed[edge_id] = f"edge {edge_id}: its report arrived damaged ({exc})"
-                else:
-                    reason = state.reports[edge_id].stopped_early or ""
-                    if reason.startswith("fail-fast"):
-                        # One edge saw a hard invariant break: the whole run stops, not just that edge.
-                        for other in state.edges:
-                            if other != edge_id and other not in state.reports:
-                                self.edges[other].send(
-                                    protocol.STOP, state.run_id, f"{reason} (on {edge_id})"
-                                )
-            self._lock.notify_all()
+            link.send(protocol.DEVNET, request_id=request_id, endpoints=None, error=str(exc))
 
     # -- devnet ---------------------------------------------------------------------------------
     def ensure_devnet(self) -> Any:
@@ -258,23 +326,18 @@ class HiveController:
         self.queued += 1
         self._runs.put((caller, request_id, plan_data))
 
-    def run(self, plan: ScenarioPlan, *, progress: Any = None) -> RunResult:
+    def run(self, plan: ScenarioPlan, *, progress: ProgressSink | None = None) -> RunResult:
         """Run ``plan`` on the edges from this process (no xdist, or the controller itself)."""
         request_id = f"local-{next(self._run_ids)}"
-        answers: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        answers: queue.Queue[tuple[dict[str, Any] | None, str | None]] = queue.Queue()
         self._local_waiters[request_id] = answers
-        self.queued += 1
-        self._runs.put(("", request_id, plan.to_dict()))
-        from pytest_gashammer.hive.local import SETUP_BUDGET, STOP_GRACE
-
-        timeout = (
-            SETUP_BUDGET + ARM_TIMEOUT + plan.sending_time + plan.inclusion_timeout + STOP_GRACE + 1800.0
-        )
+        self._enqueue_run("", request_id, plan.to_dict())
+        timeout = timeouts.answer_timeout(plan)
         deadline = time.monotonic() + timeout
         try:
             while True:
                 try:
-                    _, _, result_data, error = answers.get(timeout=0.25)
+                    result_data, error = answers.get(timeout=0.25)
                     break
                 except queue.Empty:
                     if time.monotonic() > deadline:
@@ -289,6 +352,7 @@ class HiveController:
                 progress.finish()
         if error is not None:
             raise GashammerError(error)
+        assert result_data is not None
         return protocol.result_from_dict(result_data)
 
     def progress(self) -> Any:
@@ -324,44 +388,47 @@ class HiveController:
             self.queued -= 1
             plan = ScenarioPlan.from_dict(plan_data)
             progress = self._progress_factory() if caller and self._progress_factory is not None else None
+            logger.debug("run %r for %s starts", plan.name, caller or "this process")
+            result_data: dict[str, Any] | None = None
+            error: str | None = None
             try:
-                result_data, error = protocol.result_to_dict(self._execute(plan, progress)), None
+                result_data = protocol.result_to_dict(self._execute(plan, progress))
             except GashammerError as exc:
-                result_data, error = None, str(exc)
+                error = str(exc)
             except Exception as exc:  # a bug must reach the test as a failure, not hang it
-                result_data, error = None, f"the hive failed: {type(exc).__name__}: {exc}"
+                logger.exception("run %r failed", plan.name)
+                error = f"the hive failed: {type(exc).__name__}: {exc}"
             finally:
                 if progress is not None:
                     progress.finish()
             self._answer(caller, request_id, result_data, error)
 
-    def _answer(self, caller: str, request_id: str, result_data: Any, error: str | None) -> None:
+    def _answer(
+        self, caller: str, request_id: str, result_data: dict[str, Any] | None, error: str | None
+    ) -> None:
         if not caller:
             waiter = self._local_waiters.get(request_id)
             if waiter is not None:
-                waiter.put((protocol.RUN_RESULT, request_id, result_data, error))
+                waiter.put((result_data, error))
             return
         link = self.edges.get(caller)
         if link is not None:
-            link.send(protocol.RUN_RESULT, request_id, result_data, error)
+            link.send(protocol.RUN_RESULT, request_id=request_id, result=result_data, error=error)
 
     # -- one run --------------------------------------------------------------------------------
-    def _execute(self, plan: ScenarioPlan, progress: Any = None) -> RunResult:
-        self._telemetry_run: str | None = None
+    def _execute(self, plan: ScenarioPlan, progress: ProgressSink | None = None) -> RunResult:
+        self._telemetry_run = None
         try:
             return self._execute_run(plan, progress)
         except BaseException:
-            if self._telemetry_run is not None and self.telemetry is not None:
-                self.telemetry.end(
-                    self._telemetry_run, reports=[], shares=[], origin_unix_ns=None, status="failed"
-                )
+            abandon_run(self.telemetry, self._telemetry_run, "failed")
             raise
+        finally:
+            self._telemetry_run = None
 
-    def _execute_run(self, plan: ScenarioPlan, progress: Any = None) -> RunResult:
+    def _execute_run(self, plan: ScenarioPlan, progress: ProgressSink | None = None) -> RunResult:
         from pytest_gashammer.edge.preparation import prepare_run
         from pytest_gashammer.edge.runtime import EdgeAssignment
-        from pytest_gashammer.hive.aggregate import build_result
-        from pytest_gashammer.oracle import evaluate_plan, finish_result
 
         devnet = self.ensure_devnet()
         incidents_before = len(devnet.incidents())
@@ -371,6 +438,14 @@ class HiveController:
         if not edges:
             raise GashammerError("no edge is available to run the scenario (all workers lost?)")
         edges.sort(key=lambda link: _edge_order(link.edge_id))
+        notes = []
+        if len(edges) > plan.senders:
+            # Every edge needs senders of its own (a sender's nonces are one sequence): fund one per edge.
+            notes.append(
+                f"{SENDERS_NOTE}{len(edges)} edges need a sender each: ran {len(edges)} senders, "
+                f"not the plan's {plan.senders}"
+            )
+            plan = dataclasses.replace(plan, senders=len(edges))
         shares = _capacity_shares([max(int(link.info.get("cores", 1)), 1) for link in edges])
         ranges = _sender_ranges(plan.senders, shares)
 
@@ -392,6 +467,7 @@ class HiveController:
             self._telemetry_run = telemetry_run
         state = _RunState(run_id, [link.edge_id for link in edges])
         origin: int | None = None
+        logger.debug("run %s (%r): %d edge(s), sender ranges %s", run_id, plan.name, len(edges), ranges)
         with self._lock:
             self._state = state
         try:
@@ -406,74 +482,97 @@ class HiveController:
                     telemetry_run_id=telemetry_run,
                     **base,
                 )
-                if not link.send(protocol.ARM, run_id, assignment.to_dict()):
+                if not link.send(protocol.ARM, run_id=run_id, assignment=assignment.to_dict()):
                     state.failed[link.edge_id] = f"edge {link.edge_id}: could not be reached to arm it"
-            self._wait(state, lambda: self._settled(state, state.armed), ARM_TIMEOUT)
+            self._wait(state, lambda: self._settled(state, state.armed), timeouts.ARM_TIMEOUT)
+            self._raise_if_failed(state, edges)
             armed = [link for link in edges if link.edge_id in state.armed and link.alive]
             origin = time.time_ns()  # the run clock's t=0, shared by every edge's telemetry
             if telemetry_run is not None:
                 self.telemetry.set_origin(telemetry_run, origin)
             for link in armed:
-                link.send(protocol.GO, run_id, origin)
+                link.send(protocol.GO, run_id=run_id, origin_ns=origin)
             for link in edges:
                 if link not in armed:
-                    link.send(protocol.STOP, run_id, "not armed in time")
-            budget = plan.sending_time + plan.inclusion_timeout + 120.0
+                    link.send(protocol.STOP, run_id=run_id, reason="not armed in time", kind="not-armed")
             tick = (lambda: progress.update(plan, self.progress())) if progress is not None else None
-            self._wait(state, lambda: self._settled(state, set(state.reports)), budget, tick=tick)
+            self._wait(
+                state,
+                lambda: self._settled(state, set(state.reports)),
+                timeouts.drain_budget(plan),
+                tick=tick,
+            )
+            self._raise_if_failed(state, edges)
             for link in armed:
                 if link.edge_id not in state.reports and link.edge_id not in state.failed:
-                    link.send(protocol.STOP, run_id, "the run exceeded its time budget")
-            self._wait(state, lambda: self._settled(state, set(state.reports)), 30.0)
+                    link.send(
+                        protocol.STOP,
+                        run_id=run_id,
+                        reason="the run exceeded its time budget",
+                        kind="time-budget",
+                    )
+            self._wait(state, lambda: self._settled(state, set(state.reports)), timeouts.STOP_GRACE)
+            self._raise_if_failed(state, edges)
         finally:
             with self._lock:
                 self._state = None
 
         delivered = [link for link in edges if link.edge_id in state.reports]
-        reports = [state.reports[link.edge_id] for link in delivered]
-        verdicts = evaluate_plan(plan, reports)
-        verdicts.insert(0, _edges_verdict(edges, shares, state))
         if telemetry_run is not None:
             for link in edges:
                 if link.edge_id not in state.reports:
                     reason = state.failed.get(link.edge_id) or link.lost_reason or "it did not report in time"
                     self.telemetry.edge_lost(telemetry_run, link.edge_id, reason)
         first_start = min(state.started.values()) if state.started else 0
-        result = build_result(
+        result = finish_run(
             plan,
-            reports,
-            verdicts,
-            chain_id=devnet.chain_id,
-            devnet_kind=devnet.kind,
+            [state.reports[link.edge_id] for link in delivered],
+            devnet=devnet,
             node_version=devnet.node_version,
             duration=time.monotonic() - started,
-            edge_shares=[shares[edges.index(link)] for link in delivered],
+            incidents_before=incidents_before,
+            shares=[shares[edges.index(link)] for link in delivered],
+            telemetry=self.telemetry,
+            telemetry_run=telemetry_run,
+            origin_unix_ns=origin,
+            leading_verdicts=[_edges_verdict(edges, shares, state)],
             start_skews=[
                 (state.started.get(link.edge_id, first_start) - first_start) / 1e9 for link in delivered
             ],
+            notes=notes,
         )
-        result.notes.extend(DEVNET_NOTE + incident for incident in devnet.incidents()[incidents_before:])
-        result = finish_result(plan, result)
-        if telemetry_run is not None:
-            self.telemetry.end(
-                telemetry_run,
-                reports=reports,
-                shares=[shares[edges.index(link)] for link in delivered],
-                origin_unix_ns=origin,
-                result=result,
-            )
-            self._telemetry_run = None
+        self._telemetry_run = None
         return result
 
     def _settled(self, state: _RunState, done: set[str]) -> bool:
-        """Every edge of the run has reached ``done``, failed, or been lost."""
+        """Every edge of the run has reached ``done``, failed, or been lost; or the run has failed."""
+        if state.error is not None:
+            return True
         for edge_id in state.edges:
             link = self.edges[edge_id]
             if edge_id not in done and edge_id not in state.failed and link.alive:
                 return False
         return True
 
-    def _wait(self, state: _RunState, settled: Any, timeout: float, *, tick: Any = None) -> None:
+    def _raise_if_failed(self, state: _RunState, edges: list[EdgeLink]) -> None:
+        """The hive failed handling a message of this run: stop its edges and fail it with the error."""
+        if state.error is None:
+            return
+        for link in edges:
+            if link.edge_id not in state.reports:
+                link.send(
+                    protocol.STOP, run_id=state.run_id, reason="the hive failed the run", kind="requested"
+                )
+        raise GashammerError(state.error)
+
+    def _wait(
+        self,
+        state: _RunState,
+        settled: Callable[[], bool],
+        timeout: float,
+        *,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -510,13 +609,28 @@ def _edge_order(edge_id: str) -> tuple[str, int]:
 
 
 def _capacity_shares(capacities: list[int]) -> list[float]:
+    """Each edge's share of the gas rate, in proportion to its capacity (cores)."""
     total = sum(capacities)
     return [capacity / total for capacity in capacities]
 
 
 def _sender_ranges(total: int, shares: list[float]) -> list[tuple[int, int]]:
-    """Disjoint, contiguous sender ranges, each at least one sender, roughly proportional to ``shares``."""
-    counts = [max(1, math.floor(total * share)) for share in shares]
+    """Disjoint, contiguous ``(start, count)`` ranges that split exactly ``total`` senders by ``shares``.
+
+    Every edge gets at least one sender, so ``total`` must be at least the number of edges. The
+    counts follow the shares by largest remainder: 10 senders over 3 equal edges are 4 + 3 + 3.
+    """
+    if total < len(shares):
+        raise ValueError(f"{total} sender(s) cannot give each of {len(shares)} edges one of its own")
+    ideal = [total * share for share in shares]
+    counts = [int(value) for value in ideal]
+    by_remainder = sorted(range(len(shares)), key=lambda edge: (-(ideal[edge] - counts[edge]), edge))
+    for edge in by_remainder[: total - sum(counts)]:
+        counts[edge] += 1
+    for edge, count in enumerate(counts):  # a share too small for a sender still gets one
+        if count == 0:
+            counts[edge] = 1
+            counts[counts.index(max(counts))] -= 1
     ranges = []
     start = 0
     for count in counts:

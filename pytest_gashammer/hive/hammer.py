@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_gashammer.errors import GashammerError
-from pytest_gashammer.hive.local import ProgressSink
+from pytest_gashammer.hive.base import Hive, ProgressSink
 from pytest_gashammer.results import RunResult
 from pytest_gashammer.scenario.spec import ScenarioSpec, compile_plan, parse_spec
 
@@ -28,12 +28,12 @@ class Hammer:
         name: str,
         nodeid: str = "",
         spec: ScenarioSpec | None,
-        hive: Any,
+        hive: Hive,
         seed: int,
         duration_scale: float,
         progress_factory: Callable[[], ProgressSink | None],
         on_result: Callable[[RunResult], None],
-        isolated_hive: Callable[[], Any] | None = None,
+        isolated_hive: Callable[[], Hive] | None = None,
     ) -> None:
         self.name = name
         self.nodeid = nodeid

@@ -1,35 +1,30 @@
-"""The hive: the control plane that turns a plan into edge work and edge reports into a result.
+"""The local hive: one edge in the test's own process, for runs without xdist or gateways.
 
-Today it hosts a single edge in its own process (the test's). The edge is a self-contained
-runtime fed plain data, so hosting it in an xdist worker or on a remote execnet gateway changes
-only how assignments travel and reports come back, not what the hive does with them.
+The edge is a self-contained runtime fed plain data, so hosting it in an xdist worker or on a
+remote execnet gateway (:mod:`pytest_gashammer.hive.controller`) changes only how assignments
+travel and reports come back, not what the hive does with them.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from pytest_gashammer.devnet.base import Devnet
-from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime, Progress
+from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
 from pytest_gashammer.errors import GashammerError
-from pytest_gashammer.hive.aggregate import build_result
-from pytest_gashammer.oracle import evaluate_plan, finish_result
-from pytest_gashammer.results import DEVNET_NOTE, RunResult
+from pytest_gashammer.hive import timeouts
+from pytest_gashammer.hive.base import ProgressSink
+from pytest_gashammer.hive.finish import abandon_run, finish_run
+from pytest_gashammer.results import RunResult
 from pytest_gashammer.scenario.spec import ScenarioPlan
 
-SETUP_BUDGET = 120.0  # funding and calibration, before the clock starts
-STOP_GRACE = 30.0
+logger = logging.getLogger(__name__)
 
 
-class ProgressSink(Protocol):
-    def update(self, plan: ScenarioPlan, progress: Progress) -> None: ...
-
-    def finish(self) -> None: ...
-
-
-class Hive:
-    """Runs plans against one devnet, one run at a time."""
+class LocalHive:
+    """Runs plans against one devnet, one run at a time, on one edge in this process."""
 
     def __init__(self, devnet: Devnet, *, telemetry: Any = None) -> None:
         """``telemetry``: a :class:`~pytest_gashammer.telemetry.recorder.TelemetryRecorder`, or None."""
@@ -74,24 +69,25 @@ class Hive:
         )
         incidents_before = len(self.devnet.incidents())
         started = time.monotonic()
-        deadline = started + SETUP_BUDGET + plan.sending_time + plan.inclusion_timeout + STOP_GRACE
+        deadline = started + timeouts.edge_budget(plan)
+        logger.debug("local run %r starts: %d sender(s)", plan.name, plan.senders)
         edge.start()
         try:
             while not edge.join(0.25):
                 if progress is not None:
                     progress.update(plan, edge.snapshot())
                 if time.monotonic() > deadline:
-                    edge.stop("the run exceeded its time budget")
-                    if not edge.join(STOP_GRACE):
+                    logger.debug("local run %r exceeded its time budget; stopping the edge", plan.name)
+                    edge.stop("the run exceeded its time budget", "time-budget")
+                    if not edge.join(timeouts.STOP_GRACE):
                         raise GashammerError(
-                            f"edge {assignment.edge_id} did not stop within {STOP_GRACE:.0f} s"
+                            f"edge {assignment.edge_id} did not stop within {timeouts.STOP_GRACE:.0f} s"
                         )
                     break
         except KeyboardInterrupt:
-            edge.stop("interrupted")
+            edge.stop("interrupted", "interrupted")
             edge.join(10)
-            if run_id is not None:
-                self.telemetry.end(run_id, reports=[], shares=[], origin_unix_ns=None, status="interrupted")
+            abandon_run(self.telemetry, run_id, "interrupted")
             raise
         finally:
             if progress is not None:
@@ -99,24 +95,18 @@ class Hive:
         try:
             report = edge.result()
         except BaseException:
-            if run_id is not None:
-                self.telemetry.end(run_id, reports=[], shares=[], origin_unix_ns=None, status="failed")
+            abandon_run(self.telemetry, run_id, "failed")
             raise
         self.runs += 1
-        verdicts = evaluate_plan(plan, [report])
-        result = build_result(
+        return finish_run(
             plan,
             [report],
-            verdicts,
-            chain_id=self.devnet.chain_id,
-            devnet_kind=self.devnet.kind,
+            devnet=self.devnet,
             node_version=self.node_version,
             duration=time.monotonic() - started,
+            incidents_before=incidents_before,
+            shares=[1.0],
+            telemetry=self.telemetry,
+            telemetry_run=run_id,
+            origin_unix_ns=report.wall_origin_ns,
         )
-        result.notes.extend(DEVNET_NOTE + incident for incident in self.devnet.incidents()[incidents_before:])
-        result = finish_result(plan, result)
-        if run_id is not None:
-            self.telemetry.end(
-                run_id, reports=[report], shares=[1.0], origin_unix_ns=report.wall_origin_ns, result=result
-            )
-        return result

@@ -1,43 +1,137 @@
-"""What travels between the hive and its edges: plain data only, in frames well under a megabyte.
+"""What travels between the hive and its edges: named messages of plain data, in frames well under a megabyte.
 
-Messages are tuples ``(kind, *fields)`` of numbers, strings, bytes, lists and dicts, the types an
-execnet channel carries on every gateway type. Large reports are split: every ``bytes`` value over
-:data:`CHUNK_BYTES` is replaced by a reference and sent as separate chunks, so no frame blocks the
-channel (which xdist's own events share) for long.
+A message is ``(name, fields)``: a name declared below and a dict of numbers, strings, bytes, lists
+and dicts, the types an execnet channel carries on every gateway type. Each side handles a message
+in a method ``on_<name>(**fields)`` (:func:`dispatch`); a name the side does not handle, or fields
+that do not match the declaration, raise :class:`ProtocolError`.
+
+Large reports are split: every ``bytes`` value over :data:`CHUNK_BYTES` is replaced by a reference
+and sent as separate ``blob`` chunks, so no frame blocks the channel (which xdist's own events
+share) for long.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.results import RunResult
 from pytest_gashammer.telemetry.records import BlockRecord, EdgeReport, TxLog
 
 CHUNK_BYTES = 512 * 1024
 
 # hive -> edge
-ARM = "arm"  # (ARM, run_id, assignment_dict)
-GO = "go"  # (GO, run_id, run_origin_unix_ns)
-STOP = "stop"  # (STOP, run_id, reason)
-SHUTDOWN = "shutdown"  # (SHUTDOWN,)
-DEVNET = "devnet"  # (DEVNET, request_id, endpoints_dict | None, error | None)
-RUN_RESULT = "run_result"  # (RUN_RESULT, request_id, result_dict | None, error | None)
+ARM = "arm"
+GO = "go"
+STOP = "stop"
+SHUTDOWN = "shutdown"
+DEVNET = "devnet"
+RUN_RESULT = "run_result"
 
 # edge -> hive
-HELLO = "hello"  # (HELLO, info_dict)
-HEARTBEAT = "heartbeat"  # (HEARTBEAT, progress_dict)
-ARMED = "armed"  # (ARMED, run_id)
-STARTED = "started"  # (STARTED, run_id, wall_ns)
-FAILED = "failed"  # (FAILED, run_id, message)
-BLOB = "blob"  # (BLOB, run_id, blob_id, index, count, data)
-REPORT = "report"  # (REPORT, run_id, report_dict_with_blob_refs)
-TELEMETRY = "telemetry"  # (TELEMETRY, run_id, table, arrow_ipc_frame)
-RUN_REQUEST = "run_request"  # (RUN_REQUEST, request_id, plan_dict, options_dict)
-DEVNET_REQUEST = "devnet_request"  # (DEVNET_REQUEST, request_id)
+HELLO = "hello"
+HEARTBEAT = "heartbeat"
+ARMED = "armed"
+STARTED = "started"
+FAILED = "failed"
+BLOB = "blob"
+REPORT = "report"
+TELEMETRY = "telemetry"
+RUN_REQUEST = "run_request"
+DEVNET_REQUEST = "devnet_request"
+
+#: What the hive sends an edge, and the fields of each message.
+HIVE_TO_EDGE: Mapping[str, tuple[str, ...]] = {
+    ARM: ("run_id", "assignment"),  # an EdgeAssignment as a dict
+    GO: ("run_id", "origin_ns"),  # the run's t=0 on the hive's wall clock
+    STOP: ("run_id", "reason", "kind"),  # kind: a telemetry.records.StopKind
+    SHUTDOWN: (),
+    DEVNET: ("request_id", "endpoints", "error"),  # endpoints dict or None, error text or None
+    RUN_RESULT: ("request_id", "result", "error"),  # a RunResult as a dict or None, error text or None
+}
+
+#: What an edge (and the worker's tests) send the hive, and the fields of each message.
+EDGE_TO_HIVE: Mapping[str, tuple[str, ...]] = {
+    HELLO: ("info",),  # edge_id, host, pid, cores, signing_tx_per_sec, version
+    HEARTBEAT: ("progress",),  # the edge's Progress as a dict, empty between runs
+    ARMED: ("run_id",),
+    STARTED: ("run_id", "wall_ns"),
+    FAILED: ("run_id", "message"),
+    BLOB: ("run_id", "blob_id", "index", "count", "data"),  # one chunk of a large report value
+    REPORT: ("run_id", "report"),  # the EdgeReport as a dict, large values replaced by blob references
+    TELEMETRY: ("run_id", "table", "frame"),  # an Arrow IPC frame of one telemetry table
+    RUN_REQUEST: ("request_id", "plan", "options"),  # a ScenarioPlan as a dict
+    DEVNET_REQUEST: ("request_id",),
+}
+
+Message = tuple[str, dict[str, Any]]
 
 _BLOB_KEY = "__gashammer_blob__"
+
+
+class ProtocolError(GashammerError):
+    """A message that is not what the protocol declares: an unknown name or the wrong fields."""
+
+
+def message(name: str, **fields: Any) -> Message:
+    """A message ready for ``channel.send``, checked against its declaration."""
+    _check(name, fields, {**HIVE_TO_EDGE, **EDGE_TO_HIVE})
+    return (name, fields)
+
+
+def decode(raw: Any, accepted: Mapping[str, tuple[str, ...]]) -> Message:
+    """``raw`` as received, checked to be one of the ``accepted`` messages."""
+    if not (isinstance(raw, tuple | list) and len(raw) == 2 and isinstance(raw[1], dict)):
+        raise ProtocolError(f"not a (name, fields) message: {short(raw)}")
+    name, fields = raw
+    _check(name, fields, accepted)
+    return (name, fields)
+
+
+def dispatch(handler: object, message: Message, *args: Any) -> None:
+    """Call ``handler.on_<name>(*args, **fields)`` for the message."""
+    name, fields = message
+    method = getattr(handler, f"on_{name}", None)
+    if method is None:
+        raise ProtocolError(f"{type(handler).__name__} has no handler for message {name!r}")
+    method(*args, **fields)
+
+
+def trace(logger: logging.Logger, verb: str, edge_id: str, message: Message) -> None:
+    """One DEBUG line per message: what, which run or request, which edge."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    name, fields = message
+    detail = ""
+    if "run_id" in fields:
+        detail = f" run={fields['run_id']}"
+    elif "request_id" in fields:
+        detail = f" request={fields['request_id']}"
+    if name == BLOB:
+        detail += f" blob={fields['blob_id']} chunk={fields['index'] + 1}/{fields['count']}"
+    elif name == STOP:
+        detail += f" kind={fields['kind']} reason={fields['reason']!r}"
+    elif fields.get("error"):
+        detail += f" error={fields['error']!r}"
+    logger.debug("%s %s edge=%s%s", verb, name, edge_id, detail, stacklevel=2)
+
+
+def _check(name: Any, fields: Mapping[str, Any], accepted: Mapping[str, tuple[str, ...]]) -> None:
+    declared = accepted.get(name) if isinstance(name, str) else None
+    if declared is None:
+        raise ProtocolError(f"unknown message {short(name)}; expected one of {', '.join(accepted)}")
+    if set(fields) != set(declared):
+        raise ProtocolError(
+            f"message {name!r} carries fields {sorted(fields)}, the protocol declares {sorted(declared)}"
+        )
+
+
+def short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def report_to_dict(report: EdgeReport) -> dict[str, Any]:
@@ -77,15 +171,16 @@ def join_blobs(value: Any, blobs: dict[int, bytes]) -> Any:
     return value
 
 
-def report_frames(run_id: str, report: EdgeReport) -> Iterator[tuple[Any, ...]]:
+def report_frames(run_id: str, report: EdgeReport) -> Iterator[Message]:
     """The frames that carry ``report``: blob chunks first, then the report itself."""
     blobs: list[bytes] = []
     skeleton = split_blobs(report_to_dict(report), blobs)
     for blob_id, blob in enumerate(blobs):
         count = (len(blob) + CHUNK_BYTES - 1) // CHUNK_BYTES
         for index in range(count):
-            yield (BLOB, run_id, blob_id, index, count, blob[index * CHUNK_BYTES : (index + 1) * CHUNK_BYTES])
-    yield (REPORT, run_id, skeleton)
+            chunk = blob[index * CHUNK_BYTES : (index + 1) * CHUNK_BYTES]
+            yield message(BLOB, run_id=run_id, blob_id=blob_id, index=index, count=count, data=chunk)
+    yield message(REPORT, run_id=run_id, report=skeleton)
 
 
 class ReportAssembler:

@@ -1,39 +1,71 @@
 """Which hive a pytest process talks to, decided once per process.
 
 - **local**: no xdist and no ``--gashammer-edges``: the test's own process is the only edge, and
-  the devnet lives here (:class:`~pytest_gashammer.hive.local.Hive`).
+  the devnet lives here (:class:`~pytest_gashammer.hive.local.LocalHive`).
 - **controller**: the xdist controller, or a plain run with ``--gashammer-edges``: the hive lives
   here (:class:`~pytest_gashammer.hive.controller.HiveController`), owns the shared devnet, and the
   edges are the xdist workers and the extra gateways.
 - **worker**: an xdist worker: it hosts an edge for the hive and sends its tests' runs to it
-  (:class:`~pytest_gashammer.edge.host.HiveClient`).
+  (:class:`~pytest_gashammer.hive.worker.HiveClient`).
 
 ``isolated=True`` scenarios always run in the calling process against a devnet of its own.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_gashammer import options
 from pytest_gashammer.errors import GashammerError
+from pytest_gashammer.hive.base import Hive, ProgressSink
+
+if TYPE_CHECKING:
+    from pytest_gashammer.hive.controller import HiveController
+    from pytest_gashammer.hive.local import LocalHive
+    from pytest_gashammer.hive.worker import HiveClient
+
+logger = logging.getLogger(__name__)
 
 
 def devnet_options(config: pytest.Config, workdir: Path | None) -> Any:
     from pytest_gashammer.devnet.factory import DevnetOptions
 
     return DevnetOptions(
-        rpc_url=config.getoption("--gashammer-rpc-url"),
-        ws_url=config.getoption("--gashammer-ws-url"),
-        feed_url=config.getoption("--gashammer-feed-url"),
-        funder_key=config.getoption("--gashammer-funder-key"),
-        expected_chain_id=config.getoption("--gashammer-chain-id"),
-        allowed_chain_ids=frozenset(config.getoption("--gashammer-allow-chain-id")),
-        anvil=config.getoption("--gashammer-anvil"),
+        rpc_url=config.getoption(options.RPC_URL),
+        ws_url=config.getoption(options.WS_URL),
+        feed_url=config.getoption(options.FEED_URL),
+        funder_key=config.getoption(options.FUNDER_KEY),
+        expected_chain_id=config.getoption(options.CHAIN_ID),
+        allowed_chain_ids=frozenset(config.getoption(options.ALLOW_CHAIN_ID)),
+        anvil=config.getoption(options.ANVIL),
         workdir=workdir,
+    )
+
+
+def live_progress(config: pytest.Config, *, interactive: bool | None = None) -> ProgressSink | None:
+    """The live progress line for a run, or None where there is none to draw.
+
+    None with ``--gashammer-progress off``, with ``auto`` under ``-q``, and in xdist workers (they
+    cannot write to the terminal; the controller draws their runs). ``interactive=None`` redraws
+    one line on a terminal; ``False`` writes whole lines only (the controller's, which shares the
+    terminal with xdist's own output, where a redrawn line would garble).
+    """
+    mode = config.getoption(options.PROGRESS)
+    if mode == "off" or (mode == "auto" and config.get_verbosity() < 0) or hasattr(config, "workerinput"):
+        return None
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if terminal is None or capture is None:
+        return None
+    from pytest_gashammer.report.terminal import LiveProgress
+
+    return LiveProgress(
+        terminal, capture, interactive=bool(terminal.isatty()) if interactive is None else interactive
     )
 
 
@@ -42,19 +74,19 @@ class HiveSession:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.controller: Any = None
-        self.client: Any = None
+        self.controller: HiveController | None = None
+        self.client: HiveClient | None = None
         self._devnet: Any = None
-        self._hive: Any = None
+        self._hive: LocalHive | None = None
         self._isolated_devnet: Any = None
-        self._isolated_hive: Any = None
+        self._isolated_hive: LocalHive | None = None
         self.telemetry: Any = None
-        self._report_path: str | None = config.getoption("--gashammer-report")
+        self._report_path: str | None = config.getoption(options.REPORT)
         workerinput = getattr(config, "workerinput", None)
-        edge_specs = config.getoption("--gashammer-edges") or []
+        edge_specs = config.getoption(options.EDGES) or []
         if workerinput is not None and "gashammer_channel" in workerinput:
             self.mode = "worker"
-            from pytest_gashammer.edge.host import EdgeHost, HiveClient
+            from pytest_gashammer.hive.worker import EdgeHost, HiveClient
 
             host = EdgeHost(workerinput["gashammer_channel"], workerinput["gashammer_edge_id"]).start()
             self.client = HiveClient(host)
@@ -64,7 +96,7 @@ class HiveSession:
 
             self.controller = HiveController(
                 self._open_shared_devnet,
-                progress_factory=self._controller_progress,
+                progress_factory=lambda: live_progress(config, interactive=False),
                 telemetry=self._recorder(),
             )
             if edge_specs:
@@ -75,12 +107,13 @@ class HiveSession:
                     raise pytest.UsageError(str(exc)) from None
         else:
             self.mode = "local"
+        logger.debug("hive: this process is in %s mode (gateway edges: %s)", self.mode, edge_specs)
 
     def _recorder(self) -> Any:
         """The session's telemetry store, when --gashammer-parquet or --gashammer-report asks for one."""
         if self.telemetry is not None:
             return self.telemetry
-        directory = self.config.getoption("--gashammer-parquet")
+        directory = self.config.getoption(options.PARQUET)
         if directory is None and self._report_path is None:
             return None
         from pytest_gashammer.telemetry.recorder import TelemetryRecorder
@@ -89,19 +122,6 @@ class HiveSession:
         self.telemetry = TelemetryRecorder(path, git_root=self.config.rootpath)
         return self.telemetry
 
-    def _controller_progress(self) -> Any:
-        """Progress lines for runs that xdist workers requested, written by the controller."""
-        if self.config.getoption("--gashammer-progress") == "off" or self.config.get_verbosity() < 0:
-            return None
-        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
-        if terminal is None or capture is None:
-            return None
-        from pytest_gashammer.report.terminal import LiveProgress
-
-        # Whole lines only: xdist's own output shares the terminal, a redrawn line would garble it.
-        return LiveProgress(terminal, capture, interactive=False)
-
     def _open_shared_devnet(self) -> Any:
         from pytest_gashammer.devnet.factory import open_devnet
 
@@ -109,41 +129,39 @@ class HiveSession:
 
     # -- what the fixtures hand out ---------------------------------------------------------------
     def devnet(self) -> Any:
-        if self.mode == "worker":
+        if self.client is not None:
             return self.client.devnet()
-        if self.mode == "controller":
+        if self.controller is not None:
             return self.controller.ensure_devnet()
         if self._devnet is None:
             self._devnet = self._open_shared_devnet()
         return self._devnet
 
-    def hive(self) -> Any:
-        if self.mode == "worker":
+    def hive(self) -> Hive:
+        if self.client is not None:
             return self.client
-        if self.mode == "controller":
+        if self.controller is not None:
             if self.controller.wait_for_edges(1, 60.0) == 0:
                 raise GashammerError("no edge registered with the hive within 60 s; check --gashammer-edges")
             return self.controller
         if self._hive is None:
-            from pytest_gashammer.hive.local import Hive
+            from pytest_gashammer.hive.local import LocalHive
 
-            self._hive = Hive(self.devnet(), telemetry=self._recorder())
+            self._hive = LocalHive(self.devnet(), telemetry=self._recorder())
         return self._hive
 
-    def isolated_hive(self) -> Any:
+    def isolated_hive(self) -> Hive:
         """A hive with a devnet of this process's own, for ``isolated=True`` scenarios."""
         if self._isolated_hive is None:
             from pytest_gashammer.devnet.embedded import EmbeddedDevnet
-            from pytest_gashammer.hive.local import Hive
+            from pytest_gashammer.hive.local import LocalHive
 
-            if self.config.getoption("--gashammer-rpc-url"):
+            if self.config.getoption(options.RPC_URL):
                 raise GashammerError(
                     "isolated=True needs the embedded devnet; drop --gashammer-rpc-url or isolated"
                 )
-            self._isolated_devnet = EmbeddedDevnet(
-                anvil_path=self.config.getoption("--gashammer-anvil")
-            ).start()
-            self._isolated_hive = Hive(self._isolated_devnet)
+            self._isolated_devnet = EmbeddedDevnet(anvil_path=self.config.getoption(options.ANVIL)).start()
+            self._isolated_hive = LocalHive(self._isolated_devnet)
         return self._isolated_hive
 
     # -- xdist hooks (the controller side) ------------------------------------------------------

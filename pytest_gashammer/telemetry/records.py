@@ -10,7 +10,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 NOT_YET = -1
 
@@ -20,6 +20,12 @@ STATUS_SENT = 1
 STATUS_ACCEPTED = 2
 STATUS_REJECTED = 3
 STATUS_INCLUDED = 4
+
+#: Why an edge stopped before its plan ended, as a value the hive acts on (the text says the detail):
+#: ``fail-fast`` a hard invariant broke (the hive stops the run's other edges too), ``time-budget``
+#: the run overran, ``not-armed`` the edge was not ready in time, ``interrupted`` Ctrl-C,
+#: ``shutdown`` the edge's host closed, ``requested`` any other stop.
+StopKind = Literal["fail-fast", "time-budget", "not-armed", "interrupted", "shutdown", "requested"]
 
 
 class Stored(NamedTuple):
@@ -251,6 +257,7 @@ class EdgeReport:
     duplicates: list[str] = field(default_factory=list)
     sending_finished_ns: int = NOT_YET
     stopped_early: str | None = None
+    stop_kind: StopKind | None = None  # set together with stopped_early
     notes: list[str] = field(default_factory=list)
     feed_columns: dict[str, Any] | None = None  # Correlator.to_columns(); rows are TxLog rows
     feed_stats: dict[str, Any] | None = None

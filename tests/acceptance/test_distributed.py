@@ -106,6 +106,43 @@ def test_eight_edges_on_two_cores_keep_the_rate(pytester: pytest.Pytester) -> No
     assert facts["included_gas"] == pytest.approx(facts["target"], rel=0.01)
 
 
+LOW_RATE_MANY_EDGES = """
+import json, os
+import pytest
+
+@pytest.mark.gashammer(gas_per_sec="1M", duration="5s", warmup=0, workload={"transfer": 1.0}, receipts="all")
+def test_low_rate(hammer):
+    result = hammer.run(check=False)
+    with open(os.environ["GASHAMMER_TEST_OUT"], "w") as out:
+        json.dump(dict(edges=[e.edge_id for e in result.edges], sent=result.sent, rejected=result.rejected,
+                       included=result.included, lost=result.lost, notes=result.notes,
+                       senders=hammer.plan().senders,
+                       verdicts={v.name: v.status for v in result.verdicts}), out)
+    result.check()
+"""
+
+
+def test_more_edges_than_senders_at_a_low_rate_rejects_nothing(pytester: pytest.Pytester) -> None:
+    """Ten workers at 1 Mgas/s: more edges than the plan's senders, yet every edge sends from funded senders."""
+    pytester.makepyfile(test_low=LOW_RATE_MANY_EDGES)
+    out = pytester.path / "out.json"
+    pytester._monkeypatch.setenv("GASHAMMER_TEST_OUT", str(out))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "10", timeout=600)
+    result.assert_outcomes(passed=1)
+    facts = json.loads(out.read_text())
+    assert facts["senders"] < 10  # the plan alone would fund fewer senders than there are edges
+    assert sorted(facts["edges"]) == sorted(f"gw{i}" for i in range(10))
+    assert facts["sent"] > 0
+    assert facts["rejected"] == 0
+    assert facts["included"] == facts["sent"]
+    assert facts["lost"] == 0
+    assert set(facts["verdicts"].values()) == {"passed"}, facts["verdicts"]
+    assert (
+        f"hive: 10 edges need a sender each: ran 10 senders, not the plan's {facts['senders']}"
+        in facts["notes"]
+    )
+
+
 KILL_SCENARIO = """
 import os, signal, threading, time
 import pytest

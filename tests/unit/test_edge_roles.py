@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from pytest_gashammer.chain.rpc import RpcError, TransportError
 from pytest_gashammer.edge.accounts import derive_senders
 from pytest_gashammer.edge.evidence import BalanceCheck, probe_lost
 from pytest_gashammer.edge.gas_model import GasModel
 from pytest_gashammer.edge.inclusion import InclusionTracker
 from pytest_gashammer.edge.preparation import RunPreparation, make_schedule, make_templates
-from pytest_gashammer.chain.rpc import RpcError, TransportError
 from pytest_gashammer.edge.runtime import EdgeAssignment, Progress
 from pytest_gashammer.edge.submitter import GAP_FILLER, Submitter
 from pytest_gashammer.scenario.spec import ScenarioPlan, compile_plan, parse_spec
@@ -355,7 +355,7 @@ def tracker_for(
         errors=errors,
         notes=notes,
         on_included=settled.append,
-        stop_run=stops.append,
+        stop_run=lambda reason, kind: stops.append((reason, kind)),
     )
     return tracker, settled, stops, errors, notes
 
@@ -398,7 +398,7 @@ def test_a_second_inclusion_is_a_duplicate_and_stops_a_fail_fast_run() -> None:
     assert tracker.duplicates == texts
     assert settled == [1]
     assert log.block_number[0] == 1
-    assert stops == [f"fail-fast: no_duplicate_inclusion broke on {texts[0]}"]
+    assert stops == [(f"fail-fast: no_duplicate_inclusion broke on {texts[0]}", "fail-fast")]
 
 
 def test_receipts_correct_the_gas_model_and_count_what_is_missing() -> None:
@@ -417,7 +417,7 @@ def test_receipts_correct_the_gas_model_and_count_what_is_missing() -> None:
     assert (log.gas_used[0], log.gas_used[1], log.gas_used[2]) == (21_000, NOT_YET, 25_000)
     assert tracker.gas_model.values == [23_000.0]
     assert tracker.gas_model.version == 2
-    assert stops == [f"fail-fast: receipt_status broke on {texts[2]}"]
+    assert stops == [(f"fail-fast: receipt_status broke on {texts[2]}", "fail-fast")]
 
 
 def test_a_failed_receipt_fetch_is_counted_and_retried_later() -> None:

@@ -1,0 +1,76 @@
+"""The end of a run, the same for every hive: verdicts, the merged result, devnet notes, telemetry."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_gashammer.results import DEVNET_NOTE, RunResult, Verdict
+from pytest_gashammer.scenario.spec import ScenarioPlan
+from pytest_gashammer.telemetry.records import EdgeReport
+
+logger = logging.getLogger(__name__)
+
+
+def finish_run(
+    plan: ScenarioPlan,
+    reports: Sequence[EdgeReport],
+    *,
+    devnet: Any,
+    node_version: str,
+    duration: float,
+    incidents_before: int,
+    shares: Sequence[float],
+    telemetry: Any = None,
+    telemetry_run: str | None = None,
+    origin_unix_ns: int | None = None,
+    leading_verdicts: Sequence[Verdict] = (),
+    start_skews: Sequence[float] | None = None,
+    notes: Sequence[str] = (),
+) -> RunResult:
+    """Judge ``reports`` (one per edge that delivered, with its gas ``shares``) and close the run.
+
+    ``leading_verdicts`` come before the oracle's (the controller's ``edges`` verdict); ``notes``
+    are the hive's own remarks on how it ran the plan. The devnet's incidents since
+    ``incidents_before`` become ``devnet:`` notes. The telemetry run, when there is one, ends with
+    the result.
+    """
+    from pytest_gashammer.hive.aggregate import build_result
+    from pytest_gashammer.oracle import evaluate_plan, finish_result
+
+    verdicts = [*leading_verdicts, *evaluate_plan(plan, list(reports))]
+    result = build_result(
+        plan,
+        list(reports),
+        verdicts,
+        chain_id=devnet.chain_id,
+        devnet_kind=devnet.kind,
+        node_version=node_version,
+        duration=duration,
+        # Per-edge shares and start skews describe distributed runs only; one local edge has neither.
+        edge_shares=list(shares) if start_skews is not None else None,
+        start_skews=list(start_skews) if start_skews is not None else None,
+    )
+    result.notes.extend(notes)
+    result.notes.extend(DEVNET_NOTE + incident for incident in devnet.incidents()[incidents_before:])
+    result = finish_result(plan, result)
+    if telemetry is not None and telemetry_run is not None:
+        telemetry.end(
+            telemetry_run,
+            reports=list(reports),
+            shares=list(shares),
+            origin_unix_ns=origin_unix_ns,
+            result=result,
+        )
+    logger.debug(
+        "run %r finished: %d report(s), %d verdict(s)", plan.name, len(reports), len(result.verdicts)
+    )
+    return result
+
+
+def abandon_run(telemetry: Any, telemetry_run: str | None, status: str) -> None:
+    """End a telemetry run that produced no result (``status`` "failed" or "interrupted")."""
+    if telemetry is not None and telemetry_run is not None:
+        logger.debug("telemetry run %s ends %s", telemetry_run, status)
+        telemetry.end(telemetry_run, reports=[], shares=[], origin_unix_ns=None, status=status)
