@@ -10,6 +10,15 @@ from pathlib import Path
 
 import pytest
 
+ACCEPTANCE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every acceptance test drives a real pytest run or a real node: ``-m "not slow"`` leaves them out."""
+    for item in items:
+        if ACCEPTANCE in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+
 
 def child_pids(parent: int) -> list[int]:
     """Direct children of ``parent`` (Linux /proc)."""
