@@ -9,7 +9,11 @@ FUNDER_KEY = "--gashammer-funder-key"
 CHAIN_ID = "--gashammer-chain-id"
 ALLOW_CHAIN_ID = "--gashammer-allow-chain-id"
 ANVIL = "--gashammer-anvil"
+DEVNET = "--gashammer-devnet"
 EDGES = "--gashammer-edges"
 PARQUET = "--gashammer-parquet"
 REPORT = "--gashammer-report"
 PROGRESS = "--gashammer-progress"
+
+#: The values of ``--gashammer-devnet``: each names a started devnet's ``kind``. The first is the default.
+DEVNET_BACKENDS = ("embedded", "ethereumjs")

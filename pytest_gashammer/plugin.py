@@ -55,6 +55,14 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _devnet_backend(text: str) -> str:
+    if text not in options.DEVNET_BACKENDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a devnet backend; use {' or '.join(options.DEVNET_BACKENDS)}"
+        )
+    return text
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gashammer", "gas-rate load tests for EVM rollups")
     group.addoption(
@@ -115,6 +123,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("GASHAMMER_ANVIL"),
         metavar="PATH",
         help="anvil binary for the embedded devnet (env GASHAMMER_ANVIL; default: PATH, then a managed install)",
+    )
+    group.addoption(
+        options.DEVNET,
+        type=_devnet_backend,
+        default=os.environ.get("GASHAMMER_DEVNET", options.DEVNET_BACKENDS[0]),
+        metavar="BACKEND",
+        help="the devnet the plugin starts: embedded (anvil shaped like nitro --dev, the default) or "
+        "ethereumjs (the EthereumJS execution client, blocks built every second over the Engine API); "
+        "env GASHAMMER_DEVNET",
     )
     group.addoption(
         options.EDGES,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import socket
 from typing import Any
 
 #: Chain id of Nitro's ``--dev`` chain (``arb-dev-test``); the embedded devnet uses it too.
@@ -12,6 +13,8 @@ NITRO_DEV_CHAIN_ID = 412346
 #: The account ``nitro --dev`` funds at genesis. Public knowledge, a devnet key only.
 NITRO_DEV_ADDRESS = "0x3f1Eae7D46d88F08fc2F8ed27FCb2AB183EB2d0E"
 NITRO_DEV_KEY = "0xb6b15c8cb491557369f3c7d2c287b053eb229daa9c22138887752191c9520659"
+#: What the funder holds on the devnets the plugin starts (anvil sets it, EthereumJS's genesis has it).
+FUNDER_BALANCE_WEI = 10**6 * 10**18
 
 #: Public mainnets. A run against one of these needs ``--gashammer-allow-chain-id``.
 MAINNET_CHAIN_IDS: dict[int, str] = {
@@ -38,6 +41,13 @@ MAINNET_CHAIN_IDS: dict[int, str] = {
     660279: "Xai",
     7777777: "Zora",
 }
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (a backend retries when another process takes it first)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,6 @@ can strand under load, and reports each time it did (:meth:`EmbeddedDevnet.incid
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -19,21 +18,22 @@ from typing import Any
 
 from pytest_gashammer.chain.rpc import RpcError, TransportError, call
 from pytest_gashammer.devnet.anvil import anvil_version, find_anvil
-from pytest_gashammer.devnet.base import NITRO_DEV_ADDRESS, NITRO_DEV_CHAIN_ID, NITRO_DEV_KEY, Devnet, Funder
+from pytest_gashammer.devnet.base import (
+    FUNDER_BALANCE_WEI,
+    NITRO_DEV_ADDRESS,
+    NITRO_DEV_CHAIN_ID,
+    NITRO_DEV_KEY,
+    Devnet,
+    Funder,
+    free_port,
+)
 from pytest_gashammer.devnet.pool_watch import PoolWatch
 from pytest_gashammer.devnet.process import ManagedProcess
 from pytest_gashammer.errors import DevnetError
 
 BLOCK_TIME = 0.25
 BLOCK_GAS_LIMIT = 1_000_000_000  # 4 Ggas/s at 250 ms blocks: never the bottleneck
-FUNDER_BALANCE_WEI = 10**6 * 10**18
 PORT_ATTEMPTS = 5
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 class EmbeddedDevnet(Devnet):

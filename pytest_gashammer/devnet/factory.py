@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_gashammer.devnet.base import Devnet
 from pytest_gashammer.errors import DevnetError
+from pytest_gashammer.options import DEVNET, DEVNET_BACKENDS, RPC_URL
+
+if TYPE_CHECKING:
+    from pytest_gashammer.devnet.embedded import EmbeddedDevnet
+    from pytest_gashammer.devnet.ethereumjs import EthereumJSDevnet
 
 
 @dataclass(frozen=True)
@@ -19,10 +25,19 @@ class DevnetOptions:
     allowed_chain_ids: frozenset[int] = field(default_factory=frozenset)
     anvil: str | None = None
     workdir: Path | None = None
+    backend: str = DEVNET_BACKENDS[0]
 
 
 def open_devnet(options: DevnetOptions) -> Devnet:
-    """An external endpoint when ``rpc_url`` is set, else a started embedded devnet."""
+    """An external endpoint when ``rpc_url`` is set, else a started devnet of ``options.backend``."""
+    if options.backend not in DEVNET_BACKENDS:
+        raise DevnetError(
+            f"{DEVNET} {options.backend!r} is not a devnet backend; use one of {', '.join(DEVNET_BACKENDS)}"
+        )
+    if options.rpc_url and options.backend != DEVNET_BACKENDS[0]:
+        raise DevnetError(
+            f"{DEVNET} {options.backend} starts a local node, {RPC_URL} names another; drop one of them"
+        )
     if options.rpc_url:
         if not options.funder_key:
             raise DevnetError(
@@ -40,15 +55,21 @@ def open_devnet(options: DevnetOptions) -> Devnet:
         )
     if options.feed_url:
         raise DevnetError(
-            "--gashammer-feed-url is for an external node's feed; the embedded devnet runs its own. "
+            f"--gashammer-feed-url is for an external node's feed; the {options.backend} devnet does not take one. "
             "Pass --gashammer-rpc-url too, or drop the option"
         )
-    from pytest_gashammer.devnet.embedded import EmbeddedDevnet
+    devnet: EmbeddedDevnet | EthereumJSDevnet
+    if options.backend == "ethereumjs":
+        from pytest_gashammer.devnet.ethereumjs import EthereumJSDevnet
 
-    devnet = EmbeddedDevnet(anvil_path=options.anvil, workdir=options.workdir)
+        devnet = EthereumJSDevnet(workdir=options.workdir)
+    else:
+        from pytest_gashammer.devnet.embedded import EmbeddedDevnet
+
+        devnet = EmbeddedDevnet(anvil_path=options.anvil, workdir=options.workdir)
     if options.expected_chain_id is not None and options.expected_chain_id != devnet.chain_id:
         raise DevnetError(
-            f"--gashammer-chain-id {options.expected_chain_id} does not match the embedded devnet's "
+            f"--gashammer-chain-id {options.expected_chain_id} does not match the {devnet.kind} devnet's "
             f"{devnet.chain_id}; drop the option or point --gashammer-rpc-url at that chain"
         )
     return devnet.start()

@@ -44,6 +44,7 @@ def devnet_options(config: pytest.Config, workdir: Path | None) -> Any:
         allowed_chain_ids=frozenset(config.getoption(options.ALLOW_CHAIN_ID)),
         anvil=config.getoption(options.ANVIL),
         workdir=workdir,
+        backend=config.getoption(options.DEVNET),
     )
 
 
@@ -153,14 +154,14 @@ class HiveSession:
     def isolated_hive(self) -> Hive:
         """A hive with a devnet of this process's own, for ``isolated=True`` scenarios."""
         if self._isolated_hive is None:
-            from pytest_gashammer.devnet.embedded import EmbeddedDevnet
+            from pytest_gashammer.devnet.factory import open_devnet
             from pytest_gashammer.hive.local import LocalHive
 
             if self.config.getoption(options.RPC_URL):
                 raise GashammerError(
-                    "isolated=True needs the embedded devnet; drop --gashammer-rpc-url or isolated"
+                    "isolated=True needs a devnet the plugin starts; drop --gashammer-rpc-url or isolated"
                 )
-            self._isolated_devnet = EmbeddedDevnet(anvil_path=self.config.getoption(options.ANVIL)).start()
+            self._isolated_devnet = open_devnet(devnet_options(self.config, None))
             self._isolated_hive = LocalHive(self._isolated_devnet)
         return self._isolated_hive
 
