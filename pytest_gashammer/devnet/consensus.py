@@ -37,6 +37,23 @@ RECENT_BUILDS = 1024
 MAX_INCIDENTS = 200
 
 
+def next_timestamp(parent_timestamp: int, now: float) -> int:
+    """A block's timestamp: whole seconds, after its parent's, and the wall clock's when it can be."""
+    return max(parent_timestamp + 1, int(now))
+
+
+def next_tick(previous_tick: float, interval: float, now: float) -> float:
+    """When to build the next block: one interval after the last tick, skipping ticks already past.
+
+    A block that took longer than the interval is not followed by a burst of catch-up blocks,
+    which would leave a slow node no time to answer the load.
+    """
+    tick = previous_tick + interval
+    if tick < now:
+        tick += ((now - tick) // interval + 1) * interval
+    return tick
+
+
 @dataclasses.dataclass(frozen=True)
 class Head:
     number: int
@@ -115,10 +132,6 @@ class ConsensusDriver:
         thread.join(timeout)
         return not thread.is_alive()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def pause(self, timeout: float = 120.0) -> Head | None:
         """Halt block production; returns the head once no block is being built.
 
@@ -152,7 +165,7 @@ class ConsensusDriver:
     def _build_locked(self) -> Head:
         started = time.monotonic()
         parent = self._head or self._read_head()
-        timestamp = max(parent.timestamp + 1, int(self._clock()))
+        timestamp = next_timestamp(parent.timestamp, self._clock())
         attributes = {
             "timestamp": hex(timestamp),
             # Deterministic, so a seeded run builds the same blocks; nothing here needs randomness.
@@ -199,11 +212,11 @@ class ConsensusDriver:
         return Head(int(block["number"], 16), str(block["hash"]), int(block["timestamp"], 16))
 
     def _loop(self) -> None:
-        next_tick = time.monotonic()
+        tick = time.monotonic()
         while not self._stop.is_set():
             if not self._running.is_set():
                 self._running.wait()
-                next_tick = time.monotonic()  # resumed: build right away, then on the interval
+                tick = time.monotonic()  # resumed: build right away, then on the interval
                 continue
             failed = False
             with self._build_lock:
@@ -220,12 +233,8 @@ class ConsensusDriver:
             if not failed:
                 self._recovered()
             now = time.monotonic()
-            next_tick += self.interval
-            if next_tick < now:
-                # A block took longer than the interval: skip the ticks it overran (no burst of
-                # catch-up blocks that would leave the node no time to answer the load).
-                next_tick += (now - next_tick) // self.interval * self.interval + self.interval
-            self._stop.wait(max(0.0, next_tick - now))
+            tick = next_tick(tick, self.interval, now)
+            self._stop.wait(max(0.0, tick - now))
 
     def _failed(self, exc: Exception) -> None:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

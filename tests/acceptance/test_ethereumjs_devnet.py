@@ -33,7 +33,8 @@ import time
 import pytest
 from eth_account import Account
 
-from pytest_gashammer.chain.engine import EngineStatusError, ZERO_HASH
+from pytest_gashammer.chain.engine import EngineClient, EngineStatusError, ZERO_HASH
+from pytest_gashammer.devnet.consensus import ConsensusDriver
 
 
 def wait_for(predicate, seconds, what):
@@ -113,8 +114,27 @@ def test_pause_halts_block_production_and_resume_restarts_it(devnet):
     time.sleep(3 * devnet.block_interval)
     assert web3.eth.block_number == head.number, "a block was built while paused"
     assert devnet.consensus.stats().blocks_built == built
+    # Paused, blocks are built on demand only: one call, one block.
+    manual = devnet.consensus.build_block()
+    assert manual.number == head.number + 1 == web3.eth.block_number
+    time.sleep(2 * devnet.block_interval)
+    assert web3.eth.block_number == manual.number
+
+    # A driver the node refuses (another JWT secret) records the failure once as an incident,
+    # however often it retries, and builds nothing.
+    intruder = ConsensusDriver(EngineClient(devnet.engine_url, b"\x01" * 32), devnet.rpc_url, interval=0.2)
+    intruder.start()
+    try:
+        wait_for(lambda: intruder.stats().failures >= 3, 30, "three refused attempts")
+    finally:
+        assert intruder.stop(timeout=30)
+    assert len(intruder.incidents) == 1, intruder.incidents
+    print("INCIDENT", intruder.incidents[0])
+    assert intruder.incidents[0].startswith("consensus: building a block failed: engine_forkchoiceUpdatedV3: ")
+    assert "HTTP 401" in intruder.incidents[0] and "JWT" in intruder.incidents[0]
+    assert web3.eth.block_number == manual.number and intruder.stats().blocks_built == 0
     devnet.consensus.resume()
-    wait_for(lambda: web3.eth.block_number >= head.number + 2, 30, "blocks again after resume")
+    wait_for(lambda: web3.eth.block_number >= manual.number + 2, 30, "blocks again after resume")
     assert not devnet.consensus.paused
 
 
