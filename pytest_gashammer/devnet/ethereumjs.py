@@ -78,7 +78,7 @@ def genesis(
             "terminalTotalDifficultyPassed": True,
             "shanghaiTime": 0,
             "cancunTime": 0,
-            # EIP-4844's mainnet blob parameters; the client wants them for a Cancun genesis.
+            # EIP-4844's mainnet blob parameters for the Cancun fork.
             "blobSchedule": {"cancun": {"target": 3, "max": 6, "baseFeeUpdateFraction": 3338477}},
         }
     )
@@ -226,7 +226,11 @@ class EthereumJSDevnet(Devnet):
         jwt_path.write_text(self._jwt_secret.hex())
         try:
             self._launch(node, cli, genesis_path, jwt_path, workdir)
-            self._driver = ConsensusDriver(self.engine(), self.rpc_url, interval=self.block_interval).start()
+            driver = ConsensusDriver(self.engine(), self.rpc_url, interval=self.block_interval)
+            try:
+                self._driver = driver.start()
+            except (RpcError, TransportError) as exc:
+                raise DevnetError(f"EthereumJS started but its head could not be read: {exc}") from None
         except BaseException:
             self.close()
             raise
