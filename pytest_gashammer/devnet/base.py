@@ -64,7 +64,8 @@ class Funder:
 class Devnet(abc.ABC):
     """A chain the plugin can load: endpoints, identity and a funded account.
 
-    Backends: :class:`~pytest_gashammer.devnet.embedded.EmbeddedDevnet` (anvil, default) and
+    Backends: :class:`~pytest_gashammer.devnet.embedded.EmbeddedDevnet` (anvil, default),
+    :class:`~pytest_gashammer.devnet.ethereumjs.EthereumJSDevnet` (a real execution client) and
     :class:`~pytest_gashammer.devnet.external.ExternalDevnet` (any endpoint).
     """
 
@@ -132,7 +133,8 @@ class Devnet(abc.ABC):
         """What the backend itself had to do during runs, oldest first, for runs to report as notes.
 
         The embedded devnet records each time it re-admitted transactions anvil stranded in its
-        pool; a run's result carries the incidents that happened while it ran.
+        pool, the EthereumJS devnet each block its consensus driver failed to build; a run's result
+        carries the incidents that happened while it ran.
         """
         return []
 

@@ -267,3 +267,26 @@ def test_killing_pytest_leaves_no_ethereumjs_node(pytester: pytest.Pytester, nod
         if run.poll() is None:
             run.kill()
             run.wait()
+
+
+def test_a_node_that_fails_to_start_is_one_line_quoting_its_log(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, node_tag: str
+) -> None:
+    from pytest_gashammer.devnet import ethereumjs
+    from pytest_gashammer.errors import DevnetError
+
+    good = ethereumjs.genesis()
+    # No forks configured, yet a base fee: the client refuses this genesis and exits.
+    monkeypatch.setattr(
+        ethereumjs, "genesis", lambda: {**good, "config": {"chainId": good["config"]["chainId"]}}
+    )
+    devnet = ethereumjs.EthereumJSDevnet(workdir=tmp_path)
+    with pytest.raises(DevnetError) as info:
+        devnet.start()
+    message = str(info.value)
+    assert message.startswith("EthereumJS exited with code ") and "\n" not in message
+    assert "EIP1559" in message, message  # the client's own reason, from its log
+    assert devnet.state_dir is None and [path.name for path in tmp_path.iterdir()] == [
+        next(tmp_path.glob("ethereumjs-*.log")).name
+    ]
+    assert node_processes(node_tag) == set()
