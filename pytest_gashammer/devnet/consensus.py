@@ -163,12 +163,18 @@ class ConsensusDriver:
             return self._build_locked()
 
     def _build_locked(self) -> Head:
+        try:
+            return self._build_on(self._head or self._read_head())
+        except BaseException:
+            self._head = None  # ask the node where its head is before the next try
+            raise
+
+    def _build_on(self, parent: Head) -> Head:
         started = time.monotonic()
-        parent = self._head or self._read_head()
         timestamp = next_timestamp(parent.timestamp, self._clock())
         attributes = {
             "timestamp": hex(timestamp),
-            # Deterministic, so a seeded run builds the same blocks; nothing here needs randomness.
+            # Nothing on a devnet needs it random; derived from the number, it differs per block.
             "prevRandao": "0x" + keccak256((parent.number + 1).to_bytes(32, "big")).hex(),
             "suggestedFeeRecipient": self.fee_recipient,
             "withdrawals": [],
@@ -225,9 +231,13 @@ class ConsensusDriver:
                     continue
                 try:
                     self._build_locked()
-                except (EngineError, RpcError, TransportError, ValueError, KeyError) as exc:
+                except Exception as exc:
                     if self._stop.is_set():
                         break  # the node is going away with the devnet: not an incident
+                    if not isinstance(exc, EngineError | RpcError | TransportError):
+                        # A malformed answer (or a bug): a driver thread that died would halt the
+                        # chain without a word, so it is an incident like any failure.
+                        logger.exception("consensus: unexpected error building a block")
                     self._failed(exc)
                     failed = True
             if not failed:
@@ -238,10 +248,11 @@ class ConsensusDriver:
 
     def _failed(self, exc: Exception) -> None:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not isinstance(exc, EngineError | RpcError | TransportError):
+            message = f"{type(exc).__name__}: {message}"
         with self._state_lock:
             self._failures += 1
             self._failures_in_a_row += 1
-            self._head = None  # ask the node where its head is before the next try
             repeat = message == self._last_failure
             self._last_failure = message
         logger.warning("consensus: block building failed: %s", message)
