@@ -29,7 +29,7 @@ from pytest_gashammer.edge.inclusion import (
     retry_delay,
 )
 from pytest_gashammer.edge.preparation import RunPreparation, make_schedule, make_templates
-from pytest_gashammer.edge.runtime import EdgeAssignment, Progress
+from pytest_gashammer.edge.runtime import EdgeAssignment, Progress, balance_check_skipped
 from pytest_gashammer.edge.submitter import GAP_FILLER, Submitter
 from pytest_gashammer.scenario.spec import ScenarioPlan, compile_plan, parse_spec
 from pytest_gashammer.telemetry.records import (
@@ -700,3 +700,50 @@ def test_the_balance_check_needs_every_fee_and_an_answering_node() -> None:
     notes: list[str] = []
     assert asyncio.run(failing.facts(log, 2, fees_paid=0, notes=notes)) is None
     assert notes == ["balance check skipped: eth_getBalance at block 2 failed for a sender"]
+
+
+# ----------------------------------------------------------------------------------------------
+# why a run has no balance facts
+
+
+@pytest.mark.parametrize(
+    ("spec", "stop", "coverage", "reason"),
+    [
+        ({"receipts": "all"}, None, ReceiptCoverage(4, 4), None),
+        (
+            {"receipts": "all", "workload": {"transfer": 0.5, "erc20": 0.5}},
+            None,
+            ReceiptCoverage(4, 4),
+            "needs a transfer-only workload; this run's: erc20, transfer",
+        ),
+        (
+            {},
+            None,
+            ReceiptCoverage(4, 4),
+            "needs every receipt (receipts='all') for the fees paid; this run sampled receipts=2000",
+        ),
+        (
+            {"receipts": "all"},
+            "fail-fast: x",
+            ReceiptCoverage(4, 1, abandoned=3),
+            "the run stopped early (fail-fast: x)",
+        ),
+        (
+            {"receipts": "all"},
+            None,
+            ReceiptCoverage(137, 66, missing=71),
+            "only 66 of 137 receipts were checked (71 missing, 0 abandoned), so the fees paid are not all known",
+        ),
+        (
+            {"receipts": "all"},
+            None,
+            ReceiptCoverage(4, 4),
+            "the node could not be asked for the senders' balances (see the notes)",
+        ),
+    ],
+)
+def test_the_balance_check_says_why_it_was_not_made(
+    spec: dict[str, Any], stop: str | None, coverage: ReceiptCoverage, reason: str | None
+) -> None:
+    checked = reason is None
+    assert balance_check_skipped(plan_for(**spec), stop, coverage, checked=checked) == reason
