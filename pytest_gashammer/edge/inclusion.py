@@ -42,6 +42,12 @@ RUN_BATCH_ROWS = 200
 DRAIN_BATCH_ROWS = 500
 #: ``eth_getBlockReceipts`` calls per batch: EthereumJS re-executes the block for each, about 0.4 s.
 BLOCKS_PER_BATCH = 8
+#: A block's receipts are fetched whole when it holds at most this many transactions per wanted
+#: receipt, or at most ``SMALL_BLOCK`` transactions: a sparse sample of a big block (other edges'
+#: transactions, receipts=N at a high rate) is fetched per transaction, so the edge never parses
+#: thousands of receipts on its event loop to use a few.
+WHOLE_BLOCK_FACTOR = 4
+SMALL_BLOCK = 64
 #: A receipt the node did not have yet is asked again after this long, doubling up to the cap.
 RETRY_FIRST = 0.25
 RETRY_CAP = 4.0
@@ -71,6 +77,8 @@ class _Wanted:
     block_hash: str
     rows: list[int]
     since: float
+    #: Fetched with ``eth_getBlockReceipts`` (else per transaction), while the node serves it.
+    whole: bool = True
     asks: int = 0
     not_before: float = 0.0
 
@@ -153,8 +161,10 @@ class InclusionTracker:
         #: ``null`` (or an error) answers that were asked again.
         self.receipts_retried = 0
         self.fees_paid = 0
-        #: The method receipts are fetched with; per transaction once the node refuses per block.
+        #: How whole blocks' receipts are fetched: per block until the node refuses it.
         self.receipts_via = BLOCK_RECEIPTS
+        #: Receipts served by each method.
+        self.served: Counter[str] = Counter()
 
     def on_block(self, record: BlockRecord, tx_hashes: list[str]) -> None:
         self.blocks.append(record)
@@ -188,7 +198,8 @@ class InclusionTracker:
                 self.receipts_skipped += 1
         if sampled:
             self.receipts_expected += len(sampled)
-            self.wanted.append(_Wanted(record.number, record.hash, sampled, time.monotonic()))
+            whole = record.tx_count <= max(SMALL_BLOCK, WHOLE_BLOCK_FACTOR * len(sampled))
+            self.wanted.append(_Wanted(record.number, record.hash, sampled, time.monotonic(), whole))
         if settled:
             self.on_included(settled)
 
@@ -281,7 +292,7 @@ class InclusionTracker:
         if self.receipts_expected:
             self.notes.append(
                 f"receipts: checked {self.receipts_checked} of {self.receipts_expected} expected, "
-                f"with {self.receipts_via}"
+                f"with {self.methods_used}"
             )
         return self.coverage()
 
@@ -295,10 +306,7 @@ class InclusionTracker:
         if not batch:
             return 0
         try:
-            if self.receipts_via == BLOCK_RECEIPTS:
-                unserved = await self._fetch_blocks(batch)
-            else:
-                unserved = await self._fetch_transactions(batch)
+            unserved = await self._fetch(batch)
         except TransportError as exc:
             self.errors["receipt_fetch"] += 1
             if self.errors["receipt_fetch"] <= 3:  # the count says how often; the first few say why
@@ -318,68 +326,80 @@ class InclusionTracker:
             self.wanted.append(entry)
         return sum(len(entry.rows) for entry in batch)
 
+    @property
+    def methods_used(self) -> str:
+        """The methods that served receipts, joined with `` + `` (the current one if none served)."""
+        used = [method for method in (BLOCK_RECEIPTS, TX_RECEIPT) if self.served[method]]
+        return " + ".join(used) if used else self.receipts_via
+
     def _take(self, limit: int, now: float) -> list[_Wanted]:
         """Remove and return the due entries for one batch, oldest first."""
         per_block = self.receipts_via == BLOCK_RECEIPTS
         taken: list[_Wanted] = []
         kept: deque[_Wanted] = deque()
-        budget = limit
+        budget, blocks = limit, 0
         for entry in self.wanted:
-            if budget <= 0 or entry.not_before > now or (per_block and len(taken) >= BLOCKS_PER_BATCH):
+            whole = per_block and entry.whole
+            if budget <= 0 or entry.not_before > now or (whole and blocks >= BLOCKS_PER_BATCH):
                 kept.append(entry)
-            elif not per_block and len(entry.rows) > budget:
+            elif not whole and len(entry.rows) > budget:
                 taken.append(dataclasses.replace(entry, rows=entry.rows[:budget]))
                 kept.append(dataclasses.replace(entry, rows=entry.rows[budget:]))
                 budget = 0
             else:
                 taken.append(entry)
                 budget -= len(entry.rows)
+                blocks += whole
         self.wanted = kept
         return taken
 
     def _put_back(self, entries: list[_Wanted]) -> None:
         self.wanted.extendleft(reversed(entries))
 
-    async def _fetch_blocks(self, batch: list[_Wanted]) -> list[_Wanted]:
-        answers = await self.rpc.batch([(BLOCK_RECEIPTS, [entry.block_hash]) for entry in batch])
-        refused = next((answer for answer in answers if isinstance(answer, RpcError)), None)
-        parsed = [
-            None if isinstance(answer, Exception) else parse_block_receipts(answer) for answer in answers
-        ]
-        odd = next(
-            (answer for answer, found in zip(answers, parsed, strict=True) if found is None
-             and not isinstance(answer, Exception)),
-            None,
-        )  # fmt: skip
-        if refused is not None or odd is not None:
-            # Any refusal (-32601 method not found, or a node that takes no block hash) or an answer
-            # of an unknown shape: per-transaction receipts are slower but every node serves them.
-            why = f"refused ({refused})" if refused is not None else f"answered {str(odd)[:80]}"
-            self.receipts_via = TX_RECEIPT
-            self.notes.append(f"receipts: {BLOCK_RECEIPTS} {why}; fetched per transaction with {TX_RECEIPT}")
-            self._put_back(batch)
-            return []
-        unserved: list[_Wanted] = []
-        for entry, found in zip(batch, parsed, strict=True):
-            left = [
-                row for row in entry.rows if not self._record(row, (found or {}).get(self.log.tx_hash(row)))
-            ]
-            if left:
-                unserved.append(dataclasses.replace(entry, rows=left))
-        return unserved
-
-    async def _fetch_transactions(self, batch: list[_Wanted]) -> list[_Wanted]:
+    async def _fetch(self, batch: list[_Wanted]) -> list[_Wanted]:
+        """One JSON-RPC batch for ``batch``: whole blocks and single transactions; the rows left unserved."""
         log = self.log
-        rows = [row for entry in batch for row in entry.rows]
-        answers = iter(await self.rpc.batch([(TX_RECEIPT, [log.tx_hash(row)]) for row in rows]))
+        per_block = self.receipts_via == BLOCK_RECEIPTS
+        calls: list[tuple[str, list[Any]]] = []
+        for entry in batch:
+            if per_block and entry.whole:
+                calls.append((BLOCK_RECEIPTS, [entry.block_hash]))
+            else:
+                calls.extend((TX_RECEIPT, [log.tx_hash(row)]) for row in entry.rows)
+        answers = await self.rpc.batch(calls)
+        for (method, _), answer in zip(calls, answers, strict=True):
+            if method != BLOCK_RECEIPTS or isinstance(answer, TransportError):
+                continue
+            if isinstance(answer, RpcError) or parse_block_receipts(answer) is None:
+                # Any refusal (-32601 method not found, or a node that takes no block hash) or an
+                # answer of an unknown shape: per-transaction receipts are slower, every node has them.
+                why = (
+                    f"refused ({answer})" if isinstance(answer, RpcError) else f"answered {str(answer)[:80]}"
+                )
+                self.receipts_via = TX_RECEIPT
+                self.notes.append(
+                    f"receipts: {BLOCK_RECEIPTS} {why}; fetched per transaction with {TX_RECEIPT}"
+                )
+                self._put_back(batch)  # nothing of this batch was used yet
+                return []
+        given = iter(answers)
         unserved: list[_Wanted] = []
         for entry in batch:
-            left = [row for row in entry.rows if not self._record(row, next(answers))]
+            if per_block and entry.whole:
+                answer = next(given)
+                found = {} if isinstance(answer, Exception) else parse_block_receipts(answer) or {}
+                left = [
+                    row
+                    for row in entry.rows
+                    if not self._record(row, found.get(log.tx_hash(row)), BLOCK_RECEIPTS)
+                ]
+            else:
+                left = [row for row in entry.rows if not self._record(row, next(given), TX_RECEIPT)]
             if left:
                 unserved.append(dataclasses.replace(entry, rows=left))
         return unserved
 
-    def _record(self, row: int, receipt: Any) -> bool:
+    def _record(self, row: int, receipt: Any, method: str) -> bool:
         """Take ``receipt`` for ``row``; False when it is none (``null``, an error, a broken object)."""
         if not isinstance(receipt, dict):
             return False
@@ -408,4 +428,5 @@ class InclusionTracker:
             model.values[template] = observed[0] / observed[1]
             model.version += 1
         self.receipts_checked += 1
+        self.served[method] += 1
         return True

@@ -518,7 +518,7 @@ class _EdgeSession:
             receipts_expected=inclusion.receipts_expected,
             receipts_missing=inclusion.receipts_missing,
             receipts_abandoned=inclusion.receipts_abandoned,
-            receipts_via=inclusion.receipts_via if inclusion.receipts_expected else "",
+            receipts_via=inclusion.methods_used if inclusion.receipts_expected else "",
             duplicates=inclusion.duplicates,
             sending_finished_ns=submitter.sending_finished_ns,
             stopped_early=self.runtime.stop_reason,

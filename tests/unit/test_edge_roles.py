@@ -4,6 +4,7 @@ and nonces, inclusion and receipts, the gas model, and the evidence gathered aft
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 from collections import Counter, deque
@@ -22,6 +23,7 @@ from pytest_gashammer.edge.inclusion import (
     RECEIPT_MAX_WAIT,
     RETRY_CAP,
     RETRY_FIRST,
+    SMALL_BLOCK,
     TX_RECEIPT,
     InclusionTracker,
     ReceiptCoverage,
@@ -485,6 +487,25 @@ def test_receipts_are_fetched_per_block_and_an_unindexed_block_is_asked_again() 
     assert list(log.receipt_status) == [1, 1, 1, 1]
     assert not errors
     assert f"receipts: checked 4 of 4 expected, with {BLOCK_RECEIPTS}" in notes
+
+
+def test_a_sparse_sample_of_a_big_block_is_fetched_per_transaction_in_the_same_batch() -> None:
+    log, by_hash, texts = logged(3)
+    rpc = ReceiptRpc(
+        lambda method, params: (
+            [receipt(texts[0]), receipt(texts[1])] if method == BLOCK_RECEIPTS else receipt(params[0])
+        )
+    )
+    tracker, _, _, _, notes = tracker_for(log, by_hash, rpc)
+    big = dataclasses.replace(block(2), tx_count=SMALL_BLOCK + 1)  # one wanted receipt among 65
+    tracker.on_block(dataclasses.replace(block(1), tx_count=2), texts[:2])
+    tracker.on_block(big, texts[2:])
+    assert [entry.whole for entry in tracker.wanted] == [True, False]
+    assert asyncio.run(tracker.drain_receipts(10.0, lambda: False)).checked == 3
+    assert rpc.calls == [[(BLOCK_RECEIPTS, [block(1).hash]), (TX_RECEIPT, [texts[2]])]]
+    assert tracker.served == Counter({BLOCK_RECEIPTS: 2, TX_RECEIPT: 1})
+    assert tracker.methods_used == f"{BLOCK_RECEIPTS} + {TX_RECEIPT}"
+    assert notes[-1] == f"receipts: checked 3 of 3 expected, with {BLOCK_RECEIPTS} + {TX_RECEIPT}"
 
 
 def test_a_refused_eth_getblockreceipts_falls_back_to_per_transaction_receipts_and_says_so() -> None:
