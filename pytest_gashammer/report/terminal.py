@@ -105,7 +105,8 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
         lines.append(line)
     lines.append("  counts     " + "  ".join(f"{f.short_label} {run[f.name]:,}" for f in COUNT_FIGURES))
     checked, expected, via = (run.get(f.name) for f in (RECEIPTS_CHECKED, RECEIPTS_EXPECTED, RECEIPTS_VIA))
-    lines.append(f"  receipts   {receipts_line(checked or 0, expected or 0, via or '')}")
+    if checked is not None and expected is not None:
+        lines.append(f"  receipts   {receipts_line(checked, expected, via or '')}")
     for figure in LATENCY_FIGURES:
         stats = run.get(figure.name)
         if stats is None:
