@@ -7,7 +7,8 @@ fetches those: status, gas used, fees paid, and the corrected gas per template t
 into the arrival rate.
 
 Receipts are fetched per block with ``eth_getBlockReceipts`` (one call serves every sampled row of
-a block), or per transaction with ``eth_getTransactionReceipt`` once a node refuses that method. A
+a block), or per transaction with ``eth_getTransactionReceipt``: for a sparse sample of a big block,
+for a block whose receipts keep coming back empty, and for all once a node refuses the method. A
 node may answer ``null`` (or an empty list) for a block it has just announced: EthereumJS indexes
 receipts after the block appears. Such rows are asked again with backoff until the drain's
 deadline, and only then count as missing. One task owns the queue: the run's receipt loop, which
@@ -51,6 +52,10 @@ SMALL_BLOCK = 64
 #: A receipt the node did not have yet is asked again after this long, doubling up to the cap.
 RETRY_FIRST = 0.25
 RETRY_CAP = 4.0
+#: A block whose receipts came back empty this many times (about 8 s) is asked per transaction
+#: from then on: a node that answers ``[]`` for a block hash it does not look up must not cost the
+#: run its receipts.
+WHOLE_BLOCK_ASKS = 5
 
 BLOCK_RECEIPTS = "eth_getBlockReceipts"
 TX_RECEIPT = "eth_getTransactionReceipt"
@@ -322,6 +327,8 @@ class InclusionTracker:
         for entry in unserved:
             entry.asks += 1
             entry.not_before = now + retry_delay(entry.asks)
+            if entry.asks >= WHOLE_BLOCK_ASKS:
+                entry.whole = False
             self.receipts_retried += len(entry.rows)
             self.wanted.append(entry)
         return sum(len(entry.rows) for entry in batch)

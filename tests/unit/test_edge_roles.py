@@ -25,6 +25,7 @@ from pytest_gashammer.edge.inclusion import (
     RETRY_FIRST,
     SMALL_BLOCK,
     TX_RECEIPT,
+    WHOLE_BLOCK_ASKS,
     InclusionTracker,
     ReceiptCoverage,
     parse_block_receipts,
@@ -506,6 +507,26 @@ def test_a_sparse_sample_of_a_big_block_is_fetched_per_transaction_in_the_same_b
     assert tracker.served == Counter({BLOCK_RECEIPTS: 2, TX_RECEIPT: 1})
     assert tracker.methods_used == f"{BLOCK_RECEIPTS} + {TX_RECEIPT}"
     assert notes[-1] == f"receipts: checked 3 of 3 expected, with {BLOCK_RECEIPTS} + {TX_RECEIPT}"
+
+
+def test_a_block_whose_receipts_keep_coming_back_empty_is_asked_per_transaction() -> None:
+    log, by_hash, texts = logged(2)
+    rpc = ReceiptRpc(lambda method, params: [] if method == BLOCK_RECEIPTS else receipt(params[0]))
+    tracker, _, _, _, _ = tracker_for(log, by_hash, rpc)
+    tracker.on_block(block(1), texts)
+
+    async def until_switched() -> None:
+        for _ in range(WHOLE_BLOCK_ASKS):
+            tracker.wanted[0].not_before = 0.0  # skip the backoff
+            await tracker.fetch_receipts(10)
+        assert not tracker.wanted[0].whole
+        tracker.wanted[0].not_before = 0.0
+        await tracker.fetch_receipts(10)
+
+    asyncio.run(until_switched())
+    assert rpc.methods() == [BLOCK_RECEIPTS] * WHOLE_BLOCK_ASKS + [TX_RECEIPT] * 2
+    assert tracker.coverage() == ReceiptCoverage(expected=2, checked=2)
+    assert tracker.receipts_via == BLOCK_RECEIPTS  # other blocks still go whole
 
 
 def test_a_refused_eth_getblockreceipts_falls_back_to_per_transaction_receipts_and_says_so() -> None:
