@@ -286,8 +286,8 @@ class InclusionTracker:
             self.errors["receipt_missing"] += missing
             self.wanted.clear()
             self.notes.append(
-                f"receipts: {missing} never obtained within the drain's {timeout:g} s (the node answered "
-                f"null or an error each time it was asked)"
+                f"receipts: {missing} never obtained within the drain's {timeout:g} s (answered null or "
+                "an error each time, or not answered in time)"
             )
         if self.receipts_retried:
             self.notes.append(

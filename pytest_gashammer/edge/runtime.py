@@ -546,7 +546,8 @@ def balance_check_skipped(
     if names != ["transfer"]:
         return f"needs a transfer-only workload; this run's: {', '.join(names)}"
     if plan.receipts is not None:
-        return f"needs every receipt (receipts='all') for the fees paid; this run sampled receipts={plan.receipts}"
+        took = f"sampled receipts={plan.receipts}" if plan.receipts else "checked none (receipts=0)"
+        return f"needs every receipt (receipts='all') for the fees paid; this run {took}"
     if stop_reason:
         return f"the run stopped early ({stop_reason})"
     if coverage.checked < coverage.expected:
