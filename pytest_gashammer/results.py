@@ -173,6 +173,11 @@ class RunResult:
     offered_tx_per_sec: float = 0.0
     included_tx_per_sec: float = 0.0
     blocks_observed: int = 0
+    #: Receipts checked, of those expected (rows included and on the receipt sample), and the method
+    #: they were fetched with.
+    receipts_checked: int = 0
+    receipts_expected: int = 0
+    receipts_via: str = ""
     stopped_early: str | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
     timeline: list[dict[str, float]] = dataclasses.field(default_factory=list)
@@ -301,7 +306,7 @@ class Figure:
         return value
 
 
-_RATE, _TX_RATE, _SECONDS, _TX = "gas/s", "tx/s", "s", "transactions"
+_RATE, _TX_RATE, _SECONDS, _TX, _RECEIPTS = "gas/s", "tx/s", "s", "transactions", "receipts"
 
 # Latencies run from each sustain-phase transaction's intended send time; the help says to where.
 
@@ -328,6 +333,23 @@ RUN_FIGURES: tuple[Figure, ...] = (
     Figure("included", "int", _TX, "transactions seen in a block", missing=0),
     Figure("lost", "int", _TX, "accepted but never seen in a block", missing=0),
     Figure("blocks_observed", "int", "blocks", "distinct blocks the edges saw", missing=0, label="blocks"),
+    # No ``missing`` value: a run stored before these figures existed shows no receipt line, not "0 of 0".
+    Figure("receipts_checked", "int", _RECEIPTS, "receipts obtained and checked", label="checked"),
+    Figure(
+        "receipts_expected",
+        "int",
+        _RECEIPTS,
+        "receipts wanted: transactions included and on the receipt sample (marker receipts=)",
+        label="expected",
+    ),
+    Figure(
+        "receipts_via",
+        "str",
+        "",
+        "how receipts were fetched: eth_getBlockReceipts per block, or eth_getTransactionReceipt per "
+        "transaction where the node refused that (edges that differ are joined with ' + ')",
+        missing="",
+    ),
     Figure(
         "latency_accept",
         "latency",
@@ -358,7 +380,25 @@ FIGURES: dict[str, Figure] = {figure.name: figure for figure in RUN_FIGURES}
 
 
 #: The counts a summary shows in one line: transactions by what became of them, and blocks.
-COUNT_FIGURES: tuple[Figure, ...] = tuple(f for f in RUN_FIGURES if f.kind == "int" and f.unit)
+COUNT_FIGURES: tuple[Figure, ...] = tuple(
+    f for f in RUN_FIGURES if f.kind == "int" and f.unit not in ("", _RECEIPTS)
+)
+#: Receipt coverage, "checked X of Y": a line of its own in summaries and reports.
+RECEIPTS_CHECKED, RECEIPTS_EXPECTED, RECEIPTS_VIA = (
+    FIGURES["receipts_checked"],
+    FIGURES["receipts_expected"],
+    FIGURES["receipts_via"],
+)
+
+
+def receipts_line(checked: int, expected: int, via: str) -> str:
+    """``checked X of Y`` with the method, as summaries and reports print receipt coverage."""
+    if not expected and not checked:
+        return "none expected"
+    share = f" ({checked / expected:.0%})" if expected and checked < expected else ""
+    return f"checked {checked:,} of {expected:,}{share}" + (f" via {via}" if via else "")
+
+
 #: The latencies, each a :class:`LatencyStats`.
 LATENCY_FIGURES: tuple[Figure, ...] = tuple(f for f in RUN_FIGURES if f.kind == "latency")
 

@@ -33,7 +33,7 @@ from pytest_gashammer.edge.accounts import Sender, derive_senders
 from pytest_gashammer.edge.evidence import BalanceCheck, probe_lost
 from pytest_gashammer.edge.feed_link import FeedLink
 from pytest_gashammer.edge.gas_model import GasModel
-from pytest_gashammer.edge.inclusion import InclusionTracker
+from pytest_gashammer.edge.inclusion import InclusionTracker, ReceiptCoverage
 from pytest_gashammer.edge.preparation import (
     RunPreparation,
     check_chain_id,
@@ -274,6 +274,7 @@ class _EdgeSession:
         self.wall_origin_ns = 0
         self.lost_probe: dict[str, str] = {}
         self.balance_facts: dict[str, int] | None = None
+        self.balance_skipped: str | None = None
 
     @classmethod
     async def open(
@@ -422,15 +423,24 @@ class _EdgeSession:
                 await self.feed.close(included, inclusion.chain_blocks, self.errors, self.notes)
             tracker_stop.set()
             await asyncio.gather(tracker, return_exceptions=True)
-            await inclusion.drain_receipts(
-                max(30.0, self.plan.inclusion_timeout), lambda: stop.is_set() and bool(runtime.stop_reason)
+            # The receipt loop returns between batches once tracker_stop is set; the drain awaits its
+            # batch in flight (never cancels it under way), then owns the queue alone.
+            coverage = await inclusion.drain_receipts(
+                max(30.0, self.plan.inclusion_timeout),
+                lambda: stop.is_set() and bool(runtime.stop_reason),
+                loop=receipts,
             )
-            if self.balance_check is not None and not runtime.stop_reason and not inclusion.pending_receipts:
+            if (
+                self.balance_check is not None
+                and not runtime.stop_reason
+                and coverage.checked == coverage.expected
+            ):
                 self.balance_facts = await self.balance_check.facts(
                     self.log, follower.last_block, inclusion.fees_paid, self.notes
                 )
-            receipts.cancel()
-            await asyncio.gather(receipts, return_exceptions=True)
+            self.balance_skipped = balance_check_skipped(
+                self.plan, runtime.stop_reason, coverage, checked=self.balance_facts is not None
+            )
             if shipping is not None and telemetry is not None:
                 shipping.cancel()
                 await asyncio.gather(shipping, return_exceptions=True)
@@ -505,6 +515,10 @@ class _EdgeSession:
             errors=dict(self.errors),
             receipts_checked=inclusion.receipts_checked,
             receipts_skipped=inclusion.receipts_skipped,
+            receipts_expected=inclusion.receipts_expected,
+            receipts_missing=inclusion.receipts_missing,
+            receipts_abandoned=inclusion.receipts_abandoned,
+            receipts_via=inclusion.methods_used if inclusion.receipts_expected else "",
             duplicates=inclusion.duplicates,
             sending_finished_ns=submitter.sending_finished_ns,
             stopped_early=self.runtime.stop_reason,
@@ -517,5 +531,28 @@ class _EdgeSession:
             else [],
             feed_findings=feed.findings if feed is not None else None,
             balance_check=self.balance_facts,
+            balance_check_skipped=self.balance_skipped,
             lost_probe=self.lost_probe,
         )
+
+
+def balance_check_skipped(
+    plan: ScenarioPlan, stop_reason: str | None, coverage: ReceiptCoverage, *, checked: bool
+) -> str | None:
+    """Why the run has no value-conservation facts (None when it has them), as the verdict says it."""
+    if checked:
+        return None
+    names = sorted({name for name, _, _ in plan.workload})
+    if names != ["transfer"]:
+        return f"needs a transfer-only workload; this run's: {', '.join(names)}"
+    if plan.receipts is not None:
+        took = f"sampled receipts={plan.receipts}" if plan.receipts else "checked none (receipts=0)"
+        return f"needs every receipt (receipts='all') for the fees paid; this run {took}"
+    if stop_reason:
+        return f"the run stopped early ({stop_reason})"
+    if coverage.checked < coverage.expected:
+        return (
+            f"only {coverage.checked} of {coverage.expected} receipts were checked "
+            f"({coverage.missing} missing, {coverage.abandoned} abandoned), so the fees paid are not all known"
+        )
+    return "the node could not be asked for the senders' balances (see the notes)"

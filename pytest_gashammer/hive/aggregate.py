@@ -145,6 +145,11 @@ def build_result(
         offered_tx_per_sec=offered_tx / window,
         included_tx_per_sec=included_tx / inclusion_span,
         blocks_observed=len({block.number for report in reports for block in report.blocks}),
+        receipts_checked=sum(report.receipts_checked for report in reports),
+        receipts_expected=sum(report.receipts_expected for report in reports),
+        receipts_via=" + ".join(
+            dict.fromkeys(report.receipts_via for report in reports if report.receipts_via)
+        ),
         stopped_early=next((report.stopped_early for report in reports if report.stopped_early), None),
         notes=notes,
         timeline=timeline,

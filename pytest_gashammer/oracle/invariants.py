@@ -32,6 +32,16 @@ from pytest_gashammer.vocabulary import (
 
 EVIDENCE_LIMIT = 20
 
+#: The share of the expected receipts (rows included and on the receipt sample) that must have been
+#: checked for ``receipt_status`` and ``gas_model`` to pass; below it they are inconclusive. Receipts
+#: that go missing are not a random sample: they are the run's last blocks (a drain cut short) or
+#: the ones a lagging node had not indexed, so a large shortfall could hide exactly the transactions
+#: that went wrong. 95 % tolerates a handful of receipts a node never served in a long run without
+#: letting a verdict stand on a fraction of it.
+RECEIPT_COVERAGE_BAR = 0.95
+#: ``balance_conservation`` needs every fee paid, so every receipt: one missing fee breaks the sum.
+BALANCE_COVERAGE_BAR = 1.0
+
 
 def _evidence(**found: list[Any]) -> dict[str, object]:
     """Each non-empty list of findings under its name, cut to its first ``EVIDENCE_LIMIT`` items."""
@@ -39,6 +49,41 @@ def _evidence(**found: list[Any]) -> dict[str, object]:
 
 
 Invariant = Callable[[Sequence[EdgeReport], float], Verdict]
+
+
+def receipt_coverage(reports: Sequence[EdgeReport]) -> tuple[int, int]:
+    """``(checked, expected)`` receipts over the edges: rows with a receipt status, and rows included
+    and on the receipt sample (a report that does not say counts its checked ones)."""
+    checked = expected = 0
+    for report in reports:
+        with_status = sum(1 for status in report.txs.receipt_status if status != NOT_YET)
+        checked += with_status
+        expected += max(report.receipts_expected, with_status)
+    return checked, expected
+
+
+def below_bar(checked: int, expected: int, bar: float) -> bool:
+    """Whether ``checked`` of ``expected`` receipts fall short of ``bar`` (a share, 0..1)."""
+    return expected > 0 and checked < bar * expected - 1e-9
+
+
+def coverage_words(checked: int, expected: int) -> str:
+    share = f" ({checked / expected:.0%})" if expected and checked < expected else ""
+    return f"{checked} of {expected} expected receipts checked{share}"
+
+
+def _coverage_evidence(reports: Sequence[EdgeReport], checked: int, expected: int) -> dict[str, object]:
+    evidence: dict[str, object] = {"receipts_checked": checked, "receipts_expected": expected}
+    missing = sum(report.receipts_missing for report in reports)
+    abandoned = sum(report.receipts_abandoned for report in reports)
+    if missing:
+        evidence["receipts_missing"] = missing  # the node never served them before the drain's deadline
+    if abandoned:
+        evidence["receipts_abandoned"] = abandoned  # the run was stopped before they were fetched
+    stopped = next((r.stopped_early for r in reports if r.stopped_early), None)
+    if stopped:
+        evidence["stopped_early"] = stopped
+    return evidence
 
 
 def inclusion(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
@@ -143,39 +188,59 @@ def nonce_contiguity(reports: Sequence[EdgeReport], inclusion_timeout: float) ->
 
 
 def receipt_status(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
-    """Each checked receipt has the status its template expects (1 for success, 0 for an intended revert)."""
+    """Each checked receipt has the status its template expects (1 for success, 0 for an intended
+    revert); inconclusive when fewer than :data:`RECEIPT_COVERAGE_BAR` of the expected were checked."""
     wrong: list[str] = []
-    checked = 0
     for report in reports:
         log = report.txs
         for row in range(len(log)):
             status = log.receipt_status[row]
             if status == NOT_YET:
                 continue
-            checked += 1
             template = log.template[row]
             expected = report.template_expected_status[template] if template >= 0 else 1
             if status != expected:
                 name = report.templates[template] if template >= 0 else "nonce-gap filler"
                 wrong.append(f"{log.tx_hash(row)} ({name}: status {status}, expected {expected})")
+    checked, wanted = receipt_coverage(reports)
+    coverage = coverage_words(checked, wanted)
     if checked == 0:
+        why = (
+            f"none of the {wanted} expected receipts was obtained"
+            if wanted
+            else "receipts=0 or nothing included"
+        )
         return Verdict(
-            RECEIPT_STATUS, "inconclusive", "no receipt was checked (receipts=0 or nothing included)"
+            RECEIPT_STATUS,
+            "inconclusive",
+            f"no receipt was checked ({why})",
+            _coverage_evidence(reports, checked, wanted) if wanted else {},
         )
     if wrong:
         return Verdict(
             RECEIPT_STATUS,
             "failed",
-            f"{len(wrong)} of {checked} receipt(s) with an unexpected status",
-            {"unexpected": wrong[:EVIDENCE_LIMIT]},
+            f"{len(wrong)} of {checked} checked receipt(s) with an unexpected status; {coverage}",
+            {"unexpected": wrong[:EVIDENCE_LIMIT], **_coverage_evidence(reports, checked, wanted)},
         )
-    return Verdict(RECEIPT_STATUS, "passed", f"all {checked} checked receipts have the expected status")
+    if below_bar(checked, wanted, RECEIPT_COVERAGE_BAR):
+        return Verdict(
+            RECEIPT_STATUS,
+            "inconclusive",
+            f"only {coverage}, below the {RECEIPT_COVERAGE_BAR:.0%} bar; the {checked} checked have the "
+            "expected status",
+            _coverage_evidence(reports, checked, wanted),
+        )
+    return Verdict(
+        RECEIPT_STATUS, "passed", f"all {checked} checked receipts have the expected status; {coverage}"
+    )
 
 
 def gas_model(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
-    """Each checked receipt's gas stays within its template's tolerance of the model calibrated at setup."""
+    """Each checked receipt's gas stays within its template's tolerance of the model calibrated at
+    setup; inconclusive when fewer than :data:`RECEIPT_COVERAGE_BAR` of the expected receipts were checked."""
     outside: list[str] = []
-    checked = 0
+    measured = 0
     for report in reports:
         log = report.txs
         estimates = report.template_gas_estimate or report.template_gas_model
@@ -183,7 +248,7 @@ def gas_model(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
             template = log.template[row]
             if template < 0 or log.gas_used[row] == NOT_YET:
                 continue
-            checked += 1
+            measured += 1
             expected = estimates[template]
             tolerance = report.template_gas_tolerance[template]
             if abs(log.gas_used[row] - expected) > tolerance * expected + 1e-9:
@@ -191,16 +256,30 @@ def gas_model(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
                     f"{log.tx_hash(row)} ({report.templates[template]}: used {log.gas_used[row]:,}, "
                     f"model {expected:,.0f} ±{tolerance:.0%})"
                 )
-    if checked == 0:
-        return Verdict(GAS_MODEL, "inconclusive", "no receipt was checked, so no gas was measured")
+    checked, wanted = receipt_coverage(reports)
+    coverage = coverage_words(checked, wanted)
+    if measured == 0:
+        return Verdict(
+            GAS_MODEL, "inconclusive", f"no receipt was checked, so no gas was measured; {coverage}"
+        )
     if outside:
         return Verdict(
             GAS_MODEL,
             "failed",
-            f"{len(outside)} of {checked} transaction(s) used gas outside their template's model",
+            f"{len(outside)} of {measured} transaction(s) used gas outside their template's model; {coverage}",
             {"outside": outside[:EVIDENCE_LIMIT], "outside_count": len(outside)},
         )
-    return Verdict(GAS_MODEL, "passed", f"all {checked} measured transactions within their gas model")
+    if below_bar(checked, wanted, RECEIPT_COVERAGE_BAR):
+        return Verdict(
+            GAS_MODEL,
+            "inconclusive",
+            f"only {coverage}, below the {RECEIPT_COVERAGE_BAR:.0%} bar; the {measured} measured are within "
+            "their gas model",
+            _coverage_evidence(reports, checked, wanted),
+        )
+    return Verdict(
+        GAS_MODEL, "passed", f"all {measured} measured transactions within their gas model; {coverage}"
+    )
 
 
 def _blocks(reports: Sequence[EdgeReport]) -> list[Any]:
@@ -391,14 +470,21 @@ def feed_block_hash(reports: Sequence[EdgeReport], inclusion_timeout: float) -> 
 
 
 def balance_conservation(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
-    """For transfer runs: what the senders lost equals the value they moved plus the fees they paid."""
+    """For transfer runs: what the senders lost equals the value they moved plus the fees they paid.
+
+    Needs every fee, so every receipt (:data:`BALANCE_COVERAGE_BAR`) and every edge's facts; an edge
+    without them says why (``balance_check_skipped``), and the verdict is then inconclusive.
+    """
     facts = [(report.edge_id, report.balance_check) for report in reports if report.balance_check is not None]
-    if not facts:
-        return Verdict(
-            BALANCE_CONSERVATION,
-            "inconclusive",
-            "needs a transfer-only workload with every receipt checked (receipts='all')",
+    lacking = [
+        f"{report.edge_id}: "
+        + (
+            report.balance_check_skipped
+            or "needs a transfer-only workload with every receipt checked (receipts='all')"
         )
+        for report in reports
+        if report.balance_check is None
+    ]
     broken = []
     for edge_id, check in facts:
         expected = check["value_moved"] + check["fees_paid"]
@@ -410,7 +496,28 @@ def balance_conservation(reports: Sequence[EdgeReport], inclusion_timeout: float
             )
     if broken:
         return Verdict(BALANCE_CONSERVATION, "failed", "balances are not conserved", {"edges": broken})
-    return Verdict(BALANCE_CONSERVATION, "passed", "senders lost exactly the value moved plus the fees paid")
+    checked, wanted = receipt_coverage(reports)
+    if lacking or not facts:
+        reasons = sorted({line.split(": ", 1)[1] for line in lacking})
+        summary = reasons[0] if len(reasons) == 1 else f"{len(lacking)} edge(s) lack the facts"
+        evidence: dict[str, object] = (
+            {"edges": lacking[:EVIDENCE_LIMIT]} if len(reports) > 1 or len(reasons) > 1 else {}
+        )
+        if wanted:
+            evidence.update(_coverage_evidence(reports, checked, wanted))
+        return Verdict(BALANCE_CONSERVATION, "inconclusive", summary, evidence)
+    if below_bar(checked, wanted, BALANCE_COVERAGE_BAR):
+        return Verdict(
+            BALANCE_CONSERVATION,
+            "inconclusive",
+            f"only {coverage_words(checked, wanted)}; every fee is needed",
+            _coverage_evidence(reports, checked, wanted),
+        )
+    return Verdict(
+        BALANCE_CONSERVATION,
+        "passed",
+        f"senders lost exactly the value moved plus the fees paid; {coverage_words(checked, wanted)}",
+    )
 
 
 INVARIANTS: dict[str, Invariant] = {

@@ -26,7 +26,16 @@ from typing import Any
 import pyarrow as pa
 
 from pytest_gashammer.report import charts
-from pytest_gashammer.results import COUNT_FIGURES, FIGURES, LATENCY_STATS, rate_figures
+from pytest_gashammer.results import (
+    COUNT_FIGURES,
+    FIGURES,
+    LATENCY_STATS,
+    RECEIPTS_CHECKED,
+    RECEIPTS_EXPECTED,
+    RECEIPTS_VIA,
+    rate_figures,
+    receipts_line,
+)
 from pytest_gashammer.scenario.units import format_gas_rate, format_seconds
 from pytest_gashammer.telemetry.parquet import TelemetryTables, load
 from pytest_gashammer.telemetry.schema import SCHEMA_VERSION
@@ -255,7 +264,8 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         ("target", format_gas_rate(target)),
         ("arrival", plan.get("arrival", "-")),
         ("senders", plan.get("senders", "-")),
-        ("receipts checked", "all" if plan.get("receipts", 0) is None else plan.get("receipts", "-")),
+        ("receipt sample", "all" if plan.get("receipts", 0) is None else plan.get("receipts", "-")),
+        ("receipts", _receipts(run)),
         ("inclusion timeout", f"{plan['inclusion_timeout']:g} s" if "inclusion_timeout" in plan else "-"),
         ("duration scale", plan.get("duration_scale", "-")),
     ]
@@ -315,6 +325,14 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         "render_seconds": time.perf_counter() - started,
     }
     return view
+
+
+def _receipts(run: dict[str, Any]) -> str:
+    """Receipt coverage of a stored run, "checked X of Y via ..." ("-" for a run stored without it)."""
+    checked, expected = run.get(RECEIPTS_CHECKED.stored_as), run.get(RECEIPTS_EXPECTED.stored_as)
+    if checked is None or expected is None:
+        return "-"
+    return receipts_line(checked, expected, run.get(RECEIPTS_VIA.stored_as) or "")
 
 
 def _block_facts(blocks: pa.Table) -> dict[str, Any]:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pytest_gashammer.results import COUNT_FIGURES, LATENCY_FIGURES, rate_figures
+from pytest_gashammer.results import (
+    COUNT_FIGURES,
+    LATENCY_FIGURES,
+    RECEIPTS_CHECKED,
+    RECEIPTS_EXPECTED,
+    RECEIPTS_VIA,
+    rate_figures,
+    receipts_line,
+)
 from pytest_gashammer.scenario.units import format_gas_rate, format_seconds
 
 #: Runs shorter than this never print a progress line.
@@ -96,6 +104,9 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
             line += f"   {run[tx_rate.name]:,.1f} tx/s"
         lines.append(line)
     lines.append("  counts     " + "  ".join(f"{f.short_label} {run[f.name]:,}" for f in COUNT_FIGURES))
+    checked, expected, via = (run.get(f.name) for f in (RECEIPTS_CHECKED, RECEIPTS_EXPECTED, RECEIPTS_VIA))
+    if checked is not None and expected is not None:
+        lines.append(f"  receipts   {receipts_line(checked, expected, via or '')}")
     for figure in LATENCY_FIGURES:
         stats = run.get(figure.name)
         if stats is None:

@@ -252,8 +252,18 @@ class EdgeReport:
     sender_start_nonces: list[int] = field(default_factory=list)
     sender_foreign_nonces: list[list[int]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    #: Receipts: ``expected`` rows were included and on the receipt sample; of those, ``checked``
+    #: were obtained and checked, ``missing`` never served by the node within the drain's deadline,
+    #: ``abandoned`` no longer asked for because the run was stopped (the three add up to it).
     receipts_checked: int = 0
+    #: Included rows not on the receipt sample.
     receipts_skipped: int = 0
+    receipts_expected: int = 0
+    receipts_missing: int = 0
+    receipts_abandoned: int = 0
+    #: The method the receipts were fetched with (``eth_getBlockReceipts``, or
+    #: ``eth_getTransactionReceipt`` when the node refused it); empty when none were wanted.
+    receipts_via: str = ""
     duplicates: list[str] = field(default_factory=list)
     sending_finished_ns: int = NOT_YET
     stopped_early: str | None = None
@@ -265,6 +275,9 @@ class EdgeReport:
     feed_findings: dict[str, Any] | None = None
     #: Value conservation facts of a transfer-only run with every receipt checked, else None.
     balance_check: dict[str, int] | None = None
+    #: Why there are no value-conservation facts (``balance_check`` is None), in words; None when
+    #: there are.
+    balance_check_skipped: str | None = None
     #: What the node said, after the drain, about the first accepted transactions never seen in a
     #: block: ``{tx_hash: "sender 0x.. nonce N: <diagnosis>"}``.
     lost_probe: dict[str, str] = field(default_factory=dict)

@@ -178,6 +178,27 @@ def test_counts_errors_notes_blocks_and_edges_are_merged_across_reports() -> Non
     assert report_a.errors == {"nonce_too_low": 2}
 
 
+def test_receipt_coverage_is_summed_over_edges_and_the_methods_named_once_each() -> None:
+    report_a, report_b = two_edges()
+    report_a.receipts_checked, report_a.receipts_expected, report_a.receipts_via = (
+        60,
+        64,
+        "eth_getBlockReceipts",
+    )
+    report_b.receipts_checked, report_b.receipts_expected, report_b.receipts_via = (
+        7,
+        73,
+        "eth_getTransactionReceipt",
+    )
+    result = result_of(plan_of(), [report_a, report_b])
+    assert (result.receipts_checked, result.receipts_expected) == (67, 137)
+    assert result.receipts_via == "eth_getBlockReceipts + eth_getTransactionReceipt"
+    report_b.receipts_via = "eth_getBlockReceipts"
+    assert result_of(plan_of(), [report_a, report_b]).receipts_via == "eth_getBlockReceipts"
+    summary = result.summary_dict()
+    assert (summary["receipts_checked"], summary["receipts_expected"]) == (67, 137)
+
+
 def test_included_gas_uses_the_gas_the_chain_charged() -> None:
     log = Log()
     for k in range(10):

@@ -4,6 +4,7 @@ and nonces, inclusion and receipts, the gas model, and the evidence gathered aft
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 from collections import Counter, deque
@@ -16,9 +17,22 @@ from pytest_gashammer.chain.rpc import RpcError, TransportError
 from pytest_gashammer.edge.accounts import derive_senders
 from pytest_gashammer.edge.evidence import BalanceCheck, probe_lost
 from pytest_gashammer.edge.gas_model import GasModel
-from pytest_gashammer.edge.inclusion import InclusionTracker
+from pytest_gashammer.edge.inclusion import (
+    BLOCK_RECEIPTS,
+    RECEIPT_BATCH_THRESHOLD,
+    RECEIPT_MAX_WAIT,
+    RETRY_CAP,
+    RETRY_FIRST,
+    SMALL_BLOCK,
+    TX_RECEIPT,
+    WHOLE_BLOCK_ASKS,
+    InclusionTracker,
+    ReceiptCoverage,
+    parse_block_receipts,
+    retry_delay,
+)
 from pytest_gashammer.edge.preparation import RunPreparation, make_schedule, make_templates
-from pytest_gashammer.edge.runtime import EdgeAssignment, Progress
+from pytest_gashammer.edge.runtime import EdgeAssignment, Progress, balance_check_skipped
 from pytest_gashammer.edge.submitter import GAP_FILLER, Submitter
 from pytest_gashammer.scenario.spec import ScenarioPlan, compile_plan, parse_spec
 from pytest_gashammer.telemetry.records import (
@@ -325,13 +339,34 @@ def logged(rows: int, states: Sequence[int] | None = None) -> tuple[TxLog, dict[
 
 
 class ReceiptRpc:
-    def __init__(self, receipts: list[Any] | Exception) -> None:
-        self.receipts = receipts
+    """Answers each call of a batch with ``answer(method, params)`` (an exception instance stands for
+    that call's error), after ``delay`` seconds; ``fail`` fails the whole batch. Records the calls."""
+
+    def __init__(self, answer: Any = None, *, delay: float = 0.0, fail: Exception | None = None) -> None:
+        self.answer = answer if callable(answer) else (lambda method, params: answer)
+        self.delay = delay
+        self.fail = fail
+        self.calls: list[list[tuple[str, Sequence[Any]]]] = []
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        if isinstance(self.receipts, Exception):
-            raise self.receipts
-        return self.receipts[: len(calls)]
+        self.calls.append(list(calls))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        return [self.answer(method, params) for method, params in calls]
+
+    def methods(self) -> list[str]:
+        return [method for batch in self.calls for method, _ in batch]
+
+
+def receipt(tx_hash: str, status: int = 1, gas: int = 21_000, price: int = 3) -> dict[str, str]:
+    return {
+        "transactionHash": tx_hash,
+        "status": hex(status),
+        "gasUsed": hex(gas),
+        "effectiveGasPrice": hex(price),
+    }
 
 
 def tracker_for(
@@ -380,8 +415,10 @@ def test_a_block_includes_its_rows_and_settles_the_accepted_ones_once() -> None:
     assert settled == [2]
     assert [log.state[row] for row in range(3)] == [STATUS_INCLUDED] * 3
     assert list(log.block_number) == [7, 7, 7]
-    assert list(tracker.pending_receipts) == [0, 2]
-    assert tracker.receipts_skipped == 1
+    assert [(entry.number, entry.block_hash, entry.rows) for entry in tracker.wanted] == [
+        (7, block(7).hash, [0, 2])
+    ]
+    assert (tracker.receipts_expected, tracker.receipts_skipped) == (2, 1)
     assert tracker.progress.included == 3
     assert list(tracker.latencies) == [4e-6] * 3
     assert tracker.chain_blocks == [(7, f"0x{7:064x}", [texts[0], "0x" + "ff" * 32, texts[1], texts[2]])]
@@ -401,18 +438,19 @@ def test_a_second_inclusion_is_a_duplicate_and_stops_a_fail_fast_run() -> None:
     assert stops == [(f"fail-fast: no_duplicate_inclusion broke on {texts[0]}", "fail-fast")]
 
 
-def test_receipts_correct_the_gas_model_and_count_what_is_missing() -> None:
+def test_receipts_correct_the_gas_model_and_a_null_is_asked_again_not_counted_missing() -> None:
     log, by_hash, texts = logged(3)
-    receipts = [
-        {"status": "0x1", "gasUsed": hex(21_000), "effectiveGasPrice": hex(3)},
-        None,
-        {"status": "0x0", "gasUsed": hex(25_000), "effectiveGasPrice": hex(2)},
-    ]
-    tracker, _, stops, errors, _ = tracker_for(log, by_hash, ReceiptRpc(receipts), fail_fast=True)
+    answers = {texts[0]: receipt(texts[0], 1, 21_000, 3), texts[2]: receipt(texts[2], 0, 25_000, 2)}
+    rpc = ReceiptRpc(lambda method, params: answers.get(params[0]))
+    tracker, _, stops, errors, _ = tracker_for(log, by_hash, rpc, fail_fast=True)
+    tracker.receipts_via = TX_RECEIPT
     tracker.on_block(block(1), texts)
-    asyncio.run(tracker.fetch_receipts(10))
-    assert errors == Counter({"receipt_missing": 1})
-    assert tracker.receipts_checked == 2
+    assert asyncio.run(tracker.fetch_receipts(10)) == 3
+    assert rpc.methods() == [TX_RECEIPT] * 3
+    assert not errors  # a null is not missing yet: the node may not have indexed it
+    assert tracker.receipts_checked == 2 and tracker.receipts_retried == 1
+    assert [entry.rows for entry in tracker.wanted] == [[1]]
+    assert tracker.wanted[0].not_before > 0 and tracker.wanted[0].asks == 1
     assert tracker.fees_paid == 21_000 * 3 + 25_000 * 2
     assert (log.gas_used[0], log.gas_used[1], log.gas_used[2]) == (21_000, NOT_YET, 25_000)
     assert tracker.gas_model.values == [23_000.0]
@@ -420,9 +458,129 @@ def test_receipts_correct_the_gas_model_and_count_what_is_missing() -> None:
     assert stops == [(f"fail-fast: receipt_status broke on {texts[2]}", "fail-fast")]
 
 
+def test_receipts_are_fetched_per_block_and_an_unindexed_block_is_asked_again() -> None:
+    log, by_hash, texts = logged(4)
+    asks: Counter[str] = Counter()
+
+    def answer(method: str, params: Sequence[Any]) -> Any:
+        asks[params[0]] += 1
+        if params[0] == block(1).hash:
+            return [receipt(texts[0]), receipt("0x" + "ee" * 32), receipt(texts[1])]
+        return [] if asks[params[0]] == 1 else [receipt(texts[2]), receipt(texts[3])]  # [] = not indexed yet
+
+    rpc = ReceiptRpc(answer)
+    tracker, _, _, errors, notes = tracker_for(log, by_hash, rpc)
+    tracker.on_block(block(1), texts[:2])
+    tracker.on_block(block(2), texts[2:])
+
+    async def drain() -> None:
+        await tracker.drain_receipts(10.0, lambda: False)
+
+    asyncio.run(drain())
+    assert set(rpc.methods()) == {BLOCK_RECEIPTS}
+    # One batch for both blocks; block 2 again alone once its retry delay passed.
+    assert rpc.calls == [
+        [(BLOCK_RECEIPTS, [block(1).hash]), (BLOCK_RECEIPTS, [block(2).hash])],
+        [(BLOCK_RECEIPTS, [block(2).hash])],
+    ]
+    assert asks[block(2).hash] == 2
+    assert tracker.coverage() == ReceiptCoverage(expected=4, checked=4, missing=0, abandoned=0)
+    assert list(log.receipt_status) == [1, 1, 1, 1]
+    assert not errors
+    assert f"receipts: checked 4 of 4 expected, with {BLOCK_RECEIPTS}" in notes
+
+
+def test_a_sparse_sample_of_a_big_block_is_fetched_per_transaction_in_the_same_batch() -> None:
+    log, by_hash, texts = logged(3)
+    rpc = ReceiptRpc(
+        lambda method, params: (
+            [receipt(texts[0]), receipt(texts[1])] if method == BLOCK_RECEIPTS else receipt(params[0])
+        )
+    )
+    tracker, _, _, _, notes = tracker_for(log, by_hash, rpc)
+    big = dataclasses.replace(block(2), tx_count=SMALL_BLOCK + 1)  # one wanted receipt among 65
+    tracker.on_block(dataclasses.replace(block(1), tx_count=2), texts[:2])
+    tracker.on_block(big, texts[2:])
+    assert [entry.whole for entry in tracker.wanted] == [True, False]
+    assert asyncio.run(tracker.drain_receipts(10.0, lambda: False)).checked == 3
+    assert rpc.calls == [[(BLOCK_RECEIPTS, [block(1).hash]), (TX_RECEIPT, [texts[2]])]]
+    assert tracker.served == Counter({BLOCK_RECEIPTS: 2, TX_RECEIPT: 1})
+    assert tracker.methods_used == f"{BLOCK_RECEIPTS} + {TX_RECEIPT}"
+    assert notes[-1] == f"receipts: checked 3 of 3 expected, with {BLOCK_RECEIPTS} + {TX_RECEIPT}"
+
+
+def test_a_block_whose_receipts_keep_coming_back_empty_is_asked_per_transaction() -> None:
+    log, by_hash, texts = logged(2)
+    rpc = ReceiptRpc(lambda method, params: [] if method == BLOCK_RECEIPTS else receipt(params[0]))
+    tracker, _, _, _, _ = tracker_for(log, by_hash, rpc)
+    tracker.on_block(block(1), texts)
+
+    async def until_switched() -> None:
+        for _ in range(WHOLE_BLOCK_ASKS):
+            tracker.wanted[0].not_before = 0.0  # skip the backoff
+            await tracker.fetch_receipts(10)
+        assert not tracker.wanted[0].whole
+        tracker.wanted[0].not_before = 0.0
+        await tracker.fetch_receipts(10)
+
+    asyncio.run(until_switched())
+    assert rpc.methods() == [BLOCK_RECEIPTS] * WHOLE_BLOCK_ASKS + [TX_RECEIPT] * 2
+    assert tracker.coverage() == ReceiptCoverage(expected=2, checked=2)
+    assert tracker.receipts_via == BLOCK_RECEIPTS  # other blocks still go whole
+
+
+def test_a_refused_eth_getblockreceipts_falls_back_to_per_transaction_receipts_and_says_so() -> None:
+    log, by_hash, texts = logged(2)
+
+    def answer(method: str, params: Sequence[Any]) -> Any:
+        if method == BLOCK_RECEIPTS:
+            return RpcError(-32601, "the method eth_getBlockReceipts does not exist/is not available")
+        return receipt(params[0])
+
+    rpc = ReceiptRpc(answer)
+    tracker, _, _, errors, notes = tracker_for(log, by_hash, rpc)
+    tracker.on_block(block(1), texts)
+    coverage = asyncio.run(tracker.drain_receipts(10.0, lambda: False))
+    assert coverage == ReceiptCoverage(expected=2, checked=2)
+    assert rpc.methods() == [BLOCK_RECEIPTS, TX_RECEIPT, TX_RECEIPT]
+    assert tracker.receipts_via == TX_RECEIPT
+    assert notes[0] == (
+        f"receipts: {BLOCK_RECEIPTS} refused (JSON-RPC error -32601: the method eth_getBlockReceipts does "
+        f"not exist/is not available); fetched per transaction with {TX_RECEIPT}"
+    )
+    assert not errors
+
+
+def test_an_answer_of_another_shape_also_falls_back() -> None:
+    log, by_hash, texts = logged(1)
+    rpc = ReceiptRpc(
+        lambda method, params: {"receipts": []} if method == BLOCK_RECEIPTS else receipt(params[0])
+    )
+    tracker, _, _, _, notes = tracker_for(log, by_hash, rpc)
+    tracker.on_block(block(1), texts)
+    assert asyncio.run(tracker.drain_receipts(10.0, lambda: False)).checked == 1
+    assert tracker.receipts_via == TX_RECEIPT
+    assert notes[0].startswith(f"receipts: {BLOCK_RECEIPTS} answered {{'receipts': []}}")
+
+
+def test_block_receipt_answers_are_parsed_by_lowercase_hash() -> None:
+    one = receipt("0xAB" + "00" * 31)
+    assert parse_block_receipts([one]) == {"0xab" + "00" * 31: one}
+    assert parse_block_receipts(None) == {} and parse_block_receipts([]) == {}
+    assert parse_block_receipts({"receipts": []}) is None
+    assert parse_block_receipts([{"status": "0x1"}]) is None
+    assert parse_block_receipts(["0x1"]) is None
+
+
+def test_the_retry_delay_doubles_up_to_its_cap() -> None:
+    delays = [retry_delay(asks) for asks in range(1, 9)]
+    assert delays[:3] == [RETRY_FIRST, 2 * RETRY_FIRST, 4 * RETRY_FIRST]
+    assert delays == sorted(delays) and max(delays) == RETRY_CAP
+
+
 def test_a_failed_receipt_fetch_is_counted_and_retried_later() -> None:
     log, by_hash, texts = logged(2)
-    tracker, _, _, errors, notes = tracker_for(log, by_hash, ReceiptRpc(TransportError("reset")))
+    tracker, _, _, errors, notes = tracker_for(log, by_hash, ReceiptRpc(fail=TransportError("reset")))
     tracker.on_block(block(1), texts)
 
     async def fetch_twice() -> None:
@@ -432,16 +590,73 @@ def test_a_failed_receipt_fetch_is_counted_and_retried_later() -> None:
     asyncio.run(fetch_twice())
     assert errors == Counter({"receipt_fetch": 2})
     assert notes == ["receipt fetch failed: reset"] * 2
-    assert list(tracker.pending_receipts) == [0, 1]
+    assert [entry.rows for entry in tracker.wanted] == [[0, 1]]
+    assert tracker.receipts_retried == 0  # a transport failure is not the node saying "not yet"
 
 
-def test_draining_receipts_skips_the_rest_when_abandoned() -> None:
-    log, by_hash, texts = logged(2)
-    tracker, _, _, _, _ = tracker_for(log, by_hash, ReceiptRpc([]))
+def test_receipts_the_node_never_serves_are_missing_at_the_deadline_and_the_counts_add_up() -> None:
+    log, by_hash, texts = logged(3)
+    rpc = ReceiptRpc(lambda method, params: [receipt(texts[0])])
+    tracker, _, _, errors, notes = tracker_for(log, by_hash, rpc)
     tracker.on_block(block(1), texts)
-    asyncio.run(tracker.drain_receipts(30.0, lambda: True))
-    assert not tracker.pending_receipts
-    assert tracker.receipts_skipped == 2
+    coverage = asyncio.run(tracker.drain_receipts(1.0, lambda: False))
+    assert coverage == ReceiptCoverage(expected=3, checked=1, missing=2, abandoned=0)
+    assert len(rpc.calls) >= 3  # asked again with backoff until the deadline
+    assert errors["receipt_missing"] == 2
+    assert not tracker.wanted
+    assert any(note.startswith("receipts: 2 never obtained within the drain's 1 s") for note in notes)
+
+
+def test_draining_receipts_abandons_the_rest_when_the_run_was_stopped() -> None:
+    log, by_hash, texts = logged(2)
+    tracker, _, _, errors, _ = tracker_for(log, by_hash, ReceiptRpc([]))
+    tracker.on_block(block(1), texts)
+    coverage = asyncio.run(tracker.drain_receipts(30.0, lambda: True))
+    assert not tracker.wanted
+    assert coverage == ReceiptCoverage(expected=2, checked=0, missing=0, abandoned=2)
+    assert tracker.receipts_skipped == 0 and not errors
+
+
+def test_the_drain_awaits_the_loops_batch_in_flight_instead_of_losing_it() -> None:
+    """The race of issue 13: the loop has every wanted row in flight when the run ends."""
+    log, by_hash, texts = logged(RECEIPT_BATCH_THRESHOLD)
+    rpc = ReceiptRpc(lambda method, params: [receipt(text) for text in texts], delay=0.5)
+    tracker, _, _, _, _ = tracker_for(log, by_hash, rpc)
+
+    async def scenario() -> ReceiptCoverage:
+        stop = asyncio.Event()
+        loop = asyncio.create_task(tracker.receipt_loop(stop))
+        tracker.on_block(block(1), texts)
+        for _ in range(100):  # until the loop took the batch: the queue is then empty
+            await asyncio.sleep(0.01)
+            if rpc.calls:
+                break
+        assert rpc.calls and not tracker.wanted
+        stop.set()
+        return await tracker.drain_receipts(10.0, lambda: False, loop=loop)
+
+    assert asyncio.run(scenario()) == ReceiptCoverage(
+        expected=RECEIPT_BATCH_THRESHOLD, checked=RECEIPT_BATCH_THRESHOLD
+    )
+    assert len(rpc.calls) == 1
+
+
+def test_a_batch_cancelled_in_flight_puts_its_rows_back() -> None:
+    log, by_hash, texts = logged(3)
+    rpc = ReceiptRpc(lambda method, params: [receipt(text) for text in texts], delay=5.0)
+    tracker, _, _, errors, _ = tracker_for(log, by_hash, rpc)
+    tracker.on_block(block(1), texts)
+
+    async def scenario() -> ReceiptCoverage:
+        stop = asyncio.Event()
+        loop = asyncio.create_task(tracker.receipt_loop(stop))
+        await asyncio.sleep(RECEIPT_MAX_WAIT + 0.5)  # below the threshold: fetched once it waited long enough
+        assert rpc.calls and not tracker.wanted
+        stop.set()
+        return await tracker.drain_receipts(0.3, lambda: False, loop=loop)
+
+    assert asyncio.run(scenario()) == ReceiptCoverage(expected=3, checked=0, missing=3)
+    assert errors["receipt_missing"] == 3
 
 
 # ----------------------------------------------------------------------------------------------
@@ -527,3 +742,50 @@ def test_the_balance_check_needs_every_fee_and_an_answering_node() -> None:
     notes: list[str] = []
     assert asyncio.run(failing.facts(log, 2, fees_paid=0, notes=notes)) is None
     assert notes == ["balance check skipped: eth_getBalance at block 2 failed for a sender"]
+
+
+# ----------------------------------------------------------------------------------------------
+# why a run has no balance facts
+
+
+@pytest.mark.parametrize(
+    ("spec", "stop", "coverage", "reason"),
+    [
+        ({"receipts": "all"}, None, ReceiptCoverage(4, 4), None),
+        (
+            {"receipts": "all", "workload": {"transfer": 0.5, "erc20": 0.5}},
+            None,
+            ReceiptCoverage(4, 4),
+            "needs a transfer-only workload; this run's: erc20, transfer",
+        ),
+        (
+            {},
+            None,
+            ReceiptCoverage(4, 4),
+            "needs every receipt (receipts='all') for the fees paid; this run sampled receipts=2000",
+        ),
+        (
+            {"receipts": "all"},
+            "fail-fast: x",
+            ReceiptCoverage(4, 1, abandoned=3),
+            "the run stopped early (fail-fast: x)",
+        ),
+        (
+            {"receipts": "all"},
+            None,
+            ReceiptCoverage(137, 66, missing=71),
+            "only 66 of 137 receipts were checked (71 missing, 0 abandoned), so the fees paid are not all known",
+        ),
+        (
+            {"receipts": "all"},
+            None,
+            ReceiptCoverage(4, 4),
+            "the node could not be asked for the senders' balances (see the notes)",
+        ),
+    ],
+)
+def test_the_balance_check_says_why_it_was_not_made(
+    spec: dict[str, Any], stop: str | None, coverage: ReceiptCoverage, reason: str | None
+) -> None:
+    checked = reason is None
+    assert balance_check_skipped(plan_for(**spec), stop, coverage, checked=checked) == reason

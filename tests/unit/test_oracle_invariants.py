@@ -6,15 +6,22 @@ edges saw.
 
 from __future__ import annotations
 
+import pytest
+
 from pytest_gashammer.oracle.invariants import (
+    BALANCE_COVERAGE_BAR,
     BASIC_INVARIANTS,
     EVIDENCE_LIMIT,
     INVARIANTS,
+    RECEIPT_COVERAGE_BAR,
     balance_conservation,
+    below_bar,
     evaluate,
+    gas_model,
     inclusion,
     no_duplicate_inclusion,
     nonce_contiguity,
+    receipt_coverage,
     receipt_status,
 )
 from tests.unit.edge_reports import ALICE, BOB, GAP_FILLER, ORIGIN, Log, report_of
@@ -321,6 +328,110 @@ def test_balance_conservation_names_the_difference_and_needs_its_facts() -> None
     verdict = balance_conservation([report], 30.0)
     assert verdict.status == "failed"
     assert "difference +7" in verdict.evidence["edges"][0]
+
+
+# ----------------------------------------------------------------------------------------------
+# receipt coverage
+
+
+BALANCE = {"block_before": 5, "block_after": 9, "senders_lost": 1_000, "value_moved": 10, "fees_paid": 990}
+
+
+def covered(checked: int, expected: int, **fields: object) -> list:
+    """A report with ``checked`` good receipts out of ``expected`` wanted ones."""
+    log = Log()
+    for n in range(expected):
+        if n < checked:
+            log.ok(float(n), nonce=n)
+        else:
+            log.add(intended=float(n), sent=float(n), accepted=n + 0.01, included=n + 1.0, nonce=n)
+    return [report_of(log, receipts_expected=expected, receipts_missing=expected - checked, **fields)]
+
+
+def test_coverage_counts_checked_rows_against_the_expected_and_trusts_no_smaller_figure() -> None:
+    assert receipt_coverage(covered(66, 137)) == (66, 137)
+    assert receipt_coverage([report_of(Log())]) == (0, 0)
+    # A report that does not say how many it expected (built by hand, or older) counts what it checked.
+    log = Log()
+    log.ok(0.0)
+    assert receipt_coverage([report_of(log)]) == (1, 1)
+    assert receipt_coverage(covered(5, 5) + covered(2, 4)) == (7, 9)
+
+
+@pytest.mark.parametrize(
+    ("checked", "expected", "bar", "short"),
+    [
+        (95, 100, 0.95, False),
+        (94, 100, 0.95, True),
+        (100, 100, 1.0, False),
+        (99, 100, 1.0, True),
+        (0, 0, 1.0, False),  # nothing expected: nothing short (the verdict says why elsewhere)
+        (19, 20, 0.95, False),
+        (18, 20, 0.95, True),
+    ],
+)
+def test_the_coverage_bar(checked: int, expected: int, bar: float, short: bool) -> None:
+    assert below_bar(checked, expected, bar) is short
+
+
+def test_the_bars_are_stated() -> None:
+    assert RECEIPT_COVERAGE_BAR == 0.95 and BALANCE_COVERAGE_BAR == 1.0
+
+
+def test_receipt_verdicts_never_pass_on_partial_coverage_and_say_it() -> None:
+    reports = covered(66, 137)
+    for verdict in (receipt_status(reports, 30.0), gas_model(reports, 30.0)):
+        assert verdict.status == "inconclusive", verdict
+        assert "only 66 of 137 expected receipts checked (48%), below the 95% bar" in verdict.summary
+        assert verdict.evidence["receipts_checked"] == 66
+        assert verdict.evidence["receipts_expected"] == 137
+        assert verdict.evidence["receipts_missing"] == 71
+    assert "all 66 checked" not in receipt_status(reports, 30.0).summary
+
+
+def test_receipt_verdicts_pass_at_the_bar_with_the_coverage_in_the_summary() -> None:
+    verdict = receipt_status(covered(19, 20), 30.0)
+    assert verdict.status == "passed"
+    assert verdict.summary == (
+        "all 19 checked receipts have the expected status; 19 of 20 expected receipts checked (95%)"
+    )
+    assert gas_model(covered(20, 20), 30.0).summary.endswith("20 of 20 expected receipts checked")
+
+
+def test_a_wrong_status_fails_whatever_the_coverage() -> None:
+    reports = covered(2, 10)
+    reports[0].txs.receipt_status[0] = 0
+    verdict = receipt_status(reports, 30.0)
+    assert verdict.status == "failed"
+    assert "2 of 10 expected receipts checked" in verdict.summary
+
+
+def test_receipt_status_with_none_of_the_expected_receipts_obtained_says_so() -> None:
+    verdict = receipt_status(covered(0, 4), 30.0)
+    assert verdict.status == "inconclusive"
+    assert verdict.summary == "no receipt was checked (none of the 4 expected receipts was obtained)"
+
+
+def test_balance_conservation_gives_the_edges_reason_and_needs_full_coverage() -> None:
+    reason = "only 3 of 4 receipts were checked (1 missing, 0 abandoned), so the fees paid are not all known"
+    verdict = balance_conservation(covered(3, 4, balance_check_skipped=reason), 30.0)
+    assert (verdict.status, verdict.summary) == ("inconclusive", reason)
+    assert verdict.evidence["receipts_missing"] == 1
+    # Facts with partial coverage (never made by an edge, but the bar holds on its own).
+    verdict = balance_conservation(covered(3, 4, balance_check=dict(BALANCE)), 30.0)
+    assert verdict.status == "inconclusive"
+    assert verdict.summary == "only 3 of 4 expected receipts checked (75%); every fee is needed"
+    verdict = balance_conservation(covered(4, 4, balance_check=dict(BALANCE)), 30.0)
+    assert verdict.status == "passed" and verdict.summary.endswith("4 of 4 expected receipts checked")
+
+
+def test_balance_conservation_is_inconclusive_when_one_edge_lacks_its_facts() -> None:
+    with_facts = covered(2, 2, balance_check=dict(BALANCE))
+    without = covered(2, 2, edge_id="edge-1", balance_check_skipped="the run stopped early (fail-fast)")
+    verdict = balance_conservation(with_facts + without, 30.0)
+    assert verdict.status == "inconclusive"
+    assert verdict.summary == "the run stopped early (fail-fast)"
+    assert verdict.evidence["edges"] == ["edge-1: the run stopped early (fail-fast)"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ def test_summary_prints_a_stored_run_exactly_as_pytest_printed_it(
     assert printed[0] == f"gashammer: 1 run(s) in {directory}"
     assert printed[1] == f"{live[0]}  run {run_id}"
     assert printed[2:] == live[1:]
+    checked = f"{run.result.receipts_checked:,}"
+    assert f"  receipts   checked {checked} of {checked} via eth_getBlockReceipts" in live
     # What the devnet had to do during the run ends the summary, live and stored alike.
     assert printed[-1] == "  devnet: anvil stranded 2 transaction(s) of 0xab from nonce 5 ..."
 

@@ -92,6 +92,21 @@ def test_the_page_shows_environment_verdicts_feed_and_errors(
     assert "synthetic-host" in page
 
 
+def test_the_page_shows_the_receipts_checked_not_the_setting(
+    page: str, telemetry: tuple[Path, list[str]]
+) -> None:
+    directory, _ = telemetry
+    runs = load(directory, tables=("runs",)).runs.to_pylist()
+    finished = [run for run in runs if run["receipts_expected"] is not None]
+    assert len(finished) == 2
+    for run in finished:
+        count = f"{run['receipts_checked']:,}"
+        line = f"<th>receipts</th><td>checked {count} of {count} via eth_getBlockReceipts</td>"
+        assert line in page
+    assert "<th>receipt sample</th><td>2000</td>" in page
+    assert "<th>receipts</th><td>-</td>" in page  # the run that never ended has no count
+
+
 def test_rendering_from_loaded_tables_and_for_one_run(telemetry: tuple[Path, list[str]]) -> None:
     directory, run_ids = telemetry
     html = report_html(load(directory), run_ids=[run_ids[1]])

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from pytest_gashammer.results import Latency, LatencyStats, RunResult, Verdict
+from pytest_gashammer.results import COUNT_FIGURES, Latency, LatencyStats, RunResult, Verdict, receipts_line
 from tests.unit.edge_reports import ALICE
 
 # ----------------------------------------------------------------------------------------------
@@ -170,3 +170,21 @@ def test_stored_runs_get_the_same_statistics_from_a_sorted_array() -> None:
     assert from_array == LatencyStats.of(samples)
     assert isinstance(from_array.p99, float) and isinstance(from_array.count, int)
     assert LatencyStats.of_sorted(np.array([])).count == 0
+
+
+@pytest.mark.parametrize(
+    ("checked", "expected", "via", "line"),
+    [
+        (137, 137, "eth_getBlockReceipts", "checked 137 of 137 via eth_getBlockReceipts"),
+        (66, 137, "eth_getTransactionReceipt", "checked 66 of 137 (48%) via eth_getTransactionReceipt"),
+        (2000, 2000, "", "checked 2,000 of 2,000"),
+        (0, 0, "", "none expected"),
+    ],
+)
+def test_receipt_coverage_reads_checked_x_of_y(checked: int, expected: int, via: str, line: str) -> None:
+    assert receipts_line(checked, expected, via) == line
+
+
+def test_receipt_figures_are_not_transaction_counts() -> None:
+    assert {"receipts_checked", "receipts_expected"}.isdisjoint(f.name for f in COUNT_FIGURES)
+    assert {f.unit for f in COUNT_FIGURES} == {"transactions", "blocks"}

@@ -206,6 +206,8 @@ def synthetic_report(
         errors=errors,
         receipts_checked=int(sampled.sum()),
         receipts_skipped=int((block_index >= 0).sum() - sampled.sum()),
+        receipts_expected=int(sampled.sum()),
+        receipts_via="eth_getBlockReceipts",
         sending_finished_ns=int(intended[-1]) if rows else -1,
         feed_columns=feed_columns,
         feed_stats=feed_stats,
