@@ -70,7 +70,7 @@ class ScenarioSpec:
     slo: tuple[tuple[str, float], ...] = ()
     invariants: tuple[str, ...] | None = None
     skip_invariants: tuple[str, ...] = ()
-    max_rejected_share: float = 0.1
+    max_rejected_share: float = DEFAULTS["max_rejected_share"]
     fail_inconclusive: bool = False
     fail_fast: bool = False
 
@@ -130,7 +130,7 @@ class ScenarioPlan:
     slo: tuple[tuple[str, float], ...] = ()
     invariants: tuple[str, ...] | None = None
     skip_invariants: tuple[str, ...] = ()
-    max_rejected_share: float = 0.1
+    max_rejected_share: float = DEFAULTS["max_rejected_share"]
     fail_inconclusive: bool = False
     fail_fast: bool = False
 
