@@ -186,6 +186,10 @@ class RunResult:
     feed: dict[str, Any] | None = None
     #: When true (marker ``fail_inconclusive=True``), an inconclusive verdict fails the run too.
     fail_inconclusive: bool = False
+    #: What the node said when it refused transactions, verbatim and merged over the edges: dicts
+    #: with ``kind``, ``code`` (None without a JSON-RPC answer), ``message``, ``count``, ``first_tx``,
+    #: ``sender``, ``nonce``; the first distinct messages per kind, the most frequent first.
+    rejections: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -374,6 +378,14 @@ RUN_FIGURES: tuple[Figure, ...] = (
         "feed", "json", "", "per edge: feed client stats and feed-versus-chain findings (None without a feed)"
     ),
     Figure("notes", "json", "", "notes of the edges and the devnet, in order", missing=[]),
+    Figure(
+        "rejections",
+        "json",
+        "",
+        "the node's refusals verbatim: kind, code, message, count, first transaction (per kind, "
+        "the first distinct messages)",
+        missing=[],
+    ),
 )
 
 FIGURES: dict[str, Figure] = {figure.name: figure for figure in RUN_FIGURES}

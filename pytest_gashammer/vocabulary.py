@@ -24,6 +24,8 @@ FEED_SEQUENCE = "feed_sequence"
 FEED_EXACTLY_ONCE = "feed_exactly_once"
 FEED_ORDER = "feed_order"
 FEED_BLOCK_HASH = "feed_block_hash"
+#: The node took the run's load: something sent, something accepted, few refused.
+ACCEPTANCE = "acceptance"
 
 INVARIANT_NAMES: tuple[str, ...] = (
     INCLUSION,
@@ -39,6 +41,7 @@ INVARIANT_NAMES: tuple[str, ...] = (
     FEED_EXACTLY_ONCE,
     FEED_ORDER,
     FEED_BLOCK_HASH,
+    ACCEPTANCE,
 )
 #: The transaction invariants of the first release.
 BASIC_INVARIANT_NAMES: tuple[str, ...] = (INCLUSION, NO_DUPLICATE_INCLUSION, NONCE_CONTIGUITY, RECEIPT_STATUS)

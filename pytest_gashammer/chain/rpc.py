@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_gashammer._version import request_headers
+from pytest_gashammer.chain.node_errors import classify_error
 
 __all__ = [
     "AsyncRpcClient",
@@ -46,45 +47,8 @@ class RpcError(Exception):
 
     @property
     def kind(self) -> str:
+        """What the edge makes of the refusal (``chain/node_errors.py``)."""
         return classify_error(self.code, self.message)
-
-
-# Node implementations word these differently; the kinds are what the edge reacts to.
-_MESSAGE_KINDS = (
-    ("nonce too low", "nonce_too_low"),
-    ("nonce too high", "nonce_too_high"),
-    ("already known", "already_known"),
-    ("already imported", "already_known"),
-    ("known transaction", "already_known"),
-    ("replacement transaction underpriced", "replacement_underpriced"),
-    ("replacement underpriced", "replacement_underpriced"),
-    ("insufficient funds", "insufficient_funds"),
-    ("intrinsic gas too low", "intrinsic_gas_too_low"),
-    ("exceeds block gas limit", "gas_limit_exceeded"),
-    ("max fee per gas less than block base fee", "fee_too_low"),
-    ("fee cap less than block base fee", "fee_too_low"),
-    ("underpriced", "underpriced"),
-    ("txpool is full", "txpool_full"),
-    ("pool is full", "txpool_full"),
-    ("queue full", "txpool_full"),
-    ("invalid chain id", "wrong_chain_id"),
-    ("incorrect chain id", "wrong_chain_id"),
-    ("execution reverted", "reverted"),
-)
-
-
-def classify_error(code: int, message: str) -> str:
-    lowered = message.lower()
-    for needle, kind in _MESSAGE_KINDS:
-        if needle in lowered:
-            return kind
-    if code == -32601:
-        return "method_not_found"
-    if code == -32602:
-        return "invalid_params"
-    if code == -32005:
-        return "limit_exceeded"
-    return f"rpc_{code}"
 
 
 def _result_of(answer: Any, method: str) -> Any:

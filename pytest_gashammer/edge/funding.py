@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
-from pytest_gashammer.edge.accounts import Sender
+from pytest_gashammer.edge.accounts import Sender, nonce_address
 from pytest_gashammer.errors import DevnetError, FundingError
 
 FUNDING_BATCH = 200
@@ -59,7 +59,7 @@ async def fund_senders(
             f"funder {funder.address} holds {funder_balance / 1e18:.6f} ETH but the run needs {required / 1e18:.6f} ETH "
             "to fund its senders; fund that account or lower gas_per_sec/duration"
         )
-    nonce = int(await rpc.call("eth_getTransactionCount", funder.address, "pending"), 16)
+    nonce = int(await rpc.call("eth_getTransactionCount", nonce_address(funder.address), "pending"), 16)
     last_nonce = nonce + len(needy) - 1
     for start in range(0, len(needy), FUNDING_BATCH):
         chunk = needy[start : start + FUNDING_BATCH]

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pytest_gashammer.chain.rpc import AsyncRpcClient
-from pytest_gashammer.edge.accounts import Sender, derive_senders
+from pytest_gashammer.edge.accounts import SESSION_NONCES, Sender, derive_senders, resolve_start_nonces
 from pytest_gashammer.edge.evidence import BalanceCheck, probe_lost
 from pytest_gashammer.edge.feed_link import FeedLink
 from pytest_gashammer.edge.gas_model import GasModel
@@ -318,12 +318,12 @@ class _EdgeSession:
                 notes=notes,
             )
         gas_estimate = list(gas_model.values)
-        counts = await rpc.batch([("eth_getTransactionCount", [s.address, "pending"]) for s in senders])
-        if any(isinstance(answer, Exception) for answer in counts):
-            raise GashammerError(
-                f"edge {assignment.edge_id}: eth_getTransactionCount failed for a sender: {counts}"
+        try:
+            start_nonces, chain_key = await resolve_start_nonces(
+                rpc, chain_id, [s.address for s in senders], notes, memory=SESSION_NONCES
             )
-        start_nonces = [int(answer, 16) for answer in counts]
+        except GashammerError as exc:
+            raise GashammerError(f"edge {assignment.edge_id}: {exc}") from None
         rng = random.Random(plan.seed * 1_000_003 + assignment.sender_start)
         # On the tracking client: its connection is then open before the clock starts.
         start_block = int(await track_rpc.call("eth_blockNumber"), 16)
@@ -356,6 +356,8 @@ class _EdgeSession:
             notes=notes,
             correlator=feed.correlator if feed is not None else None,
             raw_tx_sink=runtime.raw_tx_sink,
+            sent_nonces=SESSION_NONCES,
+            chain_key=chain_key,
         )
         inclusion = InclusionTracker(
             track_rpc,
@@ -533,6 +535,7 @@ class _EdgeSession:
             balance_check=self.balance_facts,
             balance_check_skipped=self.balance_skipped,
             lost_probe=self.lost_probe,
+            rejections=submitter.rejections.to_list(),
         )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError
 from pytest_gashammer.chain.signer import FastSigner
-from pytest_gashammer.edge.accounts import Sender
+from pytest_gashammer.edge.accounts import Sender, nonce_address
 from pytest_gashammer.errors import GashammerError
 
 SETUP_BATCH = 200
@@ -42,7 +42,7 @@ class EdgeSetupContext:
 
     async def _nonce(self, signer: FastSigner) -> int:
         if signer.address not in self._next_nonce:
-            answer = await self.rpc.call("eth_getTransactionCount", signer.address, "pending")
+            answer = await self.rpc.call("eth_getTransactionCount", nonce_address(signer.address), "pending")
             self._next_nonce[signer.address] = int(answer, 16)
         nonce = self._next_nonce[signer.address]
         self._next_nonce[signer.address] = nonce + 1

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError, batch_results
 from pytest_gashammer.chain.signer import FastSigner
-from pytest_gashammer.edge.accounts import NonceBook, Sender
+from pytest_gashammer.edge.accounts import NonceBook, Sender, SentNonces, nonce_address
 from pytest_gashammer.edge.gas_model import GasModel
 from pytest_gashammer.scenario.spec import ScenarioPlan
-from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, TxLog
+from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, RejectionSample, TxLog
 from pytest_gashammer.workload.base import Template
 from pytest_gashammer.workload.rate import ArrivalSchedule
 
@@ -86,7 +86,10 @@ class Submitter:
         notes: list[str],
         correlator: Any = None,
         raw_tx_sink: Callable[[bytes, bytes], None] | None = None,
+        sent_nonces: SentNonces | None = None,
+        chain_key: str = "",
     ) -> None:
+        """``sent_nonces`` (under ``chain_key``) learns, once sending ends, how far each sender got."""
         self.rpc = rpc
         self.log = log
         self.senders = list(senders)
@@ -102,9 +105,14 @@ class Submitter:
         #: The runtime's :class:`Progress`, moved as rows are sent, accepted and rejected.
         self.progress = progress
         self.errors = errors
+        #: The node's own words for what it refused (the first distinct messages per kind).
+        self.rejections = RejectionSample()
         self.notes = notes
         self.correlator = correlator
         self.raw_tx_sink = raw_tx_sink
+        self.sent_nonces = sent_nonces
+        self.chain_key = chain_key
+        self.start_nonces = list(start_nonces)
         #: Row of each signed transaction, by hash (the inclusion tracker reads it).
         self.by_hash: dict[bytes, int] = {}
         #: Accepted transactions no block has shown yet.
@@ -196,6 +204,39 @@ class Submitter:
         if self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
         await self._fill_holes()
+        self.remember_sent()
+
+    def remember_sent(self) -> None:
+        """Tell the session's memory how far each sender got: a rerun must not start on these nonces.
+
+        Vectorised: it runs on the edge's loop while blocks still arrive, and a pure-Python pass over
+        a million rows would hold their timestamps back by a fraction of a second.
+        """
+        if self.sent_nonces is None or not len(self.log):
+            return
+        import numpy as np
+
+        log = self.log
+        accepted = np.frombuffer(log.accepted_ns, dtype=np.int64) != NOT_YET
+        included = np.frombuffer(log.included_ns, dtype=np.int64) != NOT_YET
+        taken = accepted | included
+        senders = np.frombuffer(log.sender, dtype=np.dtype(f"i{log.sender.itemsize}"))[taken]
+        nonces = np.frombuffer(log.nonce, dtype=np.int64)[taken]
+        if not len(senders):
+            return
+        highest = np.full(len(self.senders), -1, dtype=np.int64)
+        np.maximum.at(highest, senders, nonces)
+        unconfirmed: dict[int, dict[int, str]] = {}
+        for row in np.flatnonzero(accepted & ~included).tolist():
+            unconfirmed.setdefault(log.sender[row], {})[log.nonce[row]] = log.tx_hash(row)
+        for sender in np.flatnonzero(highest >= 0).tolist():
+            self.sent_nonces.record(
+                self.chain_key,
+                self.senders[sender].address,
+                self.start_nonces[sender],
+                int(highest[sender]) + 1,
+                unconfirmed.get(sender, {}),
+            )
 
     async def wait_for_inclusion(self, stop: asyncio.Event, timeout: float) -> None:
         """Wait until every accepted transaction is in a block, ``timeout`` passes or a stop."""
@@ -388,7 +429,7 @@ class Submitter:
             if kind == "already_known":
                 self._accept(row, answered_ns)
                 continue
-            self._reject(row, kind)
+            self._reject(row, kind, result)
 
     def _accept(self, row: int, answered_ns: int) -> None:
         if self.log.accepted_ns[row] != NOT_YET:
@@ -396,7 +437,7 @@ class Submitter:
         self.accepted_outstanding += self.log.mark_accepted(row, 1, answered_ns)
         self.progress.accepted += 1
 
-    def _reject(self, row: int, kind: str) -> None:
+    def _reject(self, row: int, kind: str, error: object) -> None:
         log = self.log
         log.state[row] = STATUS_REJECTED
         log.error[row] = log.error_code(kind)
@@ -404,6 +445,10 @@ class Submitter:
         self.progress.rejected += 1
         self.progress.errors += 1
         sender = log.sender[row]
+        code, message = (error.code, error.message) if isinstance(error, RpcError) else (None, str(error))
+        self.rejections.add(
+            kind, code, message, log.tx_hash(row), self.senders[sender].address, log.nonce[row]
+        )
         if kind in NONCE_RESYNC_KINDS:
             self.nonces.mark_foreign(sender, log.nonce[row])
             if sender not in self.resyncing:
@@ -413,9 +458,14 @@ class Submitter:
             self.nonces.release(sender, log.nonce[row])
 
     async def _resync(self, sender: int) -> None:
+        # The book only ever moves a sender forward: a node whose pending count misses part of its
+        # pool (or this session's earlier runs) cannot send the sender back onto taken nonces.
         try:
             pending = int(
-                await self.rpc.call("eth_getTransactionCount", self.senders[sender].address, "pending"), 16
+                await self.rpc.call(
+                    "eth_getTransactionCount", nonce_address(self.senders[sender].address), "pending"
+                ),
+                16,
             )
             self.nonces.resync(sender, pending)
         except (RpcError, TransportError) as exc:

@@ -11,7 +11,7 @@ from typing import Any
 from pytest_gashammer.chain.keccak import keccak256
 from pytest_gashammer.results import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
-from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, EdgeReport
+from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, EdgeReport, merge_rejections
 
 
 def build_result(
@@ -153,6 +153,7 @@ def build_result(
         stopped_early=next((report.stopped_early for report in reports if report.stopped_early), None),
         notes=notes,
         timeline=timeline,
+        rejections=merge_rejections([report.rejections for report in reports]),
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pytest_gashammer.oracle.invariants import BASIC_INVARIANTS, INVARIANTS, evaluate
+from pytest_gashammer.vocabulary import ACCEPTANCE
 
 if TYPE_CHECKING:
     from pytest_gashammer.results import RunResult, Verdict
@@ -20,7 +21,13 @@ def evaluate_plan(plan: ScenarioPlan, reports: Sequence[EdgeReport]) -> list[Ver
     """The invariants the plan asks for (``invariants=`` / ``skip_invariants=``) over ``reports``."""
     if not reports:
         return []
-    return evaluate(reports, plan.inclusion_timeout, only=plan.invariants, skip=plan.skip_invariants)
+    return evaluate(
+        reports,
+        plan.inclusion_timeout,
+        only=plan.invariants,
+        skip=plan.skip_invariants,
+        settings={ACCEPTANCE: {"max_rejected_share": plan.max_rejected_share}},
+    )
 
 
 def finish_result(plan: ScenarioPlan, result: RunResult) -> RunResult:

@@ -8,12 +8,20 @@ so a failure says which promise broke, for which transactions, and where to look
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pytest_gashammer.results import Verdict
-from pytest_gashammer.telemetry.records import NOT_YET, EdgeReport
+from pytest_gashammer.scenario.arguments import DEFAULTS
+from pytest_gashammer.telemetry.records import (
+    NOT_YET,
+    STATUS_REJECTED,
+    EdgeReport,
+    describe_rejection,
+    merge_rejections,
+)
 from pytest_gashammer.vocabulary import (
+    ACCEPTANCE,
     BALANCE_CONSERVATION,
     BASIC_INVARIANT_NAMES,
     BLOCK_CONTINUITY,
@@ -48,7 +56,9 @@ def _evidence(**found: list[Any]) -> dict[str, object]:
     return {name: items[:EVIDENCE_LIMIT] for name, items in found.items() if items}
 
 
-Invariant = Callable[[Sequence[EdgeReport], float], Verdict]
+#: ``(reports, inclusion_timeout, **settings) -> Verdict``; settings are the invariant's own marker
+#: arguments (see :func:`evaluate`), each with a default.
+Invariant = Callable[..., Verdict]
 
 
 def receipt_coverage(reports: Sequence[EdgeReport]) -> tuple[int, int]:
@@ -520,6 +530,71 @@ def balance_conservation(reports: Sequence[EdgeReport], inclusion_timeout: float
     )
 
 
+def acceptance(
+    reports: Sequence[EdgeReport],
+    inclusion_timeout: float,
+    max_rejected_share: float = DEFAULTS["max_rejected_share"],
+) -> Verdict:
+    """The node took the run's load: something was sent, something was accepted, and at most
+    ``max_rejected_share`` of what was sent was refused. A run that did nothing never passes.
+
+    The evidence quotes the node's refusals verbatim (code and message, with the kind the edge made
+    of them): the first distinct messages per kind, the most frequent first.
+    """
+    sent = accepted = rejected = 0
+    errors: dict[str, int] = {}
+    for report in reports:
+        log = report.txs
+        for row in range(len(log)):
+            if log.sent_ns[row] == NOT_YET:
+                continue
+            sent += 1
+            if log.accepted_ns[row] != NOT_YET or log.included_ns[row] != NOT_YET:
+                accepted += 1
+            elif log.state[row] == STATUS_REJECTED:
+                rejected += 1
+        for kind, count in report.errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+    refusals = [describe_rejection(entry) for entry in merge_rejections([r.rejections for r in reports])]
+    evidence: dict[str, object] = {"sent": sent, "accepted": accepted, "rejected": rejected}
+    if refusals:
+        evidence["what_the_node_said"] = refusals[:EVIDENCE_LIMIT]
+        evidence["errors"] = errors
+    if sent == 0:
+        stopped = next((r.stopped_early for r in reports if r.stopped_early), None)
+        why = (
+            f"the run stopped before sending ({stopped})"
+            if stopped
+            else "the plan scheduled none; raise gas_per_sec or duration"
+        )
+        return Verdict(ACCEPTANCE, "failed", f"no transaction was sent: {why}", evidence)
+    if accepted == 0:
+        unanswered = sent - rejected
+        tail = f" ({unanswered} got no answer)" if unanswered else ""
+        return Verdict(
+            ACCEPTANCE,
+            "failed",
+            f"no transaction was accepted: the node refused {rejected} of {sent} sent{tail}",
+            evidence,
+        )
+    share = rejected / sent
+    if share > max_rejected_share:
+        return Verdict(
+            ACCEPTANCE,
+            "failed",
+            f"the node refused {rejected} of {sent} sent transactions ({share:.1%} > "
+            f"max_rejected_share={max_rejected_share:g})",
+            evidence,
+        )
+    return Verdict(
+        ACCEPTANCE,
+        "passed",
+        f"{accepted} of {sent} sent transactions accepted, {rejected} refused "
+        f"({share:.1%} <= max_rejected_share={max_rejected_share:g})",
+        evidence if refusals else {},
+    )
+
+
 INVARIANTS: dict[str, Invariant] = {
     INCLUSION: inclusion,
     NO_DUPLICATE_INCLUSION: no_duplicate_inclusion,
@@ -534,6 +609,7 @@ INVARIANTS: dict[str, Invariant] = {
     FEED_EXACTLY_ONCE: feed_exactly_once,
     FEED_ORDER: feed_order,
     FEED_BLOCK_HASH: feed_block_hash,
+    ACCEPTANCE: acceptance,
 }
 #: Kept for callers of the first release: the transaction invariants.
 BASIC_INVARIANTS: dict[str, Invariant] = {name: INVARIANTS[name] for name in BASIC_INVARIANT_NAMES}
@@ -541,8 +617,14 @@ BASIC_INVARIANTS: dict[str, Invariant] = {name: INVARIANTS[name] for name in BAS
 
 def evaluate(
     reports: Sequence[EdgeReport], inclusion_timeout: float, *, only: Sequence[str] | None = None,
-    skip: Sequence[str] = (),
+    skip: Sequence[str] = (), settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Verdict]:  # fmt: skip
-    """The verdicts of ``only`` these invariants (default: all), less ``skip``, in catalogue order."""
+    """The verdicts of ``only`` these invariants (default: all), less ``skip``, in catalogue order.
+
+    ``settings`` holds, by invariant name, the keyword arguments an invariant takes beyond the
+    reports and the inclusion timeout (``{"acceptance": {"max_rejected_share": 0.2}}``); an
+    invariant not named uses its defaults.
+    """
     names = [name for name in INVARIANTS if (only is None or name in only) and name not in skip]
-    return [INVARIANTS[name](reports, inclusion_timeout) for name in names]
+    given = settings or {}
+    return [INVARIANTS[name](reports, inclusion_timeout, **given.get(name, {})) for name in names]

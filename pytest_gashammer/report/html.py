@@ -311,6 +311,7 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         "verdicts": verdict_rows,
         "charts": chart_svgs,
         "errors": sorted(errors.items(), key=lambda item: -item[1]),
+        "rejections": _json(run.get("rejections_json"), []),
         "edges": edges,
         "feed": _feed_view(feed),
         "feed_counts": sorted(feed_counts.items()),

@@ -18,6 +18,8 @@ from pytest_gashammer.scenario.units import format_gas_rate, format_seconds
 
 #: Runs shorter than this never print a progress line.
 PROGRESS_AFTER = 3.0
+#: The node's refusal messages a run summary quotes (the most frequent first).
+SUMMARY_REJECTIONS = 3
 
 
 class LiveProgress:
@@ -134,6 +136,10 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
             f"{kind}={count}" for kind, count in sorted(run["errors"].items(), key=lambda kv: -kv[1])
         )
         lines.append(f"  errors     {errors}")
+    for index, entry in enumerate((run.get("rejections") or [])[:SUMMARY_REJECTIONS]):
+        code = "no answer" if entry["code"] is None else f"code {entry['code']}"
+        label = "rejections" if index == 0 else ""
+        lines.append(f"  {label:<10} {entry['kind']} ({code}) x{entry['count']:,}: {entry['message']!r}")
     verdicts = "  ".join(f"{v['name']}:{v['status']}" for v in run["verdicts"])
     lines.append(f"  verdicts   {verdicts}")
     if run.get("stopped_early"):

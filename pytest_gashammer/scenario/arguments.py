@@ -91,6 +91,20 @@ def _fraction(value: object, name: str) -> float:
     return float(value)
 
 
+def _share(value: object, name: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (0 <= value <= 1)
+        or not math.isfinite(value)
+    ):
+        raise ConfigError(
+            f"{name}={value!r} must be a share of the sent transactions in [0, 1], e.g. {name}=0.1 "
+            "(1.0 allows any refusals but still fails a run with none accepted)"
+        )
+    return float(value)
+
+
 def _integer(value: object, name: str, *, lowest: int, hint: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
         raise ConfigError(f"{name}={value!r} must be an integer >= {lowest}; {hint}")
@@ -352,6 +366,13 @@ ARGUMENTS: tuple[Argument, ...] = (
     ),
     Argument(
         "skip_invariants", (), _skipped_invariant_names, "invariant names not to check", shown_default="none"
+    ),
+    Argument(
+        "max_rejected_share",
+        0.1,
+        _share,
+        "the `acceptance` invariant fails when more than this share of the sent transactions is refused "
+        "(and always when none is accepted or none is sent), in [0, 1]",
     ),
     Argument("fail_inconclusive", False, _flag, "fail the test on an inconclusive verdict too"),
     Argument("fail_fast", False, _flag, "stop the run as soon as a hard invariant breaks"),

@@ -70,6 +70,7 @@ class ScenarioSpec:
     slo: tuple[tuple[str, float], ...] = ()
     invariants: tuple[str, ...] | None = None
     skip_invariants: tuple[str, ...] = ()
+    max_rejected_share: float = DEFAULTS["max_rejected_share"]
     fail_inconclusive: bool = False
     fail_fast: bool = False
 
@@ -129,6 +130,7 @@ class ScenarioPlan:
     slo: tuple[tuple[str, float], ...] = ()
     invariants: tuple[str, ...] | None = None
     skip_invariants: tuple[str, ...] = ()
+    max_rejected_share: float = DEFAULTS["max_rejected_share"]
     fail_inconclusive: bool = False
     fail_fast: bool = False
 

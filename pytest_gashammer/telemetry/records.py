@@ -233,6 +233,79 @@ class BlockRecord:
     base_fee: int | None = None
 
 
+#: Distinct verbatim messages kept per rejection kind; later new wordings only add to the kind's count.
+REJECTION_SAMPLES_PER_KIND = 10
+
+
+class RejectionSample:
+    """The node's own words for the transactions it refused: per kind, the first distinct messages.
+
+    The kind (``chain/node_errors.py``) is what the edge reacts to; the message and code are what a
+    person needs to see why. Counting stays exact per message kept; a kind's total is in the
+    edge's ``errors``. Off the hot path: only refused transactions come here.
+    """
+
+    def __init__(self, limit: int = REJECTION_SAMPLES_PER_KIND) -> None:
+        self.limit = limit
+        self._entries: dict[tuple[str, int | None, str], dict[str, Any]] = {}
+        self._per_kind: dict[str, int] = {}
+
+    def add(self, kind: str, code: int | None, message: str, tx_hash: str, sender: str, nonce: int) -> None:
+        key = (kind, code, message)
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry["count"] += 1
+            return
+        if self._per_kind.get(kind, 0) >= self.limit:
+            return
+        self._per_kind[kind] = self._per_kind.get(kind, 0) + 1
+        self._entries[key] = {
+            "kind": kind,
+            "code": code,
+            "message": message,
+            "count": 1,
+            "first_tx": tx_hash,
+            "sender": sender,
+            "nonce": nonce,
+        }
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """Plain data, in the order first seen."""
+        return [dict(entry) for entry in self._entries.values()]
+
+
+def merge_rejections(
+    samples: Sequence[Sequence[dict[str, Any]]], limit: int = REJECTION_SAMPLES_PER_KIND
+) -> list[dict[str, Any]]:
+    """Several edges' samples as one: equal (kind, code, message) add up, ``limit`` messages per kind,
+    the most frequent first."""
+    merged: dict[tuple[str, Any, str], dict[str, Any]] = {}
+    for sample in samples:
+        for entry in sample:
+            key = (entry["kind"], entry["code"], entry["message"])
+            if key in merged:
+                merged[key]["count"] += entry["count"]
+            else:
+                merged[key] = dict(entry)
+    ordered = sorted(merged.values(), key=lambda entry: -entry["count"])
+    per_kind: dict[str, int] = {}
+    kept = []
+    for entry in ordered:
+        per_kind[entry["kind"]] = per_kind.get(entry["kind"], 0) + 1
+        if per_kind[entry["kind"]] <= limit:
+            kept.append(entry)
+    return kept
+
+
+def describe_rejection(entry: dict[str, Any]) -> str:
+    """One line: ``kind (code C): 'message' x N, first 0x.. (sender 0x.. nonce N)``."""
+    code = "no JSON-RPC answer" if entry["code"] is None else f"code {entry['code']}"
+    return (
+        f"{entry['kind']} ({code}): {entry['message']!r} x{entry['count']}, first {entry['first_tx']} "
+        f"(sender {entry['sender']} nonce {entry['nonce']})"
+    )
+
+
 @dataclass
 class EdgeReport:
     """Everything an edge hands back to the hive after a run. Plain data."""
@@ -281,3 +354,6 @@ class EdgeReport:
     #: What the node said, after the drain, about the first accepted transactions never seen in a
     #: block: ``{tx_hash: "sender 0x.. nonce N: <diagnosis>"}``.
     lost_probe: dict[str, str] = field(default_factory=dict)
+    #: The node's verbatim refusals (:meth:`RejectionSample.to_list`): kind, code, message, count,
+    #: the first refused transaction with its sender and nonce.
+    rejections: list[dict[str, Any]] = field(default_factory=list)

@@ -20,14 +20,16 @@ SCENARIO = """
 import json, os
 import pytest
 
-@pytest.mark.gashammer(gas_per_sec="1M", duration="2s", warmup=0,
+# A fifth of the transactions is refused on purpose; the acceptance bound says that is expected.
+@pytest.mark.gashammer(gas_per_sec="1M", duration="2s", warmup=0, max_rejected_share=0.4,
                        workload={"transfer": 0.8, "tests_templates:Refused": 0.2})
 def test_recorded(hammer):
     result = hammer.run(check=False)
     with open(os.environ["GASHAMMER_TEST_OUT"], "w") as out:
         json.dump(dict(sent=result.sent, accepted=result.accepted, rejected=result.rejected,
                        included=result.included, lost=result.lost, seed=result.seed,
-                       edges=len(result.edges)), out)
+                       edges=len(result.edges), acceptance=result.verdict("acceptance").status,
+                       rejections=result.rejections), out)
 """
 
 TEMPLATES = """
@@ -90,6 +92,11 @@ def test_parquet_agrees_with_the_run_result_and_the_report_renders(
     states = counts_by_state(tables)
     assert states.get("included", 0) == facts["included"] > 0
     assert states.get("rejected", 0) == facts["rejected"] > 0
+    assert facts["acceptance"] == "passed"
+    # The node's words for the refused fifth, and the same in the stored run.
+    assert {entry["kind"] for entry in facts["rejections"]} == {"insufficient_funds"}
+    assert sum(entry["count"] for entry in facts["rejections"]) == facts["rejected"]
+    assert json.loads(run["rejections_json"]) == facts["rejections"]
     assert states.get("lost", 0) == facts["lost"] == 0
     assert tables.edges.num_rows == facts["edges"] == max(workers, 1)
     assert tables.verdicts.num_rows >= 4

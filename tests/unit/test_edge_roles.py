@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pytest_gashammer.chain.rpc import RpcError, TransportError
-from pytest_gashammer.edge.accounts import derive_senders
+from pytest_gashammer.edge.accounts import SentNonces, derive_senders
 from pytest_gashammer.edge.evidence import BalanceCheck, probe_lost
 from pytest_gashammer.edge.gas_model import GasModel
 from pytest_gashammer.edge.inclusion import (
@@ -789,3 +789,60 @@ def test_the_balance_check_says_why_it_was_not_made(
 ) -> None:
     checked = reason is None
     assert balance_check_skipped(plan_for(**spec), stop, coverage, checked=checked) == reason
+
+
+def test_refusals_are_kept_verbatim_with_code_and_first_transaction() -> None:
+    ejs = "replacement gas too low, got tip 0, min: 0, got fee 202, min: 374"
+
+    def refused(requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        answers = [{"jsonrpc": "2.0", "id": r["id"], "error": refuse(ejs, -32602)} for r in requests]
+        answers[0] = {
+            "jsonrpc": "2.0",
+            "id": requests[0]["id"],
+            "error": refuse("Cannot add tx: pool is full"),
+        }
+        return answers
+
+    rpc = SendRpc([refused, TransportError("timed out")])
+    submitter, errors, _, _ = submitter_for(rpc)
+
+    async def scenario() -> None:
+        submitter.next_arrival = submitter.schedule.next()
+        submitter._sign_ahead(10**18, 5)
+        await submitter._submit_batch(submitter._take_unsent(4))
+        await submitter._submit_batch(submitter._take_unsent(1))
+        await asyncio.gather(*list(submitter.tasks))
+
+    asyncio.run(scenario())
+    assert errors == Counter({"replacement_underpriced": 3, "txpool_full": 1, "transport": 1})
+    entries = {entry["kind"]: entry for entry in submitter.rejections.to_list()}
+    assert entries["replacement_underpriced"]["message"] == ejs
+    assert entries["replacement_underpriced"]["code"] == -32602
+    assert entries["replacement_underpriced"]["count"] == 3
+    assert entries["replacement_underpriced"]["first_tx"] == submitter.log.tx_hash(1)
+    assert entries["replacement_underpriced"]["sender"] == submitter.senders[1].address
+    assert entries["txpool_full"]["message"] == "Cannot add tx: pool is full"
+    assert entries["transport"]["code"] is None and "timed out" in entries["transport"]["message"]
+    # A resync asks with the lowercase address (EthereumJS counts its pool only for that form).
+    assert rpc.calls and all(params[0] == params[0].lower() for _, params in rpc.calls)
+
+
+def test_what_was_accepted_is_remembered_for_a_rerun() -> None:
+    rpc = SendRpc([ok])
+    submitter, _, _, _ = submitter_for(rpc)
+    submitter.sent_nonces, submitter.chain_key = SentNonces(), "chain"
+
+    async def scenario() -> None:
+        submitter.next_arrival = submitter.schedule.next()
+        submitter._sign_ahead(10**18, 6)
+        await submitter._submit_batch(submitter._take_unsent(6))
+
+    asyncio.run(scenario())
+    log = submitter.log
+    log.included_ns[0] = 1  # sender 0's nonce 5 made it into a block
+    submitter.remember_sent()
+    alice = submitter.sent_nonces.recall("chain", submitter.senders[0].address)
+    assert alice is not None and alice.next_nonce == 8
+    assert alice.unconfirmed == {6: log.tx_hash(2), 7: log.tx_hash(4)}
+    bob = submitter.sent_nonces.recall("chain", submitter.senders[1].address)
+    assert bob is not None and bob.next_nonce == 8 and sorted(bob.unconfirmed) == [5, 6, 7]

@@ -97,6 +97,7 @@ EVERYTHING_SET: dict[str, Any] = {
     "slo": {"inclusion_p99": "2s", "min_gas_ratio": 0.9, "max_lost": 0},
     "invariants": ["inclusion", "gas_model"],
     "skip_invariants": ["gas_model"],
+    "max_rejected_share": 0.5,
     "fail_inconclusive": True,
     "fail_fast": True,
 }

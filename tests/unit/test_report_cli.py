@@ -39,6 +39,10 @@ def test_summary_prints_a_stored_run_exactly_as_pytest_printed_it(
     assert printed[2:] == live[1:]
     checked = f"{run.result.receipts_checked:,}"
     assert f"  receipts   checked {checked} of {checked} via eth_getBlockReceipts" in live
+    # The node's refusals, verbatim, the most frequent first (at most three lines).
+    quoted = [line for line in live if "<as the node says>" in line]
+    assert 1 <= len(quoted) <= 3 and quoted[0].startswith("  rejections ")
+    assert "(code -32000) x" in quoted[0]
     # What the devnet had to do during the run ends the summary, live and stored alike.
     assert printed[-1] == "  devnet: anvil stranded 2 transaction(s) of 0xab from nonce 5 ..."
 
@@ -66,6 +70,7 @@ def test_summary_dict_round_trips_the_run_result(stored: tuple[Path, str, Synthe
         "included",
         "lost",
         "errors",
+        "rejections",
         "feed",
         "seed",
         "chain_id",

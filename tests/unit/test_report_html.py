@@ -88,6 +88,9 @@ def test_the_page_shows_environment_verdicts_feed_and_errors(
     assert "feed_reconnect" in page and "feed_gap" in page
     for kind in ("txpool_full", "nonce_too_low", "insufficient_funds", "tracker_poll_timeout"):
         assert kind in page
+    # What the node said, verbatim (and escaped).
+    assert "What the node said" in page
+    assert "<code>txpool full &lt;as the node says&gt;</code>" in page
     assert "No verdicts were recorded" in page  # the run that never ended
     assert "synthetic-host" in page
 

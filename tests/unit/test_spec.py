@@ -167,6 +167,11 @@ def test_missing_gas_per_sec_says_it_is_required() -> None:
         ({"seed": -1}, "seed="),
         ({"seed": "42"}, "seed="),
         ({"max_in_flight": 0}, "max_in_flight="),
+        ({"max_rejected_share": 1.5}, "max_rejected_share="),
+        ({"max_rejected_share": -0.1}, "max_rejected_share="),
+        ({"max_rejected_share": "10%"}, "max_rejected_share="),
+        ({"max_rejected_share": True}, "max_rejected_share="),
+        ({"max_rejected_share": math.nan}, "max_rejected_share="),
         ({"workload": ["transfer"]}, "workload="),
         ({"workload": {}}, "workload="),
         ({"workload": {"transfer": 0}}, "workload['transfer']"),
@@ -185,6 +190,13 @@ def test_invalid_argument_error_names_the_argument(arguments: dict[str, Any], na
 def test_arrival_error_lists_the_supported_arrivals() -> None:
     message = config_error(gas_per_sec="2M", arrival="bursty")
     assert "'constant'" in message and "'poisson'" in message
+
+
+def test_max_rejected_share_error_is_one_line_with_the_fix() -> None:
+    message = config_error(gas_per_sec="2M", max_rejected_share=2)
+    assert "\n" not in message and "[0, 1]" in message and "max_rejected_share=0.1" in message
+    assert parse_spec({"gas_per_sec": "2M", "max_rejected_share": 0}).max_rejected_share == 0.0
+    assert parse_spec({"gas_per_sec": "2M", "max_rejected_share": 1}).max_rejected_share == 1.0
 
 
 def test_receipts_error_says_all_is_accepted() -> None:

@@ -213,7 +213,13 @@ def synthetic_report(
         feed_stats=feed_stats,
         feed_events=feed_events,
         feed_findings=feed_findings,
-    )
+        rejections=[
+            {"kind": kind, "code": -32000, "message": f"{kind.replace('_', ' ')} <as the node says>",
+             "count": count, "first_tx": "0x" + "ab" * 32, "sender": f"0x{0:040x}", "nonce": 0}
+            for kind, count in errors.items()
+            if kind in ERROR_KINDS
+        ],
+    )  # fmt: skip
     result = build_result(
         plan,
         [report],
