@@ -295,6 +295,12 @@ ARGUMENTS: tuple[Argument, ...] = (
         "how long an accepted transaction may take to be included before it counts as lost",
     ),
     Argument(
+        "max_block_gap",
+        "10s",
+        _longer_than_zero(example="; e.g. max_block_gap='30s' for a chain with 12 s slots"),
+        "longest wait for a new block while transactions are outstanding before `block_production` fails",
+    ),
+    Argument(
         "receipts",
         2000,
         _receipts,

@@ -233,6 +233,11 @@ class BlockRecord:
     base_fee: int | None = None
 
 
+def describe_stall(seconds: float, head: int) -> str:
+    """The one way a stall is written, in evidence and verdicts alike."""
+    return f"no new block for {seconds:.1f} s (head stuck at #{head})"
+
+
 @dataclass
 class EdgeReport:
     """Everything an edge hands back to the hive after a run. Plain data."""
@@ -268,3 +273,11 @@ class EdgeReport:
     #: What the node said, after the drain, about the first accepted transactions never seen in a
     #: block: ``{tx_hash: "sender 0x.. nonce N: <diagnosis>"}``.
     lost_probe: dict[str, str] = field(default_factory=dict)
+    #: The longest wait for a new block while transactions were outstanding:
+    #: ``{"longest_s", "head", "open_s", "last_head", "bound_s"}`` (``head``: the block the chain
+    #: was stuck at; ``open_s``: the wait still on when the run ended; ``bound_s``: the marker's
+    #: ``max_block_gap``). None when the edge did not follow blocks.
+    chain_stall: dict[str, Any] | None = None
+    #: The fee caps this edge signed with: ``{"first", "low", "high", "changes", "ceiling",
+    #: "follows_base_fee"}`` (wei); None before the run signed anything.
+    fee_caps: dict[str, Any] | None = None
