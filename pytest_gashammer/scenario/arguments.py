@@ -323,7 +323,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         _optional_integer(
             lowest=0, hint="fee cap in wei (default: twice the base fee at setup plus the tip)"
         ),
-        "fee cap in wei; auto is twice the base fee at setup plus the tip",
+        "fee cap in wei; auto is twice the base fee at setup plus the tip, then following the base fee (see below)",
         shown_default="auto",
     ),
     Argument(
