@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_gashammer._version import __version__
-from pytest_gashammer.results import LATENCY_STATS, RUN_FIGURES, Figure, devnet_notes
+from pytest_gashammer.results import LATENCY_STATS, RUN_FIGURES, Figure, devnet_notes, run_notes
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -164,6 +164,7 @@ def summary_dict(run: dict[str, Any], verdicts: Sequence[dict[str, Any]]) -> dic
         {"name": v["name"], "status": v["status"], "summary": v["summary"]} for v in verdicts
     ]
     summary["devnet_notes"] = devnet_notes(summary["notes"] or ())
+    summary["run_notes"] = run_notes(summary["notes"] or ())
     return summary
 
 

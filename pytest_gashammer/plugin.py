@@ -229,7 +229,10 @@ def devnet(request: pytest.FixtureRequest) -> Devnet:
     try:
         return request.config.stash[SESSION_KEY].devnet()
     except GashammerError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        error = str(exc)
+    # Failed outside the except block: inside it, pytest prints the error twice, chained with
+    # "During handling of the above exception".
+    pytest.fail(error, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -238,7 +241,8 @@ def hive(request: pytest.FixtureRequest) -> Hive:
     try:
         return request.config.stash[SESSION_KEY].hive()
     except GashammerError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        error = str(exc)
+    pytest.fail(error, pytrace=False)
 
 
 @pytest.fixture

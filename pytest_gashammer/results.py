@@ -20,8 +20,19 @@ from typing import Any, Literal, Protocol
 DEVNET_NOTE = "devnet: "
 
 
+#: What starts a note on a fallback the run took (polling for heads, a tip of 0, ...), and a note
+#: on the fees it paid: the terminal summary prints both, the HTML report every note.
+FALLBACK_NOTE = "fallback: "
+FEES_NOTE = "fees: "
+
+
 def devnet_notes(notes: Iterable[str]) -> list[str]:
     return [note for note in notes if note.startswith(DEVNET_NOTE)]
+
+
+def run_notes(notes: Iterable[str]) -> list[str]:
+    """The fallback and fee notes, in order: what the summary says about how the run was done."""
+    return [note for note in notes if note.startswith((FALLBACK_NOTE, FEES_NOTE))]
 
 
 class Ascending(Protocol):
@@ -218,13 +229,14 @@ class RunResult:
         """Key figures as plain data, for reports, JUnit properties and other processes.
 
         Every figure of :data:`RUN_FIGURES` by name, plus the verdicts (name, status, summary) and
-        the notes the devnet added (``devnet_notes``).
+        the notes the devnet added (``devnet_notes``) and the fallback and fee notes (``run_notes``).
         """
         summary = {figure.name: figure.plain(figure.value(self)) for figure in RUN_FIGURES}
         summary["verdicts"] = [
             {"name": v.name, "status": v.status, "summary": v.summary} for v in self.verdicts
         ]
         summary["devnet_notes"] = devnet_notes(self.notes)
+        summary["run_notes"] = run_notes(self.notes)
         return summary
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ GAS_MODEL = "gas_model"
 BLOCK_CONTINUITY = "block_continuity"
 BLOCK_TIMESTAMPS = "block_timestamps"
 BLOCK_GAS = "block_gas"
+BLOCK_PRODUCTION = "block_production"
 BALANCE_CONSERVATION = "balance_conservation"
 FEED_SEQUENCE = "feed_sequence"
 FEED_EXACTLY_ONCE = "feed_exactly_once"
@@ -36,6 +37,7 @@ INVARIANT_NAMES: tuple[str, ...] = (
     BLOCK_CONTINUITY,
     BLOCK_TIMESTAMPS,
     BLOCK_GAS,
+    BLOCK_PRODUCTION,
     BALANCE_CONSERVATION,
     FEED_SEQUENCE,
     FEED_EXACTLY_ONCE,

@@ -14,20 +14,67 @@ from typing import Any
 from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
 from pytest_gashammer.telemetry.records import NOT_YET, STATUS_ACCEPTED, TxLog
 
-__all__ = ["LOST_PROBE_LIMIT", "BalanceCheck", "balances_at", "diagnose_lost", "probe_lost"]
+__all__ = ["LOST_PROBE_LIMIT", "BalanceCheck", "balances_at", "diagnose_lost", "pool_index", "probe_lost"]
 
 #: Accepted-but-never-included transactions the edge asks the node about after the drain.
 LOST_PROBE_LIMIT = 20
 
 
-def diagnose_lost(found: Any, nonce: int, on_chain_nonce: int | None) -> str:
+def pool_index(content: Any) -> dict[str, Any]:
+    """The hashes and (sender, nonce) slots a ``txpool_content`` answer shows, by section.
+
+    The answer is geth-shaped: ``{"pending": {address: {nonce: tx}}, "queued": {...}}``. Clients
+    differ in the address case (geth checksums, EthereumJS lowercases and serves ``pending`` only)
+    and write the nonce as a decimal string, so both are normalised here.
+    """
+    hashes: dict[str, str] = {}
+    slots: dict[tuple[str, int], str] = {}
+    if not isinstance(content, dict):
+        raise TypeError(f"txpool_content answered {type(content).__name__}, not an object")
+    for section in ("pending", "queued"):
+        for address, by_nonce in (content.get(section) or {}).items():
+            for nonce, tx in (by_nonce or {}).items():
+                tx_hash = str(tx.get("hash", "")).lower() if isinstance(tx, dict) else ""
+                if tx_hash:
+                    hashes[tx_hash] = section
+                slots[(str(address).lower(), int(nonce, 0) if isinstance(nonce, str) else int(nonce))] = (
+                    tx_hash or section
+                )
+    return {"hashes": hashes, "slots": slots}
+
+
+def _pool_slots_from_inspect(inspect: Any) -> dict[tuple[str, int], str]:
+    """(sender, nonce) slots of a ``txpool_inspect`` answer (summaries only, no hashes)."""
+    if not isinstance(inspect, dict):
+        raise TypeError(f"txpool_inspect answered {type(inspect).__name__}, not an object")
+    return {
+        (str(address).lower(), int(nonce, 0) if isinstance(nonce, str) else int(nonce)): section
+        for section in ("pending", "queued")
+        for address, by_nonce in (inspect.get(section) or {}).items()
+        for nonce in by_nonce or {}
+    }
+
+
+def diagnose_lost(
+    found: Any,
+    nonce: int,
+    on_chain_nonce: int | None,
+    *,
+    tx_hash: str = "",
+    sender: str = "",
+    pool: dict[str, Any] | None = None,
+    pool_unavailable: str | None = None,
+    stall: str | None = None,
+) -> str:
     """What the node's answers say about an accepted transaction no block has shown.
 
     ``found`` is the node's ``eth_getTransactionByHash`` answer (a transaction, None, or an error)
-    and ``on_chain_nonce`` the sender's ``latest`` transaction count (None if unknown).
+    and ``on_chain_nonce`` the sender's ``latest`` transaction count (None if unknown). ``pool`` is
+    :func:`pool_index` of the node's pool (or ``{"slots": ...}`` from ``txpool_inspect``); None with
+    ``pool_unavailable`` saying why it is unknown. Some clients (EthereumJS) never return a pooled
+    transaction by hash, so only the pool itself can tell a pooled transaction from a dropped one.
+    ``stall`` says the chain stopped producing blocks while this transaction waited.
     """
-    if isinstance(found, Exception):
-        return f"the node could not be asked ({found})"
     if isinstance(found, dict) and found.get("blockNumber"):
         return f"the node has it in block {int(found['blockNumber'], 16)}, which the tracker never saw"
     if on_chain_nonce is None:
@@ -40,15 +87,60 @@ def diagnose_lost(found: Any, nonce: int, on_chain_nonce: int | None) -> str:
         where = (
             f"the sender's on-chain nonce is already {on_chain_nonce}: another transaction took nonce {nonce}"
         )
+    why = f"the chain stopped producing blocks ({stall}); " if stall else ""
+    in_pool: str | None = None
+    holder: str | None = None
+    if pool is not None:
+        in_pool = pool.get("hashes", {}).get(tx_hash.lower())
+        holder = pool.get("slots", {}).get((sender.lower(), nonce))
+        if in_pool is None and holder is not None and "hashes" not in pool:
+            in_pool = holder  # txpool_inspect shows the slot, not the hash
+            holder = None
+    if in_pool is not None:
+        return f"{why}in the node's pool ({in_pool}), never included; {where}"
     if isinstance(found, dict):
-        return f"still in the node's pool, never included; {where}"
-    return f"unknown to the node (dropped from its pool); {where}"
+        return f"{why}still in the node's pool (eth_getTransactionByHash), never included; {where}"
+    asked = (
+        f"the node could not be asked ({found})"
+        if isinstance(found, Exception)
+        else "not found by eth_getTransactionByHash"
+    )
+    if pool is None:
+        return f"{why}{asked}; the node has no txpool_content to confirm a drop ({pool_unavailable}); {where}"
+    if holder is not None and holder.startswith("0x") and holder != tx_hash.lower():
+        return f"{why}{asked} and replaced in the node's pool by {holder} at the same nonce; {where}"
+    if stall:
+        return f"{why}{asked} and not in the node's pool (txpool_content); {where}"
+    return f"dropped: {asked} and not in the node's pool (txpool_content); {where}"
+
+
+async def _pool(rpc: AsyncRpcClient) -> tuple[dict[str, Any] | None, str | None]:
+    """The node's pool as :func:`pool_index` (``txpool_content``, else ``txpool_inspect``), or why not."""
+    reasons: list[str] = []
+    for method in ("txpool_content", "txpool_inspect"):
+        try:
+            answer = await rpc.call(method)
+            if method == "txpool_content":
+                return pool_index(answer), None
+            return {"slots": _pool_slots_from_inspect(answer)}, None
+        except (RpcError, TransportError, TypeError, ValueError, AttributeError) as exc:
+            reasons.append(f"{method}: {exc}")
+    return None, "; ".join(reasons)
 
 
 async def probe_lost(
-    rpc: AsyncRpcClient, log: TxLog, sender_addresses: Sequence[str], notes: list[str]
+    rpc: AsyncRpcClient,
+    log: TxLog,
+    sender_addresses: Sequence[str],
+    notes: list[str],
+    *,
+    stall: str | None = None,
 ) -> dict[str, str]:
-    """Ask the node about the first accepted rows no block has shown: a diagnosis by transaction hash."""
+    """Ask the node about the first accepted rows no block has shown: a diagnosis by transaction hash.
+
+    ``stall`` (e.g. "no new block for 12.0 s, head stuck at #41") is said in every diagnosis: with
+    the chain stopped, a transaction left out of blocks is not the pool's fault.
+    """
     rows = [row for row in range(len(log)) if log.state[row] == STATUS_ACCEPTED][:LOST_PROBE_LIMIT]
     senders = sorted({log.sender[row] for row in rows})
     calls = [("eth_getTransactionByHash", [log.tx_hash(row)]) for row in rows]
@@ -58,19 +150,26 @@ async def probe_lost(
     except TransportError as exc:
         notes.append(f"could not ask the node about transactions never seen in a block: {exc}")
         return {}
+    pool, pool_unavailable = await _pool(rpc)
     on_chain = dict(zip(senders, answers[len(rows) :], strict=True))
     probe: dict[str, str] = {}
     for row, found in zip(rows, answers[: len(rows)], strict=True):
         count = on_chain[log.sender[row]]
+        address = sender_addresses[log.sender[row]]
         try:
             diagnosis = diagnose_lost(
-                found, log.nonce[row], int(count, 16) if isinstance(count, str) else None
+                found,
+                log.nonce[row],
+                int(count, 16) if isinstance(count, str) else None,
+                tx_hash=log.tx_hash(row),
+                sender=address,
+                pool=pool,
+                pool_unavailable=pool_unavailable,
+                stall=stall,
             )
         except (ValueError, TypeError, AttributeError) as exc:
             diagnosis = f"the node's answer could not be read ({exc})"
-        probe[log.tx_hash(row)] = (
-            f"sender {sender_addresses[log.sender[row]]} nonce {log.nonce[row]}: {diagnosis}"
-        )
+        probe[log.tx_hash(row)] = f"sender {address} nonce {log.nonce[row]}: {diagnosis}"
     return probe
 
 

@@ -19,6 +19,7 @@ from pytest_gashammer.edge.funding import fund_senders
 from pytest_gashammer.edge.gas_model import GasModel
 from pytest_gashammer.edge.setup import EdgeSetupContext
 from pytest_gashammer.errors import GashammerError
+from pytest_gashammer.results import FALLBACK_NOTE, FEES_NOTE
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.workload.base import Template, TemplateContext
 from pytest_gashammer.workload.rate import ArrivalSchedule
@@ -27,7 +28,22 @@ from pytest_gashammer.workload.registry import resolve_template
 if TYPE_CHECKING:
     from pytest_gashammer.edge.runtime import EdgeAssignment
 
-__all__ = ["RunPreparation", "check_chain_id", "make_schedule", "make_templates", "prepare", "prepare_run"]
+#: How far above the setup fee cap the submitter may raise it as the base fee climbs; the senders
+#: are funded for the highest cap, so this multiplies what a run asks of the funder.
+FEE_HEADROOM = 3
+
+__all__ = [
+    "FEE_HEADROOM",
+    "REPRICE_STEP",
+    "RunPreparation",
+    "fee_cap_for",
+    "next_fee_cap",
+    "check_chain_id",
+    "make_schedule",
+    "make_templates",
+    "prepare",
+    "prepare_run",
+]
 
 
 @dataclasses.dataclass
@@ -40,6 +56,15 @@ class RunPreparation:
     template_setup: list[dict[str, Any]]
     #: The calibrated gas per transaction, by template index.
     gas_model: list[float]
+    #: The highest fee cap the submitter may raise to as the base fee climbs: what the senders were
+    #: funded for. 0, or equal to ``max_fee_per_gas``: the cap is fixed (``max_fee_per_gas=`` given).
+    fee_ceiling: int = 0
+    #: What setup chose or fell back to (the tip, the fee cap), for the run's notes.
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def follows_base_fee(self) -> bool:
+        return self.fee_ceiling > self.max_fee_per_gas
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -51,7 +76,32 @@ class RunPreparation:
             max_priority_fee_per_gas=int(data["max_priority_fee_per_gas"]),
             template_setup=[dict(setup) for setup in data["template_setup"]],
             gas_model=[float(gas) for gas in data["gas_model"]],
+            fee_ceiling=int(data.get("fee_ceiling") or 0),
+            notes=[str(note) for note in data.get("notes") or ()],
         )
+
+
+def fee_cap_for(base_fee: int, tip: int) -> int:
+    """The fee cap for a base fee: twice it plus the tip, so the base fee may double before the
+    transaction is priced out (EIP-1559 lets it rise 12.5 % per full block)."""
+    return max(2 * base_fee + tip, 1)
+
+
+#: The submitter re-prices when the fee cap the latest base fee calls for is this much above the
+#: current one (or under half of it): signing is prepared per fee cap, so the cap moves by steps,
+#: not per block.
+REPRICE_STEP = 1.25
+
+
+def next_fee_cap(current: int, base_fee: int, tip: int, ceiling: int) -> int | None:
+    """The new fee cap once ``base_fee`` has moved far enough from what ``current`` was set for,
+    never above ``ceiling`` (what the senders were funded for); None: keep ``current``."""
+    wanted = min(fee_cap_for(base_fee, tip), ceiling)
+    if wanted > current and (wanted >= current * REPRICE_STEP or wanted == ceiling):
+        return wanted
+    if wanted * 2 < current:
+        return wanted
+    return None
 
 
 async def check_chain_id(rpc: AsyncRpcClient, assignment: EdgeAssignment) -> int:
@@ -111,18 +161,43 @@ async def prepare(
     ``schedule`` prices its transactions with ``gas_model``: funding follows the calibrated cost.
     What could not be calibrated is said in ``notes``.
     """
+    setup_notes: list[str] = []
     tip = plan.max_priority_fee_per_gas
+    tip_source = "max_priority_fee_per_gas="
     if tip is None:
+        tip_source = "eth_maxPriorityFeePerGas"
         try:
             tip = int(await rpc.call("eth_maxPriorityFeePerGas"), 16)
-        except (RpcError, TransportError):
+        except (RpcError, TransportError) as exc:
             tip = 0
+            setup_notes.append(
+                f"{FALLBACK_NOTE}tip 0 wei: the node did not answer eth_maxPriorityFeePerGas ({exc}); "
+                "set max_priority_fee_per_gas= to choose one"
+            )
     if plan.max_fee_per_gas is not None:
-        max_fee = plan.max_fee_per_gas
+        max_fee = fee_ceiling = plan.max_fee_per_gas
+        setup_notes.append(
+            f"{FEES_NOTE}fee cap {max_fee:,} wei from max_fee_per_gas=, fixed for the run; "
+            f"tip {tip:,} wei from {tip_source}"
+        )
     else:
         latest = await rpc.call("eth_getBlockByNumber", "latest", False)
-        base_fee = int(latest.get("baseFeePerGas") or "0x0", 16)
-        max_fee = max(2 * base_fee + tip, 1)
+        base_fee_text = latest.get("baseFeePerGas")
+        base_fee = int(base_fee_text or "0x0", 16)
+        max_fee = fee_cap_for(base_fee, tip)
+        # Fund for a base fee that climbs during the run: the submitter follows it up to here.
+        fee_ceiling = max_fee * FEE_HEADROOM
+        setup_notes.append(
+            f"{FEES_NOTE}fee cap {max_fee:,} wei = 2 x the base fee at setup ({base_fee:,} wei) + tip "
+            f"{tip:,} wei (from {tip_source}); it follows the base fee during the run, up to "
+            f"{fee_ceiling:,} wei, what the senders were funded for"
+        )
+        if base_fee_text is None:
+            setup_notes.append(
+                f"{FALLBACK_NOTE}the latest block has no baseFeePerGas (no EIP-1559 base fee): the fee "
+                "cap is the tip alone; set max_fee_per_gas= to choose one"
+            )
+    notes.extend(setup_notes)
 
     async def fund() -> None:
         expected = schedule.expected_transactions()
@@ -130,7 +205,7 @@ async def prepare(
         gas_limits = [
             template.gas_limit(gas) for template, gas in zip(templates, gas_model.values, strict=True)
         ]
-        worst_tx_cost = max(gas_limits) * max_fee + 10**12
+        worst_tx_cost = max(gas_limits) * fee_ceiling + 10**12
         await fund_senders(
             rpc,
             chain_id=chain_id,
@@ -170,6 +245,8 @@ async def prepare(
         max_priority_fee_per_gas=tip,
         template_setup=[dict(template.context.setup) for template in templates],
         gas_model=list(gas_model.values),
+        fee_ceiling=fee_ceiling,
+        notes=setup_notes,
     )
 
 

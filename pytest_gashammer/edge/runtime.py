@@ -42,10 +42,11 @@ from pytest_gashammer.edge.preparation import (
     prepare,
 )
 from pytest_gashammer.edge.submitter import Submitter
-from pytest_gashammer.edge.tracker import BlockFollower
+from pytest_gashammer.edge.tracker import BlockFollower, stalled_at_end
 from pytest_gashammer.errors import GashammerError
+from pytest_gashammer.results import FALLBACK_NOTE
 from pytest_gashammer.scenario.spec import ScenarioPlan
-from pytest_gashammer.telemetry.records import STATUS_INCLUDED, EdgeReport, StopKind, TxLog
+from pytest_gashammer.telemetry.records import STATUS_INCLUDED, BlockRecord, EdgeReport, StopKind, TxLog
 from pytest_gashammer.workload.base import Template
 
 if TYPE_CHECKING:
@@ -275,6 +276,7 @@ class _EdgeSession:
         self.lost_probe: dict[str, str] = {}
         self.balance_facts: dict[str, int] | None = None
         self.balance_skipped: str | None = None
+        self.chain_stall: dict[str, Any] | None = None
 
     @classmethod
     async def open(
@@ -305,6 +307,7 @@ class _EdgeSession:
             for template, data in zip(templates, preparation.template_setup, strict=True):
                 template.use_setup(data)
             gas_model.replace(preparation.gas_model)
+            notes.extend(preparation.notes)
         else:
             preparation = await prepare(
                 rpc,
@@ -358,6 +361,7 @@ class _EdgeSession:
             raw_tx_sink=runtime.raw_tx_sink,
             sent_nonces=SESSION_NONCES,
             chain_key=chain_key,
+            fee_ceiling=preparation.fee_ceiling,
         )
         inclusion = InclusionTracker(
             track_rpc,
@@ -396,8 +400,17 @@ class _EdgeSession:
 
     async def run(self) -> EdgeReport:
         runtime, stop, submitter, inclusion = self.runtime, self.stop, self.submitter, self.inclusion
+
+        def on_block(record: BlockRecord, tx_hashes: list[str]) -> None:
+            inclusion.on_block(record, tx_hashes)
+            submitter.follow_base_fee(record.base_fee)
+
         follower = BlockFollower(
-            self.track_rpc, inclusion.on_block, ws_url=self.assignment.ws_url, start_block=self.start_block
+            self.track_rpc,
+            on_block,
+            ws_url=self.assignment.ws_url,
+            start_block=self.start_block,
+            busy=lambda: submitter.accepted_outstanding > 0,
         )
         tracker_stop = asyncio.Event()
         tracker = asyncio.create_task(follower.run(tracker_stop))
@@ -416,9 +429,14 @@ class _EdgeSession:
             await submitter.wait_for_inclusion(stop, self.plan.inclusion_timeout)
         finally:
             await follower.catch_up()
+            self.chain_stall = follower.stall_facts(self.plan.max_block_gap)
             if submitter.accepted_outstanding > 0 and not runtime.stop_reason:
                 self.lost_probe = await probe_lost(
-                    self.track_rpc, self.log, [s.address for s in self.senders], self.notes
+                    self.track_rpc,
+                    self.log,
+                    [s.address for s in self.senders],
+                    self.notes,
+                    stall=stalled_at_end(self.chain_stall, self.plan.inclusion_timeout),
                 )
             if self.feed is not None:
                 included = sum(1 for state in self.log.state if state == STATUS_INCLUDED)
@@ -448,6 +466,9 @@ class _EdgeSession:
                 await asyncio.gather(shipping, return_exceptions=True)
                 self._ship_telemetry(telemetry, final=True)
             self.errors.update({f"tracker_{kind}": count for kind, count in follower.errors.items()})
+            polling = follower.degradation_note()
+            if polling is not None:
+                self.notes.append(FALLBACK_NOTE + polling)
         runtime.progress.phase = "done"
         return self._report()
 
@@ -536,6 +557,8 @@ class _EdgeSession:
             balance_check_skipped=self.balance_skipped,
             lost_probe=self.lost_probe,
             rejections=submitter.rejections.to_list(),
+            chain_stall=self.chain_stall,
+            fee_caps=dict(submitter.fee_caps),
         )
 
 

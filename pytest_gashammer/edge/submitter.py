@@ -23,6 +23,7 @@ from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError,
 from pytest_gashammer.chain.signer import FastSigner
 from pytest_gashammer.edge.accounts import NonceBook, Sender, SentNonces, nonce_address
 from pytest_gashammer.edge.gas_model import GasModel
+from pytest_gashammer.edge.preparation import next_fee_cap
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, RejectionSample, TxLog
 from pytest_gashammer.workload.base import Template
@@ -88,8 +89,11 @@ class Submitter:
         raw_tx_sink: Callable[[bytes, bytes], None] | None = None,
         sent_nonces: SentNonces | None = None,
         chain_key: str = "",
+        fee_ceiling: int | None = None,
     ) -> None:
-        """``sent_nonces`` (under ``chain_key``) learns, once sending ends, how far each sender got."""
+        """``sent_nonces`` (under ``chain_key``) learns, once sending ends, how far each sender got.
+        ``fee_ceiling`` above ``max_fee_per_gas``: the cap follows the base fee up to it
+        (:meth:`follow_base_fee`); None or equal: the cap is fixed."""
         self.rpc = rpc
         self.log = log
         self.senders = list(senders)
@@ -102,6 +106,15 @@ class Submitter:
         self.plan = plan
         self.max_fee = max_fee_per_gas
         self.max_priority_fee = max_priority_fee_per_gas
+        self.fee_ceiling = max(fee_ceiling or max_fee_per_gas, max_fee_per_gas)
+        self.fee_caps: dict[str, Any] = {
+            "first": max_fee_per_gas,
+            "low": max_fee_per_gas,
+            "high": max_fee_per_gas,
+            "changes": 0,
+            "ceiling": self.fee_ceiling,
+            "follows_base_fee": self.fee_ceiling > max_fee_per_gas,
+        }
         #: The runtime's :class:`Progress`, moved as rows are sent, accepted and rejected.
         self.progress = progress
         self.errors = errors
@@ -129,6 +142,28 @@ class Submitter:
         self.unsent_from = 0
         self.unsent_requests: list[str] = []
         self.unsent_raws: list[bytes] | None = [] if raw_tx_sink is not None else None
+
+    def follow_base_fee(self, base_fee: int | None) -> None:
+        """A block showed ``base_fee``: move the fee cap when it has moved far enough from it.
+
+        Signing is prepared per (sender, gas limit) with the fees in it, so a new cap drops the
+        prepared signers: the cost is per change, never per transaction.
+        """
+        caps = self.fee_caps
+        if base_fee is None:
+            return
+        if base_fee > caps.get("base_fee_high", -1):
+            caps["base_fee_high"] = base_fee
+        if not caps["follows_base_fee"]:
+            return
+        cap = next_fee_cap(self.max_fee, base_fee, self.max_priority_fee, self.fee_ceiling)
+        if cap is None:
+            return
+        self.max_fee = cap
+        self.prepared.clear()
+        caps["changes"] += 1
+        caps["low"] = min(caps["low"], cap)
+        caps["high"] = max(caps["high"], cap)
 
     def settle(self, included: int) -> None:
         """``included`` accepted transactions were seen in a block."""

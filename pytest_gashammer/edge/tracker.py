@@ -19,9 +19,59 @@ from typing import Any
 
 from pytest_gashammer._version import request_headers
 from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
-from pytest_gashammer.telemetry.records import BlockRecord
+from pytest_gashammer.telemetry.records import BlockRecord, describe_stall
 
 BlockHandler = Callable[[BlockRecord, list[str]], None]
+
+
+class StallClock:
+    """The longest time the chain went without a new block while transactions were outstanding.
+
+    Fed by the follower: :meth:`tick` on every head poll (``advanced`` when the head moved). Time
+    with nothing outstanding does not count: a chain that builds blocks only on demand is idle,
+    not stuck.
+    """
+
+    def __init__(self, head: int) -> None:
+        self.head = head
+        self.waiting_since_ns: int | None = None
+        self.longest_ns = 0
+        self.longest_head = head
+
+    def tick(self, now_ns: int, head: int, busy: bool) -> None:
+        if self.waiting_since_ns is not None:
+            waited = now_ns - self.waiting_since_ns
+            if waited > self.longest_ns:
+                self.longest_ns, self.longest_head = waited, self.head
+        if head > self.head:
+            self.head = head
+            self.waiting_since_ns = None
+        if not busy:
+            self.waiting_since_ns = None
+        elif self.waiting_since_ns is None:
+            self.waiting_since_ns = now_ns
+
+    def facts(self, now_ns: int, bound_s: float) -> dict[str, Any]:
+        """Plain data for :attr:`EdgeReport.chain_stall`; ``open_s`` is the stall still on at ``now_ns``."""
+        open_ns = now_ns - self.waiting_since_ns if self.waiting_since_ns is not None else 0
+        longest_ns, longest_head = self.longest_ns, self.longest_head
+        if open_ns >= longest_ns:
+            longest_ns, longest_head = open_ns, self.head
+        return {
+            "longest_s": longest_ns / 1e9,
+            "head": longest_head,
+            "open_s": open_ns / 1e9,
+            "last_head": self.head,
+            "bound_s": bound_s,
+        }
+
+
+def stalled_at_end(stall: dict[str, Any], inclusion_timeout: float) -> str | None:
+    """The stall to name in the lost-transaction evidence: the chain made no block for the whole
+    drain (or longer than ``max_block_gap``) while transactions waited; None when it was moving."""
+    if stall["open_s"] >= min(stall["bound_s"], inclusion_timeout):
+        return describe_stall(stall["open_s"], stall["last_head"])
+    return None
 
 
 class BlockFollower:
@@ -36,7 +86,10 @@ class BlockFollower:
         start_block: int,
         poll_interval: float = 0.1,
         max_blocks_per_fetch: int = 16,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
+        """``busy()`` says whether transactions are waiting for a block: only then does a chain
+        without a new block count as stalled (default: always)."""
         self._rpc = rpc
         self._on_block = on_block
         self._ws_url = ws_url
@@ -51,6 +104,11 @@ class BlockFollower:
         self.mode = "polling"
         self.errors: Counter[str] = Counter()
         self.last_error: str | None = None
+        self._busy = busy
+        self.stall = StallClock(start_block)
+        #: Why heads were polled rather than pushed (no ws_url, subscription refused, socket
+        #: failed); None while the subscription works. Said in the run's notes.
+        self.polling_reason: str | None = None if ws_url else "no WebSocket URL (ws_url) for the node"
 
     @property
     def last_block(self) -> int:
@@ -84,6 +142,24 @@ class BlockFollower:
         if number > self._head:
             self._head = number
             self._wake.set()
+            self._tick()
+
+    def _tick(self) -> None:
+        self.stall.tick(time.monotonic_ns(), self._head, self._busy is None or self._busy())
+
+    def stall_facts(self, bound_s: float) -> dict[str, Any]:
+        """The longest wait for a block while transactions were outstanding, so far (see :class:`StallClock`)."""
+        self._tick()
+        return self.stall.facts(time.monotonic_ns(), bound_s)
+
+    def degradation_note(self) -> str | None:
+        """What the run lost by polling for heads, when it did; None when newHeads worked throughout."""
+        if self.polling_reason is None:
+            return None
+        return (
+            f"head tracking polled eth_blockNumber every {self._poll_interval:g} s instead of a newHeads "
+            f"subscription: {self.polling_reason}"
+        )
 
     async def _subscribe_loop(self, stop: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
@@ -92,26 +168,50 @@ class BlockFollower:
         while not stop.is_set():
             try:
                 async with connect(
-                    self._ws_url, max_size=None, open_timeout=5, additional_headers=request_headers()
+                    self._ws_url,
+                    max_size=None,
+                    open_timeout=5,
+                    close_timeout=2,
+                    additional_headers=request_headers(),
                 ) as socket:
-                    await socket.send(
-                        json.dumps(
-                            {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
-                        )
-                    )
-                    async for frame in socket:
-                        message = json.loads(frame)
-                        if isinstance(message, dict) and message.get("id") == 1 and "result" in message:
-                            self.mode = "websocket"
-                        head = message.get("params", {}).get("result") if isinstance(message, dict) else None
-                        if isinstance(head, dict) and "number" in head:
-                            self._note_head(int(head["number"], 16))
+                    # The run ends by cancelling this task; leaving the block on a cancellation
+                    # would close with 1011 (internal error), so a normal end closes with 1000 first.
+                    try:
+                        await self._follow_socket(socket)
+                    except asyncio.CancelledError:
+                        with contextlib.suppress(Exception):
+                            await socket.close()
+                        raise
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the polling loop keeps tracking while the socket is down
                 self.mode = "polling"
                 self._count("ws_disconnect", f"newHeads subscription: {type(exc).__name__}: {exc}")
+                if self.polling_reason is None or not self.polling_reason.startswith("eth_subscribe"):
+                    self.polling_reason = f"the newHeads socket failed ({type(exc).__name__}: {exc})"
                 await asyncio.sleep(0.5)
+                continue
+            if self.polling_reason is not None and self.polling_reason.startswith("eth_subscribe"):
+                return
+
+    async def _follow_socket(self, socket: Any) -> None:
+        """Subscribe to newHeads on ``socket`` and note every head until it closes or refuses."""
+        await socket.send(
+            json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]})
+        )
+        async for frame in socket:
+            message = json.loads(frame)
+            if isinstance(message, dict) and message.get("id") == 1:
+                if "result" in message:
+                    self.mode = "websocket"
+                else:
+                    # Refused (e.g. -32601): the node will never push heads; polling
+                    # goes on, and the socket is closed normally rather than retried.
+                    self.polling_reason = f"eth_subscribe refused: {_rpc_error_text(message)}"
+                    return
+            head = message.get("params", {}).get("result") if isinstance(message, dict) else None
+            if isinstance(head, dict) and "number" in head:
+                self._note_head(int(head["number"], 16))
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -121,6 +221,7 @@ class BlockFollower:
                 self._note_head(int(await self._rpc.call("eth_blockNumber"), 16))
             except (RpcError, TransportError, ValueError, TypeError) as exc:
                 self._count("head_poll", f"eth_blockNumber: {exc}")
+            self._tick()
             await asyncio.sleep(interval)
 
     async def _fetch_loop(self, stop: asyncio.Event) -> None:
@@ -166,6 +267,13 @@ class BlockFollower:
                     self._count("block_mismatch", f"asked for block {number}, got {record.number}")
                 self._last = number
                 self._on_block(record, list(block.get("transactions") or []))
+
+
+def _rpc_error_text(message: dict[str, Any]) -> str:
+    error = message.get("error")
+    if isinstance(error, dict):
+        return f"JSON-RPC error {error.get('code')}: {error.get('message')}"
+    return json.dumps(message)[:200]
 
 
 def parse_block(block: dict[str, Any], observed_ns: int) -> BlockRecord:

@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_gashammer.chain.keccak import keccak256
-from pytest_gashammer.results import EdgeSummary, Latency, LatencyStats, RunResult, Verdict
+from pytest_gashammer.results import (
+    FALLBACK_NOTE,
+    FEES_NOTE,
+    EdgeSummary,
+    Latency,
+    LatencyStats,
+    RunResult,
+    Verdict,
+)
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, EdgeReport, merge_rejections
 
@@ -115,7 +123,7 @@ def build_result(
     timeline = [
         {"second": float(second), **values} for second, values in sorted(buckets.items()) if second >= 0
     ]
-    notes = [note for report in reports for note in report.notes]
+    notes = run_notes(reports)
     return RunResult(
         name=plan.name,
         seed=plan.seed,
@@ -155,6 +163,33 @@ def build_result(
         timeline=timeline,
         rejections=merge_rejections([report.rejections for report in reports]),
     )
+
+
+def run_notes(reports: Sequence[EdgeReport]) -> list[str]:
+    """The edges' notes, each text once (every edge says the same fallback), then the fees the run
+    signed with, over all edges."""
+    notes = list(dict.fromkeys(note for report in reports for note in report.notes))
+    caps = [report.fee_caps for report in reports if report.fee_caps]
+    if not caps:
+        return notes
+    low, high = min(c["low"] for c in caps), max(c["high"] for c in caps)
+    changes = sum(c["changes"] for c in caps)
+    base_fees = [c["base_fee_high"] for c in caps if "base_fee_high" in c]
+    seen = f"; highest base fee seen {max(base_fees):,} wei" if base_fees else ""
+    if changes:
+        notes.append(
+            f"{FEES_NOTE}fee caps used {low:,}..{high:,} wei: re-priced {changes} time(s) as the base fee moved{seen}"
+        )
+    else:
+        notes.append(f"{FEES_NOTE}fee cap {high:,} wei throughout{seen}")
+    ceiling = max(c["ceiling"] for c in caps)
+    if base_fees and max(base_fees) > ceiling:
+        notes.append(
+            f"{FALLBACK_NOTE}the base fee reached {max(base_fees):,} wei, above the highest fee cap the senders "
+            f"were funded for ({ceiling:,} wei): transactions signed then could not be included; set "
+            "max_fee_per_gas= higher"
+        )
+    return notes
 
 
 def _block_interval(reports: Sequence[EdgeReport]) -> float:

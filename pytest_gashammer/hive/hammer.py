@@ -55,16 +55,21 @@ class Hammer:
             plan = compile_plan(spec, name=self.name, seed=seed, duration_scale=self.duration_scale)
             return dataclasses.replace(plan, nodeid=self.nodeid)
         except GashammerError as exc:
-            pytest.fail(f"hammer.run(): {exc}", pytrace=False)
+            error = f"hammer.run(): {exc}"
+        # Failed outside the except block, so pytest prints the one line once, not chained.
+        pytest.fail(error, pytrace=False)
 
     def run(self, *, check: bool = True, **overrides: Any) -> RunResult:
         __tracebackhide__ = True
         plan = self.plan(**overrides)
+        error: str | None = None
         try:
             hive = self._isolated_hive() if plan.isolated and self._isolated_hive is not None else self.hive
             result = hive.run(plan, progress=self._progress_factory())
         except GashammerError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            error = str(exc)
+        if error is not None:
+            pytest.fail(error, pytrace=False)
         self.results.append(result)
         self._on_result(result)
         if check:

@@ -18,6 +18,7 @@ from pytest_gashammer.telemetry.records import (
     STATUS_REJECTED,
     EdgeReport,
     describe_rejection,
+    describe_stall,
     merge_rejections,
 )
 from pytest_gashammer.vocabulary import (
@@ -26,6 +27,7 @@ from pytest_gashammer.vocabulary import (
     BASIC_INVARIANT_NAMES,
     BLOCK_CONTINUITY,
     BLOCK_GAS,
+    BLOCK_PRODUCTION,
     BLOCK_TIMESTAMPS,
     FEED_BLOCK_HASH,
     FEED_EXACTLY_ONCE,
@@ -398,6 +400,42 @@ def block_gas(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
     return Verdict(BLOCK_GAS, "passed", f"gasUsed within gasLimit in {len(blocks)} block(s){detail}")
 
 
+def block_production(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
+    """While transactions were outstanding, a new block came at least every ``max_block_gap``
+    (the marker argument; each edge's report carries it): a chain that stopped is named as such."""
+    facts = [(report.edge_id, report.chain_stall) for report in reports if report.chain_stall is not None]
+    if not facts:
+        return Verdict(BLOCK_PRODUCTION, "inconclusive", "no edge followed blocks")
+    stalls: list[str] = []
+    for edge_id, stall in facts:
+        if stall["longest_s"] > stall["bound_s"]:
+            ended = (
+                f"; still none when the run ended ({stall['open_s']:.1f} s)"
+                if stall["open_s"] > stall["bound_s"]
+                else ""
+            )
+            stalls.append(
+                f"{edge_id}: {describe_stall(stall['longest_s'], stall['head'])} while transactions were "
+                f"outstanding{ended}"
+            )
+    bound = max(stall["bound_s"] for _, stall in facts)
+    if stalls:
+        worst = max(facts, key=lambda fact: fact[1]["longest_s"])[1]
+        return Verdict(
+            BLOCK_PRODUCTION,
+            "failed",
+            f"the chain stopped producing blocks: {describe_stall(worst['longest_s'], worst['head'])}, "
+            f"longer than max_block_gap={bound:g} s",
+            {"stalls": stalls[:EVIDENCE_LIMIT]},
+        )
+    longest = max(stall["longest_s"] for _, stall in facts)
+    return Verdict(
+        BLOCK_PRODUCTION,
+        "passed",
+        f"a new block within {bound:g} s whenever transactions were outstanding (longest wait {longest:.1f} s)",
+    )
+
+
 def _feed_facts(reports: Sequence[EdgeReport]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     return [
         (report.edge_id, report.feed_stats or {}, report.feed_findings or {})
@@ -604,6 +642,7 @@ INVARIANTS: dict[str, Invariant] = {
     BLOCK_CONTINUITY: block_continuity,
     BLOCK_TIMESTAMPS: block_timestamps,
     BLOCK_GAS: block_gas,
+    BLOCK_PRODUCTION: block_production,
     BALANCE_CONSERVATION: balance_conservation,
     FEED_SEQUENCE: feed_sequence,
     FEED_EXACTLY_ONCE: feed_exactly_once,

@@ -144,6 +144,7 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
     lines.append(f"  verdicts   {verdicts}")
     if run.get("stopped_early"):
         lines.append(f"  stopped early: {run['stopped_early']}")
+    lines.extend(f"  {note}" for note in run.get("run_notes") or ())
     lines.extend(f"  {note}" for note in run.get("devnet_notes") or ())
     return lines
 

@@ -309,6 +309,12 @@ ARGUMENTS: tuple[Argument, ...] = (
         "how long an accepted transaction may take to be included before it counts as lost",
     ),
     Argument(
+        "max_block_gap",
+        "10s",
+        _longer_than_zero(example="; e.g. max_block_gap='30s' for a chain with 12 s slots"),
+        "longest wait for a new block while transactions are outstanding before `block_production` fails",
+    ),
+    Argument(
         "receipts",
         2000,
         _receipts,
@@ -331,7 +337,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         _optional_integer(
             lowest=0, hint="fee cap in wei (default: twice the base fee at setup plus the tip)"
         ),
-        "fee cap in wei; auto is twice the base fee at setup plus the tip",
+        "fee cap in wei; auto is twice the base fee at setup plus the tip, then following the base fee (see below)",
         shown_default="auto",
     ),
     Argument(

@@ -61,6 +61,7 @@ class ScenarioSpec:
     arrival: str
     senders: int | None
     inclusion_timeout: float
+    max_block_gap: float
     receipts: int | None  # None means every receipt
     max_in_flight: int | None
     max_fee_per_gas: int | None = None
@@ -122,6 +123,7 @@ class ScenarioPlan:
     receipts: int | None
     max_in_flight: int | None
     duration_scale: float = 1.0
+    max_block_gap: float = 10.0
     max_fee_per_gas: int | None = None
     max_priority_fee_per_gas: int | None = None
     feed: bool = True

@@ -306,6 +306,11 @@ def describe_rejection(entry: dict[str, Any]) -> str:
     )
 
 
+def describe_stall(seconds: float, head: int) -> str:
+    """The one way a stall is written, in evidence and verdicts alike."""
+    return f"no new block for {seconds:.1f} s (head stuck at #{head})"
+
+
 @dataclass
 class EdgeReport:
     """Everything an edge hands back to the hive after a run. Plain data."""
@@ -357,3 +362,12 @@ class EdgeReport:
     #: The node's verbatim refusals (:meth:`RejectionSample.to_list`): kind, code, message, count,
     #: the first refused transaction with its sender and nonce.
     rejections: list[dict[str, Any]] = field(default_factory=list)
+
+    #: The longest wait for a new block while transactions were outstanding:
+    #: ``{"longest_s", "head", "open_s", "last_head", "bound_s"}`` (``head``: the block the chain
+    #: was stuck at; ``open_s``: the wait still on when the run ended; ``bound_s``: the marker's
+    #: ``max_block_gap``). None when the edge did not follow blocks.
+    chain_stall: dict[str, Any] | None = None
+    #: The fee caps this edge signed with: ``{"first", "low", "high", "changes", "ceiling",
+    #: "follows_base_fee"}`` (wei); None before the run signed anything.
+    fee_caps: dict[str, Any] | None = None

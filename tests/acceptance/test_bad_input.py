@@ -12,6 +12,7 @@ pytestmark = pytest.mark.usefixtures("no_new_anvil")
 def assert_clean_error(output: str) -> None:
     assert "Traceback" not in output
     assert "pytest_gashammer/" not in output, "the error should not point into the plugin's code"
+    assert "During handling of the above exception" not in output, "the error is printed twice, chained"
 
 
 def test_invalid_marker_arguments_name_the_argument(pytester: pytest.Pytester) -> None:

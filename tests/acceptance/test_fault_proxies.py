@@ -151,7 +151,11 @@ def test_dropped_transactions_are_lost_and_named(devnet: EmbeddedDevnet) -> None
     # The edge asked the node about each: never forwarded, so the node does not know it.
     said = lost.evidence["what_the_node_says"]
     assert sorted(line.split(":")[0] for line in said) == sorted(dropped)
-    assert all("unknown to the node" in line and "the sender's next nonce" in line for line in said), said
+    assert all(
+        "dropped: not found by eth_getTransactionByHash and not in the node's pool (txpool_content)" in line
+        and "the sender's next nonce" in line
+        for line in said
+    ), said
     assert_only_failed(verdicts, "inclusion")
     assert proxy.stats.local_answers == 3 and proxy.stats.fault_errors == 0
 

@@ -664,8 +664,9 @@ def test_a_batch_cancelled_in_flight_puts_its_rows_back() -> None:
 
 
 class ProbeRpc:
-    def __init__(self, answers: list[Any] | Exception) -> None:
+    def __init__(self, answers: list[Any] | Exception, pool: dict[str, Any] | None = None) -> None:
         self.answers = answers
+        self.pool = pool
         self.calls: list[tuple[str, Sequence[Any]]] = []
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
@@ -673,6 +674,12 @@ class ProbeRpc:
         if isinstance(self.answers, Exception):
             raise self.answers
         return self.answers
+
+    async def call(self, method: str, *params: Any) -> Any:
+        self.calls.append((method, params))
+        if self.pool is None:
+            raise RpcError(-32601, f"the method {method} does not exist/is not available")
+        return self.pool
 
 
 def test_the_lost_probe_asks_about_accepted_rows_only_and_diagnoses_each() -> None:
@@ -683,11 +690,34 @@ def test_the_lost_probe_asks_about_accepted_rows_only_and_diagnoses_each() -> No
     probe = asyncio.run(probe_lost(rpc, log, addresses, []))  # type: ignore[arg-type]
     assert [method for method, _ in rpc.calls] == ["eth_getTransactionByHash"] * 2 + [
         "eth_getTransactionCount"
-    ] * 2
-    assert probe[texts[0]].startswith("sender 0xaa nonce 0: unknown to the node (dropped from its pool)")
-    assert probe[texts[2]] == (
-        "sender 0xcc nonce 4: still in the node's pool, never included; the sender's on-chain nonce is unknown"
+    ] * 2 + ["txpool_content", "txpool_inspect"]
+    assert probe[texts[0]].startswith(
+        "sender 0xaa nonce 0: not found by eth_getTransactionByHash; the node has no txpool_content to "
+        "confirm a drop (txpool_content: JSON-RPC error -32601"
     )
+    assert probe[texts[2]] == (
+        "sender 0xcc nonce 4: still in the node's pool (eth_getTransactionByHash), never included; "
+        "the sender's on-chain nonce is unknown"
+    )
+
+
+def test_the_lost_probe_reads_the_pool_and_names_a_stopped_chain() -> None:
+    log, _, texts = logged(2, [STATUS_ACCEPTED, STATUS_ACCEPTED])
+    addresses = ["0xAA", "0xBB"]
+    pool = {"pending": {"0xaa": {"0": {"hash": texts[0]}}}}
+    rpc = ProbeRpc([None, None, "0x0", "0x0"], pool)
+    stall = "no new block for 11.0 s (head stuck at #7)"
+    probe = asyncio.run(probe_lost(rpc, log, addresses, [], stall=stall))  # type: ignore[arg-type]
+    assert [method for method, _ in rpc.calls][-1] == "txpool_content"
+    assert probe[texts[0]].startswith(
+        f"sender 0xAA nonce 0: the chain stopped producing blocks ({stall}); in the node's pool (pending)"
+    )
+    assert "dropped" not in probe[texts[1]]
+    assert probe[texts[1]].startswith(
+        f"sender 0xBB nonce 0: the chain stopped producing blocks ({stall}); not found"
+    )
+    moving = asyncio.run(probe_lost(ProbeRpc([None, None, "0x0", "0x0"], pool), log, addresses, []))  # type: ignore[arg-type]
+    assert moving[texts[1]].startswith("sender 0xBB nonce 0: dropped: not found by eth_getTransactionByHash")
 
 
 def test_the_lost_probe_notes_a_node_it_cannot_ask() -> None:

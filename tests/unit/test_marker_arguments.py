@@ -88,6 +88,7 @@ EVERYTHING_SET: dict[str, Any] = {
     "arrival": "poisson",
     "senders": 9,
     "inclusion_timeout": "40s",
+    "max_block_gap": "20s",
     "receipts": "all",
     "max_in_flight": 50,
     "max_fee_per_gas": 10**10,

@@ -443,11 +443,12 @@ def test_a_lost_transaction_is_diagnosed_from_the_nodes_answers() -> None:
     from pytest_gashammer.edge.evidence import diagnose_lost
 
     pooled = {"hash": "0x01", "blockNumber": None}
-    assert diagnose_lost(None, 5, 5).startswith(
-        "unknown to the node (dropped from its pool); it is the sender's next"
+    assert diagnose_lost(None, 5, 5, pool_unavailable="txpool_content: -32601").startswith(
+        "not found by eth_getTransactionByHash; the node has no txpool_content to confirm a drop "
+        "(txpool_content: -32601); it is the sender's next"
     )
     assert diagnose_lost(pooled, 5, 5).startswith(
-        "still in the node's pool, never included; it is the sender's next"
+        "still in the node's pool (eth_getTransactionByHash), never included; it is the sender's next"
     )
     assert "waits for nonce(s) 2..4" in diagnose_lost(pooled, 5, 2)
     assert "another transaction took nonce 5" in diagnose_lost(None, 5, 9)
@@ -456,4 +457,46 @@ def test_a_lost_transaction_is_diagnosed_from_the_nodes_answers() -> None:
         == "the node has it in block 31, which the tracker never saw"
     )
     assert "on-chain nonce is unknown" in diagnose_lost(pooled, 5, None)
-    assert diagnose_lost(TransportError("timed out"), 5, 5) == "the node could not be asked (timed out)"
+    assert diagnose_lost(TransportError("timed out"), 5, 5).startswith(
+        "the node could not be asked (timed out); the node has no txpool_content"
+    )
+
+
+def test_a_transaction_the_node_hides_by_hash_but_holds_in_its_pool_is_pooled_not_dropped() -> None:
+    """EthereumJS answers null to eth_getTransactionByHash for pooled transactions; its
+    txpool_content lists them under a lowercase address with decimal nonces."""
+    from pytest_gashammer.edge.evidence import diagnose_lost, pool_index
+
+    tx = "0x" + "ab" * 32
+    other = "0x" + "cd" * 32
+    sender = "0xAbCd000000000000000000000000000000000001"
+    pool = pool_index({"pending": {sender.lower(): {"5": {"hash": tx, "nonce": "0x5"}}}})
+    assert diagnose_lost(None, 5, 5, tx_hash=tx, sender=sender, pool=pool).startswith(
+        "in the node's pool (pending), never included; it is the sender's next nonce"
+    )
+    # geth's shape: checksummed address, a queued section
+    queued = pool_index({"pending": {}, "queued": {sender: {"7": {"hash": tx.upper().replace("0X", "0x")}}}})
+    assert diagnose_lost(None, 7, 5, tx_hash=tx, sender=sender, pool=queued).startswith(
+        "in the node's pool (queued), never included; the sender's on-chain nonce is 5"
+    )
+    empty = pool_index({"pending": {}})
+    assert diagnose_lost(None, 5, 5, tx_hash=tx, sender=sender, pool=empty).startswith(
+        "dropped: not found by eth_getTransactionByHash and not in the node's pool (txpool_content)"
+    )
+    replaced = pool_index({"pending": {sender.lower(): {"5": {"hash": other}}}})
+    assert f"replaced in the node's pool by {other} at the same nonce" in diagnose_lost(
+        None, 5, 5, tx_hash=tx, sender=sender, pool=replaced
+    )
+    # txpool_inspect shows the slot but no hash: that slot being taken is what it can say
+    slots = {"slots": {(sender.lower(), 5): "pending"}}
+    assert diagnose_lost(None, 5, 5, tx_hash=tx, sender=sender, pool=slots).startswith(
+        "in the node's pool (pending), never included"
+    )
+    # a stopped chain is named, and its waiting transactions are not called dropped
+    stall = "no new block for 12.0 s (head stuck at #41)"
+    stalled = diagnose_lost(None, 5, 5, tx_hash=tx, sender=sender, pool=empty, stall=stall)
+    assert stalled.startswith(f"the chain stopped producing blocks ({stall}); not found")
+    assert "dropped" not in stalled
+    assert diagnose_lost(None, 5, 5, tx_hash=tx, sender=sender, pool=pool, stall=stall).startswith(
+        f"the chain stopped producing blocks ({stall}); in the node's pool (pending)"
+    )
