@@ -181,22 +181,45 @@ async def balances_at(rpc: AsyncRpcClient, addresses: Sequence[str], block: int)
 
 
 class BalanceCheck:
-    """The senders' balances before and after a run, against the value moved and the fees paid."""
+    """The senders' balances before and after a run, against the value moved and the fees paid.
 
-    def __init__(self, rpc: AsyncRpcClient, addresses: Sequence[str], start_block: int) -> None:
+    Holds only when the run's transactions are the senders' only ones in its blocks: a sender with
+    transactions still pooled from before the run (its pending nonce ahead of its mined one) would
+    spend in the window too, so the check is then skipped, and says why (``skipped``).
+    """
+
+    def __init__(
+        self, rpc: AsyncRpcClient, addresses: Sequence[str], start_block: int, start_nonces: Sequence[int]
+    ) -> None:
         self.rpc = rpc
         self.addresses = list(addresses)
         self.start_block = start_block
+        self.start_nonces = list(start_nonces)
         self.before: list[int] = []
+        self.skipped: str | None = None
 
     async def record_before(self) -> None:
         self.before = await balances_at(self.rpc, self.addresses, self.start_block)
+        answers = await self.rpc.batch(
+            [("eth_getTransactionCount", [address, hex(self.start_block)]) for address in self.addresses]
+        )
+        if any(isinstance(answer, Exception) for answer in answers):
+            raise TransportError(f"eth_getTransactionCount at block {self.start_block} failed for a sender")
+        pooled = sum(start - int(mined, 16) for start, mined in zip(self.start_nonces, answers, strict=True))
+        if pooled:
+            self.skipped = (
+                f"the senders had {pooled} transaction(s) from before the run still pending at block "
+                f"{self.start_block}; what those spend would count against the run"
+            )
 
     async def facts(
         self, log: TxLog, last_block: int, fees_paid: int, notes: list[str]
     ) -> dict[str, int] | None:
-        """The balance facts at ``last_block``; None when a receipt (so a fee) is missing or the
-        node could not be asked (said in ``notes``)."""
+        """The balance facts at ``last_block``; None when a receipt (so a fee) is missing, the
+        senders had older transactions pending (``skipped``) or the node could not be asked (said in
+        ``notes``)."""
+        if self.skipped is not None:
+            return None
         included = [row for row in range(len(log)) if log.included_ns[row] != NOT_YET]
         if any(log.gas_used[row] == NOT_YET for row in included):
             return None  # a receipt is missing: the fees are not all known

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
 from pytest_gashammer.edge.gas_model import GasModel
+from pytest_gashammer.results import FEES_NOTE
 from pytest_gashammer.telemetry.records import STATUS_ACCEPTED, STATUS_INCLUDED, BlockRecord, StopKind, TxLog
 
 if TYPE_CHECKING:
-    from pytest_gashammer.edge.runtime import Progress
+    from pytest_gashammer.telemetry.records import Progress
 
 #: Receipts waiting before the run's receipt loop fetches a batch of them.
 RECEIPT_BATCH_THRESHOLD = 64
@@ -133,6 +134,7 @@ class InclusionTracker:
         notes: list[str],
         on_included: Callable[[int], None],
         stop_run: Callable[[str, StopKind], None],
+        tip: int = 0,
     ) -> None:
         """``on_included(count)`` hears how many accepted rows a block settled; ``stop_run(reason, kind)``
         stops the edge (fail-fast); ``follow_chain`` keeps every block's hashes for the feed check."""
@@ -166,6 +168,14 @@ class InclusionTracker:
         #: ``null`` (or an error) answers that were asked again.
         self.receipts_retried = 0
         self.fees_paid = 0
+        #: The run's priority fee, to price a receipt that under-reports its fee (see ``_record``).
+        self.tip = tip
+        #: Base fee of every block seen, by number (blocks without one are absent).
+        self.base_fees: dict[int, int] = {}
+        #: Receipts whose ``effectiveGasPrice`` is below their block's base fee, which EIP-1559
+        #: makes the floor of every price; and the fees those rows paid priced at base fee + tip.
+        self.receipts_below_base_fee = 0
+        self.fees_at_base_fee = 0
         #: How whole blocks' receipts are fetched: per block until the node refuses it.
         self.receipts_via = BLOCK_RECEIPTS
         #: Receipts served by each method.
@@ -173,6 +183,8 @@ class InclusionTracker:
 
     def on_block(self, record: BlockRecord, tx_hashes: list[str]) -> None:
         self.blocks.append(record)
+        if record.base_fee is not None:
+            self.base_fees[record.number] = record.base_fee
         if self.follow_chain:
             self.chain_blocks.append((record.number, record.hash, tx_hashes))
         log, progress, latencies, by_hash = self.log, self.progress, self.latencies, self.by_hash
@@ -406,6 +418,16 @@ class InclusionTracker:
                 unserved.append(dataclasses.replace(entry, rows=left))
         return unserved
 
+    def _below_base_fee(self, row: int, price: int, base_fee: int, gas_used: int) -> None:
+        self.receipts_below_base_fee += 1
+        self.fees_at_base_fee += gas_used * (base_fee + self.tip)
+        if self.receipts_below_base_fee == 1:
+            self.notes.append(
+                f"{FEES_NOTE}the node's receipts under-report fees: {self.log.tx_hash(row)} in block #{self.log.block_number[row]} reports "
+                f"effectiveGasPrice {price:,} wei, below that block's base fee {base_fee:,} wei (EIP-1559 "
+                "charges base fee + min(tip, fee cap - base fee))"
+            )
+
     def _record(self, row: int, receipt: Any, method: str) -> bool:
         """Take ``receipt`` for ``row``; False when it is none (``null``, an error, a broken object)."""
         if not isinstance(receipt, dict):
@@ -425,6 +447,11 @@ class InclusionTracker:
             if status != expected:
                 self.stop_run(f"fail-fast: receipt_status broke on {log.tx_hash(row)}", "fail-fast")
         self.fees_paid += gas_used * price
+        base_fee = self.base_fees.get(log.block_number[row])
+        if base_fee is not None and price < base_fee:
+            self._below_base_fee(row, price, base_fee, gas_used)
+        else:
+            self.fees_at_base_fee += gas_used * price
         log.gas_used[row] = gas_used
         if template >= 0:
             model = self.gas_model

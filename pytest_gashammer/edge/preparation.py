@@ -170,6 +170,7 @@ async def prepare(
             tip = int(await rpc.call("eth_maxPriorityFeePerGas"), 16)
         except (RpcError, TransportError) as exc:
             tip = 0
+            tip_source = "the fallback above"
             setup_notes.append(
                 f"{FALLBACK_NOTE}tip 0 wei: the node did not answer eth_maxPriorityFeePerGas ({exc}); "
                 "set max_priority_fee_per_gas= to choose one"

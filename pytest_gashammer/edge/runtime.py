@@ -46,7 +46,14 @@ from pytest_gashammer.edge.tracker import BlockFollower, stalled_at_end
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.results import FALLBACK_NOTE
 from pytest_gashammer.scenario.spec import ScenarioPlan
-from pytest_gashammer.telemetry.records import STATUS_INCLUDED, BlockRecord, EdgeReport, StopKind, TxLog
+from pytest_gashammer.telemetry.records import (
+    STATUS_INCLUDED,
+    BlockRecord,
+    EdgeReport,
+    Progress,
+    StopKind,
+    TxLog,
+)
 from pytest_gashammer.workload.base import Template
 
 if TYPE_CHECKING:
@@ -88,23 +95,6 @@ class EdgeAssignment:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EdgeAssignment:
         return cls(**data)
-
-
-@dataclasses.dataclass
-class Progress:
-    """A consistent-enough view of a running edge, read by the host for progress lines."""
-
-    phase: str = "setup"
-    elapsed: float = 0.0
-    sent: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    included: int = 0
-    included_gas: int = 0
-    errors: int = 0
-    recent_inclusion_p99: float | None = None
-    queued: int = 0  # runs waiting behind this one at the hive
-    edges: int = 1
 
 
 class EdgeRuntime:
@@ -333,7 +323,7 @@ class _EdgeSession:
         balance_check = None
         # Value conservation needs every fee paid (all receipts) and a known value per transaction.
         if plan.receipts is None and all(name == "transfer" for name, _, _ in plan.workload):
-            balance_check = BalanceCheck(track_rpc, [s.address for s in senders], start_block)
+            balance_check = BalanceCheck(track_rpc, [s.address for s in senders], start_block, start_nonces)
             await balance_check.record_before()
         feed = None
         if assignment.feed_url and plan.feed:
@@ -378,6 +368,7 @@ class _EdgeSession:
             notes=notes,
             on_included=submitter.settle,
             stop_run=runtime.stop,
+            tip=submitter.max_priority_fee,
         )
         return cls(
             runtime,
@@ -458,8 +449,15 @@ class _EdgeSession:
                 self.balance_facts = await self.balance_check.facts(
                     self.log, follower.last_block, inclusion.fees_paid, self.notes
                 )
+                if self.balance_facts is not None and inclusion.receipts_below_base_fee:
+                    self.balance_facts["receipts_below_base_fee"] = inclusion.receipts_below_base_fee
+                    self.balance_facts["fees_at_base_fee"] = inclusion.fees_at_base_fee
             self.balance_skipped = balance_check_skipped(
-                self.plan, runtime.stop_reason, coverage, checked=self.balance_facts is not None
+                self.plan,
+                runtime.stop_reason,
+                coverage,
+                checked=self.balance_facts is not None,
+                pending_before=self.balance_check.skipped if self.balance_check is not None else None,
             )
             if shipping is not None and telemetry is not None:
                 shipping.cancel()
@@ -563,11 +561,18 @@ class _EdgeSession:
 
 
 def balance_check_skipped(
-    plan: ScenarioPlan, stop_reason: str | None, coverage: ReceiptCoverage, *, checked: bool
+    plan: ScenarioPlan,
+    stop_reason: str | None,
+    coverage: ReceiptCoverage,
+    *,
+    checked: bool,
+    pending_before: str | None = None,
 ) -> str | None:
     """Why the run has no value-conservation facts (None when it has them), as the verdict says it."""
     if checked:
         return None
+    if pending_before is not None:
+        return pending_before
     names = sorted({name for name, _, _ in plan.workload})
     if names != ["transfer"]:
         return f"needs a transfer-only workload; this run's: {', '.join(names)}"

@@ -30,7 +30,7 @@ from pytest_gashammer.workload.base import Template
 from pytest_gashammer.workload.rate import ArrivalSchedule
 
 if TYPE_CHECKING:
-    from pytest_gashammer.edge.runtime import Progress
+    from pytest_gashammer.telemetry.records import Progress
 
 MAX_BATCH = 256
 #: How far ahead of its intended send time a transaction may be signed, and how many may wait

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from pytest_gashammer.edge.runtime import Progress
     from pytest_gashammer.results import RunResult
     from pytest_gashammer.scenario.spec import ScenarioPlan
+    from pytest_gashammer.telemetry.records import Progress
 
 
 class ProgressSink(Protocol):

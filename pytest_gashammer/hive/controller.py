@@ -35,7 +35,7 @@ from pytest_gashammer.hive.base import ProgressSink
 from pytest_gashammer.hive.finish import abandon_run, finish_run
 from pytest_gashammer.results import RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
-from pytest_gashammer.telemetry.records import EdgeReport
+from pytest_gashammer.telemetry.records import EdgeReport, Progress
 
 logger = logging.getLogger(__name__)
 
@@ -357,8 +357,6 @@ class HiveController:
 
     def progress(self) -> Any:
         """The running run's progress summed over its edges' heartbeats, and the queue behind it."""
-        from pytest_gashammer.edge.runtime import Progress
-
         state = self._state
         total = Progress(phase="queued" if state is None else "setup")
         for edge_id in state.edges if state is not None else []:

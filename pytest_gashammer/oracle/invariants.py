@@ -542,6 +542,21 @@ def balance_conservation(reports: Sequence[EdgeReport], inclusion_timeout: float
                 f"{check['block_after']}, but moved {check['value_moved']:,} + paid {check['fees_paid']:,} in fees "
                 f"(difference {check['senders_lost'] - expected:+,})"
             )
+    under_reported = [
+        (edge_id, check)
+        for edge_id, check in facts
+        if check.get("receipts_below_base_fee")
+        and check["senders_lost"] == check["value_moved"] + check["fees_at_base_fee"]
+    ]
+    if broken and len(under_reported) == len(broken):
+        count = sum(check["receipts_below_base_fee"] for _, check in under_reported)
+        return Verdict(
+            BALANCE_CONSERVATION,
+            "failed",
+            f"the node's receipts under-report fees: {count} give an effectiveGasPrice below their block's "
+            "base fee; priced at base fee + tip, as EIP-1559 charges, the balances add up",
+            {"edges": broken},
+        )
     if broken:
         return Verdict(BALANCE_CONSERVATION, "failed", "balances are not conserved", {"edges": broken})
     checked, wanted = receipt_coverage(reports)
@@ -554,6 +569,10 @@ def balance_conservation(reports: Sequence[EdgeReport], inclusion_timeout: float
         if wanted:
             evidence.update(_coverage_evidence(reports, checked, wanted))
         return Verdict(BALANCE_CONSERVATION, "inconclusive", summary, evidence)
+    if not wanted:
+        return Verdict(
+            BALANCE_CONSERVATION, "inconclusive", "nothing was included, so no value moved to check"
+        )
     if below_bar(checked, wanted, BALANCE_COVERAGE_BAR):
         return Verdict(
             BALANCE_CONSERVATION,

@@ -371,3 +371,20 @@ class EdgeReport:
     #: The fee caps this edge signed with: ``{"first", "low", "high", "changes", "ceiling",
     #: "follows_base_fee"}`` (wei); None before the run signed anything.
     fee_caps: dict[str, Any] | None = None
+
+
+@dataclass
+class Progress:
+    """A consistent-enough view of a running edge, read by the host for progress lines."""
+
+    phase: str = "setup"
+    elapsed: float = 0.0
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    included: int = 0
+    included_gas: int = 0
+    errors: int = 0
+    recent_inclusion_p99: float | None = None
+    queued: int = 0  # runs waiting behind this one at the hive
+    edges: int = 1

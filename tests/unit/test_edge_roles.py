@@ -458,6 +458,25 @@ def test_receipts_correct_the_gas_model_and_a_null_is_asked_again_not_counted_mi
     assert stops == [(f"fail-fast: receipt_status broke on {texts[2]}", "fail-fast")]
 
 
+def test_a_receipt_priced_below_its_blocks_base_fee_is_counted_and_repriced() -> None:
+    """EIP-1559 makes the base fee the floor of every price: a receipt below it under-reports the
+    fee; the balance check then prices it at base fee + tip, and the first one is named in a note."""
+    log, by_hash, texts = logged(2)
+    answers = {texts[0]: receipt(texts[0], 1, 21_000, 0), texts[1]: receipt(texts[1], 1, 21_000, 110)}
+    tracker, _, _, _, notes = tracker_for(log, by_hash, ReceiptRpc(lambda method, params: answers[params[0]]))
+    tracker.tip = 10
+    tracker.receipts_via = TX_RECEIPT
+    tracker.on_block(dataclasses.replace(block(3), base_fee=100), texts)
+    assert asyncio.run(tracker.fetch_receipts(10)) == 2
+    assert tracker.receipts_below_base_fee == 1
+    assert tracker.fees_paid == 21_000 * 110
+    assert tracker.fees_at_base_fee == 21_000 * 110 + 21_000 * (100 + 10)
+    assert notes == [
+        f"fees: the node's receipts under-report fees: {texts[0]} in block #3 reports effectiveGasPrice 0 wei, "
+        "below that block's base fee 100 wei (EIP-1559 charges base fee + min(tip, fee cap - base fee))"
+    ]
+
+
 def test_receipts_are_fetched_per_block_and_an_unindexed_block_is_asked_again() -> None:
     log, by_hash, texts = logged(4)
     asks: Counter[str] = Counter()
@@ -744,15 +763,15 @@ def test_the_balance_check_states_what_the_senders_lost_moved_and_paid() -> None
     for row in range(3):
         log.included_ns[row] = 10
         log.gas_used[row] = 21_000
-    rpc = BalanceRpc([hex(10**18), hex(10**18)], [hex(10**18 - 500), hex(10**18 - 400)])
-    check = BalanceCheck(rpc, ["0xaa", "0xbb"], start_block=4)  # type: ignore[arg-type]
+    rpc = BalanceRpc([hex(10**18), hex(10**18)], ["0x2", "0x0"], [hex(10**18 - 500), hex(10**18 - 400)])
+    check = BalanceCheck(rpc, ["0xaa", "0xbb"], start_block=4, start_nonces=[2, 0])  # type: ignore[arg-type]
 
     async def scenario() -> dict[str, int] | None:
         await check.record_before()
         return await check.facts(log, 9, fees_paid=898, notes=[])
 
     facts = asyncio.run(scenario())
-    assert rpc.blocks == ["0x4", "0x9"]
+    assert rpc.blocks == ["0x4", "0x4", "0x9"]
     assert facts == {
         "block_before": 4,
         "block_after": 9,
@@ -765,13 +784,38 @@ def test_the_balance_check_states_what_the_senders_lost_moved_and_paid() -> None
 def test_the_balance_check_needs_every_fee_and_an_answering_node() -> None:
     log, _, _ = logged(1, [STATUS_INCLUDED])
     log.included_ns[0] = 10
-    check = BalanceCheck(BalanceRpc(), ["0xaa"], start_block=1)  # type: ignore[arg-type]
+    check = BalanceCheck(BalanceRpc(), ["0xaa"], start_block=1, start_nonces=[0])  # type: ignore[arg-type]
     assert asyncio.run(check.facts(log, 2, fees_paid=0, notes=[])) is None  # its receipt is missing
     log.gas_used[0] = 21_000
-    failing = BalanceCheck(BalanceRpc([RpcError(-32000, "header not found")]), ["0xaa"], start_block=1)  # type: ignore[arg-type]
+    failing = BalanceCheck(
+        BalanceRpc([RpcError(-32000, "header not found")]),
+        ["0xaa"],
+        start_block=1,
+        start_nonces=[0],  # type: ignore[arg-type]
+    )
     notes: list[str] = []
     assert asyncio.run(failing.facts(log, 2, fees_paid=0, notes=notes)) is None
     assert notes == ["balance check skipped: eth_getBalance at block 2 failed for a sender"]
+
+
+def test_the_balance_check_is_skipped_when_older_transactions_were_still_pending() -> None:
+    """A sender whose pending nonce is ahead of its mined one at the start block has older
+    transactions that may spend inside the run's window: the check says so instead of failing."""
+    log, _, _ = logged(1, [STATUS_INCLUDED])
+    log.included_ns[0] = 10
+    log.gas_used[0] = 21_000
+    rpc = BalanceRpc([hex(10**18), hex(10**18)], ["0x5", "0x1"])
+    check = BalanceCheck(rpc, ["0xaa", "0xbb"], start_block=4, start_nonces=[7, 1])  # type: ignore[arg-type]
+
+    async def scenario() -> dict[str, int] | None:
+        await check.record_before()
+        return await check.facts(log, 9, fees_paid=21_000, notes=[])
+
+    assert asyncio.run(scenario()) is None
+    assert check.skipped == (
+        "the senders had 2 transaction(s) from before the run still pending at block 4; what those "
+        "spend would count against the run"
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -500,3 +500,28 @@ def test_a_transaction_the_node_hides_by_hash_but_holds_in_its_pool_is_pooled_no
     assert diagnose_lost(None, 5, 5, tx_hash=tx, sender=sender, pool=pool, stall=stall).startswith(
         f"the chain stopped producing blocks ({stall}); in the node's pool (pending)"
     )
+
+
+def test_balance_conservation_with_nothing_included_is_inconclusive_not_passed() -> None:
+    nothing = {"block_before": 5, "block_after": 9, "senders_lost": 0, "value_moved": 0, "fees_paid": 0}
+    verdict = balance_conservation(covered(0, 0, balance_check=nothing), 30.0)
+    assert (verdict.status, verdict.summary) == (
+        "inconclusive",
+        "nothing was included, so no value moved to check",
+    )
+
+
+def test_balance_conservation_names_receipts_that_under_report_the_fee() -> None:
+    """The senders lost value + fees at base fee + tip, but the receipts' effectiveGasPrice left the
+    base fee out: the verdict fails and names the receipts, not the balances."""
+    facts = dict(BALANCE, fees_paid=0, receipts_below_base_fee=4, fees_at_base_fee=990)
+    verdict = balance_conservation(covered(4, 4, balance_check=facts), 30.0)
+    assert verdict.status == "failed"
+    assert verdict.summary == (
+        "the node's receipts under-report fees: 4 give an effectiveGasPrice below their block's base fee; "
+        "priced at base fee + tip, as EIP-1559 charges, the balances add up"
+    )
+    # Still short with the base fee counted: the balances themselves are wrong.
+    facts["fees_at_base_fee"] = 900
+    verdict = balance_conservation(covered(4, 4, balance_check=facts), 30.0)
+    assert (verdict.status, verdict.summary) == ("failed", "balances are not conserved")
