@@ -240,7 +240,7 @@ def test_a_refused_tip_and_a_refused_subscription_are_noted_and_the_socket_close
     fees = [note for note in notes if note.startswith(FEES_NOTE)]
     assert (
         fees[0].startswith(f"{FEES_NOTE}fee cap ")
-        and "+ tip 0 wei (from eth_maxPriorityFeePerGas)" in fees[0]
+        and "+ tip 0 wei (from the fallback above)" in fees[0]
     )
     assert peer.subscribes == 1, "a refused subscription is not retried"
     assert peer.close_codes == [1000]
