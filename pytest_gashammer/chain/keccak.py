@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["KECCAK_BACKEND", "keccak256"]
+__all__ = ["KECCAK_BACKEND", "KeccakStream", "keccak256"]
 
 
 def _pycryptodome_keccak256(data: bytes) -> bytes:
@@ -108,3 +108,21 @@ KECCAK_BACKEND: Final[str] = _KECCAK_SELECTION[0]
 """Which keccak-256 implementation is in use (reported by the benchmark)."""
 keccak256: Final[Callable[[bytes], bytes]] = _KECCAK_SELECTION[1]
 """keccak-256 of a byte string (Ethereum's Keccak, not SHA3-256)."""
+
+
+class KeccakStream:
+    """Keccak-256 of data given in pieces (a run's transaction hashes, as rows are forgotten).
+
+    Off the hot path, so pycryptodome's public API: ``update`` as often as needed, then ``digest``.
+    """
+
+    def __init__(self) -> None:
+        from Crypto.Hash import keccak as _keccak
+
+        self._hash = _keccak.new(digest_bits=256)
+
+    def update(self, data: bytes) -> None:
+        self._hash.update(data)
+
+    def digest(self) -> bytes:
+        return bytes(self._hash.digest())

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
-from pytest_gashammer.telemetry.records import NOT_YET, STATUS_ACCEPTED, TxLog
+from pytest_gashammer.telemetry.digest import RunDigest
+from pytest_gashammer.telemetry.records import STATUS_ACCEPTED, TxLog
 
 __all__ = ["LOST_PROBE_LIMIT", "BalanceCheck", "balances_at", "diagnose_lost", "pool_index", "probe_lost"]
 
@@ -141,8 +142,12 @@ async def probe_lost(
     ``stall`` (e.g. "no new block for 12.0 s, head stuck at #41") is said in every diagnosis: with
     the chain stopped, a transaction left out of blocks is not the pool's fault.
     """
-    rows = [row for row in range(len(log)) if log.state[row] == STATUS_ACCEPTED][:LOST_PROBE_LIMIT]
-    senders = sorted({log.sender[row] for row in rows})
+    # Rows still accepted are open, so the log still holds them: only final rows are forgotten.
+    base = log.base
+    rows = [base + index for index, state in enumerate(log.state) if state == STATUS_ACCEPTED][
+        :LOST_PROBE_LIMIT
+    ]
+    senders = sorted({log.sender[row - base] for row in rows})
     calls = [("eth_getTransactionByHash", [log.tx_hash(row)]) for row in rows]
     calls += [("eth_getTransactionCount", [sender_addresses[sender], "latest"]) for sender in senders]
     try:
@@ -154,12 +159,13 @@ async def probe_lost(
     on_chain = dict(zip(senders, answers[len(rows) :], strict=True))
     probe: dict[str, str] = {}
     for row, found in zip(rows, answers[: len(rows)], strict=True):
-        count = on_chain[log.sender[row]]
-        address = sender_addresses[log.sender[row]]
+        index = row - base
+        count = on_chain[log.sender[index]]
+        address = sender_addresses[log.sender[index]]
         try:
             diagnosis = diagnose_lost(
                 found,
-                log.nonce[row],
+                log.nonce[index],
                 int(count, 16) if isinstance(count, str) else None,
                 tx_hash=log.tx_hash(row),
                 sender=address,
@@ -169,7 +175,7 @@ async def probe_lost(
             )
         except (ValueError, TypeError, AttributeError) as exc:
             diagnosis = f"the node's answer could not be read ({exc})"
-        probe[log.tx_hash(row)] = f"sender {address} nonce {log.nonce[row]}: {diagnosis}"
+        probe[log.tx_hash(row)] = f"sender {address} nonce {log.nonce[index]}: {diagnosis}"
     return probe
 
 
@@ -213,22 +219,21 @@ class BalanceCheck:
             )
 
     async def facts(
-        self, log: TxLog, last_block: int, fees_paid: int, notes: list[str]
+        self, digest: RunDigest, last_block: int, fees_paid: int, notes: list[str]
     ) -> dict[str, int] | None:
-        """The balance facts at ``last_block``; None when a receipt (so a fee) is missing, the
-        senders had older transactions pending (``skipped``) or the node could not be asked (said in
-        ``notes``)."""
+        """The balance facts at ``last_block``, from the run's ``digest`` (every row final); None when
+        a receipt (so a fee) is missing, the senders had older transactions pending (``skipped``) or
+        the node could not be asked (said in ``notes``)."""
         if self.skipped is not None:
             return None
-        included = [row for row in range(len(log)) if log.included_ns[row] != NOT_YET]
-        if any(log.gas_used[row] == NOT_YET for row in included):
+        if digest.included_without_receipt:
             return None  # a receipt is missing: the fees are not all known
         try:
             after = await balances_at(self.rpc, self.addresses, last_block)
         except (RpcError, TransportError) as exc:
             notes.append(f"balance check skipped: {exc}")
             return None
-        moved = sum(1 for row in included if log.template[row] >= 0)  # a transfer moves 1 wei; fillers 0
+        moved = digest.included_moving_value  # a transfer moves 1 wei; fillers 0
         return {
             "block_before": self.start_block,
             "block_after": last_block,

@@ -114,6 +114,49 @@ def retry_delay(asks: int) -> float:
     return min(RETRY_FIRST * 2 ** max(asks - 1, 0), RETRY_CAP)
 
 
+class ForgottenHashes:
+    """Fingerprints (the first 8 bytes) of the included transactions an edge has forgotten.
+
+    8 bytes a transaction instead of its row: what lets an edge drop final rows and still catch a
+    chain that includes one of them again. Sorted runs merged as they pile up, so a lookup is a
+    few binary searches. A fingerprint can collide (about one in 10^19 per pair); the evidence
+    names the hash, so a person can tell.
+    """
+
+    MERGE_AT = 8
+
+    def __init__(self) -> None:
+        self._runs: list[Any] = []
+        self.count = 0
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def add(self, hashes: bytes) -> None:
+        """Remember ``hashes`` (32 bytes each, concatenated)."""
+        import numpy as np
+
+        if not hashes:
+            return
+        prints = np.sort(np.frombuffer(hashes, dtype=">u8").reshape(-1, 4)[:, 0].astype(np.uint64))
+        self._runs.append(prints)
+        self.count += int(prints.size)
+        if len(self._runs) >= self.MERGE_AT:
+            self._runs = [np.sort(np.concatenate(self._runs))]
+
+    def find(self, hashes: Sequence[bytes]) -> list[bytes]:
+        """The ``hashes`` (32 bytes each) that were remembered."""
+        import numpy as np
+
+        prints = np.frombuffer(b"".join(hashes), dtype=">u8").reshape(-1, 4)[:, 0].astype(np.uint64)
+        found = np.zeros(prints.size, dtype=bool)
+        for run in self._runs:
+            at = np.searchsorted(run, prints)
+            inside = at < run.size
+            found[inside] |= run[at[inside]] == prints[inside]
+        return [hashes[index] for index in np.flatnonzero(found).tolist()]
+
+
 class InclusionTracker:
     """Matches blocks to the edge's rows and checks receipts, on the edge's event loop."""
 
@@ -154,6 +197,9 @@ class InclusionTracker:
         self.stop_run = stop_run
         self.blocks: list[BlockRecord] = []
         self.duplicates: list[str] = []
+        #: The included transactions the edge has forgotten (final rows): a block that lists one
+        #: again is a duplicate inclusion, however long after.
+        self.forgotten = ForgottenHashes()
         #: (number, hash, transaction hashes) of every block seen, when the feed is followed.
         self.chain_blocks: list[tuple[int, str, list[str]]] = []
         #: Rows whose receipt is wanted, by block, oldest first; owned by one task at a time (the
@@ -188,37 +234,47 @@ class InclusionTracker:
         if self.follow_chain:
             self.chain_blocks.append((record.number, record.hash, tx_hashes))
         log, progress, latencies, by_hash = self.log, self.progress, self.latencies, self.by_hash
+        base = log.base
         settled = 0
         sampled: list[int] = []
+        unknown: list[bytes] = []
         for text in tx_hashes:
             tx_hash = bytes.fromhex(text[2:])
             row = by_hash.get(tx_hash)
             if row is None:
+                unknown.append(tx_hash)
                 continue
-            log.inclusions[row] = min(log.inclusions[row] + 1, 100)
-            if log.inclusions[row] > 1:
-                self.duplicates.append(text)
-                if self.fail_fast:
-                    self.stop_run(f"fail-fast: no_duplicate_inclusion broke on {text}", "fail-fast")
+            index = row - base
+            log.inclusions[index] = min(log.inclusions[index] + 1, 100)
+            if log.inclusions[index] > 1:
+                self._duplicate(text)
                 continue
-            if log.state[row] == STATUS_ACCEPTED:
+            if log.state[index] == STATUS_ACCEPTED:
                 settled += 1
-            log.included_ns[row] = record.observed_ns
-            log.block_number[row] = record.number
-            log.state[row] = STATUS_INCLUDED
+            log.included_ns[index] = record.observed_ns
+            log.block_number[index] = record.number
+            log.state[index] = STATUS_INCLUDED
             progress.included += 1
-            progress.included_gas += log.gas_planned[row]
-            latencies.append((record.observed_ns - log.intended_ns[row]) / 1e9)
+            progress.included_gas += log.gas_planned[index]
+            latencies.append((record.observed_ns - log.intended_ns[index]) / 1e9)
             if self.receipt_stride and row % self.receipt_stride == 0:
                 sampled.append(row)
             else:
                 self.receipts_skipped += 1
+        if unknown and self.forgotten:
+            for tx_hash in self.forgotten.find(unknown):
+                self._duplicate("0x" + tx_hash.hex())
         if sampled:
             self.receipts_expected += len(sampled)
             whole = record.tx_count <= max(SMALL_BLOCK, WHOLE_BLOCK_FACTOR * len(sampled))
             self.wanted.append(_Wanted(record.number, record.hash, sampled, time.monotonic(), whole))
         if settled:
             self.on_included(settled)
+
+    def _duplicate(self, tx_hash: str) -> None:
+        self.duplicates.append(tx_hash)
+        if self.fail_fast:
+            self.stop_run(f"fail-fast: no_duplicate_inclusion broke on {tx_hash}", "fail-fast")
 
     # -- receipts ------------------------------------------------------------------------------
     @property
@@ -423,7 +479,8 @@ class InclusionTracker:
         self.fees_at_base_fee += gas_used * (base_fee + self.tip)
         if self.receipts_below_base_fee == 1:
             self.notes.append(
-                f"{FEES_NOTE}the node's receipts under-report fees: {self.log.tx_hash(row)} in block #{self.log.block_number[row]} reports "
+                f"{FEES_NOTE}the node's receipts under-report fees: {self.log.tx_hash(row)} in block "
+                f"#{self.log.block_number[self.log.at(row)]} reports "
                 f"effectiveGasPrice {price:,} wei, below that block's base fee {base_fee:,} wei (EIP-1559 "
                 "charges base fee + min(tip, fee cap - base fee))"
             )
@@ -440,19 +497,20 @@ class InclusionTracker:
             self.errors["receipt_malformed"] += 1
             return False
         log = self.log
-        log.receipt_status[row] = status
-        template = log.template[row]
+        index = row - log.base
+        log.receipt_status[index] = status
+        template = log.template[index]
         if self.fail_fast:
             expected = self.expected_status[template] if template >= 0 else 1
             if status != expected:
                 self.stop_run(f"fail-fast: receipt_status broke on {log.tx_hash(row)}", "fail-fast")
         self.fees_paid += gas_used * price
-        base_fee = self.base_fees.get(log.block_number[row])
+        base_fee = self.base_fees.get(log.block_number[index])
         if base_fee is not None and price < base_fee:
             self._below_base_fee(row, price, base_fee, gas_used)
         else:
             self.fees_at_base_fee += gas_used * price
-        log.gas_used[row] = gas_used
+        log.gas_used[index] = gas_used
         if template >= 0:
             model = self.gas_model
             observed = model.observed[template]

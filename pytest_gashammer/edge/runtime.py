@@ -46,8 +46,8 @@ from pytest_gashammer.edge.tracker import BlockFollower, stalled_at_end
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.results import FALLBACK_NOTE
 from pytest_gashammer.scenario.spec import ScenarioPlan
+from pytest_gashammer.telemetry.digest import RunDigest
 from pytest_gashammer.telemetry.records import (
-    STATUS_INCLUDED,
     BlockRecord,
     EdgeReport,
     Progress,
@@ -57,7 +57,7 @@ from pytest_gashammer.telemetry.records import (
 from pytest_gashammer.workload.base import Template
 
 if TYPE_CHECKING:
-    from pytest_gashammer.telemetry.stream import EdgeTelemetry
+    from pytest_gashammer.telemetry.stream import EdgeTelemetry, TransactionCursor
 
 
 @dataclasses.dataclass
@@ -264,6 +264,11 @@ class _EdgeSession:
         self.origin_ns = 0
         self.wall_origin_ns = 0
         self.lost_probe: dict[str, str] = {}
+        #: Rows become final (``cursor``), are digested (``digest``), streamed and forgotten: set
+        #: when the clock starts (:meth:`_start_retention`).
+        self.digest: RunDigest | None = None
+        self.cursor: TransactionCursor | None = None
+        self.telemetry: EdgeTelemetry | None = None
         self.balance_facts: dict[str, int] | None = None
         self.balance_skipped: str | None = None
         self.chain_stall: dict[str, Any] | None = None
@@ -408,12 +413,8 @@ class _EdgeSession:
         receipts = asyncio.create_task(inclusion.receipt_loop(tracker_stop))
         self.origin_ns = time.monotonic_ns()
         self.wall_origin_ns = time.time_ns()
-        telemetry = self._edge_telemetry()
-        shipping = (
-            asyncio.create_task(self._telemetry_loop(telemetry, tracker_stop))
-            if telemetry is not None
-            else None
-        )
+        self._start_retention()
+        retention = asyncio.create_task(self._retention_loop(tracker_stop))
         runtime.progress.phase = "sending"
         try:
             await submitter.send_loop(stop, self.origin_ns)
@@ -430,7 +431,7 @@ class _EdgeSession:
                     stall=stalled_at_end(self.chain_stall, self.plan.inclusion_timeout),
                 )
             if self.feed is not None:
-                included = sum(1 for state in self.log.state if state == STATUS_INCLUDED)
+                included = runtime.progress.included
                 await self.feed.close(included, inclusion.chain_blocks, self.errors, self.notes)
             tracker_stop.set()
             await asyncio.gather(tracker, return_exceptions=True)
@@ -441,13 +442,16 @@ class _EdgeSession:
                 lambda: stop.is_set() and bool(runtime.stop_reason),
                 loop=receipts,
             )
+            retention.cancel()
+            await asyncio.gather(retention, return_exceptions=True)
+            digest = self._settle_rows(final=True)
             if (
                 self.balance_check is not None
                 and not runtime.stop_reason
                 and coverage.checked == coverage.expected
             ):
                 self.balance_facts = await self.balance_check.facts(
-                    self.log, follower.last_block, inclusion.fees_paid, self.notes
+                    digest, follower.last_block, inclusion.fees_paid, self.notes
                 )
                 if self.balance_facts is not None and inclusion.receipts_below_base_fee:
                     self.balance_facts["receipts_below_base_fee"] = inclusion.receipts_below_base_fee
@@ -459,10 +463,6 @@ class _EdgeSession:
                 checked=self.balance_facts is not None,
                 pending_before=self.balance_check.skipped if self.balance_check is not None else None,
             )
-            if shipping is not None and telemetry is not None:
-                shipping.cancel()
-                await asyncio.gather(shipping, return_exceptions=True)
-                self._ship_telemetry(telemetry, final=True)
             self.errors.update({f"tracker_{kind}": count for kind, count in follower.errors.items()})
             polling = follower.degradation_note()
             if polling is not None:
@@ -470,51 +470,115 @@ class _EdgeSession:
         runtime.progress.phase = "done"
         return self._report()
 
-    def _edge_telemetry(self) -> EdgeTelemetry | None:
-        """The run's telemetry stream, when the host gave a sink and the hive a run id."""
-        sink, run_id = self.runtime.telemetry_sink, self.assignment.telemetry_run_id
-        if sink is None or run_id is None:
-            return None
-        from pytest_gashammer.telemetry.stream import ClockMap, EdgeTelemetry
+    def _start_retention(self) -> None:
+        """The run's final-row machinery, from the clock's start: the cursor that says which rows are
+        final, the digest that keeps what the verdicts and the result need of them, and the
+        telemetry stream when the host gave a sink and the hive a run id."""
+        from pytest_gashammer.telemetry.stream import ClockMap, EdgeTelemetry, TransactionCursor
 
+        plan, assignment = self.plan, self.assignment
+        sustain = plan.sustain
+        self.digest = RunDigest(
+            origin_ns=self.origin_ns,
+            sustain=(sustain.start, sustain.end),
+            inclusion_timeout=plan.inclusion_timeout,
+            templates=[name for name, _, _ in plan.workload],
+            expected_status=[cls.expected_status for cls in self.template_classes],
+            gas_estimate=list(self.gas_estimate),
+            gas_tolerance=[cls.gas_tolerance for cls in self.template_classes],
+            senders=len(self.senders),
+        )
         clock = ClockMap(
             self.origin_ns,
             self.wall_origin_ns,
             run_origin_unix_ns=self.runtime.run_origin_unix_ns or self.wall_origin_ns,
-            edge_offset_ns=self.assignment.clock_offset_ns,
+            edge_offset_ns=assignment.clock_offset_ns,
         )
-        return EdgeTelemetry(
-            self.log,
-            run_id=run_id,
-            edge_id=self.assignment.edge_id,
-            clock=clock,
-            blocks=self.inclusion.blocks,
-            feed_events=self.feed.client.events if self.feed is not None else None,
-            duplicates=self.inclusion.duplicates,
-            templates=[name for name, _, _ in self.plan.workload],
-            sender_addresses=[sender.address for sender in self.senders],
-            sender_offset=self.assignment.sender_start,
-            receipt_stride=self.receipt_stride,
-            feed=self.feed.correlator if self.feed is not None else None,
-            phases=self.plan.phases,
-        )
+        cursor_options: dict[str, Any] = {
+            "templates": [name for name, _, _ in plan.workload],
+            "sender_addresses": [sender.address for sender in self.senders],
+            "sender_offset": assignment.sender_start,
+            "receipt_stride": self.receipt_stride,
+            "feed": self.feed.correlator if self.feed is not None else None,
+            "phases": plan.phases,
+        }
+        sink, run_id = self.runtime.telemetry_sink, assignment.telemetry_run_id
+        if sink is not None and run_id is not None:
+            self.telemetry = EdgeTelemetry(
+                self.log,
+                run_id=run_id,
+                edge_id=assignment.edge_id,
+                clock=clock,
+                blocks=self.inclusion.blocks,
+                feed_events=self.feed.client.events if self.feed is not None else None,
+                duplicates=self.inclusion.duplicates,
+                **cursor_options,
+            )
+            self.cursor = self.telemetry.transactions
+        else:
+            self.cursor = TransactionCursor(
+                self.log, run_id=run_id or "", edge_id=assignment.edge_id, clock=clock, **cursor_options
+            )
 
-    async def _telemetry_loop(self, telemetry: EdgeTelemetry, stop: asyncio.Event) -> None:
-        """Ship what became final about once a second, so a cut-short run leaves what it saw."""
+    async def _retention_loop(self, stop: asyncio.Event) -> None:
+        """About once a second: digest, stream and forget what became final, so the edge's memory is
+        what is in flight, and a run cut short leaves what it saw in the hive's store."""
         while not stop.is_set():
             await asyncio.sleep(1.0)
-            self._ship_telemetry(telemetry, final=False)
+            self._settle_rows(final=False)
 
-    def _ship_telemetry(self, telemetry: EdgeTelemetry, *, final: bool) -> None:
+    def _settle_rows(self, *, final: bool) -> RunDigest:
+        """Digest the rows that became final (every remaining one when ``final``), stream them, and
+        forget every row below the first still open."""
+        digest, cursor = self.digest, self.cursor
+        assert digest is not None and cursor is not None
+        now_ns = time.monotonic_ns()
+        log = self.log
+        rows = cursor.poll_rows(now_ns=now_ns, final=final)
+        digest.add(log, rows, self._feed_arrivals(rows))
+        if self.telemetry is not None:
+            self._ship_telemetry(self.telemetry, now_ns=now_ns, final=final, rows=rows)
+        keep_from = len(log) if final else cursor.first_open()
+        digest.absorb_order(log, keep_from)
+        _, included = self.submitter.forget_before(keep_from)
+        self.inclusion.forgotten.add(included)
+        if final:
+            digest.close_order()
+        return digest
+
+    def _feed_arrivals(self, rows: Any) -> Any:
+        """Each row's feed arrival (edge monotonic ns, ``NOT_YET`` if none), or None without a feed."""
+        if self.feed is None:
+            return None
+        import numpy as np
+
+        from pytest_gashammer.telemetry.records import NOT_YET
+
+        correlator = self.feed.correlator
+        arrivals = np.frombuffer(correlator.arrival_ns, dtype=np.int64)
+        held = rows - getattr(correlator, "base", 0)
+        known = (held >= 0) & (held < arrivals.size)
+        found = np.full(rows.size, NOT_YET, dtype=np.int64)
+        found[known] = arrivals[held[known]]
+        return found
+
+    def _ship_telemetry(self, telemetry: EdgeTelemetry, *, now_ns: int, final: bool, rows: Any) -> None:
         sink = self.runtime.telemetry_sink
         assert sink is not None
         try:
-            for table, frame in telemetry.frames(final=final):
+            for table, frame in telemetry.frames(now_ns=now_ns, final=final, rows=rows):
                 sink(table, frame)
         except Exception as exc:  # telemetry must never end a run; the loss is counted and noted
             self.errors["telemetry"] += 1
             if len(self.notes) < 50:
                 self.notes.append(f"telemetry: {type(exc).__name__}: {exc}")
+
+    def _settled_digest(self) -> RunDigest:
+        """The run's digest, every row in it (settling the last ones if the end did not)."""
+        assert self.digest is not None and self.cursor is not None, "the clock never started"
+        if not self.cursor.closed:
+            self._settle_rows(final=True)
+        return self.digest
 
     def _report(self) -> EdgeReport:
         submitter, inclusion, feed = self.submitter, self.inclusion, self.feed
@@ -523,7 +587,7 @@ class _EdgeSession:
             host=socket.gethostname(),
             clock_origin_ns=self.origin_ns,
             wall_origin_ns=self.wall_origin_ns,
-            txs=self.log,
+            digest=self._settled_digest(),
             blocks=inclusion.blocks,
             templates=[name for name, _, _ in self.plan.workload],
             template_expected_status=[cls.expected_status for cls in self.template_classes],
@@ -545,7 +609,6 @@ class _EdgeSession:
             stopped_early=self.runtime.stop_reason,
             stop_kind=self.runtime.stop_kind,
             notes=self.notes,
-            feed_columns=feed.correlator.to_columns() if feed is not None else None,
             feed_stats=feed.client.stats.as_dict() if feed is not None else None,
             feed_events=[(e.kind, e.ns, e.detail, e.sequence) for e in feed.client.events]
             if feed is not None

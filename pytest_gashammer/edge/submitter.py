@@ -128,6 +128,8 @@ class Submitter:
         self.start_nonces = list(start_nonces)
         #: Row of each signed transaction, by hash (the inclusion tracker reads it).
         self.by_hash: dict[bytes, int] = {}
+        #: Per sender, the highest nonce accepted among rows already forgotten (:meth:`forget_before`).
+        self.forgotten_highest: dict[int, int] = {}
         #: Accepted transactions no block has shown yet.
         self.accepted_outstanding = 0
         self.origin_ns = 0
@@ -201,14 +203,15 @@ class Submitter:
                 continue
             if (
                 buffered
-                and intended[self.unsent_from] <= now_ns
+                and intended[self.unsent_from - log.base] <= now_ns
                 and (now_ns - last_send_ns >= coalesce_ns or buffered >= MAX_BATCH)
                 and not self.submit_slots.locked()
             ):
                 # One request per connection at most: while every connection is busy, due rows
                 # wait here and the next request carries all of them (the node gains from bigger
                 # batches exactly when it is the bottleneck). The wait shows in the send lag.
-                due_end = bisect.bisect_right(intended, now_ns, self.unsent_from, len(log))
+                base = log.base
+                due_end = base + bisect.bisect_right(intended, now_ns, self.unsent_from - base, log.held)
                 while self.unsent_from < due_end and not self.submit_slots.locked():
                     count = min(due_end - self.unsent_from, MAX_BATCH)
                     await self.submit_slots.acquire()
@@ -224,11 +227,11 @@ class Submitter:
                 self._sign_ahead(now_ns + ahead_ns, min(SIGN_CHUNK, SIGN_AHEAD_LIMIT - buffered))
                 await asyncio.sleep(0)  # let answers, blocks and submissions in between chunks
                 continue
-            if buffered and intended[self.unsent_from] <= now_ns and self.submit_slots.locked():
+            if buffered and intended[self.unsent_from - log.base] <= now_ns and self.submit_slots.locked():
                 await self._slot_freed(0.02)
                 continue
             if buffered:
-                wake_ns = max(intended[self.unsent_from], last_send_ns + coalesce_ns)
+                wake_ns = max(intended[self.unsent_from - log.base], last_send_ns + coalesce_ns)
             elif arrival is not None:
                 wake_ns = self.origin_ns + int(arrival[0] * 1e9) - ahead_ns
             else:
@@ -257,13 +260,16 @@ class Submitter:
         taken = accepted | included
         senders = np.frombuffer(log.sender, dtype=np.dtype(f"i{log.sender.itemsize}"))[taken]
         nonces = np.frombuffer(log.nonce, dtype=np.int64)[taken]
-        if not len(senders):
-            return
         highest = np.full(len(self.senders), -1, dtype=np.int64)
-        np.maximum.at(highest, senders, nonces)
+        for sender, nonce in self.forgotten_highest.items():  # rows already forgotten
+            highest[sender] = nonce
+        if len(senders):
+            np.maximum.at(highest, senders, nonces)
+        if not (highest >= 0).any():
+            return
         unconfirmed: dict[int, dict[int, str]] = {}
-        for row in np.flatnonzero(accepted & ~included).tolist():
-            unconfirmed.setdefault(log.sender[row], {})[log.nonce[row]] = log.tx_hash(row)
+        for index in np.flatnonzero(accepted & ~included).tolist():
+            unconfirmed.setdefault(log.sender[index], {})[log.nonce[index]] = log.tx_hash(log.base + index)
         for sender in np.flatnonzero(highest >= 0).tolist():
             self.sent_nonces.record(
                 self.chain_key,
@@ -386,12 +392,42 @@ class Submitter:
         """Forget transactions signed ahead but never sent (the run stopped first); give their nonces back."""
         log, first = self.log, self.unsent_from
         for row in range(len(log) - 1, first - 1, -1):
-            self.nonces.unwind(log.sender[row], log.nonce[row])
+            self.nonces.unwind(log.sender[row - log.base], log.nonce[row - log.base])
             self.by_hash.pop(log.hash_bytes(row), None)
         log.truncate(first)
         self.unsent_requests.clear()
         if self.unsent_raws is not None:
             self.unsent_raws.clear()
+
+    def forget_before(self, row: int) -> tuple[bytes, bytes]:
+        """Forget the log's rows below ``row`` (final and digested): ``(hashes, included hashes)``,
+        each concatenated, of the rows forgotten.
+
+        What the edge still needs of them stays: the highest nonce each sender took, for the
+        session's nonce memory. The hashes go to the caller, for the run's digest and the inclusion
+        tracker's memory of forgotten transactions.
+        """
+        import numpy as np
+
+        log = self.log
+        count = min(row, len(log)) - log.base
+        if count <= 0:
+            return b"", b""
+        hashes = bytes(log.hashes[: count * 32])
+        included = np.frombuffer(log.included_ns, dtype=np.int64)[:count] != NOT_YET
+        taken = included | (np.frombuffer(log.accepted_ns, dtype=np.int64)[:count] != NOT_YET)
+        senders = np.frombuffer(log.sender, dtype=np.dtype(f"i{log.sender.itemsize}"))[:count][taken]
+        nonces = np.frombuffer(log.nonce, dtype=np.int64)[:count][taken]
+        if senders.size:
+            for sender, nonce in _highest_by(senders, nonces):
+                if nonce > self.forgotten_highest.get(sender, -1):
+                    self.forgotten_highest[sender] = nonce
+        included_hashes = np.frombuffer(hashes, dtype=np.uint8).reshape(-1, 32)[included].tobytes()
+        by_hash = self.by_hash
+        for offset in range(0, count * 32, 32):
+            by_hash.pop(hashes[offset : offset + 32], None)
+        log.forget_before(row)
+        return hashes, included_hashes
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -423,11 +459,12 @@ class Submitter:
         correlator, sink = self.correlator, self.raw_tx_sink
         if correlator is not None or sink is not None:
             intended = log.intended_ns
+            base = log.base
             for offset in range(count):
                 row = first + offset
                 tx_hash = log.hash_bytes(row)
                 if correlator is not None:
-                    correlator.register(tx_hash, row, intended[row])
+                    correlator.register(tx_hash, row, intended[row - base])
                 if sink is not None and batch.raws is not None:
                     sink(tx_hash, batch.raws[offset])
         log.mark_sent(first, count, time.monotonic_ns())
@@ -467,30 +504,30 @@ class Submitter:
             self._reject(row, kind, result)
 
     def _accept(self, row: int, answered_ns: int) -> None:
-        if self.log.accepted_ns[row] != NOT_YET:
+        if self.log.accepted_ns[self.log.at(row)] != NOT_YET:
             return
         self.accepted_outstanding += self.log.mark_accepted(row, 1, answered_ns)
         self.progress.accepted += 1
 
     def _reject(self, row: int, kind: str, error: object) -> None:
         log = self.log
-        log.state[row] = STATUS_REJECTED
-        log.error[row] = log.error_code(kind)
+        index = log.at(row)
+        log.state[index] = STATUS_REJECTED
+        log.error[index] = log.error_code(kind)
         self.errors[kind] += 1
         self.progress.rejected += 1
         self.progress.errors += 1
-        sender = log.sender[row]
+        sender = log.sender[index]
+        nonce = log.nonce[index]
         code, message = (error.code, error.message) if isinstance(error, RpcError) else (None, str(error))
-        self.rejections.add(
-            kind, code, message, log.tx_hash(row), self.senders[sender].address, log.nonce[row]
-        )
+        self.rejections.add(kind, code, message, log.tx_hash(row), self.senders[sender].address, nonce)
         if kind in NONCE_RESYNC_KINDS:
-            self.nonces.mark_foreign(sender, log.nonce[row])
+            self.nonces.mark_foreign(sender, nonce)
             if sender not in self.resyncing:
                 self.resyncing.add(sender)
                 self._spawn(self._resync(sender))
         else:
-            self.nonces.release(sender, log.nonce[row])
+            self.nonces.release(sender, nonce)
 
     async def _resync(self, sender: int) -> None:
         # The book only ever moves a sender forward: a node whose pending count misses part of its
@@ -537,3 +574,13 @@ class Submitter:
             )
             self.notes.append(f"filled {count} nonce hole(s) left by rejected transactions")
             await self._submit_batch(self._take_unsent(count))
+
+
+def _highest_by(keys: Any, values: Any) -> list[tuple[int, int]]:
+    """``(key, highest value)`` per distinct key of two equally long numpy arrays."""
+    import numpy as np
+
+    order = np.lexsort((values, keys))
+    keys, values = keys[order], values[order]
+    last = np.r_[keys[1:] != keys[:-1], True]
+    return list(zip(keys[last].tolist(), values[last].tolist(), strict=True))

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import math
 import statistics
-from array import array
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_gashammer.chain.keccak import keccak256
 from pytest_gashammer.results import (
     FALLBACK_NOTE,
     FEES_NOTE,
     EdgeSummary,
     Latency,
-    LatencyStats,
     RunResult,
     Verdict,
 )
 from pytest_gashammer.scenario.spec import ScenarioPlan
-from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, EdgeReport, merge_rejections
+from pytest_gashammer.telemetry.digest import BUCKET_FIELDS, LatencySketch
+from pytest_gashammer.telemetry.records import EdgeReport, merge_rejections
 
 
 def build_result(
@@ -36,69 +34,32 @@ def build_result(
 ) -> RunResult:
     sustain = plan.sustain
     window = max(sustain.length, 1e-9)
-    offered_gas = accepted_gas = 0.0
-    offered_tx = 0
-    sent = accepted = rejected = included = lost = 0
-    accept_latencies: list[float] = []
-    feed_latencies: list[float] = []
-    first_sustain_inclusion, last_sustain_inclusion = math.inf, -math.inf
-    included_gas = 0.0
-    included_tx = 0
     feed: dict[str, Any] | None = None
-    inclusion_latencies: list[float] = []
     errors: dict[str, int] = {}
-    buckets: dict[int, dict[str, float]] = {}
-
+    buckets: dict[int, list[float]] = {}
+    digests = [report.digest for report in reports]
+    accept_latency, inclusion_latency, feed_latency = LatencySketch(), LatencySketch(), LatencySketch()
     for report in reports:
-        log = report.txs
-        origin = report.clock_origin_ns
+        digest = report.digest
         for kind, count in report.errors.items():
             errors[kind] = errors.get(kind, 0) + count
-        feed_arrivals: array[int] | None = None
-        if report.feed_columns is not None:
-            feed_arrivals = array("q")
-            feed_arrivals.frombytes(report.feed_columns["arrival_ns"])
+        if report.feed_stats is not None:
             feed = merge_feed_facts(feed, report)
-        for row in range(len(log)):
-            intended = (log.intended_ns[row] - origin) / 1e9
-            gas = float(log.gas(row))
-            in_sustain = sustain.start <= intended < sustain.end and log.template[row] >= 0
-            if log.sent_ns[row] != NOT_YET:
-                sent += 1
-            if log.state[row] == STATUS_REJECTED:
-                rejected += 1
-            was_accepted = log.accepted_ns[row] != NOT_YET or log.included_ns[row] != NOT_YET
-            if was_accepted:
-                accepted += 1
-            if log.included_ns[row] != NOT_YET:
-                included += 1
-                included_at = (log.included_ns[row] - origin) / 1e9
-                bucket = buckets.setdefault(math.floor(included_at), _empty_bucket())
-                bucket["included_gas"] += gas
-                bucket["included_tx"] += 1
-            elif was_accepted:
-                lost += 1
-            if log.template[row] >= 0:
-                bucket = buckets.setdefault(math.floor(intended), _empty_bucket())
-                bucket["offered_gas"] += log.gas_planned[row]
-                bucket["offered_tx"] += 1
-            if not in_sustain:
-                continue
-            offered_gas += log.gas_planned[row]
-            offered_tx += 1
-            if was_accepted:
-                accepted_gas += log.gas_planned[row]
-            if log.accepted_ns[row] != NOT_YET:
-                accept_latencies.append((log.accepted_ns[row] - log.intended_ns[row]) / 1e9)
-            if log.included_ns[row] != NOT_YET:
-                inclusion_latencies.append((log.included_ns[row] - log.intended_ns[row]) / 1e9)
-                included_at = (log.included_ns[row] - origin) / 1e9
-                first_sustain_inclusion = min(first_sustain_inclusion, included_at)
-                last_sustain_inclusion = max(last_sustain_inclusion, included_at)
-                included_gas += gas
-                included_tx += 1
-            if feed_arrivals is not None and row < len(feed_arrivals) and feed_arrivals[row] != NOT_YET:
-                feed_latencies.append((feed_arrivals[row] - log.intended_ns[row]) / 1e9)
+        # Each edge's seconds are on its own clock origin; a local run's single edge is the run clock.
+        for second, values in digest.buckets.items():
+            bucket = buckets.setdefault(second, [0.0, 0.0, 0.0, 0.0])
+            for index, value in enumerate(values):
+                bucket[index] += value
+        accept_latency.merge(digest.accept_latency)
+        inclusion_latency.merge(digest.inclusion_latency)
+        feed_latency.merge(digest.feed_latency)
+    offered_gas = sum(d.sustain_offered_gas for d in digests)
+    offered_tx = sum(d.sustain_offered_tx for d in digests)
+    accepted_gas = sum(d.sustain_accepted_gas for d in digests)
+    included_gas = sum(d.sustain_included_gas for d in digests)
+    included_tx = sum(d.sustain_included_tx for d in digests)
+    first_sustain_inclusion = min((d.first_sustain_inclusion for d in digests), default=math.inf)
+    last_sustain_inclusion = max((d.last_sustain_inclusion for d in digests), default=-math.inf)
 
     # The sustain phase's transactions were included over the span from the first to the last
     # block holding one. A chain that keeps up includes them over the sustain phase itself (the
@@ -112,16 +73,18 @@ def build_result(
         EdgeSummary(
             edge_id=report.edge_id,
             host=report.host,
-            sent=sum(1 for value in report.txs.sent_ns if value != NOT_YET),
-            included=sum(1 for value in report.txs.included_ns if value != NOT_YET),
+            sent=report.digest.sent,
+            included=report.digest.included,
             target_share=share,
             start_skew=skew,
-            tx_digest="0x" + keccak256(bytes(report.txs.hashes)).hex(),
+            tx_digest=report.digest.tx_digest,
         )
         for report, share, skew in zip(reports, shares, skews, strict=True)
     ]
     timeline = [
-        {"second": float(second), **values} for second, values in sorted(buckets.items()) if second >= 0
+        {"second": float(second), **dict(zip(BUCKET_FIELDS, values, strict=True))}
+        for second, values in sorted(buckets.items())
+        if second >= 0
     ]
     notes = run_notes(reports)
     return RunResult(
@@ -131,15 +94,15 @@ def build_result(
         offered_gas_per_sec=offered_gas / window,
         accepted_gas_per_sec=accepted_gas / window,
         included_gas_per_sec=included_gas / inclusion_span,
-        sent=sent,
-        accepted=accepted,
-        rejected=rejected,
-        included=included,
-        lost=lost,
+        sent=sum(d.sent for d in digests),
+        accepted=sum(d.accepted for d in digests),
+        rejected=sum(d.rejected for d in digests),
+        included=sum(d.included for d in digests),
+        lost=sum(d.lost for d in digests),
         latency=Latency(
-            accept=LatencyStats.of(accept_latencies),
-            inclusion=LatencyStats.of(inclusion_latencies),
-            feed=LatencyStats.of(feed_latencies),
+            accept=accept_latency.stats(),
+            inclusion=inclusion_latency.stats(),
+            feed=feed_latency.stats(),
         ),
         feed=feed,
         errors=errors,
@@ -210,7 +173,3 @@ def merge_feed_facts(merged: dict[str, Any] | None, report: EdgeReport) -> dict[
     merged = merged or {"edges": {}}
     merged["edges"][report.edge_id] = {"stats": report.feed_stats, "findings": report.feed_findings}
     return merged
-
-
-def _empty_bucket() -> dict[str, float]:
-    return {"offered_gas": 0.0, "offered_tx": 0.0, "included_gas": 0.0, "included_tx": 0.0}

@@ -19,7 +19,8 @@ from typing import Any
 
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.results import RunResult
-from pytest_gashammer.telemetry.records import BlockRecord, EdgeReport, TxLog
+from pytest_gashammer.telemetry.digest import RunDigest
+from pytest_gashammer.telemetry.records import BlockRecord, EdgeReport
 
 CHUNK_BYTES = 512 * 1024
 
@@ -136,14 +137,14 @@ def short(value: Any) -> str:
 
 def report_to_dict(report: EdgeReport) -> dict[str, Any]:
     data = {field.name: getattr(report, field.name) for field in dataclasses.fields(report)}
-    data["txs"] = report.txs.to_columns()
+    data["digest"] = report.digest.to_data()
     data["blocks"] = [dataclasses.asdict(block) for block in report.blocks]
     return data
 
 
 def report_from_dict(data: dict[str, Any]) -> EdgeReport:
     fields = dict(data)
-    fields["txs"] = TxLog.from_columns(fields["txs"])
+    fields["digest"] = RunDigest.from_data(fields["digest"])
     fields["blocks"] = [BlockRecord(**block) for block in fields["blocks"]]
     fields["feed_events"] = [tuple(event) for event in fields.get("feed_events") or []]
     return EdgeReport(**fields)

@@ -3,6 +3,11 @@
 Each invariant has a stable name, looks at the edges' reports, and returns a
 :class:`~pytest_gashammer.results.Verdict` whose evidence lists the first offending items,
 so a failure says which promise broke, for which transactions, and where to look.
+
+The reports carry no rows: each edge digested its rows as they became final
+(:class:`~pytest_gashammer.telemetry.digest.RunDigest`), keeping exact counts, the first offending
+transactions by hash, per-sender nonce ranges and per-block receipt sums. So a verdict on an
+hours-long run costs what one on a minute does, and its evidence names the same transactions.
 """
 
 from __future__ import annotations
@@ -13,9 +18,8 @@ from typing import Any
 
 from pytest_gashammer.results import Verdict
 from pytest_gashammer.scenario.arguments import DEFAULTS
+from pytest_gashammer.telemetry.digest import EVIDENCE_LIMIT
 from pytest_gashammer.telemetry.records import (
-    NOT_YET,
-    STATUS_REJECTED,
     EdgeReport,
     describe_rejection,
     describe_stall,
@@ -39,8 +43,6 @@ from pytest_gashammer.vocabulary import (
     NONCE_CONTIGUITY,
     RECEIPT_STATUS,
 )
-
-EVIDENCE_LIMIT = 20
 
 #: The share of the expected receipts (rows included and on the receipt sample) that must have been
 #: checked for ``receipt_status`` and ``gas_model`` to pass; below it they are inconclusive. Receipts
@@ -68,7 +70,7 @@ def receipt_coverage(reports: Sequence[EdgeReport]) -> tuple[int, int]:
     and on the receipt sample (a report that does not say counts its checked ones)."""
     checked = expected = 0
     for report in reports:
-        with_status = sum(1 for status in report.txs.receipt_status if status != NOT_YET)
+        with_status = report.digest.receipts_with_status
         checked += with_status
         expected += max(report.receipts_expected, with_status)
     return checked, expected
@@ -100,20 +102,11 @@ def _coverage_evidence(reports: Sequence[EdgeReport], checked: int, expected: in
 
 def inclusion(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
     """Every transaction the node accepted is included, within ``inclusion_timeout`` of its sending."""
-    lost: list[str] = []
-    late: list[str] = []
-    accepted = 0
-    limit_ns = int(inclusion_timeout * 1e9)
-    for report in reports:
-        log = report.txs
-        for row in range(len(log)):
-            if log.accepted_ns[row] == NOT_YET and log.included_ns[row] == NOT_YET:
-                continue
-            accepted += 1
-            if log.included_ns[row] == NOT_YET:
-                lost.append(log.tx_hash(row))
-            elif log.included_ns[row] - log.sent_ns[row] > limit_ns:
-                late.append(log.tx_hash(row))
+    lost = [tx for report in reports for tx in report.digest.lost_hashes]
+    late = [tx for report in reports for tx in report.digest.late_hashes]
+    lost_count = sum(report.digest.lost for report in reports)
+    late_count = sum(report.digest.late for report in reports)
+    accepted = sum(report.digest.accepted for report in reports)
     stopped = next((r.stopped_early for r in reports if r.stopped_early), None)
     if accepted == 0:
         return Verdict(INCLUSION, "inconclusive", "no transaction was accepted, so none could be tracked")
@@ -121,24 +114,24 @@ def inclusion(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
         return Verdict(
             INCLUSION,
             "inconclusive",
-            f"{len(lost)} accepted transaction(s) not seen in a block, but the run was stopped early ({stopped})",
+            f"{lost_count} accepted transaction(s) not seen in a block, but the run was stopped early ({stopped})",
             {"not_included": lost[:EVIDENCE_LIMIT]},
         )
-    if lost or late:
+    if lost_count or late_count:
         evidence: dict[str, object] = {}
-        if lost:
+        if lost_count:
             evidence["lost"] = lost[:EVIDENCE_LIMIT]
-            evidence["lost_count"] = len(lost)
+            evidence["lost_count"] = lost_count
             probed = [f"{tx}: {report.lost_probe[tx]}" for report in reports for tx in report.lost_probe]
             if probed:
                 evidence["what_the_node_says"] = probed[:EVIDENCE_LIMIT]
-        if late:
+        if late_count:
             evidence["late"] = late[:EVIDENCE_LIMIT]
-            evidence["late_count"] = len(late)
+            evidence["late_count"] = late_count
         return Verdict(
             INCLUSION,
             "failed",
-            f"{len(lost)} of {accepted} accepted transaction(s) never included and {len(late)} included later than "
+            f"{lost_count} of {accepted} accepted transaction(s) never included and {late_count} included later than "
             f"{inclusion_timeout:g} s",
             evidence,
         )
@@ -165,35 +158,29 @@ def nonce_contiguity(reports: Sequence[EdgeReport], inclusion_timeout: float) ->
     gaps: list[str] = []
     reused: list[str] = []
     senders_checked = 0
+    reused_count = 0
     for report in reports:
-        log = report.txs
-        included: dict[int, list[int]] = {}
-        for row in range(len(log)):
-            if log.included_ns[row] != NOT_YET:
-                included.setdefault(log.sender[row], []).append(log.nonce[row])
-        for sender, nonces in included.items():
+        for sender, ranges in sorted(report.digest.nonces.items()):
+            if not ranges.ranges:
+                continue
             senders_checked += 1
             address = report.sender_addresses[sender]
-            nonces.sort()
-            seen: set[int] = set()
-            for nonce in nonces:
-                if nonce in seen:
-                    reused.append(f"{address} nonce {nonce}")
-                seen.add(nonce)
+            reused.extend(f"{address} nonce {nonce}" for nonce in ranges.reused)
+            reused_count += ranges.reused_count
             start = report.sender_start_nonces[sender]
-            foreign = set(report.sender_foreign_nonces[sender]) if report.sender_foreign_nonces else set()
-            missing = sorted(set(range(start, max(seen) + 1)) - seen - foreign)
+            foreign = report.sender_foreign_nonces[sender] if report.sender_foreign_nonces else ()
+            missing = ranges.missing(start, foreign)
             if missing:
                 shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
-                gaps.append(f"{address} missing nonce(s) {shown} below {max(seen)}")
+                gaps.append(f"{address} missing nonce(s) {shown} below {ranges.highest}")
     if not senders_checked:
         return Verdict(NONCE_CONTIGUITY, "inconclusive", "no included transaction to check")
-    if gaps or reused:
+    if gaps or reused_count:
         evidence = _evidence(gaps=gaps, reused=reused)
         return Verdict(
             NONCE_CONTIGUITY,
             "failed",
-            f"{len(gaps)} sender(s) with a nonce gap, {len(reused)} nonce(s) included twice",
+            f"{len(gaps)} sender(s) with a nonce gap, {reused_count} nonce(s) included twice",
             evidence,
         )
     return Verdict(NONCE_CONTIGUITY, "passed", f"nonces contiguous for all {senders_checked} senders")
@@ -202,18 +189,8 @@ def nonce_contiguity(reports: Sequence[EdgeReport], inclusion_timeout: float) ->
 def receipt_status(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
     """Each checked receipt has the status its template expects (1 for success, 0 for an intended
     revert); inconclusive when fewer than :data:`RECEIPT_COVERAGE_BAR` of the expected were checked."""
-    wrong: list[str] = []
-    for report in reports:
-        log = report.txs
-        for row in range(len(log)):
-            status = log.receipt_status[row]
-            if status == NOT_YET:
-                continue
-            template = log.template[row]
-            expected = report.template_expected_status[template] if template >= 0 else 1
-            if status != expected:
-                name = report.templates[template] if template >= 0 else "nonce-gap filler"
-                wrong.append(f"{log.tx_hash(row)} ({name}: status {status}, expected {expected})")
+    wrong = [item for report in reports for item in report.digest.wrong_status_items]
+    wrong_count = sum(report.digest.wrong_status for report in reports)
     checked, wanted = receipt_coverage(reports)
     coverage = coverage_words(checked, wanted)
     if checked == 0:
@@ -228,11 +205,11 @@ def receipt_status(reports: Sequence[EdgeReport], inclusion_timeout: float) -> V
             f"no receipt was checked ({why})",
             _coverage_evidence(reports, checked, wanted) if wanted else {},
         )
-    if wrong:
+    if wrong_count:
         return Verdict(
             RECEIPT_STATUS,
             "failed",
-            f"{len(wrong)} of {checked} checked receipt(s) with an unexpected status; {coverage}",
+            f"{wrong_count} of {checked} checked receipt(s) with an unexpected status; {coverage}",
             {"unexpected": wrong[:EVIDENCE_LIMIT], **_coverage_evidence(reports, checked, wanted)},
         )
     if below_bar(checked, wanted, RECEIPT_COVERAGE_BAR):
@@ -251,35 +228,21 @@ def receipt_status(reports: Sequence[EdgeReport], inclusion_timeout: float) -> V
 def gas_model(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
     """Each checked receipt's gas stays within its template's tolerance of the model calibrated at
     setup; inconclusive when fewer than :data:`RECEIPT_COVERAGE_BAR` of the expected receipts were checked."""
-    outside: list[str] = []
-    measured = 0
-    for report in reports:
-        log = report.txs
-        estimates = report.template_gas_estimate or report.template_gas_model
-        for row in range(len(log)):
-            template = log.template[row]
-            if template < 0 or log.gas_used[row] == NOT_YET:
-                continue
-            measured += 1
-            expected = estimates[template]
-            tolerance = report.template_gas_tolerance[template]
-            if abs(log.gas_used[row] - expected) > tolerance * expected + 1e-9:
-                outside.append(
-                    f"{log.tx_hash(row)} ({report.templates[template]}: used {log.gas_used[row]:,}, "
-                    f"model {expected:,.0f} ±{tolerance:.0%})"
-                )
+    outside = [item for report in reports for item in report.digest.gas_outside_items]
+    outside_count = sum(report.digest.gas_outside for report in reports)
+    measured = sum(report.digest.gas_measured for report in reports)
     checked, wanted = receipt_coverage(reports)
     coverage = coverage_words(checked, wanted)
     if measured == 0:
         return Verdict(
             GAS_MODEL, "inconclusive", f"no receipt was checked, so no gas was measured; {coverage}"
         )
-    if outside:
+    if outside_count:
         return Verdict(
             GAS_MODEL,
             "failed",
-            f"{len(outside)} of {measured} transaction(s) used gas outside their template's model; {coverage}",
-            {"outside": outside[:EVIDENCE_LIMIT], "outside_count": len(outside)},
+            f"{outside_count} of {measured} transaction(s) used gas outside their template's model; {coverage}",
+            {"outside": outside[:EVIDENCE_LIMIT], "outside_count": outside_count},
         )
     if below_bar(checked, wanted, RECEIPT_COVERAGE_BAR):
         return Verdict(
@@ -373,12 +336,9 @@ def block_gas(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdic
     receipt_gas: dict[int, int] = {}
     receipt_count: dict[int, int] = {}
     for report in reports:
-        log = report.txs
-        for row in range(len(log)):
-            if log.gas_used[row] != NOT_YET and log.block_number[row] != NOT_YET:
-                number = log.block_number[row]
-                receipt_gas[number] = receipt_gas.get(number, 0) + log.gas_used[row]
-                receipt_count[number] = receipt_count.get(number, 0) + 1
+        for number, (gas, count) in report.digest.block_receipts.items():
+            receipt_gas[number] = receipt_gas.get(number, 0) + gas
+            receipt_count[number] = receipt_count.get(number, 0) + count
     mismatched = []
     summed = 0
     for block in blocks:
@@ -601,15 +561,9 @@ def acceptance(
     sent = accepted = rejected = 0
     errors: dict[str, int] = {}
     for report in reports:
-        log = report.txs
-        for row in range(len(log)):
-            if log.sent_ns[row] == NOT_YET:
-                continue
-            sent += 1
-            if log.accepted_ns[row] != NOT_YET or log.included_ns[row] != NOT_YET:
-                accepted += 1
-            elif log.state[row] == STATUS_REJECTED:
-                rejected += 1
+        sent += report.digest.sent
+        accepted += report.digest.sent_accepted
+        rejected += report.digest.sent_rejected
         for kind, count in report.errors.items():
             errors[kind] = errors.get(kind, 0) + count
     refusals = [describe_rejection(entry) for entry in merge_rejections([r.rejections for r in reports])]

@@ -10,7 +10,10 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from pytest_gashammer.telemetry.digest import RunDigest
 
 NOT_YET = -1
 
@@ -51,11 +54,16 @@ class TxColumn(NamedTuple):
 
 
 class TxLog:
-    """Columns of the transactions an edge scheduled.
+    """Columns of the transactions an edge scheduled, from row :attr:`base` on.
 
     :attr:`COLUMNS` declares them once: the log's arrays, ``append``/``extend``, shipping
     (``to_columns``), the telemetry cursor and the stored ``transactions`` schema follow it. The
     annotations below only name the arrays for type checkers (a test holds them equal).
+
+    Rows are numbered over the whole run; the log holds rows ``base .. len(log) - 1``. Once a
+    prefix of rows is final (streamed and digested), :meth:`forget_before` drops it, so an edge's
+    memory is bounded by what is in flight, not by the run's length. Row ``r`` sits at index
+    ``r - base`` of every array; :meth:`at` says so in one place.
     """
 
     COLUMNS: tuple[TxColumn, ...] = (
@@ -102,14 +110,36 @@ class TxLog:
         self.hashes = bytearray()
         self.error_kinds: list[str] = []
         self._error_codes: dict[str, int] = {}
+        #: The first row still held; rows below it were final and are forgotten.
+        self.base = 0
 
     def __len__(self) -> int:
+        """Rows logged over the whole run (the next row's number), forgotten ones included."""
+        return self.base + len(self.template)
+
+    @property
+    def held(self) -> int:
+        """Rows still held (``len(self) - base``)."""
         return len(self.template)
+
+    def at(self, row: int) -> int:
+        """The array index of ``row``."""
+        return row - self.base
+
+    def forget_before(self, row: int) -> None:
+        """Drop every row below ``row`` (they are final and digested); later rows keep their numbers."""
+        count = min(row, len(self)) - self.base
+        if count <= 0:
+            return
+        for column in self.COLUMNS:
+            del getattr(self, column.name)[:count]
+        del self.hashes[: count * 32]
+        self.base += count
 
     def append(
         self, template: int, sender: int, nonce: int, gas_planned: int, intended_ns: int, tx_hash: bytes
     ) -> int:
-        row = len(self.template)
+        row = len(self)
         given = iter((template, sender, nonce, gas_planned, intended_ns))
         for column in self.COLUMNS:
             getattr(self, column.name).append(next(given) if column.initial is None else column.initial)
@@ -134,7 +164,7 @@ class TxLog:
         lengths = {len(senders), len(nonces), len(gas_planned), len(intended_ns)}
         if lengths != {count} or len(hashes) != 32 * count:
             raise ValueError("TxLog.extend: every column needs one value per transaction")
-        first = len(self.template)
+        first = len(self)
         given = iter((templates, senders, nonces, gas_planned, intended_ns))
         for column, fill in zip(self.COLUMNS, _FILLS, strict=True):
             getattr(self, column.name).extend(next(given) if fill is None else fill * count)
@@ -143,12 +173,14 @@ class TxLog:
 
     def truncate(self, rows: int) -> None:
         """Forget every row from ``rows`` on (transactions signed ahead that were never sent)."""
+        index = max(rows - self.base, 0)
         for column in self.COLUMNS:
-            del getattr(self, column.name)[rows:]
-        del self.hashes[rows * 32 :]
+            del getattr(self, column.name)[index:]
+        del self.hashes[index * 32 :]
 
     def mark_sent(self, first: int, count: int, sent_ns: int) -> None:
         """Rows ``first .. first+count-1`` went out in one request at ``sent_ns``."""
+        first -= self.base
         end = first + count
         self.sent_ns[first:end] = array("q", (sent_ns,)) * count
         self.state[first:end] = array("b", (STATUS_SENT,)) * count
@@ -159,6 +191,7 @@ class TxLog:
         A row may already be in a block the tracker saw before the answer arrived; it keeps its
         state. Returns how many rows are now accepted and waiting for inclusion.
         """
+        first -= self.base
         end = first + count
         self.accepted_ns[first:end] = array("q", (accepted_ns,)) * count
         state = self.state
@@ -174,11 +207,13 @@ class TxLog:
 
     def gas(self, row: int) -> int:
         """Gas of ``row``: as its receipt reported when one was checked, else as planned."""
-        used = self.gas_used[row]
-        return used if used != NOT_YET else self.gas_planned[row]
+        index = row - self.base
+        used = self.gas_used[index]
+        return used if used != NOT_YET else self.gas_planned[index]
 
     def hash_bytes(self, row: int) -> bytes:
-        return bytes(self.hashes[row * 32 : row * 32 + 32])
+        index = row - self.base
+        return bytes(self.hashes[index * 32 : index * 32 + 32])
 
     def tx_hash(self, row: int) -> str:
         return "0x" + self.hash_bytes(row).hex()
@@ -191,12 +226,13 @@ class TxLog:
         return code
 
     def to_columns(self) -> dict[str, Any]:
-        """Plain-data columns (bytes per array) for shipping to another process."""
+        """Plain-data columns (bytes per array, of the rows held) for shipping to another process."""
         columns: dict[str, Any] = {
             column.name: getattr(self, column.name).tobytes() for column in self.COLUMNS
         }
         columns["hashes"] = bytes(self.hashes)
         columns["error_kinds"] = list(self.error_kinds)
+        columns["base"] = self.base
         return columns
 
     @classmethod
@@ -205,6 +241,7 @@ class TxLog:
         for column in cls.COLUMNS:
             getattr(log, column.name).frombytes(columns[column.name])
         log.hashes = bytearray(columns["hashes"])
+        log.base = columns.get("base", 0)
         for kind in columns["error_kinds"]:
             log.error_code(kind)
         return log
@@ -319,7 +356,9 @@ class EdgeReport:
     host: str
     clock_origin_ns: int  # edge monotonic ns at the plan's t=0
     wall_origin_ns: int  # wall clock at the same instant
-    txs: TxLog
+    #: The edge's rows, digested as each became final (the rows themselves stay on the edge only
+    #: while in flight; the hive's Parquet store has every one).
+    digest: RunDigest
     blocks: list[BlockRecord] = field(default_factory=list)
     templates: list[str] = field(default_factory=list)
     template_expected_status: list[int] = field(default_factory=list)
@@ -347,7 +386,6 @@ class EdgeReport:
     stopped_early: str | None = None
     stop_kind: StopKind | None = None  # set together with stopped_early
     notes: list[str] = field(default_factory=list)
-    feed_columns: dict[str, Any] | None = None  # Correlator.to_columns(); rows are TxLog rows
     feed_stats: dict[str, Any] | None = None
     feed_events: list[tuple[str, int, str, int | None]] = field(default_factory=list)
     feed_findings: dict[str, Any] | None = None

@@ -263,29 +263,54 @@ class TransactionCursor:
             return None
         if now_ns is None:
             now_ns = time.monotonic_ns()
+        candidates, done = self._candidates(now_ns, final)
+        rows = np.sort(candidates[done])
+        batch = self.batch(rows) if rows.size else None
+        # Only now that the batch exists do the rows leave the open set: a failure above loses nothing.
+        self._advance(candidates, done, final)
+        return batch
+
+    def poll_rows(self, *, now_ns: int | None = None, final: bool = False) -> np.ndarray:
+        """Like :meth:`poll`, the rows that became final, as row numbers (ascending), no batch made:
+        for an edge that digests them and builds a batch (:meth:`batch`) only when it streams."""
+        if self._closed:
+            return np.empty(0, dtype=np.int64)
+        if now_ns is None:
+            now_ns = time.monotonic_ns()
+        candidates, done = self._candidates(now_ns, final)
+        rows = np.sort(candidates[done])
+        self._advance(candidates, done, final)
+        return rows
+
+    def first_open(self) -> int:
+        """The lowest row not final yet (every row below it was emitted): what the log may forget below."""
+        return int(self._open.min()) if self._open.size else self._seen
+
+    def _candidates(self, now_ns: int, final: bool) -> tuple[np.ndarray, np.ndarray]:
         size = len(self.log)
         fresh = np.arange(self._seen, size, dtype=np.int64)
         candidates = np.concatenate((self._open, fresh)) if self._open.size else fresh
+        candidates = candidates[candidates < size]  # rows signed ahead and dropped unsent are gone
         done = np.ones(candidates.size, dtype=bool) if final else self._final_mask(candidates, now_ns)
-        rows = np.sort(candidates[done])
-        batch = self._batch(rows) if rows.size else None
-        # Only now that the batch exists do the rows leave the open set: a failure above loses nothing.
-        self._seen = size
+        return candidates, done
+
+    def _advance(self, candidates: np.ndarray, done: np.ndarray, final: bool) -> None:
+        self._seen = max(self._seen, int(candidates.max()) + 1) if candidates.size else self._seen
         self._open = candidates[~done]
-        self._emitted += int(rows.size)
+        self._emitted += int(done.sum())
         self._closed = final
-        return batch
 
     def _final_mask(self, rows: np.ndarray, now_ns: int) -> np.ndarray:
         log = self.log
-        # Each view is a temporary: indexing with ``rows`` copies, and the view is gone with the
+        index = rows - log.base
+        # Each view is a temporary: indexing with ``index`` copies, and the view is gone with the
         # expression, so nothing keeps the log's arrays locked once this returns.
-        included = _view(log.included_ns)[rows]
-        accepted = _view(log.accepted_ns)[rows]
-        error = _view(log.error)[rows]
-        state = _view(log.state)[rows]
-        sent = _view(log.sent_ns)[rows]
-        status = _view(log.receipt_status)[rows] if self.receipt_stride else None
+        included = _view(log.included_ns)[index]
+        accepted = _view(log.accepted_ns)[index]
+        error = _view(log.error)[index]
+        state = _view(log.state)[index]
+        sent = _view(log.sent_ns)[index]
+        status = _view(log.receipt_status)[index] if self.receipt_stride else None
         horizon = now_ns - self.grace_ns
         answered = (accepted != NOT_YET) | (error != NOT_YET)
         ready = (included != NOT_YET) & answered & (included <= horizon)
@@ -301,15 +326,17 @@ class TransactionCursor:
             rejected &= ~np.isin(error, held)
         return ready | rejected
 
-    def _batch(self, rows: np.ndarray) -> pa.RecordBatch:
+    def batch(self, rows: np.ndarray) -> pa.RecordBatch:
+        """The ``transactions`` rows of ``rows`` (row numbers the log still holds)."""
         log = self.log
+        index = rows - log.base
         cols: dict[str, np.ndarray] = {}
         flat = None
         try:
             for column in TxLog.COLUMNS:
-                cols[column.name] = _view(getattr(log, column.name))[rows]  # fancy indexing copies
+                cols[column.name] = _view(getattr(log, column.name))[index]  # fancy indexing copies
             flat = _view(log.hashes)
-            tx_hash = _hashes(flat, rows)
+            tx_hash = _hashes(flat, index)
             error_kinds = list(log.error_kinds)
         finally:
             flat = None  # release the bytearray's buffer before returning
@@ -401,17 +428,20 @@ class TransactionCursor:
         arrival = sequence = position = appearances = None
         try:
             if isinstance(feed, Mapping):
+                base = feed.get("base", 0)
                 arrival = _typed(feed["arrival_ns"], "q")
                 sequence = _typed(feed["sequence"], "q")
                 position = _typed(feed["position"], "l")
                 appearances = _typed(feed["appearances"], "b")
             else:
+                base = getattr(feed, "base", 0)
                 arrival = _view(feed.arrival_ns)
                 sequence = _view(feed.sequence)
                 position = _view(feed.position)
                 appearances = _view(feed.appearances)
-            known = rows < min(arrival.size, sequence.size, position.size, appearances.size)
-            safe = np.where(known, rows, 0)
+            held = rows - base
+            known = (held >= 0) & (held < min(arrival.size, sequence.size, position.size, appearances.size))
+            safe = np.where(known, held, 0)
             if arrival.size:
                 got_arrival = arrival[safe]
                 got_sequence = sequence[safe]
@@ -638,9 +668,15 @@ class EdgeTelemetry:
         self.duplicates = duplicates
         self._duplicates_seen = 0
 
-    def poll(self, *, now_ns: int | None = None, final: bool = False) -> list[tuple[str, pa.RecordBatch]]:
+    def poll(
+        self, *, now_ns: int | None = None, final: bool = False, rows: np.ndarray | None = None
+    ) -> list[tuple[str, pa.RecordBatch]]:
         """``(table, batch)`` for each stream that has something new (blocks first, so a reader of
-        the hive's files never sees a transaction's block missing for long)."""
+        the hive's files never sees a transaction's block missing for long).
+
+        ``rows``: the transactions to stream, when the caller polled the cursor itself
+        (:meth:`TransactionCursor.poll_rows`); else the cursor is polled here.
+        """
         found: list[tuple[str, pa.RecordBatch]] = []
         blocks = self.blocks.poll()
         if blocks is not None:
@@ -655,17 +691,22 @@ class EdgeTelemetry:
             self._duplicates_seen += len(fresh)
             noticed = [TelemetryEvent(at, "duplicate_inclusion", self.edge_id, tx_hash=h) for h in fresh]
             found.append(("events", events_batch(self.run_id, noticed)))
-        transactions = self.transactions.poll(now_ns=now_ns, final=final)
+        if rows is None:
+            transactions = self.transactions.poll(now_ns=now_ns, final=final)
+        else:
+            transactions = self.transactions.batch(rows) if rows.size else None
         if transactions is not None:
             found.append(("transactions", transactions))
         return found
 
-    def frames(self, *, now_ns: int | None = None, final: bool = False) -> list[tuple[str, bytes]]:
+    def frames(
+        self, *, now_ns: int | None = None, final: bool = False, rows: np.ndarray | None = None
+    ) -> list[tuple[str, bytes]]:
         """:meth:`poll` as IPC frames of at most ``max_frame_bytes``. The batches are immutable
         copies: to spare the event loop, poll on it and encode them in another thread instead."""
         return [
             (table, frame)
-            for table, batch in self.poll(now_ns=now_ns, final=final)
+            for table, batch in self.poll(now_ns=now_ns, final=final, rows=rows)
             for frame in to_ipc_frames(batch, max_bytes=self.max_frame_bytes)
         ]
 

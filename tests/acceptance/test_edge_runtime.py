@@ -10,6 +10,7 @@ from pytest_gashammer.edge.accounts import derive_senders
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
 from pytest_gashammer.oracle.invariants import evaluate
 from pytest_gashammer.scenario.spec import compile_plan, parse_spec
+from tests.acceptance.edge_rows import RowSink, run_with_rows, streaming
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
 
@@ -31,9 +32,11 @@ def assignment_for(devnet: EmbeddedDevnet, **spec: object) -> EdgeAssignment:
 
 def run_on_fresh_devnet(**spec: object) -> tuple[bytes, list[tuple[int, int]]]:
     with EmbeddedDevnet().start() as devnet:
-        report = EdgeRuntime(assignment_for(devnet, **spec)).run_blocking()
-    log = report.txs
-    return bytes(log.hashes), list(zip(log.sender, log.nonce, strict=True))
+        _, rows = run_with_rows(assignment_for(devnet, **spec))
+    hashes = b"".join(rows.column("tx_hash").to_pylist())
+    return hashes, list(
+        zip(rows.column("sender_index").to_pylist(), rows.column("nonce").to_pylist(), strict=True)
+    )
 
 
 def test_same_seed_same_transactions() -> None:
@@ -94,9 +97,7 @@ def test_refused_transactions_leave_no_nonce_gap_and_nothing_stranded() -> None:
         report = EdgeRuntime(assignment).run_blocking()
     refused = report.errors.get("insufficient_funds", 0)
     assert refused >= 10, report.errors
-    log = report.txs
-    included = sum(1 for value in log.included_ns if value != -1)
-    assert included == len(log) - refused
+    assert report.digest.included == report.digest.rows - refused
     verdicts = {verdict.name: verdict for verdict in evaluate([report], 30.0)}
     # Each refused nonce was reused by the sender's next transaction: no gap, nothing lost.
     assert verdicts["nonce_contiguity"].status == "passed", verdicts["nonce_contiguity"].describe()
@@ -107,21 +108,26 @@ def test_a_stopped_run_drops_what_it_signed_ahead_and_strands_nothing() -> None:
     import threading
     import time
 
-    from pytest_gashammer.telemetry.records import STATUS_SCHEDULED
-
     with EmbeddedDevnet().start() as devnet:
         assignment = assignment_for(devnet, gas_per_sec="20M", duration="8s", senders=8)
-        runtime = EdgeRuntime(assignment, start_gate=lambda: threading.Timer(1.5, runtime.stop).start())
+        sink = RowSink()
+        runtime = EdgeRuntime(
+            streaming(assignment),
+            start_gate=lambda: threading.Timer(1.5, runtime.stop).start(),
+            telemetry_sink=sink,
+        )
         started = time.monotonic()
         report = runtime.run_blocking()
+        rows = sink.rows(report)
         assert time.monotonic() - started < 8, "the stop did not end the run"
-        log = report.txs
-        assert 300 < len(log) < 2_000, len(log)
-        assert STATUS_SCHEDULED not in log.state, "a transaction signed ahead but never sent is in the log"
-        assert -1 not in log.sent_ns
+        assert 300 < rows.num_rows < 2_000, rows.num_rows
+        assert rows.column("sent_ns").null_count == 0, (
+            "a transaction signed ahead but never sent is in the log"
+        )
         senders = derive_senders(1234, 0, 8)
+        sender_of = rows.column("sender_index").to_pylist()
         for index, sender in enumerate(senders):
-            sent = sum(1 for s in log.sender if s == index)
+            sent = sum(1 for s in sender_of if s == index)
             pending = int(call(devnet.rpc_url, "eth_getTransactionCount", [sender.address, "pending"]), 16)
             # The node holds exactly what was sent: no nonce above it was signed into a gap.
             assert pending == report.sender_start_nonces[index] + sent
@@ -131,7 +137,9 @@ def test_a_stopped_run_drops_what_it_signed_ahead_and_strands_nothing() -> None:
                 int(call(devnet.rpc_url, "eth_getTransactionCount", [sender.address, "latest"]), 16)
                 for sender in senders
             ]
-            if sum(mined) - sum(report.sender_start_nonces) == len(log):
+            if sum(mined) - sum(report.sender_start_nonces) == rows.num_rows:
                 break
             time.sleep(0.25)
-        assert sum(mined) - sum(report.sender_start_nonces) == len(log), "sent transactions were stranded"
+        assert sum(mined) - sum(report.sender_start_nonces) == rows.num_rows, (
+            "sent transactions were stranded"
+        )

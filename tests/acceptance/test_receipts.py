@@ -25,7 +25,7 @@ from pytest_gashammer.fault.faults import RpcCall, RpcFault
 from pytest_gashammer.oracle.invariants import RECEIPT_COVERAGE_BAR, evaluate
 from pytest_gashammer.results import Verdict
 from pytest_gashammer.scenario.spec import compile_plan, parse_spec
-from pytest_gashammer.telemetry.records import NOT_YET, EdgeReport
+from pytest_gashammer.telemetry.records import EdgeReport
 from pytest_gashammer.telemetry.stream import from_ipc
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
@@ -75,7 +75,7 @@ def run_edge(
     report = EdgeRuntime(
         assignment, start_gate=lambda: [fault.arm() for fault in faults], telemetry_sink=sink
     ).run_blocking()
-    included = sum(1 for value in report.txs.included_ns if value != NOT_YET)
+    included = report.digest.included
     assert included > 100, f"the run included too little to show anything: {included} transactions"
     return report
 
@@ -85,11 +85,11 @@ def verdicts_of(report: EdgeReport) -> dict[str, Verdict]:
 
 
 def included_rows(report: EdgeReport) -> int:
-    return sum(1 for value in report.txs.included_ns if value != NOT_YET)
+    return report.digest.included
 
 
 def checked_rows(report: EdgeReport) -> int:
-    return sum(1 for status in report.txs.receipt_status if status != NOT_YET)
+    return report.digest.receipts_with_status
 
 
 # ---------------------------------------------------------------------------------------- faults
@@ -268,7 +268,7 @@ def test_receipts_below_the_coverage_bar_make_the_verdicts_inconclusive_and_show
 
     batches = [from_ipc(frame) for table, frame in frames if table == "transactions"]
     transactions = pa.Table.from_batches(batches).to_pylist()
-    assert len(transactions) == len(report.txs)
+    assert len(transactions) == report.digest.rows
     never_obtained = {
         "0x" + row["tx_hash"].hex()
         for row in transactions

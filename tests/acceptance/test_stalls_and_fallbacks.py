@@ -31,7 +31,7 @@ from pytest_gashammer.hive.aggregate import run_notes
 from pytest_gashammer.oracle.invariants import evaluate
 from pytest_gashammer.results import FALLBACK_NOTE, FEES_NOTE
 from pytest_gashammer.scenario.spec import compile_plan, parse_spec
-from pytest_gashammer.telemetry.records import STATUS_REJECTED, EdgeReport
+from pytest_gashammer.telemetry.records import EdgeReport
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
 
@@ -98,7 +98,9 @@ def run_edge(
         sender_count=plan.senders,
     )
     report = EdgeRuntime(assignment, start_gate=start_gate).run_blocking()
-    assert len(report.txs) > 10, f"the run sent too little to show anything: {len(report.txs)} transactions"
+    assert report.digest.rows > 10, (
+        f"the run sent too little to show anything: {report.digest.rows} transactions"
+    )
     return report
 
 
@@ -238,10 +240,7 @@ def test_a_refused_tip_and_a_refused_subscription_are_noted_and_the_socket_close
         "eth_subscribe refused: JSON-RPC error -32601: the method eth_subscribe does not exist/is not available"
     ) in notes
     fees = [note for note in notes if note.startswith(FEES_NOTE)]
-    assert (
-        fees[0].startswith(f"{FEES_NOTE}fee cap ")
-        and "+ tip 0 wei (from the fallback above)" in fees[0]
-    )
+    assert fees[0].startswith(f"{FEES_NOTE}fee cap ") and "+ tip 0 wei (from the fallback above)" in fees[0]
     assert peer.subscribes == 1, "a refused subscription is not retried"
     assert peer.close_codes == [1000]
     assert {verdict.name: verdict.status for verdict in evaluate([report], 30.0)}["inclusion"] == "passed"
@@ -323,8 +322,7 @@ def test_a_rising_base_fee_is_followed_and_every_transaction_included(devnet: Em
     assert set_fees and max(set_fees) >= 4 * start_fee
     verdicts = {verdict.name: verdict for verdict in evaluate([report], 10.0)}
     assert verdicts["inclusion"].status == "passed", verdicts["inclusion"].describe()
-    rejected = sum(1 for state in report.txs.state if state == STATUS_REJECTED)
-    assert rejected == 0, report.errors
+    assert report.digest.rejected == 0, report.errors
     caps = report.fee_caps
     assert caps is not None and caps["follows_base_fee"]
     assert caps["base_fee_high"] >= 4 * start_fee, caps

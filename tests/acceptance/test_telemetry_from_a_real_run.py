@@ -1,9 +1,8 @@
-"""Telemetry of a real run: an edge against anvil streams through the cursor to Parquet while it runs.
+"""Telemetry of a real run: an edge against anvil streams its final rows to Parquet while it runs.
 
-The runtime has no telemetry hook yet, so this test installs the one the integration adds: on the
-edge's event-loop thread, about once a second (here: on the first block seen after a second has
-passed), ``EdgeTelemetry.frames()``; after the run, ``frames(final=True)``. Frames go through IPC
-bytes to a :class:`ParquetRunWriter`, as they would cross from an xdist worker to the hive.
+The edge's own telemetry sink gets the frames (about once a second, then the last ones after the
+drain); they go through IPC bytes to a :class:`ParquetRunWriter`, as they would cross from an
+xdist worker to the hive.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ import pyarrow.compute as pc
 import pytest
 
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
-from pytest_gashammer.edge import runtime as edge_runtime
-from pytest_gashammer.edge.inclusion import InclusionTracker
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
 from pytest_gashammer.hive.aggregate import build_result
 from pytest_gashammer.oracle.invariants import evaluate
@@ -28,7 +25,7 @@ from pytest_gashammer.results import LatencyStats, RunResult
 from pytest_gashammer.scenario.spec import compile_plan, parse_spec
 from pytest_gashammer.telemetry.parquet import ParquetRunWriter, RunInfo, TelemetryTables, git_commit, load
 from pytest_gashammer.telemetry.records import EdgeReport
-from pytest_gashammer.telemetry.stream import ClockMap, EdgeTelemetry
+from pytest_gashammer.telemetry.stream import ClockMap
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
 
@@ -47,50 +44,15 @@ class StoredRun:
 def run_and_store(
     directory: Path, monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any], *, nodeid: str, seed: int = 4242
 ) -> StoredRun:
-    """Run ``spec`` on a fresh embedded devnet with telemetry streamed into ``directory``."""
+    """Run ``spec`` on a fresh embedded devnet with the edge's telemetry streamed into ``directory``."""
     plan = compile_plan(parse_spec(spec), name=nodeid.rsplit("::", 1)[-1], seed=seed)
     writer = ParquetRunWriter(directory)
     info = RunInfo.for_plan(plan, test_nodeid=nodeid, git_commit=git_commit(REPO))
-    frames: list[tuple[str, bytes]] = []
-    state: dict[str, Any] = {"polls": 0, "rows": {}}
-    original_run = edge_runtime._EdgeSession.run
-    original_on_block = InclusionTracker.on_block
+    frames: list[tuple[str, bytes, int]] = []
 
-    async def run(session: Any) -> EdgeReport:
-        state["session"] = session
-        return await original_run(session)
+    def sink(table: str, frame: bytes) -> None:  # on the edge's thread, as the edge sends them
+        frames.append((table, frame, time.monotonic_ns()))
 
-    def on_block(tracker: Any, record: Any, tx_hashes: list[str]) -> None:
-        original_on_block(tracker, record, tx_hashes)
-        session = state["session"]
-        telemetry = state.get("telemetry")
-        if telemetry is None:  # the first block: the run's clock has started
-            telemetry = state["telemetry"] = EdgeTelemetry(
-                session.log,
-                run_id=info.run_id,
-                edge_id=session.assignment.edge_id,
-                clock=ClockMap.local(session.origin_ns, session.wall_origin_ns),
-                blocks=tracker.blocks,
-                feed_events=session.feed.client.events if session.feed is not None else None,
-                templates=[name for name, _, _ in session.plan.workload],
-                sender_addresses=[sender.address for sender in session.senders],
-                sender_offset=session.assignment.sender_start,
-                receipt_stride=session.receipt_stride,
-                feed=session.feed.correlator if session.feed is not None else None,
-                phases=session.plan.phases,
-            )
-            state["last"] = time.monotonic_ns()
-            state["origin"] = session.wall_origin_ns
-        now = time.monotonic_ns()
-        if now - state["last"] >= 1_000_000_000:
-            state["last"] = now
-            state["polls"] += 1
-            for table, frame in telemetry.frames(now_ns=now):
-                frames.append((table, frame))
-                state["rows"][table] = state["rows"].get(table, 0) + 1
-
-    monkeypatch.setattr(edge_runtime._EdgeSession, "run", run)
-    monkeypatch.setattr(InclusionTracker, "on_block", on_block)
     with EmbeddedDevnet().start() as devnet:
         info.chain_id, info.devnet_kind, info.node_version = devnet.chain_id, devnet.kind, devnet.node_version
         writer.begin_run(info)
@@ -103,16 +65,21 @@ def run_and_store(
             funder_key=devnet.funder.key,
             sender_count=plan.senders,
             feed_url=devnet.feed_url,
+            telemetry_run_id=info.run_id,
         )
         relay = devnet.feed_relay
         started = time.monotonic()
         report = EdgeRuntime(
-            assignment, raw_tx_sink=relay.prime if relay is not None else None
+            assignment, raw_tx_sink=relay.prime if relay is not None else None, telemetry_sink=sink
         ).run_blocking()
-        assert "telemetry" in state, "no block was seen during the run"
-        frames += state["telemetry"].frames(final=True)
-        streamed_before_end = dict(state["rows"])
-        writer.set_run_origin(info.run_id, state["origin"])
+        # What reached the hive while the edge was still sending, and in how many polls (a second apart).
+        streamed_before_end: dict[str, int] = {}
+        polls = set()
+        for table, _, at in frames:
+            if at < report.sending_finished_ns:
+                streamed_before_end[table] = streamed_before_end.get(table, 0) + 1
+                polls.add((at - report.clock_origin_ns) // 1_000_000_000)
+        writer.set_run_origin(info.run_id, report.wall_origin_ns)
         writer.register_edge(
             info.run_id,
             report.edge_id,
@@ -120,7 +87,7 @@ def run_and_store(
             clock=ClockMap.local(report.clock_origin_ns, report.wall_origin_ns),
             target_share=1.0,
         )
-        for table, frame in frames:
+        for table, frame, _ in frames:
             writer.write_frame(table, frame)
         result = build_result(
             plan,
@@ -133,7 +100,7 @@ def run_and_store(
         )
         writer.end_run(info.run_id, result=result)
         writer.close()
-    return StoredRun(info.run_id, result, report, streamed_before_end, state["polls"])
+    return StoredRun(info.run_id, result, report, streamed_before_end, len(polls))
 
 
 def _strings(table: pa.Table, name: str) -> np.ndarray:
@@ -171,8 +138,8 @@ def test_streamed_parquet_agrees_with_the_run_result(tmp_path: Path, monkeypatch
     assert stored.streamed_before_end.get("blocks", 0) > 0
 
     # One row per transaction, exactly once, and the counts of the RunResult.
-    assert txs.num_rows == len(report.txs) > 200
-    assert sorted(txs.column("row").to_pylist()) == list(range(len(report.txs)))
+    assert txs.num_rows == report.digest.rows > 200
+    assert sorted(txs.column("row").to_pylist()) == list(range(report.digest.rows))
     states = _strings(txs, "state")
     assert int((states == "included").sum()) == result.included
     assert int((states == "rejected").sum()) == result.rejected
@@ -182,27 +149,11 @@ def test_streamed_parquet_agrees_with_the_run_result(tmp_path: Path, monkeypatch
     assert pc.sum(pc.cast(accepted, pa.int64())).as_py() == result.accepted
     assert tables.blocks.num_rows == result.blocks_observed == len(report.blocks)
 
-    # Rows emitted mid-run are final: the same as rows built from the finished log.
-    reference = EdgeTelemetry(
-        report.txs,
-        run_id=stored.run_id,
-        edge_id=report.edge_id,
-        clock=ClockMap.local(report.clock_origin_ns, report.wall_origin_ns),
-        blocks=[],
-        templates=report.templates,
-        sender_addresses=report.sender_addresses,
-        receipt_stride=0,
-        feed=report.feed_columns,
-        phases=compile_plan(
-            parse_spec({"gas_per_sec": "3M", "duration": "4s", "warmup": "1s"}), name="x", seed=1
-        ).phases,
-    ).transactions.poll(final=True)
-    assert reference is not None
-    stored_sorted = txs.sort_by("row")
-    for name in ("tx_hash", "template", "sender", "nonce", "state", "error_kind", "phase", "scheduled_ns",
-                 "sent_ns", "accepted_ns", "included_ns", "block_number", "gas_used", "receipt_status",
-                 "feed_arrival_ns", "feed_sequence"):  # fmt: skip
-        assert stored_sorted.column(name).to_pylist() == reference.column(name).to_pylist(), name
+    # Rows are emitted once final, so nothing about them changed after: each included row
+    # carries its block, and each row on the receipt sample its receipt.
+    included = txs.filter(pc.equal(txs.column("state").cast(pa.string()), "included"))
+    assert included.column("block_number").null_count == 0
+    assert included.column("included_ns").null_count == 0
 
     # Receipts: every sampled row that was included carries its receipt.
     sampled = txs.filter(txs.column("receipt_sampled"))
@@ -211,9 +162,9 @@ def test_streamed_parquet_agrees_with_the_run_result(tmp_path: Path, monkeypatch
     assert set(sampled.column("receipt_status").to_pylist()) == {1}
 
     # Feed and latency columns tell the same story as the RunResult, to the nanosecond.
-    assert report.feed_columns is not None
-    matched = report.feed_columns["counters"]["matched"]
-    assert txs.num_rows - txs.column("feed_arrival_ns").null_count == matched > 0
+    assert report.feed_stats is not None
+    matched = txs.num_rows - txs.column("feed_arrival_ns").null_count
+    assert matched == report.digest.included > 0
     in_feed = txs.filter(pc.is_valid(txs.column("feed_arrival_ns")))
     assert in_feed.column("feed_sequence").to_pylist() == in_feed.column("block_number").to_pylist()
     assert set(_strings(in_feed, "state")) == {"included"}

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
+import pyarrow as pa
 import pytest
 
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
-from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
+from pytest_gashammer.edge.runtime import EdgeAssignment
 from pytest_gashammer.oracle.invariants import evaluate
 from pytest_gashammer.scenario.spec import ScenarioPlan, compile_plan, parse_spec
-from pytest_gashammer.telemetry.records import NOT_YET, EdgeReport
+from pytest_gashammer.telemetry.records import EdgeReport
 from pytest_gashammer.workload.registry import resolve_template
+from tests.acceptance.edge_rows import run_with_rows
 
 FEES = {"max_fee_per_gas": 5 * 10**9, "max_priority_fee_per_gas": 10**9}
 
@@ -24,7 +26,14 @@ def chain() -> Iterator[EmbeddedDevnet]:
         yield devnet
 
 
-def run(devnet: EmbeddedDevnet, seed: int, **spec: Any) -> tuple[EdgeReport, ScenarioPlan]:
+class Run(NamedTuple):
+    report: EdgeReport
+    plan: ScenarioPlan
+    #: Every transaction of the run, as the edge streamed it once final (the hive's Parquet rows).
+    rows: pa.Table
+
+
+def run(devnet: EmbeddedDevnet, seed: int, **spec: Any) -> Run:
     plan = compile_plan(
         parse_spec({"gas_per_sec": "2M", "duration": "2s", "warmup": 0, **spec}), name="templates", seed=seed
     )
@@ -37,7 +46,8 @@ def run(devnet: EmbeddedDevnet, seed: int, **spec: Any) -> tuple[EdgeReport, Sce
         funder_key=devnet.funder.key,
         sender_count=plan.senders,
     )
-    return EdgeRuntime(assignment).run_blocking(), plan
+    report, rows = run_with_rows(assignment)
+    return Run(report, plan, rows)
 
 
 #: These runs follow no feed, and value conservation only applies to transfer-only runs.
@@ -57,12 +67,11 @@ def assert_all_verdicts_pass(report: EdgeReport, plan: ScenarioPlan) -> None:
         assert verdict.status == "passed", verdict.describe()
 
 
-def gas_by_template(report: EdgeReport) -> dict[int, list[int]]:
-    log = report.txs
-    used: dict[int, list[int]] = {}
-    for row in range(len(log)):
-        assert log.gas_used[row] != NOT_YET, f"no receipt for {log.tx_hash(row)}"
-        used.setdefault(log.template[row], []).append(log.gas_used[row])
+def gas_by_template(rows: pa.Table) -> dict[str, list[int]]:
+    used: dict[str, list[int]] = {}
+    for row in rows.select(["tx_hash", "template", "gas_used"]).to_pylist():
+        assert row["gas_used"] is not None, f"no receipt for 0x{row['tx_hash'].hex()}"
+        used.setdefault(row["template"], []).append(row["gas_used"])
     return used
 
 
@@ -85,14 +94,13 @@ def test_template_is_included_with_its_status_and_modelled_gas(
 ) -> None:
     template = resolve_template(name)
     seed = zlib.crc32(repr((name, params)).encode())
-    report, plan = run(chain, seed, gas_per_sec=gas_per_sec, workload={name: {"share": 1.0, **params}})
+    report, plan, rows = run(chain, seed, gas_per_sec=gas_per_sec, workload={name: {"share": 1.0, **params}})
     assert report.errors == {}, (report.errors, report.notes)
     assert_all_verdicts_pass(report, plan)
-    log = report.txs
-    assert len(log) >= 6
-    assert set(log.receipt_status) == {template.expected_status}
+    assert rows.num_rows >= 6
+    assert set(rows.column("receipt_status").to_pylist()) == {template.expected_status}
     nominal = template.nominal_gas_for(params)
-    (used,) = gas_by_template(report).values()
+    (used,) = gas_by_template(rows).values()
     for gas in used:
         assert abs(gas - nominal) <= template.gas_tolerance * nominal, (name, gas, nominal)
     # The models are exact on the devnet: every transaction used precisely the nominal gas.
@@ -113,17 +121,17 @@ MIX = {
 
 
 def test_a_weighted_mix_shares_the_gas_by_weight(chain: EmbeddedDevnet) -> None:
-    report, plan = run(chain, seed=4242, gas_per_sec="10M", duration="3s", workload=MIX)
+    report, plan, rows = run(chain, seed=4242, gas_per_sec="10M", duration="3s", workload=MIX)
     assert report.errors == {}, (report.errors, report.notes)
     assert_all_verdicts_pass(report, plan)
-    used = gas_by_template(report)
+    used = gas_by_template(rows)
     total = sum(sum(values) for values in used.values())
-    statuses = {report.templates[index]: set() for index in used}
-    for row in range(len(report.txs)):
-        statuses[report.templates[report.txs.template[row]]].add(report.txs.receipt_status[row])
+    statuses: dict[str, set[int]] = {name: set() for name in used}
+    for row in rows.select(["template", "receipt_status"]).to_pylist():
+        statuses[row["template"]].add(row["receipt_status"])
     assert statuses == {name: {resolve_template(name).expected_status} for name in MIX}
-    for index, (name, weight, _params) in enumerate(plan.workload):
-        share = sum(used[index]) / total
+    for name, weight, _params in plan.workload:
+        share = sum(used[name]) / total
         assert abs(share / weight - 1) < 0.03, f"{name}: gas share {share:.3f}, weight {weight:.3f}"
 
 
@@ -138,9 +146,9 @@ def test_same_seed_and_fees_give_the_same_transactions_for_contract_templates() 
 
     def hashes() -> bytes:
         with EmbeddedDevnet().start() as devnet:
-            report, plan = run(devnet, seed=777, gas_per_sec="3M", workload=workload, **FEES)
+            report, plan, rows = run(devnet, seed=777, gas_per_sec="3M", workload=workload, **FEES)
         assert_all_verdicts_pass(report, plan)
-        return bytes(report.txs.hashes)
+        return b"".join(rows.column("tx_hash").to_pylist())
 
     first, second = hashes(), hashes()
     assert len(first) // 32 > 40

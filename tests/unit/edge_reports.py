@@ -3,6 +3,7 @@ edges saw (the oracle, aggregation and TxLog tests share them)."""
 
 from __future__ import annotations
 
+from pytest_gashammer.telemetry.digest import RunDigest
 from pytest_gashammer.telemetry.records import (
     STATUS_ACCEPTED,
     STATUS_INCLUDED,
@@ -16,6 +17,8 @@ ALICE = "0xA11CE00000000000000000000000000000000001"
 BOB = "0xB0B0000000000000000000000000000000000002"
 ORIGIN = 1_000_000_000_000
 GAP_FILLER = -1
+#: The sustain phase of the tests' plans (warmup 1 s, sustain 10 s), in seconds from the origin.
+SUSTAIN = (1.0, 11.0)
 
 
 def ns(seconds: float, origin: int = ORIGIN) -> int:
@@ -96,20 +99,52 @@ def report_of(
     foreign: list[list[int]] | None = None,
     templates: tuple[str, ...] = ("transfer",),
     expected_status: tuple[int, ...] = (1,),
+    sustain: tuple[float, float] = SUSTAIN,
+    inclusion_timeout: float = 30.0,
     **fields: object,
 ) -> EdgeReport:
+    """The report an edge would send after digesting every row of ``log`` (``sustain`` and
+    ``inclusion_timeout`` are the plan's, as the edge has them)."""
+    gas_model = [21_000.0] * len(templates)
+    estimate = fields.get("template_gas_estimate") or gas_model
+    digest = RunDigest.of_log(
+        log.txs,
+        origin_ns=log.origin,
+        sustain=sustain,
+        inclusion_timeout=inclusion_timeout,
+        templates=templates,
+        expected_status=expected_status,
+        gas_estimate=estimate,  # type: ignore[arg-type]
+        gas_tolerance=[0.0] * len(templates),
+        senders=len(senders),
+    )
     return EdgeReport(
         edge_id=edge_id,
         host="localhost",
         clock_origin_ns=log.origin,
         wall_origin_ns=1_700_000_000_000_000_000,
-        txs=log.txs,
+        digest=digest,
         templates=list(templates),
         template_expected_status=list(expected_status),
-        template_gas_model=[21_000.0] * len(templates),
+        template_gas_model=gas_model,
         template_gas_tolerance=[0.0] * len(templates),
         sender_addresses=list(senders),
         sender_start_nonces=list(starts),
         sender_foreign_nonces=foreign if foreign is not None else [[] for _ in senders],
         **fields,  # type: ignore[arg-type]
+    )
+
+
+def digest_of(txs: TxLog, *, templates: tuple[str, ...] = ("transfer",), senders: int = 2) -> RunDigest:
+    """Every row of ``txs`` digested, with the tests' usual plan (origin :data:`ORIGIN`)."""
+    return RunDigest.of_log(
+        txs,
+        origin_ns=ORIGIN,
+        sustain=SUSTAIN,
+        inclusion_timeout=30.0,
+        templates=templates,
+        expected_status=[1] * len(templates),
+        gas_estimate=[21_000.0] * len(templates),
+        gas_tolerance=[0.0] * len(templates),
+        senders=senders,
     )

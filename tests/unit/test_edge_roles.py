@@ -43,6 +43,7 @@ from pytest_gashammer.telemetry.records import (
     BlockRecord,
     TxLog,
 )
+from tests.unit.edge_reports import digest_of
 
 CHAIN_ID = 412346
 PREPARATION = RunPreparation(
@@ -768,7 +769,7 @@ def test_the_balance_check_states_what_the_senders_lost_moved_and_paid() -> None
 
     async def scenario() -> dict[str, int] | None:
         await check.record_before()
-        return await check.facts(log, 9, fees_paid=898, notes=[])
+        return await check.facts(digest_of(log), 9, fees_paid=898, notes=[])
 
     facts = asyncio.run(scenario())
     assert rpc.blocks == ["0x4", "0x4", "0x9"]
@@ -785,7 +786,9 @@ def test_the_balance_check_needs_every_fee_and_an_answering_node() -> None:
     log, _, _ = logged(1, [STATUS_INCLUDED])
     log.included_ns[0] = 10
     check = BalanceCheck(BalanceRpc(), ["0xaa"], start_block=1, start_nonces=[0])  # type: ignore[arg-type]
-    assert asyncio.run(check.facts(log, 2, fees_paid=0, notes=[])) is None  # its receipt is missing
+    assert (
+        asyncio.run(check.facts(digest_of(log), 2, fees_paid=0, notes=[])) is None
+    )  # its receipt is missing
     log.gas_used[0] = 21_000
     failing = BalanceCheck(
         BalanceRpc([RpcError(-32000, "header not found")]),
@@ -794,7 +797,7 @@ def test_the_balance_check_needs_every_fee_and_an_answering_node() -> None:
         start_nonces=[0],  # type: ignore[arg-type]
     )
     notes: list[str] = []
-    assert asyncio.run(failing.facts(log, 2, fees_paid=0, notes=notes)) is None
+    assert asyncio.run(failing.facts(digest_of(log), 2, fees_paid=0, notes=notes)) is None
     assert notes == ["balance check skipped: eth_getBalance at block 2 failed for a sender"]
 
 
@@ -809,7 +812,7 @@ def test_the_balance_check_is_skipped_when_older_transactions_were_still_pending
 
     async def scenario() -> dict[str, int] | None:
         await check.record_before()
-        return await check.facts(log, 9, fees_paid=21_000, notes=[])
+        return await check.facts(digest_of(log), 9, fees_paid=21_000, notes=[])
 
     assert asyncio.run(scenario()) is None
     assert check.skipped == (

@@ -7,23 +7,29 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pytest_gashammer.hive import protocol, timeouts
 from pytest_gashammer.hive.controller import HiveController, _capacity_shares, _RunState, _sender_ranges
 from pytest_gashammer.hive.worker import EdgeHost
+from pytest_gashammer.telemetry.digest import LatencySketch
 from pytest_gashammer.telemetry.records import EdgeReport, TxLog
+from tests.unit.edge_reports import digest_of
 
 CHUNK = protocol.CHUNK_BYTES
-HASH_BYTES = 32
-ROWS_PER_CHUNK = CHUNK // HASH_BYTES  # the hash column is the report's widest: 32 bytes a row
+SAMPLE_BYTES = 8
+ROWS_PER_CHUNK = CHUNK // SAMPLE_BYTES  # exact latency samples are the report's widest value: 8 bytes each
 
 
 def report_with(rows: int, **fields: Any) -> EdgeReport:
-    log = TxLog()
-    for row in range(rows):
-        log.append(row % 3, row % 64, row // 64, 21_000, row * 1_000, row.to_bytes(HASH_BYTES, "big"))
-    return EdgeReport(edge_id="gw0", host="here", clock_origin_ns=5, wall_origin_ns=7, txs=log, **fields)
+    """A report whose digest holds ``rows`` exact inclusion-latency samples (one value of 8 bytes each)."""
+    digest = digest_of(TxLog())
+    digest.inclusion_latency = LatencySketch(exact_limit=10 * ROWS_PER_CHUNK)
+    digest.inclusion_latency.add(np.arange(rows, dtype=np.float64) / 1000)
+    return EdgeReport(
+        edge_id="gw0", host="here", clock_origin_ns=5, wall_origin_ns=7, digest=digest, **fields
+    )
 
 
 def reassemble(frames: list[protocol.Message]) -> EdgeReport:
@@ -100,14 +106,14 @@ def test_a_small_report_travels_in_one_frame_and_comes_back_equal() -> None:
     frames = list(protocol.report_frames("run1", report))
     assert [name for name, _ in frames] == [protocol.REPORT]
     back = reassemble(frames)
-    assert back.txs.to_columns() == report.txs.to_columns()
+    assert back.digest.to_data() == report.digest.to_data()
     assert (back.stopped_early, back.stop_kind) == (report.stopped_early, "fail-fast")
     assert (back.edge_id, back.clock_origin_ns, back.wall_origin_ns) == ("gw0", 5, 7)
 
 
 @pytest.mark.parametrize(
     ("rows", "chunk_sizes"),
-    [(2 * ROWS_PER_CHUNK, [CHUNK, CHUNK]), (2 * ROWS_PER_CHUNK + 1, [CHUNK, CHUNK, HASH_BYTES])],
+    [(2 * ROWS_PER_CHUNK, [CHUNK, CHUNK]), (2 * ROWS_PER_CHUNK + 1, [CHUNK, CHUNK, SAMPLE_BYTES])],
 )
 def test_a_large_value_is_split_into_chunks_of_at_most_512_kib(rows: int, chunk_sizes: list[int]) -> None:
     report = report_with(rows)
@@ -117,7 +123,7 @@ def test_a_large_value_is_split_into_chunks_of_at_most_512_kib(rows: int, chunk_
     assert [fields["index"] for fields in blobs] == list(range(len(chunk_sizes)))
     assert {fields["count"] for fields in blobs} == {len(chunk_sizes)}
     assert frames[-1][0] == protocol.REPORT  # the chunks go first
-    assert reassemble(frames).txs.to_columns() == report.txs.to_columns()
+    assert reassemble(frames).digest.to_data() == report.digest.to_data()
 
 
 def test_split_and_join_move_only_large_bytes() -> None:

@@ -337,11 +337,22 @@ def test_balance_conservation_names_the_difference_and_needs_its_facts() -> None
 BALANCE = {"block_before": 5, "block_after": 9, "senders_lost": 1_000, "value_moved": 10, "fees_paid": 990}
 
 
-def covered(checked: int, expected: int, **fields: object) -> list:
-    """A report with ``checked`` good receipts out of ``expected`` wanted ones."""
+def covered(checked: int, expected: int, *, first_status: int = 1, **fields: object) -> list:
+    """A report with ``checked`` receipts (the first with ``first_status``, the others good) out of
+    ``expected`` wanted ones."""
     log = Log()
     for n in range(expected):
-        if n < checked:
+        if n == 0 and checked:
+            log.add(
+                intended=0.0,
+                sent=0.0,
+                accepted=0.01,
+                included=1.0,
+                status=first_status,
+                gas_used=21_000,
+                nonce=0,
+            )
+        elif n < checked:
             log.ok(float(n), nonce=n)
         else:
             log.add(intended=float(n), sent=float(n), accepted=n + 0.01, included=n + 1.0, nonce=n)
@@ -399,8 +410,7 @@ def test_receipt_verdicts_pass_at_the_bar_with_the_coverage_in_the_summary() -> 
 
 
 def test_a_wrong_status_fails_whatever_the_coverage() -> None:
-    reports = covered(2, 10)
-    reports[0].txs.receipt_status[0] = 0
+    reports = covered(2, 10, first_status=0)
     verdict = receipt_status(reports, 30.0)
     assert verdict.status == "failed"
     assert "2 of 10 expected receipts checked" in verdict.summary

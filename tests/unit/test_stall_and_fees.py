@@ -26,6 +26,7 @@ from pytest_gashammer.oracle.invariants import block_production
 from pytest_gashammer.results import FALLBACK_NOTE, FEES_NOTE
 from pytest_gashammer.scenario.spec import compile_plan, parse_spec
 from pytest_gashammer.telemetry.records import EdgeReport, TxLog
+from tests.unit.edge_reports import digest_of
 
 SECOND = 1_000_000_000
 CHAIN_ID = 412346
@@ -64,7 +65,12 @@ def test_a_stall_still_on_at_the_end_is_the_longest_and_open() -> None:
 
 def report_with(stall: dict[str, Any] | None, edge_id: str = "e0") -> EdgeReport:
     return EdgeReport(
-        edge_id=edge_id, host="h", clock_origin_ns=0, wall_origin_ns=0, txs=TxLog(), chain_stall=stall
+        edge_id=edge_id,
+        host="h",
+        clock_origin_ns=0,
+        wall_origin_ns=0,
+        digest=digest_of(TxLog()),
+        chain_stall=stall,
     )
 
 

@@ -41,14 +41,14 @@ REPO = Path(__file__).resolve().parents[2]
 def batch_of(run: SyntheticRun, run_id: str) -> pa.RecordBatch:
     report = run.report
     batch = TransactionCursor(
-        report.txs,
+        run.txs,
         run_id=run_id,
         edge_id=report.edge_id,
         clock=ClockMap.local(report.clock_origin_ns, report.wall_origin_ns),
         templates=report.templates,
         sender_addresses=report.sender_addresses,
         receipt_stride=run.receipt_stride,
-        feed=report.feed_columns,
+        feed=run.feed_columns,
         phases=run.plan.phases,
     ).poll(final=True)
     assert batch is not None

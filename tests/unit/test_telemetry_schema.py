@@ -31,14 +31,14 @@ def transactions_batch(rows: int = 2_000) -> pa.RecordBatch:
     run = synthetic_report(rows)
     report = run.report
     batch = TransactionCursor(
-        report.txs,
+        run.txs,
         run_id="run-a",
         edge_id=report.edge_id,
         clock=ClockMap.local(report.clock_origin_ns, report.wall_origin_ns),
         templates=report.templates,
         sender_addresses=report.sender_addresses,
         receipt_stride=run.receipt_stride,
-        feed=report.feed_columns,
+        feed=run.feed_columns,
         phases=run.plan.phases,
     ).poll(final=True)
     assert batch is not None

@@ -305,7 +305,7 @@ def test_columns_carry_templates_senders_phases_and_the_run_clock() -> None:
 
 def test_feed_columns_are_the_same_from_a_live_correlator_and_from_its_shipped_columns() -> None:
     run = synthetic_report(3_000)
-    log, columns = run.report.txs, run.report.feed_columns
+    log, columns = run.txs, run.feed_columns
     assert columns is not None
     live = Correlator()
     for name, typecode in (("arrival_ns", "q"), ("sequence", "q"), ("position", "l"), ("appearances", "b")):
@@ -399,10 +399,10 @@ def test_planned_phases_become_phase_change_events() -> None:
 def test_ipc_frames_stay_well_under_a_megabyte_and_keep_every_row_in_order() -> None:
     run = synthetic_report(60_000)
     batch = cursor(
-        run.report.txs,
+        run.txs,
         templates=run.report.templates,
         sender_addresses=run.report.sender_addresses,
-        feed=run.report.feed_columns,
+        feed=run.feed_columns,
     ).poll(final=True)
     assert batch is not None and batch.nbytes > 4 * MAX_FRAME_BYTES
     frames = to_ipc_frames(batch)
@@ -419,7 +419,7 @@ def test_ipc_frames_stay_well_under_a_megabyte_and_keep_every_row_in_order() -> 
 
 def test_one_frame_round_trips_exactly() -> None:
     run = synthetic_report(500)
-    batch = cursor(run.report.txs, templates=run.report.templates).poll(final=True)
+    batch = cursor(run.txs, templates=run.report.templates).poll(final=True)
     assert batch is not None
     assert from_ipc(to_ipc(batch)).equals(batch)
     assert to_ipc_frames(batch.slice(0, 0)) == []
@@ -445,7 +445,7 @@ def test_edge_telemetry_polls_all_three_streams_as_small_frames() -> None:
     events: list[tuple[str, int, str, int | None]] = list(report.feed_events)
     duplicates: list[str] = []
     telemetry = EdgeTelemetry(
-        report.txs,
+        run.txs,
         run_id="r",
         edge_id="e0",
         clock=ClockMap.local(report.clock_origin_ns, report.wall_origin_ns),
@@ -454,7 +454,7 @@ def test_edge_telemetry_polls_all_three_streams_as_small_frames() -> None:
         duplicates=duplicates,
         max_frame_bytes=64 * 1024,
         templates=report.templates,
-        feed=report.feed_columns,
+        feed=run.feed_columns,
     )
     frames = telemetry.frames(now_ns=report.clock_origin_ns)  # nothing is past the grace period yet
     assert {table for table, _ in frames} == {"blocks", "events"}

@@ -1,0 +1,526 @@
+"""What an edge keeps of its final rows: counts, per-second figures, latency sketches and the
+oracle's compact state, so the rows themselves can be forgotten.
+
+An edge feeds every row to :meth:`RunDigest.add` once, when it becomes final (the telemetry
+cursor's rule, ``telemetry/stream.py``), then drops it from its :class:`~.records.TxLog`. The
+digest's memory grows with the run's seconds, senders, templates and blocks, never with its
+transactions: per-second buckets, one nonce range list per sender, one gas sum per block, the
+first :data:`EVIDENCE_LIMIT` offending transactions of each kind with exact counts, and latency
+samples folded into a sketch past :data:`EXACT_SAMPLES`.
+
+The oracle (``oracle/invariants.py``) and the result (``hive/aggregate.py``) read digests, never
+rows. A digest is plain data on the wire (:meth:`RunDigest.to_data`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from pytest_gashammer.chain.keccak import KeccakStream
+from pytest_gashammer.results import LatencyStats, nearest_rank
+from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, TxLog
+
+#: Offending transactions kept by name per kind of finding; the counts stay exact.
+EVIDENCE_LIMIT = 20
+#: Latency samples kept exactly; past it a sketch holds them (see :class:`LatencySketch`).
+EXACT_SAMPLES = 100_000
+#: The sketch's relative accuracy: a percentile read from it is within this share of a sample
+#: whose rank is the percentile's (DDSketch's guarantee).
+SKETCH_RELATIVE_ACCURACY = 0.005
+
+#: Per-second bucket fields, in their array order.
+BUCKET_FIELDS = ("offered_gas", "offered_tx", "included_gas", "included_tx")
+
+
+class LatencySketch:
+    """Latency samples in seconds: exact up to :data:`EXACT_SAMPLES`, then a DDSketch.
+
+    A short run's percentiles are exact nearest-rank figures; a soak's are DDSketch estimates
+    within :data:`SKETCH_RELATIVE_ACCURACY` (relative) of the true sample at that rank. The count
+    and the maximum stay exact either way. Mergeable across edges (:meth:`merge`).
+    """
+
+    def __init__(self, exact_limit: int = EXACT_SAMPLES) -> None:
+        self.exact_limit = exact_limit
+        self._exact: list[np.ndarray] = []
+        self._exact_count = 0
+        self._sketch: Any = None
+        self.count = 0
+        self.max = -math.inf
+
+    @property
+    def exact(self) -> bool:
+        """Whether every sample is still held exactly."""
+        return self._sketch is None
+
+    def add(self, samples: np.ndarray) -> None:
+        if not samples.size:
+            return
+        samples = np.asarray(samples, dtype=np.float64)
+        self.count += int(samples.size)
+        self.max = max(self.max, float(samples.max()))
+        if self._sketch is None:
+            self._exact.append(samples.copy())
+            self._exact_count += int(samples.size)
+            if self._exact_count > self.exact_limit:
+                self._fold()
+        else:
+            self._sketch_add(samples)
+
+    def _fold(self) -> None:
+        from ddsketch import DDSketch
+
+        self._sketch = DDSketch(relative_accuracy=SKETCH_RELATIVE_ACCURACY)
+        for part in self._exact:
+            self._sketch_add(part)
+        self._exact = []
+        self._exact_count = 0
+
+    def _sketch_add(self, samples: np.ndarray) -> None:
+        # Equal samples (latencies on one block share a value) go in once, weighted.
+        values, counts = np.unique(samples, return_counts=True)
+        add = self._sketch.add
+        for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+            add(value, count)
+
+    def merge(self, other: LatencySketch) -> None:
+        if other.count == 0:
+            return
+        self.count += other.count
+        self.max = max(self.max, other.max)
+        if other._sketch is None and self._sketch is None:
+            self._exact.extend(other._exact)
+            self._exact_count += other._exact_count
+            if self._exact_count > self.exact_limit:
+                self._fold()
+            return
+        if self._sketch is None:
+            self._fold()
+        if other._sketch is None:
+            for part in other._exact:
+                self._sketch_add(part)
+        else:
+            self._sketch.merge(other._sketch)
+
+    def stats(self) -> LatencyStats:
+        if self.count == 0:
+            return LatencyStats.of([])
+        if self._sketch is None:
+            ordered = np.sort(np.concatenate(self._exact))
+            return LatencyStats(
+                nearest_rank(ordered, 0.50),
+                nearest_rank(ordered, 0.90),
+                nearest_rank(ordered, 0.99),
+                float(ordered[-1]),
+                int(ordered.size),
+            )
+        pick = self._sketch.get_quantile_value
+        # A sketch's estimate never exceeds the largest sample, which is known exactly.
+        return LatencyStats(
+            min(float(pick(0.50)), self.max),
+            min(float(pick(0.90)), self.max),
+            min(float(pick(0.99)), self.max),
+            self.max,
+            self.count,
+        )
+
+    def to_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"count": self.count, "max": self.max, "limit": self.exact_limit}
+        if self._sketch is None:
+            data["exact"] = np.concatenate(self._exact).tobytes() if self._exact else b""
+        else:
+            # The sketch as (bin key, weight) pairs of its positive store; latencies are never negative.
+            store = self._sketch._store
+            data["bins"] = [
+                (store.offset + index, weight) for index, weight in enumerate(store.bins) if weight
+            ]
+            data["zero"] = self._sketch._zero_count
+        return data
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> LatencySketch:
+        sketch = cls(data.get("limit", EXACT_SAMPLES))
+        sketch.count = data["count"]
+        sketch.max = data["max"]
+        if "exact" in data:
+            values = np.frombuffer(data["exact"], dtype=np.float64)
+            sketch._exact = [values.copy()] if values.size else []
+            sketch._exact_count = int(values.size)
+            return sketch
+        from ddsketch import DDSketch
+
+        sketch._sketch = DDSketch(relative_accuracy=SKETCH_RELATIVE_ACCURACY)
+        value_of = sketch._sketch._mapping.value
+        for key, weight in data["bins"]:
+            sketch._sketch.add(value_of(key), weight)
+        if data.get("zero"):
+            sketch._sketch.add(0.0, data["zero"])
+        return sketch
+
+
+class NonceRanges:
+    """One sender's included nonces as sorted half-open ranges, and the nonces included twice."""
+
+    def __init__(self) -> None:
+        self.ranges: list[list[int]] = []
+        self.reused: list[int] = []
+        self.reused_count = 0
+
+    def add(self, nonce: int) -> None:
+        ranges = self.ranges
+        if ranges and ranges[-1][1] == nonce:  # the common case: the next nonce in order
+            ranges[-1][1] = nonce + 1
+            if len(ranges) > 1 and ranges[-2][1] == ranges[-1][0]:
+                ranges[-2][1] = ranges.pop()[1]
+            return
+        index = bisect.bisect_right(ranges, [nonce, math.inf]) - 1
+        if index >= 0 and ranges[index][0] <= nonce < ranges[index][1]:
+            self.reused_count += 1
+            if len(self.reused) < EVIDENCE_LIMIT:
+                self.reused.append(nonce)
+            return
+        if index >= 0 and ranges[index][1] == nonce:
+            ranges[index][1] = nonce + 1
+        else:
+            index += 1
+            ranges.insert(index, [nonce, nonce + 1])
+        following = index + 1
+        if following < len(ranges) and ranges[following][0] == ranges[index][1]:
+            ranges[index][1] = ranges.pop(following)[1]
+
+    @property
+    def highest(self) -> int:
+        return self.ranges[-1][1] - 1 if self.ranges else -1
+
+    def missing(self, start: int, foreign: Iterable[int] = ()) -> list[int]:
+        """Nonces from ``start`` to the highest included one that were never included (less ``foreign``)."""
+        skip = set(foreign)
+        holes: list[int] = []
+        expected = start
+        for low, high in self.ranges:
+            holes.extend(n for n in range(expected, low) if n not in skip)
+            expected = max(expected, high)
+        return holes
+
+
+class RunDigest:
+    """An edge's final rows, digested (see the module docstring).
+
+    ``origin_ns`` is the edge's monotonic time of the plan's t=0; ``sustain`` the sustain phase
+    as ``(start, end)`` seconds; ``inclusion_timeout`` the marker's bound for ``late``; the
+    template lists are indexed like the log's ``template`` column (-1 is a nonce-gap filler).
+    """
+
+    def __init__(
+        self,
+        *,
+        origin_ns: int,
+        sustain: tuple[float, float],
+        inclusion_timeout: float,
+        templates: Sequence[str],
+        expected_status: Sequence[int],
+        gas_estimate: Sequence[float],
+        gas_tolerance: Sequence[float],
+        senders: int,
+    ) -> None:
+        self.origin_ns = origin_ns
+        self.sustain = (float(sustain[0]), float(sustain[1]))
+        self.inclusion_timeout = float(inclusion_timeout)
+        self.templates = list(templates)
+        self.expected_status = list(expected_status)
+        self.gas_estimate = [float(value) for value in gas_estimate]
+        self.gas_tolerance = [float(value) for value in gas_tolerance]
+        self.rows = 0
+        self.sent = self.accepted = self.rejected = self.included = self.lost = 0
+        #: Among sent rows: accepted, and refused without being accepted (the acceptance verdict's view).
+        self.sent_accepted = self.sent_rejected = 0
+        self.late = 0
+        self.lost_hashes: list[str] = []
+        self.late_hashes: list[str] = []
+        self.nonces: dict[int, NonceRanges] = {}
+        self.receipts_with_status = 0
+        self.wrong_status = 0
+        self.wrong_status_items: list[str] = []
+        self.gas_measured = 0
+        self.gas_outside = 0
+        self.gas_outside_items: list[str] = []
+        #: Per block number: ``[receipt gas, receipts]`` of the rows whose receipt was checked.
+        self.block_receipts: dict[int, list[int]] = {}
+        #: Included rows without a checked receipt, and included rows that moved value (not fillers).
+        self.included_without_receipt = 0
+        self.included_moving_value = 0
+        #: Per second of the run clock: :data:`BUCKET_FIELDS`.
+        self.buckets: dict[int, list[float]] = {}
+        self.sustain_offered_gas = 0.0
+        self.sustain_offered_tx = 0
+        self.sustain_accepted_gas = 0.0
+        self.sustain_included_gas = 0.0
+        self.sustain_included_tx = 0
+        self.first_sustain_inclusion = math.inf
+        self.last_sustain_inclusion = -math.inf
+        self.accept_latency = LatencySketch()
+        self.inclusion_latency = LatencySketch()
+        self.feed_latency = LatencySketch()
+        #: Highest accepted (or included) nonce per sender, for the session's nonce memory.
+        self.highest_taken: dict[int, int] = {}
+        self._order = KeccakStream()
+        self._ordered = 0
+        self._tx_digest: str | None = None
+
+    # -- the rows ------------------------------------------------------------------------------
+    def add(self, log: TxLog, rows: np.ndarray, feed_arrivals: np.ndarray | None = None) -> None:
+        """Digest ``rows`` (row numbers, all held by ``log``), each exactly once, when final.
+
+        ``feed_arrivals`` gives each row's feed arrival (edge monotonic ns, ``NOT_YET`` if none).
+        """
+        if not rows.size:
+            return
+        index = rows - log.base
+
+        def column(name: str) -> np.ndarray:
+            values = getattr(log, name)
+            return np.frombuffer(values, dtype=np.dtype(values.typecode))[index]
+
+        template = column("template").astype(np.int64)
+        sender = column("sender").astype(np.int64)
+        nonce = column("nonce")
+        planned = column("gas_planned")
+        used = column("gas_used")
+        status = column("receipt_status")
+        state = column("state")
+        intended = column("intended_ns")
+        sent_ns = column("sent_ns")
+        accepted_ns = column("accepted_ns")
+        included_ns = column("included_ns")
+        block = column("block_number")
+        flat = np.frombuffer(log.hashes, dtype=np.uint8).reshape(-1, 32)[index]
+
+        def hash_of(position: int) -> str:
+            return "0x" + flat[position].tobytes().hex()
+
+        self.rows += int(rows.size)
+        sent = sent_ns != NOT_YET
+        included = included_ns != NOT_YET
+        accepted = (accepted_ns != NOT_YET) | included
+        rejected = state == STATUS_REJECTED
+        self.sent += int(sent.sum())
+        self.accepted += int(accepted.sum())
+        self.rejected += int(rejected.sum())
+        self.included += int(included.sum())
+        self.sent_accepted += int((sent & accepted).sum())
+        self.sent_rejected += int((sent & ~accepted & rejected).sum())
+
+        lost = accepted & ~included
+        self.lost += int(lost.sum())
+        self._name(lost, self.lost_hashes, hash_of)
+        late = included & (included_ns - sent_ns > round(self.inclusion_timeout * 1e9))
+        self.late += int(late.sum())
+        self._name(late, self.late_hashes, hash_of)
+
+        for position in np.flatnonzero(included).tolist():
+            ranges = self.nonces.get(int(sender[position]))
+            if ranges is None:
+                ranges = self.nonces[int(sender[position])] = NonceRanges()
+            ranges.add(int(nonce[position]))
+        taken = np.flatnonzero(accepted)
+        if taken.size:
+            for who, highest in _max_by(sender[taken], nonce[taken]):
+                if highest > self.highest_taken.get(who, -1):
+                    self.highest_taken[who] = highest
+
+        self._receipts(template, status, used, block, included, hash_of)
+
+        gas = np.where(used != NOT_YET, used, planned).astype(np.float64)
+        seconds_intended = np.floor((intended - self.origin_ns) / 1e9).astype(np.int64)
+        offered = template >= 0
+        self._bucket(seconds_intended[offered], planned[offered].astype(np.float64), 0)
+        included_at = (included_ns - self.origin_ns) / 1e9
+        self._bucket(np.floor(included_at[included]).astype(np.int64), gas[included], 2)
+
+        t = (intended - self.origin_ns) / 1e9
+        start, end = self.sustain
+        sustain = offered & (t >= start) & (t < end)
+        self.sustain_offered_gas += float(planned[sustain].sum())
+        self.sustain_offered_tx += int(sustain.sum())
+        self.sustain_accepted_gas += float(planned[sustain & accepted].sum())
+        answered = sustain & (accepted_ns != NOT_YET)
+        self.accept_latency.add((accepted_ns[answered] - intended[answered]) / 1e9)
+        landed = sustain & included
+        self.inclusion_latency.add((included_ns[landed] - intended[landed]) / 1e9)
+        if landed.any():
+            self.first_sustain_inclusion = min(self.first_sustain_inclusion, float(included_at[landed].min()))
+            self.last_sustain_inclusion = max(self.last_sustain_inclusion, float(included_at[landed].max()))
+        self.sustain_included_gas += float(gas[landed].sum())
+        self.sustain_included_tx += int(landed.sum())
+        if feed_arrivals is not None:
+            fed = sustain & (feed_arrivals != NOT_YET)
+            self.feed_latency.add((feed_arrivals[fed] - intended[fed]) / 1e9)
+
+    def _receipts(
+        self,
+        template: np.ndarray,
+        status: np.ndarray,
+        used: np.ndarray,
+        block: np.ndarray,
+        included: np.ndarray,
+        hash_of: Any,
+    ) -> None:
+        checked = status != NOT_YET
+        self.receipts_with_status += int(checked.sum())
+        expected = np.ones(template.size, dtype=np.int64)
+        known = template >= 0
+        if known.any():
+            expected[known] = np.asarray(self.expected_status, dtype=np.int64)[template[known]]
+        wrong = checked & (status != expected)
+        self.wrong_status += int(wrong.sum())
+        for position in np.flatnonzero(wrong)[: EVIDENCE_LIMIT - len(self.wrong_status_items)].tolist():
+            kind = int(template[position])
+            name = self.templates[kind] if kind >= 0 else "nonce-gap filler"
+            self.wrong_status_items.append(
+                f"{hash_of(position)} ({name}: status {int(status[position])}, expected {int(expected[position])})"
+            )
+
+        measured = known & (used != NOT_YET)
+        self.gas_measured += int(measured.sum())
+        if measured.any():
+            estimate = np.zeros(template.size)
+            tolerance = np.zeros(template.size)
+            estimate[measured] = np.asarray(self.gas_estimate)[template[measured]]
+            tolerance[measured] = np.asarray(self.gas_tolerance)[template[measured]]
+            outside = measured & (np.abs(used - estimate) > tolerance * estimate + 1e-9)
+            self.gas_outside += int(outside.sum())
+            for position in np.flatnonzero(outside)[: EVIDENCE_LIMIT - len(self.gas_outside_items)].tolist():
+                kind = int(template[position])
+                self.gas_outside_items.append(
+                    f"{hash_of(position)} ({self.templates[kind]}: used {int(used[position]):,}, "
+                    f"model {estimate[position]:,.0f} ±{tolerance[position]:.0%})"
+                )
+
+        with_receipt = (used != NOT_YET) & (block != NOT_YET)
+        if with_receipt.any():
+            numbers, inverse = np.unique(block[with_receipt], return_inverse=True)
+            sums = np.bincount(inverse, weights=used[with_receipt].astype(np.float64))
+            counts = np.bincount(inverse)
+            for number, gas_sum, count in zip(numbers.tolist(), sums.tolist(), counts.tolist(), strict=True):
+                entry = self.block_receipts.setdefault(number, [0, 0])
+                entry[0] += int(round(gas_sum))
+                entry[1] += count
+        self.included_without_receipt += int((included & (used == NOT_YET)).sum())
+        self.included_moving_value += int((included & (template >= 0)).sum())
+
+    def _bucket(self, seconds: np.ndarray, gas: np.ndarray, first_field: int) -> None:
+        if not seconds.size:
+            return
+        keys, inverse = np.unique(seconds, return_inverse=True)
+        gas_sums = np.bincount(inverse, weights=gas)
+        counts = np.bincount(inverse)
+        for key, gas_sum, count in zip(keys.tolist(), gas_sums.tolist(), counts.tolist(), strict=True):
+            bucket = self.buckets.get(key)
+            if bucket is None:
+                bucket = self.buckets[key] = [0.0, 0.0, 0.0, 0.0]
+            bucket[first_field] += gas_sum
+            bucket[first_field + 1] += count
+
+    @staticmethod
+    def _name(mask: np.ndarray, kept: list[str], hash_of: Any) -> None:
+        room = EVIDENCE_LIMIT - len(kept)
+        if room > 0 and mask.any():
+            kept.extend(hash_of(position) for position in np.flatnonzero(mask)[:room].tolist())
+
+    # -- the run's transactions in order -----------------------------------------------------------
+    def absorb_order(self, log: TxLog, end: int) -> None:
+        """Fold the hashes of rows up to ``end`` (exclusive, all held) into the run's transaction digest.
+
+        Called before rows are forgotten and once at the end: the digest covers every row in row
+        order, whenever the rows were forgotten.
+        """
+        if end <= self._ordered:
+            return
+        first = self._ordered - log.base
+        self._order.update(bytes(log.hashes[first * 32 : (end - log.base) * 32]))
+        self._ordered = end
+
+    def close_order(self) -> None:
+        self._tx_digest = "0x" + self._order.digest().hex()
+
+    @property
+    def tx_digest(self) -> str:
+        """Keccak-256 over every row's hash in row order (after :meth:`close_order`)."""
+        if self._tx_digest is None:
+            raise RuntimeError("RunDigest.tx_digest read before close_order()")
+        return self._tx_digest
+
+    # -- plain data --------------------------------------------------------------------------------
+    _PLAIN = (
+        "origin_ns", "sustain", "inclusion_timeout", "templates", "expected_status", "gas_estimate",
+        "gas_tolerance", "rows", "sent", "accepted", "rejected", "included", "lost", "sent_accepted",
+        "sent_rejected", "late", "lost_hashes", "late_hashes", "receipts_with_status", "wrong_status",
+        "wrong_status_items", "gas_measured", "gas_outside", "gas_outside_items", "block_receipts",
+        "included_without_receipt", "included_moving_value", "buckets", "sustain_offered_gas",
+        "sustain_offered_tx", "sustain_accepted_gas", "sustain_included_gas", "sustain_included_tx",
+        "first_sustain_inclusion", "last_sustain_inclusion", "highest_taken",
+    )  # fmt: skip
+
+    def to_data(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self._PLAIN}
+        data["sustain"] = list(self.sustain)
+        data["block_receipts"] = {number: list(entry) for number, entry in self.block_receipts.items()}
+        data["buckets"] = {second: list(bucket) for second, bucket in self.buckets.items()}
+        data["nonces"] = {
+            sender: (ranges.ranges, ranges.reused, ranges.reused_count)
+            for sender, ranges in self.nonces.items()
+        }
+        data["latency"] = {
+            "accept": self.accept_latency.to_data(),
+            "inclusion": self.inclusion_latency.to_data(),
+            "feed": self.feed_latency.to_data(),
+        }
+        data["tx_digest"] = self._tx_digest
+        return data
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> RunDigest:
+        digest = cls.__new__(cls)
+        for name in cls._PLAIN:
+            setattr(digest, name, data[name])
+        digest.sustain = (float(data["sustain"][0]), float(data["sustain"][1]))
+        digest.block_receipts = {int(n): list(entry) for n, entry in data["block_receipts"].items()}
+        digest.buckets = {int(s): list(bucket) for s, bucket in data["buckets"].items()}
+        digest.highest_taken = {int(s): int(n) for s, n in data["highest_taken"].items()}
+        digest.nonces = {}
+        for sender, (ranges, reused, reused_count) in data["nonces"].items():
+            entry = digest.nonces[int(sender)] = NonceRanges()
+            entry.ranges = [list(pair) for pair in ranges]
+            entry.reused = list(reused)
+            entry.reused_count = reused_count
+        latency = data["latency"]
+        digest.accept_latency = LatencySketch.from_data(latency["accept"])
+        digest.inclusion_latency = LatencySketch.from_data(latency["inclusion"])
+        digest.feed_latency = LatencySketch.from_data(latency["feed"])
+        digest._order = KeccakStream()
+        digest._ordered = 0
+        digest._tx_digest = data["tx_digest"]
+        return digest
+
+    @classmethod
+    def of_log(cls, log: TxLog, feed_arrivals: np.ndarray | None = None, **settings: Any) -> RunDigest:
+        """Every row of ``log`` digested at once (tests, and an edge's last rows)."""
+        digest = cls(**settings)
+        rows = np.arange(log.base, len(log), dtype=np.int64)
+        digest.add(log, rows, feed_arrivals)
+        digest.absorb_order(log, len(log))
+        digest.close_order()
+        return digest
+
+
+def _max_by(keys: np.ndarray, values: np.ndarray) -> list[tuple[int, int]]:
+    """``(key, max value)`` per distinct key."""
+    unique, inverse = np.unique(keys, return_inverse=True)
+    highest = np.full(unique.size, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(highest, inverse, values.astype(np.int64))
+    return list(zip(unique.tolist(), highest.tolist(), strict=True))
