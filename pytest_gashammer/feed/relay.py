@@ -135,7 +135,9 @@ class RelayStats:
 
 @dataclasses.dataclass
 class _Entry:
-    message: FeedMessage
+    # Only the encoded form is kept: the decoded message (raw transactions, l2Msg, hashes) would
+    # triple what the backlog holds for the same replay.
+    sequence: int
     fragment: str  # the message's JSON object as it appears inside "messages":[...]
     block_number: int
 
@@ -206,6 +208,14 @@ def _fragment(message: FeedMessage) -> str:
 # -------------------------------------------------------------------------------------------- relay
 
 
+#: What the backlog holds at most, in encoded messages: about a minute of a 50 Mgas/s chain, so a
+#: client that reconnects within that resumes without a gap, and a soak's relay stays flat.
+BACKLOG_BYTES = 32 * 1024 * 1024
+#: Primed raw transactions waiting for their block at most (oldest dropped first): what a few tens
+#: of seconds of load leave unconsumed when their blocks come late or never.
+PRIME_LIMIT = 100_000
+
+
 class FeedRelay(LoopServer):
     """A WebSocket feed server that turns each block of ``rpc_url`` into a Nitro feed message.
 
@@ -228,7 +238,7 @@ class FeedRelay(LoopServer):
         port: int = 0,
         start_block: int | None = None,
         backlog_limit: int = 10_000,
-        backlog_bytes: int = 256 * 1024 * 1024,
+        backlog_bytes: int = BACKLOG_BYTES,
         poll_interval: float = 0.05,
         ping_interval: float = 5.0,
         client_timeout: float = 15.0,
@@ -237,7 +247,7 @@ class FeedRelay(LoopServer):
         max_l2_bytes: int = MAX_L2_MESSAGE_SIZE,
         require_version: bool = False,
         transform: FrameTransform | None = None,
-        prime_limit: int = 500_000,
+        prime_limit: int = PRIME_LIMIT,
         startup_timeout: float = 10.0,
     ) -> None:
         if catchup_messages < 1 or backlog_limit < 1:
@@ -300,10 +310,6 @@ class FeedRelay(LoopServer):
         """The block a sequence number carries (equal to it unless a block was split); ``None`` if trimmed."""
         entry = self._backlog.get(sequence)
         return entry.block_number if entry else None
-
-    def backlog_messages(self) -> list[FeedMessage]:
-        """The messages a client requesting sequence 0 would get, oldest first (a copy, for checks)."""
-        return [entry.message for entry in list(self._backlog.values())]
 
     def prime(self, tx_hash: bytes | str, raw: bytes) -> None:
         """Hand the relay the signed bytes of a transaction you submitted, so it need not ask the node.
@@ -496,7 +502,7 @@ class FeedRelay(LoopServer):
         stats.split_blocks += len(messages) > 1
         stats.transactions += len(kept)
         for message in messages:
-            self._append(_Entry(message, _fragment(message), number))
+            self._append(_Entry(message.sequence_number, _fragment(message), number))
         self._last_block_hash = block_hash
         delay_ms = (time.monotonic_ns() - observed_ns) / 1e6
         stats.publish_delay_ms_last = delay_ms
@@ -508,7 +514,7 @@ class FeedRelay(LoopServer):
             self._sequence_cond.notify_all()
 
     def _append(self, entry: _Entry) -> None:
-        seq = entry.message.sequence_number
+        seq = entry.sequence
         self._backlog[seq] = entry
         if self._first is None:
             self._first = seq

@@ -163,6 +163,31 @@ class LatencySketch:
         return sketch
 
 
+class FirstByRow:
+    """The :data:`EVIDENCE_LIMIT` offending items with the lowest rows, whatever order rows became
+    final in: the evidence names the run's first offenders, as a pass over every row would."""
+
+    def __init__(self, pairs: Iterable[Sequence[Any]] = ()) -> None:
+        self.pairs: list[tuple[int, str]] = sorted((int(row), str(item)) for row, item in pairs)
+
+    def add(self, row: int, item: str) -> None:
+        if len(self.pairs) >= EVIDENCE_LIMIT and row > self.pairs[-1][0]:
+            return
+        bisect.insort(self.pairs, (row, item))
+        del self.pairs[EVIDENCE_LIMIT:]
+
+    def room_below(self) -> int:
+        """Rows above this one cannot enter (any row can while there is room)."""
+        return self.pairs[-1][0] if len(self.pairs) >= EVIDENCE_LIMIT else 2**62
+
+    @property
+    def items(self) -> list[str]:
+        return [item for _, item in self.pairs]
+
+    def to_data(self) -> list[list[Any]]:
+        return [[row, item] for row, item in self.pairs]
+
+
 class NonceRanges:
     """One sender's included nonces as sorted half-open ranges, and the nonces included twice."""
 
@@ -181,8 +206,8 @@ class NonceRanges:
         index = bisect.bisect_right(ranges, [nonce, math.inf]) - 1
         if index >= 0 and ranges[index][0] <= nonce < ranges[index][1]:
             self.reused_count += 1
-            if len(self.reused) < EVIDENCE_LIMIT:
-                self.reused.append(nonce)
+            bisect.insort(self.reused, nonce)  # the lowest, whatever order they came in
+            del self.reused[EVIDENCE_LIMIT:]
             return
         if index >= 0 and ranges[index][1] == nonce:
             ranges[index][1] = nonce + 1
@@ -240,15 +265,15 @@ class RunDigest:
         #: Among sent rows: accepted, and refused without being accepted (the acceptance verdict's view).
         self.sent_accepted = self.sent_rejected = 0
         self.late = 0
-        self.lost_hashes: list[str] = []
-        self.late_hashes: list[str] = []
+        self.lost_first = FirstByRow()
+        self.late_first = FirstByRow()
         self.nonces: dict[int, NonceRanges] = {}
         self.receipts_with_status = 0
         self.wrong_status = 0
-        self.wrong_status_items: list[str] = []
+        self.wrong_status_first = FirstByRow()
         self.gas_measured = 0
         self.gas_outside = 0
-        self.gas_outside_items: list[str] = []
+        self.gas_outside_first = FirstByRow()
         #: Per block number: ``[receipt gas, receipts]`` of the rows whose receipt was checked.
         self.block_receipts: dict[int, list[int]] = {}
         #: Included rows without a checked receipt, and included rows that moved value (not fillers).
@@ -317,10 +342,10 @@ class RunDigest:
 
         lost = accepted & ~included
         self.lost += int(lost.sum())
-        self._name(lost, self.lost_hashes, hash_of)
+        self._name(lost, rows, self.lost_first, hash_of)
         late = included & (included_ns - sent_ns > round(self.inclusion_timeout * 1e9))
         self.late += int(late.sum())
-        self._name(late, self.late_hashes, hash_of)
+        self._name(late, rows, self.late_first, hash_of)
 
         for position in np.flatnonzero(included).tolist():
             ranges = self.nonces.get(int(sender[position]))
@@ -333,7 +358,7 @@ class RunDigest:
                 if highest > self.highest_taken.get(who, -1):
                     self.highest_taken[who] = highest
 
-        self._receipts(template, status, used, block, included, hash_of)
+        self._receipts(rows, template, status, used, block, included, hash_of)
 
         gas = np.where(used != NOT_YET, used, planned).astype(np.float64)
         seconds_intended = np.floor((intended - self.origin_ns) / 1e9).astype(np.int64)
@@ -363,6 +388,7 @@ class RunDigest:
 
     def _receipts(
         self,
+        rows: np.ndarray,
         template: np.ndarray,
         status: np.ndarray,
         used: np.ndarray,
@@ -378,11 +404,12 @@ class RunDigest:
             expected[known] = np.asarray(self.expected_status, dtype=np.int64)[template[known]]
         wrong = checked & (status != expected)
         self.wrong_status += int(wrong.sum())
-        for position in np.flatnonzero(wrong)[: EVIDENCE_LIMIT - len(self.wrong_status_items)].tolist():
+        for position in _lowest(wrong, rows, self.wrong_status_first):
             kind = int(template[position])
             name = self.templates[kind] if kind >= 0 else "nonce-gap filler"
-            self.wrong_status_items.append(
-                f"{hash_of(position)} ({name}: status {int(status[position])}, expected {int(expected[position])})"
+            self.wrong_status_first.add(
+                int(rows[position]),
+                f"{hash_of(position)} ({name}: status {int(status[position])}, expected {int(expected[position])})",
             )
 
         measured = known & (used != NOT_YET)
@@ -394,11 +421,12 @@ class RunDigest:
             tolerance[measured] = np.asarray(self.gas_tolerance)[template[measured]]
             outside = measured & (np.abs(used - estimate) > tolerance * estimate + 1e-9)
             self.gas_outside += int(outside.sum())
-            for position in np.flatnonzero(outside)[: EVIDENCE_LIMIT - len(self.gas_outside_items)].tolist():
+            for position in _lowest(outside, rows, self.gas_outside_first):
                 kind = int(template[position])
-                self.gas_outside_items.append(
+                self.gas_outside_first.add(
+                    int(rows[position]),
                     f"{hash_of(position)} ({self.templates[kind]}: used {int(used[position]):,}, "
-                    f"model {estimate[position]:,.0f} ±{tolerance[position]:.0%})"
+                    f"model {estimate[position]:,.0f} ±{tolerance[position]:.0%})",
                 )
 
         with_receipt = (used != NOT_YET) & (block != NOT_YET)
@@ -427,10 +455,26 @@ class RunDigest:
             bucket[first_field + 1] += count
 
     @staticmethod
-    def _name(mask: np.ndarray, kept: list[str], hash_of: Any) -> None:
-        room = EVIDENCE_LIMIT - len(kept)
-        if room > 0 and mask.any():
-            kept.extend(hash_of(position) for position in np.flatnonzero(mask)[:room].tolist())
+    def _name(mask: np.ndarray, rows: np.ndarray, kept: FirstByRow, hash_of: Any) -> None:
+        for position in _lowest(mask, rows, kept):
+            kept.add(int(rows[position]), hash_of(position))
+
+    # -- evidence as lists, first offenders first ------------------------------------------------
+    @property
+    def lost_hashes(self) -> list[str]:
+        return self.lost_first.items
+
+    @property
+    def late_hashes(self) -> list[str]:
+        return self.late_first.items
+
+    @property
+    def wrong_status_items(self) -> list[str]:
+        return self.wrong_status_first.items
+
+    @property
+    def gas_outside_items(self) -> list[str]:
+        return self.gas_outside_first.items
 
     # -- the run's transactions in order -----------------------------------------------------------
     def absorb_order(self, log: TxLog, end: int) -> None:
@@ -459,8 +503,8 @@ class RunDigest:
     _PLAIN = (
         "origin_ns", "sustain", "inclusion_timeout", "templates", "expected_status", "gas_estimate",
         "gas_tolerance", "rows", "sent", "accepted", "rejected", "included", "lost", "sent_accepted",
-        "sent_rejected", "late", "lost_hashes", "late_hashes", "receipts_with_status", "wrong_status",
-        "wrong_status_items", "gas_measured", "gas_outside", "gas_outside_items", "block_receipts",
+        "sent_rejected", "late", "receipts_with_status", "wrong_status", "gas_measured", "gas_outside",
+        "block_receipts",
         "included_without_receipt", "included_moving_value", "buckets", "sustain_offered_gas",
         "sustain_offered_tx", "sustain_accepted_gas", "sustain_included_gas", "sustain_included_tx",
         "first_sustain_inclusion", "last_sustain_inclusion", "highest_taken",
@@ -481,6 +525,8 @@ class RunDigest:
             "feed": self.feed_latency.to_data(),
         }
         data["tx_digest"] = self._tx_digest
+        for name in _EVIDENCE:
+            data[name] = getattr(self, name).to_data()
         return data
 
     @classmethod
@@ -505,6 +551,8 @@ class RunDigest:
         digest._order = KeccakStream()
         digest._ordered = 0
         digest._tx_digest = data["tx_digest"]
+        for name in _EVIDENCE:
+            setattr(digest, name, FirstByRow(data[name]))
         return digest
 
     @classmethod
@@ -516,6 +564,18 @@ class RunDigest:
         digest.absorb_order(log, len(log))
         digest.close_order()
         return digest
+
+
+#: The digest's evidence lists, by attribute.
+_EVIDENCE = ("lost_first", "late_first", "wrong_status_first", "gas_outside_first")
+
+
+def _lowest(mask: np.ndarray, rows: np.ndarray, kept: FirstByRow) -> list[int]:
+    """Positions of ``mask`` whose rows could still be among ``kept``'s first, lowest rows first."""
+    positions = np.flatnonzero(mask & (rows <= kept.room_below()))
+    if positions.size > EVIDENCE_LIMIT:
+        positions = positions[np.argsort(rows[positions], kind="stable")[:EVIDENCE_LIMIT]]
+    return positions.tolist()
 
 
 def _max_by(keys: np.ndarray, values: np.ndarray) -> list[tuple[int, int]]:
