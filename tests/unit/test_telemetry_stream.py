@@ -321,6 +321,30 @@ def test_feed_columns_are_the_same_from_a_live_correlator_and_from_its_shipped_c
     assert from_columns.column("feed_arrival_ns").null_count == len(log) - int(arrived.sum())
 
 
+def test_feed_columns_follow_a_correlator_that_forgot_its_first_rows() -> None:
+    # A soak run's correlator holds rows base.. only: the cursor must read row r at r - base, live or
+    # shipped, and rows already forgotten come out without feed facts rather than another row's.
+    log = TxLog()
+    rows = add(log, 6)
+    correlator = Correlator()
+    for row in rows:
+        correlator.register(bytes(log.hashes[row * 32 : row * 32 + 32]), row, log.intended_ns[row])
+        accept(log, row, ORIGIN + S)
+        include(log, row, ORIGIN + S)
+    message = SimpleNamespace(
+        sequence_number=7, block_hash=None, tx_hashes=["0x" + row.to_bytes(32, "big").hex() for row in rows]
+    )
+    correlator.on_message(message, ORIGIN + 2 * S)  # type: ignore[arg-type]
+    correlator.forget_before(2)
+    for feed in (correlator, correlator.to_columns()):
+        batch = cursor(log, feed=feed).poll(final=True)
+        assert batch is not None
+        table = batch.to_pydict()
+        assert table["feed_position"] == [None, None, 2, 3, 4, 5]
+        assert table["feed_sequence"] == [None, None, 7, 7, 7, 7]
+        assert table["feed_appearances"] == [None, None, 1, 1, 1, 1]
+
+
 # -- clocks ---------------------------------------------------------------------------------------
 
 
