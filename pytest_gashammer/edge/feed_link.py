@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 from pytest_gashammer.errors import GashammerError
@@ -15,6 +15,13 @@ if TYPE_CHECKING:
 
 #: How long the edge waits for the feed before its clock starts; it keeps trying during the run.
 CONNECT_SECONDS = 5.0
+#: A block is checked against the feed once the feed has carried it (or a later one) and the grace
+#: period passed; or, if the feed never gets there, this long after the block was seen: a feed that
+#: far behind has failed the block, and the check must not wait forever in a soak.
+SETTLE_AT_THE_LATEST_SECONDS = 30.0
+
+#: ``(observed_ns, (number, hash, transaction hashes))`` of a block the edge saw.
+SeenBlock = tuple[int, tuple[int, str, list[str]]]
 
 
 class FeedLink:
@@ -36,6 +43,46 @@ class FeedLink:
         self.task: asyncio.Task[None] | None = None
         #: The correlator's check against the chain, once the link is closed.
         self.findings: dict[str, Any] | None = None
+        #: The highest block number checked against the feed so far.
+        self.settled_through = -1
+        #: Blocks seen more than once (a follower that asked for one number and got another, a
+        #: reorganisation): checked once, counted here.
+        self.blocks_seen_again = 0
+
+    def settle_due(self, seen: deque[SeenBlock], now_ns: int, grace_ns: int) -> None:
+        """Check the blocks of ``seen`` (oldest first) that are due against the feed, and drop them.
+
+        Due: seen at least ``grace_ns`` ago and carried by the feed (its sequence number, or a later
+        one, arrived), or seen :data:`SETTLE_AT_THE_LATEST_SECONDS` ago.
+        """
+        carried = self.client.last_sequence
+        reach = -1 if carried is None else carried + self.correlator.sequence_offset
+        latest_ns = now_ns - int(SETTLE_AT_THE_LATEST_SECONDS * 1e9)
+        due: list[tuple[int, str, list[str]]] = []
+        while seen:
+            observed_ns, block = seen[0]
+            if observed_ns > now_ns - grace_ns or (block[0] > reach and observed_ns > latest_ns):
+                break
+            seen.popleft()
+            due.append(block)
+        self._settle(due)
+
+    def first_unsettled_row(self, seen: deque[SeenBlock]) -> int | None:
+        """The lowest correlator row among the blocks not checked yet (what must not be forgotten)."""
+        row_of = self.correlator.row_of
+        rows = [row for _, (_, _, hashes) in seen for row in map(row_of, hashes) if row is not None]
+        return min(rows) if rows else None
+
+    def _settle(self, blocks: list[tuple[int, str, list[str]]]) -> None:
+        fresh = []
+        for block in sorted(blocks, key=lambda block: block[0]):
+            if block[0] <= self.settled_through:
+                self.blocks_seen_again += 1
+                continue
+            fresh.append(block)
+            self.settled_through = block[0]
+        if fresh:
+            self.correlator.settle(fresh)
 
     async def open(self, notes: list[str]) -> None:
         """Start following; a fatal handshake problem (wrong chain id) raises here, before the clock."""
@@ -51,7 +98,7 @@ class FeedLink:
     async def close(
         self,
         included: int,
-        chain_blocks: list[tuple[int, str, list[str]]],
+        seen: deque[SeenBlock],
         errors: Counter[str],
         notes: list[str],
     ) -> None:
@@ -69,4 +116,10 @@ class FeedLink:
             notes.append(str(exc))
         except (TimeoutError, asyncio.CancelledError):
             self.task.cancel()
-        self.findings = self.correlator.check_against_chain(chain_blocks).as_dict()
+        self._settle([block for _, block in seen])
+        seen.clear()
+        self.findings = self.correlator.findings().as_dict()
+        if self.blocks_seen_again:
+            notes.append(
+                f"feed check: {self.blocks_seen_again} block number(s) seen more than once, checked once"
+            )

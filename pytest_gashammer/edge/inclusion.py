@@ -200,8 +200,9 @@ class InclusionTracker:
         #: The included transactions the edge has forgotten (final rows): a block that lists one
         #: again is a duplicate inclusion, however long after.
         self.forgotten = ForgottenHashes()
-        #: (number, hash, transaction hashes) of every block seen, when the feed is followed.
-        self.chain_blocks: list[tuple[int, str, list[str]]] = []
+        #: ``(observed_ns, (number, hash, transaction hashes))`` of the blocks seen and not yet
+        #: checked against the feed (when the feed is followed; the feed link takes them as due).
+        self.chain_blocks: deque[tuple[int, tuple[int, str, list[str]]]] = deque()
         #: Rows whose receipt is wanted, by block, oldest first; owned by one task at a time (the
         #: receipt loop, then the drain).
         self.wanted: deque[_Wanted] = deque()
@@ -232,7 +233,7 @@ class InclusionTracker:
         if record.base_fee is not None:
             self.base_fees[record.number] = record.base_fee
         if self.follow_chain:
-            self.chain_blocks.append((record.number, record.hash, tx_hashes))
+            self.chain_blocks.append((record.observed_ns, (record.number, record.hash, tx_hashes)))
         log, progress, latencies, by_hash = self.log, self.progress, self.latencies, self.by_hash
         base = log.base
         settled = 0

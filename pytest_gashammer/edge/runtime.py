@@ -542,6 +542,14 @@ class _EdgeSession:
         digest.absorb_order(log, keep_from)
         _, included = self.submitter.forget_before(keep_from)
         self.inclusion.forgotten.add(included)
+        feed = self.feed
+        if feed is not None and not final:
+            # The feed check runs block by block as blocks become due; a correlator row goes only
+            # once its block was checked (and its arrival is in the digest, read above).
+            chain_blocks = self.inclusion.chain_blocks
+            feed.settle_due(chain_blocks, now_ns, cursor.grace_ns)
+            unsettled = feed.first_unsettled_row(chain_blocks)
+            feed.correlator.forget_before(keep_from if unsettled is None else min(keep_from, unsettled))
         if final:
             digest.close_order()
         return digest
