@@ -14,6 +14,16 @@ EDGES = "--gashammer-edges"
 PARQUET = "--gashammer-parquet"
 REPORT = "--gashammer-report"
 PROGRESS = "--gashammer-progress"
+NODE_HISTORY = "--gashammer-node-history"
 
 #: The values of ``--gashammer-devnet``: each names a started devnet's ``kind``. The first is the default.
 DEVNET_BACKENDS = ("embedded", "ethereumjs")
+
+#: The values of ``--gashammer-node-history`` (how much history the embedded anvil keeps); the first
+#: is the default: pruned when the session's longest planned run is long, full otherwise.
+NODE_HISTORY_MODES = ("auto", "full", "pruned")
+#: ... where "long" means sending for more than this many seconds. Unpruned, anvil keeps every block,
+#: transaction, receipt and trace, and a state per block, in memory: at 50 Mgas/s it grows by about
+#: 11 MB a second, so a run of a few minutes is where the node's memory, not the chain under test,
+#: starts to decide the outcome. Shorter sessions keep the full history that tests may query.
+PRUNE_AFTER_SECONDS = 180.0

@@ -16,7 +16,14 @@ import pytest
 
 from pytest_gashammer import options
 from pytest_gashammer.errors import ConfigError, GashammerError
-from pytest_gashammer.scenario.spec import ACCEPTED, MARKER, ScenarioSpec, default_seed, parse_spec
+from pytest_gashammer.scenario.spec import (
+    ACCEPTED,
+    MARKER,
+    ScenarioSpec,
+    default_seed,
+    parse_spec,
+    planned_seconds,
+)
 
 if TYPE_CHECKING:
     from pytest_gashammer.devnet.base import Devnet
@@ -59,6 +66,14 @@ def _devnet_backend(text: str) -> str:
     if text not in options.DEVNET_BACKENDS:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a devnet backend; use {' or '.join(options.DEVNET_BACKENDS)}"
+        )
+    return text
+
+
+def _node_history(text: str) -> str:
+    if text not in options.NODE_HISTORY_MODES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a history mode; use {', '.join(options.NODE_HISTORY_MODES)}"
         )
     return text
 
@@ -132,6 +147,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the devnet the plugin starts: embedded (anvil shaped like nitro --dev, the default) or "
         "ethereumjs (the EthereumJS execution client, blocks built every second over the Engine API); "
         "env GASHAMMER_DEVNET",
+    )
+    group.addoption(
+        options.NODE_HISTORY,
+        type=_node_history,
+        default=os.environ.get("GASHAMMER_NODE_HISTORY", options.NODE_HISTORY_MODES[0]),
+        metavar="MODE",
+        help="history the embedded anvil devnet keeps: auto (pruned when the longest planned run sends "
+        f"for over {options.PRUNE_AFTER_SECONDS:g} s, the default), full (every block, transaction and "
+        "state) or pruned (the last minute of transactions, no past state: far less memory on long "
+        "runs); env GASHAMMER_NODE_HISTORY",
     )
     group.addoption(
         options.EDGES,
@@ -208,6 +233,25 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     except ConfigError as exc:
         item.stash[SPEC_KEY] = None
         item.stash[SPEC_ERROR_KEY] = f"@pytest.mark.{MARKER} on {item.nodeid}: {exc}"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Tell the hive session how long the longest planned run sends: it decides the devnet's history.
+
+    Runs only where tests are collected (not in an xdist controller: its workers pass the figure on).
+    A valid marker counts with ``--gashammer-duration-scale`` applied; overrides passed to
+    ``hammer.run()`` are not known before the test runs.
+    """
+    hive_session = session.config.stash.get(SESSION_KEY, None)
+    if hive_session is None:
+        return
+    scale = session.config.getoption(options.DURATION_SCALE)
+    lengths = [
+        planned_seconds(spec, scale)
+        for item in session.items
+        if (spec := item.stash.get(SPEC_KEY, None)) is not None
+    ]
+    hive_session.plan_longest_run(max(lengths) if lengths else None)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -10,6 +10,8 @@ process that could outlive a crash.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import platform
 import shutil
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from pytest_gashammer.devnet.npm import cache_dir, install_into_cache
 from pytest_gashammer.errors import DevnetError
+from pytest_gashammer.options import NODE_HISTORY, NODE_HISTORY_MODES, PRUNE_AFTER_SECONDS
 
 ANVIL_VERSION = "1.7.1"
 NPM_PACKAGE = "@foundry-rs/anvil"
@@ -93,3 +96,78 @@ def anvil_version(binary: Path) -> str:
         raise DevnetError(f"cannot run anvil at {binary} ({exc}); {_HOW_TO_GET}") from None
     first = completed.stdout.strip().splitlines()
     return first[0] if first else "anvil (unknown version)"
+
+
+# ----------------------------------------------------------------------------------------------
+# history: how much of the chain anvil keeps in memory
+
+#: Pruned, anvil keeps the transactions (bodies, receipts, traces) of this many seconds of blocks
+#: (``--transaction-block-keeper``) and forgets older ones: ``eth_getTransactionReceipt``,
+#: ``eth_getTransactionByHash`` and the block's transaction list answer nothing for them. What the
+#: plugin reads that way, it reads while a block is young: the block follower and the feed relay
+#: read each block as it comes (a lag of a minute is a failed run on its own), the receipt loop
+#: fetches a sampled receipt within ~2 s of its block and the drain fetches the last ones within
+#: ``max(30 s, inclusion_timeout)`` of the end of sending, and the lost-transaction probe asks about
+#: transactions no block holds (found in the pool, not in history). 60 s is twice the drain's
+#: default window; at 50 Mgas/s it holds ~240 blocks of ~550 transactions each.
+KEEP_TRANSACTIONS_SECONDS = 60.0
+
+#: ... and no past state at all (``--prune-history`` without a number): ``eth_getBalance`` and the
+#: like answer at the head block only. Not a few states: anvil 1.7.1 raises its in-memory state
+#: limit to 1,500 for any block time up to 2 s, whatever ``--prune-history N`` says, and with
+#: pruning on never lowers it again, so ``N`` would keep a full copy of the accounts for each of up
+#: to 1,500 blocks. No past state also spares anvil that copy on every block. The only reads at a
+#: block number the plugin makes are the balance check's (edge/evidence.py): refused a block that
+#: is no longer the head, it reads at the head, which shows the same balances (see ``BalanceCheck``).
+
+
+@dataclasses.dataclass(frozen=True)
+class AnvilHistory:
+    """Whether the embedded anvil prunes its history, and why (for the log and the runs' notes)."""
+
+    pruned: bool
+    reason: str
+
+    def argv(self, block_time: float) -> list[str]:
+        """anvil's flags for this choice at ``block_time`` seconds per block (none when full)."""
+        if not self.pruned:
+            return []
+        return ["--prune-history", "--transaction-block-keeper", str(self.kept_blocks(block_time))]
+
+    @staticmethod
+    def kept_blocks(block_time: float) -> int:
+        """How many blocks' transactions are kept when pruned."""
+        return math.ceil(KEEP_TRANSACTIONS_SECONDS / block_time)
+
+    def describe(self, block_time: float) -> str:
+        if not self.pruned:
+            return f"anvil keeps its full history ({self.reason})"
+        return (
+            f"anvil history pruned: keeps the transactions and receipts of the last "
+            f"{self.kept_blocks(block_time)} blocks ({KEEP_TRANSACTIONS_SECONDS:g} s) and no past state "
+            f"({self.reason})"
+        )
+
+
+def choose_history(mode: str, longest_run: float | None) -> AnvilHistory:
+    """The history the embedded anvil keeps for ``--gashammer-node-history mode``.
+
+    ``longest_run`` is the longest sending time (seconds) among the session's planned runs, None
+    when nothing planned one (a session that only uses the ``devnet`` fixture).
+    """
+    if mode not in NODE_HISTORY_MODES:
+        raise DevnetError(
+            f"{NODE_HISTORY} {mode!r} is not a history mode; use {', '.join(NODE_HISTORY_MODES)}"
+        )
+    if mode != "auto":
+        return AnvilHistory(pruned=mode == "pruned", reason=f"{NODE_HISTORY} {mode}")
+    if longest_run is None:
+        return AnvilHistory(pruned=False, reason=f"{NODE_HISTORY} auto: no run planned at collection")
+    pruned = longest_run > PRUNE_AFTER_SECONDS
+    return AnvilHistory(
+        pruned=pruned,
+        reason=(
+            f"{NODE_HISTORY} auto: the longest planned run sends for {longest_run:g} s, "
+            f"{'over' if pruned else 'at most'} {PRUNE_AFTER_SECONDS:g} s"
+        ),
+    )

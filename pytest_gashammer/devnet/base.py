@@ -138,6 +138,14 @@ class Devnet(abc.ABC):
         """
         return []
 
+    def notes(self) -> list[str]:
+        """What holds for every run on this devnet and changes what it can answer, for each run's notes.
+
+        The embedded devnet says when it prunes its history (long sessions): the node then forgets
+        old blocks' transactions and states, which a test's own queries may run into.
+        """
+        return []
+
     def close(self) -> None:  # noqa: B027 - backends that start nothing have nothing to release
         """Release what the backend started. Safe to call more than once."""
 

@@ -7,17 +7,21 @@ Anvil's automine is never used: under load it stops producing blocks for good on
 ready transactions queue up, so the devnet always mines on an interval. A
 :class:`~pytest_gashammer.devnet.pool_watch.PoolWatch` re-admits the transactions anvil's pool
 can strand under load, and reports each time it did (:meth:`EmbeddedDevnet.incidents`).
+In sessions with long runs anvil's history is pruned (:class:`~pytest_gashammer.devnet.anvil.AnvilHistory`)
+so that its memory grows far slower; every run then says so in a ``devnet:`` note
+(:meth:`EmbeddedDevnet.notes`).
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from pytest_gashammer.chain.rpc import RpcError, TransportError, call
-from pytest_gashammer.devnet.anvil import anvil_version, find_anvil
+from pytest_gashammer.devnet.anvil import AnvilHistory, anvil_version, find_anvil
 from pytest_gashammer.devnet.base import (
     FUNDER_BALANCE_WEI,
     NITRO_DEV_ADDRESS,
@@ -34,6 +38,10 @@ from pytest_gashammer.errors import DevnetError
 BLOCK_TIME = 0.25
 BLOCK_GAS_LIMIT = 1_000_000_000  # 4 Ggas/s at 250 ms blocks: never the bottleneck
 PORT_ATTEMPTS = 5
+#: What a devnet built without a history choice keeps: everything, as anvil does by default.
+FULL_HISTORY = AnvilHistory(pruned=False, reason="the default")
+
+logger = logging.getLogger(__name__)
 
 
 class EmbeddedDevnet(Devnet):
@@ -50,6 +58,7 @@ class EmbeddedDevnet(Devnet):
         startup_timeout: float = 30.0,
         feed: bool = True,
         pool_watch: bool = True,
+        history: AnvilHistory = FULL_HISTORY,
     ) -> None:
         super().__init__()
         self._anvil_path = anvil_path
@@ -66,6 +75,7 @@ class EmbeddedDevnet(Devnet):
         self._relay: Any = None
         self._with_pool_watch = pool_watch
         self._pool_watch: PoolWatch | None = None
+        self.history = history
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -96,6 +106,7 @@ class EmbeddedDevnet(Devnet):
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> EmbeddedDevnet:
         self.anvil_binary = find_anvil(self._anvil_path)
+        logger.info("embedded devnet: %s", self.history.describe(self.block_time))
         workdir = self._workdir or Path(tempfile.mkdtemp(prefix="gashammer-devnet-"))
         workdir.mkdir(parents=True, exist_ok=True)
         last_log = ""
@@ -155,6 +166,7 @@ class EmbeddedDevnet(Devnet):
             "--accounts", "0",
             "--no-request-size-limit",
             "--quiet",
+            *self.history.argv(self.block_time),
         ]  # fmt: skip
 
     def _wait_ready(self, process: ManagedProcess, port: int) -> None:
@@ -184,6 +196,11 @@ class EmbeddedDevnet(Devnet):
 
     def incidents(self) -> list[str]:
         return list(self._pool_watch.incidents) if self._pool_watch is not None else []
+
+    def notes(self) -> list[str]:
+        # Only a pruned history is worth a line on every run: it changes what the node can answer
+        # about old blocks; the full history is anvil's default and says nothing new.
+        return [self.history.describe(self.block_time)] if self.history.pruned else []
 
     def close(self) -> None:
         if self._pool_watch is not None:

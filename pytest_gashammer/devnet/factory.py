@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pytest_gashammer.devnet.base import Devnet
 from pytest_gashammer.errors import DevnetError
-from pytest_gashammer.options import DEVNET, DEVNET_BACKENDS, RPC_URL
+from pytest_gashammer.options import DEVNET, DEVNET_BACKENDS, NODE_HISTORY, NODE_HISTORY_MODES, RPC_URL
 
 if TYPE_CHECKING:
     from pytest_gashammer.devnet.embedded import EmbeddedDevnet
@@ -26,6 +26,10 @@ class DevnetOptions:
     anvil: str | None = None
     workdir: Path | None = None
     backend: str = DEVNET_BACKENDS[0]
+    #: ``--gashammer-node-history``: auto, full or pruned (the embedded devnet only).
+    node_history: str = NODE_HISTORY_MODES[0]
+    #: The longest sending time (s) among the session's planned runs; None when none was planned.
+    longest_run: float | None = None
 
 
 def open_devnet(options: DevnetOptions) -> Devnet:
@@ -37,6 +41,12 @@ def open_devnet(options: DevnetOptions) -> Devnet:
     if options.rpc_url and options.backend != DEVNET_BACKENDS[0]:
         raise DevnetError(
             f"{DEVNET} {options.backend} starts a local node, {RPC_URL} names another; drop one of them"
+        )
+    if options.node_history != NODE_HISTORY_MODES[0] and (options.rpc_url or options.backend != "embedded"):
+        target = RPC_URL if options.rpc_url else f"{DEVNET} {options.backend}"
+        raise DevnetError(
+            f"{NODE_HISTORY} {options.node_history} sets the history of the embedded anvil devnet; "
+            f"{target} is another node. Drop one of them"
         )
     if options.rpc_url:
         if not options.funder_key:
@@ -64,9 +74,11 @@ def open_devnet(options: DevnetOptions) -> Devnet:
 
         devnet = EthereumJSDevnet(workdir=options.workdir)
     else:
+        from pytest_gashammer.devnet.anvil import choose_history
         from pytest_gashammer.devnet.embedded import EmbeddedDevnet
 
-        devnet = EmbeddedDevnet(anvil_path=options.anvil, workdir=options.workdir)
+        history = choose_history(options.node_history, options.longest_run)
+        devnet = EmbeddedDevnet(anvil_path=options.anvil, workdir=options.workdir, history=history)
     if options.expected_chain_id is not None and options.expected_chain_id != devnet.chain_id:
         raise DevnetError(
             f"--gashammer-chain-id {options.expected_chain_id} does not match the {devnet.kind} devnet's "

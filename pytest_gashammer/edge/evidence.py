@@ -186,12 +186,27 @@ async def balances_at(rpc: AsyncRpcClient, addresses: Sequence[str], block: int)
     return [int(answer, 16) for answer in answers]
 
 
+#: Tries at reading the senders at the head block, for a node that keeps no past state (the embedded
+#: devnet on long runs): a new block may land between asking for the head and reading at it, and the
+#: node then refuses the read; at 250 ms blocks and a read of milliseconds, a second try almost
+#: always does.
+HEAD_READ_ATTEMPTS = 20
+
+
 class BalanceCheck:
     """The senders' balances before and after a run, against the value moved and the fees paid.
 
     Holds only when the run's transactions are the senders' only ones in its blocks: a sender with
     transactions still pooled from before the run (its pending nonce ahead of its mined one) would
     spend in the window too, so the check is then skipped, and says why (``skipped``).
+
+    Each side is read at one block number: before the run at ``start_block``, after it at the run's
+    last block. A node that keeps no past state (the embedded devnet prunes its history on long
+    runs) refuses a block that is no longer the head; each side is then read at the head block
+    instead, which shows the same balances: before the run none of its transactions is sent yet,
+    and after it, once every accepted transaction is seen in a block (``settled``), nothing of the
+    run changes them. A run that ends with transactions unaccounted for is read at its last block
+    only, and a refusal is said in the notes.
     """
 
     def __init__(
@@ -202,42 +217,93 @@ class BalanceCheck:
         self.start_block = start_block
         self.start_nonces = list(start_nonces)
         self.before: list[int] = []
+        self.before_block = start_block
         self.skipped: str | None = None
+        #: Balances at ``after_block`` (record_after), or why the node could not give them.
+        self.after: list[int] | None = None
+        self.after_block: int | None = None
+        self.after_error: str | None = None
+
+    async def _read_at_head(self, least: int, *, nonces: bool) -> tuple[int, list[Any]]:
+        """(block, answers): the senders' balances (and nonces) at the head block, at least ``least``."""
+        error = ""
+        for _ in range(HEAD_READ_ATTEMPTS):
+            block = max(int(await self.rpc.call("eth_blockNumber"), 16), least)
+            calls = [("eth_getBalance", [address, hex(block)]) for address in self.addresses]
+            if nonces:
+                calls += [("eth_getTransactionCount", [address, hex(block)]) for address in self.addresses]
+            answers = await self.rpc.batch(calls)
+            failed = [answer for answer in answers if isinstance(answer, Exception)]
+            if not failed:
+                return block, answers
+            error = str(failed[0])
+        raise TransportError(
+            f"reading the senders at the head block failed {HEAD_READ_ATTEMPTS} times (last: {error})"
+        )
+
+    async def _read(self, block: int, *, nonces: bool, settled: bool) -> tuple[int, list[Any]]:
+        """(block, answers) at ``block``, or at the head block when the node refuses that one and
+        the head shows the same (``settled``)."""
+        calls = [("eth_getBalance", [address, hex(block)]) for address in self.addresses]
+        if nonces:
+            calls += [("eth_getTransactionCount", [address, hex(block)]) for address in self.addresses]
+        answers = await self.rpc.batch(calls)
+        if not any(isinstance(answer, Exception) for answer in answers):
+            return block, answers
+        if not settled:
+            raise TransportError(f"eth_getBalance at block {block} failed for a sender")
+        return await self._read_at_head(block, nonces=nonces)
 
     async def record_before(self) -> None:
-        self.before = await balances_at(self.rpc, self.addresses, self.start_block)
-        answers = await self.rpc.batch(
-            [("eth_getTransactionCount", [address, hex(self.start_block)]) for address in self.addresses]
-        )
-        if any(isinstance(answer, Exception) for answer in answers):
-            raise TransportError(f"eth_getTransactionCount at block {self.start_block} failed for a sender")
-        pooled = sum(start - int(mined, 16) for start, mined in zip(self.start_nonces, answers, strict=True))
+        self.before_block, answers = await self._read(self.start_block, nonces=True, settled=True)
+        count = len(self.addresses)
+        self.before = [int(answer, 16) for answer in answers[:count]]
+        mined = [int(answer, 16) for answer in answers[count:]]
+        pooled = sum(start - nonce for start, nonce in zip(self.start_nonces, mined, strict=True))
         if pooled:
             self.skipped = (
                 f"the senders had {pooled} transaction(s) from before the run still pending at block "
-                f"{self.start_block}; what those spend would count against the run"
+                f"{self.before_block}; what those spend would count against the run"
             )
+
+    async def record_after(self, last_block: int, *, settled: bool) -> None:
+        """Read the balances after the run, at ``last_block`` (or the head when ``settled``: no
+        accepted transaction is still unseen in a block).
+
+        Done as soon as the run's blocks are followed, not at :meth:`facts` time: the receipt drain
+        comes in between and can take 30 s and more, and a node that prunes its history may hold
+        the last block's state only while it is the head.
+        """
+        if self.skipped is not None:
+            return
+        self.after_block, self.after, self.after_error = last_block, None, None
+        try:
+            self.after_block, answers = await self._read(last_block, nonces=False, settled=settled)
+            self.after = [int(answer, 16) for answer in answers]
+        except (RpcError, TransportError) as exc:
+            self.after_error = str(exc)
 
     async def facts(
         self, digest: RunDigest, last_block: int, fees_paid: int, notes: list[str]
     ) -> dict[str, int] | None:
-        """The balance facts at ``last_block``, from the run's ``digest`` (every row final); None when
-        a receipt (so a fee) is missing, the senders had older transactions pending (``skipped``) or
-        the node could not be asked (said in ``notes``)."""
+        """The balance facts after the run, from the run's ``digest`` (every row final); None when a
+        receipt (so a fee) is missing, the senders had older transactions pending (``skipped``) or
+        the node could not be asked (said in ``notes``). Uses what :meth:`record_after` read, else
+        reads at ``last_block`` now."""
         if self.skipped is not None:
             return None
         if digest.included_without_receipt:
             return None  # a receipt is missing: the fees are not all known
-        try:
-            after = await balances_at(self.rpc, self.addresses, last_block)
-        except (RpcError, TransportError) as exc:
-            notes.append(f"balance check skipped: {exc}")
+        if self.after_block is None:
+            await self.record_after(last_block, settled=False)
+        if self.after is None or self.after_block is None:
+            notes.append(f"balance check skipped: {self.after_error}")
             return None
         moved = digest.included_moving_value  # a transfer moves 1 wei; fillers 0
         return {
-            "block_before": self.start_block,
-            "block_after": last_block,
-            "senders_lost": sum(self.before) - sum(after),
+            "block_before": self.before_block,
+            "block_after": self.after_block,
+            "senders_lost": sum(self.before) - sum(self.after),
             "value_moved": moved,
             "fees_paid": fees_paid,
         }

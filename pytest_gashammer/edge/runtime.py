@@ -435,6 +435,11 @@ class _EdgeSession:
                 await self.feed.close(included, inclusion.chain_blocks, self.errors, self.notes)
             tracker_stop.set()
             await asyncio.gather(tracker, return_exceptions=True)
+            if self.balance_check is not None and not runtime.stop_reason:
+                # Now, before the receipt drain (see record_after).
+                await self.balance_check.record_after(
+                    follower.last_block, settled=submitter.accepted_outstanding == 0
+                )
             # The receipt loop returns between batches once tracker_stop is set; the drain awaits its
             # batch in flight (never cancels it under way), then owns the queue alone.
             coverage = await inclusion.drain_receipts(

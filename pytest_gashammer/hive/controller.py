@@ -105,6 +105,8 @@ class HiveController:
         self.telemetry = telemetry  # a TelemetryRecorder, or None
         self.devnet: Any = None
         self._devnet_error: str | None = None
+        #: The longest planned run (s) the workers reported; the devnet factory reads it.
+        self.longest_run: float | None = None
         self.edges: dict[str, EdgeLink] = {}
         self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._runs: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue()
@@ -236,13 +238,15 @@ class HiveController:
     def on_run_request(
         self, link: EdgeLink, request_id: str, plan: dict[str, Any], options: dict[str, Any]
     ) -> None:
+        self.plan_longest_run(options.get("longest_run"))
         self._enqueue_run(link.edge_id, request_id, plan)
 
     def on_telemetry(self, link: EdgeLink, run_id: str, table: str, frame: bytes) -> None:
         if self.telemetry is not None:
             self.telemetry.sink(table, frame)  # the frame carries its telemetry run id
 
-    def on_devnet_request(self, link: EdgeLink, request_id: str) -> None:
+    def on_devnet_request(self, link: EdgeLink, request_id: str, longest_run: float | None) -> None:
+        self.plan_longest_run(longest_run)
         # Starting the devnet takes seconds: never on the dispatcher, which must keep up with heartbeats.
         threading.Thread(target=self._answer_devnet, args=(link, request_id), daemon=True).start()
 
@@ -307,6 +311,12 @@ class HiveController:
             link.send(protocol.DEVNET, request_id=request_id, endpoints=None, error=str(exc))
 
     # -- devnet ---------------------------------------------------------------------------------
+    def plan_longest_run(self, seconds: float | None) -> None:
+        """A worker's longest planned run: the longest of them decides the history of a devnet
+        started after it (every worker collects the whole session, so the first one is enough)."""
+        if seconds is not None and (self.longest_run is None or seconds > self.longest_run):
+            self.longest_run = float(seconds)
+
     def ensure_devnet(self) -> Any:
         """Start the shared devnet once per session, on first need."""
         with self._devnet_lock:

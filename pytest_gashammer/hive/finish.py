@@ -32,9 +32,9 @@ def finish_run(
     """Judge ``reports`` (one per edge that delivered, with its gas ``shares``) and close the run.
 
     ``leading_verdicts`` come before the oracle's (the controller's ``edges`` verdict); ``notes``
-    are the hive's own remarks on how it ran the plan. The devnet's incidents since
-    ``incidents_before`` become ``devnet:`` notes. The telemetry run, when there is one, ends with
-    the result.
+    are the hive's own remarks on how it ran the plan. The devnet's standing notes (a pruned
+    history) and its incidents since ``incidents_before`` become ``devnet:`` notes. The telemetry
+    run, when there is one, ends with the result.
     """
     from pytest_gashammer.hive.aggregate import build_result
     from pytest_gashammer.oracle import evaluate_plan, finish_result
@@ -53,6 +53,7 @@ def finish_run(
         start_skews=list(start_skews) if start_skews is not None else None,
     )
     result.notes.extend(notes)
+    result.notes.extend(DEVNET_NOTE + note for note in devnet.notes())
     result.notes.extend(DEVNET_NOTE + incident for incident in devnet.incidents()[incidents_before:])
     result = finish_result(plan, result)
     if telemetry is not None and telemetry_run is not None:

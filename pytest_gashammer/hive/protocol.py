@@ -64,8 +64,11 @@ EDGE_TO_HIVE: Mapping[str, tuple[str, ...]] = {
     BLOB: ("run_id", "blob_id", "index", "count", "data"),  # one chunk of a large report value
     REPORT: ("run_id", "report"),  # the EdgeReport as a dict, large values replaced by blob references
     TELEMETRY: ("run_id", "table", "frame"),  # an Arrow IPC frame of one telemetry table
-    RUN_REQUEST: ("request_id", "plan", "options"),  # a ScenarioPlan as a dict
-    DEVNET_REQUEST: ("request_id",),
+    # a ScenarioPlan as a dict; options: {"longest_run": seconds or None}, as in DEVNET_REQUEST
+    RUN_REQUEST: ("request_id", "plan", "options"),
+    # longest_run: the longest planned run (s) the worker collected, or None; it decides the history
+    # the devnet keeps, and the worker's request may be what starts the devnet
+    DEVNET_REQUEST: ("request_id", "longest_run"),
 }
 
 Message = tuple[str, dict[str, Any]]

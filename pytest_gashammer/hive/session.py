@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def devnet_options(config: pytest.Config, workdir: Path | None) -> Any:
+def devnet_options(config: pytest.Config, workdir: Path | None, longest_run: float | None = None) -> Any:
+    """The devnet the options ask for; ``longest_run`` (s) is the session's longest planned run."""
     from pytest_gashammer.devnet.factory import DevnetOptions
 
     return DevnetOptions(
@@ -45,6 +46,8 @@ def devnet_options(config: pytest.Config, workdir: Path | None) -> Any:
         anvil=config.getoption(options.ANVIL),
         workdir=workdir,
         backend=config.getoption(options.DEVNET),
+        node_history=config.getoption(options.NODE_HISTORY),
+        longest_run=longest_run,
     )
 
 
@@ -83,6 +86,8 @@ class HiveSession:
         self._isolated_hive: LocalHive | None = None
         self.telemetry: Any = None
         self._report_path: str | None = config.getoption(options.REPORT)
+        #: The longest sending time (s) among this process's collected runs (plan_longest_run).
+        self.longest_run: float | None = None
         workerinput = getattr(config, "workerinput", None)
         edge_specs = config.getoption(options.EDGES) or []
         if workerinput is not None and "gashammer_channel" in workerinput:
@@ -123,10 +128,25 @@ class HiveSession:
         self.telemetry = TelemetryRecorder(path, git_root=self.config.rootpath)
         return self.telemetry
 
+    def plan_longest_run(self, seconds: float | None) -> None:
+        """What collection found: the longest planned run (s), None without one. A worker passes it
+        on with its requests: the controller, which starts the devnet, collects nothing itself."""
+        self.longest_run = seconds
+        if self.client is not None:
+            self.client.longest_run = seconds
+
+    def _session_longest_run(self) -> float | None:
+        known = [self.longest_run]
+        if self.controller is not None:
+            known.append(self.controller.longest_run)
+        lengths = [seconds for seconds in known if seconds is not None]
+        return max(lengths) if lengths else None
+
     def _open_shared_devnet(self) -> Any:
         from pytest_gashammer.devnet.factory import open_devnet
 
-        return open_devnet(devnet_options(self.config, Path(tempfile.mkdtemp(prefix="gashammer-devnet-"))))
+        workdir = Path(tempfile.mkdtemp(prefix="gashammer-devnet-"))
+        return open_devnet(devnet_options(self.config, workdir, self._session_longest_run()))
 
     # -- what the fixtures hand out ---------------------------------------------------------------
     def devnet(self) -> Any:
@@ -161,7 +181,9 @@ class HiveSession:
                 raise GashammerError(
                     "isolated=True needs a devnet the plugin starts; drop --gashammer-rpc-url or isolated"
                 )
-            self._isolated_devnet = open_devnet(devnet_options(self.config, None))
+            self._isolated_devnet = open_devnet(
+                devnet_options(self.config, None, self._session_longest_run())
+            )
             self._isolated_hive = LocalHive(self._isolated_devnet)
         return self._isolated_hive
 

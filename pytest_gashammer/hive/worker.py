@@ -262,11 +262,17 @@ class HiveClient:
     def __init__(self, host: EdgeHost) -> None:
         self.host = host
         self._devnet: SharedDevnet | None = None
+        #: The longest planned run (s) this worker collected: sent along, since a worker's request
+        #: may be what starts the session's devnet, and that length decides its history.
+        self.longest_run: float | None = None
 
     def run(self, plan: ScenarioPlan, *, progress: ProgressSink | None = None) -> RunResult:
         """Have the controller's hive run ``plan``. Progress is drawn by the controller, not here."""
         answer = self.host.request(
-            protocol.RUN_REQUEST, plan=plan.to_dict(), options={}, timeout=timeouts.answer_timeout(plan)
+            protocol.RUN_REQUEST,
+            plan=plan.to_dict(),
+            options={"longest_run": self.longest_run},
+            timeout=timeouts.answer_timeout(plan),
         )
         if answer["error"] is not None:
             raise GashammerError(answer["error"])
@@ -274,7 +280,9 @@ class HiveClient:
 
     def devnet(self) -> SharedDevnet:
         if self._devnet is None:
-            answer = self.host.request(protocol.DEVNET_REQUEST, timeout=timeouts.DEVNET_TIMEOUT)
+            answer = self.host.request(
+                protocol.DEVNET_REQUEST, longest_run=self.longest_run, timeout=timeouts.DEVNET_TIMEOUT
+            )
             if answer["error"] is not None:
                 raise GashammerError(answer["error"])
             from pytest_gashammer.devnet.base import SharedDevnet

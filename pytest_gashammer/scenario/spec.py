@@ -42,6 +42,8 @@ __all__ = [
     "default_seed",
     "nominal_mean_gas",
     "parse_spec",
+    "plan_phases",
+    "planned_seconds",
 ]
 
 
@@ -203,8 +205,8 @@ def nominal_mean_gas(workload: tuple[WorkloadEntry, ...]) -> float:
     )
 
 
-def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: float = 1.0) -> ScenarioPlan:
-    """Lay the phases out on a timeline starting at 0 and fix every value an edge needs."""
+def plan_phases(spec: ScenarioSpec, duration_scale: float = 1.0) -> tuple[Phase, ...]:
+    """The phases of ``spec`` laid out on a timeline starting at 0, every length scaled."""
     if not (duration_scale > 0 and math.isfinite(duration_scale)):
         raise ConfigError(
             f"--gashammer-duration-scale={duration_scale!r} must be a positive number, e.g. 0.1"
@@ -223,7 +225,19 @@ def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: fl
     add("ramp", spec.ramp * duration_scale, target * spec.warmup_rate if spec.warmup else 0.0, target)
     add("sustain", max(spec.duration * duration_scale, 0.05), target, target)
     add("cooldown", spec.cooldown * duration_scale, target, 0.0)
+    return tuple(phases)
 
+
+def planned_seconds(spec: ScenarioSpec, duration_scale: float = 1.0) -> float:
+    """How long a run of ``spec`` sends: the end of its last phase (what ``ScenarioPlan.sending_time`` says)."""
+    phases = plan_phases(spec, duration_scale)
+    return phases[-1].end if phases else 0.0
+
+
+def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: float = 1.0) -> ScenarioPlan:
+    """Lay the phases out on a timeline starting at 0 and fix every value an edge needs."""
+    phases = plan_phases(spec, duration_scale)
+    target = spec.gas_per_sec
     senders = (
         spec.senders if spec.senders is not None else auto_senders(target, nominal_mean_gas(spec.workload))
     )
@@ -234,6 +248,6 @@ def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: fl
         seed=seed,
         senders=senders,
         target_gas_per_sec=target,
-        phases=tuple(phases),
+        phases=phases,
         duration_scale=duration_scale,
     )

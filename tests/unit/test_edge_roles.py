@@ -15,7 +15,7 @@ import pytest
 
 from pytest_gashammer.chain.rpc import RpcError, TransportError
 from pytest_gashammer.edge.accounts import SentNonces, derive_senders
-from pytest_gashammer.edge.evidence import BalanceCheck, probe_lost
+from pytest_gashammer.edge.evidence import HEAD_READ_ATTEMPTS, BalanceCheck, probe_lost
 from pytest_gashammer.edge.gas_model import GasModel
 from pytest_gashammer.edge.inclusion import (
     BLOCK_RECEIPTS,
@@ -751,9 +751,16 @@ def test_the_lost_probe_notes_a_node_it_cannot_ask() -> None:
 
 
 class BalanceRpc:
-    def __init__(self, *rounds: list[Any]) -> None:
+    """Answers each batch with the next round, and ``eth_blockNumber`` with the next of ``heads``."""
+
+    def __init__(self, *rounds: list[Any], heads: Sequence[int] = (4,)) -> None:
         self.rounds = list(rounds)
+        self.heads = list(heads)
         self.blocks: list[str] = []
+
+    async def call(self, method: str, *params: Any) -> Any:
+        assert method == "eth_blockNumber"
+        return hex(self.heads.pop(0) if len(self.heads) > 1 else self.heads[0])
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         self.blocks.append(calls[0][1][1])
@@ -766,7 +773,7 @@ def test_the_balance_check_states_what_the_senders_lost_moved_and_paid() -> None
     for row in range(3):
         log.included_ns[row] = 10
         log.gas_used[row] = 21_000
-    rpc = BalanceRpc([hex(10**18), hex(10**18)], ["0x2", "0x0"], [hex(10**18 - 500), hex(10**18 - 400)])
+    rpc = BalanceRpc([hex(10**18), hex(10**18), "0x2", "0x0"], [hex(10**18 - 500), hex(10**18 - 400)])
     check = BalanceCheck(rpc, ["0xaa", "0xbb"], start_block=4, start_nonces=[2, 0])  # type: ignore[arg-type]
 
     async def scenario() -> dict[str, int] | None:
@@ -774,7 +781,7 @@ def test_the_balance_check_states_what_the_senders_lost_moved_and_paid() -> None
         return await check.facts(digest_of(log), 9, fees_paid=898, notes=[])
 
     facts = asyncio.run(scenario())
-    assert rpc.blocks == ["0x4", "0x4", "0x9"]
+    assert rpc.blocks == ["0x4", "0x9"]  # balances and nonces at the start block, then the last block
     assert facts == {
         "block_before": 4,
         "block_after": 9,
@@ -782,6 +789,50 @@ def test_the_balance_check_states_what_the_senders_lost_moved_and_paid() -> None
         "value_moved": 2,
         "fees_paid": 898,
     }
+
+
+def test_the_balance_check_falls_back_to_the_head_on_a_node_without_past_state() -> None:
+    """A node that keeps no past state answers at the head block only: a side it refuses at the
+    run's block is read at the head (asking again when a block lands in between), which shows the
+    same balances before the run and after it once nothing it accepted is unaccounted for.
+    Unsettled, the after side is the last block's or nothing, said in the notes."""
+    log, _, _ = logged(1, [STATUS_INCLUDED])
+    log.included_ns[0] = 10
+    log.gas_used[0] = 21_000
+    gone = RpcError(-32000, "BlockOutOfRange: not the head")
+    rpc = BalanceRpc(
+        [gone, gone],  # the start block is no longer the head
+        [gone, gone],  # block 7 landed between eth_blockNumber and the read at 6
+        [hex(10**18), "0x0"],
+        [gone],  # the last block is no longer the head either
+        [hex(10**18 - 21_001)],
+        heads=[6, 7, 15],
+    )
+    check = BalanceCheck(rpc, ["0xaa"], start_block=4, start_nonces=[0])  # type: ignore[arg-type]
+
+    async def settled() -> dict[str, int] | None:
+        await check.record_before()
+        await check.record_after(12, settled=True)
+        return await check.facts(digest_of(log), 12, fees_paid=21_000, notes=[])
+
+    assert asyncio.run(settled()) == {
+        "block_before": 7,
+        "block_after": 15,
+        "senders_lost": 21_001,
+        "value_moved": 1,
+        "fees_paid": 21_000,
+    }
+    assert rpc.blocks == ["0x4", "0x6", "0x7", "0xc", "0xf"]
+
+    unsettled = BalanceCheck(BalanceRpc([gone]), ["0xaa"], start_block=4, start_nonces=[0])  # type: ignore[arg-type]
+    notes: list[str] = []
+
+    async def outstanding() -> dict[str, int] | None:
+        await unsettled.record_after(12, settled=False)
+        return await unsettled.facts(log, 12, fees_paid=21_000, notes=notes)
+
+    assert asyncio.run(outstanding()) is None
+    assert notes == ["balance check skipped: eth_getBalance at block 12 failed for a sender"]
 
 
 def test_the_balance_check_needs_every_fee_and_an_answering_node() -> None:
@@ -801,6 +852,14 @@ def test_the_balance_check_needs_every_fee_and_an_answering_node() -> None:
     notes: list[str] = []
     assert asyncio.run(failing.facts(digest_of(log), 2, fees_paid=0, notes=notes)) is None
     assert notes == ["balance check skipped: eth_getBalance at block 2 failed for a sender"]
+    refusing = BalanceCheck(
+        BalanceRpc(*[[RpcError(-32601, "method not found")]] * (1 + HEAD_READ_ATTEMPTS)),
+        ["0xaa"],
+        start_block=1,
+        start_nonces=[0],  # type: ignore[arg-type]
+    )
+    with pytest.raises(TransportError, match="at the head block failed 20 times .last: .*method not found"):
+        asyncio.run(refusing.record_before())
 
 
 def test_the_balance_check_is_skipped_when_older_transactions_were_still_pending() -> None:
@@ -809,7 +868,7 @@ def test_the_balance_check_is_skipped_when_older_transactions_were_still_pending
     log, _, _ = logged(1, [STATUS_INCLUDED])
     log.included_ns[0] = 10
     log.gas_used[0] = 21_000
-    rpc = BalanceRpc([hex(10**18), hex(10**18)], ["0x5", "0x1"])
+    rpc = BalanceRpc([hex(10**18), hex(10**18), "0x5", "0x1"])
     check = BalanceCheck(rpc, ["0xaa", "0xbb"], start_block=4, start_nonces=[7, 1])  # type: ignore[arg-type]
 
     async def scenario() -> dict[str, int] | None:
