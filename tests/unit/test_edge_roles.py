@@ -829,7 +829,7 @@ def test_the_balance_check_falls_back_to_the_head_on_a_node_without_past_state()
 
     async def outstanding() -> dict[str, int] | None:
         await unsettled.record_after(12, settled=False)
-        return await unsettled.facts(log, 12, fees_paid=21_000, notes=notes)
+        return await unsettled.facts(digest_of(log), 12, fees_paid=21_000, notes=notes)
 
     assert asyncio.run(outstanding()) is None
     assert notes == ["balance check skipped: eth_getBalance at block 12 failed for a sender"]
