@@ -65,12 +65,15 @@ TEST_TEMPLATE = '''\
 """Written by benchmarks/bench_soak.py: one soak run; the result goes to a JSON file for the bench."""
 
 import json
+import time
 
 import pytest
 
 
 @pytest.mark.gashammer(gas_per_sec={rate!r}, duration={duration!r}, workload={workload!r})
 def test_soak(hammer):
+    with open({result_path!r} + ".started", "w") as out:  # the system-wide monotonic clock
+        out.write(repr(time.monotonic()))
     result = hammer.run(check=False)
     with open({result_path!r}, "w") as out:
         json.dump(result.to_dict(), out, default=str)
@@ -371,13 +374,16 @@ def format_table(samples: Sequence[Sample], roles: Sequence[str]) -> list[str]:
     return lines
 
 
-def format_growth(samples: Sequence[Sample], roles: Sequence[str]) -> list[str]:
+def format_growth(samples: Sequence[Sample], roles: Sequence[str], origin: float = 0.0) -> list[str]:
+    """Growth per role, minutes counted from ``origin`` (seconds after pytest started: the test's start)."""
+
     def mb(value: float | None, unit: str) -> str:
         return f"{value:+.1f} {unit}" if value is not None else "n/a"
 
     last = samples[-1].t if samples else 0.0
     lines = [
-        f"RSS growth (least-squares slope from minute {GROWTH_FROM / MINUTE:g} to the end at {last:.0f} s; "
+        f"RSS growth, minutes counted from the test's start ({origin:.0f} s after pytest started): "
+        f"(least-squares slope from minute {GROWTH_FROM / MINUTE:g} to the end at {last:.0f} s; "
         f"change from minute {GROWTH_FROM / MINUTE:g} to minute {GROWTH_TO / MINUTE:g}; "
         f"n/a: fewer than {MIN_SLOPE_SAMPLES} samples from minute {GROWTH_FROM / MINUTE:g}):"
     ]
@@ -385,10 +391,10 @@ def format_growth(samples: Sequence[Sample], roles: Sequence[str]) -> list[str]:
         points = series(samples, role)
         if not points:
             continue
-        between = growth_between(samples, role)
+        between = growth_between(samples, role, origin + GROWTH_FROM, origin + GROWTH_TO)
         span = "" if between is not None else " (run too short)"
         lines.append(
-            f"  {role:>9}: {mb(growth_per_minute(samples, role), 'MB/min'):>14}   "
+            f"  {role:>9}: {mb(growth_per_minute(samples, role, origin + GROWTH_FROM), 'MB/min'):>14}   "
             f"min 1->4: {mb(between, 'MB')}{span}   RSS {points[0][1]:.1f} -> {points[-1][1]:.1f} MB"
         )
     return lines
@@ -642,7 +648,11 @@ def report(
     if others:
         print(f"other processes under pytest (column 'other'): {', '.join(sorted(others))}")
     print()
-    print("\n".join(format_growth(samples, seen_roles)))
+    origin = 0.0
+    with contextlib.suppress(OSError, ValueError):
+        started = float(Path(str(result_path) + ".started").read_text())
+        origin = max(started - run.started, 0.0) if run is not None else 0.0
+    print("\n".join(format_growth(samples, seen_roles, origin)))
 
     result: dict[str, Any] | None = None
     with contextlib.suppress(OSError, ValueError):
@@ -673,10 +683,13 @@ def report(
                 | {"cpu_pct": {role: cpu_percent(prev, sample, role) for role in sample.cpu_s}}
                 for prev, sample in zip([None, *samples], samples, strict=False)
             ],
+            "test_started_s": origin,
             "growth": {
                 role: {
-                    "mb_per_minute": growth_per_minute(samples, role),
-                    "mb_minute1_to_4": growth_between(samples, role),
+                    "mb_per_minute": growth_per_minute(samples, role, origin + GROWTH_FROM),
+                    "mb_minute1_to_4": growth_between(
+                        samples, role, origin + GROWTH_FROM, origin + GROWTH_TO
+                    ),
                 }
                 for role in seen_roles
             },

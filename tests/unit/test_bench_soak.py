@@ -229,3 +229,12 @@ def test_pinning_needs_two_cpus_and_taskset() -> None:
     assert bench.pinning_problem(2, "/usr/bin/taskset") is None
     assert "1 CPU" in (bench.pinning_problem(1, "/usr/bin/taskset") or "")
     assert "taskset" in (bench.pinning_problem(4, None) or "")
+
+
+def test_minutes_count_from_the_tests_start_when_it_is_known() -> None:
+    # Startup growth (8 MB/s) until 60 s; counted from a test that started 30 s in, minute 1 falls at
+    # 90 s: the 3 minutes after it see the steady 0.5 MB/s only.
+    lines = bench.format_growth(linear_samples(300), ["node"], origin=30.0)
+    assert "30 s after pytest started" in lines[0]
+    assert "min 1->4: +90.0 MB" in lines[1]
+    assert "min 1->4: +90.0 MB" not in bench.format_growth(linear_samples(300), ["node"], origin=-30.0)[1]
