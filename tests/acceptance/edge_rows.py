@@ -48,6 +48,20 @@ def streaming(assignment: EdgeAssignment) -> EdgeAssignment:
     )
 
 
+def assignment_on(devnet: Any, plan: Any, **fields: Any) -> EdgeAssignment:
+    """The one edge of ``plan`` on ``devnet`` (its RPC, WebSocket and funder; ``fields`` add to it)."""
+    return EdgeAssignment(
+        edge_id="e0",
+        plan=plan.to_dict(),
+        rpc_url=devnet.rpc_url,
+        ws_url=devnet.ws_url,
+        chain_id=devnet.chain_id,
+        funder_key=devnet.funder.key,
+        sender_count=plan.senders,
+        **fields,
+    )
+
+
 def run_with_rows(assignment: EdgeAssignment, **runtime_options: Any) -> tuple[EdgeReport, pa.Table]:
     """Run ``assignment`` to its end; its report and its transactions, sorted by row."""
     sink = RowSink()

@@ -9,10 +9,9 @@ import pytest
 
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
 from pytest_gashammer.edge import runtime as edge_runtime
-from pytest_gashammer.edge.runtime import EdgeAssignment
 from pytest_gashammer.oracle.invariants import evaluate
 from pytest_gashammer.scenario.spec import compile_plan, parse_spec
-from tests.acceptance.edge_rows import run_with_rows
+from tests.acceptance.edge_rows import assignment_on, run_with_rows
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
 
@@ -34,16 +33,7 @@ def test_an_edge_forgets_final_rows_during_the_run_and_loses_none(monkeypatch: p
         seed=9,
     )
     with EmbeddedDevnet().start() as devnet:
-        assignment = EdgeAssignment(
-            edge_id="e0",
-            plan=plan.to_dict(),
-            rpc_url=devnet.rpc_url,
-            ws_url=devnet.ws_url,
-            chain_id=devnet.chain_id,
-            funder_key=devnet.funder.key,
-            sender_count=plan.senders,
-            feed_url=devnet.feed_url,
-        )
+        assignment = assignment_on(devnet, plan, feed_url=devnet.feed_url)
         report, rows = run_with_rows(assignment)
     # Late in the run the edge holds a few seconds of rows, not the run.
     total, late_held, forgotten = held[-2]

@@ -10,12 +10,11 @@ import pyarrow as pa
 import pytest
 
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
-from pytest_gashammer.edge.runtime import EdgeAssignment
 from pytest_gashammer.oracle.invariants import evaluate
 from pytest_gashammer.scenario.spec import ScenarioPlan, compile_plan, parse_spec
 from pytest_gashammer.telemetry.records import EdgeReport
 from pytest_gashammer.workload.registry import resolve_template
-from tests.acceptance.edge_rows import run_with_rows
+from tests.acceptance.edge_rows import assignment_on, run_with_rows
 
 FEES = {"max_fee_per_gas": 5 * 10**9, "max_priority_fee_per_gas": 10**9}
 
@@ -37,15 +36,7 @@ def run(devnet: EmbeddedDevnet, seed: int, **spec: Any) -> Run:
     plan = compile_plan(
         parse_spec({"gas_per_sec": "2M", "duration": "2s", "warmup": 0, **spec}), name="templates", seed=seed
     )
-    assignment = EdgeAssignment(
-        edge_id="e0",
-        plan=plan.to_dict(),
-        rpc_url=devnet.rpc_url,
-        ws_url=devnet.ws_url,
-        chain_id=devnet.chain_id,
-        funder_key=devnet.funder.key,
-        sender_count=plan.senders,
-    )
+    assignment = assignment_on(devnet, plan)
     report, rows = run_with_rows(assignment)
     return Run(report, plan, rows)
 
