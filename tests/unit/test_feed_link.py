@@ -1,0 +1,68 @@
+"""The edge's feed link checks blocks against the feed as they become due, not at the end."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+
+from pytest_gashammer.edge.feed_link import SETTLE_AT_THE_LATEST_SECONDS, FeedLink, SeenBlock
+
+SECOND = 1_000_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Msg:
+    sequence_number: int
+    block_hash: str | None
+    tx_hashes: tuple[str, ...]
+
+
+class Client:
+    """Stands in for the feed client: only how far the feed got."""
+
+    last_sequence: int | None = None
+
+
+def link() -> FeedLink:
+    feed = FeedLink.__new__(FeedLink)  # no connection: the check's bookkeeping only
+    FeedLink.__init__(feed, "ws://127.0.0.1:1", chain_id=1, start_sequence=1)
+    feed.client = Client()  # type: ignore[assignment]
+    return feed
+
+
+def tx(n: int) -> str:
+    return "0x" + f"{n:064x}"
+
+
+def block(number: int) -> tuple[int, str, list[str]]:
+    return (number, "0x" + f"{number:064x}"[::-1], [tx(number)])
+
+
+def test_a_block_is_checked_once_the_feed_carried_it_and_the_grace_passed() -> None:
+    feed = link()
+    for row, number in enumerate((1, 2, 3)):
+        feed.correlator.register(tx(number), row, 0)
+    seen: deque[SeenBlock] = deque((number * SECOND, block(number)) for number in (1, 2, 3))
+    feed.correlator.on_message(Msg(1, block(1)[1], (tx(1),)), 0)  # type: ignore[arg-type]
+    feed.client.last_sequence = 1
+    feed.settle_due(seen, now_ns=10 * SECOND, grace_ns=2 * SECOND)
+    # Block 1 was carried: checked; blocks 2 and 3 wait for the feed.
+    assert [number for _, (number, _, _) in seen] == [2, 3] and feed.settled_through == 1
+    assert feed.first_unsettled_row(seen) == 1
+    # A feed that never gets there fails them once they are old enough, it does not hold them forever.
+    late = int((3 + SETTLE_AT_THE_LATEST_SECONDS) * SECOND)
+    feed.settle_due(seen, now_ns=late - 1, grace_ns=2 * SECOND)
+    assert [number for _, (number, _, _) in seen] == [3]
+    feed.settle_due(seen, now_ns=late, grace_ns=2 * SECOND)
+    assert not seen and feed.first_unsettled_row(seen) is None
+    assert feed.correlator.findings().missing_from_feed == 2
+
+
+def test_a_block_number_seen_twice_is_checked_once_and_said() -> None:
+    feed = link()
+    feed.client.last_sequence = 10
+    seen: deque[SeenBlock] = deque([(0, block(4)), (0, block(5))])
+    feed.settle_due(seen, now_ns=10 * SECOND, grace_ns=SECOND)
+    seen.extend([(0, block(5)), (0, block(6))])
+    feed.settle_due(seen, now_ns=10 * SECOND, grace_ns=SECOND)
+    assert not seen and feed.settled_through == 6 and feed.blocks_seen_again == 1
