@@ -493,6 +493,7 @@ class _EdgeSession:
             gas_tolerance=[cls.gas_tolerance for cls in self.template_classes],
             senders=len(self.senders),
         )
+        self.submitter.digested_highest = self.digest.highest_taken
         clock = ClockMap(
             self.origin_ns,
             self.wall_origin_ns,
@@ -545,8 +546,7 @@ class _EdgeSession:
             self._ship_telemetry(self.telemetry, now_ns=now_ns, final=final, rows=rows)
         keep_from = len(log) if final else cursor.first_open()
         digest.absorb_order(log, keep_from)
-        _, included = self.submitter.forget_before(keep_from)
-        self.inclusion.forgotten.add(included)
+        self.inclusion.forgotten.add(self.submitter.forget_before(keep_from))
         feed = self.feed
         if feed is not None and not final:
             # The feed check runs block by block as blocks become due; a correlator row goes only

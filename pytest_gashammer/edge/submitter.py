@@ -128,8 +128,9 @@ class Submitter:
         self.start_nonces = list(start_nonces)
         #: Row of each signed transaction, by hash (the inclusion tracker reads it).
         self.by_hash: dict[bytes, int] = {}
-        #: Per sender, the highest nonce accepted among rows already forgotten (:meth:`forget_before`).
-        self.forgotten_highest: dict[int, int] = {}
+        #: Per sender, the highest nonce accepted among rows already digested, so possibly forgotten
+        #: (the run's digest keeps it: ``RunDigest.highest_taken``, shared when the clock starts).
+        self.digested_highest: dict[int, int] = {}
         #: Accepted transactions no block has shown yet.
         self.accepted_outstanding = 0
         self.origin_ns = 0
@@ -261,7 +262,7 @@ class Submitter:
         senders = np.frombuffer(log.sender, dtype=np.dtype(f"i{log.sender.itemsize}"))[taken]
         nonces = np.frombuffer(log.nonce, dtype=np.int64)[taken]
         highest = np.full(len(self.senders), -1, dtype=np.int64)
-        for sender, nonce in self.forgotten_highest.items():  # rows already forgotten
+        for sender, nonce in self.digested_highest.items():  # rows perhaps forgotten
             highest[sender] = nonce
         if len(senders):
             np.maximum.at(highest, senders, nonces)
@@ -399,35 +400,22 @@ class Submitter:
         if self.unsent_raws is not None:
             self.unsent_raws.clear()
 
-    def forget_before(self, row: int) -> tuple[bytes, bytes]:
-        """Forget the log's rows below ``row`` (final and digested): ``(hashes, included hashes)``,
-        each concatenated, of the rows forgotten.
-
-        What the edge still needs of them stays: the highest nonce each sender took, for the
-        session's nonce memory. The hashes go to the caller, for the run's digest and the inclusion
-        tracker's memory of forgotten transactions.
-        """
+    def forget_before(self, row: int) -> bytes:
+        """Forget the log's rows below ``row`` (final and digested); the hashes of the included ones,
+        concatenated, for the inclusion tracker's memory of forgotten transactions."""
         import numpy as np
 
         log = self.log
         count = min(row, len(log)) - log.base
         if count <= 0:
-            return b"", b""
+            return b""
         hashes = bytes(log.hashes[: count * 32])
         included = np.frombuffer(log.included_ns, dtype=np.int64)[:count] != NOT_YET
-        taken = included | (np.frombuffer(log.accepted_ns, dtype=np.int64)[:count] != NOT_YET)
-        senders = np.frombuffer(log.sender, dtype=np.dtype(f"i{log.sender.itemsize}"))[:count][taken]
-        nonces = np.frombuffer(log.nonce, dtype=np.int64)[:count][taken]
-        if senders.size:
-            for sender, nonce in _highest_by(senders, nonces):
-                if nonce > self.forgotten_highest.get(sender, -1):
-                    self.forgotten_highest[sender] = nonce
-        included_hashes = np.frombuffer(hashes, dtype=np.uint8).reshape(-1, 32)[included].tobytes()
         by_hash = self.by_hash
         for offset in range(0, count * 32, 32):
             by_hash.pop(hashes[offset : offset + 32], None)
         log.forget_before(row)
-        return hashes, included_hashes
+        return np.frombuffer(hashes, dtype=np.uint8).reshape(-1, 32)[included].tobytes()
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -574,13 +562,3 @@ class Submitter:
             )
             self.notes.append(f"filled {count} nonce hole(s) left by rejected transactions")
             await self._submit_batch(self._take_unsent(count))
-
-
-def _highest_by(keys: Any, values: Any) -> list[tuple[int, int]]:
-    """``(key, highest value)`` per distinct key of two equally long numpy arrays."""
-    import numpy as np
-
-    order = np.lexsort((values, keys))
-    keys, values = keys[order], values[order]
-    last = np.r_[keys[1:] != keys[:-1], True]
-    return list(zip(keys[last].tolist(), values[last].tolist(), strict=True))

@@ -11,6 +11,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pytest_gashammer.chain.rpc import RpcError, TransportError
@@ -984,3 +985,35 @@ def test_what_was_accepted_is_remembered_for_a_rerun() -> None:
     assert alice.unconfirmed == {6: log.tx_hash(2), 7: log.tx_hash(4)}
     bob = submitter.sent_nonces.recall("chain", submitter.senders[1].address)
     assert bob is not None and bob.next_nonce == 8 and sorted(bob.unconfirmed) == [5, 6, 7]
+
+
+def test_what_was_accepted_is_remembered_after_the_rows_are_forgotten() -> None:
+    rpc = SendRpc([ok])
+    submitter, _, _, _ = submitter_for(rpc)
+    submitter.sent_nonces, submitter.chain_key = SentNonces(), "chain"
+
+    async def scenario() -> None:
+        submitter.next_arrival = submitter.schedule.next()
+        submitter._sign_ahead(10**18, 6)
+        await submitter._submit_batch(submitter._take_unsent(6))
+
+    asyncio.run(scenario())
+    log = submitter.log
+    for row in range(4):
+        log.included_ns[row] = 1
+    first_hash = log.hash_bytes(0)
+    # Rows 0..3 are final: digested (as the edge does), then forgotten.
+    digest = digest_of(TxLog())
+    digest.add(log, np.arange(4, dtype=np.int64))
+    submitter.digested_highest = digest.highest_taken
+    included = submitter.forget_before(4)
+    assert len(included) == 4 * 32 and included[:32] == first_hash
+    assert first_hash not in submitter.by_hash and log.base == 4
+    # The rows still held (nonce 7 of each sender) were refused after all: what was taken is known
+    # from the digest alone.
+    for row in (4, 5):
+        log.accepted_ns[log.at(row)] = NOT_YET
+    submitter.remember_sent()
+    for sender in (0, 1):
+        memory = submitter.sent_nonces.recall("chain", submitter.senders[sender].address)
+        assert memory is not None and memory.next_nonce == 7 and memory.unconfirmed == {}
