@@ -491,7 +491,6 @@ class _EdgeSession:
             expected_status=[cls.expected_status for cls in self.template_classes],
             gas_estimate=list(self.gas_estimate),
             gas_tolerance=[cls.gas_tolerance for cls in self.template_classes],
-            senders=len(self.senders),
         )
         self.submitter.digested_highest = self.digest.highest_taken
         clock = ClockMap(

@@ -251,7 +251,6 @@ class RunDigest:
         expected_status: Sequence[int],
         gas_estimate: Sequence[float],
         gas_tolerance: Sequence[float],
-        senders: int,
     ) -> None:
         self.origin_ns = origin_ns
         self.sustain = (float(sustain[0]), float(sustain[1]))

@@ -116,7 +116,6 @@ def report_of(
         expected_status=expected_status,
         gas_estimate=estimate,  # type: ignore[arg-type]
         gas_tolerance=[0.0] * len(templates),
-        senders=len(senders),
     )
     return EdgeReport(
         edge_id=edge_id,
@@ -135,7 +134,7 @@ def report_of(
     )
 
 
-def digest_of(txs: TxLog, *, templates: tuple[str, ...] = ("transfer",), senders: int = 2) -> RunDigest:
+def digest_of(txs: TxLog, *, templates: tuple[str, ...] = ("transfer",)) -> RunDigest:
     """Every row of ``txs`` digested, with the tests' usual plan (origin :data:`ORIGIN`)."""
     return RunDigest.of_log(
         txs,
@@ -146,5 +145,4 @@ def digest_of(txs: TxLog, *, templates: tuple[str, ...] = ("transfer",), senders
         expected_status=[1] * len(templates),
         gas_estimate=[21_000.0] * len(templates),
         gas_tolerance=[0.0] * len(templates),
-        senders=senders,
     )

@@ -31,7 +31,6 @@ SETTINGS = {
     "expected_status": (1, 0),
     "gas_estimate": (21_000.0, 30_000.0),
     "gas_tolerance": (0.0, 0.1),
-    "senders": 2,
 }
 
 

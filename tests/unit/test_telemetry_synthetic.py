@@ -208,7 +208,6 @@ def synthetic_report(
             expected_status=[1, 1, 1],
             gas_estimate=[float(g) for g in TEMPLATE_GAS],
             gas_tolerance=[0.1, 0.1, 0.1],
-            senders=senders,
         ),
         blocks=blocks,
         templates=list(TEMPLATES),
