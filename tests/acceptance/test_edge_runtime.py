@@ -10,7 +10,7 @@ from pytest_gashammer.edge.accounts import derive_senders
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
 from pytest_gashammer.oracle.invariants import evaluate
 from pytest_gashammer.scenario.spec import compile_plan, parse_spec
-from tests.acceptance.edge_rows import RowSink, run_with_rows, streaming
+from tests.acceptance.edge_rows import RowSink, assignment_on, run_with_rows, streaming
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
 
@@ -19,15 +19,7 @@ def assignment_for(devnet: EmbeddedDevnet, **spec: object) -> EdgeAssignment:
     plan = compile_plan(
         parse_spec({"gas_per_sec": "1M", "duration": "2s", "warmup": 0, **spec}), name="edge", seed=1234
     )
-    return EdgeAssignment(
-        edge_id="e0",
-        plan=plan.to_dict(),
-        rpc_url=devnet.rpc_url,
-        ws_url=devnet.ws_url,
-        chain_id=devnet.chain_id,
-        funder_key=devnet.funder.key,
-        sender_count=plan.senders,
-    )
+    return assignment_on(devnet, plan)
 
 
 def run_on_fresh_devnet(**spec: object) -> tuple[bytes, list[tuple[int, int]]]:

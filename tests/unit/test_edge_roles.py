@@ -966,7 +966,8 @@ def test_refusals_are_kept_verbatim_with_code_and_first_transaction() -> None:
     assert rpc.calls and all(params[0] == params[0].lower() for _, params in rpc.calls)
 
 
-def test_what_was_accepted_is_remembered_for_a_rerun() -> None:
+def six_accepted_with_a_nonce_memory() -> Submitter:
+    """A submitter that sent six transactions (nonces 5..7 of two senders), all accepted."""
     rpc = SendRpc([ok])
     submitter, _, _, _ = submitter_for(rpc)
     submitter.sent_nonces, submitter.chain_key = SentNonces(), "chain"
@@ -977,6 +978,11 @@ def test_what_was_accepted_is_remembered_for_a_rerun() -> None:
         await submitter._submit_batch(submitter._take_unsent(6))
 
     asyncio.run(scenario())
+    return submitter
+
+
+def test_what_was_accepted_is_remembered_for_a_rerun() -> None:
+    submitter = six_accepted_with_a_nonce_memory()
     log = submitter.log
     log.included_ns[0] = 1  # sender 0's nonce 5 made it into a block
     submitter.remember_sent()
@@ -988,16 +994,7 @@ def test_what_was_accepted_is_remembered_for_a_rerun() -> None:
 
 
 def test_what_was_accepted_is_remembered_after_the_rows_are_forgotten() -> None:
-    rpc = SendRpc([ok])
-    submitter, _, _, _ = submitter_for(rpc)
-    submitter.sent_nonces, submitter.chain_key = SentNonces(), "chain"
-
-    async def scenario() -> None:
-        submitter.next_arrival = submitter.schedule.next()
-        submitter._sign_ahead(10**18, 6)
-        await submitter._submit_batch(submitter._take_unsent(6))
-
-    asyncio.run(scenario())
+    submitter = six_accepted_with_a_nonce_memory()
     log = submitter.log
     for row in range(4):
         log.included_ns[row] = 1
