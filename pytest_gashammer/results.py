@@ -158,6 +158,59 @@ class EdgeSummary:
 
 
 @dataclasses.dataclass(frozen=True)
+class FaultImpact:
+    """One fault of the run's timeline: when it was active, what it did to the run, how it recovered.
+
+    Times are run-clock seconds (t=0 is the plan's start); ``*_unix_ns`` the same moments on the
+    hive's wall clock. Rates and latencies are measured over three windows of the fault's length
+    (at least :data:`FAULT_WINDOW_MIN_S`): just before it began, while it was active, and just after
+    it ended; a window the run did not cover holds ``nan``. ``recovered_after_s`` runs from the
+    fault's end until the included gas rate is back within 5 % of the target and the backlog
+    (accepted, not yet included) is back to its level before the fault; ``None`` if the run ended
+    first. ``delayed`` counts transactions in flight while it was active (intended before its end,
+    included after its begin) whose inclusion latency exceeded the before-window p99; ``lost``
+    counts transactions intended from :data:`FAULT_LOST_LOOKBACK_S` before its begin to its end that
+    were accepted and never included, the first of them named in ``lost_examples``. ``error`` says
+    why the fault could not be applied or undone (the run then fails its ``faults`` verdict).
+    """
+
+    index: int
+    kind: str
+    params: dict[str, Any]
+    planned_at: float
+    planned_duration: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    started_unix_ns: int | None = None
+    ended_unix_ns: int | None = None
+    included_gas_per_sec_before: float = math.nan
+    included_gas_per_sec_during: float = math.nan
+    included_gas_per_sec_after: float = math.nan
+    inclusion_p99_before: float = math.nan
+    inclusion_p99_during: float = math.nan
+    inclusion_p99_after: float = math.nan
+    recovered_after_s: float | None = None
+    delayed: int = 0
+    lost: int = 0
+    lost_examples: list[str] = dataclasses.field(default_factory=list)
+    #: What the fault's mechanism reported (calls it answered, connections it closed, ...).
+    effect: dict[str, Any] = dataclasses.field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``node.pause #0`` : the kind and the fault's place in the marker's list."""
+        return f"{self.kind} #{self.index}"
+
+
+#: The shortest before/during/after window a fault's impact is measured over, in seconds.
+FAULT_WINDOW_MIN_S = 2.0
+#: How long before a fault's begin a lost transaction may have been intended and still count as
+#: lost in it (it was in flight when the fault began).
+FAULT_LOST_LOOKBACK_S = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
 class RunResult:
     """The outcome of one ``hammer.run()``. Rates are sustain-phase averages in gas per second."""
 
@@ -201,6 +254,15 @@ class RunResult:
     #: with ``kind``, ``code`` (None without a JSON-RPC answer), ``message``, ``count``, ``first_tx``,
     #: ``sender``, ``nonce``; the first distinct messages per kind, the most frequent first.
     rejections: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: The faults of the marker's ``faults=`` timeline, in the marker's order (empty without faults).
+    faults: list[FaultImpact] = dataclasses.field(default_factory=list)
+
+    def fault(self, kind: str) -> FaultImpact:
+        """The first fault of ``kind`` (e.g. ``"node.pause"``)."""
+        for impact in self.faults:
+            if impact.kind == kind:
+                return impact
+        raise KeyError(f"no fault of kind {kind!r}; have {[impact.kind for impact in self.faults]}")
 
     @property
     def passed(self) -> bool:
@@ -252,6 +314,7 @@ class RunResult:
         )
         fields["verdicts"] = [Verdict(**verdict) for verdict in fields["verdicts"]]
         fields["edges"] = [EdgeSummary(**edge) for edge in fields["edges"]]
+        fields["faults"] = [FaultImpact(**impact) for impact in fields.get("faults") or ()]
         return cls(**fields)
 
 
@@ -318,7 +381,7 @@ class Figure:
         if isinstance(value, dict):
             return dict(value)
         if isinstance(value, list):
-            return list(value)
+            return [dataclasses.asdict(item) if dataclasses.is_dataclass(item) else item for item in value]
         return value
 
 
@@ -396,6 +459,14 @@ RUN_FIGURES: tuple[Figure, ...] = (
         "",
         "the node's refusals verbatim: kind, code, message, count, first transaction (per kind, "
         "the first distinct messages)",
+        missing=[],
+    ),
+    Figure(
+        "faults",
+        "json",
+        "",
+        "the faults of the marker's timeline: kind, params, begin and end, included gas rate and "
+        "inclusion p99 before / during / after, recovery, delayed and lost transactions",
         missing=[],
     ),
 )

@@ -59,9 +59,15 @@ LATENCY_OBJECTIVES: tuple[str, ...] = tuple(
 MIN_GAS_RATIO = "min_gas_ratio"
 MAX_ERROR_RATE = "max_error_rate"
 MAX_LOST = "max_lost"
+#: Every fault on the run's timeline recovered within this many seconds of its end.
+RECOVERY_S = "recovery_s"
+#: Transactions lost while faults were active (summed over the faults), at most this many.
+FAULT_LOST = "fault_lost"
 RATIO_OBJECTIVES: tuple[str, ...] = (MIN_GAS_RATIO, MAX_ERROR_RATE)
-COUNT_OBJECTIVES: tuple[str, ...] = (MAX_LOST,)
-OBJECTIVES: tuple[str, ...] = LATENCY_OBJECTIVES + RATIO_OBJECTIVES + COUNT_OBJECTIVES
+COUNT_OBJECTIVES: tuple[str, ...] = (MAX_LOST, FAULT_LOST)
+#: Bounds in seconds that are not latencies of a transaction.
+DURATION_OBJECTIVES: tuple[str, ...] = (RECOVERY_S,)
+OBJECTIVES: tuple[str, ...] = LATENCY_OBJECTIVES + RATIO_OBJECTIVES + COUNT_OBJECTIVES + DURATION_OBJECTIVES
 
 SLO_VERDICT_PREFIX = "slo."
 

@@ -15,10 +15,12 @@ from typing import Any
 from pytest_gashammer.results import RunResult, Verdict, VerdictStatus
 from pytest_gashammer.scenario.units import format_seconds
 from pytest_gashammer.vocabulary import (
+    FAULT_LOST,
     LATENCY_OBJECTIVES,
     MAX_ERROR_RATE,
     MAX_LOST,
     MIN_GAS_RATIO,
+    RECOVERY_S,
     slo_verdict_name,
 )
 
@@ -79,6 +81,45 @@ def _max_lost(verdict_name: str, objective: str, bound: float, result: RunResult
     return Verdict(verdict_name, status, f"{result.lost} lost {relation} {bound:g}", {"lost": result.lost})
 
 
+def _recovery_s(verdict_name: str, objective: str, bound: float, result: RunResult) -> Verdict:
+    if not result.faults:
+        return Verdict(verdict_name, "inconclusive", "the run had no faults on its timeline (marker faults=)")
+    slowest: list[tuple[str, float | None]] = []
+    for impact in result.faults:
+        slowest.append((impact.label, impact.recovered_after_s))
+    evidence: dict[str, Any] = {"bound_s": bound, "recovered_after_s": dict(slowest)}
+    never = [label for label, seconds in slowest if seconds is None]
+    if never:
+        return Verdict(
+            verdict_name, "failed", f"never recovered before the run ended: {', '.join(never)}", evidence
+        )
+    label, worst = max(slowest, key=lambda item: item[1] or 0.0)
+    assert worst is not None
+    status: VerdictStatus = "failed" if worst > bound else "passed"
+    relation = ">" if worst > bound else "<="
+    return Verdict(
+        verdict_name,
+        status,
+        f"slowest recovery {format_seconds(worst)} ({label}) {relation} {format_seconds(bound)}",
+        evidence,
+    )
+
+
+def _fault_lost(verdict_name: str, objective: str, bound: float, result: RunResult) -> Verdict:
+    if not result.faults:
+        return Verdict(verdict_name, "inconclusive", "the run had no faults on its timeline (marker faults=)")
+    lost = sum(impact.lost for impact in result.faults)
+    evidence = {
+        "lost": lost,
+        "bound": bound,
+        "by_fault": {impact.label: impact.lost for impact in result.faults},
+        "examples": [tx for impact in result.faults for tx in impact.lost_examples][:10],
+    }
+    status: VerdictStatus = "failed" if lost > bound else "passed"
+    relation = ">" if lost > bound else "<="
+    return Verdict(verdict_name, status, f"{lost} lost during faults {relation} {bound:g}", evidence)
+
+
 ObjectiveCheck = Callable[[str, str, float, RunResult], Verdict]
 
 #: How each objective of the vocabulary is checked: ``(verdict name, objective, bound, result)``.
@@ -87,4 +128,6 @@ OBJECTIVE_CHECKS: dict[str, ObjectiveCheck] = {
     MIN_GAS_RATIO: _min_gas_ratio,
     MAX_ERROR_RATE: _max_error_rate,
     MAX_LOST: _max_lost,
+    FAULT_LOST: _fault_lost,
+    RECOVERY_S: _recovery_s,
 }

@@ -202,7 +202,7 @@ def parse_slo(raw: object) -> dict[str, float]:
             raise ConfigError(
                 f"slo: unknown objective {name!r}; accepted: {', '.join(vocabulary.OBJECTIVES)}"
             )
-        if name in vocabulary.LATENCY_OBJECTIVES:
+        if name in vocabulary.LATENCY_OBJECTIVES or name in vocabulary.DURATION_OBJECTIVES:
             parsed[name] = parse_duration(bound, what=f"slo[{name!r}]")
             continue
         if (

@@ -50,7 +50,7 @@ __all__ = [
     "schema_version_of",
 ]
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 """``MAJOR.MINOR`` of the tables below; see the module docstring for the policy."""
 
 _METADATA_KEY = b"gashammer.schema_version"

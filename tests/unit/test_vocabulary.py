@@ -28,7 +28,7 @@ def test_each_invariant_names_its_verdict_after_itself(name: str) -> None:
 
 
 def test_the_oracle_checks_every_objective_name() -> None:
-    assert tuple(OBJECTIVE_CHECKS) == vocabulary.OBJECTIVES
+    assert set(OBJECTIVE_CHECKS) == set(vocabulary.OBJECTIVES)
     assert len(set(vocabulary.OBJECTIVES)) == len(vocabulary.OBJECTIVES)
 
 
@@ -43,6 +43,10 @@ def measured_run() -> SimpleNamespace:
         rejected=10,
         errors={"nonce_too_low": 10},
         lost=3,
+        faults=[
+            SimpleNamespace(label="node.pause #0", recovered_after_s=1.5, lost=2, lost_examples=["0xab"]),
+            SimpleNamespace(label="rpc.latency #1", recovered_after_s=0.5, lost=0, lost_examples=[]),
+        ],
     )
 
 
@@ -52,6 +56,8 @@ BOUNDS = {
     vocabulary.MIN_GAS_RATIO: (0.5, 0.95),
     vocabulary.MAX_ERROR_RATE: (0.2, 0.05),
     vocabulary.MAX_LOST: (5, 1),
+    vocabulary.FAULT_LOST: (2, 1),
+    vocabulary.RECOVERY_S: (2.0, 1.0),
 }
 
 
@@ -107,3 +113,15 @@ def test_every_fault_names_invariants_of_the_vocabulary() -> None:
     assert len(faults) >= 9  # the built-in faults that break one promise each
     for name, caught_by in faults.items():
         assert set(caught_by) <= set(vocabulary.INVARIANT_NAMES), name
+
+
+def test_fault_objectives_are_inconclusive_without_faults_and_name_a_fault_that_never_recovered() -> None:
+    run = measured_run()
+    run.faults = []
+    for objective in (vocabulary.RECOVERY_S, vocabulary.FAULT_LOST):
+        (verdict,) = evaluate_slos(run, parse_slo({objective: 1}))
+        assert verdict.status == "inconclusive" and "faults=" in verdict.summary
+    run = measured_run()
+    run.faults[1].recovered_after_s = None
+    (verdict,) = evaluate_slos(run, parse_slo({vocabulary.RECOVERY_S: "10s"}))
+    assert verdict.status == "failed" and "rpc.latency #1" in verdict.summary
