@@ -229,10 +229,28 @@ def pytest_itemcollected(item: pytest.Item) -> None:
             raise ConfigError(
                 f"takes keyword arguments only, e.g. @pytest.mark.{MARKER}(gas_per_sec=2_000_000)"
             )
-        item.stash[SPEC_KEY] = parse_spec(marker.kwargs)
+        spec = parse_spec(marker.kwargs)
+        if spec.faults:
+            _check_fault_target(item.config, spec.faults)
+        item.stash[SPEC_KEY] = spec
     except ConfigError as exc:
         item.stash[SPEC_KEY] = None
         item.stash[SPEC_ERROR_KEY] = f"@pytest.mark.{MARKER} on {item.nodeid}: {exc}"
+
+
+def _check_fault_target(config: pytest.Config, faults: Any) -> None:
+    """Faults the session's devnet cannot take fail at collection (the hive checks again at the run)."""
+    from pytest_gashammer.scenario.faults import check_fault_target
+
+    external = bool(config.getoption(options.RPC_URL))
+    backend = config.getoption(options.DEVNET)
+    if external:
+        where = f"{options.RPC_URL} (an external node)"
+        has_feed: bool | None = bool(config.getoption(options.FEED_URL))
+    else:
+        where = f"the {backend} devnet"
+        has_feed = backend == "embedded"
+    check_fault_target(faults, where=where, controlled=not external, has_feed=has_feed)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

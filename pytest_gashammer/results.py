@@ -381,7 +381,12 @@ class Figure:
         if isinstance(value, dict):
             return dict(value)
         if isinstance(value, list):
-            return [dataclasses.asdict(item) if dataclasses.is_dataclass(item) else item for item in value]
+            return [
+                dataclasses.asdict(item)
+                if dataclasses.is_dataclass(item) and not isinstance(item, type)
+                else item
+                for item in value
+            ]
         return value
 
 

@@ -491,6 +491,7 @@ class _EdgeSession:
             expected_status=[cls.expected_status for cls in self.template_classes],
             gas_estimate=list(self.gas_estimate),
             gas_tolerance=[cls.gas_tolerance for cls in self.template_classes],
+            fault_windows=[(fault["start"], fault["end"]) for fault in plan.faults],
         )
         self.submitter.digested_highest = self.digest.highest_taken
         clock = ClockMap(

@@ -32,6 +32,7 @@ from typing import Any
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.hive import protocol, timeouts
 from pytest_gashammer.hive.base import ProgressSink
+from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.hive.finish import abandon_run, finish_run
 from pytest_gashammer.results import RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
@@ -435,10 +436,20 @@ class HiveController:
             self._telemetry_run = None
 
     def _execute_run(self, plan: ScenarioPlan, progress: ProgressSink | None = None) -> RunResult:
+        devnet = self.ensure_devnet()
+        rig = FaultRig.open(plan, devnet)
+        try:
+            return self._execute_with(plan, devnet, rig, progress)
+        finally:
+            if rig is not None:
+                rig.close()
+
+    def _execute_with(
+        self, plan: ScenarioPlan, devnet: Any, rig: FaultRig | None, progress: ProgressSink | None
+    ) -> RunResult:
         from pytest_gashammer.edge.preparation import prepare_run
         from pytest_gashammer.edge.runtime import EdgeAssignment
 
-        devnet = self.ensure_devnet()
         incidents_before = len(devnet.incidents())
         started = time.monotonic()
         with self._lock:
@@ -467,6 +478,9 @@ class HiveController:
         preparation = prepare_run(
             EdgeAssignment(edge_id="hive", sender_start=0, sender_count=plan.senders, **base)
         )
+        # Setup went to the node directly; the run itself goes through the fault proxies, if any.
+        endpoints = rig.endpoints(devnet) if rig is not None else {"feed_url": devnet.feed_url}
+        base.update(endpoints)
 
         run_id = f"run{next(self._run_ids)}"
         telemetry_run = None
@@ -485,7 +499,6 @@ class HiveController:
                     sender_start=start,
                     sender_count=count,
                     gas_share=share,
-                    feed_url=devnet.feed_url,
                     preparation=preparation,
                     telemetry_run_id=telemetry_run,
                     **base,
@@ -496,6 +509,8 @@ class HiveController:
             self._raise_if_failed(state, edges)
             armed = [link for link in edges if link.edge_id in state.armed and link.alive]
             origin = time.time_ns()  # the run clock's t=0, shared by every edge's telemetry
+            if rig is not None:
+                rig.start(time.monotonic(), origin)
             if telemetry_run is not None:
                 self.telemetry.set_origin(telemetry_run, origin)
             for link in armed:
@@ -532,6 +547,7 @@ class HiveController:
                     reason = state.failed.get(link.edge_id) or link.lost_reason or "it did not report in time"
                     self.telemetry.edge_lost(telemetry_run, link.edge_id, reason)
         first_start = min(state.started.values()) if state.started else 0
+        records = rig.close() if rig is not None else None
         result = finish_run(
             plan,
             [state.reports[link.edge_id] for link in delivered],
@@ -548,6 +564,7 @@ class HiveController:
                 (state.started.get(link.edge_id, first_start) - first_start) / 1e9 for link in delivered
             ],
             notes=notes,
+            fault_records=records,
         )
         self._telemetry_run = None
         return result

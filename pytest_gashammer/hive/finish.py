@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -28,17 +29,27 @@ def finish_run(
     leading_verdicts: Sequence[Verdict] = (),
     start_skews: Sequence[float] | None = None,
     notes: Sequence[str] = (),
+    fault_records: Sequence[Any] | None = None,
 ) -> RunResult:
     """Judge ``reports`` (one per edge that delivered, with its gas ``shares``) and close the run.
 
     ``leading_verdicts`` come before the oracle's (the controller's ``edges`` verdict); ``notes``
-    are the hive's own remarks on how it ran the plan. The devnet's standing notes (a pruned
+    are the hive's own remarks on how it ran the plan. ``fault_records`` are the run's faults as the
+    schedule applied them (:class:`~pytest_gashammer.fault.timeline.FaultRecord`): their impact goes
+    into ``result.faults`` and the ``faults`` verdict. The devnet's standing notes (a pruned
     history) and its incidents since ``incidents_before`` become ``devnet:`` notes. The telemetry
     run, when there is one, ends with the result.
     """
     from pytest_gashammer.hive.aggregate import build_result
-    from pytest_gashammer.oracle import evaluate_plan, finish_result
+    from pytest_gashammer.oracle import evaluate_plan, finish_result, name_faults
 
+    impacts = []
+    if plan.faults:
+        from pytest_gashammer.hive.fault_impact import fault_impacts
+        from pytest_gashammer.hive.faulting import faults_verdict
+
+        impacts = fault_impacts(plan, list(reports), list(fault_records or ()))
+        leading_verdicts = [*leading_verdicts, faults_verdict(impacts)]
     verdicts = [*leading_verdicts, *evaluate_plan(plan, list(reports))]
     result = build_result(
         plan,
@@ -52,6 +63,8 @@ def finish_run(
         edge_shares=list(shares) if start_skews is not None else None,
         start_skews=list(start_skews) if start_skews is not None else None,
     )
+    if impacts:
+        result = name_faults(dataclasses.replace(result, faults=impacts))
     result.notes.extend(notes)
     result.notes.extend(DEVNET_NOTE + note for note in devnet.notes())
     result.notes.extend(DEVNET_NOTE + incident for incident in devnet.incidents()[incidents_before:])

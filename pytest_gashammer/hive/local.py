@@ -16,6 +16,7 @@ from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.hive import timeouts
 from pytest_gashammer.hive.base import ProgressSink
+from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.hive.finish import abandon_run, finish_run
 from pytest_gashammer.results import RunResult
 from pytest_gashammer.scenario.spec import ScenarioPlan
@@ -39,24 +40,36 @@ class LocalHive:
             self._node_version = self.devnet.node_version
         return self._node_version
 
-    def assignments(self, plan: ScenarioPlan) -> list[EdgeAssignment]:
+    def assignments(self, plan: ScenarioPlan, rig: FaultRig | None = None) -> list[EdgeAssignment]:
+        devnet = self.devnet
+        endpoints = (
+            rig.endpoints(devnet)
+            if rig is not None
+            else {"rpc_url": devnet.rpc_url, "ws_url": devnet.ws_url, "feed_url": devnet.feed_url}
+        )
         return [
             EdgeAssignment(
                 edge_id="local",
                 plan=plan.to_dict(),
-                rpc_url=self.devnet.rpc_url,
-                ws_url=self.devnet.ws_url,
-                chain_id=self.devnet.chain_id,
-                funder_key=self.devnet.funder.key,
+                chain_id=devnet.chain_id,
+                funder_key=devnet.funder.key,
                 sender_start=0,
                 sender_count=plan.senders,
                 gas_share=1.0,
-                feed_url=self.devnet.feed_url,
+                **endpoints,
             )
         ]
 
     def run(self, plan: ScenarioPlan, *, progress: ProgressSink | None = None) -> RunResult:
-        (assignment,) = self.assignments(plan)
+        rig = FaultRig.open(plan, self.devnet)
+        try:
+            return self._run(plan, rig, progress)
+        finally:
+            if rig is not None:
+                rig.close()
+
+    def _run(self, plan: ScenarioPlan, rig: FaultRig | None, progress: ProgressSink | None) -> RunResult:
+        (assignment,) = self.assignments(plan, rig)
         run_id = None
         if self.telemetry is not None:
             run_id = self.telemetry.begin(plan, self.devnet, node_version=self.node_version)
@@ -64,6 +77,8 @@ class LocalHive:
         relay = getattr(self.devnet, "feed_relay", None)
         edge = EdgeRuntime(
             assignment,
+            # The edge passes this gate once set up, right before its clock starts: the faults' t=0.
+            start_gate=rig.start if rig is not None else None,
             raw_tx_sink=relay.prime if relay is not None else None,
             telemetry_sink=self.telemetry.sink if self.telemetry is not None else None,
         )
@@ -97,6 +112,8 @@ class LocalHive:
         except BaseException:
             abandon_run(self.telemetry, run_id, "failed")
             raise
+        # Undone before the verdicts: the records say when each fault really ended.
+        records = rig.close() if rig is not None else None
         self.runs += 1
         return finish_run(
             plan,
@@ -109,4 +126,5 @@ class LocalHive:
             telemetry=self.telemetry,
             telemetry_run=run_id,
             origin_unix_ns=report.wall_origin_ns,
+            fault_records=records,
         )

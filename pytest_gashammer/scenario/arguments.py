@@ -248,6 +248,18 @@ def _skipped_invariant_names(raw: object, name: str) -> tuple[str, ...]:
     return parse_invariant_names(raw, name) or ()
 
 
+def _faults(value: object, name: str) -> tuple[dict[str, Any], ...]:
+    from pytest_gashammer.scenario.faults import parse_faults
+
+    return parse_faults(value, name)
+
+
+def _faults_as_raw(faults: tuple[dict[str, Any], ...]) -> list[dict[str, Any]] | None:
+    from pytest_gashammer.scenario.faults import faults_as_raw
+
+    return faults_as_raw(faults)
+
+
 # ----------------------------------------------------------------------------------------------
 # the table
 
@@ -382,6 +394,15 @@ ARGUMENTS: tuple[Argument, ...] = (
     ),
     Argument("fail_inconclusive", False, _flag, "fail the test on an inconclusive verdict too"),
     Argument("fail_fast", False, _flag, "stop the run as soon as a hard invariant breaks"),
+    Argument(
+        "faults",
+        None,
+        _faults,
+        'faults on the run\'s timeline, e.g. `[{"kind": "node.pause", "at": "5s", "duration": "2s"}]`; '
+        '`at` in seconds or `"sustain+3s"` ([faults.md](faults.md))',
+        shown_default="none",
+        to_raw=_faults_as_raw,
+    ),
 )
 
 #: Each argument's default, as the user would write it, in table order.

@@ -76,6 +76,9 @@ class ScenarioSpec:
     max_rejected_share: float = DEFAULTS["max_rejected_share"]
     fail_inconclusive: bool = False
     fail_fast: bool = False
+    #: The marker's faults, normalised: ``kind``, ``at`` (seconds or ``(phase, offset)``),
+    #: ``duration``, ``params`` (see ``scenario/faults.py``).
+    faults: tuple[dict[str, Any], ...] = ()
 
     def replace(self, **overrides: Any) -> ScenarioSpec:
         """A new spec with ``overrides`` applied, validated as strictly as the marker."""
@@ -96,9 +99,14 @@ def parse_spec(raw: Mapping[str, Any]) -> ScenarioSpec:
             f"unknown argument {unknown[0]!r} in @pytest.mark.{MARKER}; accepted: {', '.join(DEFAULTS)}"
         )
     values = {**DEFAULTS, **raw}
-    return ScenarioSpec(
+    spec = ScenarioSpec(
         **{argument.name: argument.parse(values[argument.name], argument.name) for argument in ARGUMENTS}
     )
+    if spec.faults:
+        from pytest_gashammer.scenario.faults import place_faults
+
+        place_faults(spec.faults, plan_phases(spec))  # a fault past the run's end fails here, at collection
+    return spec
 
 
 def default_seed(nodeid: str) -> int:
@@ -137,6 +145,8 @@ class ScenarioPlan:
     max_rejected_share: float = DEFAULTS["max_rejected_share"]
     fail_inconclusive: bool = False
     fail_fast: bool = False
+    #: The faults on the run clock: ``index``, ``kind``, ``start``, ``end`` (seconds), ``params``.
+    faults: tuple[dict[str, Any], ...] = ()
 
     @property
     def sending_time(self) -> float:
@@ -161,6 +171,7 @@ class ScenarioPlan:
         data["slo"] = [list(entry) for entry in self.slo]
         data["invariants"] = None if self.invariants is None else list(self.invariants)
         data["skip_invariants"] = list(self.skip_invariants)
+        data["faults"] = [dict(fault) for fault in self.faults]
         return data
 
     @classmethod
@@ -174,13 +185,15 @@ class ScenarioPlan:
         if fields.get("invariants") is not None:
             fields["invariants"] = tuple(fields["invariants"])
         fields["skip_invariants"] = tuple(fields.get("skip_invariants") or ())
+        fields["faults"] = tuple(dict(fault) for fault in fields.get("faults") or ())
         return cls(**fields)
 
 
 #: Marker arguments the plan holds in another form: the rate and the phase lengths become
-#: ``target_gas_per_sec`` and ``phases``, and ``seed`` and ``senders`` are resolved to numbers.
+#: ``target_gas_per_sec`` and ``phases``, ``seed`` and ``senders`` are resolved to numbers, and
+#: ``faults`` are placed on the run clock.
 COMPILED_ARGUMENTS = frozenset(
-    {"gas_per_sec", "duration", "warmup", "ramp", "cooldown", "warmup_rate", "seed", "senders"}
+    {"gas_per_sec", "duration", "warmup", "ramp", "cooldown", "warmup_rate", "seed", "senders", "faults"}
 )
 #: Marker arguments the plan carries as the spec holds them, each in a field of the same name.
 CARRIED_ARGUMENTS = tuple(argument.name for argument in ARGUMENTS if argument.name not in COMPILED_ARGUMENTS)
@@ -242,8 +255,11 @@ def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: fl
         spec.senders if spec.senders is not None else auto_senders(target, nominal_mean_gas(spec.workload))
     )
     carried = {field: getattr(spec, field) for field in CARRIED_ARGUMENTS}
+    from pytest_gashammer.scenario.faults import place_faults
+
     return ScenarioPlan(
         **carried,
+        faults=place_faults(spec.faults, phases, duration_scale),
         name=name,
         seed=seed,
         senders=senders,

@@ -22,170 +22,30 @@ from typing import Any
 import numpy as np
 
 from pytest_gashammer.chain.keccak import KeccakStream
-from pytest_gashammer.results import LatencyStats, nearest_rank
+from pytest_gashammer.telemetry.fault_tally import FaultTally, Flow
 from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, TxLog
+from pytest_gashammer.telemetry.sketch import (
+    EVIDENCE_LIMIT,
+    EXACT_SAMPLES,
+    SKETCH_RELATIVE_ACCURACY,
+    FirstByRow,
+    LatencySketch,
+    lowest_rows,
+)
 
-#: Offending transactions kept by name per kind of finding; the counts stay exact.
-EVIDENCE_LIMIT = 20
-#: Latency samples kept exactly; past it a sketch holds them (see :class:`LatencySketch`).
-EXACT_SAMPLES = 100_000
-#: The sketch's relative accuracy: a percentile read from it is within this share of a sample
-#: whose rank is the percentile's (DDSketch's guarantee).
-SKETCH_RELATIVE_ACCURACY = 0.005
+__all__ = [
+    "BUCKET_FIELDS",
+    "EVIDENCE_LIMIT",
+    "EXACT_SAMPLES",
+    "SKETCH_RELATIVE_ACCURACY",
+    "FirstByRow",
+    "LatencySketch",
+    "NonceRanges",
+    "RunDigest",
+]
 
 #: Per-second bucket fields, in their array order.
 BUCKET_FIELDS = ("offered_gas", "offered_tx", "included_gas", "included_tx")
-
-
-class LatencySketch:
-    """Latency samples in seconds: exact up to :data:`EXACT_SAMPLES`, then a DDSketch.
-
-    A short run's percentiles are exact nearest-rank figures; a soak's are DDSketch estimates
-    within :data:`SKETCH_RELATIVE_ACCURACY` (relative) of the true sample at that rank. The count
-    and the maximum stay exact either way. Mergeable across edges (:meth:`merge`).
-    """
-
-    def __init__(self, exact_limit: int = EXACT_SAMPLES) -> None:
-        self.exact_limit = exact_limit
-        self._exact: list[np.ndarray] = []
-        self._exact_count = 0
-        self._sketch: Any = None
-        self.count = 0
-        self.max = -math.inf
-
-    @property
-    def exact(self) -> bool:
-        """Whether every sample is still held exactly."""
-        return self._sketch is None
-
-    def add(self, samples: np.ndarray) -> None:
-        if not samples.size:
-            return
-        samples = np.asarray(samples, dtype=np.float64)
-        self.count += int(samples.size)
-        self.max = max(self.max, float(samples.max()))
-        if self._sketch is None:
-            self._exact.append(samples.copy())
-            self._exact_count += int(samples.size)
-            if self._exact_count > self.exact_limit:
-                self._fold()
-        else:
-            self._sketch_add(samples)
-
-    def _fold(self) -> None:
-        from ddsketch import DDSketch
-
-        self._sketch = DDSketch(relative_accuracy=SKETCH_RELATIVE_ACCURACY)
-        for part in self._exact:
-            self._sketch_add(part)
-        self._exact = []
-        self._exact_count = 0
-
-    def _sketch_add(self, samples: np.ndarray) -> None:
-        # Equal samples (latencies on one block share a value) go in once, weighted.
-        values, counts = np.unique(samples, return_counts=True)
-        add = self._sketch.add
-        for value, count in zip(values.tolist(), counts.tolist(), strict=True):
-            add(value, count)
-
-    def merge(self, other: LatencySketch) -> None:
-        if other.count == 0:
-            return
-        self.count += other.count
-        self.max = max(self.max, other.max)
-        if other._sketch is None and self._sketch is None:
-            self._exact.extend(other._exact)
-            self._exact_count += other._exact_count
-            if self._exact_count > self.exact_limit:
-                self._fold()
-            return
-        if self._sketch is None:
-            self._fold()
-        if other._sketch is None:
-            for part in other._exact:
-                self._sketch_add(part)
-        else:
-            self._sketch.merge(other._sketch)
-
-    def stats(self) -> LatencyStats:
-        if self.count == 0:
-            return LatencyStats.of([])
-        if self._sketch is None:
-            ordered = np.sort(np.concatenate(self._exact))
-            return LatencyStats(
-                nearest_rank(ordered, 0.50),
-                nearest_rank(ordered, 0.90),
-                nearest_rank(ordered, 0.99),
-                float(ordered[-1]),
-                int(ordered.size),
-            )
-        pick = self._sketch.get_quantile_value
-        # A sketch's estimate never exceeds the largest sample, which is known exactly.
-        return LatencyStats(
-            min(float(pick(0.50)), self.max),
-            min(float(pick(0.90)), self.max),
-            min(float(pick(0.99)), self.max),
-            self.max,
-            self.count,
-        )
-
-    def to_data(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"count": self.count, "max": self.max, "limit": self.exact_limit}
-        if self._sketch is None:
-            data["exact"] = np.concatenate(self._exact).tobytes() if self._exact else b""
-        else:
-            # The sketch as (bin key, weight) pairs of its positive store; latencies are never negative.
-            store = self._sketch._store
-            data["bins"] = [
-                (store.offset + index, weight) for index, weight in enumerate(store.bins) if weight
-            ]
-            data["zero"] = self._sketch._zero_count
-        return data
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> LatencySketch:
-        sketch = cls(data.get("limit", EXACT_SAMPLES))
-        sketch.count = data["count"]
-        sketch.max = data["max"]
-        if "exact" in data:
-            values = np.frombuffer(data["exact"], dtype=np.float64)
-            sketch._exact = [values.copy()] if values.size else []
-            sketch._exact_count = int(values.size)
-            return sketch
-        from ddsketch import DDSketch
-
-        sketch._sketch = DDSketch(relative_accuracy=SKETCH_RELATIVE_ACCURACY)
-        value_of = sketch._sketch._mapping.value
-        for key, weight in data["bins"]:
-            sketch._sketch.add(value_of(key), weight)
-        if data.get("zero"):
-            sketch._sketch.add(0.0, data["zero"])
-        return sketch
-
-
-class FirstByRow:
-    """The :data:`EVIDENCE_LIMIT` offending items with the lowest rows, whatever order rows became
-    final in: the evidence names the run's first offenders, as a pass over every row would."""
-
-    def __init__(self, pairs: Iterable[Sequence[Any]] = ()) -> None:
-        self.pairs: list[tuple[int, str]] = sorted((int(row), str(item)) for row, item in pairs)
-
-    def add(self, row: int, item: str) -> None:
-        if len(self.pairs) >= EVIDENCE_LIMIT and row > self.pairs[-1][0]:
-            return
-        bisect.insort(self.pairs, (row, item))
-        del self.pairs[EVIDENCE_LIMIT:]
-
-    def room_below(self) -> int:
-        """Rows above this one cannot enter (any row can while there is room)."""
-        return self.pairs[-1][0] if len(self.pairs) >= EVIDENCE_LIMIT else 2**62
-
-    @property
-    def items(self) -> list[str]:
-        return [item for _, item in self.pairs]
-
-    def to_data(self) -> list[list[Any]]:
-        return [[row, item] for row, item in self.pairs]
 
 
 class NonceRanges:
@@ -251,7 +111,9 @@ class RunDigest:
         expected_status: Sequence[int],
         gas_estimate: Sequence[float],
         gas_tolerance: Sequence[float],
+        fault_windows: Sequence[Sequence[float]] = (),
     ) -> None:
+        """``fault_windows``: each fault's planned ``(start, end)`` on the run clock, in the plan's order."""
         self.origin_ns = origin_ns
         self.sustain = (float(sustain[0]), float(sustain[1]))
         self.inclusion_timeout = float(inclusion_timeout)
@@ -295,6 +157,9 @@ class RunDigest:
         self._order = KeccakStream()
         self._ordered = 0
         self._tx_digest: str | None = None
+        #: Per fault of the plan, what its window did to these rows; and the run's flow (backlog).
+        self.faults = [FaultTally(start, end) for start, end in fault_windows]
+        self.flow = Flow()
 
     # -- the rows ------------------------------------------------------------------------------
     def add(self, log: TxLog, rows: np.ndarray, feed_arrivals: np.ndarray | None = None) -> None:
@@ -384,6 +249,11 @@ class RunDigest:
         if feed_arrivals is not None:
             fed = sustain & (feed_arrivals != NOT_YET)
             self.feed_latency.add((feed_arrivals[fed] - intended[fed]) / 1e9)
+        self.flow.add(t, included_at, gas, included)
+        if self.faults:
+            latency = (included_ns - intended) / 1e9
+            for tally in self.faults:
+                tally.add(rows, t, latency, included_at, included, lost, hash_of)
 
     def _receipts(
         self,
@@ -403,7 +273,7 @@ class RunDigest:
             expected[known] = np.asarray(self.expected_status, dtype=np.int64)[template[known]]
         wrong = checked & (status != expected)
         self.wrong_status += int(wrong.sum())
-        for position in _lowest(wrong, rows, self.wrong_status_first):
+        for position in lowest_rows(wrong, rows, self.wrong_status_first):
             kind = int(template[position])
             name = self.templates[kind] if kind >= 0 else "nonce-gap filler"
             self.wrong_status_first.add(
@@ -420,7 +290,7 @@ class RunDigest:
             tolerance[measured] = np.asarray(self.gas_tolerance)[template[measured]]
             outside = measured & (np.abs(used - estimate) > tolerance * estimate + 1e-9)
             self.gas_outside += int(outside.sum())
-            for position in _lowest(outside, rows, self.gas_outside_first):
+            for position in lowest_rows(outside, rows, self.gas_outside_first):
                 kind = int(template[position])
                 self.gas_outside_first.add(
                     int(rows[position]),
@@ -455,7 +325,7 @@ class RunDigest:
 
     @staticmethod
     def _name(mask: np.ndarray, rows: np.ndarray, kept: FirstByRow, hash_of: Any) -> None:
-        for position in _lowest(mask, rows, kept):
+        for position in lowest_rows(mask, rows, kept):
             kept.add(int(rows[position]), hash_of(position))
 
     # -- evidence as lists, first offenders first ------------------------------------------------
@@ -526,6 +396,8 @@ class RunDigest:
         data["tx_digest"] = self._tx_digest
         for name in _EVIDENCE:
             data[name] = getattr(self, name).to_data()
+        data["faults"] = [tally.to_data() for tally in self.faults]
+        data["flow"] = self.flow.to_data()
         return data
 
     @classmethod
@@ -552,6 +424,8 @@ class RunDigest:
         digest._tx_digest = data["tx_digest"]
         for name in _EVIDENCE:
             setattr(digest, name, FirstByRow(data[name]))
+        digest.faults = [FaultTally.from_data(tally) for tally in data.get("faults") or ()]
+        digest.flow = Flow.from_data(data.get("flow") or {})
         return digest
 
     @classmethod
@@ -567,14 +441,6 @@ class RunDigest:
 
 #: The digest's evidence lists, by attribute.
 _EVIDENCE = ("lost_first", "late_first", "wrong_status_first", "gas_outside_first")
-
-
-def _lowest(mask: np.ndarray, rows: np.ndarray, kept: FirstByRow) -> list[int]:
-    """Positions of ``mask`` whose rows could still be among ``kept``'s first, lowest rows first."""
-    positions = np.flatnonzero(mask & (rows <= kept.room_below()))
-    if positions.size > EVIDENCE_LIMIT:
-        positions = positions[np.argsort(rows[positions], kind="stable")[:EVIDENCE_LIMIT]]
-    return positions.tolist()
 
 
 def _max_by(keys: np.ndarray, values: np.ndarray) -> list[tuple[int, int]]:

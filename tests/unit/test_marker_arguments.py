@@ -101,6 +101,10 @@ EVERYTHING_SET: dict[str, Any] = {
     "max_rejected_share": 0.5,
     "fail_inconclusive": True,
     "fail_fast": True,
+    "faults": [
+        {"kind": "node.pause", "at": "sustain+1s", "duration": "2s"},
+        {"kind": "rpc.latency", "at": 12, "duration": "500ms", "ms": 100, "jitter_ms": 20},
+    ],
 }
 
 

@@ -1,0 +1,227 @@
+"""The marker's ``faults=[...]``: validated against the registry of fault kinds, then laid on the plan's timeline.
+
+A fault is a plain dict: ``{"kind": "rpc.latency", "at": "sustain+3s", "duration": "2s", "ms": 100}``.
+``at`` is seconds from the run's t=0 (``5``, ``"5s"``) or a phase name with an optional offset
+(``"sustain"``, ``"sustain+3s"``); the kind's own parameters sit beside it, declared in
+:data:`pytest_gashammer.fault.timeline.FAULT_KINDS`. Every problem is one line naming the fault
+(``faults[1] rpc.latency``) and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pytest_gashammer.errors import ConfigError
+from pytest_gashammer.fault.timeline import FAULT_KINDS, MAX_FAULT_SECONDS, MAX_FAULTS, FaultKind, FaultParam
+from pytest_gashammer.scenario.units import parse_duration
+from pytest_gashammer.workload.rate import Phase
+
+__all__ = ["check_fault_target", "faults_as_raw", "parse_faults", "place_faults"]
+
+PHASE_NAMES = ("warmup", "ramp", "sustain", "cooldown")
+_TIMING_KEYS = ("kind", "at", "duration")
+_EXAMPLE = "e.g. {'kind': 'node.pause', 'at': '5s', 'duration': '2s'}"
+
+
+def _kinds_hint() -> str:
+    return ", ".join(FAULT_KINDS)
+
+
+def _parse_at(value: Any, where: str) -> float | tuple[str, float]:
+    if isinstance(value, str) and value.strip() and value.strip()[0].isalpha():
+        text = value.strip().replace(" ", "")
+        phase, _, offset = text.partition("+")
+        if phase not in PHASE_NAMES:
+            raise ConfigError(
+                f"{where}: at={value!r} names no phase; use seconds ('5s') or one of "
+                f"{', '.join(PHASE_NAMES)} with an offset ('sustain+3s')"
+            )
+        seconds = parse_duration(offset, what=f"{where} at offset") if offset else 0.0
+        return (phase, seconds)
+    return parse_duration(value, what=f"{where} at")
+
+
+def _parse_param(param: FaultParam, value: Any, where: str) -> Any:
+    what = f"{where} {param.name}"
+    if param.unit == "seconds":
+        number = parse_duration(value, what=what)
+    elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{what}={value!r} must be a number, {param.help}")
+    else:
+        number = value
+    if param.unit == "integer" and not float(number).is_integer():
+        raise ConfigError(f"{what}={value!r} must be an integer, {param.help}")
+    if param.unit == "fraction" and not (param.low < number <= param.high):
+        raise ConfigError(f"{what}={value!r} must be in (0, 1], {param.help}")
+    if not (param.low <= number <= param.high):
+        raise ConfigError(f"{what}={value!r} is out of range [{param.low:g}, {param.high:g}]: {param.help}")
+    return int(number) if param.unit in ("integer", "bytes_per_sec") else float(number)
+
+
+def _parse_one(index: int, raw: Any) -> dict[str, Any]:
+    where = f"faults[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}={raw!r} must be a dict, {_EXAMPLE}")
+    name = raw.get("kind")
+    if not isinstance(name, str) or name not in FAULT_KINDS:
+        close = difflib.get_close_matches(str(name), list(FAULT_KINDS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{where}: unknown fault kind {name!r}{hint}; known: {_kinds_hint()}")
+    kind: FaultKind = FAULT_KINDS[name]
+    where = f"faults[{index}] {name}"
+    known = {param.name for param in kind.params}
+    unknown = sorted(set(raw) - known - set(_TIMING_KEYS))
+    if unknown:
+        accepted = ", ".join([*_TIMING_KEYS[1:], *(param.name for param in kind.params)])
+        raise ConfigError(f"{where}: unknown parameter {unknown[0]!r}; accepted: {accepted}")
+    if "at" not in raw:
+        raise ConfigError(f"{where} needs at=..., seconds from the run's start or a phase ('sustain+3s')")
+    at = _parse_at(raw["at"], where)
+    if "duration" in raw:
+        duration = parse_duration(raw["duration"], what=f"{where} duration")
+    elif kind.instant:
+        duration = 0.0
+    else:
+        raise ConfigError(f"{where} needs duration=..., how long it stays active, e.g. '2s'")
+    if duration <= 0 and not kind.instant:
+        raise ConfigError(f"{where} duration={raw['duration']!r} must be longer than zero, e.g. '2s'")
+    if duration > MAX_FAULT_SECONDS:
+        raise ConfigError(f"{where} duration={raw['duration']!r} exceeds {MAX_FAULT_SECONDS:g} s; shorten it")
+    params: dict[str, Any] = {}
+    for param in kind.params:
+        if param.name in raw:
+            params[param.name] = _parse_param(param, raw[param.name], where)
+        elif param.default is None:
+            raise ConfigError(f"{where} needs {param.name}=..., {param.help}")
+        else:
+            params[param.name] = param.default
+    return {"kind": name, "at": at, "duration": duration, "params": params}
+
+
+def parse_faults(value: object, name: str = "faults") -> tuple[dict[str, Any], ...]:
+    """Validate the marker's ``faults``: each a normalised dict (kind, at, duration, params)."""
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
+        raise ConfigError(f"{name}={value!r} must be a list of dicts, {_EXAMPLE}")
+    if len(value) > MAX_FAULTS:
+        raise ConfigError(f"{name}: {len(value)} faults; a run holds at most {MAX_FAULTS}")
+    faults = tuple(_parse_one(index, raw) for index, raw in enumerate(value))
+    total = sum(fault["duration"] for fault in faults)
+    if total > MAX_FAULT_SECONDS:
+        raise ConfigError(
+            f"{name}: {total:g} s of faults in one run; the total is capped at {MAX_FAULT_SECONDS:g} s"
+        )
+    return faults
+
+
+def _at_as_raw(at: float | Sequence[Any]) -> Any:
+    if isinstance(at, int | float):
+        return at
+    phase, offset = at
+    return f"{phase}+{offset}s" if offset else str(phase)
+
+
+def faults_as_raw(faults: tuple[dict[str, Any], ...]) -> list[dict[str, Any]] | None:
+    """The normalised faults back as marker arguments ``parse_faults`` accepts."""
+    if not faults:
+        return None
+    return [
+        {
+            "kind": fault["kind"],
+            "at": _at_as_raw(fault["at"]),
+            "duration": fault["duration"],
+            **fault["params"],
+        }
+        for fault in faults
+    ]
+
+
+def place_faults(
+    faults: Sequence[Mapping[str, Any]], phases: Sequence[Phase], duration_scale: float = 1.0
+) -> tuple[dict[str, Any], ...]:
+    """Each fault's ``start`` and ``end`` on the run clock; positions and lengths scale with the
+    run (``--gashammer-duration-scale``). A fault that ends after the sending phases, or two node
+    faults at once, is a ConfigError naming the fault."""
+    sending_end = phases[-1].end if phases else 0.0
+    placed: list[dict[str, Any]] = []
+    for index, fault in enumerate(faults):
+        where = f"faults[{index}] {fault['kind']}"
+        at = fault["at"]
+        if isinstance(at, int | float):
+            start = float(at) * duration_scale
+        else:
+            phase_name, offset = at
+            phase = next((phase for phase in phases if phase.name == phase_name), None)
+            if phase is None:
+                present = ", ".join(phase.name for phase in phases)
+                raise ConfigError(
+                    f"{where}: at={_at_as_raw(at)!r} names the {phase_name} phase, which this scenario does "
+                    f"not have (its phases: {present}); give seconds or another phase"
+                )
+            start = phase.start + float(offset) * duration_scale
+        end = start + float(fault["duration"]) * duration_scale
+        if end > sending_end + 1e-9:
+            raise ConfigError(
+                f"{where} runs {start:g}-{end:g} s, past the end of the run at {sending_end:g} s; "
+                "move it earlier, shorten it, or lengthen the run"
+            )
+        placed.append(
+            {
+                "index": index,
+                "kind": fault["kind"],
+                "start": round(start, 6),
+                "end": round(end, 6),
+                "params": dict(fault["params"]),
+            }
+        )
+    node_faults = sorted(
+        (step for step in placed if FAULT_KINDS[step["kind"]].path == "node"), key=lambda step: step["start"]
+    )
+    for earlier, later in zip(node_faults, node_faults[1:], strict=False):
+        if later["start"] < earlier["end"]:
+            raise ConfigError(
+                f"faults[{later['index']}] {later['kind']} begins at {later['start']:g} s while "
+                f"faults[{earlier['index']}] {earlier['kind']} is still active; node faults take turns"
+            )
+    return tuple(placed)
+
+
+def check_fault_target(
+    faults: Sequence[Mapping[str, Any]],
+    *,
+    where: str,
+    controlled: bool = True,
+    node_supports: frozenset[str] | None = None,
+    has_feed: bool | None = None,
+) -> None:
+    """Refuse faults the target cannot take, one line naming the fault and the fix.
+
+    ``controlled``: the plugin started the node (node faults need that); ``node_supports``: the
+    node operations it offers (None: not known yet, not checked); ``has_feed``: whether it has a
+    sequencer feed (None: not known yet).
+    """
+    for index, fault in enumerate(faults):
+        name = str(fault["kind"])
+        kind = FAULT_KINDS[name]
+        label = f"faults[{fault.get('index', index)}] {name}"
+        if kind.path == "node":
+            if not controlled:
+                raise ConfigError(
+                    f"{label} needs a devnet the plugin started; {where} is not one: run on the embedded "
+                    "devnet (drop --gashammer-rpc-url) or remove the fault"
+                )
+            if node_supports is not None and kind.node_operation not in node_supports:
+                offered = ", ".join(sorted(node_supports)) or "none"
+                raise ConfigError(
+                    f"{label}: {where} cannot {kind.node_operation} its node (it offers: {offered}); "
+                    "use the embedded devnet or remove the fault"
+                )
+        if kind.path == "feed" and has_feed is False:
+            raise ConfigError(
+                f"{label} needs a sequencer feed; {where} has none: use the embedded devnet, pass "
+                "--gashammer-feed-url for an external node, or remove the fault"
+            )
