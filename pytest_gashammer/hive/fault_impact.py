@@ -8,8 +8,9 @@ The rules (docs/faults.md says them to users):
 - Recovered: the first moment after the fault's end from which the backlog (transactions intended
   and not yet included, counting only those that were included in the end) stays at or below the
   highest it was before the fault for a whole second, and the gas included over the next
-  :data:`RATE_WINDOW_S` reaches 95 % of the target (one block of slack: half a second of target gas);
-  once the plan stopped sending, the backlog alone decides.
+  :data:`RATE_WINDOW_S` reaches 95 % of the target (one block of slack: half a second of target gas).
+  A fault that ends less than that before the plan stops sending is judged by the backlog alone; a
+  backlog that drains only because the plan stopped sending is no recovery (``None``).
 - Delayed: in flight while it was active and slower than the before window's p99.
 """
 
@@ -149,5 +150,9 @@ def _recovered_after(
             slack = RATE_SLACK_S * plan.gas_rate_at(at)
             if float(included_gas[window].sum()) < RECOVERED_RATE_SHARE * target - slack:
                 continue
+        elif finish + RATE_WINDOW_S <= sending_end:
+            # The chain had the load long enough after the fault to show it kept up, and did not:
+            # a backlog drained only once the plan stopped sending is no recovery.
+            return None
         return max(0.0, at - finish)
     return None

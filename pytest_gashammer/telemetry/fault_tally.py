@@ -65,6 +65,9 @@ class FaultTally:
             (self.after, stop, stop + self.window),
         ):
             chosen = included & (intended >= low) & (intended < high)
+            if sketch is self.before:
+                # The healthy latency: what the fault caught in flight belongs to "during".
+                chosen &= included_at < start
             sketch.add(latency[chosen])
         flying = included & (intended < stop) & (included_at >= start)
         if flying.any():

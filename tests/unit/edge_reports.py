@@ -101,6 +101,7 @@ def report_of(
     expected_status: tuple[int, ...] = (1,),
     sustain: tuple[float, float] = SUSTAIN,
     inclusion_timeout: float = 30.0,
+    fault_windows: tuple[tuple[float, float], ...] = (),
     **fields: object,
 ) -> EdgeReport:
     """The report an edge would send after digesting every row of ``log`` (``sustain`` and
@@ -116,6 +117,7 @@ def report_of(
         expected_status=expected_status,
         gas_estimate=estimate,  # type: ignore[arg-type]
         gas_tolerance=[0.0] * len(templates),
+        fault_windows=fault_windows,
     )
     return EdgeReport(
         edge_id=edge_id,
