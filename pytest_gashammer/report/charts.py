@@ -25,14 +25,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pytest_gashammer.results import LatencyStats
+from pytest_gashammer.results import FaultImpact, LatencyStats
 
 __all__ = [
     "LATENCY_METRICS",
+    "FaultBand",
     "RunAggregates",
     "aggregate_run",
     "blocks_chart",
     "errors_chart",
+    "fault_bands",
     "latency_histogram_chart",
     "latency_over_time_chart",
     "throughput_gas_chart",
@@ -55,6 +57,7 @@ _COLORS = {
     "inclusion": "#2a9d5b",
     "feed": "#e07b24",
     "error": "#c23a3a",
+    "fault": "#d9534f",
     "phase": ("#f3f0e6", "#e8eef6", "#eaf4ec", "#f6ebeb", "#efe9f5"),
 }
 
@@ -353,6 +356,64 @@ def _shade_phases(axes: Any, plan: Mapping[str, Any]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class FaultBand:
+    """Where a fault sits on a chart's time axis (run-clock seconds) and what it is called."""
+
+    index: int
+    label: str
+    start: float
+    end: float
+    #: False for a fault that never began (its planned span is drawn, outlined, not filled).
+    applied: bool = True
+
+
+def fault_bands(faults: Sequence[FaultImpact]) -> list[FaultBand]:
+    """The band of each fault: from when it began to when it ended; its planned span where the run
+    never applied it, and its planned length from its begin where it never ended."""
+    bands = []
+    for impact in faults:
+        began, ended = impact.started_at, impact.ended_at
+        applied = began is not None and math.isfinite(began)
+        start = float(began) if began is not None and applied else float(impact.planned_at)
+        if applied and ended is not None and math.isfinite(ended):
+            end = float(ended)
+        else:
+            end = start + float(impact.planned_duration)
+        label = impact.label if applied else f"{impact.label} (not applied)"
+        bands.append(FaultBand(impact.index, label, start, max(end, start), applied))
+    return bands
+
+
+def _shade_faults(axes: Any, bands: Sequence[FaultBand]) -> None:
+    """A red band per fault, labelled inside the plot's top edge. Each band's SVG group gets the id
+    ``fault-<index>`` (prefixed with the chart's id on the page), so the page can be checked and linked."""
+    color = _COLORS["fault"]
+    for band in bands:
+        axes.axvspan(
+            band.start,
+            band.end,
+            facecolor=color if band.applied else "none",
+            edgecolor=color,
+            alpha=0.16 if band.applied else 0.6,
+            hatch=None if band.applied else "//",
+            lw=0 if band.applied else 0.8,
+            zorder=0.5,
+            gid=f"fault-{band.index}",
+        )
+        axes.text(
+            band.start,
+            0.98,
+            f" {band.label}",
+            transform=axes.get_xaxis_transform(),
+            ha="left",
+            va="top",
+            fontsize=7,
+            color=color,
+            gid=f"fault-{band.index}-label",
+        )
+
+
 def _rate_formatter() -> Any:
     from matplotlib.ticker import FuncFormatter
 
@@ -378,10 +439,13 @@ def _seconds_axis(axes: Any, aggregates: RunAggregates) -> None:
 
 
 @_with_style
-def throughput_gas_chart(aggregates: RunAggregates, plan: Mapping[str, Any], chart_id: str) -> str:
+def throughput_gas_chart(
+    aggregates: RunAggregates, plan: Mapping[str, Any], chart_id: str, faults: Sequence[FaultBand] = ()
+) -> str:
     """Offered, accepted and included gas per second against the plan's target."""
     figure, axes = _figure()
     _shade_phases(axes, plan)
+    _shade_faults(axes, faults)
     xs, ys = target_curve(plan)
     if xs:
         axes.plot(xs, ys, color=_COLORS["target"], ls="--", lw=1.2, label="target")
@@ -398,10 +462,13 @@ def throughput_gas_chart(aggregates: RunAggregates, plan: Mapping[str, Any], cha
 
 
 @_with_style
-def throughput_tx_chart(aggregates: RunAggregates, plan: Mapping[str, Any], chart_id: str) -> str:
+def throughput_tx_chart(
+    aggregates: RunAggregates, plan: Mapping[str, Any], chart_id: str, faults: Sequence[FaultBand] = ()
+) -> str:
     """Offered, accepted, included and rejected transactions per second."""
     figure, axes = _figure()
     _shade_phases(axes, plan)
+    _shade_faults(axes, faults)
     edges = aggregates.edges
     axes.stairs(aggregates.offered_tx, edges, baseline=None, color=_COLORS["offered"], label="offered")
     axes.stairs(aggregates.accepted_tx, edges, baseline=None, color=_COLORS["accepted"], label="accepted")
@@ -428,10 +495,13 @@ def _ms_axis(axes: Any, which: str) -> None:
 
 
 @_with_style
-def latency_over_time_chart(aggregates: RunAggregates, plan: Mapping[str, Any], chart_id: str) -> str:
+def latency_over_time_chart(
+    aggregates: RunAggregates, plan: Mapping[str, Any], chart_id: str, faults: Sequence[FaultBand] = ()
+) -> str:
     """p50 (solid) and p99 (dashed) per bucket of intended send time, for each latency metric."""
     figure, axes = _figure(3.4)
     _shade_phases(axes, plan)
+    _shade_faults(axes, faults)
     drawn = False
     for metric, (label, _) in LATENCY_METRICS.items():
         p50, p99 = aggregates.latency_p50.get(metric), aggregates.latency_p99.get(metric)
@@ -496,10 +566,13 @@ def errors_chart(errors: Mapping[str, int], chart_id: str) -> str:
 
 
 @_with_style
-def blocks_chart(blocks: pa.Table, plan: Mapping[str, Any], chart_id: str) -> str:
+def blocks_chart(
+    blocks: pa.Table, plan: Mapping[str, Any], chart_id: str, faults: Sequence[FaultBand] = ()
+) -> str:
     """Gas used per block (bars over time) and transactions per block, as the tracking edge saw them."""
     figure, axes = _figure(2.8)
     _shade_phases(axes, plan)
+    _shade_faults(axes, faults)
     if blocks.num_rows:
         # Several edges may observe the same block: keep the first sighting of each number.
         numbers = _ints(blocks, "block_number")

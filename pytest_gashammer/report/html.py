@@ -7,7 +7,8 @@ Parquet (:func:`pytest_gashammer.telemetry.parquet.load`), so ``gashammer report
 same page any time later, and the plugin renders it at the end of a session with
 ``--gashammer-report PATH.html``.
 
-Per run: scenario and environment, verdicts with their evidence, key figures, throughput and
+Per run: scenario and environment, verdicts with their evidence, key figures, the faults of its
+timeline (when it had any: a table, and a band per fault on every chart over time), throughput and
 latency over time, latency distributions, errors by kind, blocks, edges (with start skew) and the
 sequencer feed's facts.
 """
@@ -33,11 +34,12 @@ from pytest_gashammer.results import (
     RECEIPTS_CHECKED,
     RECEIPTS_EXPECTED,
     RECEIPTS_VIA,
+    FaultImpact,
     rate_figures,
     receipts_line,
 )
 from pytest_gashammer.scenario.units import format_gas_rate, format_seconds
-from pytest_gashammer.telemetry.parquet import TelemetryTables, load
+from pytest_gashammer.telemetry.parquet import TelemetryTables, fault_impacts, load
 from pytest_gashammer.telemetry.schema import SCHEMA_VERSION
 
 __all__ = ["REPORT_COLUMNS", "render_report", "report_html"]
@@ -190,12 +192,19 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
     started = time.perf_counter()
     aggregates = charts.aggregate_run(tables.transactions)
     errors = _json(run.get("errors_json"), None) or aggregates.errors
+    faults = fault_impacts(tables.faults)
+    # Every chart with a time axis shades the faults; the histogram and the errors have none.
+    bands = charts.fault_bands(faults)
     chart_svgs = {
-        "throughput-gas": charts.throughput_gas_chart(aggregates, plan, f"{anchor}-chart-throughput-gas"),
-        "throughput-tx": charts.throughput_tx_chart(aggregates, plan, f"{anchor}-chart-throughput-tx"),
-        "latency-time": charts.latency_over_time_chart(aggregates, plan, f"{anchor}-chart-latency-time"),
+        "throughput-gas": charts.throughput_gas_chart(
+            aggregates, plan, f"{anchor}-chart-throughput-gas", bands
+        ),
+        "throughput-tx": charts.throughput_tx_chart(aggregates, plan, f"{anchor}-chart-throughput-tx", bands),
+        "latency-time": charts.latency_over_time_chart(
+            aggregates, plan, f"{anchor}-chart-latency-time", bands
+        ),
         "latency-histogram": charts.latency_histogram_chart(aggregates, f"{anchor}-chart-latency-histogram"),
-        "blocks": charts.blocks_chart(tables.blocks, plan, f"{anchor}-chart-blocks"),
+        "blocks": charts.blocks_chart(tables.blocks, plan, f"{anchor}-chart-blocks", bands),
     }
     if errors:
         chart_svgs["errors"] = charts.errors_chart(errors, f"{anchor}-chart-errors")
@@ -323,9 +332,58 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         "notes": _json(run.get("notes_json"), []),
         "stopped_early": run.get("stopped_early"),
         "blocks": block_facts,
+        "faults": [_fault_view(impact) for impact in faults],
         "render_seconds": time.perf_counter() - started,
     }
     return view
+
+
+def _measured(value: float | None) -> float | None:
+    """A fault's rate or latency for the page: ``None`` ("-") for a window the run did not cover."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _pairs(values: Mapping[str, Any]) -> str:
+    """``ms=100, calls=42``: a fault's parameters or effect, as short as the marker spelled them."""
+    return ", ".join(
+        f"{key}={value if isinstance(value, str | int | float | bool) else json.dumps(value, default=str)}"
+        for key, value in values.items()
+    )
+
+
+def _fault_view(impact: FaultImpact) -> dict[str, Any]:
+    """One row of a run's fault table."""
+    applied = impact.started_at is not None
+    if impact.recovered_after_s is not None:
+        recovered = format_seconds(impact.recovered_after_s)
+    else:
+        recovered = "never" if applied else "-"
+    return {
+        "label": impact.label,
+        "anchor": f"fault-{impact.index}",
+        "params": _pairs(impact.params),
+        "planned_at": impact.planned_at,
+        "planned_duration": impact.planned_duration,
+        "started_at": impact.started_at,
+        "ended_at": impact.ended_at,
+        "gas": [
+            _measured(impact.included_gas_per_sec_before),
+            _measured(impact.included_gas_per_sec_during),
+            _measured(impact.included_gas_per_sec_after),
+        ],
+        "p99": [
+            _measured(impact.inclusion_p99_before),
+            _measured(impact.inclusion_p99_during),
+            _measured(impact.inclusion_p99_after),
+        ],
+        "recovered": recovered,
+        "recovered_never": applied and impact.recovered_after_s is None,
+        "delayed": impact.delayed,
+        "lost": impact.lost,
+        "lost_examples": list(impact.lost_examples),
+        "effect": _pairs(impact.effect),
+        "error": impact.error,
+    }
 
 
 def _receipts(run: dict[str, Any]) -> str:

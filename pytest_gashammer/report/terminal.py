@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_gashammer.results import (
@@ -93,6 +95,62 @@ def _rate_line(label: str, value: float, target: float) -> str:
     return f"  {label:<10} {format_gas_rate(value):>14}  {ratio}"
 
 
+def _known(value: Any) -> float | None:
+    """A fault's figure, ``None`` when it was not measured (``nan`` live, null once stored)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _gas(value: Any) -> str:
+    number = _known(value)
+    return "-" if number is None else format_gas_rate(number)
+
+
+def _span(start: Any, end: Any) -> str:
+    return f"{float(start):.1f}–{float(end):.1f} s"
+
+
+def fault_lines(faults: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per fault of the run: when it was active, the included gas rate and the inclusion
+    p99 before → during → after, how long the run took to recover, delayed and lost transactions.
+
+    ``faults`` are ``FaultImpact`` fields as plain data (``summary_dict()["faults"]``), live or read
+    back from a stored run (where an unmeasured figure is null instead of ``nan``): both print alike.
+    """
+    lines = []
+    windows = ("before", "during", "after")
+    for fault in faults:
+        label = f"{fault['kind']} #{fault['index']}"
+        started, ended = _known(fault.get("started_at")), _known(fault.get("ended_at"))
+        duration = float(fault["planned_duration"])
+        if started is None:
+            planned = float(fault["planned_at"])
+            line = f"  fault {label} planned at {_span(planned, planned + duration)}: not applied"
+        else:
+            span = _span(started, ended if ended is not None else started + duration)
+            if ended is None:
+                span += " (never ended)"
+            gas = " → ".join(_gas(fault.get(f"included_gas_per_sec_{window}")) for window in windows)
+            p99 = " → ".join(
+                format_seconds(_known(fault.get(f"inclusion_p99_{window}"))) for window in windows
+            )
+            recovered = _known(fault.get("recovered_after_s"))
+            recovery = (
+                "never recovered" if recovered is None else f"recovered after {format_seconds(recovered)}"
+            )
+            delayed, lost = int(fault.get("delayed") or 0), int(fault.get("lost") or 0)
+            line = (
+                f"  fault {label} at {span}: included {gas}, p99 {p99}, {recovery}, "
+                f"{delayed:,} delayed, {lost:,} lost"
+            )
+        if fault.get("error"):
+            line += f", error: {fault['error']}"
+        lines.append(line)
+    return lines
+
+
 def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
     """One screen (about fifteen lines) per run, from :meth:`RunResult.summary_dict`."""
     target = run["target_gas_per_sec"]
@@ -140,6 +198,7 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
         code = "no answer" if entry["code"] is None else f"code {entry['code']}"
         label = "rejections" if index == 0 else ""
         lines.append(f"  {label:<10} {entry['kind']} ({code}) x{entry['count']:,}: {entry['message']!r}")
+    lines.extend(fault_lines(run.get("faults") or ()))
     verdicts = "  ".join(f"{v['name']}:{v['status']}" for v in run["verdicts"])
     lines.append(f"  verdicts   {verdicts}")
     if run.get("stopped_early"):

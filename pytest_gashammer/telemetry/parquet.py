@@ -5,6 +5,7 @@ Layout of a telemetry directory (every table is a directory of Parquet files, pa
     <dir>/runs/run=<run_id>/runs.parquet            one row per run (rewritten atomically as it progresses)
     <dir>/verdicts/run=<run_id>/verdicts.parquet    one row per verdict
     <dir>/edges/run=<run_id>/edges.parquet          one row per edge
+    <dir>/faults/run=<run_id>/faults.parquet        one row per fault of the run's timeline (runs with faults)
     <dir>/transactions/run=<run_id>/part-00000.parquet, part-00001.parquet, ...
     <dir>/blocks/run=<run_id>/part-*.parquet
     <dir>/events/run=<run_id>/part-*.parquet
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import math
 import os
 import queue
@@ -45,7 +47,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pytest_gashammer.errors import GashammerError
-from pytest_gashammer.results import LATENCY_STATS, RUN_FIGURES, Figure
+from pytest_gashammer.results import LATENCY_STATS, RUN_FIGURES, FaultImpact, Figure
 from pytest_gashammer.telemetry.schema import (
     SCHEMA_VERSION,
     SCHEMAS,
@@ -78,13 +80,15 @@ __all__ = [
     "RunInfo",
     "TelemetryDirectoryError",
     "TelemetryTables",
+    "fault_impacts",
+    "fault_rows",
     "git_commit",
     "load",
     "new_run_id",
 ]
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SMALL_TABLES = ("runs", "verdicts", "edges")
+_SMALL_TABLES = ("runs", "verdicts", "edges", "faults")
 
 
 class TelemetryDirectoryError(GashammerError):
@@ -294,9 +298,11 @@ class ParquetRunWriter:
         status: str | None = None,
         ended_unix_ns: int | None = None,
     ) -> None:
-        """Finish a run: publish its parts and write its ``runs``, ``verdicts`` and ``edges`` rows.
+        """Finish a run: publish its parts and write its ``runs``, ``verdicts`` and ``edges`` rows, and
+        its ``faults`` rows when the result holds faults.
 
-        ``result`` is the ``RunResult`` (or ``None`` if the run produced none). ``status`` defaults to
+        ``result`` is the ``RunResult`` (or ``None`` if the run produced none; a run cut short may
+        still have one, and then keeps its faults). ``status`` defaults to
         ``finished`` with a result and ``failed`` without one; use ``interrupted`` for Ctrl-C.
         """
         with self._lock:
@@ -330,6 +336,9 @@ class ParquetRunWriter:
             self._write_runs_row(run)
             self._write_small("verdicts", run_id, [_verdict_row(run_id, v) for v in verdicts])
             self._write_small("edges", run_id, _edge_rows(run_id, run.edges, result))
+            faults = list(getattr(result, "faults", None) or [])
+            if faults:  # a run without faults leaves no empty file behind
+                self._write_small("faults", run_id, fault_rows(run_id, faults))
             del self._runs[run_id]
 
     # -- streamed tables ------------------------------------------------------------------------
@@ -623,12 +632,101 @@ def figure_columns(figure: Figure, value: Any) -> dict[str, Any]:
     if value is None:
         return {figure.stored_as: None}
     if figure.kind == "json":
-        return {figure.stored_as: json_detail(value)}
+        return {figure.stored_as: json_detail(_json_safe(figure.plain(value)))}
     if figure.kind == "float":
         return {figure.stored_as: _finite(value)}
     if figure.kind == "bool":
         return {figure.stored_as: bool(value)}
     return {figure.stored_as: value}
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as standard JSON can hold it: dataclasses as dicts, ``nan`` and infinities as null
+    (``json.dumps`` would write ``NaN``, which DuckDB's and most other JSON parsers refuse)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def fault_rows(run_id: str, faults: Iterable[FaultImpact]) -> list[dict[str, Any]]:
+    """The ``faults`` rows of a run: one per :class:`~pytest_gashammer.results.FaultImpact`."""
+    return [
+        {
+            "run_id": run_id,
+            "fault_index": impact.index,
+            "kind": impact.kind,
+            "params_json": json_detail(_json_safe(impact.params)),
+            "planned_at": float(impact.planned_at),
+            "planned_duration": float(impact.planned_duration),
+            "started_at_s": _finite(impact.started_at),
+            "ended_at_s": _finite(impact.ended_at),
+            "started_unix_ns": impact.started_unix_ns,
+            "ended_unix_ns": impact.ended_unix_ns,
+            **{name: _finite(getattr(impact, name)) for name in _FAULT_MEASURES},
+            "recovered_after_s": _finite(impact.recovered_after_s),
+            "delayed": int(impact.delayed),
+            "lost": int(impact.lost),
+            "lost_examples_json": json_detail(list(impact.lost_examples)),
+            "effect_json": json_detail(_json_safe(impact.effect)),
+            "error": impact.error,
+        }
+        for impact in faults
+    ]
+
+
+#: The before / during / after figures of a fault: float columns named like its fields, ``nan`` ↔ null.
+_FAULT_MEASURES = tuple(
+    f"{figure}_{window}"
+    for figure in ("included_gas_per_sec", "inclusion_p99")
+    for window in ("before", "during", "after")
+)
+
+
+def fault_impacts(table: pa.Table) -> list[FaultImpact]:
+    """The :class:`~pytest_gashammer.results.FaultImpact` of each ``faults`` row, by run then index.
+
+    The inverse of :func:`fault_rows`: a stored run's faults as the live run had them (null rates
+    and latencies come back as ``nan``, as the result holds a window the run did not cover).
+    """
+    rows = sorted(table.to_pylist(), key=lambda row: (row["run_id"], row["fault_index"]))
+    impacts = []
+    for row in rows:
+        impacts.append(
+            FaultImpact(
+                index=int(row["fault_index"]),
+                kind=row["kind"],
+                params=_loads(row["params_json"], {}),
+                planned_at=float(row["planned_at"]),
+                planned_duration=float(row["planned_duration"]),
+                started_at=row["started_at_s"],
+                ended_at=row["ended_at_s"],
+                started_unix_ns=row["started_unix_ns"],
+                ended_unix_ns=row["ended_unix_ns"],
+                **{name: math.nan if row[name] is None else float(row[name]) for name in _FAULT_MEASURES},
+                recovered_after_s=row["recovered_after_s"],
+                delayed=int(row["delayed"] or 0),
+                lost=int(row["lost"] or 0),
+                lost_examples=_loads(row["lost_examples_json"], []),
+                effect=_loads(row["effect_json"], {}),
+                error=row["error"],
+            )
+        )
+    return impacts
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
 
 
 def _verdict_row(run_id: str, verdict: Any) -> dict[str, Any]:
@@ -667,7 +765,7 @@ def _edge_rows(run_id: str, registered: Mapping[str, Mapping[str, Any]], result:
 
 @dataclass
 class TelemetryTables:
-    """The six tables of a telemetry directory (or of some of its runs), as pyarrow Tables."""
+    """The seven tables of a telemetry directory (or of some of its runs), as pyarrow Tables."""
 
     runs: pa.Table
     verdicts: pa.Table
@@ -675,6 +773,8 @@ class TelemetryTables:
     transactions: pa.Table
     blocks: pa.Table
     events: pa.Table
+    #: Empty for directories written before schema 1.2, and for runs without faults.
+    faults: pa.Table
     directory: Path | None = None
     incomplete_files: list[Path] = field(default_factory=list)
 

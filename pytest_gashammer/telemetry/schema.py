@@ -1,4 +1,4 @@
-"""The versioned Arrow schema of stored telemetry: six tables, one row per thing that happened.
+"""The versioned Arrow schema of stored telemetry: seven tables, one row per thing that happened.
 
 Why a fixed schema: telemetry outlives the process that produced it. Edges stream it to the hive as
 Arrow IPC, the hive stores it as Parquet, and people query it later with DuckDB or pandas, or
@@ -36,6 +36,7 @@ __all__ = [
     "EDGES",
     "EVENTS",
     "EVENT_KINDS",
+    "FAULTS",
     "RUNS",
     "SCHEMAS",
     "SCHEMA_VERSION",
@@ -224,6 +225,38 @@ EDGES = _schema(
     ],
 )
 
+# One row per fault of a run's timeline (``RunResult.faults``), written when the run ends. The
+# ``runs`` row carries the same facts as one JSON column; this table lets a query join, filter and
+# aggregate them (recovery times over a night of runs) without parsing JSON. ``nan`` is stored as null.
+FAULTS = _schema(
+    "faults",
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        # Not ``index``: pandas and SQL both give that word another meaning.
+        pa.field("fault_index", pa.int32(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("params_json", pa.string(), nullable=False),
+        pa.field("planned_at", pa.float64(), nullable=False),
+        pa.field("planned_duration", pa.float64(), nullable=False),
+        pa.field("started_at_s", pa.float64()),
+        pa.field("ended_at_s", pa.float64()),
+        pa.field("started_unix_ns", pa.int64()),
+        pa.field("ended_unix_ns", pa.int64()),
+        pa.field("included_gas_per_sec_before", pa.float64()),
+        pa.field("included_gas_per_sec_during", pa.float64()),
+        pa.field("included_gas_per_sec_after", pa.float64()),
+        pa.field("inclusion_p99_before", pa.float64()),
+        pa.field("inclusion_p99_during", pa.float64()),
+        pa.field("inclusion_p99_after", pa.float64()),
+        pa.field("recovered_after_s", pa.float64()),
+        pa.field("delayed", pa.int64(), nullable=False),
+        pa.field("lost", pa.int64(), nullable=False),
+        pa.field("lost_examples_json", pa.string(), nullable=False),
+        pa.field("effect_json", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+    ],
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "transactions": TRANSACTIONS,
     "blocks": BLOCKS,
@@ -231,6 +264,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "runs": RUNS,
     "verdicts": VERDICTS,
     "edges": EDGES,
+    "faults": FAULTS,
 }
 
 #: Tables that grow during a run and are written in parts; the others have a few rows per run.
