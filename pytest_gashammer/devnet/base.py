@@ -5,7 +5,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_gashammer.devnet.control import NodeControl
 
 #: Chain id of Nitro's ``--dev`` chain (``arb-dev-test``); the embedded devnet uses it too.
 NITRO_DEV_CHAIN_ID = 412346
@@ -145,6 +148,14 @@ class Devnet(abc.ABC):
         old blocks' transactions and states, which a test's own queries may run into.
         """
         return []
+
+    def node_control(self) -> NodeControl | None:
+        """Pause, restart and mining controls of the node, for node faults; ``None`` when the
+        plugin does not run the node (an external endpoint, a worker's view of the hive's devnet).
+
+        See :mod:`pytest_gashammer.devnet.control`; each backend's control says what it supports.
+        """
+        return None
 
     def close(self) -> None:  # noqa: B027 - backends that start nothing have nothing to release
         """Release what the backend started. Safe to call more than once."""

@@ -9,7 +9,9 @@ what. The :class:`ConsensusDriver` plays that part for a single-node devnet. Per
 It runs in a daemon thread of the process that owns the devnet. A failed block is recorded as an
 incident (the devnet's :meth:`~pytest_gashammer.devnet.base.Devnet.incidents`, which runs report
 as ``devnet:`` notes) and retried at the next tick from the head the node reports. Tests halt and
-restart block production with :meth:`ConsensusDriver.pause` and :meth:`ConsensusDriver.resume`;
+restart block production with :meth:`ConsensusDriver.pause` and :meth:`ConsensusDriver.resume`
+and change its pace with :meth:`ConsensusDriver.set_interval` (node faults do both, and pause it
+while the node is stopped or restarting, so those faults record no failed build);
 :meth:`ConsensusDriver.build_block` builds one block on demand (paused or not), which later Engine
 API workloads build on.
 """
@@ -110,6 +112,7 @@ class ConsensusDriver:
         self._running = threading.Event()  # set: the thread builds at each tick; clear: paused
         self._running.set()
         self._stop = threading.Event()
+        self._paced = threading.Event()  # set: the interval changed, the wait for the next tick ends
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -126,6 +129,7 @@ class ConsensusDriver:
         """Stop building; True once the thread has ended (a block in progress finishes first)."""
         self._stop.set()
         self._running.set()  # wake a paused loop so it sees the stop
+        self._paced.set()
         thread = self._thread
         if thread is None:
             return True
@@ -147,6 +151,20 @@ class ConsensusDriver:
     def resume(self) -> None:
         """Build again from the next tick on."""
         self._running.set()
+
+    def set_interval(self, seconds: float) -> None:
+        """Build a block every ``seconds`` from now on: the next one ``seconds`` after the last tick
+        (at once if that is past)."""
+        if not seconds > 0:
+            raise ValueError(f"the block interval must be greater than zero, got {seconds!r}")
+        self.interval = float(seconds)
+        self._paced.set()
+
+    def forget_head(self) -> None:
+        """Read the head from the node before the next block (the node restarted, or another
+        builder moved it)."""
+        with self._build_lock:
+            self._head = None
 
     @property
     def paused(self) -> bool:
@@ -242,9 +260,14 @@ class ConsensusDriver:
                     failed = True
             if not failed:
                 self._recovered()
-            now = time.monotonic()
-            tick = next_tick(tick, self.interval, now)
-            self._stop.wait(max(0.0, tick - now))
+            built_at = tick
+            tick = next_tick(built_at, self.interval, time.monotonic())
+            while not self._stop.is_set():
+                delay = tick - time.monotonic()
+                if delay <= 0 or not self._paced.wait(delay):
+                    break
+                self._paced.clear()  # a new interval counts from the last tick, at once if that is past
+                tick = max(built_at + self.interval, time.monotonic())
 
     def _failed(self, exc: Exception) -> None:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -12,6 +12,9 @@ What the client cannot be told: its RLPx listener binds 0.0.0.0 on ``--port`` wh
 ``--extIP`` says (there is no bind option), so the devnet gives it a free port and no peers
 (``--maxPeers 0``, no discovery); its WebSocket server ignores its address option, so it is not
 enabled (``ws_url`` is None and runs poll for blocks).
+
+Node faults pause, restart and re-pace it through :class:`EthereumJSControl`
+(:meth:`EthereumJSDevnet.node_control`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pytest_gashammer.devnet.base import (
     free_port,
 )
 from pytest_gashammer.devnet.consensus import DEFAULT_INTERVAL, ConsensusDriver
+from pytest_gashammer.devnet.control import NODE_OPERATIONS, NodeControl
 from pytest_gashammer.devnet.npm import install_into_cache
 from pytest_gashammer.devnet.process import ManagedProcess
 from pytest_gashammer.errors import DevnetError
@@ -48,6 +52,8 @@ BLOCK_GAS_LIMIT = 30_000_000  # the client keeps its parent's gas limit: this on
 BASE_FEE_WEI = 10**9
 MIN_NODE_MAJOR = 18  # the package's engines.node
 PORT_ATTEMPTS = 5
+#: How long a restarted node may take to bind its old ports again (another process may hold one).
+REBIND_SECONDS = 10.0
 CLI = Path("node_modules") / "@ethereumjs" / "client" / "dist" / "esm" / "bin" / "cli.js"
 
 _HOW_TO_GET = (
@@ -153,6 +159,8 @@ class EthereumJSDevnet(Devnet):
         self._jwt_secret = b""
         self._driver: ConsensusDriver | None = None
         self._version = "unknown"
+        self._control: EthereumJSControl | None = None
+        self._log_dir: Path | None = None
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -216,6 +224,7 @@ class EthereumJSDevnet(Devnet):
         cli = install_managed()
         workdir = self._workdir or Path(tempfile.mkdtemp(prefix="gashammer-devnet-"))
         workdir.mkdir(parents=True, exist_ok=True)
+        self._log_dir = workdir
         # Chain data, genesis and the JWT secret: private to this devnet, removed by close().
         self._state_dir = Path(tempfile.mkdtemp(prefix="ethereumjs-", dir=workdir))
         genesis_path = self._state_dir / "genesis.json"
@@ -234,7 +243,36 @@ class EthereumJSDevnet(Devnet):
         except BaseException:
             self.close()
             raise
+        self._control = EthereumJSControl(self)
         return self
+
+    def node_control(self) -> EthereumJSControl:
+        """Pause, restart and re-pace the node (:class:`EthereumJSControl`); the devnet must be started."""
+        if self._control is None:
+            raise DevnetError("the EthereumJS devnet is not started; call start() first")
+        return self._control
+
+    def _relaunch(self, attempt: int) -> None:
+        """Start the node again with the same command line: its data directory, ports and JWT secret."""
+        old, log_dir = self._process, self._log_dir
+        assert old is not None and log_dir is not None
+        rpc_port, engine_port = self._require(self._rpc_port), self._require(self._engine_port)
+        deadline = time.monotonic() + REBIND_SECONDS
+        while True:
+            process = ManagedProcess(
+                old.argv, log_path=log_dir / f"ethereumjs-{rpc_port}-restart{attempt}.log"
+            )
+            try:
+                self._wait_ready(process, rpc_port, engine_port)
+            except DevnetError as exc:
+                process.stop()
+                tail = process.log_tail(600).lower()
+                if ("eaddrinuse" in tail or "address already in use" in tail) and time.monotonic() < deadline:
+                    time.sleep(0.2)  # a port is held by another process for now: the URLs are these ports
+                    continue
+                raise DevnetError(f"EthereumJS did not come back: {exc}") from None
+            self._process = process
+            return
 
     def _launch(self, node: Path, cli: Path, genesis_path: Path, jwt_path: Path, workdir: Path) -> None:
         assert self._state_dir is not None
@@ -313,6 +351,9 @@ class EthereumJSDevnet(Devnet):
         return list(self._driver.incidents) if self._driver is not None else []
 
     def close(self) -> None:
+        if self._control is not None:
+            # First: a paused node is continued and a pending restart cancelled (never booted).
+            self._control.close()
         driver, self._driver = self._driver, None
         if driver is not None and not driver.stop(timeout=2.0) and self._process is not None:
             self._process.stop()  # a block still in progress ends with the node
@@ -327,3 +368,73 @@ class EthereumJSDevnet(Devnet):
     def __repr__(self) -> str:
         state = f"rpc_url={self.rpc_url!r}" if self._rpc_port else "not started"
         return f"<EthereumJSDevnet {state} chain_id={ETHEREUMJS_CHAIN_ID}>"
+
+
+class EthereumJSControl(NodeControl):
+    """Node controls of the EthereumJS devnet: all four operations.
+
+    **pause** first pauses the consensus driver (a block in progress is finished), then stops the
+    node (``SIGSTOP``); resume continues both. The driver is paused rather than left to fail
+    against a stopped node: a paused node is the fault, and its failed builds would only repeat it
+    as ``devnet:`` incidents (and an Engine API call would wait up to its 120 s timeout).
+
+    **restart** pauses the driver, kills the node (``SIGKILL``) and starts it again with the same
+    command line: data directory, ports, JWT secret. The client writes its chain to its LevelDB
+    data directory as it imports each block, so a kill loses nothing of it (measured with
+    ``@ethereumjs/client`` 0.10.5, killed at once after a block with a transfer: same height, same
+    head hash, same balances; back in 1.5-2 s). Forgotten: its transaction pool, which lives in
+    memory. The driver reads the head from the node again and builds on it.
+
+    **mining**: the driver stops building (:meth:`stop_mining`) or builds every ``seconds``
+    (:meth:`set_block_interval`, whole-second timestamps as always); restored to the devnet's
+    ``block_interval``.
+    """
+
+    supports = NODE_OPERATIONS
+
+    def __init__(self, devnet: EthereumJSDevnet) -> None:
+        super().__init__(devnet.block_interval)
+        self._devnet = devnet
+        self._restarts = 0
+
+    def _process(self) -> ManagedProcess:
+        process = self._devnet._process
+        if process is None:
+            raise DevnetError("the EthereumJS devnet is closed")
+        return process
+
+    def _freeze(self) -> None:
+        self._pause_driver()
+        self._process().pause()
+
+    def _thaw(self) -> None:
+        self._process().resume()
+        self._apply_mining(self._interval)
+
+    def _crash(self) -> None:
+        process = self._process()
+        self._pause_driver()
+        process.kill()
+
+    def _boot(self) -> None:
+        self._restarts += 1
+        self._devnet._relaunch(self._restarts)
+        self._devnet.consensus.forget_head()
+        self._apply_mining(self._interval)
+
+    def _apply_mining(self, interval: float | None) -> None:
+        driver = self._devnet.consensus
+        if interval is None:
+            self._pause_driver()
+        else:
+            driver.set_interval(interval)
+            driver.resume()
+
+    def _pause_driver(self) -> None:
+        driver = self._devnet.consensus
+        try:
+            driver.pause(timeout=30.0)
+        except TimeoutError as exc:
+            if self._interval is not None:
+                driver.resume()  # the operation failed: the chain goes on as it was
+            raise DevnetError(f"the consensus driver could not be paused: {exc}") from None
