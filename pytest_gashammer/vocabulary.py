@@ -75,3 +75,13 @@ SLO_VERDICT_PREFIX = "slo."
 def slo_verdict_name(objective: str) -> str:
     """The name of the verdict an objective turns into, e.g. ``slo.inclusion_p99``."""
     return f"{SLO_VERDICT_PREFIX}{objective}"
+
+
+# ----------------------------------------------------------------------------------------------
+# node operations: what a node fault asks of a devnet's node control (``devnet/control.py``)
+
+NODE_PAUSE = "pause"
+NODE_RESTART = "restart"
+NODE_MINING_STOP = "mining_stop"
+NODE_SLOW_BLOCKS = "slow_blocks"
+NODE_OPERATIONS: frozenset[str] = frozenset({NODE_PAUSE, NODE_RESTART, NODE_MINING_STOP, NODE_SLOW_BLOCKS})

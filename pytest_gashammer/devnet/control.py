@@ -36,13 +36,13 @@ import math
 import threading
 
 from pytest_gashammer.errors import DevnetError
+from pytest_gashammer.vocabulary import NODE_MINING_STOP as MINING_STOP
+from pytest_gashammer.vocabulary import NODE_OPERATIONS
+from pytest_gashammer.vocabulary import NODE_PAUSE as PAUSE
+from pytest_gashammer.vocabulary import NODE_RESTART as RESTART
+from pytest_gashammer.vocabulary import NODE_SLOW_BLOCKS as SLOW_BLOCKS
 
-PAUSE = "pause"
-RESTART = "restart"
-MINING_STOP = "mining_stop"
-SLOW_BLOCKS = "slow_blocks"
-#: Every operation a control may support, by name.
-NODE_OPERATIONS = frozenset({PAUSE, RESTART, MINING_STOP, SLOW_BLOCKS})
+__all__ = ["MINING_STOP", "NODE_OPERATIONS", "PAUSE", "RESTART", "SLOW_BLOCKS", "NodeControl"]
 
 
 class NodeControl(abc.ABC):

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
+from pytest_gashammer.vocabulary import NODE_MINING_STOP, NODE_PAUSE, NODE_RESTART, NODE_SLOW_BLOCKS
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -295,7 +297,7 @@ for _kind in (
         "node",
         "the node process stopped (SIGSTOP), then continued (SIGCONT)",
         _pause,
-        node_operation="pause",
+        node_operation=NODE_PAUSE,
     ),
     FaultKind(
         "node.restart",
@@ -304,14 +306,14 @@ for _kind in (
         "`duration` is how long it stays down (default 0 s)",
         _restart,
         instant=True,
-        node_operation="restart",
+        node_operation=NODE_RESTART,
     ),
     FaultKind(
         "node.mining_stop",
         "node",
         "block production stopped, then restored",
         _mining_stop,
-        node_operation="mining_stop",
+        node_operation=NODE_MINING_STOP,
     ),
     FaultKind(
         "node.slow_blocks",
@@ -319,7 +321,7 @@ for _kind in (
         "blocks every `interval` instead of the devnet's block time, then restored",
         _slow_blocks,
         params=(FaultParam("interval", "seconds", "the slower block interval", low=0.001, high=60),),
-        node_operation="slow_blocks",
+        node_operation=NODE_SLOW_BLOCKS,
     ),
 ):
     register_fault_kind(_kind)
