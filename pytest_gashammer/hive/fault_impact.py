@@ -56,6 +56,7 @@ def fault_impacts(
                 merged.merge(tally)
     by_index = {record.index: record for record in records}
     times, backlog, included_gas = flow.series()
+    observed_end = max(float(times[-1]) + FLOW_SLOT_S if times.size else 0.0, plan.sending_time)
     impacts = []
     for step in plan.faults:
         index = int(step["index"])
@@ -79,9 +80,11 @@ def fault_impacts(
                 ended_at=ended,
                 started_unix_ns=record.started_unix_ns if record is not None else None,
                 ended_unix_ns=record.ended_unix_ns if record is not None else None,
-                included_gas_per_sec_before=_gas_rate(times, included_gas, begin - window, begin),
-                included_gas_per_sec_during=_gas_rate(times, included_gas, begin, stop),
-                included_gas_per_sec_after=_gas_rate(times, included_gas, stop, stop + window),
+                included_gas_per_sec_before=_gas_rate(
+                    times, included_gas, begin - window, begin, observed_end
+                ),
+                included_gas_per_sec_during=_gas_rate(times, included_gas, begin, stop, observed_end),
+                included_gas_per_sec_after=_gas_rate(times, included_gas, stop, stop + window, observed_end),
                 inclusion_p99_before=before_p99,
                 inclusion_p99_during=tally.during.stats().p99 if tally.during.count else math.nan,
                 inclusion_p99_after=tally.after.stats().p99 if tally.after.count else math.nan,
@@ -104,12 +107,14 @@ def fault_impacts(
     return impacts
 
 
-def _gas_rate(times: np.ndarray, gas: np.ndarray, low: float, high: float) -> float:
-    """Included gas per second over ``[low, high)``, or nan when the run did not cover it."""
-    if not times.size or high <= low or low < times[0] - 1e-9 or high > times[-1] + FLOW_SLOT_S + 1e-9:
+def _gas_rate(times: np.ndarray, gas: np.ndarray, low: float, high: float, observed_end: float) -> float:
+    """Included gas per second over ``[low, high)``; nan when the run did not cover it (before its
+    start, after the later of its last inclusion and the plan's end). Slots without an inclusion
+    count as zero gas: a chain that includes nothing has a rate of 0."""
+    if high <= low or low < -1e-9 or high > observed_end + 1e-9:
         return math.nan
     chosen = (times >= low - 1e-9) & (times + FLOW_SLOT_S <= high + 1e-9)
-    covered = int(chosen.sum()) * FLOW_SLOT_S
+    covered = math.floor((high - low) / FLOW_SLOT_S + 1e-9) * FLOW_SLOT_S
     return float(gas[chosen].sum()) / covered if covered > 0 else math.nan
 
 
