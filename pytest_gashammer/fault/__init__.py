@@ -45,7 +45,7 @@ from pytest_gashammer.fault.rpc_timeline import (
     RpcReset,
     RpcTimelineFault,
 )
-from pytest_gashammer.fault.timeline import TimelineFault
+from pytest_gashammer.fault.switched import TimelineFault
 
 __all__ = [
     "BlockFault",

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pytest_gashammer.fault.feed_faults import FeedFault
-from pytest_gashammer.fault.timeline import TimelineFault
+from pytest_gashammer.fault.switched import TimelineFault
 from pytest_gashammer.feed.codec import FeedMessage
 
 __all__ = ["FeedDisconnect", "FeedDrop", "FeedStall", "FeedTimelineFault"]

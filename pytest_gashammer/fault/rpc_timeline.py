@@ -32,7 +32,7 @@ from collections.abc import Collection
 from typing import Any, ClassVar
 
 from pytest_gashammer.fault.faults import RpcCall, RpcFault
-from pytest_gashammer.fault.timeline import TimelineFault
+from pytest_gashammer.fault.switched import TimelineFault
 
 __all__ = [
     "RpcBandwidth",
