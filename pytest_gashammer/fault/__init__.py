@@ -1,9 +1,13 @@
-"""Fault injection: loopback proxies that break exactly one promise of a healthy chain each.
+"""Fault injection: loopback proxies that break exactly one promise of a healthy chain each, or make
+the path to it misbehave for a while.
 
 :class:`RpcProxy` sits in front of a node's JSON-RPC endpoint and :class:`FeedProxy` in front of its
 sequencer feed; the faults they apply (:mod:`.faults` for JSON-RPC, :mod:`.feed_faults` for the feed)
 are deterministic and record what they broke, so a test can assert that the oracle fails exactly the
-invariant guarding that promise and names exactly those items. See ``docs/faults.md``.
+invariant guarding that promise and names exactly those items. Timeline faults (:mod:`.rpc_timeline`,
+:mod:`.feed_timeline`: latency, errors, resets, a black hole, a thin pipe; a feed that disconnects,
+stalls or loses messages) are conditions a healthy chain must survive, armed and disarmed from any
+thread while a run goes on, each recording its windows and what it touched. See ``docs/faults.md``.
 
 Importing this package loads neither aiohttp nor websockets; the proxies import them when they start.
 """
@@ -31,7 +35,17 @@ from pytest_gashammer.fault.feed_faults import (
     WrongBlockHash,
 )
 from pytest_gashammer.fault.feed_proxy import FeedProxy, FeedProxyStats
+from pytest_gashammer.fault.feed_timeline import FeedDisconnect, FeedDrop, FeedStall, FeedTimelineFault
 from pytest_gashammer.fault.rpc_proxy import RpcProxy, RpcProxyStats
+from pytest_gashammer.fault.rpc_timeline import (
+    RpcBandwidth,
+    RpcBlackhole,
+    RpcError,
+    RpcLatency,
+    RpcReset,
+    RpcTimelineFault,
+)
+from pytest_gashammer.fault.switched import TimelineFault
 
 __all__ = [
     "BlockFault",
@@ -40,19 +54,30 @@ __all__ = [
     "DuplicateInclusion",
     "Fault",
     "FaultProxyError",
+    "FeedDisconnect",
+    "FeedDrop",
     "FeedFault",
     "FeedProxy",
     "FeedProxyStats",
+    "FeedStall",
+    "FeedTimelineFault",
     "MessageFault",
     "Pick",
     "ReorderBlockTimestamps",
     "ReorderMessages",
     "ReorderTransactions",
+    "RpcBandwidth",
+    "RpcBlackhole",
     "RpcCall",
+    "RpcError",
     "RpcFault",
+    "RpcLatency",
     "RpcProxy",
     "RpcProxyStats",
+    "RpcReset",
+    "RpcTimelineFault",
     "SkipSequence",
+    "TimelineFault",
     "TransactionFault",
     "WrongBlockHash",
     "WrongReceiptStatus",

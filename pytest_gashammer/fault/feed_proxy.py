@@ -17,6 +17,11 @@ numbered below the client's requested sequence number are forwarded untouched an
 fault: a feed replays its whole backlog to a client that asks beyond its head (the relay and Nitro
 both do), the client discards those, so a fault spent on one would break nothing. When the upstream
 closes, the client is closed with the same code, or dropped abruptly if the upstream was.
+
+Timeline faults (:class:`~pytest_gashammer.fault.feed_timeline.FeedTimelineFault`) act while armed: a
+disconnect closes every client at arm and refuses handshakes with HTTP 503 before the upstream is
+dialled; a stall holds each connection's frames (after the other faults saw them) and sends them in
+order once disarmed; a drop is an ordinary ``on_messages`` fault that returns nothing.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ import contextlib
 import dataclasses
 import http
 import itertools
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from pytest_gashammer.fault._server import LOOPBACK, FaultProxyError, LoopServer
 from pytest_gashammer.fault.feed_faults import FeedFault
+from pytest_gashammer.fault.feed_timeline import FeedTimelineFault
 from pytest_gashammer.feed.codec import FeedDecodeError, decode_broadcast, encode_broadcast
 from pytest_gashammer.feed.relay import (
     FEED_CHAIN_ID_HEADER,
@@ -60,6 +67,10 @@ class FeedProxyStats:
     messages_in: int = 0
     messages_out: int = 0
     decode_errors: int = 0
+    refused: int = 0
+    closed_by_faults: int = 0
+    frames_held: int = 0
+    frames_released: int = 0
     fault_errors: int = 0
     last_error: str | None = None
 
@@ -101,6 +112,8 @@ class FeedProxy(LoopServer):
         self._stats = FeedProxyStats()
         self._upstreams: dict[Any, Any] = {}  # client connection -> its upstream connection
         self._streams = itertools.count(1)
+        self._clients: dict[Any, _Client] = {}  # client connections being served, on the loop only
+        self._bound: set[FeedTimelineFault] = set()
 
     @property
     def url(self) -> str:
@@ -139,10 +152,12 @@ class FeedProxy(LoopServer):
                 f"feed proxy cannot listen on {LOOPBACK}:{self._requested_port} ({exc}); pick another port or port=0"
             ) from None
         self._port = int(server.sockets[0].getsockname()[1])
+        self._timeline()  # binds the timeline faults given at construction
         self._ready.set()
         try:
             await stop.wait()
         finally:
+            self._unbind_all()
             server.close(close_connections=True)
             await self._wait_bounded(server.wait_closed(), 3.0)
             for upstream in list(self._upstreams.values()):
@@ -156,6 +171,15 @@ class FeedProxy(LoopServer):
 
         if "livenessprobe" in request.path:
             return connection.respond(http.HTTPStatus.OK, "OK\n")
+        refusing = self._refusing()
+        if refusing is not None:
+            # Refused before the upstream is dialled: a partition, as the client sees it.
+            self._stats.refused += 1
+            refusing.refused()
+            return connection.respond(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                f"feed proxy: {refusing.kind} is armed; the feed is unreachable, retry later\n",
+            )
         # Nitro's handshake headers and the client's identification (X-*, User-Agent) go upstream;
         # the WebSocket handshake's own headers do not.
         headers = {
@@ -220,40 +244,146 @@ class FeedProxy(LoopServer):
         if upstream is None:  # cannot happen: a handshake without an upstream is refused earlier
             await connection.close(code=1011, reason="feed proxy has no upstream for this client")
             return
+        if self._refusing() is not None:  # armed while this handshake went on: closed as at arm
+            self._stats.closed_by_faults += 1
+            connection.transport.abort()
+            upstream.transport.abort()
+            return
         stream = next(self._streams)
         floor = self._requested(connection.request)
         stats = self._stats
         stats.connections += 1
         stats.clients += 1
+        client = _Client(stream)
+        self._clients[connection] = client
         client_gone = asyncio.ensure_future(connection.wait_closed())
+        woken = asyncio.ensure_future(client.wake.wait())
+        receiver: asyncio.Future[Any] | None = None
         try:
             while True:
-                receiver = asyncio.ensure_future(upstream.recv())
-                await asyncio.wait((receiver, client_gone), return_when=asyncio.FIRST_COMPLETED)
-                if not receiver.done():
-                    receiver.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                        await receiver
+                if receiver is None:
+                    receiver = asyncio.ensure_future(upstream.recv())
+                await asyncio.wait((receiver, client_gone, woken), return_when=asyncio.FIRST_COMPLETED)
+                if client_gone.done():
                     break
+                if woken.done():
+                    client.wake.clear()
+                    woken = asyncio.ensure_future(client.wake.wait())
+                    await self._release(connection, client)
+                if not receiver.done():
+                    continue
+                done, receiver = receiver, None
                 try:
-                    frame = receiver.result()
+                    frame = done.result()
                 except ConnectionClosed as exc:
                     await self._mirror_close(connection, exc)
                     break
-                out = self._apply(stream, frame, floor)
-                if out is not None:
-                    await connection.send(out)
-                    stats.frames_out += 1
+                out, count = self._apply_counted(stream, frame, floor)
+                if out is None:
+                    continue
+                holder = self._holder()
+                if holder is not None:
+                    if not self._hold(connection, client, holder, out, count):
+                        break
+                    continue
+                if client.held:
+                    await self._release(connection, client)
+                await connection.send(out)
+                stats.frames_out += 1
         except ConnectionClosed:
             pass  # the client went away mid-send
         finally:
             stats.clients -= 1
+            self._clients.pop(connection, None)
             client_gone.cancel()
+            woken.cancel()
+            if receiver is not None and not receiver.done():
+                receiver.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await receiver
             for fault in list(self.faults):
                 with contextlib.suppress(Exception):
                     fault.on_stream_closed(stream)
             await self._wait_bounded(upstream.close(), 3.0)
             upstream.transport.abort()
+
+    # -- timeline faults ------------------------------------------------------------------------
+    def _timeline(self) -> list[FeedTimelineFault]:
+        """The timeline faults in :attr:`faults` now, each bound to this proxy's loop."""
+        found = [fault for fault in list(self.faults) if isinstance(fault, FeedTimelineFault)]
+        for fault in found:
+            if fault not in self._bound:
+                assert self._loop is not None
+                self._bound.add(fault)
+                fault.bind(self, self._loop, self._on_switch)
+        return found
+
+    def _refusing(self) -> FeedTimelineFault | None:
+        return next((f for f in self._timeline() if f.refuses and f.armed), None)
+
+    def _holder(self) -> FeedTimelineFault | None:
+        return next((f for f in self._timeline() if f.holds and f.armed), None)
+
+    def _on_switch(self, fault: Any, armed: bool, window: int) -> None:
+        """On the loop: a bound timeline fault was armed or disarmed."""
+        try:
+            fault.on_switch(self, armed, window)
+        except Exception as exc:  # a bug in a fault must not end the proxy: count it, go on
+            self._stats.fault_errors += 1
+            self._stats.last_error = f"{fault.name}.on_switch: {type(exc).__name__}: {exc}"
+
+    def _unbind_all(self) -> None:
+        for fault in list(self._bound):
+            fault.unbind(self)
+            with contextlib.suppress(Exception):
+                fault.on_unbind(self)
+        self._bound.clear()
+
+    def close_clients(self) -> int:
+        """Close every client connection now, abruptly; how many. On the loop only."""
+        closed = 0
+        for connection in list(self._clients):
+            if not connection.transport.is_closing():
+                connection.transport.abort()
+                closed += 1
+        self._stats.closed_by_faults += closed
+        return closed
+
+    def release_held(self) -> None:
+        """Wake every connection, so that what a stall held goes out (unless a stall is armed again)."""
+        for client in self._clients.values():
+            client.wake.set()
+
+    def _hold(
+        self, connection: Any, client: _Client, holder: FeedTimelineFault, frame: str | bytes, count: int
+    ) -> bool:
+        """Keep ``frame`` for later; False when the connection held too much and was closed instead."""
+        client.held.append(frame)
+        if client.holder is None:
+            client.holder = holder
+        self._stats.frames_held += 1
+        holder.held(1, count)
+        if len(client.held) <= holder.max_held_frames:
+            return True
+        holder.overflowed()
+        client.held.clear()
+        self._stats.closed_by_faults += 1
+        connection.transport.abort()
+        return False
+
+    async def _release(self, connection: Any, client: _Client) -> None:
+        """Send what was held, in order, unless a holding fault is armed (again)."""
+        if not client.held or self._holder() is not None:
+            return
+        released = 0
+        while client.held:
+            await connection.send(client.held.popleft())
+            released += 1
+            self._stats.frames_out += 1
+        self._stats.frames_released += released
+        if client.holder is not None:
+            client.holder.released(released)
+            client.holder = None
 
     async def _mirror_close(self, connection: Any, closed: Any) -> None:
         received = getattr(closed, "rcvd", None)
@@ -263,7 +393,13 @@ class FeedProxy(LoopServer):
             connection.transport.abort()
 
     def _apply(self, stream: int, frame: str | bytes, floor: int | None = None) -> str | bytes | None:
-        """The frame to send for ``frame`` after the faults, ``None`` to send nothing.
+        """The frame to send for ``frame`` after the faults, ``None`` to send nothing."""
+        return self._apply_counted(stream, frame, floor)[0]
+
+    def _apply_counted(
+        self, stream: int, frame: str | bytes, floor: int | None = None
+    ) -> tuple[str | bytes | None, int]:
+        """The frame to send for ``frame`` after the faults (``None`` to send nothing) and its messages.
 
         Messages numbered below ``floor`` (the sequence number the client asked to start from) pass
         untouched and are not offered to the faults: a feed may replay its backlog to a client that
@@ -276,7 +412,7 @@ class FeedProxy(LoopServer):
         except FeedDecodeError as exc:
             stats.decode_errors += 1
             stats.last_error = f"undecodable upstream frame forwarded as is: {exc}"
-            return frame
+            return frame, 0
         original = list(broadcast.messages)
         stats.messages_in += len(original)
         cut = 0
@@ -292,9 +428,22 @@ class FeedProxy(LoopServer):
         messages = below + messages
         stats.messages_out += len(messages)
         if len(messages) == len(original) and all(a is b for a, b in zip(messages, original, strict=True)):
-            return frame
+            return frame, len(messages)
         if not messages and broadcast.confirmed_sequence_number is None:
             stats.frames_dropped += 1
-            return None
+            return None, 0
         stats.frames_rewritten += 1
-        return encode_broadcast(messages, confirmed_sequence_number=broadcast.confirmed_sequence_number)
+        encoded = encode_broadcast(messages, confirmed_sequence_number=broadcast.confirmed_sequence_number)
+        return encoded, len(messages)
+
+
+class _Client:
+    """What the proxy keeps for one client connection: frames a stall holds, and a wake-up call."""
+
+    __slots__ = ("held", "holder", "stream", "wake")
+
+    def __init__(self, stream: int) -> None:
+        self.stream = stream
+        self.held: deque[str | bytes] = deque()
+        self.holder: Any = None  # the stall that held the first frame still held
+        self.wake = asyncio.Event()

@@ -15,6 +15,12 @@ client's ids, in the client's order. A body that is not JSON-RPC is forwarded by
 answered verbatim, an upstream HTTP error is passed through verbatim, and an unreachable upstream is
 HTTP 502, which clients treat as a transport error and retry.
 
+Timeline faults (:class:`~pytest_gashammer.fault.rpc_timeline.RpcTimelineFault`: latency, errors,
+resets, a black hole, a bandwidth cap) act per HTTP request while armed: at its arrival (reset it, or
+hold it), on its body and answer bytes (pace them), and on its delay; they are bound to the proxy's
+loop so that arming and disarming from another thread can act on connections already open. A request
+whose connection is gone by the time its delay ends is not forwarded (it was lost with its connection).
+
 WebSocket is not served: a client given the proxy as its only endpoint (no ``ws_url``) follows blocks by
 polling ``eth_blockNumber``, so every block it sees passes through the faults. A fault that raises is a
 bug in the fault: it is counted in :attr:`RpcProxy.stats` (``fault_errors``, ``last_error``) and the
@@ -33,6 +39,7 @@ from typing import Any
 
 from pytest_gashammer.fault._server import LOOPBACK, FaultProxyError, LoopServer
 from pytest_gashammer.fault.faults import RpcCall, RpcFault
+from pytest_gashammer.fault.rpc_timeline import RpcTimelineFault, reset_transport
 
 __all__ = ["RpcProxy", "RpcProxyStats"]
 
@@ -64,6 +71,8 @@ class RpcProxyStats:
     upstream_http_errors: int = 0
     fault_errors: int = 0
     methods: dict[str, int] = dataclasses.field(default_factory=dict)
+    resets: int = 0
+    lost_in_delay: int = 0
     last_error: str | None = None
 
 
@@ -112,6 +121,8 @@ class RpcProxy(LoopServer):
         self.timeout = timeout
         self._stats = RpcProxyStats()
         self._session: Any = None
+        self._runner: Any = None
+        self._bound: set[RpcTimelineFault] = set()
 
     @property
     def url(self) -> str:
@@ -135,6 +146,7 @@ class RpcProxy(LoopServer):
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("POST", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self._runner = runner
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -154,9 +166,13 @@ class RpcProxy(LoopServer):
             await runner.setup()
             site = web.SockSite(runner, sock)
             await site.start()
+            for fault in list(self.faults):
+                if isinstance(fault, RpcTimelineFault):
+                    self._bind(fault)
             self._ready.set()
             await stop.wait()
         finally:
+            self._unbind_all()  # first: a request a black hole holds is let go (reset), not waited for
             await self._wait_bounded(runner.cleanup(), 3.0)
             await self._wait_bounded(self._session.close(), 2.0)
             sock.close()
@@ -164,9 +180,36 @@ class RpcProxy(LoopServer):
     async def _handle(self, request: Any) -> Any:
         from aiohttp import web
 
-        stats = self._stats
-        stats.requests += 1
+        self._stats.requests += 1
+        timeline = [fault for fault in list(self.faults) if isinstance(fault, RpcTimelineFault)]
+        if not timeline:  # the common case: no timeline fault, nothing to gate or pace
+            return await self._answer(request, await request.read(), ())
+        for fault in timeline:
+            if fault not in self._bound:
+                self._bind(fault)
+        armed = [fault for fault in timeline if fault.armed]
+        for fault in armed:
+            if await self._guarded_async(fault, fault.on_arrival(request), False):
+                self._stats.resets += 1
+                reset_transport(request.transport)
+                return web.Response()  # written nowhere: the connection is gone
         body = await request.read()
+        for fault in armed:
+            await self._guarded_async(fault, fault.throttle("in", len(body)), None)
+        response = await self._answer(request, body, armed)
+        pacers = [fault for fault in timeline if fault.throttles and fault.armed]
+        if not pacers or not response.body:
+            return response
+        return await self._paced(request, response, pacers)
+
+    async def _answer(self, request: Any, body: bytes, armed: Sequence[RpcTimelineFault]) -> Any:
+        """The answer to one request's ``body``: faults applied, held back, forwarded, rewritten.
+
+        ``armed`` are the timeline faults armed when the request arrived: they add their delay.
+        """
+        from aiohttp import web
+
+        stats = self._stats
         try:
             payload = json.loads(body)
         except ValueError:
@@ -174,6 +217,9 @@ class RpcProxy(LoopServer):
         items = [payload] if isinstance(payload, dict) else payload
         if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
             stats.passthrough_requests += 1
+            extra_delay = self._timeline_delay(armed, 0)
+            if extra_delay > 0:
+                await asyncio.sleep(min(extra_delay, MAX_DELAY))
             return await self._passthrough(body, forwarded_headers(request.headers))
         single = isinstance(payload, dict)
         calls = [RpcCall.from_request(item, index) for index, item in enumerate(items)]
@@ -185,9 +231,15 @@ class RpcProxy(LoopServer):
             for call in calls:
                 if call.forward:
                     self._guarded(fault, fault.on_request, call)
-        delay = min(max((call.delay for call in calls), default=0.0), MAX_DELAY)
+        extra_delay = self._timeline_delay(armed, len(calls)) if armed else 0.0
+        delay = min(max((call.delay for call in calls), default=0.0) + extra_delay, MAX_DELAY)
         if delay > 0:
             await asyncio.sleep(delay)
+            if request.transport is None:
+                # The connection went (reset by a fault, or the client gave up) while the request was
+                # held back: it is lost with its connection, as on a wire, and never reaches the node.
+                stats.lost_in_delay += 1
+                return web.Response()
         stats.local_answers += sum(1 for call in calls if not call.forward)
         forwarded = [call for call in calls if call.forward]
         if forwarded:
@@ -210,6 +262,80 @@ class RpcProxy(LoopServer):
         else:
             text = json.dumps(answers) if answers else ""
         return web.Response(text=text, content_type="application/json")
+
+    async def _paced(self, request: Any, response: Any, pacers: list[RpcTimelineFault]) -> Any:
+        """Send ``response`` in chunks, each let through by every pacing fault first."""
+        from aiohttp import web
+
+        body = bytes(response.body)
+        streamed = web.StreamResponse(status=response.status)
+        streamed.content_type = response.content_type
+        streamed.content_length = len(body)
+        await streamed.prepare(request)
+        size = min(fault.chunk_size() for fault in pacers)
+        for start in range(0, len(body), size):
+            chunk = body[start : start + size]
+            for fault in pacers:
+                if fault.armed:
+                    await self._guarded_async(fault, fault.throttle("out", len(chunk)), None)
+            await streamed.write(chunk)
+        await streamed.write_eof()
+        return streamed
+
+    # -- timeline faults ------------------------------------------------------------------------
+    def _timeline_delay(self, armed: Sequence[RpcTimelineFault], calls: int) -> float:
+        delay = 0.0
+        for fault in armed:
+            try:
+                delay += fault.request_delay(calls)
+            except Exception as exc:  # a bug in a fault must not take the proxy down: count it, go on
+                self._fault_failed(fault, "request_delay", exc)
+        return delay
+
+    def _bind(self, fault: RpcTimelineFault) -> None:
+        assert self._loop is not None
+        self._bound.add(fault)
+        fault.bind(self, self._loop, self._on_switch)
+
+    def _on_switch(self, fault: Any, armed: bool, window: int) -> None:
+        """On the loop: a bound timeline fault was armed or disarmed."""
+        if not self.running:
+            return
+        try:
+            fault.on_switch(self, armed, window)
+        except Exception as exc:
+            self._fault_failed(fault, "on_switch", exc)
+
+    def _unbind_all(self) -> None:
+        for fault in list(self._bound):
+            fault.unbind(self)
+            try:
+                fault.on_unbind(self)
+            except Exception as exc:
+                self._fault_failed(fault, "on_unbind", exc)
+        self._bound.clear()
+
+    def reset_connections(self) -> int:
+        """Reset every connection open to the proxy now (idle or busy); how many. On the loop only."""
+        server = self._runner.server if self._runner is not None else None
+        if server is None:
+            return 0
+        reset = sum(1 for handler in server.connections if reset_transport(handler.transport))
+        self._stats.resets += reset
+        return reset
+
+    async def _guarded_async(self, fault: RpcTimelineFault, hook: Any, failed: Any) -> Any:
+        try:
+            return await hook
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in a fault must not take the proxy down: count it, go on
+            self._fault_failed(fault, hook.__qualname__.rsplit(".", 1)[-1], exc)
+            return failed
+
+    def _fault_failed(self, fault: Any, hook: str, exc: Exception) -> None:
+        self._stats.fault_errors += 1
+        self._stats.last_error = f"{fault.name}.{hook}: {type(exc).__name__}: {exc}"
 
     def _guarded(self, fault: RpcFault, hook: Any, call: RpcCall) -> None:
         try:
