@@ -1,7 +1,7 @@
 """Timeline faults on the sequencer feed: a disconnect, a stall, and messages lost in transit.
 
 Each one is a condition a healthy chain's feed clients must survive while it lasts, applied by
-:class:`~pytest_gashammer.fault.feed_proxy.FeedProxy` while the fault is armed (see :mod:`.timeline`
+:class:`~pytest_gashammer.fault.feed_proxy.FeedProxy` while the fault is armed (see :mod:`.switched`
 for the switch and the record):
 
 - :class:`FeedDisconnect` closes every client connection at arm and refuses new ones (HTTP 503) until

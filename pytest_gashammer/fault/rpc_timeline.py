@@ -2,7 +2,7 @@
 
 Each one is a condition a healthy chain's clients must survive while it lasts, modelled on the toxics
 of a TCP fault proxy, applied by :class:`~pytest_gashammer.fault.rpc_proxy.RpcProxy` per HTTP request
-while the fault is armed (see :mod:`.timeline` for the switch and the record):
+while the fault is armed (see :mod:`.switched` for the switch and the record):
 
 - :class:`RpcLatency` holds every request back ``ms`` ± ``jitter_ms`` before it is forwarded;
 - :class:`RpcError` answers a share of the calls locally with a JSON-RPC error, never forwarding them;

@@ -348,15 +348,14 @@ class FaultRecord:
 
 
 def effect_of(mechanism: Any) -> dict[str, Any]:
-    """What a proxy fault reports it did (its ``effect`` property, else the count of its events)."""
+    """What a proxy fault reports it did: its counters and its one-line summary."""
     if mechanism is None:
         return {}
-    effect = getattr(mechanism, "effect", None)
-    if effect is not None:
-        return dict(effect() if callable(effect) else effect)
+    effect: dict[str, Any] = {}
     with contextlib.suppress(Exception):
-        return {"events": len(mechanism.events)}
-    return {}
+        effect.update(mechanism.stats)
+        effect["summary"] = mechanism.summary()
+    return effect
 
 
 _open_schedules: set[FaultSchedule] = set()
@@ -475,6 +474,11 @@ class FaultSchedule:
                 self._end(record)
         with self._lock:
             self._closed = True
+            # Read once the run is over: what a disarm set going on the proxy's loop (held feed
+            # frames delivered late, held requests dropped) has happened by now.
+            for record in self.records:
+                if record.started_at is not None:
+                    record.effect = effect_of(self.mechanisms.get(record.index))
         node = self.targets.node
         if node is not None:
             try:
