@@ -8,8 +8,16 @@ checks its own fault's entry, so a failure names the kind.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
+
+from tests.acceptance.conftest import ACCEPTANCE, anvil_processes
+from tests.acceptance.test_node_controls import process_state
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
 
@@ -132,3 +140,71 @@ def test_a_bad_fault_is_one_line_at_collection(pytester: pytest.Pytester) -> Non
         ]
     )
     assert "Traceback" not in external.stdout.str()
+
+
+KILLED_DURING_PAUSE = """
+import pytest
+
+@pytest.mark.gashammer(gas_per_sec="1M", duration="30s", warmup=0,
+                       faults=[{"kind": "node.pause", "at": "1s", "duration": "25s"}])
+def test_paused(hammer, devnet):
+    print("NODE", devnet.pid, flush=True)
+    hammer.run()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux")
+def test_pytest_killed_during_a_node_pause_leaves_no_stopped_process_and_no_process(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_inner=KILLED_DURING_PAUSE)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "-q", "test_inner.py"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pid = None
+    output: list[str] = []
+    try:
+        assert run.stdout is not None
+        for raw in run.stdout:
+            line = raw.decode(errors="replace")
+            output.append(line)
+            if line.startswith("NODE "):
+                pid = int(line.split()[1])
+                break
+        assert pid is not None, "".join(output)[-2000:]
+        deadline = time.monotonic() + 60
+        while process_state(pid) != "T":
+            assert time.monotonic() < deadline, f"the node was never paused: {''.join(output)[-1000:]}"
+            time.sleep(0.05)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while process_state(pid) not in ("", "Z") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process_state(pid) in ("", "Z"), f"node {pid} outlived pytest in state {process_state(pid)!r}"
+        stopped = [
+            other
+            for other in anvil_processes(os.environ["GASHAMMER_TEST_TAG"])
+            if process_state(other) == "T"
+        ]
+        assert not stopped
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        if pid is not None and process_state(pid) not in ("", "Z"):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_faults_under_xdist_run_in_the_controller_and_the_example_passes(pytester: pytest.Pytester) -> None:
+    example = pytester.path / "test_faults_example.py"
+    example.write_text((ACCEPTANCE.parent.parent / "examples" / "test_faults.py").read_text())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "-q")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*fault node.pause #0 at *recovered after*0 lost*", "*fault rpc.latency #1 at *"]
+    )

@@ -372,3 +372,17 @@ def test_a_chain_that_never_catches_up_never_recovers() -> None:
     )
     (impact,) = fault_impacts(plan, [report], [record])
     assert impact.recovered_after_s is None
+
+
+def test_faults_are_refused_against_a_public_chain_whatever_else_is_given() -> None:
+    from types import SimpleNamespace
+
+    from pytest_gashammer.hive.faulting import FaultRig
+
+    plan = compile_plan(spec_with({"kind": "rpc.latency", "at": 1, "duration": 1, "ms": 5}), name="t", seed=1)
+    mainnet = SimpleNamespace(chain_id=42161, kind="external", feed_url=None, rpc_url="http://127.0.0.1:9")
+    with pytest.raises(
+        ConfigError, match=r"^faults are refused against chain id 42161 \(Arbitrum One\), whatever"
+    ):
+        FaultRig.open(plan, mainnet)  # type: ignore[arg-type]
+    assert FaultRig.open(compile_plan(spec_with(), name="t", seed=1), mainnet) is None  # type: ignore[arg-type]
