@@ -113,9 +113,14 @@ def _gas_rate(times: np.ndarray, gas: np.ndarray, low: float, high: float, obser
     count as zero gas: a chain that includes nothing has a rate of 0."""
     if high <= low or low < -1e-9 or high > observed_end + 1e-9:
         return math.nan
-    chosen = (times >= low - 1e-9) & (times + FLOW_SLOT_S <= high + 1e-9)
-    covered = math.floor((high - low) / FLOW_SLOT_S + 1e-9) * FLOW_SLOT_S
-    return float(gas[chosen].sum()) / covered if covered > 0 else math.nan
+    # Whole slots inside the window; the same slots for the gas and for the time it covers.
+    first = math.ceil(low / FLOW_SLOT_S - 1e-9)
+    last = math.floor(high / FLOW_SLOT_S + 1e-9)
+    if last <= first:
+        return math.nan
+    slots = np.round(times / FLOW_SLOT_S).astype(np.int64)
+    chosen = (slots >= first) & (slots < last)
+    return float(gas[chosen].sum()) / ((last - first) * FLOW_SLOT_S)
 
 
 def _target_gas(plan: ScenarioPlan, low: float, high: float) -> float:

@@ -386,3 +386,17 @@ def test_faults_are_refused_against_a_public_chain_whatever_else_is_given() -> N
     ):
         FaultRig.open(plan, mainnet)  # type: ignore[arg-type]
     assert FaultRig.open(compile_plan(spec_with(), name="t", seed=1), mainnet) is None  # type: ignore[arg-type]
+
+
+def test_a_window_off_the_slot_grid_still_measures_the_rate_exactly() -> None:
+    import numpy as np
+
+    from pytest_gashammer.hive.fault_impact import _gas_rate
+
+    times = np.arange(0, 40) * 0.25
+    gas = np.full(times.size, 250_000.0)  # 1 Mgas/s
+    for low in (2.0, 2.02, 2.1, 2.24, 2.26):
+        assert _gas_rate(times, gas, low, low + 2.0, observed_end=10.0) == pytest.approx(1e6), low
+    assert _gas_rate(times, gas, 9.0, 11.0, observed_end=10.0) != _gas_rate(
+        times, gas, 9.0, 11.0, observed_end=10.0
+    )
