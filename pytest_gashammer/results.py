@@ -20,10 +20,12 @@ from typing import Any, Literal, Protocol
 DEVNET_NOTE = "devnet: "
 
 
-#: What starts a note on a fallback the run took (polling for heads, a tip of 0, ...), and a note
-#: on the fees it paid: the terminal summary prints both, the HTML report every note.
+#: What starts a note on a fallback the run took (polling for heads, a tip of 0, ...), a note on
+#: the fees it paid, and one on the JSON-RPC calls it had to ask again (what it rode out): the
+#: terminal summary prints them, the HTML report every note.
 FALLBACK_NOTE = "fallback: "
 FEES_NOTE = "fees: "
+RETRY_NOTE = "retries: "
 
 
 def devnet_notes(notes: Iterable[str]) -> list[str]:
@@ -31,8 +33,8 @@ def devnet_notes(notes: Iterable[str]) -> list[str]:
 
 
 def run_notes(notes: Iterable[str]) -> list[str]:
-    """The fallback and fee notes, in order: what the summary says about how the run was done."""
-    return [note for note in notes if note.startswith((FALLBACK_NOTE, FEES_NOTE))]
+    """The fallback, fee and retry notes, in order: what the summary says about how the run was done."""
+    return [note for note in notes if note.startswith((FALLBACK_NOTE, FEES_NOTE, RETRY_NOTE))]
 
 
 class Ascending(Protocol):

@@ -10,13 +10,29 @@ counts as accepted, the rest give the nonce back) and what summaries count.
 Matching is a case-insensitive substring search in table order, so a longer, more specific phrase
 comes before a shorter one it contains ("replacement transaction underpriced" before "underpriced").
 ``tests/unit/test_node_errors.py`` holds one example message per phrase.
+
+Not every JSON-RPC error is a refusal. An internal error (-32603), a limit (-32005), or any code a
+proxy or provider puts in front of the node whose message names no refusal means "ask again": the
+node did not judge the request. :func:`retry_reason` draws that line, for the edge's retries
+(``chain/retry.py``): a refusal phrase is always final; so are the codes that judge the request
+itself (:data:`FINAL_CODES`); every other error is worth asking again, a bounded number of times.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["KINDS", "PHRASES", "Phrase", "classify_error", "kind_of_message"]
+__all__ = [
+    "FINAL_CODES",
+    "KINDS",
+    "NONCE_TAKEN_KINDS",
+    "PHRASES",
+    "TRANSIENT_PHRASES",
+    "Phrase",
+    "classify_error",
+    "kind_of_message",
+    "retry_reason",
+]
 
 
 class Phrase(NamedTuple):
@@ -164,6 +180,10 @@ PHRASES: tuple[Phrase, ...] = (
 
 #: Every kind a refusal can be classified as by its message (besides the code-based fallbacks).
 KINDS: frozenset[str] = frozenset(phrase.kind for phrase in PHRASES)
+#: Refusals that say the nonce is taken: by another transaction, or by the same one sent earlier (a
+#: resend after an answer was lost is refused so once the first got in), which only a lookup by
+#: hash tells apart.
+NONCE_TAKEN_KINDS: frozenset[str] = frozenset({"nonce_too_low", "replacement_underpriced"})
 
 
 def kind_of_message(message: str) -> str | None:
@@ -187,3 +207,43 @@ def classify_error(code: int, message: str) -> str:
     if code == -32005:
         return "limit_exceeded"
     return f"rpc_{code}"
+
+
+#: Codes that are the node's judgement of the request itself, never "try again": the JSON-RPC spec's
+#: parse error, invalid request, method not found and invalid params; EIP-1474's invalid input
+#: (-32000, under which geth and most clients put every transaction refusal, so an unknown wording
+#: under it is taken as a refusal too), transaction rejected (-32003), method not supported
+#: (-32004) and version not supported (-32006); and 3, a revert with data.
+FINAL_CODES: frozenset[int] = frozenset({-32700, -32600, -32601, -32602, -32000, -32003, -32004, -32006, 3})
+
+#: Wordings that mean "ask again later" whatever the code (providers and proxies put them under
+#: -32000 as often as under -32005), looked for only when no refusal phrase matched.
+TRANSIENT_PHRASES: tuple[Phrase, ...] = (
+    Phrase("rate limit", "rate_limited", "generic wording (RPC providers, proxies)", "rate limit exceeded"),
+    Phrase("too many requests", "rate_limited", "generic wording (RPC providers, proxies)",
+           "Too Many Requests, try again in 1 s"),
+    Phrase("try again", "try_again", "generic wording (RPC providers, proxies)", "server busy, try again later"),
+    Phrase("temporarily unavailable", "unavailable", "generic wording (RPC providers, proxies)",
+           "service temporarily unavailable"),
+    Phrase("service unavailable", "unavailable", "generic wording (RPC providers, proxies)",
+           "503 Service Unavailable"),
+    Phrase("request timed out", "timeout", "generic wording (a server that timed the request out)", "request timed out"),
+)  # fmt: skip
+
+
+def retry_reason(code: int, message: str) -> str | None:
+    """Why an error answer is worth asking again (a short stable word), or None when it is final.
+
+    Final: any refusal phrase (``nonce too low``, ``already known``, ``txpool is full``, ...), then
+    the :data:`FINAL_CODES` unless a transient wording says otherwise. Everything else (-32603
+    internal error, -32005 limit exceeded, an unknown code a proxy injects) is asked again.
+    """
+    if kind_of_message(message) is not None:
+        return None
+    lowered = message.lower()
+    for phrase in TRANSIENT_PHRASES:
+        if phrase.needle in lowered:
+            return phrase.kind
+    if code in FINAL_CODES:
+        return None
+    return classify_error(code, message)

@@ -50,9 +50,10 @@ def derive_senders(seed: int, start: int, count: int) -> list[Sender]:
 class NonceBook:
     """Hands out nonces per sender so that none is skipped and none is used twice.
 
-    A nonce handed out but not consumed by the node (the transaction was rejected, or its fate
-    is unknown after a transport failure) is given back with :meth:`release` and is the next one
-    handed out for that sender, so a later transaction fills the hole instead of leaving a gap
+    A nonce handed out but not consumed by the node (the transaction was rejected, the node
+    answered after a transport failure that it does not have it, or a restarted node forgot it
+    from its pool) is given back with :meth:`release` and is the next one handed out for that
+    sender, so a later transaction fills the hole instead of leaving a gap
     that would strand every higher nonce in the pool. When the node says a nonce is already
     taken ("nonce too low", "already known", "replacement underpriced"), :meth:`resync` moves
     the sender to the node's pending count.

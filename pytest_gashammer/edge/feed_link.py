@@ -55,9 +55,10 @@ class FeedLink:
         """Check the blocks of ``seen`` (oldest first) that are due against the feed, and drop them.
 
         Due: seen at least ``grace_ns`` ago and carried by the feed (its sequence number, or a later
-        one, arrived), or seen :data:`SETTLE_AT_THE_LATEST_SECONDS` ago.
+        one, arrived, and no gap below it is still being recovered), or seen
+        :data:`SETTLE_AT_THE_LATEST_SECONDS` ago.
         """
-        carried = self.client.last_sequence
+        carried = self.client.contiguous_sequence
         reach = -1 if carried is None else carried + self.correlator.sequence_offset
         latest_ns = now_ns - int(SETTLE_AT_THE_LATEST_SECONDS * 1e9)
         due: list[tuple[int, str, list[str]]] = []

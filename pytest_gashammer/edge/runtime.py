@@ -28,6 +28,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pytest_gashammer.chain.retry import RetryStats
 from pytest_gashammer.chain.rpc import AsyncRpcClient
 from pytest_gashammer.edge.accounts import SESSION_NONCES, Sender, derive_senders, resolve_start_nonces
 from pytest_gashammer.edge.evidence import BalanceCheck, probe_lost
@@ -44,7 +45,7 @@ from pytest_gashammer.edge.preparation import (
 from pytest_gashammer.edge.submitter import Submitter
 from pytest_gashammer.edge.tracker import BlockFollower, stalled_at_end
 from pytest_gashammer.errors import GashammerError
-from pytest_gashammer.results import FALLBACK_NOTE
+from pytest_gashammer.results import FALLBACK_NOTE, RETRY_NOTE
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.telemetry.digest import RunDigest
 from pytest_gashammer.telemetry.records import (
@@ -203,10 +204,12 @@ class EdgeRuntime:
             stop.set()
         url = self.assignment.rpc_url
         # Tracking gets connections of its own so that a burst of submissions never delays seeing a
-        # block (which would inflate inclusion latency and bunch up per-second figures).
+        # block (which would inflate inclusion latency and bunch up per-second figures). Both count
+        # what they ask again in one record, which the report carries.
+        retries = RetryStats()
         async with (
-            AsyncRpcClient(url, connections=self.assignment.connections) as rpc,
-            AsyncRpcClient(url, connections=2) as track_rpc,
+            AsyncRpcClient(url, connections=self.assignment.connections, stats=retries) as rpc,
+            AsyncRpcClient(url, connections=2, stats=retries) as track_rpc,
         ):
             session = await _EdgeSession.open(self, stop, self._recent_latencies, rpc, track_rpc)
             if self._start_gate is not None:
@@ -411,6 +414,8 @@ class _EdgeSession:
         tracker_stop = asyncio.Event()
         tracker = asyncio.create_task(follower.run(tracker_stop))
         receipts = asyncio.create_task(inclusion.receipt_loop(tracker_stop))
+        # Through the drain too: a node that restarts while transactions wait forgets them then.
+        watch = asyncio.create_task(submitter.watch_loop(tracker_stop, self.track_rpc))
         self.origin_ns = time.monotonic_ns()
         self.wall_origin_ns = time.time_ns()
         self._start_retention()
@@ -430,11 +435,13 @@ class _EdgeSession:
                     self.notes,
                     stall=stalled_at_end(self.chain_stall, self.plan.inclusion_timeout),
                 )
+            # What the watch found forgotten is said as found (the probe no longer asks about it).
+            self.lost_probe.update(submitter.forgotten)
             if self.feed is not None:
                 included = runtime.progress.included
                 await self.feed.close(included, inclusion.chain_blocks, self.errors, self.notes)
             tracker_stop.set()
-            await asyncio.gather(tracker, return_exceptions=True)
+            await asyncio.gather(tracker, watch, return_exceptions=True)
             if self.balance_check is not None and not runtime.stop_reason:
                 # Now, before the receipt drain (see record_after).
                 await self.balance_check.record_after(
@@ -472,6 +479,9 @@ class _EdgeSession:
             polling = follower.degradation_note()
             if polling is not None:
                 self.notes.append(FALLBACK_NOTE + polling)
+            retried = submitter.retry_stats.note()
+            if retried is not None:
+                self.notes.append(RETRY_NOTE + retried)
         runtime.progress.phase = "done"
         return self._report()
 
@@ -633,6 +643,7 @@ class _EdgeSession:
             rejections=submitter.rejections.to_list(),
             chain_stall=self.chain_stall,
             fee_caps=dict(submitter.fee_caps),
+            rpc_retries=submitter.retry_stats.as_dict() if submitter.retry_stats.note() else {},
         )
 
 

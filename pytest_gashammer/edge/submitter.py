@@ -6,26 +6,56 @@ each transaction ahead of its intended time, sends due rows as one batch per fre
 records what the node accepted or rejected (nonce errors resync the sender, refused nonces are
 given back), drops what a stop left unsent, and fills every nonce hole a rejection left.
 
-This is the hot path: every line here runs per transaction or per batch.
+This is the hot path: every line here runs per transaction or per batch. What follows runs only
+when something failed, so it costs nothing while the node answers:
+
+- **Retries.** A row whose answer is a passing failure (no answer: refused, reset, timed out, HTTP
+  5xx; or a JSON-RPC error that is not a refusal: -32603, -32005, ...) is sent again, the same
+  signed bytes, under :data:`SUBMIT_POLICY` (bounded, jittered), in its own task: the schedule never
+  waits for it, and its latency still counts from its intended time. The slot (a connection) is
+  given back during each wait.
+- **Unknown outcomes.** A failure after which the node may have the transaction marks the row
+  *maybe delivered*. Sending it again is harmless: "already known" counts as accepted, and "nonce
+  too low" (or "replacement underpriced") for such a row is checked by hash: ours in the pool or in
+  a block counts as accepted, anything else is a real refusal. A row still unanswered when the
+  policy runs out is asked about by hash; one the node cannot be asked about yet keeps its nonce
+  (*doubtful*) and is asked about again until the node answers: giving its nonce to another
+  transaction could use it twice, keeping it for ever could strand the sender.
+- **A node that forgot.** After a bad moment (the JSON-RPC clients saw transport failures: a pause,
+  a restart), :meth:`Submitter.watch_loop` compares each sender's pending count with the
+  transactions the node accepted and no block showed. Those it no longer has (a restarted node
+  forgets its pool) are lost, named with why, and their nonces are given back, so later
+  transactions fill them and the sender goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError, batch_results
+from pytest_gashammer.chain.node_errors import NONCE_TAKEN_KINDS
+from pytest_gashammer.chain.retry import RetryPolicy, RetryStats, transient_reason
+from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError, results_for_ids
 from pytest_gashammer.chain.signer import FastSigner
 from pytest_gashammer.edge.accounts import NonceBook, Sender, SentNonces, nonce_address
 from pytest_gashammer.edge.gas_model import GasModel
 from pytest_gashammer.edge.preparation import next_fee_cap
 from pytest_gashammer.scenario.spec import ScenarioPlan
-from pytest_gashammer.telemetry.records import NOT_YET, STATUS_REJECTED, RejectionSample, TxLog
+from pytest_gashammer.telemetry.records import (
+    NOT_YET,
+    STATUS_ACCEPTED,
+    STATUS_INCLUDED,
+    STATUS_REJECTED,
+    STATUS_SENT,
+    RejectionSample,
+    TxLog,
+)
 from pytest_gashammer.workload.base import Template
 from pytest_gashammer.workload.rate import ArrivalSchedule
 
@@ -44,7 +74,20 @@ SIGN_CHUNK = 32
 COALESCE_SECONDS = 0.004
 #: Template index recorded for the self-transfers that fill a nonce hole left by a rejection.
 GAP_FILLER = -1
-NONCE_RESYNC_KINDS = frozenset({"nonce_too_low", "replacement_underpriced"})
+NONCE_RESYNC_KINDS = NONCE_TAKEN_KINDS
+#: How a transaction is sent again after a passing failure: up to ten tries within 15 s, waits from
+#: 50 ms doubling to 2 s (jittered). Long enough to ride out a paused or restarted node; a node
+#: gone for longer gets the rest counted as unanswered, not waited for.
+SUBMIT_POLICY = RetryPolicy(attempts=10, first_delay=0.05, max_delay=2.0, budget=15.0)
+#: How often the watch looks for doubtful rows to settle and for a node that forgot.
+WATCH_INTERVAL = 0.5
+#: Accepted transactions asked about by hash in one look at a node that forgot.
+WATCH_PROBE_LIMIT = 4096
+#: How long after a transaction first looks forgotten it is asked about again, before it counts.
+WATCH_CONFIRM_SECONDS = 0.25
+#: The error kind a forgotten transaction's row carries (its state stays "accepted, never included").
+FORGOTTEN = "forgotten_by_node"
+_SEND = "eth_sendRawTransaction"
 # One eth_sendRawTransaction request, rendered when the transaction is signed; its id is the row.
 _SEND_RAW_REQUEST = '{"jsonrpc":"2.0","id":%d,"method":"eth_sendRawTransaction","params":["0x%s"]}'
 
@@ -61,6 +104,15 @@ class _Batch(NamedTuple):
     size: int
     requests: list[str]
     raws: list[bytes] | None
+
+
+class _Retry(NamedTuple):
+    """Rows to send again (each with its rendered request and why), and when the first try went."""
+
+    rows: list[int]
+    requests: list[str]
+    reasons: list[str]
+    started: float
 
 
 class Submitter:
@@ -90,10 +142,13 @@ class Submitter:
         sent_nonces: SentNonces | None = None,
         chain_key: str = "",
         fee_ceiling: int | None = None,
+        retry: RetryPolicy = SUBMIT_POLICY,
+        retry_stats: RetryStats | None = None,
     ) -> None:
         """``sent_nonces`` (under ``chain_key``) learns, once sending ends, how far each sender got.
         ``fee_ceiling`` above ``max_fee_per_gas``: the cap follows the base fee up to it
-        (:meth:`follow_base_fee`); None or equal: the cap is fixed."""
+        (:meth:`follow_base_fee`); None or equal: the cap is fixed. ``retry`` bounds how a
+        transaction is sent again; ``retry_stats`` (default: the client's) counts it."""
         self.rpc = rpc
         self.log = log
         self.senders = list(senders)
@@ -145,6 +200,21 @@ class Submitter:
         self.unsent_from = 0
         self.unsent_requests: list[str] = []
         self.unsent_raws: list[bytes] | None = [] if raw_tx_sink is not None else None
+        self.retry = retry
+        self.retry_stats: RetryStats = (
+            retry_stats if retry_stats is not None else getattr(rpc, "stats", None) or RetryStats()
+        )
+        # Jitter only: drawn apart from the plan's generator, so a seeded run builds the same transactions.
+        self.retry_rng = random.Random()
+        #: Rows whose earlier try may have reached the node (their fate was unknown for a while).
+        self.maybe_delivered: set[int] = set()
+        #: Rows whose fate is unknown after the retries ran out and whom the node could not be asked
+        #: about yet: their nonces stay theirs until it answers (:meth:`_settle_doubtful`).
+        self.doubtful: dict[int, str] = {}
+        #: Accepted transactions the node forgot (no block, gone from its pool): tx hash -> why.
+        self.forgotten: dict[str, str] = {}
+        self.stopping = False
+        self.filling = asyncio.Lock()
 
     def follow_base_fee(self, base_fee: int | None) -> None:
         """A block showed ``base_fee``: move the fee cap when it has moved far enough from it.
@@ -238,6 +308,7 @@ class Submitter:
             else:
                 wake_ns = now_ns
             await asyncio.sleep(min(max(wake_ns - time.monotonic_ns(), 0) / 1e9, 0.02))
+        self.stopping = stop.is_set()
         self._drop_unsent()
         self.sending_finished_ns = time.monotonic_ns()
         if self.tasks:
@@ -423,12 +494,18 @@ class Submitter:
         task.add_done_callback(self.tasks.discard)
 
     async def _submit(self, batch: _Batch) -> None:
+        retry: _Retry | None = None
         try:
-            await self._submit_batch(batch)
+            retry = await self._submit_batch(batch)
         finally:
-            self.submit_slots.release()
-            if self.slot_waiter is not None:
-                _resolve(self.slot_waiter)
+            self._free_slot()
+        if retry is not None:
+            await self._send_again(retry)
+
+    def _free_slot(self) -> None:
+        self.submit_slots.release()
+        if self.slot_waiter is not None:
+            _resolve(self.slot_waiter)
 
     async def _slot_freed(self, timeout: float) -> None:
         """Sleep until a submission finishes (or ``timeout``): the moment the next batch can go."""
@@ -441,7 +518,8 @@ class Submitter:
             timer.cancel()
             self.slot_waiter = None
 
-    async def _submit_batch(self, batch: _Batch) -> None:
+    async def _submit_batch(self, batch: _Batch) -> _Retry | None:
+        """Send ``batch`` once and take the node's answers; the rows to send again, if any."""
         log, progress = self.log, self.progress
         first, count = batch.first, batch.size
         correlator, sink = self.correlator, self.raw_tx_sink
@@ -457,9 +535,10 @@ class Submitter:
                     sink(tx_hash, batch.raws[offset])
         log.mark_sent(first, count, time.monotonic_ns())
         progress.sent += count
+        started = time.monotonic()
         body = ("[" + ",".join(batch.requests) + "]").encode()
         try:
-            answer: Any = await self.rpc.post_batch(body, "eth_sendRawTransaction")
+            answer: Any = await self.rpc.post_batch(body, _SEND)
         except TransportError as exc:
             answer = exc
         answered_ns = time.monotonic_ns()
@@ -472,16 +551,26 @@ class Submitter:
             waiting = log.mark_accepted(first, count, answered_ns)
             self.accepted_outstanding += waiting
             progress.accepted += count
-            return
+            return None
+        rows = list(range(first, first + count))
+        return await self._take_answers(rows, batch.requests, answer, answered_ns, started)
+
+    async def _take_answers(
+        self, rows: list[int], requests: list[str], answer: Any, answered_ns: int, started: float
+    ) -> _Retry | None:
+        """Accept, refuse or set aside for another try each of ``rows`` (sent as ``requests``)."""
         if isinstance(answer, TransportError):
-            answers: list[Any] = [answer] * count
+            answers: list[Any] = [answer] * len(rows)
         else:
             try:
-                answers = batch_results(answer, first, ["eth_sendRawTransaction"] * count)
+                answers = results_for_ids(answer, rows, [_SEND] * len(rows))
             except TransportError as exc:
-                answers = [exc] * count
-        for offset, result in enumerate(answers):
-            row = first + offset
+                answers = [exc] * len(rows)
+        again: list[int] = []
+        again_requests: list[str] = []
+        reasons: list[str] = []
+        check: list[tuple[int, Any]] = []
+        for row, request, result in zip(rows, requests, answers, strict=True):
             if isinstance(result, str):
                 self._accept(row, answered_ns)
                 continue
@@ -489,17 +578,132 @@ class Submitter:
             if kind == "already_known":
                 self._accept(row, answered_ns)
                 continue
+            reason = transient_reason(result) if isinstance(result, Exception) else None
+            if reason is not None:
+                if getattr(result, "delivered", None) is not False:
+                    self.maybe_delivered.add(row)
+                again.append(row)
+                again_requests.append(request)
+                reasons.append(reason)
+                continue
+            if kind in NONCE_RESYNC_KINDS and row in self.maybe_delivered:
+                check.append((row, result))  # perhaps our own earlier try took the nonce
+                continue
             self._reject(row, kind, result)
+        if check:
+            await self._check_own(check, answered_ns)
+        return _Retry(again, again_requests, reasons, started) if again else None
+
+    async def _check_own(self, rows: list[tuple[int, Any]], answered_ns: int) -> None:
+        """Rows refused for their nonce after a try that may have got through: ours by hash (in the
+        pool or a block) is accepted; anything else is the refusal it looked like."""
+        log = self.log
+        try:
+            found = await self.rpc.batch(
+                [("eth_getTransactionByHash", [log.tx_hash(row)]) for row, _ in rows]
+            )
+        except TransportError as exc:
+            found = [exc] * len(rows)
+        for (row, refusal), answer in zip(rows, found, strict=True):
+            if isinstance(answer, dict):
+                self.retry_stats.resolved["accepted: the node had it"] += 1
+                self._accept(row, answered_ns)
+            elif answer is None:
+                self._reject(row, getattr(refusal, "kind", "transport"), refusal)
+            else:
+                self.doubtful[row] = (
+                    f"refused for its nonce ({refusal}), and the node could not be asked by hash"
+                )
+
+    async def _send_again(self, retry: _Retry) -> None:
+        """Send the rows of ``retry`` again, the same signed bytes, until answered or the policy
+        runs out. Waits with the slot given back; the schedule goes on meanwhile."""
+        tries = 1
+        rows, requests, reasons = retry.rows, retry.requests, retry.reasons
+        while rows:
+            elapsed = time.monotonic() - retry.started
+            wait = None if self.stopping else self.retry.next_delay(tries, elapsed, self.retry_rng)
+            if wait is None:
+                break
+            for reason in reasons:
+                self.retry_stats.retry(_SEND, reason)
+            await asyncio.sleep(wait)
+            tries += 1
+            await self.submit_slots.acquire()
+            try:
+                body = ("[" + ",".join(requests) + "]").encode()
+                try:
+                    answer: Any = await self.rpc.post_batch(body, _SEND)
+                except TransportError as exc:
+                    answer = exc
+            finally:
+                self._free_slot()
+            left = await self._take_answers(rows, requests, answer, time.monotonic_ns(), retry.started)
+            rows, requests, reasons = (left.rows, left.requests, left.reasons) if left else ([], [], [])
+        if rows:
+            await self._give_up(rows, reasons)
+
+    async def _give_up(self, rows: list[int], reasons: list[str]) -> None:
+        """The policy ran out for ``rows``. Never got through: refused as ``transport``, nonce given
+        back. Perhaps got through: asked by hash (ours: accepted; unknown to the node: refused,
+        nonce given back); a node that cannot be asked yet leaves them doubtful."""
+        for reason in reasons:
+            self.retry_stats.give_up(_SEND, reason)
+        for row, reason in zip(rows, reasons, strict=True):
+            if row in self.maybe_delivered:
+                self.doubtful[row] = f"no answer after retries ({reason})"
+            else:
+                self._reject(row, "transport", TransportError(f"{_SEND}: no answer after retries ({reason})"))
+        await self._settle_doubtful()
+
+    async def _settle_doubtful(self) -> None:
+        """Ask the node by hash about the doubtful rows: the ones it has are accepted, the ones it
+        does not are refused (``transport``) and give their nonces back; if it cannot be asked,
+        they stay doubtful for the next look."""
+        if not self.doubtful:
+            return
+        log = self.log
+        rows = [row for row in self.doubtful if row >= log.base]
+        for row in [row for row in self.doubtful if row < log.base]:
+            del self.doubtful[row]
+        pending = [row for row in rows if log.state[log.at(row)] != STATUS_INCLUDED]
+        for row in rows:
+            if row not in pending:
+                del self.doubtful[row]
+                self.retry_stats.resolved["accepted: a block had it"] += 1
+        if not pending:
+            return
+        try:
+            found = await self.rpc.batch(
+                [("eth_getTransactionByHash", [log.tx_hash(row)]) for row in pending]
+            )
+        except TransportError:
+            return
+        now_ns = time.monotonic_ns()
+        for row, answer in zip(pending, found, strict=True):
+            if row not in self.doubtful or isinstance(answer, Exception):
+                continue
+            why = self.doubtful.pop(row)
+            if log.state[log.at(row)] == STATUS_INCLUDED:
+                self.retry_stats.resolved["accepted: a block had it"] += 1
+            elif isinstance(answer, dict):
+                self.retry_stats.resolved["accepted: the node had it"] += 1
+                self._accept(row, now_ns)
+            else:
+                self.retry_stats.resolved["refused: the node did not have it"] += 1
+                self._reject(row, "transport", TransportError(f"{_SEND}: {why}; the node does not have it"))
 
     def _accept(self, row: int, answered_ns: int) -> None:
         if self.log.accepted_ns[self.log.at(row)] != NOT_YET:
             return
         self.accepted_outstanding += self.log.mark_accepted(row, 1, answered_ns)
         self.progress.accepted += 1
+        self.maybe_delivered.discard(row)
 
     def _reject(self, row: int, kind: str, error: object) -> None:
         log = self.log
         index = log.at(row)
+        self.maybe_delivered.discard(row)
         log.state[index] = STATUS_REJECTED
         log.error[index] = log.error_code(kind)
         self.errors[kind] += 1
@@ -535,30 +739,164 @@ class Submitter:
             self.resyncing.discard(sender)
 
     async def _fill_holes(self) -> None:
-        """Send a self-transfer into every nonce a rejection left unused, so no later nonce is stranded."""
-        for _attempt in range(3):
-            senders: list[int] = []
-            nonces: list[int] = []
-            raws: list[bytes] = []
-            hashes: list[bytes] = []
-            for sender in range(len(self.senders)):
-                for nonce in self.nonces.holes(sender):
-                    if nonce >= self.nonces.next_nonce(sender):
-                        continue
-                    taken = self.nonces.take(sender)
-                    raw, tx_hash = self._prepared_for(sender, 21_000).sign_fields(
-                        taken, to=self.senders[sender].address, value=0, data=b""
-                    )
-                    senders.append(sender)
-                    nonces.append(taken)
-                    raws.append(raw)
-                    hashes.append(tx_hash)
-            if not hashes:
-                return
-            count = len(hashes)
-            now_ns = time.monotonic_ns()
-            self._buffer(
-                [GAP_FILLER] * count, senders, nonces, [21_000] * count, [now_ns] * count, raws, hashes
+        """Send a self-transfer into every nonce a rejection (or a node that forgot) left unused, so
+        no later nonce is stranded. Doubtful rows are settled first: their nonces may be free."""
+        async with self.filling:
+            await self._settle_doubtful()
+            for _attempt in range(3):
+                senders: list[int] = []
+                nonces: list[int] = []
+                raws: list[bytes] = []
+                hashes: list[bytes] = []
+                for sender in range(len(self.senders)):
+                    for nonce in self.nonces.holes(sender):
+                        if nonce >= self.nonces.next_nonce(sender):
+                            continue
+                        taken = self.nonces.take(sender)
+                        raw, tx_hash = self._prepared_for(sender, 21_000).sign_fields(
+                            taken, to=self.senders[sender].address, value=0, data=b""
+                        )
+                        senders.append(sender)
+                        nonces.append(taken)
+                        raws.append(raw)
+                        hashes.append(tx_hash)
+                if not hashes:
+                    return
+                count = len(hashes)
+                now_ns = time.monotonic_ns()
+                self._buffer(
+                    [GAP_FILLER] * count, senders, nonces, [21_000] * count, [now_ns] * count, raws, hashes
+                )
+                left_by = "rejected or forgotten" if self.forgotten else "rejected"
+                self.notes.append(f"filled {count} nonce hole(s) left by {left_by} transactions")
+                retry = await self._submit_batch(self._take_unsent(count))
+                if retry is not None:
+                    await self._send_again(retry)
+
+    # -- the watch: doubtful rows, and a node that forgot what it accepted ---------------------------
+    async def watch_loop(self, stop: asyncio.Event, rpc: AsyncRpcClient | None = None) -> None:
+        """Until ``stop``: every :data:`WATCH_INTERVAL`, settle doubtful rows, and after any transport
+        failure of the clients (the node paused, restarted or was cut off) look for accepted
+        transactions the node no longer has (:meth:`find_forgotten`, asking ``rpc``).
+
+        Costs nothing while nothing fails: two counters are compared.
+        """
+        rpc = rpc or self.rpc
+        clients = (self.rpc,) if rpc is self.rpc else (self.rpc, rpc)
+        seen = _failures(clients)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), WATCH_INTERVAL)
+            if self.doubtful:
+                await self._settle_doubtful()
+            trouble = _failures(clients)
+            if trouble != seen and await self.find_forgotten(rpc):
+                seen = trouble
+
+    async def find_forgotten(self, rpc: AsyncRpcClient) -> bool:
+        """Ask the node about every accepted transaction no block has shown whose nonce its senders
+        have not mined yet; the ones it no longer has (not by hash, not in its pool) are forgotten:
+        lost, said why, their nonces given back so that later transactions fill them (or, once
+        sending is over, self-transfers). False when the node could not be asked (try later)."""
+        import numpy as np
+
+        log = self.log
+        accepted = np.flatnonzero(np.frombuffer(log.state, dtype=np.int8) == STATUS_ACCEPTED)
+        if not accepted.size:
+            return True
+        senders = np.frombuffer(log.sender, dtype=np.dtype(f"i{log.sender.itemsize}"))[accepted]
+        nonces = np.frombuffer(log.nonce, dtype=np.int64)[accepted]
+        asked = sorted(set(senders.tolist()))
+        try:
+            counts = await rpc.batch(
+                [
+                    ("eth_getTransactionCount", [nonce_address(self.senders[sender].address), "latest"])
+                    for sender in asked
+                ]
             )
-            self.notes.append(f"filled {count} nonce hole(s) left by rejected transactions")
-            await self._submit_batch(self._take_unsent(count))
+        except TransportError:
+            return False
+        mined = {
+            sender: int(count, 16)
+            for sender, count in zip(asked, counts, strict=True)
+            if isinstance(count, str)
+        }
+        if len(mined) < len(asked):
+            return False
+        floor = np.array([mined[sender] for sender in senders.tolist()], dtype=np.int64)
+        open_rows = (accepted[nonces >= floor] + log.base)[:WATCH_PROBE_LIMIT].tolist()
+        if not open_rows:
+            return True
+        try:
+            found = await rpc.batch([("eth_getTransactionByHash", [log.tx_hash(row)]) for row in open_rows])
+        except TransportError:
+            return False
+        gone = [row for row, answer in zip(open_rows, found, strict=True) if answer is None]
+        if gone:
+            gone = await self._not_in_pool(rpc, gone)
+        if gone:
+            # A node may answer for a transaction a moment before its pool shows it (anvil does):
+            # only what is still missing a moment later is forgotten.
+            await asyncio.sleep(WATCH_CONFIRM_SECONDS)
+            try:
+                again = await rpc.batch([("eth_getTransactionByHash", [log.tx_hash(row)]) for row in gone])
+            except TransportError:
+                return False
+            gone = [row for row, answer in zip(gone, again, strict=True) if answer is None]
+            gone = await self._not_in_pool(rpc, gone)
+        # Settled meanwhile (a block showed it): not forgotten.
+        gone = [row for row in gone if log.state[log.at(row)] == STATUS_ACCEPTED]
+        if gone:
+            self._forget(gone, mined)
+            if self.sending_finished_ns != NOT_YET:
+                # Sending is over: no later transaction will take the nonces; self-transfers do.
+                await self._fill_holes()
+                self.remember_sent()
+        return True
+
+    async def _not_in_pool(self, rpc: AsyncRpcClient, rows: list[int]) -> list[int]:
+        """``rows`` less those the node's pool shows (some clients never return a pooled transaction
+        by hash); all of them when the node has no ``txpool_content``."""
+        from pytest_gashammer.edge.evidence import pool_index
+
+        try:
+            pool = pool_index(await rpc.call("txpool_content"))
+        except (RpcError, TransportError, TypeError, ValueError, AttributeError):
+            return rows
+        log = self.log
+        return [
+            row
+            for row in rows
+            if log.tx_hash(row) not in pool["hashes"]
+            and pool["slots"].get(
+                (self.senders[log.sender[log.at(row)]].address.lower(), log.nonce[log.at(row)])
+            )
+            != log.tx_hash(row)
+        ]
+
+    def _forget(self, rows: list[int], mined: dict[int, int]) -> None:
+        log = self.log
+        for row in rows:
+            index = log.at(row)
+            sender, nonce = log.sender[index], log.nonce[index]
+            # Still accepted and never included (so counted lost), but no longer waited for.
+            log.state[index] = STATUS_SENT
+            log.error[index] = log.error_code(FORGOTTEN)
+            self.accepted_outstanding -= 1
+            self.nonces.release(sender, nonce)
+            address = self.senders[sender].address
+            self.forgotten[log.tx_hash(row)] = (
+                f"sender {address} nonce {nonce}: accepted, then forgotten by the node: after it was "
+                f"unreachable (paused, restarted?) it had it neither by hash nor in its pool, and the "
+                f"sender's mined nonce was {mined[sender]}; the nonce went to a later transaction"
+            )
+        self.errors[FORGOTTEN] += len(rows)
+        self.notes.append(
+            f"the node forgot {len(rows)} accepted transaction(s) after a bad moment (a restart drops "
+            f"its pool): counted lost; their nonces were filled by later transactions"
+        )
+
+
+def _failures(clients: Sequence[Any]) -> int:
+    """Transport failures the clients saw so far (a rise: the node went through a bad moment)."""
+    return sum(getattr(client, "transport_failures", 0) for client in clients)

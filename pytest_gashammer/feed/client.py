@@ -23,6 +23,14 @@ Behaviour, with Nitro's defaults:
 - Sequence numbers: a jump is a gap ``(expected, got)``, a number already delivered is a duplicate;
   duplicates are not delivered again. A number that fills an earlier gap is delivered and counted as
   late. Messages below ``start_sequence`` (a server that sends its whole backlog) are skipped.
+- Gap recovery (``recover_gaps``, on by default; beyond Nitro's client, which leaves gaps to its
+  L1 reader): a gap still open ``gap_wait`` (0.25 s) after it was seen, so not a mere reordering,
+  makes the client reconnect asking for the first missing number (``Arbitrum-Requested-Sequence-
+  Number``); the server's backlog serves the missing messages again, then what was already
+  delivered (skipped quietly, counted as ``replayed``), then live ones. A gap whose every message
+  came back this way is *recovered* (``recovered_gaps``): lost in transit, not by the feed. A
+  number the server does not serve again is asked for at most ``recovery_attempts`` times, then
+  left a gap.
 
 ``on_message(message, arrival_ns)`` is called once per new message, in feed order, with the
 ``time.monotonic_ns()`` at which its frame arrived (taken before decoding, so decode cost is not
@@ -68,6 +76,7 @@ EVENT_KINDS = (
     "disconnect",
     "reconnect",
     "gap",
+    "gap_recovered",
     "duplicate",
     "late",
     "decode_error",
@@ -117,6 +126,13 @@ class FeedClientStats:
     duplicates: list[int] = dataclasses.field(default_factory=list)
     duplicate_count: int = 0
     late: list[int] = dataclasses.field(default_factory=list)
+    #: Gaps (as in ``gaps``) whose every message came back on a reconnect that asked for them.
+    recovered_gaps: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    recovered_gap_count: int = 0
+    recovered_messages: int = 0
+    #: Reconnects made to recover a gap, and messages they served again that were already delivered.
+    recoveries: int = 0
+    replayed: int = 0
     skipped_before_start: int = 0
     first_sequence: int | None = None
     last_sequence: int | None = None
@@ -153,6 +169,9 @@ class FeedClient:
         require_feed_version: bool = False,
         max_frame_bytes: int | None = 256 * 1024 * 1024,
         max_events: int = 10_000,
+        recover_gaps: bool = True,
+        gap_wait: float = 0.25,
+        recovery_attempts: int = 2,
     ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"feed URL {url!r} must start with ws:// or wss://, e.g. ws://127.0.0.1:9642")
@@ -173,11 +192,27 @@ class FeedClient:
         self.require_feed_version = require_feed_version
         self.max_frame_bytes = max_frame_bytes
         self.max_events = max_events
+        self.recover_gaps = recover_gaps
+        self.gap_wait = gap_wait
+        self.recovery_attempts = recovery_attempts
         self.events: list[FeedEvent] = []
         self.events_dropped = 0
         self.server_headers: dict[str, str] = {}
         self._stats = FeedClientStats()
         self._missing: set[int] = set()
+        #: Missing numbers still worth asking for again (recovery attempts left).
+        self._recoverable: set[int] = set()
+        #: The gap each missing number belongs to (index into ``_gap_list``), and per gap the numbers
+        #: still missing: a gap is recovered when its count reaches zero through recovery alone.
+        self._gap_of: dict[int, int] = {}
+        self._gap_list: list[list[int]] = []  # [expected, got, still missing, filled late]
+        self._tries: dict[int, int] = {}
+        #: When the oldest recoverable gap was seen (or a recovery attempt ended short).
+        self._gap_seen_ns: int | None = None
+        #: On a connection opened to recover: the number asked for, and the last number delivered
+        #: before it (what the server sends up to it is a replay).
+        self._recovering: int | None = None
+        self._replay_until: int | None = None
         self._connection: Any = None
 
     # -- state ----------------------------------------------------------------------------------
@@ -186,7 +221,7 @@ class FeedClient:
         s = self._stats
         return dataclasses.replace(
             s, decode_errors=dict(s.decode_errors), gaps=list(s.gaps), duplicates=list(s.duplicates),
-            late=list(s.late),
+            late=list(s.late), recovered_gaps=list(s.recovered_gaps),
         )  # fmt: skip
 
     @property
@@ -199,9 +234,20 @@ class FeedClient:
 
     @property
     def next_sequence(self) -> int | None:
-        """What the client asks for on its next dial: last received + 1, or ``start_sequence``."""
+        """What the client asks for on its next dial: the first missing number worth asking for
+        again, else last received + 1, or ``start_sequence``."""
+        if self.recover_gaps and self._recoverable:
+            return min(self._recoverable)
         last = self._stats.last_sequence
         return self.start_sequence if last is None else last + 1
+
+    @property
+    def contiguous_sequence(self) -> int | None:
+        """The last number up to which everything arrived or was given up on: ``last_sequence``,
+        unless a gap is still being recovered (then just below its first missing number)."""
+        if self.recover_gaps and self._recoverable:
+            return min(self._recoverable) - 1
+        return self._stats.last_sequence
 
     def _event(self, kind: str, detail: str = "", sequence: int | None = None, ns: int | None = None) -> None:
         event = FeedEvent(kind, time.monotonic_ns() if ns is None else ns, detail, sequence)
@@ -256,6 +302,7 @@ class FeedClient:
         requested = self.next_sequence
         if requested is not None:
             headers[REQUESTED_SEQUENCE_HEADER] = str(requested)
+        recovering = self.recover_gaps and bool(self._recoverable)
         connection = await connect(
             self.url,
             additional_headers=headers,
@@ -277,7 +324,60 @@ class FeedClient:
             self._event("fatal", str(exc))
             await connection.close()
             raise
+        if recovering and requested is not None:
+            self._start_recovery(requested)
         return connection
+
+    # -- gap recovery ---------------------------------------------------------------------------
+    def _start_recovery(self, requested: int) -> None:
+        """This connection asked for ``requested``, the first missing number: count a try for every
+        number it should serve again."""
+        self._stats.recoveries += 1
+        self._recovering = requested
+        self._replay_until = self._stats.last_sequence
+        for seq in self._recoverable:
+            self._tries[seq] = self._tries.get(seq, 0) + 1
+
+    def _end_recovery(self, now_ns: int) -> None:
+        """The recovery connection caught up: what it did not serve is asked for again later, or,
+        out of tries, left a gap."""
+        self._recovering = self._replay_until = None
+        for seq in [seq for seq in self._recoverable if self._tries.get(seq, 0) >= self.recovery_attempts]:
+            self._recoverable.discard(seq)
+        self._gap_seen_ns = now_ns if self._recoverable else None
+
+    def _recovery_wait(self, now_ns: int) -> float | None:
+        """Seconds until a recovery reconnect is due (0: now), None when none is pending."""
+        if not self.recover_gaps or not self._recoverable or self._recovering is not None:
+            return None
+        if self._gap_seen_ns is None:
+            self._gap_seen_ns = now_ns
+        return max(0.0, self._gap_seen_ns / 1e9 + self.gap_wait - now_ns / 1e9)
+
+    def _filled(self, seq: int, arrival: int, *, recovered: bool) -> None:
+        """``seq``, missing, arrived: by recovery, or late on its own."""
+        stats = self._stats
+        self._missing.discard(seq)
+        self._recoverable.discard(seq)
+        self._tries.pop(seq, None)
+        index = self._gap_of.pop(seq, None)
+        gap = self._gap_list[index] if index is not None else None
+        if gap is not None:
+            gap[2] -= 1
+            gap[3] += 0 if recovered else 1
+        if recovered:
+            stats.recovered_messages += 1
+            if gap is not None and gap[2] == 0 and gap[3] == 0:
+                stats.recovered_gap_count += 1
+                if len(stats.recovered_gaps) < _MAX_LISTED:
+                    stats.recovered_gaps.append((gap[0], gap[1]))
+                self._event("gap_recovered", f"{gap[0]}..{gap[1] - 1} served again", gap[0], arrival)
+        else:
+            if len(stats.late) < _MAX_LISTED:
+                stats.late.append(seq)
+            self._event("late", f"sequence {seq} arrived after {stats.last_sequence}", seq, arrival)
+        if not self._recoverable:
+            self._gap_seen_ns = None
 
     def _check_server(self, headers: Any) -> None:
         chain = headers.get(FEED_CHAIN_ID_HEADER)
@@ -325,31 +425,46 @@ class FeedClient:
         good = False
         reason = "stopped"
         stopper = asyncio.ensure_future(stop.wait())
+        receiver: asyncio.Future[Any] | None = None
         try:
             while True:
-                receiver = asyncio.ensure_future(connection.recv())
-                done, _ = await asyncio.wait((receiver, stopper), return_when=asyncio.FIRST_COMPLETED)
+                if receiver is None:
+                    receiver = asyncio.ensure_future(connection.recv())
+                wait = self._recovery_wait(time.monotonic_ns())
+                done, _ = await asyncio.wait(
+                    (receiver, stopper), timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
                 if receiver not in done:
+                    # Stopped, or a gap waited long enough: reconnect asking for it.
                     receiver.cancel()
                     with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                         await receiver
+                    if stopper not in done:
+                        reason = f"recovering from sequence {self.next_sequence}"
                     break
                 try:
                     frame = receiver.result()
                 except ConnectionClosed as exc:
                     reason = _describe_close(exc)
                     break
+                receiver = None
                 arrival = time.monotonic_ns()
                 if self._on_frame(frame, arrival):
                     good = True
+                if self._recovery_wait(arrival) == 0.0:
+                    reason = f"recovering from sequence {self.next_sequence}"
+                    break
         finally:
             stopper.cancel()
             stats.connected = False
             self._connection = None
+            # A connection that ends while recovering counts as a try; the next dial asks again.
+            if self._recovering is not None:
+                self._end_recovery(time.monotonic_ns())
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), timeout=3)
             self._event("disconnect", reason, stats.last_sequence)
-            if reason != "stopped":
+            if reason != "stopped" and not reason.startswith("recovering"):
                 stats.last_error = reason
         return good
 
@@ -378,6 +493,12 @@ class FeedClient:
 
     def _admit(self, seq: int, arrival: int) -> bool:
         """Sequence bookkeeping: True if ``seq`` is new and should be delivered."""
+        new = self._sequence(seq, arrival)
+        if self._recovering is not None and (self._replay_until is None or seq >= self._replay_until):
+            self._end_recovery(arrival)  # caught up with what was delivered before the recovery
+        return new
+
+    def _sequence(self, seq: int, arrival: int) -> bool:
         stats = self._stats
         last = stats.last_sequence
         if last is None:
@@ -398,13 +519,13 @@ class FeedClient:
             stats.last_sequence = seq
             return True
         if seq in self._missing:
-            self._missing.discard(seq)
-            if len(stats.late) < _MAX_LISTED:
-                stats.late.append(seq)
-            self._event("late", f"sequence {seq} arrived after {last}", seq, arrival)
+            self._filled(seq, arrival, recovered=self._recovering is not None)
             return True
         if self.start_sequence is not None and seq < self.start_sequence:
             stats.skipped_before_start += 1
+            return False
+        if self._recovering is not None:
+            stats.replayed += 1  # served again because the recovery asked from before it
             return False
         stats.duplicate_count += 1
         if len(stats.duplicates) < _MAX_LISTED:
@@ -419,7 +540,14 @@ class FeedClient:
         if len(stats.gaps) < _MAX_LISTED:
             stats.gaps.append((expected, got))
         if len(self._missing) < 100_000:
-            self._missing.update(range(expected, min(got, expected + 100_000 - len(self._missing))))
+            numbers = range(expected, min(got, expected + 100_000 - len(self._missing)))
+            self._missing.update(numbers)
+            self._gap_of.update(dict.fromkeys(numbers, len(self._gap_list)))
+            self._gap_list.append([expected, got, len(numbers), 0])
+            if self.recover_gaps:
+                self._recoverable.update(numbers)
+                if self._gap_seen_ns is None:
+                    self._gap_seen_ns = arrival
         missing = f"{expected}" if got == expected + 1 else f"{expected}..{got - 1}"
         self._event("gap", f"expected {expected}, got {got}: {missing} missing", expected, arrival)
 

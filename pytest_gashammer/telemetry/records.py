@@ -409,6 +409,10 @@ class EdgeReport:
     #: The fee caps this edge signed with: ``{"first", "low", "high", "changes", "ceiling",
     #: "follows_base_fee"}`` (wei); None before the run signed anything.
     fee_caps: dict[str, Any] | None = None
+    #: What the edge rode out: JSON-RPC calls asked again, by ``"method: reason"``
+    #: (``{"retried": {...}, "gave_up": {...}, "resolved": {...}}``, see ``chain/retry.py``);
+    #: empty when nothing failed.
+    rpc_retries: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -72,6 +72,7 @@ EVENT_KINDS = (
     "feed_disconnect",
     "feed_reconnect",
     "feed_gap",
+    "feed_gap_recovered",
     "feed_duplicate",
     "feed_late",
     "feed_decode_error",

@@ -394,6 +394,43 @@ def test_a_dropped_message_is_reported_as_a_gap_naming_it(chain: EmbeddedDevnet)
     assert gap.sequence == dropped and f"{dropped} missing" in gap.detail
 
 
+def test_a_message_lost_once_in_transit_is_asked_for_again_and_recovered(chain: EmbeddedDevnet) -> None:
+    """The relay's write of one message is lost the first time: the client notices the gap, reconnects
+    asking for that number, gets it from the relay's backlog, and skips what it already had."""
+    head = int(call(chain.rpc_url, "eth_blockNumber"), 16)
+    lost = head + 3
+    served: list[int] = []
+
+    def lose_once(frame: BroadcastMessage) -> BroadcastMessage:
+        kept = tuple(m for m in frame.messages if m.sequence_number != lost or lost in served)
+        served.extend(m.sequence_number for m in frame.messages)
+        return frame if len(kept) == len(frame.messages) else BroadcastMessage(1, kept, None)
+
+    delivered: list[int] = []
+    with FeedRelay(chain.rpc_url, chain.chain_id, start_block=head, transform=lose_once) as relay:
+        client = FeedClient(
+            relay.url,
+            expected_chain_id=chain.chain_id,
+            on_message=lambda message, _ns: delivered.append(message.sequence_number),
+            **FAST,
+        )
+        run_client(
+            client,
+            lambda: client.stats.recovered_messages >= 1 and (client.last_sequence or 0) >= lost + 4,
+            timeout=15,
+        )
+    stats = client.stats
+    assert stats.gaps == [(lost, lost + 1)] and stats.recovered_gaps == [(lost, lost + 1)]
+    assert stats.recovered_messages == 1 and stats.recoveries == 1 and stats.replayed >= 1
+    assert stats.duplicates == [] and stats.late == []
+    assert sorted(delivered) == list(range(head, head + len(delivered)))  # each exactly once
+    assert delivered.index(lost) > delivered.index(lost + 1)  # it came back after its successor
+    kinds = [event.kind for event in client.events]
+    assert kinds.index("gap") < kinds.index("reconnect") < kinds.index("gap_recovered")
+    reconnect = next(event for event in client.events if event.kind == "reconnect")
+    assert reconnect.sequence == lost  # asked for the first missing number, not last + 1
+
+
 def test_a_repeated_message_is_a_duplicate_and_is_not_delivered_twice(chain: EmbeddedDevnet) -> None:
     head = int(call(chain.rpc_url, "eth_blockNumber"), 16)
     repeated = head + 2
@@ -433,7 +470,8 @@ def test_malformed_frames_are_counted_not_fatal(chain: EmbeddedDevnet) -> None:
         return frame
 
     with FeedRelay(chain.rpc_url, chain.chain_id, start_block=head, transform=corrupt) as relay:
-        client = FeedClient(relay.url, expected_chain_id=chain.chain_id, **FAST)
+        # Without gap recovery: asked for again, the corrupted frames would be corrupted again.
+        client = FeedClient(relay.url, expected_chain_id=chain.chain_id, recover_gaps=False, **FAST)
         run_client(client, lambda: (client.last_sequence or 0) >= head + 6, timeout=10)
     stats = client.stats
     assert stats.decode_errors == {"bad_json": 1, "bad_base64": 1}

@@ -18,9 +18,14 @@ class Msg:
 
 
 class Client:
-    """Stands in for the feed client: only how far the feed got."""
+    """Stands in for the feed client: only how far the feed got (and a gap it is recovering)."""
 
     last_sequence: int | None = None
+    recovering_from: int | None = None
+
+    @property
+    def contiguous_sequence(self) -> int | None:
+        return self.last_sequence if self.recovering_from is None else self.recovering_from - 1
 
 
 def link() -> FeedLink:
@@ -66,3 +71,22 @@ def test_a_block_number_seen_twice_is_checked_once_and_said() -> None:
     seen.extend([(0, block(5)), (0, block(6))])
     feed.settle_due(seen, now_ns=10 * SECOND, grace_ns=SECOND)
     assert not seen and feed.settled_through == 6 and feed.blocks_seen_again == 1
+
+
+def test_a_block_whose_message_is_being_recovered_waits_for_it() -> None:
+    """The feed got past block 2's message but lost it in transit and is asking for it again: block 2
+    is not judged missing from the feed meanwhile; once the message is back, it is checked."""
+    feed = link()
+    for row, number in enumerate((1, 2, 3)):
+        feed.correlator.register(tx(number), row, 0)
+    seen: deque[SeenBlock] = deque((number * SECOND, block(number)) for number in (1, 2, 3))
+    for number in (1, 3):
+        feed.correlator.on_message(Msg(number, block(number)[1], (tx(number),)), 0)  # type: ignore[arg-type]
+    feed.client.last_sequence, feed.client.recovering_from = 3, 2
+    feed.settle_due(seen, now_ns=10 * SECOND, grace_ns=2 * SECOND)
+    assert [number for _, (number, _, _) in seen] == [2, 3] and feed.settled_through == 1
+    feed.correlator.on_message(Msg(2, block(2)[1], (tx(2),)), 0)  # type: ignore[arg-type]
+    feed.client.recovering_from = None
+    feed.settle_due(seen, now_ns=10 * SECOND, grace_ns=2 * SECOND)
+    assert not seen and feed.settled_through == 3
+    assert feed.correlator.findings().missing_from_feed == 0
