@@ -168,10 +168,11 @@ class FeedLink:
     async def _catch_up(self, included: int, seen: deque[SeenBlock]) -> None:
         """Wait until the feed carried the last block seen (when it cannot tell, the ``included``
         transactions), while the feed makes progress: at most :data:`CATCH_UP_SECONDS`, and
-        :data:`CATCH_UP_SILENCE_SECONDS` after its last message."""
+        :data:`CATCH_UP_SILENCE_SECONDS` after its sequence number last moved on (repeats are no
+        progress)."""
         correlator = self.correlator
         now = time.monotonic()
-        deadline, quiet_since, heard = now + CATCH_UP_SECONDS, now, correlator.messages
+        deadline, quiet_since, heard = now + CATCH_UP_SECONDS, now, self.client.last_sequence
         while seen and now < deadline and now - quiet_since < CATCH_UP_SILENCE_SECONDS:
             self.calibrate(seen)
             reach = self.feed_reach()
@@ -181,5 +182,5 @@ class FeedLink:
                 return
             await asyncio.sleep(0.05)
             now = time.monotonic()
-            if correlator.messages != heard:
-                quiet_since, heard = now, correlator.messages
+            if self.client.last_sequence != heard:
+                quiet_since, heard = now, self.client.last_sequence

@@ -20,9 +20,11 @@ from pytest_gashammer.fault.faults import (
     RpcCall,
     RpcFault,
     TransactionFault,
+    WrongReceiptBlock,
     WrongReceiptStatus,
 )
 from pytest_gashammer.fault.feed_faults import (
+    DropAndRenumber,
     FeedFault,
     MessageFault,
     ReorderMessages,
@@ -36,6 +38,7 @@ from pytest_gashammer.fault.rpc_proxy import RpcProxy, RpcProxyStats
 __all__ = [
     "BlockFault",
     "BreakParentHash",
+    "DropAndRenumber",
     "DropTransactions",
     "DuplicateInclusion",
     "Fault",
@@ -55,5 +58,6 @@ __all__ = [
     "SkipSequence",
     "TransactionFault",
     "WrongBlockHash",
+    "WrongReceiptBlock",
     "WrongReceiptStatus",
 ]

@@ -22,7 +22,9 @@ Behaviour, with Nitro's defaults:
   :class:`~pytest_gashammer.feed.codec.FeedDecodeError` is counted by kind and the client keeps going.
 - Sequence numbers: a jump is a gap ``(expected, got)``, a number already delivered is a duplicate;
   duplicates are not delivered again. A number that fills an earlier gap is delivered and counted as
-  late. Messages below ``start_sequence`` (a server that sends its whole backlog) are skipped.
+  late; once every number of a gap has come late, the gap was no loss: it moves from ``gaps`` to
+  ``out_of_order``. Messages below ``start_sequence`` (a server that sends its whole backlog) are
+  skipped.
 
 ``on_message(message, arrival_ns)`` is called once per new message, in feed order, with the
 ``time.monotonic_ns()`` at which its frame arrived (taken before decoding, so decode cost is not
@@ -33,6 +35,7 @@ ends :meth:`FeedClient.run`, since it is a bug in the consumer, not a fault of t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import time
@@ -111,9 +114,14 @@ class FeedClientStats:
     reconnects: int = 0
     connect_failures: int = 0
     decode_errors: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: ``(expected, got)`` of each jump whose skipped numbers have not all come late (yet).
     gaps: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     gap_count: int = 0
+    #: Sequence numbers skipped and not delivered since (a late one no longer counts).
     missing_messages: int = 0
+    #: ``(expected, got)`` of each jump whose skipped numbers all came later: messages out of order.
+    out_of_order: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    out_of_order_count: int = 0
     duplicates: list[int] = dataclasses.field(default_factory=list)
     duplicate_count: int = 0
     late: list[int] = dataclasses.field(default_factory=list)
@@ -178,6 +186,8 @@ class FeedClient:
         self.server_headers: dict[str, str] = {}
         self._stats = FeedClientStats()
         self._missing: set[int] = set()
+        # [expected, got, numbers not delivered yet] of the gaps a late message may still fill.
+        self._open_gaps: list[list[int]] = []
         self._connection: Any = None
 
     # -- state ----------------------------------------------------------------------------------
@@ -186,7 +196,7 @@ class FeedClient:
         s = self._stats
         return dataclasses.replace(
             s, decode_errors=dict(s.decode_errors), gaps=list(s.gaps), duplicates=list(s.duplicates),
-            late=list(s.late),
+            late=list(s.late), out_of_order=list(s.out_of_order),
         )  # fmt: skip
 
     @property
@@ -399,9 +409,11 @@ class FeedClient:
             return True
         if seq in self._missing:
             self._missing.discard(seq)
+            stats.missing_messages -= 1
             if len(stats.late) < _MAX_LISTED:
                 stats.late.append(seq)
             self._event("late", f"sequence {seq} arrived after {last}", seq, arrival)
+            self._filled(seq)
             return True
         if self.start_sequence is not None and seq < self.start_sequence:
             stats.skipped_before_start += 1
@@ -420,8 +432,31 @@ class FeedClient:
             stats.gaps.append((expected, got))
         if len(self._missing) < 100_000:
             self._missing.update(range(expected, min(got, expected + 100_000 - len(self._missing))))
+            self._open_gaps.append([expected, got, got - expected])
+            if len(self._open_gaps) > _MAX_LISTED:
+                del self._open_gaps[0]
         missing = f"{expected}" if got == expected + 1 else f"{expected}..{got - 1}"
         self._event("gap", f"expected {expected}, got {got}: {missing} missing", expected, arrival)
+
+    def _filled(self, seq: int) -> None:
+        """``seq`` came late: a gap whose numbers all came late was messages out of order, no loss."""
+        gaps = self._open_gaps
+        at = bisect.bisect_right(gaps, seq, key=lambda gap: gap[0]) - 1
+        if at < 0 or not gaps[at][0] <= seq < gaps[at][1]:
+            return
+        gap = gaps[at]
+        gap[2] -= 1
+        if gap[2]:
+            return
+        del gaps[at]
+        stats = self._stats
+        span = (gap[0], gap[1])
+        stats.gap_count -= 1
+        with contextlib.suppress(ValueError):
+            stats.gaps.remove(span)
+        stats.out_of_order_count += 1
+        if len(stats.out_of_order) < _MAX_LISTED:
+            stats.out_of_order.append(span)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:

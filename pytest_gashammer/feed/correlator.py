@@ -268,6 +268,11 @@ class _Check:
                 by_hash.setdefault(message.feed_hash, []).append(message)
             if message.c is None:
                 by_number.setdefault(self.block_of(correlator, message.seq), []).append(message)
+        # Block hashes some message named: a block one of them names is not also compared, by number,
+        # with a message naming a block the check does not know (there the numbering is off, which
+        # blocks_missing_from_feed tells, not the hash).
+        named = {h for h in self.messages.values() if h is not None}
+        named.update(h for h in correlator._recent_hashes.values() if h is not None)
         touched, self.dirty = self.dirty, set()
         for number, block_hash, tx_hashes in blocks:
             if self.last_number is not None and number <= self.last_number:
@@ -338,7 +343,7 @@ class _Check:
             for message in by_hash.get(chain_hash, ()):
                 message.b = number
                 touched.add(message.seq)
-            for numbered in by_number.get(number, ()):
+            for numbered in by_number.get(number, ()) if chain_hash not in named else ():
                 numbered.c, numbered.c_hash = number, chain_hash
                 touched.add(numbered.seq)
         for seq in sorted(touched):
@@ -763,7 +768,8 @@ class Correlator:
         (``order_violations``, counted between neighbours in block order). For messages: the feed's
         block hash equals the chain's (``hash_mismatches``); a message is placed on a block through the
         registered transactions it carries, else through its block hash, else on the block its sequence
-        number stands for (:meth:`block_of`, with ``sequence_offset`` when given); one message holding
+        number stands for (:meth:`block_of`, with ``sequence_offset`` when given) unless another message
+        names that block's hash (the numbering is off there, not the hash); one message holding
         transactions of two blocks is ``messages_spanning_blocks``;
         a chain block inside the feed's range that no message names is ``blocks_missing_from_feed``.
 

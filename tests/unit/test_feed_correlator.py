@@ -268,6 +268,19 @@ def test_after_a_split_block_sequence_numbers_stand_for_the_blocks_they_follow()
     assert findings.blocks_missing_from_feed == 0 and findings.missing_from_feed == 0
 
 
+def test_a_number_is_not_held_against_a_block_another_message_names() -> None:
+    """A feed numbered one lower from block 11 on: sequence 12 names block 13, which the check is not
+    given. Its number stands for block 12, but the message for block 12 (sequence 11) names it: the
+    numbering is off there, not a hash (that block 11 lost its message is blocks_missing_from_feed)."""
+    correlator = Correlator()
+    correlator.on_message(message(10, [], block_hash(10)), 1)
+    correlator.on_message(message(11, [], block_hash(12)), 2)
+    correlator.on_message(message(12, [], block_hash(13)), 3)
+    findings = correlator.check_against_chain([(n, block_hash(n), []) for n in (10, 11, 12)])
+    assert findings.hash_mismatches == 0 and findings.messages_unverified == 1
+    assert findings.first_blocks_missing_from_feed == [11]
+
+
 def test_a_continuation_is_seen_whichever_of_the_two_messages_comes_first() -> None:
     first, second = split_feed(3, 3, random_txs(20, size=200))[:2]
     correlator = Correlator()
