@@ -15,6 +15,8 @@ INCLUSION = "inclusion"
 NO_DUPLICATE_INCLUSION = "no_duplicate_inclusion"
 NONCE_CONTIGUITY = "nonce_contiguity"
 RECEIPT_STATUS = "receipt_status"
+#: A receipt names the block the transaction was seen in (number and hash).
+RECEIPT_BLOCK = "receipt_block"
 GAS_MODEL = "gas_model"
 BLOCK_CONTINUITY = "block_continuity"
 BLOCK_TIMESTAMPS = "block_timestamps"
@@ -25,6 +27,9 @@ FEED_SEQUENCE = "feed_sequence"
 FEED_EXACTLY_ONCE = "feed_exactly_once"
 FEED_ORDER = "feed_order"
 FEED_BLOCK_HASH = "feed_block_hash"
+#: The feed's messages map onto the chain's blocks: every block has one, none holds two blocks, none
+#: carries a transaction the chain never included.
+FEED_MATCHES_CHAIN = "feed_matches_chain"
 #: The node took the run's load: something sent, something accepted, few refused.
 ACCEPTANCE = "acceptance"
 
@@ -33,6 +38,7 @@ INVARIANT_NAMES: tuple[str, ...] = (
     NO_DUPLICATE_INCLUSION,
     NONCE_CONTIGUITY,
     RECEIPT_STATUS,
+    RECEIPT_BLOCK,
     GAS_MODEL,
     BLOCK_CONTINUITY,
     BLOCK_TIMESTAMPS,
@@ -43,6 +49,7 @@ INVARIANT_NAMES: tuple[str, ...] = (
     FEED_EXACTLY_ONCE,
     FEED_ORDER,
     FEED_BLOCK_HASH,
+    FEED_MATCHES_CHAIN,
     ACCEPTANCE,
 )
 #: The transaction invariants of the first release.

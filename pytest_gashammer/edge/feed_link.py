@@ -22,6 +22,13 @@ CONNECT_SECONDS = 5.0
 #: while the feed lags.
 SETTLE_AT_THE_LATEST_SECONDS = 120.0
 
+#: At the end of a run, how long the edge waits at most for the feed to carry the last block it saw,
+#: and how long it keeps waiting once nothing new arrives: an overloaded node's relay trails the chain
+#: by seconds (seen: 4 s at 1.3 times what anvil sustains), and a block checked before its messages
+#: came would call them missing.
+CATCH_UP_SECONDS = 30.0
+CATCH_UP_SILENCE_SECONDS = 3.0
+
 #: ``(observed_ns, (number, hash, transaction hashes))`` of a block the edge saw.
 SeenBlock = tuple[int, tuple[int, str, list[str]]]
 
@@ -54,12 +61,14 @@ class FeedLink:
     def settle_due(self, seen: deque[SeenBlock], now_ns: int, grace_ns: int) -> None:
         """Check the blocks of ``seen`` (oldest first) that are due against the feed, and drop them.
 
-        Due: seen at least ``grace_ns`` ago and carried by the feed (its sequence number, or a later
-        one, arrived, and no gap below it is still being recovered), or seen
-        :data:`SETTLE_AT_THE_LATEST_SECONDS` ago.
+        Due: seen at least ``grace_ns`` ago and carried by the feed (the message that stands for it, or
+        a later one, arrived, and no gap below it is still being recovered: :meth:`feed_reach`), or
+        seen :data:`SETTLE_AT_THE_LATEST_SECONDS` ago.
         """
-        carried = self.client.contiguous_sequence
-        reach = -1 if carried is None else carried + self.correlator.sequence_offset
+        self.calibrate(seen)
+        reach = self.feed_reach()
+        if reach is None:
+            reach = -1
         latest_ns = now_ns - int(SETTLE_AT_THE_LATEST_SECONDS * 1e9)
         due: list[tuple[int, str, list[str]]] = []
         while seen:
@@ -69,6 +78,37 @@ class FeedLink:
             seen.popleft()
             due.append(block)
         self._settle(due)
+
+    def calibrate(self, seen: deque[SeenBlock]) -> None:
+        """Measure once, before the first check, which block the feed's sequence numbers stand for.
+
+        The lowest-numbered message whose hash names a block the edge saw fixes it. A relay that split
+        an oversize block before this run numbers every later message ahead of its block (see
+        :meth:`Correlator.calibrate`); taking ``start_sequence`` for the start block's successor would
+        check blocks before their messages came and compare messages with the wrong blocks.
+        """
+        correlator = self.correlator
+        if correlator.calibrated or self.settled_through >= 0 or not seen:
+            return
+        number_of = {block_hash.lower(): number for _, (number, block_hash, _) in seen}
+        for seq, block_hash in sorted(correlator.block_hashes.items()):
+            number = number_of.get(block_hash.lower()) if block_hash is not None else None
+            if number is not None:
+                correlator.calibrate(seq, number)
+                return
+
+    def feed_reach(self) -> int | None:
+        """The newest block the feed has carried, by the sequence number of its last message; None when
+        the feed sent nothing yet, or names block hashes but none the edge could calibrate on yet."""
+        # Up to where everything arrived: a gap still being recovered holds its blocks back.
+        carried = self.client.contiguous_sequence
+        if carried is None:
+            return None
+        correlator = self.correlator
+        if not correlator.calibrated and any(h is not None for h in correlator.block_hashes.values()):
+            return None
+        # Calibrated, or a feed without block hashes: its numbering is all there is to go on.
+        return correlator.block_of(carried)
 
     def first_unsettled_row(self, seen: deque[SeenBlock]) -> int | None:
         """The lowest correlator row among the blocks not checked yet (what must not be forgotten)."""
@@ -105,12 +145,11 @@ class FeedLink:
         errors: Counter[str],
         notes: list[str],
     ) -> None:
-        """Give the feed a moment to show the ``included`` transactions, stop, and check it against the chain."""
+        """Let the feed catch up with the blocks seen (see :meth:`_catch_up`), stop, and check it
+        against the chain."""
         if self.task is None:
             return
-        deadline = time.monotonic() + 3.0
-        while self.correlator.matched < included and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await self._catch_up(included, seen)
         self.stop_event.set()
         try:
             await asyncio.wait_for(self.task, 5.0)
@@ -119,6 +158,7 @@ class FeedLink:
             notes.append(str(exc))
         except (TimeoutError, asyncio.CancelledError):
             self.task.cancel()
+        self.calibrate(seen)
         self._settle([block for _, block in seen])
         seen.clear()
         self.findings = self.correlator.findings().as_dict()
@@ -126,3 +166,23 @@ class FeedLink:
             notes.append(
                 f"feed check: {self.blocks_seen_again} block number(s) seen more than once, checked once"
             )
+
+    async def _catch_up(self, included: int, seen: deque[SeenBlock]) -> None:
+        """Wait until the feed carried the last block seen (when it cannot tell, the ``included``
+        transactions), while the feed makes progress: at most :data:`CATCH_UP_SECONDS`, and
+        :data:`CATCH_UP_SILENCE_SECONDS` after its sequence number last moved on (repeats are no
+        progress)."""
+        correlator = self.correlator
+        now = time.monotonic()
+        deadline, quiet_since, heard = now + CATCH_UP_SECONDS, now, self.client.last_sequence
+        while seen and now < deadline and now - quiet_since < CATCH_UP_SILENCE_SECONDS:
+            self.calibrate(seen)
+            reach = self.feed_reach()
+            if reach is not None and reach >= seen[-1][1][0]:
+                return
+            if reach is None and correlator.matched >= included:
+                return
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            if self.client.last_sequence != heard:
+                quiet_since, heard = now, self.client.last_sequence

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
 from pytest_gashammer.edge.gas_model import GasModel
 from pytest_gashammer.results import FEES_NOTE
+from pytest_gashammer.telemetry.digest import EVIDENCE_LIMIT
 from pytest_gashammer.telemetry.records import STATUS_ACCEPTED, STATUS_INCLUDED, BlockRecord, StopKind, TxLog
 
 if TYPE_CHECKING:
@@ -227,6 +228,10 @@ class InclusionTracker:
         self.receipts_via = BLOCK_RECEIPTS
         #: Receipts served by each method.
         self.served: Counter[str] = Counter()
+        #: Checked receipts naming another block than the one the transaction was seen in, and the
+        #: first of them in words (the evidence of ``receipt_block``).
+        self.receipt_block_mismatches = 0
+        self.receipt_block_items: list[str] = []
 
     def on_block(self, record: BlockRecord, tx_hashes: list[str]) -> None:
         self.blocks.append(record)
@@ -467,10 +472,10 @@ class InclusionTracker:
                 left = [
                     row
                     for row in entry.rows
-                    if not self._record(row, found.get(log.tx_hash(row)), BLOCK_RECEIPTS)
+                    if not self._record(row, found.get(log.tx_hash(row)), BLOCK_RECEIPTS, entry)
                 ]
             else:
-                left = [row for row in entry.rows if not self._record(row, next(given), TX_RECEIPT)]
+                left = [row for row in entry.rows if not self._record(row, next(given), TX_RECEIPT, entry)]
             if left:
                 unserved.append(dataclasses.replace(entry, rows=left))
         return unserved
@@ -486,8 +491,30 @@ class InclusionTracker:
                 "charges base fee + min(tip, fee cap - base fee))"
             )
 
-    def _record(self, row: int, receipt: Any, method: str) -> bool:
-        """Take ``receipt`` for ``row``; False when it is none (``null``, an error, a broken object)."""
+    def _check_block(self, row: int, receipt: dict[str, Any], seen: _Wanted) -> None:
+        """The receipt must name the block ``row`` was seen in; a field it leaves out is not judged."""
+        number_text, hash_text = receipt.get("blockNumber"), receipt.get("blockHash")
+        try:
+            number: int | None = None if number_text is None else int(number_text, 16)
+        except (TypeError, ValueError):
+            number = -1  # unreadable: not the block seen either
+        if (number is None or number == seen.number) and (
+            hash_text is None or str(hash_text).lower() == seen.block_hash.lower()
+        ):
+            return
+        tx_hash = self.log.tx_hash(row)
+        self.receipt_block_mismatches += 1
+        if len(self.receipt_block_items) < EVIDENCE_LIMIT:
+            self.receipt_block_items.append(
+                f"{tx_hash} receipt: block {number_text} {hash_text}; seen in: block "
+                f"{hex(seen.number)} {seen.block_hash}"
+            )
+        if self.fail_fast:
+            self.stop_run(f"fail-fast: receipt_block broke on {tx_hash}", "fail-fast")
+
+    def _record(self, row: int, receipt: Any, method: str, seen: _Wanted) -> bool:
+        """Take ``receipt`` for ``row``, seen in the block of ``seen``; False when it is none (``null``,
+        an error, a broken object)."""
         if not isinstance(receipt, dict):
             return False
         try:
@@ -499,6 +526,7 @@ class InclusionTracker:
             return False
         log = self.log
         index = row - log.base
+        self._check_block(row, receipt, seen)
         log.receipt_status[index] = status
         template = log.template[index]
         if self.fail_fast:

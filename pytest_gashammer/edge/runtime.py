@@ -628,6 +628,8 @@ class _EdgeSession:
             receipts_abandoned=inclusion.receipts_abandoned,
             receipts_via=inclusion.methods_used if inclusion.receipts_expected else "",
             duplicates=inclusion.duplicates,
+            receipt_block_mismatches=inclusion.receipt_block_mismatches,
+            receipt_block_items=list(inclusion.receipt_block_items),
             sending_finished_ns=submitter.sending_finished_ns,
             stopped_early=self.runtime.stop_reason,
             stop_kind=self.runtime.stop_kind,

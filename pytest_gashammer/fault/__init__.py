@@ -24,9 +24,11 @@ from pytest_gashammer.fault.faults import (
     RpcCall,
     RpcFault,
     TransactionFault,
+    WrongReceiptBlock,
     WrongReceiptStatus,
 )
 from pytest_gashammer.fault.feed_faults import (
+    DropAndRenumber,
     FeedFault,
     MessageFault,
     ReorderMessages,
@@ -50,6 +52,7 @@ from pytest_gashammer.fault.switched import TimelineFault
 __all__ = [
     "BlockFault",
     "BreakParentHash",
+    "DropAndRenumber",
     "DropTransactions",
     "DuplicateInclusion",
     "Fault",
@@ -80,5 +83,6 @@ __all__ = [
     "TimelineFault",
     "TransactionFault",
     "WrongBlockHash",
+    "WrongReceiptBlock",
     "WrongReceiptStatus",
 ]

@@ -43,6 +43,7 @@ __all__ = [
     "RpcCall",
     "RpcFault",
     "TransactionFault",
+    "WrongReceiptBlock",
     "WrongReceiptStatus",
 ]
 
@@ -497,13 +498,7 @@ class WrongReceiptStatus(TransactionFault):
     caught_by = ("receipt_status",)
 
     def on_answer(self, call: RpcCall) -> None:
-        if call.method == "eth_getTransactionReceipt":
-            receipts = [call.result]
-        elif call.method == "eth_getBlockReceipts" and isinstance(call.result, list):
-            receipts = call.result
-        else:
-            return
-        for receipt in receipts:
+        for receipt in _receipts_of(call):
             if not isinstance(receipt, dict):
                 continue
             tx_hash = _lower(receipt.get("transactionHash"))
@@ -513,6 +508,65 @@ class WrongReceiptStatus(TransactionFault):
             flipped = "0x0" if status == "0x1" else "0x1"
             receipt["status"] = flipped
             self._record(tx_hash, tx_hash=tx_hash, status=status, reported=flipped)
+
+
+def _receipts_of(call: RpcCall) -> list[Any]:
+    """The receipts in a receipt method's answer (none for another method)."""
+    if call.method == "eth_getTransactionReceipt":
+        return [call.result]
+    if call.method == "eth_getBlockReceipts" and isinstance(call.result, list):
+        return call.result
+    return []
+
+
+class WrongReceiptBlock(TransactionFault):
+    """Makes the chosen transactions' receipts point at another block: ``blockNumber`` ``by`` blocks
+    later (default 1) and a ``blockHash`` no block has (their logs too).
+
+    Breaks "a receipt names the block that holds the transaction". Caught by ``receipt_block``, which
+    names :attr:`affected` (every chosen transaction whose receipt was served; ``eth_getBlockReceipts``
+    too, so with a receipt sample it can include chosen transactions off the sample). Status and gas
+    stay true, so the other receipt checks pass.
+    """
+
+    breaks = "a receipt names the block that holds the transaction"
+    caught_by = ("receipt_block",)
+
+    def __init__(self, *, by: int = 1, **choice: Any) -> None:
+        if isinstance(by, bool) or not isinstance(by, int) or by == 0:
+            raise ValueError(f"WrongReceiptBlock: by={by!r} must be a non-zero number of blocks, e.g. 1")
+        super().__init__(**choice)
+        self.by = by
+
+    def on_answer(self, call: RpcCall) -> None:
+        for receipt in _receipts_of(call):
+            if not isinstance(receipt, dict):
+                continue
+            tx_hash = _lower(receipt.get("transactionHash"))
+            number_text, block_hash = receipt.get("blockNumber"), receipt.get("blockHash")
+            if not isinstance(number_text, str) or not isinstance(block_hash, str):
+                continue
+            if not self._is_chosen(tx_hash):
+                continue
+            try:
+                number = int(number_text, 16)
+            except ValueError:
+                continue
+            # The same lie every time it is served: derived from the true block alone.
+            reported_number = hex(max(number + self.by, 0))
+            reported_hash = "0x" + keccak256(b"gashammer:wrong-receipt-block:" + block_hash.encode()).hex()
+            receipt["blockNumber"], receipt["blockHash"] = reported_number, reported_hash
+            for log in receipt.get("logs") or ():
+                if isinstance(log, dict):
+                    log["blockNumber"], log["blockHash"] = reported_number, reported_hash
+            self._record(
+                tx_hash,
+                tx_hash=tx_hash,
+                block_number=number_text,
+                block_hash=block_hash,
+                reported_number=reported_number,
+                reported_hash=reported_hash,
+            )
 
 
 # ---------------------------------------------------------------------------------- block faults

@@ -14,6 +14,7 @@ served again (a reconnecting client gets the same lie).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections.abc import Collection, Sequence
 from typing import Any, ClassVar
@@ -23,6 +24,7 @@ from pytest_gashammer.fault.faults import Fault, Pick
 from pytest_gashammer.feed.codec import FeedMessage, l2_message_for
 
 __all__ = [
+    "DropAndRenumber",
     "FeedFault",
     "MessageFault",
     "ReorderMessages",
@@ -61,6 +63,8 @@ class MessageFault(FeedFault):
     messages carrying at least ``min_txs`` transactions are candidates."""
 
     _min_txs: ClassVar[int] = 0
+    #: Candidates carry at most this many transactions (None: any number).
+    _max_txs: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -95,7 +99,10 @@ class MessageFault(FeedFault):
         seq = message.sequence_number
         if seq in self._chosen:
             return True
-        if not self._armed or seq in self._offered or len(message.transactions) < self.min_txs:
+        carried = len(message.transactions)
+        if not self._armed or seq in self._offered or carried < self.min_txs:
+            return False
+        if self._max_txs is not None and carried > self._max_txs:
             return False
         self._offered.add(seq)
         if len(self._offered) > 100_000:  # sequence numbers only grow: forget the oldest half
@@ -149,11 +156,12 @@ class SkipSequence(MessageFault):
 class ReorderMessages(MessageFault):
     """Delivers each chosen message after the one that follows it (a swap of two consecutive messages).
 
-    Breaks "messages arrive in sequence order". Caught by ``feed_sequence``: the client sees a gap at
-    each number in :attr:`affected` and then that number late. Nothing is lost or changed, so the
-    feed-versus-chain checks pass. The message that releases a held one is delivered first and is not
-    a candidate itself (so ``every=3`` counts the messages after it). A chosen message held when its
-    connection ends is never delivered on that connection.
+    Breaks "messages arrive in sequence order". Caught by ``feed_sequence``: the client sees a jump at
+    each number in :attr:`affected`, then that number late, and says "out of order" (its
+    ``out_of_order``, not ``gaps``). Nothing is lost or changed, so the feed-versus-chain checks pass.
+    The message that releases a held one is delivered first and is not a candidate itself (so
+    ``every=3`` counts the messages after it). A chosen message held when its connection ends is never
+    delivered on that connection.
     """
 
     breaks = "messages arrive in sequence order"
@@ -244,3 +252,38 @@ class WrongBlockHash(MessageFault):
             reported=wrong,
         )
         return dataclasses.replace(message, block_hash=wrong)
+
+
+class DropAndRenumber(MessageFault):
+    """Leaves out each chosen empty block's message and numbers every later message one lower per
+    message left out, so the sequence runs on without a gap.
+
+    Breaks "every block has a feed message, numbered block minus the genesis block". The client sees
+    no gap and no transaction goes missing (only empty blocks' messages are candidates), so only
+    ``feed_matches_chain`` can catch it: the chain block no message names, with no sequence number
+    missing to explain it. :attr:`affected` holds the original sequence numbers left out,
+    :attr:`events` their block hashes. A client that reconnects after a drop asks for its next number
+    in the renumbered count and is served the message it already has once more (a repeat per message
+    left out before it).
+    """
+
+    breaks = "every block has a feed message, numbered block - genesis"
+    caught_by = ("feed_matches_chain",)
+    _max_txs = 0
+
+    def __init__(self, **choice: Any) -> None:
+        super().__init__(**choice)
+        self._dropped: list[int] = []  # sequence numbers left out, ascending
+
+    def on_messages(self, stream: int, messages: list[FeedMessage]) -> list[FeedMessage]:
+        out = []
+        for message in messages:
+            seq = message.sequence_number
+            if self._is_chosen(message):
+                if not self._was_recorded(seq):
+                    bisect.insort(self._dropped, seq)
+                    self._record(seq, sequence=seq, block_hash=message.block_hash)
+                continue
+            shift = bisect.bisect_left(self._dropped, seq)
+            out.append(dataclasses.replace(message, sequence_number=seq - shift) if shift else message)
+        return out

@@ -120,9 +120,14 @@ class FeedClientStats:
     reconnects: int = 0
     connect_failures: int = 0
     decode_errors: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: ``(expected, got)`` of each jump whose skipped numbers have not all come late (yet).
     gaps: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     gap_count: int = 0
+    #: Sequence numbers skipped and not delivered since (a late one no longer counts).
     missing_messages: int = 0
+    #: ``(expected, got)`` of each jump whose skipped numbers all came later: messages out of order.
+    out_of_order: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    out_of_order_count: int = 0
     duplicates: list[int] = dataclasses.field(default_factory=list)
     duplicate_count: int = 0
     late: list[int] = dataclasses.field(default_factory=list)
@@ -358,6 +363,7 @@ class FeedClient:
         """``seq``, missing, arrived: by recovery, or late on its own."""
         stats = self._stats
         self._missing.discard(seq)
+        stats.missing_messages -= 1
         self._recoverable.discard(seq)
         self._tries.pop(seq, None)
         index = self._gap_of.pop(seq, None)
@@ -376,6 +382,15 @@ class FeedClient:
             if len(stats.late) < _MAX_LISTED:
                 stats.late.append(seq)
             self._event("late", f"sequence {seq} arrived after {stats.last_sequence}", seq, arrival)
+            if gap is not None and gap[2] == 0 and gap[3] == gap[1] - gap[0]:
+                # Every number of the jump came late on its own: messages out of order, no loss.
+                span = (gap[0], gap[1])
+                stats.gap_count -= 1
+                with contextlib.suppress(ValueError):
+                    stats.gaps.remove(span)
+                stats.out_of_order_count += 1
+                if len(stats.out_of_order) < _MAX_LISTED:
+                    stats.out_of_order.append(span)
         if not self._recoverable:
             self._gap_seen_ns = None
 

@@ -175,8 +175,9 @@ class _Message:
     """What the check knows of one feed message not yet resolved.
 
     A message is placed on the block of the first of its transactions the chain included (``a``), else
-    on the block whose hash it names (``b``), else on block ``sequence + offset`` (``c``): the rules of
-    :meth:`Correlator.check_against_chain`, learnt one settled block at a time.
+    on the block whose hash it names (``b``), else on the block its sequence number stands for (``c``,
+    :meth:`Correlator.block_of`): the rules of :meth:`Correlator.check_against_chain`, learnt one
+    settled block at a time.
     """
 
     __slots__ = ("a", "a_hash", "at", "b", "blocks", "born", "c", "c_hash", "counted", "feed_hash", "seq")
@@ -244,6 +245,10 @@ class _Check:
         self.run_numbers: list[int] = []
         self.dirty: set[int] = set()  # messages whose pending rows were forgotten
 
+    def block_of(self, correlator: Correlator, seq: int) -> int:
+        """The block sequence number ``seq`` stands for, with this check's offset."""
+        return seq + self.offset - correlator.continuations_upto(seq)
+
     # -- feeding it ------------------------------------------------------------------------------
     def _take_in(self) -> None:
         open_ = self.open
@@ -257,9 +262,17 @@ class _Check:
         placed, pending, open_ = self.placed, self.pending, self.open
         self._take_in()
         by_hash: dict[str, list[_Message]] = {}
+        by_number: dict[int, list[_Message]] = {}
         for message in open_.values():
             if message.feed_hash is not None:
                 by_hash.setdefault(message.feed_hash, []).append(message)
+            if message.c is None:
+                by_number.setdefault(self.block_of(correlator, message.seq), []).append(message)
+        # Block hashes some message named: a block one of them names is not also compared, by number,
+        # with a message naming a block the check does not know (there the numbering is off, which
+        # blocks_missing_from_feed tells, not the hash).
+        named = {h for h in self.messages.values() if h is not None}
+        named.update(h for h in correlator._recent_hashes.values() if h is not None)
         touched, self.dirty = self.dirty, set()
         for number, block_hash, tx_hashes in blocks:
             if self.last_number is not None and number <= self.last_number:
@@ -330,8 +343,7 @@ class _Check:
             for message in by_hash.get(chain_hash, ()):
                 message.b = number
                 touched.add(message.seq)
-            numbered = open_.get(number - self.offset)
-            if numbered is not None and numbered.c is None:
+            for numbered in by_number.get(number, ()) if chain_hash not in named else ():
                 numbered.c, numbered.c_hash = number, chain_hash
                 touched.add(numbered.seq)
         for seq in sorted(touched):
@@ -513,9 +525,17 @@ class Correlator:
     times the feed carried it, capped at 127). :attr:`base` is the first row held (0 until
     :meth:`forget_before`). Per sequence number, for messages not yet placed by :meth:`settle`:
     :attr:`block_hashes` and :attr:`message_arrival_ns`. ``sequence_offset`` is the chain's block number
-    of sequence number 0 (0 for Nitro dev chains and for the relay; a chain's genesis block number
-    otherwise), used only to place messages that carry none of the registered transactions when
-    comparing with the chain.
+    of sequence number 0 (0 for Nitro dev chains; a chain's genesis block number otherwise), used only
+    to place messages that carry none of the registered transactions and name no settled block's hash
+    when comparing with the chain (:meth:`block_of`).
+
+    Sequence numbers and blocks: Nitro numbers one message per block (block = sequence + genesis).
+    The embedded relay sends a block too big for one message as several consecutive messages with the
+    same block hash, so from then on its sequence numbers run ahead of the blocks. The correlator
+    counts such *continuations* (a message naming the same hash as the message numbered one below it)
+    as they arrive, and :meth:`block_of` subtracts them; splits made before the first message it saw
+    are not visible, so a caller that can tell one message's block (its hash names a block it saw)
+    measures the offset with :meth:`calibrate` before the first :meth:`settle`.
     """
 
     #: A message :meth:`settle` has not resolved after this many further blocks is resolved with what is
@@ -545,6 +565,16 @@ class Correlator:
         # taken as seen.
         self._retired: set[int] = set()
         self._retired_floor = 0
+        # Continuations (see the class docstring), ascending; those below the fold floor are only
+        # counted: no message that low is looked up any more.
+        self.continuations: list[int] = []
+        self._continuations_folded = 0
+        self._fold_floor = 0
+        # The block hash each recent sequence number first arrived with, to spot continuations also when
+        # a message arrives after its successor (about RETIRED_WINDOW of them).
+        self._recent_hashes: dict[int, str | None] = {}
+        #: True once :meth:`calibrate` measured ``sequence_offset`` against the chain.
+        self.calibrated = False
         self._check: _Check | None = None
         self.messages = 0
         self.repeated_messages = 0
@@ -595,7 +625,8 @@ class Correlator:
             self.repeated_messages += 1
         else:
             self.message_arrival_ns[seq] = arrival_ns
-            self.block_hashes[seq] = message.block_hash
+            block_hash = self.block_hashes[seq] = message.block_hash
+            self._note_hash(seq, block_hash)
         self.messages += 1
         hashes = message.tx_hashes
         self.feed_transactions += len(hashes)
@@ -623,6 +654,51 @@ class Correlator:
         if matched:
             self.matched += matched
             self._pending[seq] = self._pending.get(seq, 0) + matched
+
+    def _note_hash(self, seq: int, block_hash: str | None) -> None:
+        """Remember ``seq``'s block hash; a message naming its predecessor's hash continues that block."""
+        recent = self._recent_hashes
+        recent[seq] = block_hash
+        if block_hash is not None:
+            if recent.get(seq - 1) == block_hash:
+                bisect.insort(self.continuations, seq)
+            if recent.get(seq + 1) == block_hash:  # its successor came first
+                bisect.insort(self.continuations, seq + 1)
+        if len(recent) > 2 * self.RETIRED_WINDOW:
+            floor = max(recent) - self.RETIRED_WINDOW
+            self._recent_hashes = {s: h for s, h in recent.items() if s >= floor}
+            # Fold the continuations no open message can reach any more into a count.
+            lowest_open = min(self.block_hashes, default=floor)
+            self._fold(min(floor, lowest_open, self._retired_floor))
+
+    def _fold(self, floor: int) -> None:
+        if floor <= self._fold_floor:
+            return
+        cut = bisect.bisect_left(self.continuations, floor)
+        self._continuations_folded += cut
+        del self.continuations[:cut]
+        self._fold_floor = floor
+
+    def continuations_upto(self, seq: int) -> int:
+        """How many messages numbered up to ``seq`` continued the block of the message before them."""
+        return self._continuations_folded + bisect.bisect_right(self.continuations, seq)
+
+    def block_of(self, seq: int) -> int:
+        """The block sequence number ``seq`` stands for: ``seq + sequence_offset``, less the messages up
+        to it that continued their predecessor's block (see the class docstring)."""
+        return seq + self.sequence_offset - self.continuations_upto(seq)
+
+    def calibrate(self, sequence: int, block: int) -> None:
+        """Measure ``sequence_offset``: message ``sequence`` is about ``block`` (its hash names it).
+
+        For a feed whose numbering before the first message seen is unknown (the embedded relay after
+        a split block). Call it before the first :meth:`settle`: the check places messages with the
+        offset it starts with.
+        """
+        if self._check is not None:
+            raise RuntimeError("calibrate: call it before the first settle()")
+        self.sequence_offset = block - sequence + self.continuations_upto(sequence)
+        self.calibrated = True
 
     # -- results --------------------------------------------------------------------------------
     @property
@@ -691,8 +767,10 @@ class Correlator:
         included (``feed_only``), and the feed's order (sequence number, position) equals block order
         (``order_violations``, counted between neighbours in block order). For messages: the feed's
         block hash equals the chain's (``hash_mismatches``); a message is placed on a block through the
-        registered transactions it carries, else through its block hash, else at ``sequence +
-        sequence_offset``; one message holding transactions of two blocks is ``messages_spanning_blocks``;
+        registered transactions it carries, else through its block hash, else on the block its sequence
+        number stands for (:meth:`block_of`, with ``sequence_offset`` when given) unless another message
+        names that block's hash (the numbering is off there, not the hash); one message holding
+        transactions of two blocks is ``messages_spanning_blocks``;
         a chain block inside the feed's range that no message names is ``blocks_missing_from_feed``.
 
         Blocks are taken in ascending number; a number given twice keeps its last block. Block hashes
@@ -740,8 +818,10 @@ class Correlator:
         The findings equal one :meth:`check_against_chain` over every block of the run when:
 
         - every feed message that concerns a block (carries one of its registered transactions, names
-          its hash, or has its number as ``sequence + sequence_offset``) has arrived before the block
-          is settled; a later one is not placed on it (its transactions already count as missing);
+          its hash, or stands for it by its sequence number, :meth:`block_of`) has arrived before the
+          block is settled, and so has the message numbered one below it (which says whether it
+          continues a block); a later one is not placed on it (its transactions already count as
+          missing);
         - a row is forgotten only after the block that included it is settled, and once the feed will
           not carry it again (a later appearance counts as a foreign transaction);
         - no message stays unresolved for :attr:`HORIZON_BLOCKS` blocks: one whose transactions the
@@ -823,6 +903,11 @@ class Correlator:
             "message_arrival_ns": dict(self.message_arrival_ns),
             "retired": sorted(self._retired),
             "retired_floor": self._retired_floor,
+            "continuations": list(self.continuations),
+            "continuations_folded": self._continuations_folded,
+            "fold_floor": self._fold_floor,
+            "recent_hashes": dict(self._recent_hashes),
+            "calibrated": self.calibrated,
             "settled": self._check is not None,
             "counters": {
                 "messages": self.messages,
@@ -868,6 +953,11 @@ class Correlator:
         correlator.message_arrival_ns = dict(columns["message_arrival_ns"])
         correlator._retired = set(columns.get("retired", ()))
         correlator._retired_floor = columns.get("retired_floor", 0)
+        correlator.continuations = list(columns.get("continuations", ()))
+        correlator._continuations_folded = columns.get("continuations_folded", 0)
+        correlator._fold_floor = columns.get("fold_floor", 0)
+        correlator._recent_hashes = dict(columns.get("recent_hashes", {}))
+        correlator.calibrated = columns.get("calibrated", False)
         for name, value in columns["counters"].items():
             setattr(correlator, name, value)
         correlator.duplicate_rows = list(columns["duplicate_rows"])

@@ -35,12 +35,14 @@ from pytest_gashammer.vocabulary import (
     BLOCK_TIMESTAMPS,
     FEED_BLOCK_HASH,
     FEED_EXACTLY_ONCE,
+    FEED_MATCHES_CHAIN,
     FEED_ORDER,
     FEED_SEQUENCE,
     GAS_MODEL,
     INCLUSION,
     NO_DUPLICATE_INCLUSION,
     NONCE_CONTIGUITY,
+    RECEIPT_BLOCK,
     RECEIPT_STATUS,
 )
 
@@ -222,6 +224,49 @@ def receipt_status(reports: Sequence[EdgeReport], inclusion_timeout: float) -> V
         )
     return Verdict(
         RECEIPT_STATUS, "passed", f"all {checked} checked receipts have the expected status; {coverage}"
+    )
+
+
+def receipt_block(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
+    """Each checked receipt names the block its transaction was seen in (``blockNumber`` and
+    ``blockHash``); inconclusive when fewer than :data:`RECEIPT_COVERAGE_BAR` of the expected receipts
+    were checked."""
+    wrong = [item for report in reports for item in report.receipt_block_items]
+    wrong_count = sum(report.receipt_block_mismatches for report in reports)
+    checked, wanted = receipt_coverage(reports)
+    coverage = coverage_words(checked, wanted)
+    if wrong_count:
+        return Verdict(
+            RECEIPT_BLOCK,
+            "failed",
+            f"{wrong_count} of {checked} checked receipt(s) name another block than the one their "
+            f"transaction was seen in; {coverage}",
+            {"wrong_block": wrong[:EVIDENCE_LIMIT], **_coverage_evidence(reports, checked, wanted)},
+        )
+    if checked == 0:
+        why = (
+            f"none of the {wanted} expected receipts was obtained"
+            if wanted
+            else "receipts=0 or nothing included"
+        )
+        return Verdict(
+            RECEIPT_BLOCK,
+            "inconclusive",
+            f"no receipt was checked ({why})",
+            _coverage_evidence(reports, checked, wanted) if wanted else {},
+        )
+    if below_bar(checked, wanted, RECEIPT_COVERAGE_BAR):
+        return Verdict(
+            RECEIPT_BLOCK,
+            "inconclusive",
+            f"only {coverage}, below the {RECEIPT_COVERAGE_BAR:.0%} bar; the {checked} checked name the "
+            "block their transaction was seen in",
+            _coverage_evidence(reports, checked, wanted),
+        )
+    return Verdict(
+        RECEIPT_BLOCK,
+        "passed",
+        f"all {checked} checked receipts name the block their transaction was seen in; {coverage}",
     )
 
 
@@ -423,11 +468,21 @@ def _feed_verdict(
     return Verdict(name, "passed", passed)
 
 
+def _out_of_order(expected: int, got: int) -> str:
+    """A jump from ``expected`` to ``got`` whose skipped messages all came later: no loss."""
+    count = got - expected
+    if count == 1:
+        return f"out of order: sequence {expected} arrived after {got} (1 message late)"
+    return f"out of order: sequences {expected}..{got - 1} arrived after {got} ({count} messages late)"
+
+
 def feed_sequence(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
     """Feed sequence numbers strictly increase with no gap and no repeat.
 
     A gap whose every message the feed served again when the client asked for it (the client's
-    ``recovered_gaps``) was lost in transit, not by the feed: it is said, not counted against it.
+    ``recovered_gaps``) was lost in transit, not by the feed: it is said, not counted against it. A
+    jump whose skipped numbers all came later on their own is messages out of order, said as such
+    (the client moved it out of ``gaps``).
     """
 
     def check(stats: dict[str, Any], findings: dict[str, Any]) -> list[str]:
@@ -435,11 +490,15 @@ def feed_sequence(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Ve
         open_gaps = [
             (expected, got) for expected, got in stats.get("gaps") or [] if (expected, got) not in recovered
         ]
+        swapped = stats.get("out_of_order") or []
         problems = [f"gap: expected sequence {expected}, got {got}" for expected, got in open_gaps]
+        problems += [_out_of_order(expected, got) for expected, got in swapped]
         problems += [f"sequence {sequence} delivered twice" for sequence in stats.get("duplicates") or []]
         unrecovered = stats.get("gap_count", 0) - stats.get("recovered_gap_count", 0)
         if unrecovered > len(open_gaps):
             problems.append(f"{unrecovered} gap(s) in all")
+        if stats.get("out_of_order_count", 0) > len(swapped):
+            problems.append(f"{stats['out_of_order_count']} jump(s) out of order in all")
         return problems
 
     passed = "sequence numbers contiguous, none repeated"
@@ -490,6 +549,44 @@ def feed_block_hash(reports: Sequence[EdgeReport], inclusion_timeout: float) -> 
         ]
 
     return _feed_verdict(FEED_BLOCK_HASH, reports, check, "feed block hashes equal the chain's")
+
+
+def feed_matches_chain(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
+    """The feed's messages map onto the chain's blocks: every block inside the feed's range has a
+    message (beyond what the sequence gaps already lost), no message holds transactions of two blocks,
+    and every transaction the feed carried was included."""
+
+    def check(stats: dict[str, Any], findings: dict[str, Any]) -> list[str]:
+        problems = []
+        missing = int(findings.get("blocks_missing_from_feed") or 0)
+        lost = max(int(stats.get("missing_messages") or 0), 0)
+        # A message lost in a sequence gap (feed_sequence says so) leaves at most one block without
+        # one; blocks beyond that were left out of a feed whose numbering hides it.
+        if missing > lost:
+            listed = findings.get("first_blocks_missing_from_feed") or []
+            gaps = f"only {lost} sequence number(s) missing" if lost else "no sequence number missing"
+            problems.append(
+                f"{missing} chain block(s) without a feed message, {gaps}: the feed left blocks out and "
+                "numbered the later messages on"
+            )
+            problems += [f"block {number} has no feed message" for number in listed]
+        problems += [
+            f"in the feed but in no block of the chain: {item}"
+            for item in findings.get("first_feed_only") or []
+        ]
+        problems += [
+            f"one message holds transactions of several blocks: {item}"
+            for item in findings.get("first_messages_spanning_blocks") or []
+        ]
+        return problems
+
+    return _feed_verdict(
+        FEED_MATCHES_CHAIN,
+        reports,
+        check,
+        "every block in the feed's range has its message(s), each of one block, carrying only included "
+        "transactions",
+    )
 
 
 def balance_conservation(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
@@ -626,6 +723,7 @@ INVARIANTS: dict[str, Invariant] = {
     NO_DUPLICATE_INCLUSION: no_duplicate_inclusion,
     NONCE_CONTIGUITY: nonce_contiguity,
     RECEIPT_STATUS: receipt_status,
+    RECEIPT_BLOCK: receipt_block,
     GAS_MODEL: gas_model,
     BLOCK_CONTINUITY: block_continuity,
     BLOCK_TIMESTAMPS: block_timestamps,
@@ -636,6 +734,7 @@ INVARIANTS: dict[str, Invariant] = {
     FEED_EXACTLY_ONCE: feed_exactly_once,
     FEED_ORDER: feed_order,
     FEED_BLOCK_HASH: feed_block_hash,
+    FEED_MATCHES_CHAIN: feed_matches_chain,
     ACCEPTANCE: acceptance,
 }
 #: Kept for callers of the first release: the transaction invariants.

@@ -432,6 +432,7 @@ _STAT_KEYS = (
     "connect_failures",
     "gap_count",
     "missing_messages",
+    "out_of_order_count",
     "duplicate_count",
     "first_sequence",
     "last_sequence",

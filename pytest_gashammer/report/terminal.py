@@ -151,6 +151,29 @@ def fault_lines(faults: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+#: Every feed-versus-chain finding the summary names (``FeedChainFindings``' counts), in its order.
+FEED_FINDINGS = (
+    "missing_from_feed",
+    "duplicated_in_feed",
+    "feed_only",
+    "order_violations",
+    "hash_mismatches",
+    "messages_spanning_blocks",
+    "blocks_missing_from_feed",
+)
+
+
+def feed_versus_chain(findings: dict[str, Any]) -> str:
+    """What the feed check found, in words: each finding with its count, "consistent" when there
+    was none, "not checked" when the edge made no check."""
+    if not findings:
+        return "not checked"
+    found = ", ".join(
+        f"{key.replace('_', ' ')} {findings[key]}" for key in FEED_FINDINGS if findings.get(key)
+    )
+    return found or "consistent"
+
+
 def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
     """One screen (about fifteen lines) per run, from :meth:`RunResult.summary_dict`."""
     target = run["target_gas_per_sec"]
@@ -178,16 +201,13 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
             )
     for edge_id, facts in ((run.get("feed") or {}).get("edges") or {}).items():
         stats, findings = facts.get("stats") or {}, facts.get("findings") or {}
-        checks = ", ".join(
-            f"{key.replace('_', ' ')} {findings[key]}"
-            for key in ("missing_from_feed", "duplicated_in_feed", "order_violations", "hash_mismatches")
-            if findings.get(key)
-        )
+        swapped = stats.get("out_of_order_count", 0)
+        out_of_order = f"out of order {swapped}  " if swapped else ""
         lines.append(
             f"  feed [{edge_id}] messages {stats.get('messages', 0):,}  reconnects {stats.get('reconnects', 0)}  "
-            f"gaps {stats.get('gap_count', 0)}  duplicates {stats.get('duplicate_count', 0)}  "
+            f"gaps {stats.get('gap_count', 0)}  {out_of_order}duplicates {stats.get('duplicate_count', 0)}  "
             f"decode errors {sum((stats.get('decode_errors') or {}).values())}  "
-            f"vs chain: {checks or 'consistent'}"
+            f"vs chain: {feed_versus_chain(findings)}"
         )
     if run["errors"]:
         errors = ", ".join(

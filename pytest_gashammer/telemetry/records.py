@@ -382,6 +382,11 @@ class EdgeReport:
     #: ``eth_getTransactionReceipt`` when the node refused it); empty when none were wanted.
     receipts_via: str = ""
     duplicates: list[str] = field(default_factory=list)
+    #: Checked receipts whose ``blockNumber`` / ``blockHash`` name another block than the one the
+    #: transaction was seen in: how many, and the first ones (``"0x<tx> receipt: block N 0x..; seen
+    #: in: block M 0x.."``).
+    receipt_block_mismatches: int = 0
+    receipt_block_items: list[str] = field(default_factory=list)
     sending_finished_ns: int = NOT_YET
     stopped_early: str | None = None
     stop_kind: StopKind | None = None  # set together with stopped_early

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(
 SCENARIOS = """
 import pytest
 
-NO_FEED = {"feed_sequence", "feed_exactly_once", "feed_order", "feed_block_hash"}
+NO_FEED = {"feed_sequence", "feed_exactly_once", "feed_order", "feed_block_hash", "feed_matches_chain"}
 
 
 def check_every_verdict(result, cannot_apply):

@@ -18,6 +18,7 @@ from pytest_gashammer.devnet.embedded import EmbeddedDevnet
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
 from pytest_gashammer.fault import (
     BreakParentHash,
+    DropAndRenumber,
     DropTransactions,
     DuplicateInclusion,
     FeedProxy,
@@ -27,6 +28,7 @@ from pytest_gashammer.fault import (
     RpcProxy,
     SkipSequence,
     WrongBlockHash,
+    WrongReceiptBlock,
     WrongReceiptStatus,
 )
 from pytest_gashammer.oracle.invariants import evaluate
@@ -99,6 +101,7 @@ KNOWN_INVARIANTS = frozenset(
         "no_duplicate_inclusion",
         "nonce_contiguity",
         "receipt_status",
+        "receipt_block",
         "gas_model",
         "block_continuity",
         "block_timestamps",
@@ -108,6 +111,7 @@ KNOWN_INVARIANTS = frozenset(
         "feed_exactly_once",
         "feed_order",
         "feed_block_hash",
+        "feed_matches_chain",
     }
 )
 
@@ -203,6 +207,26 @@ def test_flipped_receipt_statuses_are_named(devnet: EmbeddedDevnet) -> None:
     assert proxy.stats.fault_errors == 0
 
 
+def test_receipts_pointing_at_another_block_are_named(devnet: EmbeddedDevnet) -> None:
+    """Issue #15: the edge read only status and gas from receipts, so this passed unnoticed."""
+    wrong = WrongReceiptBlock(every=6, count=3, exclude_from=[devnet.funder.address])
+    with RpcProxy(devnet.rpc_url, faults=[wrong]) as proxy:
+        report = run_edge(devnet, seed=111, rpc_url=proxy.url)
+    assert len(wrong.affected) == 3, wrong.events
+    verdicts = verdicts_of(report)
+    placed = verdicts["receipt_block"]
+    assert placed.status == "failed", placed.describe()
+    assert sorted(first_token(placed.evidence["wrong_block"])) == sorted(wrong.affected)
+    for event in wrong.events:
+        (line,) = [item for item in placed.evidence["wrong_block"] if item.startswith(event["tx_hash"])]
+        assert line == (
+            f"{event['tx_hash']} receipt: block {event['reported_number']} {event['reported_hash']}; "
+            f"seen in: block {event['block_number']} {event['block_hash']}"
+        )
+    assert_only_failed(verdicts, "receipt_block")
+    assert proxy.stats.fault_errors == 0
+
+
 def test_a_broken_parent_hash_is_named_by_block(devnet: EmbeddedDevnet) -> None:
     broken = BreakParentHash(every=2, count=2, armed=False)
     with RpcProxy(devnet.rpc_url, faults=[broken]) as proxy:
@@ -271,7 +295,7 @@ def test_a_skipped_sequence_number_is_a_gap(devnet: EmbeddedDevnet) -> None:
     assert proxy.stats.fault_errors == 0
 
 
-def test_two_swapped_messages_are_a_gap_then_a_late_message(devnet: EmbeddedDevnet) -> None:
+def test_two_swapped_messages_are_out_of_order_not_a_gap(devnet: EmbeddedDevnet) -> None:
     assert devnet.feed_url is not None
     swap = ReorderMessages(nth=3, min_txs=1)
     with FeedProxy(devnet.feed_url, faults=[swap]) as proxy:
@@ -279,13 +303,19 @@ def test_two_swapped_messages_are_a_gap_then_a_late_message(devnet: EmbeddedDevn
     ((sequence,), (event,)) = swap.affected, swap.events
     assert event["after"] == sequence + 1
     stats, findings = feed_facts(report)
-    assert stats["gaps"] == [(sequence, sequence + 1)] and stats["late"] == [sequence]
+    # The jump was filled by the late message: no gap, no loss, out of order.
+    assert stats["gaps"] == [] and stats["missing_messages"] == 0
+    assert stats["out_of_order"] == [(sequence, sequence + 1)] and stats["late"] == [sequence]
     assert stats["duplicates"] == []
     # Nothing was lost or changed: the feed still agrees with the chain.
     assert findings["missing_from_feed"] == findings["duplicated_in_feed"] == 0
     assert findings["order_violations"] == findings["hash_mismatches"] == 0
     assert findings["blocks_missing_from_feed"] == 0
-    assert_only_failed(verdicts_of(report), "feed_sequence")
+    verdicts = verdicts_of(report)
+    assert verdicts["feed_sequence"].evidence["problems"] == [
+        f"e0: out of order: sequence {sequence} arrived after {sequence + 1} (1 message late)"
+    ]
+    assert_only_failed(verdicts, "feed_sequence")
     assert proxy.stats.fault_errors == 0
 
 
@@ -309,6 +339,32 @@ def test_two_swapped_transactions_are_an_order_violation(devnet: EmbeddedDevnet)
         assert first in problem and second in problem
     assert_only_failed(verdicts, "feed_order")
     assert proxy.stats.fault_errors == 0
+
+
+def test_an_empty_block_left_out_of_a_renumbered_feed_is_named(devnet: EmbeddedDevnet) -> None:
+    """Issue #15: no gap, nothing missing, every hash right, and the summary said "consistent"."""
+    assert devnet.feed_url is not None
+    drop = DropAndRenumber(nth=2, armed=False)
+    with FeedProxy(devnet.feed_url, faults=[drop]) as proxy:
+        # Transfers evenly spaced, fewer than one per 250 ms block: a third of the blocks are empty.
+        report = run_edge(
+            devnet, seed=112, feed_url=proxy.url, start_gate=drop.arm, gas_per_sec="60k", duration="8s"
+        )
+    ((sequence,), (event,)) = drop.affected, drop.events
+    (left_out,) = [block.number for block in report.blocks if block.hash == event["block_hash"]]
+    stats, findings = feed_facts(report)
+    assert stats["gaps"] == [] and stats["missing_messages"] == 0 and stats["duplicates"] == []
+    assert findings["first_blocks_missing_from_feed"] == [left_out]
+    assert findings["missing_from_feed"] == findings["hash_mismatches"] == findings["order_violations"] == 0
+    verdicts = verdicts_of(report)
+    assert verdicts["feed_matches_chain"].evidence["problems"] == [
+        "e0: 1 chain block(s) without a feed message, no sequence number missing: the feed left blocks "
+        "out and numbered the later messages on",
+        f"e0: block {left_out} has no feed message",
+    ]
+    assert_only_failed(verdicts, "feed_matches_chain")
+    assert proxy.stats.fault_errors == 0
+    assert sequence == left_out  # the relay numbers messages by block on this devnet
 
 
 def test_a_wrong_block_hash_in_the_feed_is_a_mismatch(devnet: EmbeddedDevnet) -> None:

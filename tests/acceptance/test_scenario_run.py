@@ -65,7 +65,8 @@ def test_marked_scenario_hits_its_rate_and_tracks_every_transaction(pytester: py
             "*included*Mgas/s*tx/s*",
             "*feed       p50 *",
             "*feed ?local? messages * reconnects 0  gaps 0  duplicates 0  decode errors 0  vs chain: consistent*",
-            "*verdicts   inclusion:passed  no_duplicate_inclusion:passed  nonce_contiguity:passed  receipt_status:passed  gas_model:passed*",
+            "*verdicts   inclusion:passed  no_duplicate_inclusion:passed  nonce_contiguity:passed  receipt_status:passed  "
+            "receipt_block:passed  gas_model:passed*",
         ]
     )
 

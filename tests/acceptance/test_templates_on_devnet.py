@@ -47,6 +47,7 @@ MAY_NOT_APPLY = {
     "feed_exactly_once",
     "feed_order",
     "feed_block_hash",
+    "feed_matches_chain",
     "balance_conservation",
 }
 

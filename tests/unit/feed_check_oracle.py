@@ -1,8 +1,11 @@
 """The feed-vs-chain check as it was before the correlator learnt to settle blocks as a run goes.
 
-Kept verbatim (from commit ceb314f, ``Correlator.check_against_chain``) as the oracle the windowed,
+Kept (from commit ceb314f, ``Correlator.check_against_chain``) as the oracle the windowed,
 incremental check must agree with: it reads the whole run at once from a correlator that has forgotten
-nothing (rows indexed from 0, every message's block hash still held).
+nothing (rows indexed from 0, every message's block hash still held). One rule changed since: a message
+placed by its sequence number goes on the block that number stands for, counting the messages that
+continue their predecessor's block (the same hash as the message numbered one below) as no new block,
+and only when no message names that block's hash.
 """
 
 from __future__ import annotations
@@ -58,6 +61,16 @@ def legacy_check(
         if known != number:
             spanning.setdefault(seq, {known}).add(number)
 
+    hashes = correlator.block_hashes
+    continuations = sorted(
+        seq for seq, feed_hash in hashes.items() if feed_hash is not None and hashes.get(seq - 1) == feed_hash
+    )
+
+    def stands_for(seq: int) -> int:
+        return seq + offset - sum(1 for continued in continuations if continued <= seq)
+
+    named_hashes = {feed_hash for feed_hash in hashes.values() if feed_hash is not None}
+
     mismatches = []
     checked = unverified = 0
     named_blocks: set[int] = set()
@@ -66,8 +79,8 @@ def legacy_check(
             number = seq_block[seq]
         elif feed_hash is not None and feed_hash in number_of_hash:
             number = number_of_hash[feed_hash]
-        elif seq + offset in chain_hash:
-            number = seq + offset
+        elif stands_for(seq) in chain_hash and chain_hash[stands_for(seq)] not in named_hashes:
+            number = stands_for(seq)
         else:
             unverified += 1
             continue

@@ -462,6 +462,37 @@ def test_receipts_correct_the_gas_model_and_a_null_is_asked_again_not_counted_mi
     assert stops == [(f"fail-fast: receipt_status broke on {texts[2]}", "fail-fast")]
 
 
+def test_a_receipt_naming_another_block_than_the_one_seen_is_evidence_and_stops_a_fail_fast_run() -> None:
+    """Issue #15: the edge read only status and gas, so a receipt pointing at another block passed."""
+    log, by_hash, texts = logged(4)
+    seen = block(9)
+
+    def answer(method: str, params: Sequence[Any]) -> Any:
+        tx = params[0]
+        placed = {"blockNumber": hex(9), "blockHash": seen.hash}
+        if tx == texts[1]:
+            placed = {"blockNumber": hex(10), "blockHash": seen.hash}
+        elif tx == texts[2]:
+            placed = {"blockNumber": hex(9), "blockHash": "0x" + "ab" * 32}
+        elif tx == texts[3]:
+            placed = {}  # a node that leaves the fields out is not judged on them
+        return {**receipt(tx), **placed}
+
+    tracker, _, stops, _, _ = tracker_for(log, by_hash, ReceiptRpc(answer), fail_fast=True)
+    tracker.receipts_via = TX_RECEIPT
+    tracker.on_block(seen, texts)
+    assert asyncio.run(tracker.fetch_receipts(10)) == 4
+    assert tracker.receipts_checked == 4 and tracker.receipt_block_mismatches == 2
+    assert tracker.receipt_block_items == [
+        f"{texts[1]} receipt: block 0xa {seen.hash}; seen in: block 0x9 {seen.hash}",
+        f"{texts[2]} receipt: block 0x9 0x{'ab' * 32}; seen in: block 0x9 {seen.hash}",
+    ]
+    assert stops == [
+        (f"fail-fast: receipt_block broke on {texts[1]}", "fail-fast"),
+        (f"fail-fast: receipt_block broke on {texts[2]}", "fail-fast"),
+    ]
+
+
 def test_a_receipt_priced_below_its_blocks_base_fee_is_counted_and_repriced() -> None:
     """EIP-1559 makes the base fee the floor of every price: a receipt below it under-reports the
     fee; the balance check then prices it at base fee + tip, and the first one is named in a note."""

@@ -13,6 +13,7 @@ import pytest
 from eth_hash.auto import keccak
 
 from pytest_gashammer.fault import (
+    DropAndRenumber,
     MessageFault,
     ReorderMessages,
     ReorderTransactions,
@@ -21,7 +22,10 @@ from pytest_gashammer.fault import (
 )
 from pytest_gashammer.fault.feed_faults import with_transactions
 from pytest_gashammer.feed import Correlator, FeedMessage, decode_broadcast, encode_broadcast
+from pytest_gashammer.feed.client import FeedClient
 from pytest_gashammer.feed.codec import l2_message_for
+from pytest_gashammer.oracle.invariants import feed_matches_chain, feed_sequence
+from tests.unit.edge_reports import Log, report_of
 
 MS = 1_000_000
 
@@ -200,6 +204,62 @@ def test_a_rewritten_message_survives_the_wire() -> None:
     (decoded,) = decode_broadcast(encode_broadcast([swapped])).messages
     assert decoded == swapped
     assert decoded.tx_hashes == tuple(reversed(original.tx_hashes))
+
+
+# ---------------------------------------------------------------------------------- renumbering
+
+
+def test_an_empty_block_left_out_and_the_rest_renumbered_is_a_block_without_a_message() -> None:
+    """Issue #15: no gap, nothing missing, every hash right; only the feed-versus-chain mapping sees
+    that block 12 has no message (and the numbers no longer stand for their blocks)."""
+    blocks = chain({10: 2, 11: 1, 12: 0, 13: 2, 14: 0, 15: 1})
+    drop = DropAndRenumber(nth=2)  # candidates: the empty blocks 12 and 14
+    delivered = through(drop, blocks)
+    assert drop.affected == [14] and drop.events == [{"sequence": 14, "block_hash": block_hash(14)}]
+    assert numbers(delivered) == [10, 11, 12, 13, 14]
+    assert (
+        delivered[-1].block_hash == block_hash(15) and delivered[-1].transactions == blocks[-1].transactions
+    )
+    first = DropAndRenumber(nth=1)
+    delivered = through(first, blocks)
+    assert first.affected == [12] and numbers(delivered) == [10, 11, 12, 13, 14]
+    assert numbers(through(first, blocks, stream=2)) == numbers(delivered), "the same lie on a reconnect"
+
+    findings = correlate(delivered, blocks)
+    assert findings["first_blocks_missing_from_feed"] == [12]
+    assert findings["missing_from_feed"] == findings["hash_mismatches"] == findings["order_violations"] == 0
+    client = FeedClient("ws://127.0.0.1:1", expected_chain_id=1, start_sequence=10)
+    for arrival, m in enumerate(delivered):
+        client._admit(m.sequence_number, arrival)
+    stats = client.stats.as_dict()
+    report = report_of(Log(), edge_id="e0", feed_stats=stats, feed_findings=findings)
+    assert feed_sequence([report], 5.0).status == "passed"
+    verdict = feed_matches_chain([report], 5.0)
+    assert verdict.status == "failed"
+    assert verdict.evidence["problems"] == [
+        "e0: 1 chain block(s) without a feed message, no sequence number missing: the feed left blocks "
+        "out and numbered the later messages on",
+        "e0: block 12 has no feed message",
+    ]
+
+
+def test_a_skipped_message_is_a_gap_not_a_renumbering() -> None:
+    blocks = chain({10: 2, 11: 0, 12: 2})
+    delivered = through(SkipSequence(sequence=11), blocks)
+    client = FeedClient("ws://127.0.0.1:1", expected_chain_id=1, start_sequence=10)
+    for arrival, m in enumerate(delivered):
+        client._admit(m.sequence_number, arrival)
+    findings = correlate(delivered, blocks)
+    report = report_of(Log(), edge_id="e0", feed_stats=client.stats.as_dict(), feed_findings=findings)
+    assert findings["blocks_missing_from_feed"] == 1
+    assert feed_matches_chain([report], 5.0).status == "passed", "the gap already says it"
+    assert feed_sequence([report], 5.0).status == "failed"
+
+
+def test_only_empty_messages_are_left_out() -> None:
+    drop = DropAndRenumber(every=1)
+    assert numbers(through(drop, chain({10: 1, 11: 0, 12: 3, 13: 0, 14: 1}))) == [10, 11, 12]
+    assert drop.affected == [11, 13]
 
 
 # ---------------------------------------------------------------------------------- block hash

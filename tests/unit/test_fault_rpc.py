@@ -16,6 +16,7 @@ from pytest_gashammer.fault import (
     Pick,
     ReorderBlockTimestamps,
     RpcCall,
+    WrongReceiptBlock,
     WrongReceiptStatus,
 )
 from pytest_gashammer.fault.faults import sender_of, transaction_hash
@@ -320,6 +321,50 @@ def test_a_failed_receipt_is_flipped_to_success() -> None:
     wrong.on_answer(call)
     assert call.result["status"] == "0x1"
     assert wrong.affected == [tx_hash]
+
+
+def in_block(tx_hash: str, number: int) -> dict[str, Any]:
+    return {
+        **receipt(tx_hash, "0x1"),
+        "blockNumber": hex(number),
+        "blockHash": "0x" + f"{number:064x}",
+        "logs": [{"blockNumber": hex(number), "blockHash": "0x" + f"{number:064x}", "logIndex": "0x0"}],
+    }
+
+
+def test_chosen_receipts_point_at_another_block_the_same_way_every_time() -> None:
+    wrong = WrongReceiptBlock(every=2)
+    hashes = []
+    for nonce in range(4):
+        raw, tx_hash = signed(nonce)
+        wrong.on_request(send(raw))
+        hashes.append(tx_hash)
+    served = []
+    for tx_hash in hashes:
+        call = answered("eth_getTransactionReceipt", [tx_hash], in_block(tx_hash, 7))
+        wrong.on_answer(call)
+        served.append(call.result)
+    assert [r["blockNumber"] for r in served] == ["0x7", "0x8", "0x7", "0x8"]
+    assert served[0]["blockHash"] == "0x" + f"{7:064x}" != served[1]["blockHash"]
+    assert served[1]["logs"][0]["blockHash"] == served[1]["blockHash"], "its logs say the same"
+    assert served[1]["status"] == "0x1" and served[1]["gasUsed"] == "0x5208", "nothing else changes"
+    assert wrong.affected == [hashes[1], hashes[3]]
+    assert wrong.events[0] == {
+        "tx_hash": hashes[1],
+        "block_number": "0x7",
+        "block_hash": "0x" + f"{7:064x}",
+        "reported_number": "0x8",
+        "reported_hash": served[1]["blockHash"],
+    }
+    whole = answered("eth_getBlockReceipts", ["0x7"], [in_block(h, 7) for h in hashes[:2]])
+    wrong.on_answer(whole)
+    assert [r["blockHash"] for r in whole.result] == [served[0]["blockHash"], served[1]["blockHash"]]
+    earlier = WrongReceiptBlock(hashes=[hashes[0]], by=-3)
+    call = answered("eth_getTransactionReceipt", [hashes[0]], in_block(hashes[0], 7))
+    earlier.on_answer(call)
+    assert call.result["blockNumber"] == "0x4"
+    with pytest.raises(ValueError, match=r"^WrongReceiptBlock: by=0 must be a non-zero number"):
+        WrongReceiptBlock(nth=1, by=0)
 
 
 # -------------------------------------------------------------------------------------- blocks

@@ -239,6 +239,107 @@ def test_the_sequence_offset_places_messages_without_our_transactions() -> None:
     assert unplaced.messages_unverified == 0 and unplaced.messages_checked == 0
 
 
+def split_feed(number: int, seq: int, txs: Sequence[bytes]) -> list[FeedMessage]:
+    """Block ``number`` as the relay sends it under a 2,000-byte cap, from sequence number ``seq``."""
+    return messages_for_block(seq, txs, block_hash=block_hash(number), timestamp=1, max_l2_bytes=2_000)
+
+
+def test_after_a_split_block_sequence_numbers_stand_for_the_blocks_they_follow() -> None:
+    """Issue #15: block 5 split into three messages (5, 6, 7); block 6's message is then sequence 8.
+    An empty block's message with a wrong hash is still compared with its own block, not the one its
+    bare number names; one naming a block after the chain's end is not compared with any."""
+    txs = random_txs(24, size=200)
+    pieces = split_feed(5, 5, txs)
+    assert len(pieces) == 3
+    correlator = registered(txs)
+    for piece in pieces:
+        correlator.on_message(piece, 1)
+    correlator.on_message(message(8, [], "0x" + "ee" * 32), 2)  # block 6, empty, a wrong hash
+    correlator.on_message(message(9, [], block_hash(7)), 3)
+    correlator.on_message(message(10, [], block_hash(8)), 4)  # a block the check is not given
+    assert correlator.continuations == [6, 7]
+    assert [correlator.block_of(seq) for seq in range(4, 11)] == [4, 5, 5, 5, 6, 7, 8]
+    chain = [(5, block_hash(5), [tx_hash(t) for t in txs]), (6, block_hash(6), []), (7, block_hash(7), [])]
+    findings = correlator.check_against_chain(chain)
+    assert findings.hash_mismatches == 1 and findings.first_hash_mismatches == [
+        {"sequence": 8, "block": 6, "feed_hash": "0x" + "ee" * 32, "chain_hash": block_hash(6)}
+    ]
+    assert findings.messages_checked == 5 and findings.messages_unverified == 1
+    assert findings.blocks_missing_from_feed == 0 and findings.missing_from_feed == 0
+
+
+def test_a_number_is_not_held_against_a_block_another_message_names() -> None:
+    """A feed numbered one lower from block 11 on: sequence 12 names block 13, which the check is not
+    given. Its number stands for block 12, but the message for block 12 (sequence 11) names it: the
+    numbering is off there, not a hash (that block 11 lost its message is blocks_missing_from_feed)."""
+    correlator = Correlator()
+    correlator.on_message(message(10, [], block_hash(10)), 1)
+    correlator.on_message(message(11, [], block_hash(12)), 2)
+    correlator.on_message(message(12, [], block_hash(13)), 3)
+    findings = correlator.check_against_chain([(n, block_hash(n), []) for n in (10, 11, 12)])
+    assert findings.hash_mismatches == 0 and findings.messages_unverified == 1
+    assert findings.first_blocks_missing_from_feed == [11]
+
+
+def test_a_continuation_is_seen_whichever_of_the_two_messages_comes_first() -> None:
+    first, second = split_feed(3, 3, random_txs(20, size=200))[:2]
+    correlator = Correlator()
+    correlator.on_message(second, 1)
+    correlator.on_message(message(5, [], block_hash(4)), 2)
+    correlator.on_message(first, 3)  # late
+    assert correlator.continuations == [4] and correlator.block_of(5) == 4
+
+
+def test_calibration_measures_splits_made_before_the_first_message() -> None:
+    """A relay that split blocks before the edge connected numbers block 40 as sequence 52: the edge
+    measures it on a message whose hash it knows, and the check places the rest from there."""
+    correlator = Correlator()
+    correlator.on_message(message(51, [], block_hash(39)), 1)  # a block the edge never saw
+    correlator.on_message(message(52, [], block_hash(40)), 2)
+    correlator.on_message(message(53, [], "0x" + "ee" * 32), 3)  # block 41, a wrong hash
+    uncalibrated = correlator.check_against_chain([(number, block_hash(number), []) for number in (40, 41)])
+    assert uncalibrated.hash_mismatches == 0 and uncalibrated.messages_unverified == 2  # 51 → 51, 53 → 53
+    correlator.calibrate(52, 40)
+    assert correlator.sequence_offset == -12 and correlator.calibrated
+    assert correlator.block_of(51) == 39 and correlator.block_of(53) == 41
+    correlator.settle([(number, block_hash(number), []) for number in (40, 41)])
+    findings = correlator.findings()
+    assert findings.first_hash_mismatches == [
+        {"sequence": 53, "block": 41, "feed_hash": "0x" + "ee" * 32, "chain_hash": block_hash(41)}
+    ]
+    assert findings.messages_unverified == 1  # sequence 51: block 39, before the blocks checked
+    with pytest.raises(RuntimeError, match="before the first settle"):
+        correlator.calibrate(52, 40)
+
+
+def test_continuations_travel_with_the_columns() -> None:
+    correlator = Correlator()
+    for piece in split_feed(3, 3, random_txs(12, size=200)):  # two messages
+        correlator.on_message(piece, 1)
+    correlator.calibrate(3, 3)
+    copy = Correlator.from_columns(pickle.loads(pickle.dumps(correlator.to_columns())))
+    assert copy.continuations == correlator.continuations == [4]
+    assert copy.calibrated and copy.block_of(5) == 4
+    copy.on_message(message(6, [], block_hash(4)), 2)
+    copy.on_message(message(7, [], block_hash(4)), 2)  # one more continuation, spotted in the copy
+    assert copy.continuations == [4, 7]
+
+
+def test_continuations_are_counted_in_bounded_memory() -> None:
+    """Every block split in two for 2,000 blocks: the correlator keeps a window of them, not all."""
+    correlator = Correlator()
+    correlator.RETIRED_WINDOW = 16  # type: ignore[misc]
+    for number in range(1, 2_001):
+        for seq in (2 * number - 1, 2 * number):
+            correlator.on_message(message(seq, [], block_hash(number)), seq)
+        correlator.settle([(number, block_hash(number), [])])
+        assert correlator.block_of(2 * number) == number == correlator.block_of(2 * number - 1)
+    assert correlator.continuations_upto(4_000) == 2_000
+    assert len(correlator.continuations) <= 3 * 16 and len(correlator._recent_hashes) <= 2 * 16 + 1
+    findings = correlator.findings()
+    assert findings.ok and findings.messages_checked == 4_000
+
+
 def test_included_but_never_in_the_feed_and_feed_only_are_named() -> None:
     txs = random_txs(4)
     correlator = registered(txs)

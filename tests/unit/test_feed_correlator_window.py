@@ -136,13 +136,23 @@ def make_run(rng: random.Random, blocks: int, offset: int) -> Run:
         for tx in txs:
             first_block.setdefault(tx, number)
     number_of_hash = {h: n for n, h in block_hash.items()}
+    # The block each sequence number stands for: a message naming the hash of the message numbered one
+    # below it continues that block (the relay's split), so it is no new block.
+    hash_of = {message.sequence_number: message.block_hash for message in reversed(deliveries)}
+    continuations = [seq for seq, h in sorted(hash_of.items()) if h is not None and hash_of.get(seq - 1) == h]
+
+    def stands_for(seq: int) -> int:
+        return seq + offset - sum(1 for continued in continuations if continued <= seq)
+
     ready: dict[int, int] = {}
     last_delivery: dict[str, int] = {}
     for d, message in enumerate(deliveries):
         concerned = {first_block[tx] for tx in message.tx_hashes if tx in first_block}
         if message.block_hash in number_of_hash:
             concerned.add(number_of_hash[message.block_hash])
-        concerned.add(message.sequence_number + offset)
+        concerned.add(stands_for(message.sequence_number))
+        # Whether it continues a block is known once the message numbered below it came too.
+        concerned.add(stands_for(message.sequence_number + 1))
         for number in concerned:
             ready[number] = d
         for tx in message.tx_hashes:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 from collections import deque
 
+import pytest
+
+from pytest_gashammer.edge import feed_link
 from pytest_gashammer.edge.feed_link import SETTLE_AT_THE_LATEST_SECONDS, FeedLink, SeenBlock
 
 SECOND = 1_000_000_000
@@ -90,3 +95,69 @@ def test_a_block_whose_message_is_being_recovered_waits_for_it() -> None:
     feed.settle_due(seen, now_ns=10 * SECOND, grace_ns=2 * SECOND)
     assert not seen and feed.settled_through == 3
     assert feed.correlator.findings().missing_from_feed == 0
+
+
+def test_a_feed_numbered_ahead_by_an_earlier_split_is_calibrated_on_a_hash_it_knows() -> None:
+    """Issue #15: the relay split blocks before this run, so block 5 is sequence 21. Taking sequence
+    22 for block 22 would check blocks 6 and 7 before their messages came."""
+    feed = link()
+    seen: deque[SeenBlock] = deque((0, block(number)) for number in (5, 6, 7))
+    feed.correlator.on_message(Msg(20, block(4)[1], ()), 0)  # type: ignore[arg-type]  # before the run
+    feed.correlator.on_message(Msg(21, block(5)[1], ()), 0)  # type: ignore[arg-type]
+    feed.correlator.on_message(Msg(22, block(6)[1], ()), 0)  # type: ignore[arg-type]
+    feed.client.last_sequence = 22
+    feed.settle_due(seen, now_ns=10 * SECOND, grace_ns=SECOND)
+    assert feed.correlator.calibrated and feed.correlator.block_of(21) == 5
+    assert [number for _, (number, _, _) in seen] == [7] and feed.settled_through == 6
+    # A split during the run: block 7 in two messages. The second one does not stand for block 8.
+    feed.correlator.on_message(Msg(23, block(7)[1], ()), 0)  # type: ignore[arg-type]
+    feed.correlator.on_message(Msg(24, block(7)[1], ()), 0)  # type: ignore[arg-type]
+    feed.client.last_sequence = 24
+    seen.append((0, block(8)))
+    feed.settle_due(seen, now_ns=10 * SECOND, grace_ns=SECOND)
+    assert feed.feed_reach() == 7 and [number for _, (number, _, _) in seen] == [8]
+    findings = feed.correlator.findings()
+    assert findings.hash_mismatches == 0 and findings.messages_checked == 4
+
+
+def test_a_feed_whose_hashes_name_no_block_seen_yet_settles_nothing_early() -> None:
+    feed = link()
+    seen: deque[SeenBlock] = deque([(0, block(5))])
+    feed.correlator.on_message(Msg(5, "0x" + "ee" * 32, ()), 0)  # type: ignore[arg-type]
+    feed.client.last_sequence = 5
+    feed.settle_due(seen, now_ns=10 * SECOND, grace_ns=SECOND)
+    assert feed.feed_reach() is None and len(seen) == 1
+    # ... until the latest moment, when the block is checked by the numbers it has.
+    feed.settle_due(seen, now_ns=int(SETTLE_AT_THE_LATEST_SECONDS * SECOND), grace_ns=SECOND)
+    assert not seen and feed.correlator.findings().hash_mismatches == 1
+
+
+def test_the_end_of_a_run_waits_for_a_feed_that_lags_while_it_makes_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The relay of an overloaded node trails the chain by seconds: the edge waits for it to carry the
+    last block seen (as long as messages keep coming), and for a silent feed only a moment."""
+    monkeypatch.setattr(feed_link, "CATCH_UP_SILENCE_SECONDS", 0.3)
+    feed = link()
+    seen: deque[SeenBlock] = deque((0, block(number)) for number in (1, 2, 3, 4))
+
+    async def lagging() -> float:
+        async def relay() -> None:
+            for number in (1, 2, 3, 4):
+                await asyncio.sleep(0.2)
+                feed.correlator.on_message(Msg(number, block(number)[1], ()), 0)  # type: ignore[arg-type]
+                feed.client.last_sequence = number
+
+        sending = asyncio.create_task(relay())
+        started = time.monotonic()
+        await feed._catch_up(1, seen)  # one transaction included: it waits for the feed
+        await sending
+        return time.monotonic() - started
+
+    waited = asyncio.run(lagging())
+    assert 0.7 < waited < 1.5 and feed.feed_reach() == 4
+
+    silent = link()
+    started = time.monotonic()
+    asyncio.run(silent._catch_up(5, deque([(0, block(1))])))
+    assert 0.25 < time.monotonic() - started < 1.0

@@ -17,13 +17,16 @@ from pytest_gashammer.oracle.invariants import (
     balance_conservation,
     below_bar,
     evaluate,
+    feed_matches_chain,
     gas_model,
     inclusion,
     no_duplicate_inclusion,
     nonce_contiguity,
+    receipt_block,
     receipt_coverage,
     receipt_status,
 )
+from pytest_gashammer.telemetry.records import EdgeReport
 from tests.unit.edge_reports import ALICE, BOB, GAP_FILLER, ORIGIN, Log, report_of
 
 # ----------------------------------------------------------------------------------------------
@@ -285,6 +288,78 @@ def test_receipt_status_is_inconclusive_without_receipts() -> None:
     log.add(intended=0.0, sent=0.0, accepted=0.1, included=1.0)  # included, receipt not fetched
     verdict = receipt_status([report_of(log)], 30.0)
     assert verdict.status == "inconclusive"
+
+
+# ----------------------------------------------------------------------------------------------
+# invariant: receipt block
+
+
+def test_receipts_naming_another_block_fail_with_both_blocks_whatever_the_coverage() -> None:
+    log = Log()
+    for n in range(3):
+        log.ok(float(n), nonce=n)
+    report = report_of(log)
+    assert receipt_block([report], 30.0).status == "passed"
+    item = f"0x{'ab' * 32} receipt: block 0xa 0x{'01' * 32}; seen in: block 0x9 0x{'02' * 32}"
+    report.receipt_block_mismatches, report.receipt_block_items = 1, [item]
+    report.receipts_expected = 100  # far below the coverage bar: what was seen is still a fact
+    verdict = receipt_block([report], 30.0)
+    assert (verdict.name, verdict.status) == ("receipt_block", "failed")
+    assert verdict.evidence["wrong_block"] == [item]
+    assert verdict.summary.startswith("1 of 3 checked receipt(s) name another block")
+
+
+def test_receipt_block_is_inconclusive_without_receipts() -> None:
+    log = Log()
+    log.add(intended=0.0, sent=0.0, accepted=0.1, included=1.0)
+    assert receipt_block([report_of(log)], 30.0).status == "inconclusive"
+
+
+# ----------------------------------------------------------------------------------------------
+# invariant: the feed matches the chain
+
+
+def feed_report(stats: dict[str, object], **findings: object) -> EdgeReport:
+    clean = {
+        "blocks_missing_from_feed": 0,
+        "first_blocks_missing_from_feed": [],
+        "first_feed_only": [],
+        "first_messages_spanning_blocks": [],
+    }
+    return report_of(Log(), edge_id="e0", feed_stats=stats, feed_findings={**clean, **findings})
+
+
+def test_the_feed_matches_the_chain_or_names_what_does_not() -> None:
+    assert feed_matches_chain([feed_report({})], 30.0).status == "passed"
+    only = {"tx_hash": "0x" + "cd" * 32, "row": 4, "sequence": 7, "position": 0}
+    spanning = {"sequence": 9, "blocks": [9, 10]}
+    verdict = feed_matches_chain(
+        [feed_report({}, first_feed_only=[only], first_messages_spanning_blocks=[spanning])],
+        30.0,
+    )
+    assert verdict.status == "failed"
+    assert verdict.evidence["problems"] == [
+        f"e0: in the feed but in no block of the chain: {only}",
+        f"e0: one message holds transactions of several blocks: {spanning}",
+    ]
+
+
+def test_blocks_without_a_message_count_beyond_the_messages_lost_in_gaps() -> None:
+    lost_one = feed_report(
+        {"missing_messages": 1}, blocks_missing_from_feed=1, first_blocks_missing_from_feed=[12]
+    )
+    assert feed_matches_chain([lost_one], 30.0).status == "passed"
+    two_for_one = feed_report(
+        {"missing_messages": 1}, blocks_missing_from_feed=2, first_blocks_missing_from_feed=[12, 15]
+    )
+    verdict = feed_matches_chain([two_for_one], 30.0)
+    assert verdict.status == "failed"
+    assert verdict.evidence["problems"] == [
+        "e0: 2 chain block(s) without a feed message, only 1 sequence number(s) missing: the feed left "
+        "blocks out and numbered the later messages on",
+        "e0: block 12 has no feed message",
+        "e0: block 15 has no feed message",
+    ]
 
 
 def test_evaluate_runs_every_invariant_in_catalogue_order() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from pytest_gashammer.cli import main, summary_dict
-from pytest_gashammer.report.terminal import format_run_summary
+from pytest_gashammer.feed.correlator import FeedChainFindings
+from pytest_gashammer.report.terminal import FEED_FINDINGS, feed_versus_chain, format_run_summary
 from pytest_gashammer.results import DEVNET_NOTE
 from pytest_gashammer.telemetry.parquet import ParquetRunWriter, RunInfo, load
 from tests.unit.test_telemetry_parquet import store
@@ -138,3 +140,18 @@ def test_help_and_usage_errors() -> None:
     )
     assert completed.returncode == 0
     assert "-o FILE, --output FILE" in completed.stdout and "--run RUN_ID" in completed.stdout
+
+
+def test_the_feed_line_says_consistent_only_when_no_finding_of_any_kind_was_made() -> None:
+    """Issue #15: a feed that left a block out still read "vs chain: consistent"."""
+    clean = dict.fromkeys(FEED_FINDINGS, 0) | {"included": 5, "in_feed": 5}
+    assert feed_versus_chain(clean) == "consistent"
+    assert feed_versus_chain({}) == "not checked"
+    for key in ("blocks_missing_from_feed", "feed_only", "messages_spanning_blocks"):
+        assert feed_versus_chain(clean | {key: 2}) == f"{key.replace('_', ' ')} 2"
+    both = feed_versus_chain(clean | {"hash_mismatches": 1, "blocks_missing_from_feed": 3})
+    assert both == "hash mismatches 1, blocks missing from feed 3"
+    # Every kind of problem the check can find is named: the counts of FeedChainFindings but the totals.
+    totals = {"blocks_checked", "messages_checked", "messages_unverified", "included", "in_feed"}
+    counts = {field.name for field in dataclasses.fields(FeedChainFindings) if field.type == "int"}
+    assert set(FEED_FINDINGS) == counts - totals
