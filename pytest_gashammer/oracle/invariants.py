@@ -196,17 +196,7 @@ def receipt_status(reports: Sequence[EdgeReport], inclusion_timeout: float) -> V
     checked, wanted = receipt_coverage(reports)
     coverage = coverage_words(checked, wanted)
     if checked == 0:
-        why = (
-            f"none of the {wanted} expected receipts was obtained"
-            if wanted
-            else "receipts=0 or nothing included"
-        )
-        return Verdict(
-            RECEIPT_STATUS,
-            "inconclusive",
-            f"no receipt was checked ({why})",
-            _coverage_evidence(reports, checked, wanted) if wanted else {},
-        )
+        return _no_receipt_checked(RECEIPT_STATUS, reports, wanted)
     if wrong_count:
         return Verdict(
             RECEIPT_STATUS,
@@ -227,6 +217,19 @@ def receipt_status(reports: Sequence[EdgeReport], inclusion_timeout: float) -> V
     )
 
 
+def _no_receipt_checked(name: str, reports: Sequence[EdgeReport], wanted: int) -> Verdict:
+    """The receipt invariants' inconclusive verdict when not one receipt was checked."""
+    why = (
+        f"none of the {wanted} expected receipts was obtained" if wanted else "receipts=0 or nothing included"
+    )
+    return Verdict(
+        name,
+        "inconclusive",
+        f"no receipt was checked ({why})",
+        _coverage_evidence(reports, 0, wanted) if wanted else {},
+    )
+
+
 def receipt_block(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Verdict:
     """Each checked receipt names the block its transaction was seen in (``blockNumber`` and
     ``blockHash``); inconclusive when fewer than :data:`RECEIPT_COVERAGE_BAR` of the expected receipts
@@ -244,17 +247,7 @@ def receipt_block(reports: Sequence[EdgeReport], inclusion_timeout: float) -> Ve
             {"wrong_block": wrong[:EVIDENCE_LIMIT], **_coverage_evidence(reports, checked, wanted)},
         )
     if checked == 0:
-        why = (
-            f"none of the {wanted} expected receipts was obtained"
-            if wanted
-            else "receipts=0 or nothing included"
-        )
-        return Verdict(
-            RECEIPT_BLOCK,
-            "inconclusive",
-            f"no receipt was checked ({why})",
-            _coverage_evidence(reports, checked, wanted) if wanted else {},
-        )
+        return _no_receipt_checked(RECEIPT_BLOCK, reports, wanted)
     if below_bar(checked, wanted, RECEIPT_COVERAGE_BAR):
         return Verdict(
             RECEIPT_BLOCK,

@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from pytest_gashammer.report import charts
+from pytest_gashammer.report.terminal import FEED_FINDINGS
 from pytest_gashammer.results import (
     COUNT_FIGURES,
     FIGURES,
@@ -39,7 +40,7 @@ from pytest_gashammer.results import (
     receipts_line,
 )
 from pytest_gashammer.scenario.units import format_gas_rate, format_seconds
-from pytest_gashammer.telemetry.parquet import TelemetryTables, fault_impacts, load
+from pytest_gashammer.telemetry.parquet import TelemetryTables, fault_impacts, json_or, load
 from pytest_gashammer.telemetry.schema import SCHEMA_VERSION
 
 __all__ = ["REPORT_COLUMNS", "render_report", "report_html"]
@@ -164,15 +165,6 @@ def _jinja() -> Any:
     return environment
 
 
-def _json(text: str | None, default: Any) -> Any:
-    if not text:
-        return default
-    try:
-        return json.loads(text)
-    except ValueError:
-        return default
-
-
 def _utc(value: Any) -> str:
     if value is None:
         return "-"
@@ -187,11 +179,11 @@ def _first_row(table: pa.Table) -> dict[str, Any]:
 
 def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
     run = _first_row(tables.runs)
-    plan = _json(run["plan_json"], {})
+    plan = json_or(run["plan_json"], {})
     anchor = f"run-{index}"
     started = time.perf_counter()
     aggregates = charts.aggregate_run(tables.transactions)
-    errors = _json(run.get("errors_json"), None) or aggregates.errors
+    errors = json_or(run.get("errors_json"), None) or aggregates.errors
     faults = fault_impacts(tables.faults)
     # Every chart with a time axis shades the faults; the histogram and the errors have none.
     bands = charts.fault_bands(faults)
@@ -231,7 +223,7 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         )
     verdict_rows = []
     for verdict in tables.verdicts.to_pylist():
-        evidence = _json(verdict["evidence_json"], {})
+        evidence = json_or(verdict["evidence_json"], {})
         verdict_rows.append(
             {
                 "name": verdict["name"],
@@ -240,7 +232,7 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
                 "evidence": json.dumps(evidence, indent=2, sort_keys=True, default=str) if evidence else "",
             }
         )
-    feed = _json(run.get("feed_json"), None)
+    feed = json_or(run.get("feed_json"), None)
     feed_events = [
         event for event in tables.events.sort_by("t_ns").to_pylist() if str(event["kind"]).startswith("feed_")
     ]
@@ -320,7 +312,7 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         "verdicts": verdict_rows,
         "charts": chart_svgs,
         "errors": sorted(errors.items(), key=lambda item: -item[1]),
-        "rejections": _json(run.get("rejections_json"), []),
+        "rejections": json_or(run.get("rejections_json"), []),
         "edges": edges,
         "feed": _feed_view(feed),
         "feed_counts": sorted(feed_counts.items()),
@@ -329,7 +321,7 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         "templates": [{"name": name, "tx": tx, "gas": gas} for name, tx, gas in aggregates.templates],
         "rows": aggregates.rows,
         "bucket_s": aggregates.bucket_s,
-        "notes": _json(run.get("notes_json"), []),
+        "notes": json_or(run.get("notes_json"), []),
         "stopped_early": run.get("stopped_early"),
         "blocks": block_facts,
         "faults": [_fault_view(impact) for impact in faults],
@@ -413,17 +405,7 @@ def _block_facts(blocks: pa.Table) -> dict[str, Any]:
     }
 
 
-_FINDING_KEYS = (
-    "included",
-    "in_feed",
-    "missing_from_feed",
-    "duplicated_in_feed",
-    "feed_only",
-    "order_violations",
-    "hash_mismatches",
-    "messages_spanning_blocks",
-    "blocks_missing_from_feed",
-)
+_FINDING_KEYS = ("included", "in_feed", *FEED_FINDINGS)
 _STAT_KEYS = (
     "messages",
     "transactions",

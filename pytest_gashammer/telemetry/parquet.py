@@ -701,7 +701,7 @@ def fault_impacts(table: pa.Table) -> list[FaultImpact]:
             FaultImpact(
                 index=int(row["fault_index"]),
                 kind=row["kind"],
-                params=_loads(row["params_json"], {}),
+                params=json_or(row["params_json"], {}),
                 planned_at=float(row["planned_at"]),
                 planned_duration=float(row["planned_duration"]),
                 started_at=row["started_at_s"],
@@ -712,15 +712,16 @@ def fault_impacts(table: pa.Table) -> list[FaultImpact]:
                 recovered_after_s=row["recovered_after_s"],
                 delayed=int(row["delayed"] or 0),
                 lost=int(row["lost"] or 0),
-                lost_examples=_loads(row["lost_examples_json"], []),
-                effect=_loads(row["effect_json"], {}),
+                lost_examples=json_or(row["lost_examples_json"], []),
+                effect=json_or(row["effect_json"], {}),
                 error=row["error"],
             )
         )
     return impacts
 
 
-def _loads(text: str | None, default: Any) -> Any:
+def json_or(text: str | None, default: Any) -> Any:
+    """``text`` parsed as JSON, or ``default`` when it is empty or not JSON (a stored column)."""
     if not text:
         return default
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -90,3 +92,52 @@ def no_new_anvil(monkeypatch: pytest.MonkeyPatch):
     for pid in leftover:
         os.kill(pid, signal.SIGKILL)
     assert not leftover, f"anvil processes left running: {sorted(leftover)}"
+
+
+def process_state(pid: int) -> str:
+    """One letter: R, S, T (stopped), Z (zombie)...; '' when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return ""
+
+
+def node_outlives_a_sigkilled_pytest(pytester: pytest.Pytester, source: str, prefix: str) -> str:
+    """Run ``source`` as a pytest session in its own process group; once it prints ``<prefix> <pid>``
+    and that process is stopped (state T), SIGKILL pytest. Returns the state the node process is in
+    10 s later at the most: '' or 'Z' when it died with pytest."""
+    pytester.makepyfile(test_inner=source)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "-q", "test_inner.py"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pid = None
+    output: list[str] = []
+    try:
+        assert run.stdout is not None
+        for raw in run.stdout:
+            line = raw.decode(errors="replace")
+            output.append(line)
+            if line.startswith(prefix + " "):
+                pid = int(line.split()[1])
+                break
+        assert pid is not None, "".join(output)[-2000:]
+        deadline = time.monotonic() + 60
+        while process_state(pid) != "T":
+            assert time.monotonic() < deadline, f"the node was never stopped: {''.join(output)[-1000:]}"
+            time.sleep(0.05)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while process_state(pid) not in ("", "Z") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return process_state(pid)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        if pid is not None and process_state(pid) not in ("", "Z"):
+            os.kill(pid, signal.SIGKILL)

@@ -6,15 +6,11 @@ paces are measured by polling ``eth_blockNumber`` every 10 ms. The EthereumJS te
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +21,7 @@ from pytest_gashammer.devnet.control import NODE_OPERATIONS
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
 from pytest_gashammer.feed import FeedMessage, decode_broadcast
 from pytest_gashammer.feed.relay import FEED_CLIENT_VERSION_HEADER
-from tests.acceptance.conftest import alive
+from tests.acceptance.conftest import alive, node_outlives_a_sigkilled_pytest, process_state
 
 BLOCK_TIME = 0.25
 
@@ -48,14 +44,6 @@ def block(url: str, number: int | str) -> dict[str, Any]:
     answer = call(url, "eth_getBlockByNumber", [tag, False])
     assert isinstance(answer, dict), f"no block {number}"
     return answer
-
-
-def process_state(pid: int) -> str:
-    """One letter: R, S, T (stopped), Z (zombie)...; '' when there is no such process."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
-    except (OSError, IndexError):
-        return ""
 
 
 def block_gaps(url: str, gaps: int, timeout: float) -> list[float]:
@@ -338,41 +326,8 @@ def test_pause_then_wait(devnet):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux")
 def test_a_paused_anvil_dies_with_a_sigkilled_pytest(pytester: pytest.Pytester, no_new_anvil: None) -> None:
-    pytester.makepyfile(test_inner=INNER)
-    run = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "-q", "test_inner.py"],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    pid = None
-    output: list[str] = []
-    try:
-        assert run.stdout is not None
-        deadline = time.monotonic() + 60
-        for raw in run.stdout:
-            line = raw.decode(errors="replace")
-            output.append(line)
-            if line.startswith("PAUSED "):
-                pid = int(line.split()[1])
-                break
-            assert time.monotonic() < deadline
-        assert pid is not None, "".join(output)[-2000:]
-        assert process_state(pid) == "T", f"anvil {pid} is not stopped"
-        os.kill(run.pid, signal.SIGKILL)
-        run.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while process_state(pid) not in ("", "Z") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert process_state(pid) in ("", "Z"), f"anvil {pid} outlived pytest in state {process_state(pid)!r}"
-        assert not alive(pid)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        if pid is not None and process_state(pid) not in ("", "Z"):
-            os.kill(pid, signal.SIGKILL)
+    state = node_outlives_a_sigkilled_pytest(pytester, INNER, "PAUSED")
+    assert state in ("", "Z"), f"anvil outlived pytest in state {state!r}"
 
 
 # -- EthereumJS -----------------------------------------------------------------------------------

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.acceptance.conftest import ACCEPTANCE, anvil_processes
-from tests.acceptance.test_node_controls import process_state
+from tests.acceptance.conftest import (
+    ACCEPTANCE,
+    anvil_processes,
+    node_outlives_a_sigkilled_pytest,
+    process_state,
+)
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
 
@@ -166,47 +167,10 @@ def test_paused(hammer, devnet):
 def test_pytest_killed_during_a_node_pause_leaves_no_stopped_process_and_no_process(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(test_inner=KILLED_DURING_PAUSE)
-    run = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "-q", "test_inner.py"],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    pid = None
-    output: list[str] = []
-    try:
-        assert run.stdout is not None
-        for raw in run.stdout:
-            line = raw.decode(errors="replace")
-            output.append(line)
-            if line.startswith("NODE "):
-                pid = int(line.split()[1])
-                break
-        assert pid is not None, "".join(output)[-2000:]
-        deadline = time.monotonic() + 60
-        while process_state(pid) != "T":
-            assert time.monotonic() < deadline, f"the node was never paused: {''.join(output)[-1000:]}"
-            time.sleep(0.05)
-        os.kill(run.pid, signal.SIGKILL)
-        run.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while process_state(pid) not in ("", "Z") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert process_state(pid) in ("", "Z"), f"node {pid} outlived pytest in state {process_state(pid)!r}"
-        stopped = [
-            other
-            for other in anvil_processes(os.environ["GASHAMMER_TEST_TAG"])
-            if process_state(other) == "T"
-        ]
-        assert not stopped
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        if pid is not None and process_state(pid) not in ("", "Z"):
-            os.kill(pid, signal.SIGKILL)
+    state = node_outlives_a_sigkilled_pytest(pytester, KILLED_DURING_PAUSE, "NODE")
+    assert state in ("", "Z"), f"the node outlived pytest in state {state!r}"
+    tag = os.environ["GASHAMMER_TEST_TAG"]
+    assert not [pid for pid in anvil_processes(tag) if process_state(pid) == "T"]
 
 
 def test_faults_under_xdist_run_in_the_controller_and_the_example_passes(pytester: pytest.Pytester) -> None:
