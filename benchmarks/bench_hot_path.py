@@ -21,7 +21,12 @@ same run and on the same node, the script measures:
 clock; a profiler started on the command line would see only the main thread waiting in ``join``).
 
 Every edge run uses a fresh seed, so it derives, funds and uses senders of its own, starting at
-nonce 0. The script reports and never gates: its exit code is 0 whatever it measures.
+nonce 0. An edge keeps no row once it is final (its report carries a digest), so each edge run
+streams its rows as a run that stores telemetry does: a ``telemetry_sink`` on the runtime and a
+``telemetry_run_id`` on the assignment; the script keeps the ``transactions`` frames and decodes
+them after the run (:class:`TxRows`) for the figures the digest does not carry (send rate and lag,
+requests, per-second gas on this script's windows). The edge's CPU therefore includes building and
+encoding those frames. The script reports and never gates: its exit code is 0 whatever it measures.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # Imported up front so that no measured edge run pays for the first import.
 import aiohttp  # noqa: E402
+import numpy as np  # noqa: E402
 from eth_account import Account  # noqa: E402
 
 from pytest_gashammer.chain.rpc import RpcError, TransportError, call  # noqa: E402
@@ -64,6 +70,8 @@ from pytest_gashammer.results import RunResult  # noqa: E402
 from pytest_gashammer.scenario.spec import ScenarioPlan, compile_plan, parse_spec  # noqa: E402
 from pytest_gashammer.scenario.units import parse_gas_rate  # noqa: E402
 from pytest_gashammer.telemetry.records import NOT_YET, EdgeReport  # noqa: E402
+from pytest_gashammer.telemetry.schema import TRANSACTIONS  # noqa: E402
+from pytest_gashammer.telemetry.stream import GAP_FILLER_TEMPLATE, frames_to_columns  # noqa: E402
 
 TRANSFER_GAS = 21_000
 BASELINE_SENDERS = 32
@@ -519,12 +527,101 @@ class ProfiledEdgeRuntime(EdgeRuntime):
             self.profile_done.set()
 
 
+#: The streamed ``transactions`` columns the figures are computed from.
+ROW_COLUMNS = (
+    "row",
+    "template",
+    "sender_index",
+    "nonce",
+    "gas_planned",
+    "gas_used",
+    "scheduled_ns",
+    "sent_ns",
+    "accepted_ns",
+    "included_ns",
+    "block_number",
+)
+
+
+class FrameSink:
+    """The edge's telemetry sink: keeps its ``transactions`` frames, drops the other tables.
+
+    Called on the edge's event-loop thread about once a second; it only appends, so it costs the
+    measured run nothing beyond what the edge spends making the frames. They are decoded after the
+    run, outside the CPU window.
+    """
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def __call__(self, table: str, frame: bytes) -> None:
+        if table == "transactions":
+            self.frames.append(frame)
+
+
+@dataclasses.dataclass
+class TxRows:
+    """An edge run's transactions in row order, one numpy column each, decoded from what it streamed.
+
+    Times are ns on the run clock, which for an edge run alone (no hive setting a shared origin)
+    is ns since its plan's t=0; ``NOT_YET`` where a thing did not happen, as in the edge's TxLog.
+    ``sender`` is the edge's local sender index (its ``report.sender_addresses`` order).
+    """
+
+    sender: np.ndarray
+    nonce: np.ndarray
+    gas_planned: np.ndarray
+    gas_used: np.ndarray
+    scheduled_ns: np.ndarray
+    sent_ns: np.ndarray
+    accepted_ns: np.ndarray
+    included_ns: np.ndarray
+    block_number: np.ndarray
+    #: The edge's self-transfers that filled a nonce hole: not part of the workload's gas.
+    filler: np.ndarray
+
+    @classmethod
+    def from_frames(cls, frames: Sequence[bytes], report: EdgeReport, sender_start: int = 0) -> TxRows:
+        """Every row of the run exactly once, or ``RuntimeError``: figures from a partial stream
+        would be wrong without saying so."""
+        columns = frames_to_columns(frames, TRANSACTIONS, names=ROW_COLUMNS, sort_by="row")
+        rows = columns["row"]
+        if rows.size != report.digest.rows or not np.array_equal(rows, np.arange(rows.size)):
+            notes = [note for note in report.notes if note.startswith("telemetry")]
+            raise RuntimeError(
+                f"the edge streamed {rows.size} rows ({np.unique(rows).size} distinct) of the "
+                f"{report.digest.rows} it digested; telemetry errors: "
+                f"{report.errors.get('telemetry', 0)} {notes or ''}".rstrip()
+            )
+        return cls(
+            sender=columns["sender_index"] - sender_start,
+            nonce=columns["nonce"],
+            gas_planned=columns["gas_planned"],
+            gas_used=columns["gas_used"],
+            scheduled_ns=columns["scheduled_ns"],
+            sent_ns=columns["sent_ns"],
+            accepted_ns=columns["accepted_ns"],
+            included_ns=columns["included_ns"],
+            block_number=columns["block_number"],
+            filler=columns["template"] == GAP_FILLER_TEMPLATE,
+        )
+
+    def __len__(self) -> int:
+        return int(self.nonce.size)
+
+    @property
+    def gas(self) -> np.ndarray:
+        """Gas per row: as its receipt reported when one was checked, else as planned (``TxLog.gas``)."""
+        return np.where(self.gas_used != NOT_YET, self.gas_used, self.gas_planned)
+
+
 @dataclasses.dataclass
 class EdgeRun:
     label: str
     plan: ScenarioPlan
     result: RunResult | None = None
     report: EdgeReport | None = None
+    rows: TxRows | None = None  # decoded from the frames the edge streamed
     failure: str | None = None
     stopped: str | None = None
     setup_seconds: float = 0.0
@@ -608,7 +705,10 @@ def run_edge(
         sender_count=plan.senders,
         gas_share=1.0,
         connections=connections,
+        # With a sink on the runtime, a run id makes the edge stream its final rows (see FrameSink).
+        telemetry_run_id=f"bench-{label}-{seed:x}",
     )
+    sink = FrameSink()
     gate: dict[str, float] = {}
     node_cpu = NodeCpu(devnet.pid)
     wait_for_idle_pool(devnet.rpc_url)
@@ -620,7 +720,7 @@ def run_edge(
         gate["cpu"], gate["sys"] = process_cpu()
 
     runtime_class = ProfiledEdgeRuntime if profiles is not None else EdgeRuntime
-    runtime = runtime_class(assignment, start_gate=start_gate)
+    runtime = runtime_class(assignment, start_gate=start_gate, telemetry_sink=sink)
     started = time.perf_counter()
     # If the edge (or the node) cannot keep up, the open-loop schedule keeps it sending, or waiting
     # for inclusions, long after the sustain phase; stop it at 1.5 x the plan plus 5 s so the
@@ -655,6 +755,11 @@ def run_edge(
         run.failure = "the edge never finished its setup"
         return run
     run.report = report
+    try:
+        run.rows = TxRows.from_frames(sink.frames, report, assignment.sender_start)
+    except RuntimeError as exc:
+        run.failure = str(exc)
+        return run
     run.setup_seconds = gate["wall"] - started
     run.run_seconds = finished - gate["wall"]
     run.run_cpu = cpu_end - gate["cpu"]
@@ -676,22 +781,23 @@ def run_edge(
     return run
 
 
-def settle_on_chain(rpc_url: str, report: EdgeReport, limit: float = 20.0) -> tuple[list[int], int, int]:
+def settle_on_chain(
+    rpc_url: str, report: EdgeReport, limit: float = 20.0
+) -> tuple[list[int], int | None, int]:
     """Poll the senders' mined nonces until everything the node accepted is mined (bounded in time).
 
     The chain's own count is the truth the edge's view is checked against: after an early stop the
-    edge stops following blocks, so what it last sent is mined without it seeing it. Returns the
-    mined nonce per sender, the monotonic ns when the count last grew (``NOT_YET`` if it never grew
-    while polling) and when polling started.
+    edge stops following blocks, so what it last sent is mined without it seeing it. What the node
+    took per sender is in the digest (its highest accepted or included nonce). Returns the mined
+    nonce per sender, when the count last grew (``None`` if it never grew while polling) and when
+    polling started, both in ns on the run clock (since the edge's plan t=0, as its rows).
     """
-    log = report.txs
     expected = list(report.sender_start_nonces)
-    for row in range(len(log)):
-        if log.accepted_ns[row] != NOT_YET or log.included_ns[row] != NOT_YET:
-            expected[log.sender[row]] = max(expected[log.sender[row]], log.nonce[row] + 1)
+    for sender, highest in report.digest.highest_taken.items():
+        expected[sender] = max(expected[sender], highest + 1)
     calls = [("eth_getTransactionCount", [address, "latest"]) for address in report.sender_addresses]
     poll_start = time.monotonic_ns()
-    last_progress = NOT_YET
+    last_progress: int | None = None
     latest: list[int] | None = None
     deadline = time.monotonic() + limit
     stalled_since = time.monotonic()
@@ -710,102 +816,90 @@ def settle_on_chain(rpc_url: str, report: EdgeReport, limit: float = 20.0) -> tu
         time.sleep(0.05)
     if latest is None:
         latest = list(report.sender_start_nonces)
-    return latest, last_progress, poll_start
+    origin = report.clock_origin_ns
+    return latest, None if last_progress is None else last_progress - origin, poll_start - origin
 
 
-def analyse(run: EdgeRun, latest: list[int], last_progress_ns: int, poll_start_ns: int) -> None:
-    """Figures the RunResult does not carry: achieved send rate, send lag, chain-side rate, per-second gas."""
-    assert run.report is not None and run.result is not None
-    report = run.report
-    log, origin, sustain = report.txs, report.clock_origin_ns, run.plan.sustain
-    sent_gas = 0
-    last_sent = first_sent = NOT_YET
-    lags: list[float] = []
-    batches: set[int] = set()
-    last_included = NOT_YET
-    included_gas = included = 0
-    shift = run.result.latency.inclusion.p50
-    shift = 0.0 if math.isnan(shift) else shift
-    for row in range(len(log)):
-        sent = log.sent_ns[row]
-        if sent != NOT_YET:
-            sent_gas += log.gas_planned[row]
-            last_sent = max(last_sent, sent)
-            first_sent = sent if first_sent == NOT_YET else min(first_sent, sent)
-            lags.append((sent - log.intended_ns[row]) / 1e9)
-            batches.add(sent)
-        accepted = log.accepted_ns[row] != NOT_YET
-        at = log.included_ns[row]
-        if at == NOT_YET:
-            if accepted:
-                if log.nonce[row] < latest[log.sender[row]]:
-                    run.mined_after_edge += 1
-                else:
-                    run.chain_lost += 1
-            continue
-        last_included = max(last_included, at)
-        gas = log.gas(row)
-        included += 1
-        included_gas += gas
-    if last_sent != NOT_YET:
-        run.sent_gas_per_sec = sent_gas / max((last_sent - origin) / 1e9, sustain.length)
-    run.requests = len(batches)
-    if lags:
-        lags.sort()
-        run.send_lag_p99 = lags[max(0, math.ceil(0.99 * len(lags)) - 1)]
-    if included:
-        run.mean_gas = included_gas / included
+def analyse(run: EdgeRun, latest: list[int], last_progress_ns: int | None, poll_start_ns: int) -> None:
+    """Figures the RunResult does not carry: achieved send rate, send lag, chain-side rate, per-second gas.
+
+    ``last_progress_ns`` and ``poll_start_ns`` are on the run clock (:func:`settle_on_chain`).
+    """
+    assert run.report is not None and run.result is not None and run.rows is not None
+    report, rows, sustain = run.report, run.rows, run.plan.sustain
+    sent = rows.sent_ns != NOT_YET
+    first_sent = NOT_YET
+    if sent.any():
+        sent_at = rows.sent_ns[sent]
+        first_sent, last_sent = int(sent_at.min()), int(sent_at.max())
+        run.sent_gas_per_sec = float(rows.gas_planned[sent].sum()) / max(last_sent / 1e9, sustain.length)
+        # One request carries a batch of rows marked sent with one timestamp.
+        run.requests = int(np.unique(sent_at).size)
+        lags = np.sort((sent_at - rows.scheduled_ns[sent]) / 1e9)
+        run.send_lag_p99 = float(lags[max(0, math.ceil(0.99 * lags.size) - 1)])
+    included = rows.included_ns != NOT_YET
+    # Accepted but never seen in a block by the edge: mined after all (below the sender's mined
+    # nonce) or lost on chain too.
+    unseen = (rows.accepted_ns != NOT_YET) & ~included
+    if unseen.any():
+        mined_below = rows.nonce[unseen] < np.asarray(latest, dtype=np.int64)[rows.sender[unseen]]
+        run.mined_after_edge = int(mined_below.sum())
+        run.chain_lost = int((~mined_below).sum())
+    if included.any():
+        run.mean_gas = float(rows.gas[included].mean())
     run.mined = sum(have - start for have, start in zip(latest, report.sender_start_nonces, strict=True))
     # Chain-side rate, defined as for the baseline: mined / (first send .. last inclusion). The last
     # inclusion is the edge's last sighting, or later when polling saw more mined after the edge
     # stopped following blocks (bounded by when polling started if it happened before that).
-    end = last_included
-    if run.mined > included:
-        end = max(end, last_progress_ns if last_progress_ns != NOT_YET else poll_start_ns)
-    if run.mined and first_sent != NOT_YET and end > first_sent:
+    end = int(rows.included_ns[included].max()) if included.any() else NOT_YET
+    if run.mined > int(included.sum()):
+        end = max(end, last_progress_ns if last_progress_ns is not None else poll_start_ns)
+    if run.mined and sent.any() and end > first_sent:
         run.span_tx_per_sec = run.mined / ((end - first_sent) / 1e9)
     # Per-second included gas over the sustain phase. First with the RunResult's window (shifted by
     # the median inclusion latency); then with the bucket edges moved (by < 1 block) to fall midway
     # between block sightings, so that a block seen a few ms either side of an edge does not move
     # a whole block's gas (1/4 of a second's at 250 ms blocks) from one bucket to the next.
-    start = sustain.start + shift
-    run.per_second_gas = per_second_gas(report, start, sustain.length)
+    shift = run.result.latency.inclusion.p50
+    start = sustain.start + (0.0 if math.isnan(shift) else shift)
+    run.per_second_gas = per_second_gas(rows, start, sustain.length)
     run.per_second_gas_aligned = per_second_gas(
-        report, start + between_blocks_offset(report, start), sustain.length
+        rows, start + between_blocks_offset(report, start), sustain.length
     )
-    run.per_chain_second_gas = per_chain_second_gas(report, start, sustain.length)
+    run.per_chain_second_gas = per_chain_second_gas(rows, report, start, sustain.length)
 
 
-def per_second_gas(report: EdgeReport, start: float, length: float) -> list[float]:
-    """Included gas (gas used, else planned) per whole second from ``start`` s after the clock origin."""
-    log, origin = report.txs, report.clock_origin_ns
-    buckets = [0.0] * max(int(math.floor(length)), 1)
-    for row in range(len(log)):
-        at = log.included_ns[row]
-        if at == NOT_YET or log.template[row] < 0:
-            continue
-        second = math.floor((at - origin) / 1e9 - start)
-        if 0 <= second < len(buckets):
-            buckets[second] += log.gas(row)
-    return buckets
+def per_second_gas(rows: TxRows, start: float, length: float) -> list[float]:
+    """Included gas (gas used, else planned) per whole second from ``start`` s after the plan's t=0."""
+    count = max(int(math.floor(length)), 1)
+    counted = (rows.included_ns != NOT_YET) & ~rows.filler
+    second = np.floor(rows.included_ns[counted] / 1e9 - start).astype(np.int64)
+    inside = (second >= 0) & (second < count)
+    buckets = np.bincount(second[inside], weights=rows.gas[counted][inside], minlength=count)
+    return [float(gas) for gas in buckets]
 
 
-def per_chain_second_gas(report: EdgeReport, start: float, length: float) -> list[float]:
+def per_chain_second_gas(rows: TxRows, report: EdgeReport, start: float, length: float) -> list[float]:
     """Included gas per second of chain time: bucketed by the timestamp of the block each transaction
     is in, over the whole seconds inside the window ``start .. start + length`` (seconds after the
-    clock origin, mapped to wall time). Unlike the sighting-time buckets, a block's gas counts in the
+    plan's t=0, mapped to wall time). Unlike the sighting-time buckets, a block's gas counts in the
     second the chain stamped it with, whatever moment the edge happened to see it."""
-    log = report.txs
-    stamp = {block.number: block.timestamp for block in report.blocks}
     window_start = report.wall_origin_ns / 1e9 + start
     first, last = math.ceil(window_start), math.floor(window_start + length)
-    buckets = {second: 0.0 for second in range(first, last)}
-    for row in range(len(log)):
-        second = stamp.get(log.block_number[row])
-        if second is None or log.template[row] < 0 or second not in buckets:
-            continue
-        buckets[second] += log.gas(row)
-    return [buckets[second] for second in sorted(buckets)]
+    if last <= first:
+        return []
+    numbers = np.array(sorted({block.number for block in report.blocks}), dtype=np.int64)
+    stamp = {block.number: block.timestamp for block in report.blocks}
+    stamps = np.array([stamp[number] for number in numbers.tolist()], dtype=np.int64)
+    counted = (rows.block_number != NOT_YET) & ~rows.filler
+    block = rows.block_number[counted]
+    at = np.searchsorted(numbers, block)
+    known = at < numbers.size
+    known[known] = numbers[at[known]] == block[known]
+    second = stamps[at[known]] - first
+    inside = (second >= 0) & (second < last - first)
+    buckets = np.bincount(second[inside], weights=rows.gas[counted][known][inside], minlength=last - first)
+    return [float(gas) for gas in buckets]
 
 
 def between_blocks_offset(report: EdgeReport, start: float) -> float:

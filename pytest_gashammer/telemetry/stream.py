@@ -66,6 +66,7 @@ __all__ = [
     "estimate_offset_ns",
     "events_batch",
     "feed_events",
+    "frames_to_columns",
     "from_ipc",
     "plan_phase_events",
     "rebase",
@@ -783,6 +784,44 @@ def from_ipc(frame: bytes | memoryview | pa.Buffer) -> pa.RecordBatch:
         return _empty_batch(schema)
     table = pa.Table.from_batches(batches, schema=schema).unify_dictionaries().combine_chunks()
     return table.to_batches()[0]
+
+
+def frames_to_columns(
+    frames: Iterable[bytes | memoryview | pa.Buffer],
+    schema: pa.Schema,
+    *,
+    names: Sequence[str] | None = None,
+    sort_by: str | None = None,
+    null: int = NOT_YET,
+) -> dict[str, np.ndarray]:
+    """The rows of one table's IPC frames (as :func:`to_ipc_frames` made them, in any order) as numpy
+    columns, for code that reads streamed rows outside the hive (benchmarks, tests).
+
+    Integer columns come back as ``int64`` with nulls as ``null`` (the TxLog's ``NOT_YET`` by
+    default, so arithmetic written against the log's columns reads them alike), booleans as
+    ``bool`` (null as ``False``), anything else (dictionary strings, hashes) as an object array
+    with ``None`` for null. ``schema`` (e.g. ``schema.TRANSACTIONS``) types the columns when there
+    are no frames; ``names`` picks columns (all of them by default); ``sort_by`` orders the rows by
+    one column (``"row"`` for transactions: frames arrive in the order rows became final).
+    """
+    batches = [from_ipc(frame) for frame in frames]
+    table = pa.Table.from_batches(batches) if batches else schema.empty_table()
+    if sort_by is not None and table.num_rows:
+        # Each frame carries its own dictionaries; one per column makes the sort's take cheap.
+        table = table.unify_dictionaries().sort_by(sort_by)
+    columns: dict[str, np.ndarray] = {}
+    for name in names if names is not None else table.column_names:
+        values = table.column(name)
+        kind = values.type
+        if pa.types.is_integer(kind):
+            columns[name] = np.asarray(values.fill_null(null).to_numpy(), dtype=np.int64)
+        elif pa.types.is_boolean(kind):
+            columns[name] = np.asarray(values.fill_null(False).to_numpy(), dtype=bool)
+        else:
+            if pa.types.is_dictionary(kind):
+                values = values.cast(kind.value_type)
+            columns[name] = np.array(values.to_pylist(), dtype=object)
+    return columns
 
 
 def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
