@@ -1,21 +1,24 @@
 """What telemetry costs on a run of a million transactions: streaming, Parquet, the report, hive memory.
 
-Run with ``python benchmarks/bench_telemetry.py [--rows 1000000] [--repeat 3]``.
+Run with ``python benchmarks/bench_telemetry.py [--rows 1000000] [--repeat 3] [--memory-rows 1000000]``.
 
 The bars (a 2-core machine): writing a million-transaction run's Parquet under 10 s, rendering its
 report under 10 s, and the hive's memory flat while telemetry streams (about the same RSS after
-100k and after 1M rows). The script builds a synthetic edge report with realistic columns (the
-tests' ``synthetic_report``: 1,000 tx/s for 1,000 s, a template mix, rejections, lost transactions,
-sampled receipts, a feed) and measures:
+100k and after 1M rows). The script builds a synthetic run with realistic columns (the tests'
+``synthetic_report``: 1,000 tx/s for 1,000 s, a template mix, rejections, lost transactions,
+sampled receipts, a feed). An edge's report carries only a digest of its rows, so the rows streamed
+here are the synthetic run's own ``TxLog`` and feed columns (``SyntheticRun.txs`` and
+``feed_columns``: what an edge holds until each row is final). It measures:
 
 1. edge side: ``TransactionCursor.poll`` once per simulated second (rows become final a few seconds
    after they were sent, as on a live edge), plus ``to_ipc_frames`` of each batch, per row;
 2. hive side: decoding the frames and ``ParquetRunWriter.write_frame``, then ``end_run`` and
-   ``close``: the time to get the run's Parquet on disk, and its size;
+   ``close``: the time to get the run's Parquet on disk, and its size (every row is checked to be
+   stored exactly once);
 3. the report: ``render_report`` of that directory (reading the Parquet included), in a fresh
    process so the matplotlib import is counted;
-4. hive memory: in a fresh process, only the hive's part (frames in, Parquet out) for 1M rows,
-   printing RSS after 100k and after 1M rows.
+4. hive memory: in a fresh process, only the hive's part (frames in, Parquet out) for
+   ``--memory-rows`` rows (1M), printing RSS after 100k and after 1M rows.
 
 Each timing is repeated ``--repeat`` times; the median and best are printed. It reports, never gates.
 """
@@ -30,10 +33,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
 
 from pytest_gashammer.telemetry.parquet import ParquetRunWriter, RunInfo, load  # noqa: E402
 from pytest_gashammer.telemetry.stream import (  # noqa: E402
@@ -48,44 +54,13 @@ from tests.unit.test_telemetry_synthetic import SyntheticRun, synthetic_report  
 
 S = 1_000_000_000
 
+#: The hive-memory measurement, in a fresh process so that its RSS is the hive's part alone.
 MEMORY_CHILD = """
-import sys, time
-from pathlib import Path
-from pytest_gashammer.telemetry.parquet import ParquetRunWriter, RunInfo
-from pytest_gashammer.telemetry.stream import ClockMap, TransactionCursor, to_ipc_frames
-from tests.unit.test_telemetry_synthetic import synthetic_report
-
-def rss_mb():
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-directory, total = sys.argv[1], int(sys.argv[2])
-run = synthetic_report(10_000, seed=3)
-report = run.report
-batch = TransactionCursor(report.txs, run_id="memory", edge_id="e0",
-                          clock=ClockMap.local(report.clock_origin_ns, report.wall_origin_ns),
-                          templates=report.templates, sender_addresses=report.sender_addresses,
-                          receipt_stride=run.receipt_stride, feed=report.feed_columns,
-                          phases=run.plan.phases).poll(final=True)
-frames = to_ipc_frames(batch)  # what 10 s of a 1k tx/s edge sends; replayed as the stream
-del run, report, batch
-writer = ParquetRunWriter(directory)
-writer.begin_run(RunInfo.for_plan({"name": "memory", "seed": 1, "target_gas_per_sec": 1e8, "phases": []},
-                                  run_id="memory"))
-print(f"start {rss_mb():.1f}", flush=True)
-rows = 0
-started = time.perf_counter()
-while rows < total:
-    for frame in frames:
-        writer.write_frame("transactions", frame)
-    rows += 10_000
-    if rows in (100_000, 1_000_000) or rows == total:
-        print(f"{rows} {rss_mb():.1f}", flush=True)
-writer.end_run("memory", status="finished")
-writer.close()
-print(f"seconds {time.perf_counter() - started:.2f}", flush=True)
+import sys
+sys.path.insert(0, sys.argv[1])
+from bench_telemetry import hive_memory
+for label, value in hive_memory(sys.argv[2], int(sys.argv[3])):
+    print(label, value, flush=True)
 """
 
 REPORT_CHILD = """
@@ -116,25 +91,32 @@ class GrowingLog:
         return getattr(self._log, name)
 
 
-def stream(run: SyntheticRun, directory: Path) -> dict[str, float]:
-    """One streamed run into ``directory``: edge-side and hive-side seconds."""
+def transaction_cursor(run: SyntheticRun, log: Any, run_id: str) -> TransactionCursor:
+    """The edge's cursor over ``log`` (``run.txs``, or a view of it): the report has no rows, only
+    their digest, so the rows and feed columns are the ones the synthetic edge held."""
     report = run.report
-    clock = ClockMap.local(report.clock_origin_ns, report.wall_origin_ns)
-    log = GrowingLog(report.txs)
-    intended = report.txs.intended_ns
-    cursor = TransactionCursor(
-        log,  # type: ignore[arg-type]
-        run_id="bench",
+    return TransactionCursor(
+        log,
+        run_id=run_id,
         edge_id=report.edge_id,
-        clock=clock,
+        clock=ClockMap.local(report.clock_origin_ns, report.wall_origin_ns),
         templates=report.templates,
         sender_addresses=report.sender_addresses,
         receipt_stride=run.receipt_stride,
-        feed=report.feed_columns,
+        feed=run.feed_columns,
         phases=run.plan.phases,
     )
+
+
+def stream(run: SyntheticRun, directory: Path) -> dict[str, float]:
+    """One streamed run into ``directory``: edge-side and hive-side seconds, frames and the largest."""
+    report = run.report
+    clock = ClockMap.local(report.clock_origin_ns, report.wall_origin_ns)
+    log = GrowingLog(run.txs)
+    intended = run.txs.intended_ns
+    cursor = transaction_cursor(run, log, "bench")
     blocks = BlockCursor(report.blocks, run_id="bench", edge_id=report.edge_id, clock=clock)
-    last = max(report.txs.included_ns) if len(report.txs) else report.clock_origin_ns
+    last = max(run.txs.included_ns) if len(run.txs) else report.clock_origin_ns
     frames: list[tuple[str, bytes]] = []
     # Edge side: a poll every simulated second; the synthetic log is complete, so what a poll emits
     # is what a live edge would emit at that moment (rows older than the grace period).
@@ -174,6 +156,62 @@ def stream(run: SyntheticRun, directory: Path) -> dict[str, float]:
     }
 
 
+def check_stored(directory: Path, rows: int) -> None:
+    """``RuntimeError`` unless the run's Parquet holds each of its ``rows`` transactions exactly once:
+    a figure for writing part of the run would be wrong without saying so."""
+    stored = load(directory, tables=("transactions",), columns={"transactions": ["row"]}).transactions
+    numbers = np.sort(np.asarray(stored.column("row").to_numpy(), dtype=np.int64))
+    if not np.array_equal(numbers, np.arange(rows)):
+        raise RuntimeError(
+            f"the Parquet holds {numbers.size} transaction rows ({np.unique(numbers).size} distinct) "
+            f"of the run's {rows}"
+        )
+
+
+def rss_mb() -> float:
+    """This process's resident set size in MB (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return float("nan")
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def hive_memory(directory: str | Path, total: int, batch_rows: int = 10_000) -> Iterator[tuple[str, str]]:
+    """The hive's part alone: ``total`` transaction rows through a ``ParquetRunWriter``, yielding
+    ``("start", rss)``, ``(rows, rss)`` after 100k, after 1M and at the end, then ``("seconds", s)``.
+
+    The frames are those of a synthetic run of ``batch_rows`` rows (about 10 s of a 1k tx/s edge,
+    made by the edge's cursor from the run's own rows), written again and again as the stream.
+    """
+    run = synthetic_report(batch_rows, seed=3)
+    batch = transaction_cursor(run, run.txs, "memory").poll(final=True)
+    frames = to_ipc_frames(batch) if batch is not None else []
+    if batch is None or batch.num_rows != batch_rows:
+        raise RuntimeError(
+            f"the cursor emitted {0 if batch is None else batch.num_rows} of {batch_rows} rows"
+        )
+    del run, batch
+    writer = ParquetRunWriter(directory)
+    plan = {"name": "memory", "seed": 1, "target_gas_per_sec": 1e8, "phases": []}
+    writer.begin_run(RunInfo.for_plan(plan, run_id="memory"))
+    yield "start", f"{rss_mb():.1f}"
+    rows = 0
+    started = time.perf_counter()
+    while rows < total:
+        for frame in frames:
+            writer.write_frame("transactions", frame)
+        rows += batch_rows
+        if rows in (100_000, 1_000_000) or rows >= total:
+            yield str(rows), f"{rss_mb():.1f}"
+    writer.end_run("memory", status="finished")
+    writer.close()
+    yield "seconds", f"{time.perf_counter() - started:.2f}"
+
+
 def median_best(values: list[float]) -> str:
     return f"median {statistics.median(values):6.2f} s   best {min(values):6.2f} s"
 
@@ -182,6 +220,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--memory-rows",
+        type=int,
+        default=1_000_000,
+        help="rows through the hive in the memory part (1,000,000)",
+    )
     arguments = parser.parse_args()
     repo = Path(__file__).resolve().parent.parent
 
@@ -209,8 +253,7 @@ def main() -> None:
             render.append(float(completed.stdout.strip().splitlines()[-1]))
         directory = workdir / "run0"
         size = sum(path.stat().st_size for path in directory.rglob("*.parquet"))
-        stored = load(directory, tables=("transactions",), columns={"transactions": ["state"]}).transactions
-        assert stored.num_rows == arguments.rows, stored.num_rows
+        check_stored(directory, arguments.rows)
         rows = arguments.rows
         print(f"Parquet of a {rows:,}-transaction run (streamed, {figures['frames']:,} IPC frames, largest "
               f"{figures['max_frame'] / 1024:.0f} KiB):")  # fmt: skip
@@ -224,9 +267,18 @@ def main() -> None:
         print(f"report (fresh process, matplotlib import included): {median_best(render)}   "
               f"({report_size / 1e6:.2f} MB HTML)")  # fmt: skip
 
-        print("\nhive memory while 1,000,000 rows stream through the writer (fresh process):")
+        print(
+            f"\nhive memory while {arguments.memory_rows:,} rows stream through the writer (fresh process):"
+        )
         completed = subprocess.run(
-            [sys.executable, "-c", MEMORY_CHILD, str(workdir / "memory"), "1000000"],
+            [
+                sys.executable,
+                "-c",
+                MEMORY_CHILD,
+                str(Path(__file__).resolve().parent),
+                str(workdir / "memory"),
+                str(arguments.memory_rows),
+            ],
             capture_output=True,
             text=True,
             check=True,
