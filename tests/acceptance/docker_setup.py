@@ -28,6 +28,8 @@ from pytest_gashammer.devnet.images import DockerUnavailable, docker_client
 START_SECONDS = 60.0
 STOP_SECONDS = 20.0
 INSTALL_SECONDS = 900.0
+#: Where Debian's docker.io puts dockerd, looked at when PATH has none (sbin is often off a PATH).
+DOCKERD_PATHS = ("/usr/sbin/dockerd", "/usr/bin/dockerd")
 
 
 class DockerSetupSkipped(Exception):
@@ -61,9 +63,7 @@ class DockerSetup:
             return self._wait()
 
     def _find_or_install(self) -> str:
-        dockerd = shutil.which("dockerd") or next(
-            (path for path in ("/usr/sbin/dockerd", "/usr/bin/dockerd") if os.access(path, os.X_OK)), None
-        )
+        dockerd = _dockerd()
         if dockerd is not None:
             return dockerd
         apt = shutil.which("apt-get")
@@ -79,9 +79,7 @@ class DockerSetup:
             completed = subprocess.run(
                 install, capture_output=True, text=True, env=env, timeout=INSTALL_SECONDS
             )
-        dockerd = shutil.which("dockerd") or (
-            "/usr/sbin/dockerd" if os.access("/usr/sbin/dockerd", os.X_OK) else None
-        )
+        dockerd = _dockerd()
         if completed.returncode != 0 or dockerd is None:
             reason = (completed.stderr or completed.stdout).strip().splitlines()
             raise DockerSetupSkipped(
@@ -136,3 +134,7 @@ class DockerSetup:
                 process.wait(timeout=STOP_SECONDS)
         with contextlib.suppress(OSError):
             self.log_path.unlink()
+
+
+def _dockerd() -> str | None:
+    return shutil.which("dockerd") or next((path for path in DOCKERD_PATHS if os.access(path, os.X_OK)), None)

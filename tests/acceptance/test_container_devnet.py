@@ -134,6 +134,10 @@ def test_a_worker_sees_the_hives_container(devnet, index):
                     "controller": os.getppid()}))
 
 
+def test_fails_on_purpose(devnet):
+    assert devnet.chain_id == 1, "failing on purpose"
+
+
 @pytest.mark.gashammer(gas_per_sec="2M", duration="2s", warmup=0, seed=21, receipts="all")
 def test_a_run_on_every_edge(hammer):
     result = hammer.run()
@@ -151,7 +155,9 @@ def test_under_xdist_the_hive_owns_the_one_container(pytester: pytest.Pytester, 
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-n", "4", "--gashammer-devnet", "container:anvil", timeout=240
     )
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=5, failed=1)
+    # The worker's failing report gets the log of the container the controller owns.
+    assert "gashammer devnet log (container, last lines)" in result.stdout.str()
     seen = [json.loads(path.read_text()) for path in outdir.glob("gw*.json")]
     assert seen
     controller = {entry["controller"] for entry in seen}
@@ -217,6 +223,28 @@ def test_a_sigkilled_pytest_leaves_a_container_the_next_session_sweeps(
             run.wait()
         for container in containers(docker_daemon, **{ownership.LABEL_OWNER_PID: str(run.pid)}):
             container.remove(force=True)
+
+
+ABANDON = """
+from pytest_gashammer.devnet.container import ContainerDevnet, resolve_spec
+
+devnet = ContainerDevnet(resolve_spec("container:anvil")).start()
+print(devnet.node.name, flush=True)
+"""  # exits without close(): the atexit hook removes the container
+
+
+def test_an_interpreter_exit_without_close_removes_the_container(docker_daemon: Any) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", ABANDON],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "GASHAMMER_CACHE_DIR": str(CACHE)},
+        check=True,
+    )
+    name = completed.stdout.strip()
+    assert name.startswith("gashammer-anvil-")
+    assert not [container for container in containers(docker_daemon) if container.name == name]
 
 
 def test_two_nodes_of_one_image_each_on_its_own_ports(docker_daemon: Any, tmp_path: Path) -> None:
