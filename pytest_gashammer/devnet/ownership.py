@@ -192,7 +192,7 @@ def sweep_if_recorded() -> list[str]:
     try:
         from pytest_gashammer.devnet.images import docker_client
 
-        client = docker_client(timeout=20)
+        client = docker_client(timeout=5)
     except Exception as exc:  # a session start must never fail on a leftover
         logger.info("container sweep postponed: %s", exc)
         return []
