@@ -15,9 +15,22 @@ PARQUET = "--gashammer-parquet"
 REPORT = "--gashammer-report"
 PROGRESS = "--gashammer-progress"
 NODE_HISTORY = "--gashammer-node-history"
+CONTAINER_COMMAND = "--gashammer-container-command"
+CONTAINER_READY = "--gashammer-container-ready"
 
 #: The values of ``--gashammer-devnet``: each names a started devnet's ``kind``. The first is the default.
-DEVNET_BACKENDS = ("embedded", "ethereumjs")
+#: ``container`` is written ``container:IMAGE`` (a preset name such as ``anvil``, or an image reference).
+DEVNET_BACKENDS = ("embedded", "ethereumjs", "nitro", "container")
+#: The backends that run their node in a container (devnet/container.py).
+CONTAINER_BACKENDS = ("nitro", "container")
+#: The values of ``--gashammer-container-ready`` (devnet/container.py's READY_MODES).
+CONTAINER_READY_MODES = ("block", "tx", "rpc")
+
+
+def backend_kind(value: str) -> str:
+    """The backend a ``--gashammer-devnet`` value names: ``container:IMAGE`` is ``container``."""
+    return "container" if value.startswith("container:") else value
+
 
 #: The values of ``--gashammer-node-history`` (how much history the embedded anvil keeps); the first
 #: is the default: pruned when the session's longest planned run is long, full otherwise.

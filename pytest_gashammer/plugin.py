@@ -63,9 +63,11 @@ def _non_negative_int(text: str) -> int:
 
 
 def _devnet_backend(text: str) -> str:
-    if text not in options.DEVNET_BACKENDS:
+    kind = options.backend_kind(text)
+    if kind not in options.DEVNET_BACKENDS or text == "container" or text.rstrip() == "container:":
+        choices = ["container:IMAGE" if name == "container" else name for name in options.DEVNET_BACKENDS]
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a devnet backend; use {' or '.join(options.DEVNET_BACKENDS)}"
+            f"{text!r} is not a devnet backend; use {', '.join(choices[:-1])} or {choices[-1]}"
         )
     return text
 
@@ -144,9 +146,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_devnet_backend,
         default=os.environ.get("GASHAMMER_DEVNET", options.DEVNET_BACKENDS[0]),
         metavar="BACKEND",
-        help="the devnet the plugin starts: embedded (anvil shaped like nitro --dev, the default) or "
-        "ethereumjs (the EthereumJS execution client, blocks built every second over the Engine API); "
+        help="the devnet the plugin starts: embedded (anvil shaped like nitro --dev, the default), "
+        "ethereumjs (the EthereumJS execution client, blocks built every second over the Engine API), "
+        "nitro (the pinned offchainlabs/nitro-node image in --dev mode, in Docker) or container:IMAGE "
+        "(a preset such as container:anvil, or any local image with --gashammer-container-command); "
         "env GASHAMMER_DEVNET",
+    )
+    group.addoption(
+        options.CONTAINER_COMMAND,
+        default=os.environ.get("GASHAMMER_CONTAINER_COMMAND"),
+        metavar="ARGS",
+        help="the command of a container:IMAGE devnet, with {rpc_port} where the RPC port goes (also "
+        "{ws_port}, {feed_port}, {auth_port}: each gets a free loopback port); the container uses the host's "
+        "network; env GASHAMMER_CONTAINER_COMMAND",
+    )
+    group.addoption(
+        options.CONTAINER_READY,
+        choices=options.CONTAINER_READY_MODES,
+        default=os.environ.get("GASHAMMER_CONTAINER_READY"),
+        help="when a container devnet is ready: block (eth_chainId answers and a block is produced; the "
+        "default for images without a preset), tx (a self-transfer from the funder is in a block: for "
+        "sequencers that make no empty block) or rpc (eth_chainId answers); env GASHAMMER_CONTAINER_READY",
     )
     group.addoption(
         options.NODE_HISTORY,
@@ -244,13 +264,22 @@ def _check_fault_target(config: pytest.Config, faults: Any) -> None:
 
     external = bool(config.getoption(options.RPC_URL))
     backend = config.getoption(options.DEVNET)
+    node_supports: frozenset[str] | None = None
     if external:
         where = f"{options.RPC_URL} (an external node)"
         has_feed: bool | None = bool(config.getoption(options.FEED_URL))
+    elif options.backend_kind(backend) in options.CONTAINER_BACKENDS:
+        # The plugin runs the container but offers no node controls on it; whether it has a feed
+        # depends on the image (the hive checks again once it runs).
+        where = f"the {backend} devnet"
+        node_supports = frozenset()
+        has_feed = True if backend == "nitro" else None
     else:
         where = f"the {backend} devnet"
         has_feed = backend == "embedded"
-    check_fault_target(faults, where=where, controlled=not external, has_feed=has_feed)
+    check_fault_target(
+        faults, where=where, controlled=not external, node_supports=node_supports, has_feed=has_feed
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

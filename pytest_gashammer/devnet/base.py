@@ -68,8 +68,9 @@ class Devnet(abc.ABC):
     """A chain the plugin can load: endpoints, identity and a funded account.
 
     Backends: :class:`~pytest_gashammer.devnet.embedded.EmbeddedDevnet` (anvil, default),
-    :class:`~pytest_gashammer.devnet.ethereumjs.EthereumJSDevnet` (a real execution client) and
-    :class:`~pytest_gashammer.devnet.external.ExternalDevnet` (any endpoint).
+    :class:`~pytest_gashammer.devnet.ethereumjs.EthereumJSDevnet` (a real execution client),
+    :class:`~pytest_gashammer.devnet.container.ContainerDevnet` (a node in a container: Nitro, any
+    image) and :class:`~pytest_gashammer.devnet.external.ExternalDevnet` (any endpoint).
     """
 
     kind: str = "abstract"
@@ -148,6 +149,11 @@ class Devnet(abc.ABC):
         old blocks' transactions and states, which a test's own queries may run into.
         """
         return []
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The last ``lines`` lines of the node's own log, for a failing test's report; '' when the
+        backend keeps none worth showing (container devnets return the containers' output)."""
+        return ""
 
     def node_control(self) -> NodeControl | None:
         """Pause, restart and mining controls of the node, for node faults; ``None`` when the

@@ -31,11 +31,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: The directory beside the telemetry (``--gashammer-parquet DIR``) where container logs are saved.
+DEVNET_LOGS = "devnet-logs"
+#: Lines of the devnet's log attached to a failing test's report.
+REPORT_LOG_LINES = 60
+
 
 def devnet_options(config: pytest.Config, workdir: Path | None, longest_run: float | None = None) -> Any:
     """The devnet the options ask for; ``longest_run`` (s) is the session's longest planned run."""
     from pytest_gashammer.devnet.factory import DevnetOptions
 
+    parquet = config.getoption(options.PARQUET)
     return DevnetOptions(
         rpc_url=config.getoption(options.RPC_URL),
         ws_url=config.getoption(options.WS_URL),
@@ -48,6 +54,10 @@ def devnet_options(config: pytest.Config, workdir: Path | None, longest_run: flo
         backend=config.getoption(options.DEVNET),
         node_history=config.getoption(options.NODE_HISTORY),
         longest_run=longest_run,
+        container_command=config.getoption(options.CONTAINER_COMMAND),
+        container_ready=config.getoption(options.CONTAINER_READY),
+        # Container logs go beside the telemetry when it is kept; else into the devnet's workdir.
+        log_dir=Path(parquet) / DEVNET_LOGS if parquet else None,
     )
 
 
@@ -186,6 +196,41 @@ class HiveSession:
             )
             self._isolated_hive = LocalHive(self._isolated_devnet)
         return self._isolated_hive
+
+    def _own_devnets(self) -> list[Any]:
+        """The devnets this process started (the controller's shared one, the local and isolated ones)."""
+        owned = [self._devnet, self._isolated_devnet]
+        if self.controller is not None:
+            owned.append(self.controller.devnet)
+        return [devnet for devnet in owned if devnet is not None]
+
+    # -- session hooks --------------------------------------------------------------------------
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Remove containers an earlier pytest left when it was killed (a record says so; cheap otherwise)."""
+        if self.mode == "worker":
+            return  # the controller owns the session's containers and sweeps for it
+        from pytest_gashammer.devnet.ownership import sweep_if_recorded
+
+        removed = sweep_if_recorded()
+        if removed:
+            logger.warning("removed containers left by a pytest that was killed: %s", ", ".join(removed))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A failing test's report gets the last lines of the devnet's log, where this process owns it.
+
+        Runs where the devnet lives: in a plain session for its own tests, in the xdist controller
+        for the reports its workers send (before the terminal and junitxml read them).
+        """
+        if not report.failed or self.mode == "worker":
+            return
+        for devnet in self._own_devnets():
+            try:
+                tail = devnet.log_tail(REPORT_LOG_LINES)
+            except Exception as exc:  # a report must not fail on the log's way
+                tail = f"(the devnet's log could not be read: {exc})"
+            if tail:
+                report.sections.append((f"gashammer devnet log ({devnet.kind}, last lines)", tail))
 
     # -- xdist hooks (the controller side) ------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,3 +144,30 @@ def node_outlives_a_sigkilled_pytest(pytester: pytest.Pytester, source: str, pre
             run.wait()
         if pid is not None and process_state(pid) not in ("", "Z"):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def docker_daemon() -> Iterator[Any]:
+    """A client of an answering Docker daemon: the running one, or one this session installs and
+    starts as root (stopped at the end); the test skips, saying why, where neither can be had."""
+    from tests.acceptance.docker_setup import DockerSetup, DockerSetupSkipped
+
+    setup = DockerSetup()
+    try:
+        client = setup.start()
+    except DockerSetupSkipped as exc:
+        pytest.skip(str(exc))
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+        setup.stop()
+
+
+@pytest.fixture(scope="session")
+def anvil_image(docker_daemon: Any) -> str:
+    """The plugin's locally built anvil image (built once; later sessions find it current)."""
+    from pytest_gashammer.devnet.images import ensure_anvil_image
+
+    return ensure_anvil_image(docker_daemon)

@@ -256,3 +256,33 @@ def test_anvil_that_cannot_be_found(pytester: pytest.Pytester) -> None:
         ["*anvil at '/nonexistent/anvil' (--gashammer-anvil / GASHAMMER_ANVIL) is not an executable file*"]
     )
     assert_clean_error(result.stdout.str())
+
+
+def test_a_container_backend_without_a_docker_daemon_is_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_inner="def test_uses_the_devnet(devnet):\n    pass\n")
+    socket_path = pytester.path / "no-docker.sock"
+    pytester._monkeypatch.setenv("DOCKER_HOST", f"unix://{socket_path}")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gashammer-devnet", "nitro", "-rE")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [f"*no Docker daemon answers at unix://{socket_path} (*); start one as root with `dockerd &`*"]
+    )
+    assert_clean_error(result.stdout.str())
+
+
+def test_node_faults_on_a_container_devnet_fail_at_collection(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_inner="""
+        import pytest
+
+        @pytest.mark.gashammer(gas_per_sec="2M", faults=[{"kind": "node.pause", "at": "1s", "duration": "1s"}])
+        def test_paused(hammer):
+            hammer.run()
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gashammer-devnet", "nitro", "-rE")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*faults[[]0[]] node.pause: the nitro devnet cannot pause its node (it offers: none)*"]
+    )
+    assert_clean_error(result.stdout.str())

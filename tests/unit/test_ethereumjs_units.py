@@ -254,17 +254,23 @@ def test_an_unreachable_engine_is_a_call_error() -> None:
 def test_the_devnet_option_accepts_each_backend_and_defaults_to_embedded() -> None:
     assert options.DEVNET_BACKENDS[0] == "embedded"
     for backend in options.DEVNET_BACKENDS:
-        assert _devnet_backend(backend) == backend
+        value = "container:anvil" if backend == "container" else backend
+        assert _devnet_backend(value) == value
 
 
 def test_an_unknown_backend_is_one_line_naming_the_choices() -> None:
     with pytest.raises(argparse.ArgumentTypeError) as info:
         _devnet_backend("geth")
-    assert str(info.value) == "'geth' is not a devnet backend; use embedded or ethereumjs"
+    assert str(info.value) == (
+        "'geth' is not a devnet backend; use embedded, ethereumjs, nitro or container:IMAGE"
+    )
 
 
 def test_the_factory_refuses_an_unknown_backend_and_a_local_node_with_an_endpoint() -> None:
-    with pytest.raises(DevnetError, match="'reth' is not a devnet backend; use one of embedded, ethereumjs"):
+    with pytest.raises(
+        DevnetError,
+        match="'reth' is not a devnet backend; use one of embedded, ethereumjs, nitro, container:IMAGE",
+    ):
         open_devnet(DevnetOptions(backend="reth"))
     with pytest.raises(DevnetError) as info:
         open_devnet(DevnetOptions(backend="ethereumjs", rpc_url="http://127.0.0.1:1", funder_key="0x01"))
