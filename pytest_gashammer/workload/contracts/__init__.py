@@ -39,9 +39,9 @@ class Artifact:
             ) from None
 
 
-def source_files() -> dict[str, str]:
-    """Every Solidity source shipped with the package: file name → text."""
-    folder = resources.files(__name__)
+def source_files(package: str = __name__) -> dict[str, str]:
+    """Every Solidity source shipped with ``package`` (by default this one): file name → text."""
+    folder = resources.files(package)
     return {
         entry.name: entry.read_text(encoding="utf-8")
         for entry in sorted(folder.iterdir(), key=lambda item: item.name)

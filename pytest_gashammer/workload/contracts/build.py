@@ -1,7 +1,11 @@
-"""Regenerate (or check) ``artifacts.json`` from the Solidity sources with the pinned solc.
+"""Regenerate (or check) each ``artifacts.json`` from its Solidity sources with the pinned solc.
 
-    python -m pytest_gashammer.workload.contracts.build           # rewrite artifacts.json
-    python -m pytest_gashammer.workload.contracts.build --check   # exit 1 if it is out of date
+    python -m pytest_gashammer.workload.contracts.build           # rewrite every artifacts.json
+    python -m pytest_gashammer.workload.contracts.build --check   # exit 1 if one is out of date
+
+Two packages ship Solidity (:data:`PACKAGES`): the templates' contracts (this one) and the L1's
+rollup stand-in (``pytest_gashammer.l1.solidity``), each with its sources and its own
+``artifacts.json``; one build keeps both on the same compiler and settings.
 
 Needs Node.js and npm: the pinned ``solc`` npm package is installed into the user cache on first
 use (see :mod:`pytest_gashammer.devnet.solc`). The settings are fixed and the metadata hash is
@@ -13,11 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pytest_gashammer.devnet.solc import NPM_PACKAGE, SOLC_VERSION, compile_sources
 from pytest_gashammer.workload.contracts import ARTIFACTS_FILE, source_digest, source_files
+
+#: Every package of ours that ships Solidity sources next to the ``artifacts.json`` made of them.
+PACKAGES = ("pytest_gashammer.workload.contracts", "pytest_gashammer.l1.solidity")
 
 SETTINGS: dict[str, Any] = {
     "optimizer": {"enabled": True, "runs": 200},
@@ -29,9 +37,9 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-def compile_artifacts(*, install: bool = True) -> dict[str, Any]:
-    """Compile every shipped source; the document ``artifacts.json`` holds."""
-    sources = source_files()
+def compile_artifacts(*, install: bool = True, package: str = PACKAGES[0]) -> dict[str, Any]:
+    """Compile the sources of ``package``; the document its ``artifacts.json`` holds."""
+    sources = source_files(package)
     output = compile_sources(sources, SETTINGS, version=SOLC_VERSION, install=install)
     contracts: dict[str, Any] = {}
     for source_name in sorted(output.get("contracts", {})):
@@ -60,8 +68,8 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-def artifacts_path() -> Path:
-    return Path(__file__).with_name(ARTIFACTS_FILE)
+def artifacts_path(package: str = PACKAGES[0]) -> Path:
+    return Path(str(resources.files(package).joinpath(ARTIFACTS_FILE)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,24 +80,26 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="do not write; exit 1 if artifacts.json is stale"
     )
     args = parser.parse_args(argv)
-    text = render(compile_artifacts())
-    path = artifacts_path()
-    current = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if args.check:
-        if current != text:
-            print(
-                f"{path} is out of date; run python -m pytest_gashammer.workload.contracts.build",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{path} is up to date (solc {SOLC_VERSION})")
-        return 0
-    if current == text:
-        print(f"{path} unchanged (solc {SOLC_VERSION})")
-    else:
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote {path} (solc {SOLC_VERSION})")
-    return 0
+    stale = 0
+    for package in PACKAGES:
+        text = render(compile_artifacts(package=package))
+        path = artifacts_path(package)
+        current = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if args.check:
+            if current != text:
+                print(
+                    f"{path} is out of date; run python -m pytest_gashammer.workload.contracts.build",
+                    file=sys.stderr,
+                )
+                stale += 1
+            else:
+                print(f"{path} is up to date (solc {SOLC_VERSION})")
+        elif current == text:
+            print(f"{path} unchanged (solc {SOLC_VERSION})")
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path} (solc {SOLC_VERSION})")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":
