@@ -1,2 +1,8 @@
-"""The rollup's L1 side: the Nitro contracts a devnet deploys on its L1, the batch poster that feeds
-them, and (later) the batch codec and the L1 monitor. Imports only ``chain`` and below."""
+"""The L1 side of a Nitro rollup: what the sequencer posts to its parent chain, and where.
+
+``batch.py`` is the sequencer batch codec (the ``data`` of ``addSequencerL2BatchFromOrigin``);
+``contracts.py`` deploys the real Bridge and SequencerInbox (and a rollup stand-in) on an L1 anvil;
+``poster.py`` posts L2 blocks to them. The L1 monitor comes later. This package sits beside ``feed``
+in the layers and imports only ``chain``, ``results``, ``errors`` and ``vocabulary``; its modules are
+imported where they are used, so importing the package costs nothing.
+"""
