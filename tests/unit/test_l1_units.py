@@ -1,4 +1,4 @@
-"""The L1 side's pure parts: the ABI codec, CREATE addresses, revert reasons, batch sizing, artifacts."""
+"""The L1 side's pure parts: the ABI helpers, CREATE addresses, revert reasons, batch sizing, artifacts."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import eth_abi
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from pytest_gashammer.devnet.nitro_contracts import ENV_VAR, find_nitro_contracts
 from pytest_gashammer.l1 import abi
@@ -25,53 +22,59 @@ from pytest_gashammer.l1.contracts import (
 from pytest_gashammer.l1.poster import BatchPoster, fit_to_size
 from pytest_gashammer.l1.sender import L1Error, create_address
 
+ADDRESS = "0x6ac7ea33f8831ea9dcc53393aaa88b25a785dbf0"
 GLOBAL_STATE = "((bytes32[2],uint64[2]),uint8,bytes32)"
-CASES: list[tuple[list[str], list[Any]]] = [
-    (["uint256"], [2**256 - 1]),
-    (["uint64", "bool", "address"], [7, True, "0x" + "ab" * 20]),
-    (["int256", "int8"], [-1, -128]),
-    (["bytes32", "bytes1"], [b"\x11" * 32, b"\x02"]),
-    (["bytes"], [b""]),
-    (["bytes", "uint256", "bytes"], [b"\x00\x3b", 5, bytes(range(70))]),
-    (["string"], ["Global state:"]),
-    (["(uint256,uint256,uint256,uint256)", "(uint64,uint64,uint64)"], [(5760, 64, 86400, 3600), (0, 0, 0)]),
-    ([GLOBAL_STATE], [(([b"\x01" * 32, b"\x02" * 32], [9, 0]), 1, bytes(32))]),
+#: (types, values, what decoding their encoding gives back: fixed arrays come back as tuples).
+ROUND_TRIPS: list[tuple[list[str], list[Any], list[Any]]] = [
+    (["uint256", "int8", "bool"], [2**256 - 1, -128, True], [2**256 - 1, -128, True]),
+    (["address"], [ADDRESS.upper().replace("0X", "0x")], [ADDRESS]),
+    (["bytes32", "bytes1"], ["0x" + "11" * 32, b"\x02"], [b"\x11" * 32, b"\x02"]),
+    (["bytes", "uint256", "bytes"], [b"\x00\x3b", 5, "0x" + "ab" * 70], [b"\x00\x3b", 5, b"\xab" * 70]),
+    (["string"], ["Global state:"], ["Global state:"]),
     (
-        ["uint256", "bytes", "uint256", "address", "uint256", "uint256"],
-        [3, b"\x00\x3b", 0, "0x" + "00" * 20, 4, 9],
+        [GLOBAL_STATE],
+        [(([b"\x01" * 32, "0x" + "02" * 32], [9, 0]), 1, bytes(32))],
+        [(((b"\x01" * 32, b"\x02" * 32), (9, 0)), 1, bytes(32))],
     ),
 ]
 
 
-@pytest.mark.parametrize(("types", "values"), CASES)
-def test_encoding_is_what_eth_abi_makes(types: list[str], values: list[Any]) -> None:
-    assert abi.encode(types, values) == eth_abi.encode(types, values)
+@pytest.mark.parametrize(("types", "values", "decoded"), ROUND_TRIPS)
+def test_values_survive_encoding_and_decoding(
+    types: list[str], values: list[Any], decoded: list[Any]
+) -> None:
+    assert abi.decode(types, abi.encode(types, values)) == decoded
 
 
-@pytest.mark.parametrize(("types", "values"), CASES)
-def test_decoding_gives_the_values_back(types: list[str], values: list[Any]) -> None:
-    decoded = abi.decode(types, abi.encode(types, values))
-    assert abi.encode(types, decoded) == abi.encode(types, values)
-
-
-@given(st.binary(max_size=300), st.integers(0, 2**256 - 1), st.binary(min_size=20, max_size=20))
-def test_bytes_and_words_encode_like_eth_abi(data: bytes, number: int, address: bytes) -> None:
-    types = ["uint256", "bytes", "address", "bytes"]
-    values = [number, data, address, data[::-1]]
-    assert abi.encode(types, values) == eth_abi.encode(types, values)
-    assert abi.decode(types, abi.encode(types, values))[:2] == [number, data]
+def test_calldata_is_the_selector_then_the_words() -> None:
+    # transfer(address,uint256) is ERC-20's; a9059cbb is its published selector.
+    expected = "a9059cbb" + "00" * 12 + ADDRESS[2:] + (1000).to_bytes(32, "big").hex()
+    assert abi.call_data("transfer(address,uint256)", ADDRESS, 1000).hex() == expected
+    # A dynamic argument sits behind an offset: here the second word points at byte 0x40.
+    data = abi.call_data("f(uint8,bytes)", 1, b"\xff")
+    assert (
+        data[4:].hex()
+        == (
+            (1).to_bytes(32, "big")
+            + (0x40).to_bytes(32, "big")
+            + (1).to_bytes(32, "big")
+            + b"\xff"
+            + bytes(31)
+        ).hex()
+    )
 
 
 @pytest.mark.parametrize(
     ("types", "values", "message"),
     [
-        (["uint256[]"], [[1]], "unsupported dynamic ABI type"),
-        (["uint8"], [256], "out of range"),
-        (["uint256"], [True], "out of range"),
+        (["uint8"], [256], "256"),
+        (["uint256"], [True], "True"),
         (["address"], ["0x1234"], "not 20 bytes"),
-        (["bool"], [1], "expected True or False"),
-        (["(uint256,uint256)"], [(1,)], "expected 2 values"),
+        (["bytes32"], ["0xzz"], "not hex"),
+        (["bool"], [1], "BooleanEncoder"),
+        (["(uint256,uint256)"], [(1,)], "TupleEncoder"),
         (["uint256", "uint256"], [1], "expected 2 values"),
+        (["uint7"], [1], "uint7"),
     ],
 )
 def test_values_that_do_not_fit_their_type_are_refused(
@@ -79,6 +82,11 @@ def test_values_that_do_not_fit_their_type_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         abi.encode(types, values)
+
+
+def test_short_data_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        abi.decode(["uint256"], b"\x01")
 
 
 def test_selectors_and_topics_are_the_published_ones() -> None:
@@ -94,9 +102,24 @@ def test_selectors_and_topics_are_the_published_ones() -> None:
         "fc42829b29c259a7370ab56c8f69fce23b5f351a9ce151da453281993ec0090c"
     )
     assert abi.signature_types(ADD_BATCH) == ["uint256", "bytes", "uint256", "address", "uint256", "uint256"]
+    assert abi.signature_types("batchCount()") == []
     assert abi.split_types("(a,(b,c)),d[2]") == ["(a,(b,c))", "d[2]"]
-    with pytest.raises(ValueError, match="unbalanced"):
+    with pytest.raises(ValueError, match="not a list of ABI types"):
         abi.split_types("(a,b")
+    with pytest.raises(ValueError, match="not a signature"):
+        abi.signature_types("batchCount")
+
+
+def test_signatures_come_from_abi_json_entries() -> None:
+    entry = {
+        "type": "function",
+        "name": "createAssertion",
+        "inputs": [
+            {"type": "tuple[2]", "components": [{"type": "bytes32"}, {"type": "uint64"}]},
+            {"type": "address"},
+        ],
+    }
+    assert abi.canonical_signature(entry) == "createAssertion((bytes32,uint64)[2],address)"
 
 
 def test_the_stand_in_declares_the_real_event_signatures_and_selectors() -> None:
