@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 import rlp as pyrlp
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_gashammer.chain import rlp
@@ -87,11 +87,14 @@ def test_decode_uint_reads_every_uint64(value: int) -> None:
 
 @FAST
 @given(st.binary(max_size=12))
+@example(b"\xc0")
 def test_decode_uint_accepts_what_the_reference_integer_sedes_accepts(data: bytes) -> None:
     try:
         expected: int | None = pyrlp.decode(data, sedes=pyrlp.sedes.big_endian_int, strict=True)
     except Exception:
         expected = None
+    if data[:1] >= b"\xc0":
+        expected = None  # a list is no integer (Go's rlp refuses it; pyrlp reads the empty list as 0)
     if expected is not None and expected < 2**64:
         assert rlp.decode_uint(data) == expected
     else:
