@@ -213,6 +213,94 @@ FAULT_LOST_LOOKBACK_S = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
+class L1Batch:
+    """One sequencer batch delivered on the L1 while the run was watched.
+
+    ``first_l2_block``/``last_l2_block`` are the L2 blocks its messages are (``None`` when its data
+    could not be decoded: ``decode_error`` says why); ``seen_at`` is the run-clock second the monitor
+    first saw its ``SequencerBatchDelivered`` log; ``lag_max_s`` the longest batch-posting lag of
+    the run's L2 blocks it carried (``nan`` when it carried none of them).
+    """
+
+    sequence_number: int
+    l1_block: int
+    l1_tx: str
+    before_acc: str
+    after_acc: str
+    delayed_messages_read: int
+    data_bytes: int
+    l1_gas: int
+    first_l2_block: int | None
+    last_l2_block: int | None
+    l2_transactions: int
+    seen_at: float
+    lag_max_s: float = math.nan
+    decode_error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class L1Assertion:
+    """One assertion on the rollup seen while the run was watched, and its confirmation.
+
+    Times are run-clock seconds the monitor first saw the ``AssertionCreated`` /
+    ``AssertionConfirmed`` log; ``confirmed_at`` is ``None`` while unconfirmed.
+    """
+
+    assertion_hash: str
+    parent_hash: str
+    #: Batches the assertion read: it covers batches ``0 .. inbox_position - 1``.
+    inbox_position: int
+    l2_block_hash: str
+    created_l1_block: int
+    created_at: float
+    confirmed_l1_block: int | None = None
+    confirmed_at: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class L1Figures:
+    """What the L1 monitor saw of the run (``RunResult.l1``): batches, lags, costs, assertions.
+
+    ``batch_lag`` is, per L2 block of the run, the seconds from the block's first sighting on the
+    L2 to its batch's first sighting on the L1. ``assertion_lag``: per batch of the run, from its
+    sighting to the first assertion covering it; ``confirmation_lag``: per assertion, from creation
+    to confirmation. Per-batch and per-transaction means cover the batches that carried the run's
+    blocks. ``batch_rows`` and ``assertion_rows`` are the detail (stored as the ``batches`` and
+    ``assertions`` Parquet tables).
+    """
+
+    l1_rpc_url: str
+    sequencer_inbox: str
+    rollup: str | None
+    batches: int
+    blocks_of_run: int
+    blocks_posted: int
+    batch_lag: LatencyStats
+    bytes_per_batch: float
+    l1_gas_per_batch: float
+    bytes_per_l2_tx: float
+    l1_gas_per_l2_tx: float
+    assertions: int
+    confirmations: int
+    assertion_lag: LatencyStats
+    confirmation_lag: LatencyStats
+    batch_rows: list[L1Batch] = dataclasses.field(default_factory=list)
+    assertion_rows: list[L1Assertion] = dataclasses.field(default_factory=list)
+    #: What kept the monitor from seeing everything (an L1 that stopped answering, batch data it could
+    #: not fetch): each makes the L1 invariants it touches inconclusive.
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> L1Figures:
+        fields = dict(data)
+        for name in ("batch_lag", "assertion_lag", "confirmation_lag"):
+            fields[name] = LatencyStats(**fields[name])
+        fields["batch_rows"] = [L1Batch(**row) for row in fields.get("batch_rows") or ()]
+        fields["assertion_rows"] = [L1Assertion(**row) for row in fields.get("assertion_rows") or ()]
+        return cls(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
 class RunResult:
     """The outcome of one ``hammer.run()``. Rates are sustain-phase averages in gas per second."""
 
@@ -258,6 +346,8 @@ class RunResult:
     rejections: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: The faults of the marker's ``faults=`` timeline, in the marker's order (empty without faults).
     faults: list[FaultImpact] = dataclasses.field(default_factory=list)
+    #: What the L1 monitor saw (batches, lags, assertions); ``None`` when the target has no L1.
+    l1: L1Figures | None = None
 
     def fault(self, kind: str) -> FaultImpact:
         """The first fault of ``kind`` (e.g. ``"node.pause"``)."""
@@ -317,6 +407,7 @@ class RunResult:
         fields["verdicts"] = [Verdict(**verdict) for verdict in fields["verdicts"]]
         fields["edges"] = [EdgeSummary(**edge) for edge in fields["edges"]]
         fields["faults"] = [FaultImpact(**impact) for impact in fields.get("faults") or ()]
+        fields["l1"] = L1Figures.from_dict(fields["l1"]) if fields.get("l1") else None
         return cls(**fields)
 
 
@@ -380,6 +471,8 @@ class Figure:
         """``value`` as the summary carries it: plain data, a copy of anything mutable."""
         if self.kind == "latency":
             return value.as_dict()
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
         if isinstance(value, dict):
             return dict(value)
         if isinstance(value, list):
@@ -475,6 +568,14 @@ RUN_FIGURES: tuple[Figure, ...] = (
         "the faults of the marker's timeline: kind, params, begin and end, included gas rate and "
         "inclusion p99 before / during / after, recovery, delayed and lost transactions",
         missing=[],
+    ),
+    Figure(
+        "l1",
+        "json",
+        "",
+        "what the L1 monitor saw: batches, batch-posting lag per L2 block, bytes and L1 gas per batch "
+        "and per L2 transaction, assertion and confirmation lags, per-batch and per-assertion rows "
+        "(None without an L1)",
     ),
 )
 

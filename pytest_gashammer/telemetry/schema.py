@@ -51,7 +51,7 @@ __all__ = [
     "schema_version_of",
 ]
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 """``MAJOR.MINOR`` of the tables below; see the module docstring for the policy."""
 
 _METADATA_KEY = b"gashammer.schema_version"
