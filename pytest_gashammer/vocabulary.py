@@ -52,6 +52,28 @@ INVARIANT_NAMES: tuple[str, ...] = (
     FEED_MATCHES_CHAIN,
     ACCEPTANCE,
 )
+# ----------------------------------------------------------------------------------------------
+# L1 invariants: what the L1 monitor checks when the target has an L1 (``oracle/l1.py``), in the
+# order their verdicts are reported, after the invariants above
+
+#: Batch sequence numbers are contiguous: none missing, none twice.
+BATCH_SEQUENCE = "batch_sequence"
+#: Each batch's ``beforeAcc`` is the previous batch's ``afterAcc``.
+BATCH_ACCUMULATORS = "batch_accumulators"
+#: Every L2 block of the run was posted in a batch before the monitor stopped waiting.
+BLOCKS_POSTED = "blocks_posted"
+#: The decoded batches hold the L2 blocks: the same transactions, in the same order.
+BATCH_CONTENTS = "batch_contents"
+#: Assertions are confirmed in order, and the confirmed position never goes backwards.
+CONFIRMATIONS = "confirmations"
+L1_INVARIANT_NAMES: tuple[str, ...] = (
+    BATCH_SEQUENCE,
+    BATCH_ACCUMULATORS,
+    BLOCKS_POSTED,
+    BATCH_CONTENTS,
+    CONFIRMATIONS,
+)
+
 #: The transaction invariants of the first release.
 BASIC_INVARIANT_NAMES: tuple[str, ...] = (INCLUSION, NO_DUPLICATE_INCLUSION, NONCE_CONTIGUITY, RECEIPT_STATUS)
 
