@@ -64,6 +64,25 @@ class Funder:
         return f"Funder(address={self.address!r}, key='0x…')"
 
 
+class IncidentLog:
+    """The incidents of a devnet's parts in the order the devnet first read them: append-only, so a run
+    takes what came after its own start by count (each part's list only grows)."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._taken: dict[str, int] = {}
+
+    def read(self, **parts: list[str]) -> list[str]:
+        """Take in what each named part added since the last read; all lines so far, oldest first."""
+        for name, lines in parts.items():
+            taken = self._taken.get(name, 0)
+            if len(lines) < taken:  # the part was replaced (a restarted node's new watch): all new
+                taken = 0
+            self._lines.extend(lines[taken:])
+            self._taken[name] = len(lines)
+        return list(self._lines)
+
+
 class Devnet(abc.ABC):
     """A chain the plugin can load: endpoints, identity and a funded account.
 

@@ -52,6 +52,7 @@ from pytest_gashammer.devnet.base import (
     NITRO_DEV_KEY,
     Devnet,
     Funder,
+    IncidentLog,
     free_port,
 )
 from pytest_gashammer.errors import DevnetError
@@ -655,6 +656,7 @@ class ContainerDevnet(Devnet):
         self._funder = _funder_of(spec.funder_key)
         self._relay: Any = None
         self._pool_watch: Any = None
+        self._incident_log = IncidentLog()
         self._chain_id: int | None = None
         #: Where close() saved each container's whole log.
         self.saved_logs: list[Path] = []
@@ -744,7 +746,10 @@ class ContainerDevnet(Devnet):
         return group.nodes
 
     def incidents(self) -> list[str]:
-        return list(self._pool_watch.incidents) if self._pool_watch is not None else []
+        return self._incident_log.read(
+            pool=self._pool_watch.incidents if self._pool_watch is not None else [],
+            relay=self._relay.incidents() if self._relay is not None else [],
+        )
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         groups = [group for group in (self._nodes, *self._extra) if group is not None]

@@ -34,6 +34,7 @@ from pytest_gashammer.devnet.base import (
     NITRO_DEV_KEY,
     Devnet,
     Funder,
+    IncidentLog,
     free_port,
 )
 from pytest_gashammer.devnet.consensus import next_tick
@@ -86,6 +87,7 @@ class EmbeddedDevnet(Devnet):
         self._relay: Any = None
         self._with_pool_watch = pool_watch
         self._pool_watch: PoolWatch | None = None
+        self._incident_log = IncidentLog()
         self.history = history
 
     # -- identity -------------------------------------------------------------------------------
@@ -240,7 +242,10 @@ class EmbeddedDevnet(Devnet):
         return anvil_version(self.anvil_binary).replace("anvil Version:", "anvil").strip()
 
     def incidents(self) -> list[str]:
-        return list(self._pool_watch.incidents) if self._pool_watch is not None else []
+        return self._incident_log.read(
+            pool=self._pool_watch.incidents if self._pool_watch is not None else [],
+            relay=self._relay.incidents() if self._relay is not None else [],
+        )
 
     def notes(self) -> list[str]:
         # Only a pruned history is worth a line on every run: it changes what the node can answer

@@ -149,7 +149,15 @@ class FeedLink:
         against the chain."""
         if self.task is None:
             return
-        await self._catch_up(included, seen)
+        waited = time.monotonic()
+        if not await self._catch_up(included, seen):
+            reach = self.feed_reach()
+            carried = "no block" if reach is None else f"blocks up to {reach}"
+            notes.append(
+                f"feed check: the feed had carried {carried} and the chain was at block {seen[-1][1][0]} "
+                f"when the edge stopped waiting for it ({time.monotonic() - waited:.1f} s): the blocks "
+                "after the feed's last message are checked without it"
+            )
         self.stop_event.set()
         try:
             await asyncio.wait_for(self.task, 5.0)
@@ -167,11 +175,11 @@ class FeedLink:
                 f"feed check: {self.blocks_seen_again} block number(s) seen more than once, checked once"
             )
 
-    async def _catch_up(self, included: int, seen: deque[SeenBlock]) -> None:
+    async def _catch_up(self, included: int, seen: deque[SeenBlock]) -> bool:
         """Wait until the feed carried the last block seen (when it cannot tell, the ``included``
         transactions), while the feed makes progress: at most :data:`CATCH_UP_SECONDS`, and
         :data:`CATCH_UP_SILENCE_SECONDS` after its sequence number last moved on (repeats are no
-        progress)."""
+        progress). ``False`` when it stopped waiting short of that."""
         correlator = self.correlator
         now = time.monotonic()
         deadline, quiet_since, heard = now + CATCH_UP_SECONDS, now, self.client.last_sequence
@@ -179,10 +187,11 @@ class FeedLink:
             self.calibrate(seen)
             reach = self.feed_reach()
             if reach is not None and reach >= seen[-1][1][0]:
-                return
+                return True
             if reach is None and correlator.matched >= included:
-                return
+                return True
             await asyncio.sleep(0.05)
             now = time.monotonic()
             if self.client.last_sequence != heard:
                 quiet_since, heard = now, self.client.last_sequence
+        return not seen

@@ -37,7 +37,10 @@ its keccak equals the transaction hash and asking the node for the raw bytes
 transaction to serve full transaction objects and about 300 µs per ``eth_getRawTransactionByHash``, so
 a submitter in the same process can hand the relay the bytes it sent (:meth:`FeedRelay.prime`) and
 spare the node that work; primed bytes are used only for hashes the block lists, so the feed still
-carries exactly the chain's transactions.
+carries exactly the chain's transactions. An overloaded anvil sometimes serves a new block before it
+answers for its transactions: the relay asks again, holding the block back, for up to
+:data:`RAW_RETRY_SECONDS`, and only then sends it without the ones it could not get, saying so in
+:meth:`FeedRelay.incidents` (which the devnet's incidents, and so the run's notes, carry).
 
 The relay runs in a daemon thread with its own event loop so that synchronous fixtures can own it:
 ``start()`` returns once the socket listens; ``stop()`` is idempotent
@@ -127,6 +130,11 @@ class RelayStats:
     clients_behind_backlog: int = 0
     frames_sent: int = 0
     frames_dropped: int = 0
+    #: Blocks relayed again because the node gave no raw bytes for some of their transactions yet.
+    raw_retries: int = 0
+    #: Transactions left out of the feed: the node gave no raw bytes for them within
+    #: :data:`RAW_RETRY_SECONDS` (each is also an :attr:`FeedRelay.incidents` line).
+    skipped_transactions: int = 0
     first_sequence: int | None = None
     head_sequence: int | None = None
     backlog_messages: int = 0
@@ -221,6 +229,11 @@ BACKLOG_BYTES = 32 * 1024 * 1024
 #: measured after a 3 s downtime), which feed latency would blame on the node. A refused
 #: connection costs nothing; a stopped node holds each request until its timeout.
 FOLLOW_RETRY_MAX = 0.25
+#: How long the relay keeps asking the node for the raw bytes of a block's transactions before it
+#: relays the block without the ones it could not get. An overloaded node answers some of these
+#: requests late or empty; a feed message sent without them would tell every client that the
+#: sequencer left them out, so the relay waits (the block's messages come late instead).
+RAW_RETRY_SECONDS = 10.0
 #: Primed raw transactions waiting for their block at most (oldest dropped first): what a few tens
 #: of seconds of load leave unconsumed when their blocks come late or never.
 PRIME_LIMIT = 100_000
@@ -288,6 +301,11 @@ class FeedRelay(LoopServer):
         self._new_message: asyncio.Event | None = None
         self._connections: set[Any] = set()
         self._sequence_cond = threading.Condition()
+        self.raw_retry_seconds = RAW_RETRY_SECONDS
+        #: (block number, monotonic time of its first incomplete attempt, the raw bytes got so far)
+        #: while a block waits for the rest of its raw bytes.
+        self._raw_retry: tuple[int, float, dict[str, bytes]] | None = None
+        self._incidents: list[str] = []
 
     # -- host-facing API ------------------------------------------------------------------------
     @property
@@ -305,6 +323,10 @@ class FeedRelay(LoopServer):
         stats = dataclasses.replace(self._stats, errors=dict(self._stats.errors))
         stats.clients = len(self._connections)
         return stats
+
+    def incidents(self) -> list[str]:
+        """What the relay had to leave out of the feed, one line each (empty on a healthy run)."""
+        return list(self._incidents)
 
     @property
     def head_sequence(self) -> int | None:
@@ -455,7 +477,8 @@ class FeedRelay(LoopServer):
                         if not isinstance(block, dict):
                             break  # not served yet: retry from here on the next poll
                         observed = time.monotonic_ns()
-                        await self._relay_block(rpc, block, observed)
+                        if not await self._relay_block(rpc, block, observed):
+                            break  # raw bytes still missing: this block again, after a pause
                         next_block += 1
                     else:
                         continue
@@ -480,15 +503,38 @@ class FeedRelay(LoopServer):
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stop_event.wait(), timeout=seconds)
 
-    async def _relay_block(self, rpc: Any, block: dict[str, Any], observed_ns: int) -> None:
+    async def _relay_block(self, rpc: Any, block: dict[str, Any], observed_ns: int) -> bool:
+        """Relay one block; ``False`` (nothing relayed) while some of its raw bytes are still missing
+        and :attr:`raw_retry_seconds` have not passed since the first attempt."""
         number = int(block["number"], 16)
         block_hash = str(block["hash"]).lower()
+        hashes = [str(h).lower() for h in block.get("transactions") or ()]
+        retry = self._raw_retry
+        found = retry[2] if retry is not None and retry[0] == number else {}
+        wanted = [tx_hash for tx_hash in hashes if tx_hash not in found]
+        for tx_hash, raw in zip(wanted, await self._raw_transactions(rpc, block_hash, wanted), strict=True):
+            if raw is not None:
+                found[tx_hash] = raw
+        absent = [tx_hash for tx_hash in hashes if tx_hash not in found]
+        if absent:
+            now = time.monotonic()
+            if retry is None or retry[0] != number:
+                retry = self._raw_retry = (number, now, found)
+            if now - retry[1] < self.raw_retry_seconds:
+                self._stats.raw_retries += 1
+                return False
+            self._stats.skipped_transactions += len(absent)
+            self._incidents.append(
+                f"the feed relay left {len(absent)} transaction(s) of block {number} out of the feed, "
+                f"first {absent[0]}: the node gave no raw bytes for them in {self.raw_retry_seconds:g} s "
+                f"({self._stats.last_error})"
+            )
+        self._raw_retry = None
+        raws = [found.get(tx_hash) for tx_hash in hashes]
         parent = str(block.get("parentHash", "")).lower()
         if self._last_block_hash is not None and parent != self._last_block_hash:
             self._count("reorg", f"block {number} does not extend the previous block relayed")
             self._stats.reorgs += 1
-        hashes = [str(h).lower() for h in block.get("transactions") or ()]
-        raws = await self._raw_transactions(rpc, block_hash, hashes)
         kept = []
         for tx_hash, raw in zip(hashes, raws, strict=True):
             if raw is None:
@@ -522,6 +568,7 @@ class FeedRelay(LoopServer):
         self._new_message = asyncio.Event()
         with self._sequence_cond:
             self._sequence_cond.notify_all()
+        return True
 
     def _append(self, entry: _Entry) -> None:
         seq = entry.sequence

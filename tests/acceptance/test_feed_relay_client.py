@@ -22,6 +22,8 @@ from eth_account import Account
 from pytest_gashammer.chain.rpc import call
 from pytest_gashammer.chain.tx import raw_transaction_from_json
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
+from pytest_gashammer.fault.faults import RpcCall, RpcFault
+from pytest_gashammer.fault.rpc_proxy import RpcProxy
 from pytest_gashammer.feed import (
     BroadcastMessage,
     Correlator,
@@ -501,3 +503,71 @@ def test_stop_is_bounded_idempotent_and_closes_clients(chain: EmbeddedDevnet) ->
     assert stopped["seconds"] < 5
     assert any(event.kind == "disconnect" for event in client.events)
     assert not relay.running
+
+
+# ------------------------------------------------------------------- raw bytes the node holds back
+
+
+class NoRawBytesFor(RpcFault):
+    """The node answers ``null`` to ``eth_getRawTransactionByHash`` for ``tx_hash`` (set once the
+    transfer is signed), ``times`` times: an overloaded node's empty answer."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.tx_hash, self.left = "", times
+
+    def on_request(self, call: RpcCall) -> None:
+        if (
+            call.method == "eth_getRawTransactionByHash"
+            and self.left > 0
+            and str((call.params or [None])[0]).lower() == self.tx_hash
+        ):
+            self.left -= 1
+            call.reply(None, by="test")
+
+
+def relayed_through(
+    chain: EmbeddedDevnet, fault: NoRawBytesFor, **settings: Any
+) -> tuple[FeedRelay, list[FeedMessage]]:
+    """Relay from the head on through a proxy with ``fault``; submit the fault's transfer, then one more,
+    and collect the messages until the second transfer's block came."""
+    head = int(call(chain.rpc_url, "eth_blockNumber"), 16)
+    held, after = sign_transfers(chain, 2)
+    fault.tx_hash = "0x" + bytes(held.hash).hex()
+    received: list[FeedMessage] = []
+    with RpcProxy(chain.rpc_url, faults=[fault]) as proxy:
+        relay = FeedRelay(proxy.url, chain.chain_id, start_block=head + 1)
+        for name, value in settings.items():
+            setattr(relay, name, value)
+        with relay:
+            client = FeedClient(
+                relay.url,
+                expected_chain_id=chain.chain_id,
+                on_message=lambda m, _: received.append(m),
+                **FAST,
+            )
+            submit(chain, [held])
+            time.sleep(0.2)  # the second transfer in a later block
+            submit(chain, [after])
+            wanted = "0x" + bytes(after.hash).hex()
+            run_client(client, lambda: any(wanted in m.tx_hashes for m in received), timeout=20)
+    return relay, received
+
+
+def test_a_transaction_the_node_holds_back_is_asked_for_again_never_left_out(chain: EmbeddedDevnet) -> None:
+    fault = NoRawBytesFor(times=3)
+    relay, received = relayed_through(chain, fault)
+    carried = [h for m in received for h in m.tx_hashes]
+    assert fault.left == 0 and carried.count(fault.tx_hash) == 1, (fault.left, carried)
+    stats = relay.stats
+    assert stats.raw_retries >= 3 and stats.skipped_transactions == 0 and relay.incidents() == []
+
+
+def test_a_transaction_the_node_never_gives_is_left_out_and_said(chain: EmbeddedDevnet) -> None:
+    fault = NoRawBytesFor(times=1_000_000)
+    relay, received = relayed_through(chain, fault, raw_retry_seconds=0.5)
+    carried = [h for m in received for h in m.tx_hashes]
+    assert fault.tx_hash not in carried and len(carried) == 1, carried
+    assert relay.stats.skipped_transactions == 1
+    (incident,) = relay.incidents()
+    assert "left 1 transaction(s) of block" in incident and fault.tx_hash in incident, incident

@@ -150,7 +150,7 @@ def test_the_end_of_a_run_waits_for_a_feed_that_lags_while_it_makes_progress(
 
         sending = asyncio.create_task(relay())
         started = time.monotonic()
-        await feed._catch_up(1, seen)  # one transaction included: it waits for the feed
+        assert await feed._catch_up(1, seen)  # one transaction included: it waits for the feed
         await sending
         return time.monotonic() - started
 
@@ -159,5 +159,5 @@ def test_the_end_of_a_run_waits_for_a_feed_that_lags_while_it_makes_progress(
 
     silent = link()
     started = time.monotonic()
-    asyncio.run(silent._catch_up(5, deque([(0, block(1))])))
+    assert not asyncio.run(silent._catch_up(5, deque([(0, block(1))])))  # said in the run's notes
     assert 0.25 < time.monotonic() - started < 1.0
