@@ -12,7 +12,9 @@ measures the batch poster, not an L1 block time; ``block_time`` switches to inte
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +45,9 @@ DEFAULT_ASSERT_EVERY = 5
 DEFAULT_CONFIRM_DELAY = 2.0
 #: How long closing waits for the last batch (the L2 blocks made since the poster's last tick).
 FINAL_BATCH_SECONDS = 10.0
+#: How long the poster goes on failing before it gives up: longer than any node fault (a paused or
+#: restarting L2 fails every tick; the poster carries on from where the inbox stands once it is back).
+GIVE_UP_AFTER_SECONDS = 900.0
 #: How many poster failures are kept as incidents (one line each).
 MAX_INCIDENTS = 100
 
@@ -169,6 +174,7 @@ class EmbeddedL1:
                 assert_every=self.assert_every,
                 confirm_delay=self.confirm_delay,
                 receipt_timeout=receipt_timeout,
+                failure_limit=math.ceil(GIVE_UP_AFTER_SECONDS / self.batch_interval),
             ).start()
             self.endpoint = L1Endpoint(
                 rpc_url=url,
@@ -211,8 +217,10 @@ class EmbeddedL1:
             kept = latest[-new:] if new <= len(latest) else latest
             if new > len(kept):
                 self._note(f"L1 batch poster: {new - len(kept)} earlier failures not kept")
-            for failure in kept:
-                self._note(f"L1 batch poster: {failure}")
+            # A node fault fails tick after tick alike: one line for each run of the same failure.
+            for failure, repeats in _runs(kept):
+                times = f" ({repeats} times)" if repeats > 1 else ""
+                self._note(f"L1 batch poster: {failure}{times}")
             self._failures_seen = count
         error = poster.error
         if error is not None and not self._error_seen:
@@ -258,6 +266,10 @@ class EmbeddedL1:
             )
         elif failure:
             logger.warning("the final L1 batch was not posted: %s", failure[0])
+
+
+def _runs(texts: list[str]) -> list[tuple[str, int]]:
+    return [(text, len(list(group))) for text, group in itertools.groupby(texts)]
 
 
 def named_l1(
