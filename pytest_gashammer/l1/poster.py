@@ -171,6 +171,7 @@ class BatchPoster:
         self._batches: collections.deque[BatchRecord] = collections.deque(maxlen=max_records)
         self._assertions: collections.deque[AssertionRecord] = collections.deque(maxlen=max_records)
         self._failures: collections.deque[str] = collections.deque(maxlen=20)
+        self._failure_count = 0
         self._records_lock = threading.Lock()
         self._work_lock = threading.Lock()  # one tick at a time: the thread's or a caller's
         self._stop = threading.Event()
@@ -218,6 +219,12 @@ class BatchPoster:
         with self._records_lock:
             return list(self._failures)
 
+    @property
+    def failure_count(self) -> int:
+        """Every failure recorded since the start (:meth:`failures` keeps the latest 20)."""
+        with self._records_lock:
+            return self._failure_count
+
     def batches(self) -> list[BatchRecord]:
         with self._records_lock:
             return list(self._batches)
@@ -257,6 +264,7 @@ class BatchPoster:
                 consecutive += 1
                 with self._records_lock:
                     self._failures.append(str(exc))
+                    self._failure_count += 1
                 if consecutive >= self.failure_limit:
                     self._error = (
                         f"the batch poster stopped after {consecutive} failures in a row; last: {exc}"
@@ -268,6 +276,7 @@ class BatchPoster:
                 except Exception as again:  # recorded; the next tick tries again
                     with self._records_lock:
                         self._failures.append(f"re-reading the inbox: {again}")
+                        self._failure_count += 1
             now = time.monotonic()
             # A full batch means more blocks are waiting: post again at once. Late: keep the pace from now.
             next_due = now if backlog else max(next_due + self.interval, now)

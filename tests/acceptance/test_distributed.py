@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gashammer.devnet.embedded import free_port
+from pytest_gashammer.devnet.base import free_port
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
 
