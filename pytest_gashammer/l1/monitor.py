@@ -194,7 +194,8 @@ def read_batch(
         return _unreadable(
             batch, f"data location {batch.data_location} ({where}) is not one the monitor reads"
         )
-    assert data is not None
+    if data is None:
+        return _unreadable(batch, f"{batch_call.entry_point} carries no data, yet the log says {where}")
     batch = dataclasses.replace(batch, data_bytes=len(data))
     try:
         messages = batch_messages(data, batch_call.prev_message_count)
@@ -612,8 +613,8 @@ class L1Monitor:
             if isinstance(tx, dict) and isinstance(receipt, dict):
                 try:
                     done = read_batch(batch, tx, receipt, sequencer_inbox=self.sequencer_inbox)
-                except (ValueError, KeyError, TypeError) as exc:
-                    done = _unreadable(batch, f"its transaction does not read: {exc}")
+                except Exception as exc:  # an answer of an unexpected shape: this batch, not the thread
+                    done = _unreadable(batch, f"its transaction does not read: {exc!r}")
             else:
                 why = tx if not isinstance(tx, dict) else receipt
                 with self._lock:
