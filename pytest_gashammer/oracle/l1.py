@@ -356,6 +356,22 @@ def blocks_posted(observation: L1Observation, run_blocks: range, waited_s: float
     if twice:
         evidence["posted_twice"] = _limited(twice)
         return Verdict(BLOCKS_POSTED, "failed", twice[0], evidence)
+    # A batch whose data holds fewer messages than its call claims left some claimed blocks off the
+    # L1: which ones, only the contents can tell (batch_contents), but not all of them are posted.
+    short = []
+    for batch in observation.batches:
+        messages = batch.message_range
+        if batch.messages is None or messages is None or len(batch.messages) >= len(messages):
+            continue
+        claimed = [observation.l2_block_of(message) for message in messages]
+        if any(number in run_blocks for number in claimed):
+            short.append(
+                f"batch {batch.sequence_number} claims L2 blocks {_span(claimed)} ({len(claimed)}) but its "
+                f"data holds {len(batch.messages)}: {len(claimed) - len(batch.messages)} of them are not on the L1"
+            )
+    if short:
+        evidence["short_batches"] = _limited(short)
+        return Verdict(BLOCKS_POSTED, "failed", short[0], evidence)
     if not missing:
         return Verdict(
             BLOCKS_POSTED,

@@ -95,10 +95,11 @@ def test_the_batches_on_the_l1_carry_the_l2_blocks_and_their_transactions_in_ord
         assert l1.bridge and l1.rollup and l1.deployed_at_block >= 1
         assert call(l1.rpc_url, "eth_getCode", [l1.sequencer_inbox, "latest"]) not in ("0x", "")
         hashes = send_transfers(devnet, 6)
-        receipts = [call(devnet.rpc_url, "eth_getTransactionReceipt", [tx_hash]) for tx_hash in hashes]
-        wait_for(lambda: all(receipts), 10, "the transfers' receipts")
-        receipts = [call(devnet.rpc_url, "eth_getTransactionReceipt", [tx_hash]) for tx_hash in hashes]
-        last_block = max(int(receipt["blockNumber"], 16) for receipt in receipts)
+        def receipts() -> list[Any]:
+            return [call(devnet.rpc_url, "eth_getTransactionReceipt", [tx_hash]) for tx_hash in hashes]
+
+        wait_for(lambda: all(receipts()), 10, "the transfers' receipts")
+        last_block = max(int(receipt["blockNumber"], 16) for receipt in receipts())
         wait_for(
             lambda: poster.batches() and poster.batches()[-1].last_block >= last_block, 15, "the batches"
         )

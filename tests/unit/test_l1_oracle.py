@@ -338,6 +338,12 @@ def test_a_batch_whose_data_holds_other_messages_than_its_call_says_fails() -> N
     verdict = verdict_of("batch_contents", healthy(batches=(batch(3, 8, 11, seen_at=12.5), short)))
     assert verdict.status == "failed"
     assert verdict.summary == "batch 4 says it carries messages 12..15 (4), but its data holds 3"
+    # The block the poster left out is not on the L1: not all the blocks the batch claims are posted.
+    posted = verdict_of("blocks_posted", healthy(batches=(batch(3, 8, 11, seen_at=12.5), short)))
+    assert posted.status == "failed"
+    assert posted.summary == (
+        "batch 4 claims L2 blocks 12..15 (4) but its data holds 3: 1 of them are not on the L1"
+    )
 
 
 def test_malformed_batch_data_fails_batch_contents() -> None:
