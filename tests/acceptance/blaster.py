@@ -1,7 +1,7 @@
 """A raw submitter: transfers signed with the package's signer and sent in batches, tracked by nobody.
 
 What a user's own load (or another tool) does to the devnet beside the hammer. Standard library and
-the signer only.
+the signer and the gas rules only.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import urllib.request
 from typing import Any
 
 from pytest_gashammer.chain.signer import FastSigner
+from pytest_gashammer.workload.gas import transaction_gas
 
 BLASTER_KEY = bytes([0x42]) * 32
 
@@ -44,7 +45,7 @@ def blast(
     while int(rpc(url, "eth_getBalance", blaster.address, "latest"), 16) == 0:
         assert time.monotonic() < deadline, "the blaster's funding was never included"
         time.sleep(0.05)
-    gas = 21000 + sum(16 if byte else 4 for byte in data)  # intrinsic gas of the calldata
+    gas = transaction_gas(data)  # with Prague's calldata floor: below it anvil never mines them
     transfer = blaster.prepare({"to": "0x" + "11" * 20, "value": 1, "gas": gas, "data": data, **fees})
     calls = [
         {"jsonrpc": "2.0", "id": n, "method": "eth_sendRawTransaction", "params": [transfer.sign(n).raw_hex]}

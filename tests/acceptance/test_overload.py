@@ -49,6 +49,11 @@ def test_a_devnet_loaded_past_its_capacity_raises_no_false_alarm(devnet: Embedde
     # Counted from before the blast: on a fast machine the blasted blocks are all relayed within the
     # 3 s below, and a split before the edge connects puts the feed's numbering ahead all the same.
     splits_before = devnet.feed_relay.stats.split_blocks
+    # However slowly this machine blasts, one split for sure before the edge connects: 400 transfers of
+    # 4 KB sent in one request land in blocks of far more than one message's 256 KiB.
+    wide = bytes([0x44]) * 32
+    blaster.blast(devnet, 400, key=wide, batch=400, data=b"\x01" * 4000).join(timeout=60)
+    blaster.wait_included(devnet, 400, key=wide)
     blasting = blaster.blast(devnet, 20_000, data=b"\x01" * 600)
     time.sleep(3.0)
     plan = compile_plan(
