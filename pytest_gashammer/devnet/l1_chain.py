@@ -184,6 +184,7 @@ class EmbeddedL1:
                 rollup=deployment.rollup,
                 deployed_at_block=deployment.deployed_at_block,
                 owned=True,
+                l2_internal_transactions=False,  # the L2 is anvil
             )
         except BaseException:
             self.close(final_batch=False)

@@ -79,6 +79,7 @@ class L1Watch:
                 rollup=getattr(endpoint, "rollup", None),
                 clock=clock,
                 from_l2_block=first,
+                full_l2_transactions=getattr(endpoint, "l2_internal_transactions", True),
             ).start()
         except Exception as exc:  # an L1 that cannot be read is the verdicts' business, not the run's
             error = f"the L1 monitor could not start: {exc}"

@@ -27,6 +27,10 @@ class L1Endpoint:
     deployed_at_block: int = 0
     #: The plugin started this L1 and may send transactions to it.
     owned: bool = False
+    #: The L2 may have Arbitrum's internal transactions (types 0x64 and up, never in a batch): the
+    #: monitor then reads every L2 block's full transactions to tell them apart; an L2 known to have
+    #: none (the embedded devnet's anvil) is read by hashes only, which costs the node far less.
+    l2_internal_transactions: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

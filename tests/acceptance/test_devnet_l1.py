@@ -95,6 +95,7 @@ def test_the_batches_on_the_l1_carry_the_l2_blocks_and_their_transactions_in_ord
         assert l1.bridge and l1.rollup and l1.deployed_at_block >= 1
         assert call(l1.rpc_url, "eth_getCode", [l1.sequencer_inbox, "latest"]) not in ("0x", "")
         hashes = send_transfers(devnet, 6)
+
         def receipts() -> list[Any]:
             return [call(devnet.rpc_url, "eth_getTransactionReceipt", [tx_hash]) for tx_hash in hashes]
 

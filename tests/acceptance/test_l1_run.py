@@ -55,16 +55,20 @@ def test_fault(hammer, devnet, kind):
 """
 
 
-def test_a_healthy_run_posts_maps_and_passes_every_l1_invariant(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("edges", [[], ["-n", "2"]], ids=["in-process", "two-xdist-edges"])
+def test_a_healthy_run_posts_maps_and_passes_every_l1_invariant(
+    pytester: pytest.Pytester, edges: list[str]
+) -> None:
     pytester.makepyfile(test_healthy=HEALTHY)
     telemetry = pytester.path / "telemetry"
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-s", "--gashammer-batch-interval", "0.5",
+        *edges, "-p", "no:cacheprovider", "-s", "--gashammer-batch-interval", "0.5",
         "--gashammer-parquet", str(telemetry), "--gashammer-report", str(pytester.path / "report.html"),
         timeout=300,
     )  # fmt: skip
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["L1-FIGURES *", "*  L1 * batches, * of * blocks posted, lag p50 *"])
+    printed = [] if edges else ["L1-FIGURES *"]  # a worker's prints do not reach the terminal
+    result.stdout.fnmatch_lines([*printed, "*  L1 * batches, * of * blocks posted, lag p50 *"])
     import pyarrow.parquet as pq
 
     batches = pq.read_table(next(telemetry.rglob("batches.parquet"))).to_pylist()
