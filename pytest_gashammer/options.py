@@ -17,6 +17,11 @@ PROGRESS = "--gashammer-progress"
 NODE_HISTORY = "--gashammer-node-history"
 CONTAINER_COMMAND = "--gashammer-container-command"
 CONTAINER_READY = "--gashammer-container-ready"
+NO_L1 = "--gashammer-no-l1"
+L1_URL = "--gashammer-l1-url"
+SEQUENCER_INBOX = "--gashammer-sequencer-inbox"
+ROLLUP = "--gashammer-rollup"
+BATCH_INTERVAL = "--gashammer-batch-interval"
 
 #: The values of ``--gashammer-devnet``: each names a started devnet's ``kind``. The first is the default.
 #: ``container`` is written ``container:IMAGE`` (a preset name such as ``anvil``, or an image reference).

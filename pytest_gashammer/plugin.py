@@ -80,6 +80,34 @@ def _node_history(text: str) -> str:
     return text
 
 
+def _l1_url(text: str) -> str:
+    from pytest_gashammer.l1.endpoint import l1_url_problem
+
+    problem = l1_url_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text.strip()
+
+
+def _address(text: str) -> str:
+    from pytest_gashammer.l1.endpoint import address_problem
+
+    problem = address_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text.strip()
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, e.g. 0.5") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds, e.g. 0.5")
+    return value
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gashammer", "gas-rate load tests for EVM rollups")
     group.addoption(
@@ -177,6 +205,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"for over {options.PRUNE_AFTER_SECONDS:g} s, the default), full (every block, transaction and "
         "state) or pruned (the last minute of transactions, no past state: far less memory on long "
         "runs); env GASHAMMER_NODE_HISTORY",
+    )
+    group.addoption(
+        options.NO_L1,
+        action="store_true",
+        default=False,
+        help="start the embedded devnet without its L1 (an anvil with the Nitro SequencerInbox, fed by a "
+        "batch poster; on by default)",
+    )
+    group.addoption(
+        options.L1_URL,
+        type=_l1_url,
+        default=os.environ.get("GASHAMMER_L1_URL"),
+        metavar="URL",
+        help=f"the rollup's L1, which the plugin does not start (any devnet; needs {options.SEQUENCER_INBOX}); "
+        "env GASHAMMER_L1_URL",
+    )
+    group.addoption(
+        options.SEQUENCER_INBOX,
+        type=_address,
+        default=os.environ.get("GASHAMMER_SEQUENCER_INBOX"),
+        metavar="ADDR",
+        help=f"the rollup's SequencerInbox on {options.L1_URL}; env GASHAMMER_SEQUENCER_INBOX",
+    )
+    group.addoption(
+        options.ROLLUP,
+        type=_address,
+        default=os.environ.get("GASHAMMER_ROLLUP"),
+        metavar="ADDR",
+        help=f"the rollup contract on {options.L1_URL} (default: the inbox's rollup()); env GASHAMMER_ROLLUP",
+    )
+    group.addoption(
+        options.BATCH_INTERVAL,
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="how often the embedded devnet's batch poster posts the new L2 blocks to its L1 (default 1)",
     )
     group.addoption(
         options.EDGES,

@@ -216,8 +216,9 @@ FAULT_LOST_LOOKBACK_S = 5.0
 class L1Batch:
     """One sequencer batch delivered on the L1 while the run was watched.
 
-    ``first_l2_block``/``last_l2_block`` are the L2 blocks its messages are (``None`` when its data
-    could not be decoded: ``decode_error`` says why); ``seen_at`` is the run-clock second the monitor
+    ``first_l2_block``/``last_l2_block`` are the L2 blocks its messages are (``None`` when its call
+    could not be read; ``decode_error`` says why its data could not be, when it could not: a blob
+    batch has a block range but no data read); ``seen_at`` is the run-clock second the monitor
     first saw its ``SequencerBatchDelivered`` log; ``lag_max_s`` the longest batch-posting lag of
     the run's L2 blocks it carried (``nan`` when it carried none of them).
     """

@@ -73,6 +73,8 @@ L1_INVARIANT_NAMES: tuple[str, ...] = (
     BATCH_CONTENTS,
     CONFIRMATIONS,
 )
+#: Every invariant name the marker's ``invariants=`` and ``skip_invariants=`` accept.
+ALL_INVARIANT_NAMES: tuple[str, ...] = INVARIANT_NAMES + L1_INVARIANT_NAMES
 
 #: The transaction invariants of the first release.
 BASIC_INVARIANT_NAMES: tuple[str, ...] = (INCLUSION, NO_DUPLICATE_INCLUSION, NONCE_CONTIGUITY, RECEIPT_STATUS)
@@ -85,6 +87,9 @@ LATENCY_STATISTICS: tuple[str, ...] = ("p50", "p90", "p99", "max")
 LATENCY_OBJECTIVES: tuple[str, ...] = tuple(
     f"{kind}_{statistic}" for kind in LATENCY_KINDS for statistic in LATENCY_STATISTICS
 )
+#: The batch-posting lag of the run's L2 blocks (``RunResult.l1.batch_lag``), where the target has an L1.
+BATCH_LAG = "batch_lag"
+L1_LAG_OBJECTIVES: tuple[str, ...] = tuple(f"{BATCH_LAG}_{statistic}" for statistic in LATENCY_STATISTICS)
 MIN_GAS_RATIO = "min_gas_ratio"
 MAX_ERROR_RATE = "max_error_rate"
 MAX_LOST = "max_lost"
@@ -95,7 +100,7 @@ FAULT_LOST = "fault_lost"
 RATIO_OBJECTIVES: tuple[str, ...] = (MIN_GAS_RATIO, MAX_ERROR_RATE)
 COUNT_OBJECTIVES: tuple[str, ...] = (MAX_LOST, FAULT_LOST)
 #: Bounds in seconds that are not latencies of a transaction.
-DURATION_OBJECTIVES: tuple[str, ...] = (RECOVERY_S,)
+DURATION_OBJECTIVES: tuple[str, ...] = (RECOVERY_S, *L1_LAG_OBJECTIVES)
 OBJECTIVES: tuple[str, ...] = LATENCY_OBJECTIVES + RATIO_OBJECTIVES + COUNT_OBJECTIVES + DURATION_OBJECTIVES
 
 SLO_VERDICT_PREFIX = "slo."

@@ -17,14 +17,21 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from pytest_gashammer.chain.rpc import TransportError, call
+from pytest_gashammer.devnet.base import free_port
 from pytest_gashammer.devnet.npm import cache_dir, install_into_cache
+from pytest_gashammer.devnet.process import ManagedProcess
 from pytest_gashammer.errors import DevnetError
 from pytest_gashammer.options import NODE_HISTORY, NODE_HISTORY_MODES, PRUNE_AFTER_SECONDS
 
 ANVIL_VERSION = "1.7.1"
 NPM_PACKAGE = "@foundry-rs/anvil"
+#: How often an anvil is started again on another free port when one was taken under it.
+PORT_ATTEMPTS = 5
 
 _HOW_TO_GET = (
     f"install Foundry's anvil (https://getfoundry.sh) or Node.js with npm (the plugin then installs "
@@ -96,6 +103,73 @@ def anvil_version(binary: Path) -> str:
         raise DevnetError(f"cannot run anvil at {binary} ({exc}); {_HOW_TO_GET}") from None
     first = completed.stdout.strip().splitlines()
     return first[0] if first else "anvil (unknown version)"
+
+
+# ----------------------------------------------------------------------------------------------
+# starting one
+
+
+def port_taken(log: str) -> bool:
+    """Whether anvil's log says its port was taken (by another process, after our probe)."""
+    lowered = log.lower()
+    return "address already in use" in lowered or "addrinuse" in lowered
+
+
+def wait_for_anvil(
+    process: ManagedProcess, port: int, chain_id: int, timeout: float, name: str = "anvil"
+) -> None:
+    """Returns once the anvil ``process`` answers ``eth_chainId`` with ``chain_id`` on ``port``."""
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        exit_code = process.poll()
+        if exit_code is not None:
+            raise DevnetError(
+                f"{name} exited with code {exit_code} at start: {process.log_tail(300).strip()}"
+            )
+        try:
+            answered = int(call(url, "eth_chainId", timeout=2), 16)
+        except TransportError:
+            time.sleep(0.05)
+            continue
+        if answered != chain_id:
+            raise DevnetError(f"{name} reports chain id {answered}, expected {chain_id}")
+        return
+    raise DevnetError(f"{name} did not answer on {url} within {timeout:.0f} s")
+
+
+def launch_anvil(
+    argv: Callable[[int], list[str]],
+    *,
+    chain_id: int,
+    log_dir: Path,
+    timeout: float,
+    name: str = "anvil",
+) -> tuple[ManagedProcess, int]:
+    """``argv(port)`` started on a free loopback port and answering; the process and its port.
+
+    Another process may take the port between the probe and anvil's bind: then anvil is started
+    again on another port, at most :data:`PORT_ATTEMPTS` times. Any other failure stops it and raises.
+    """
+    last_log = ""
+    for _attempt in range(PORT_ATTEMPTS):
+        port = free_port()
+        process = ManagedProcess(argv(port), log_path=log_dir / f"{name.replace(' ', '-')}-{port}.log")
+        try:
+            wait_for_anvil(process, port, chain_id, timeout, name)
+        except DevnetError:
+            process.stop()
+            last_log = process.log_tail(600)
+            if port_taken(last_log):
+                continue  # another process took the port between our probe and anvil's bind
+            raise
+        except BaseException:
+            process.stop()
+            raise
+        return process, port
+    raise DevnetError(
+        f"{name} could not bind a free loopback port after {PORT_ATTEMPTS} tries: {last_log[-200:]}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,8 +7,11 @@ import dataclasses
 import socket
 from typing import TYPE_CHECKING, Any
 
+from pytest_gashammer.l1.endpoint import L1Endpoint
+
 if TYPE_CHECKING:
     from pytest_gashammer.devnet.control import NodeControl
+    from pytest_gashammer.l1.poster import BatchPoster
 
 #: Chain id of Nitro's ``--dev`` chain (``arb-dev-test``); the embedded devnet uses it too.
 NITRO_DEV_CHAIN_ID = 412346
@@ -96,6 +99,7 @@ class Devnet(abc.ABC):
 
     def __init__(self) -> None:
         self._web3: Any = None
+        self._named_l1: L1Endpoint | None = None
 
     @property
     @abc.abstractmethod
@@ -115,6 +119,25 @@ class Devnet(abc.ABC):
 
     @property
     def feed_url(self) -> str | None:
+        return None
+
+    @property
+    def l1(self) -> L1Endpoint | None:
+        """The rollup's L1: where its batches land (:class:`~pytest_gashammer.l1.endpoint.L1Endpoint`),
+        or None where the devnet has none.
+
+        None by default; an L1 the options name (``--gashammer-l1-url``) for any backend
+        (:meth:`use_l1`, ``owned=False``); the embedded devnet's own L1 (``owned=True``).
+        """
+        return self._named_l1
+
+    def use_l1(self, endpoint: L1Endpoint | None) -> None:
+        """Name an L1 the plugin did not start as this devnet's :attr:`l1`."""
+        self._named_l1 = endpoint
+
+    @property
+    def batch_poster(self) -> BatchPoster | None:
+        """The batch poster feeding :attr:`l1`, where this process runs one (the embedded devnet's)."""
         return None
 
     @property
@@ -150,6 +173,7 @@ class Devnet(abc.ABC):
             "funder_address": self.funder.address,
             "funder_key": self.funder.key,
             "node_version": self.node_version,
+            "l1": self.l1.as_dict() if self.l1 is not None else None,
         }
 
     def incidents(self) -> list[str]:
@@ -200,6 +224,8 @@ class SharedDevnet(Devnet):
         self._endpoints = dict(endpoints)
         self.kind = str(endpoints["kind"])
         self._funder = Funder(str(endpoints["funder_address"]), str(endpoints["funder_key"]))
+        l1 = endpoints.get("l1")
+        self.use_l1(L1Endpoint.from_dict(l1) if l1 else None)
 
     @property
     def rpc_url(self) -> str:

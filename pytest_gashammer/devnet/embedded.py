@@ -11,6 +11,11 @@ In sessions with long runs anvil's history is pruned (:class:`~pytest_gashammer.
 so that its memory grows far slower; every run then says so in a ``devnet:`` note
 (:meth:`EmbeddedDevnet.notes`). Node faults pause, restart and re-pace anvil through
 :class:`AnvilControl` (:meth:`EmbeddedDevnet.node_control`).
+
+Unless ``l1=False``, a second anvil is the rollup's L1 (:class:`~pytest_gashammer.devnet.l1_chain.EmbeddedL1`):
+the real Nitro Bridge and SequencerInbox and the rollup stand-in are deployed on it, and a batch
+poster posts the L2's blocks to it as Nitro batches, asserts and confirms them
+(:attr:`EmbeddedDevnet.l1`, :attr:`EmbeddedDevnet.batch_poster`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,17 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_gashammer.chain.rpc import RpcError, TransportError, call
-from pytest_gashammer.devnet.anvil import AnvilHistory, anvil_version, find_anvil
+from pytest_gashammer.devnet.anvil import (
+    AnvilHistory,
+    anvil_version,
+    find_anvil,
+    launch_anvil,
+    port_taken,
+    wait_for_anvil,
+)
 from pytest_gashammer.devnet.base import (
     FUNDER_BALANCE_WEI,
     NITRO_DEV_ADDRESS,
@@ -35,17 +47,27 @@ from pytest_gashammer.devnet.base import (
     Devnet,
     Funder,
     IncidentLog,
-    free_port,
 )
 from pytest_gashammer.devnet.consensus import next_tick
 from pytest_gashammer.devnet.control import NODE_OPERATIONS, NodeControl
+from pytest_gashammer.devnet.l1_chain import (
+    DEFAULT_ASSERT_EVERY,
+    DEFAULT_BATCH_INTERVAL,
+    DEFAULT_CONFIRM_DELAY,
+    EmbeddedL1,
+    poster_settings_problem,
+)
 from pytest_gashammer.devnet.pool_watch import PoolWatch
 from pytest_gashammer.devnet.process import ManagedProcess
-from pytest_gashammer.errors import DevnetError
+from pytest_gashammer.errors import DevnetError, GashammerError
+from pytest_gashammer.l1.endpoint import L1Endpoint
+from pytest_gashammer.options import NO_L1
+
+if TYPE_CHECKING:
+    from pytest_gashammer.l1.poster import BatchPoster
 
 BLOCK_TIME = 0.25
 BLOCK_GAS_LIMIT = 1_000_000_000  # 4 Ggas/s at 250 ms blocks: never the bottleneck
-PORT_ATTEMPTS = 5
 #: What a devnet built without a history choice keeps: everything, as anvil does by default.
 FULL_HISTORY = AnvilHistory(pruned=False, reason="the default")
 #: How long a restarted anvil may take to bind its old port again (another process may hold it).
@@ -69,7 +91,15 @@ class EmbeddedDevnet(Devnet):
         feed: bool = True,
         pool_watch: bool = True,
         history: AnvilHistory = FULL_HISTORY,
+        l1: bool = True,
+        batch_interval: float = DEFAULT_BATCH_INTERVAL,
+        assert_every: int = DEFAULT_ASSERT_EVERY,
+        confirm_delay: float = DEFAULT_CONFIRM_DELAY,
+        l1_block_time: float | None = None,
     ) -> None:
+        """``l1=False`` starts no L1. ``batch_interval``, ``assert_every`` and ``confirm_delay`` set the
+        batch poster's pace (seconds between batches, batches per assertion, seconds before a
+        confirmation); ``l1_block_time`` makes the L1 mine on an interval instead of automining."""
         super().__init__()
         self._anvil_path = anvil_path
         self._chain_id = chain_id
@@ -89,6 +119,16 @@ class EmbeddedDevnet(Devnet):
         self._pool_watch: PoolWatch | None = None
         self._incident_log = IncidentLog()
         self.history = history
+        problem = poster_settings_problem(batch_interval, assert_every, confirm_delay, l1_block_time)
+        if problem is not None:
+            raise ValueError(problem)
+        self._with_l1 = l1
+        self.batch_interval = batch_interval
+        self.assert_every = assert_every
+        self.confirm_delay = confirm_delay
+        self.l1_block_time = l1_block_time
+        self._l1: EmbeddedL1 | None = None
+        self._incidents_lock = threading.Lock()
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -123,24 +163,9 @@ class EmbeddedDevnet(Devnet):
         workdir = self._workdir or Path(tempfile.mkdtemp(prefix="gashammer-devnet-"))
         workdir.mkdir(parents=True, exist_ok=True)
         self._run_dir = workdir
-        last_log = ""
-        for _attempt in range(PORT_ATTEMPTS):
-            port = free_port()
-            process = ManagedProcess(self._argv(port), log_path=workdir / f"anvil-{port}.log")
-            try:
-                self._wait_ready(process, port)
-            except DevnetError as exc:
-                process.stop()
-                last_log = process.log_tail(600)
-                if _port_taken(last_log):
-                    continue  # another process took the port between our probe and anvil's bind
-                raise exc
-            self._process, self._port = process, port
-            break
-        else:
-            raise DevnetError(
-                f"anvil could not bind a free loopback port after {PORT_ATTEMPTS} tries: {last_log[-200:]}"
-            )
+        self._process, self._port = launch_anvil(
+            self._argv, chain_id=self._chain_id, log_dir=workdir, timeout=self._startup_timeout
+        )
         self._control = AnvilControl(self)
         try:
             call(self.rpc_url, "anvil_setBalance", [self._funder.address, hex(FUNDER_BALANCE_WEI)])
@@ -157,7 +182,51 @@ class EmbeddedDevnet(Devnet):
             except FeedRelayError as exc:
                 self.close()
                 raise DevnetError(str(exc)) from None
+        if self._with_l1:
+            self._start_l1(workdir)
         return self
+
+    def _start_l1(self, workdir: Path) -> None:
+        assert self.anvil_binary is not None
+        self._l1 = EmbeddedL1(
+            self.anvil_binary,
+            workdir=workdir,
+            startup_timeout=self._startup_timeout,
+            block_time=self.l1_block_time,
+            batch_interval=self.batch_interval,
+            assert_every=self.assert_every,
+            confirm_delay=self.confirm_delay,
+            known_raw=self._relay.raw_block if self._relay is not None else None,
+        )
+        try:
+            self._l1.start(self.rpc_url)
+        except Exception as exc:
+            self.close()
+            cause = " ".join(str(exc).split()) or type(exc).__name__
+            message = f"the embedded devnet's L1 did not start: {cause}; or pass {NO_L1} to run without it"
+            if isinstance(exc, GashammerError | RpcError | TransportError | OSError):
+                raise DevnetError(message) from None
+            raise DevnetError(message) from exc
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def l1(self) -> L1Endpoint | None:
+        """The devnet's own L1 (``owned=True``) once started; an L1 the options name otherwise."""
+        if self._l1 is not None and self._l1.endpoint is not None:
+            return self._l1.endpoint
+        return super().l1
+
+    @property
+    def batch_poster(self) -> BatchPoster | None:
+        """The batch poster of the devnet's own L1 (stopped, its records kept, after :meth:`close`)."""
+        return self._l1.poster if self._l1 is not None else None
+
+    @property
+    def l1_pid(self) -> int | None:
+        """The L1 anvil's process id while it runs."""
+        return self._l1.pid if self._l1 is not None else None
 
     @property
     def feed_url(self) -> str | None:
@@ -205,35 +274,16 @@ class EmbeddedDevnet(Devnet):
                 self._argv(port, mining=mining, load_state=load_state), log_path=log_path
             )
             try:
-                self._wait_ready(process, port)
+                wait_for_anvil(process, port, self._chain_id, self._startup_timeout)
             except DevnetError:
                 process.stop()
                 tail = process.log_tail(600)
-                if _port_taken(tail) and time.monotonic() < deadline:
+                if port_taken(tail) and time.monotonic() < deadline:
                     time.sleep(0.2)  # held by another process for now: the devnet's URLs are this port
                     continue
                 raise DevnetError(f"anvil did not come back on port {port}: {tail.strip()[-300:]}") from None
             self._process = process
             return
-
-    def _wait_ready(self, process: ManagedProcess, port: int) -> None:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + self._startup_timeout
-        while time.monotonic() < deadline:
-            exit_code = process.poll()
-            if exit_code is not None:
-                raise DevnetError(
-                    f"anvil exited with code {exit_code} at start: {process.log_tail(300).strip()}"
-                )
-            try:
-                chain_id = int(call(url, "eth_chainId", timeout=2), 16)
-            except TransportError:
-                time.sleep(0.05)
-                continue
-            if chain_id != self._chain_id:
-                raise DevnetError(f"anvil reports chain id {chain_id}, expected {self._chain_id}")
-            return
-        raise DevnetError(f"anvil did not answer on {url} within {self._startup_timeout:.0f} s")
 
     @property
     def node_version(self) -> str:
@@ -242,10 +292,12 @@ class EmbeddedDevnet(Devnet):
         return anvil_version(self.anvil_binary).replace("anvil Version:", "anvil").strip()
 
     def incidents(self) -> list[str]:
-        return self._incident_log.read(
-            pool=self._pool_watch.incidents if self._pool_watch is not None else [],
-            relay=self._relay.incidents() if self._relay is not None else [],
-        )
+        with self._incidents_lock:
+            return self._incident_log.read(
+                pool=self._pool_watch.incidents if self._pool_watch is not None else [],
+                relay=self._relay.incidents() if self._relay is not None else [],
+                l1=self._l1.incidents() if self._l1 is not None else [],
+            )
 
     def notes(self) -> list[str]:
         # Only a pruned history is worth a line on every run: it changes what the node can answer
@@ -256,6 +308,9 @@ class EmbeddedDevnet(Devnet):
         if self._control is not None:
             # First: a paused anvil is continued and a pending restart cancelled (never booted).
             self._control.close()
+        self.incidents()  # kept: the pool watch's go with it
+        if self._l1 is not None:
+            self._l1.close()  # the last batch needs the L2 still up
         if self._pool_watch is not None:
             self._pool_watch.stop()
             self._pool_watch = None
@@ -269,11 +324,6 @@ class EmbeddedDevnet(Devnet):
     def __repr__(self) -> str:
         state = f"rpc_url={self.rpc_url!r}" if self._port else "not started"
         return f"<EmbeddedDevnet {state} chain_id={self._chain_id}>"
-
-
-def _port_taken(log: str) -> bool:
-    lowered = log.lower()
-    return "address already in use" in lowered or "addrinuse" in lowered
 
 
 class BlockTicker:

@@ -9,20 +9,26 @@ from typing import TYPE_CHECKING
 from pytest_gashammer.devnet.base import Devnet
 from pytest_gashammer.errors import DevnetError
 from pytest_gashammer.options import (
+    BATCH_INTERVAL,
     CONTAINER_BACKENDS,
     CONTAINER_COMMAND,
     CONTAINER_READY,
     DEVNET,
     DEVNET_BACKENDS,
+    L1_URL,
+    NO_L1,
     NODE_HISTORY,
     NODE_HISTORY_MODES,
+    ROLLUP,
     RPC_URL,
+    SEQUENCER_INBOX,
     backend_kind,
 )
 
 if TYPE_CHECKING:
     from pytest_gashammer.devnet.embedded import EmbeddedDevnet
     from pytest_gashammer.devnet.ethereumjs import EthereumJSDevnet
+    from pytest_gashammer.l1.endpoint import L1Endpoint
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,15 @@ class DevnetOptions:
     container_ready: str | None = None
     #: Where a container devnet saves its containers' logs at close (None: in its work directory).
     log_dir: Path | None = None
+    #: The embedded devnet starts its own L1 (``--gashammer-no-l1`` clears it).
+    l1: bool = True
+    #: ``--gashammer-l1-url`` / ``--gashammer-sequencer-inbox`` / ``--gashammer-rollup``: an L1 the
+    #: plugin does not start, for any backend.
+    l1_url: str | None = None
+    sequencer_inbox: str | None = None
+    rollup: str | None = None
+    #: ``--gashammer-batch-interval``: seconds between the embedded batch poster's batches (None: its default).
+    batch_interval: float | None = None
 
 
 def backend_choices() -> str:
@@ -74,14 +89,22 @@ def open_devnet(options: DevnetOptions) -> Devnet:
             f"{NODE_HISTORY} {options.node_history} sets the history of the embedded anvil devnet; "
             f"{target} is another node. Drop one of them"
         )
+    check_l1_options(options)
+    if options.rpc_url and not options.funder_key:
+        raise DevnetError(
+            "--gashammer-rpc-url needs a funded account: pass --gashammer-funder-key KEY or set GASHAMMER_FUNDER_KEY"
+        )
+    if options.feed_url and not options.rpc_url:
+        raise DevnetError(
+            f"--gashammer-feed-url is for an external node's feed; the {options.backend} devnet does not take one. "
+            "Pass --gashammer-rpc-url too, or drop the option"
+        )
+    named = _read_named_l1(options)
     if options.rpc_url:
-        if not options.funder_key:
-            raise DevnetError(
-                "--gashammer-rpc-url needs a funded account: pass --gashammer-funder-key KEY or set GASHAMMER_FUNDER_KEY"
-            )
         from pytest_gashammer.devnet.external import ExternalDevnet
 
-        return ExternalDevnet(
+        assert options.funder_key is not None  # checked above
+        external = ExternalDevnet(
             options.rpc_url,
             options.funder_key,
             ws_url=options.ws_url,
@@ -89,13 +112,12 @@ def open_devnet(options: DevnetOptions) -> Devnet:
             expected_chain_id=options.expected_chain_id,
             allowed_chain_ids=set(options.allowed_chain_ids),
         )
-    if options.feed_url:
-        raise DevnetError(
-            f"--gashammer-feed-url is for an external node's feed; the {options.backend} devnet does not take one. "
-            "Pass --gashammer-rpc-url too, or drop the option"
-        )
+        external.use_l1(named)
+        return external
     if kind in CONTAINER_BACKENDS:
-        return _open_container_devnet(options)
+        container = _open_container_devnet(options)
+        container.use_l1(named)
+        return container
     devnet: EmbeddedDevnet | EthereumJSDevnet
     if options.backend == "ethereumjs":
         from pytest_gashammer.devnet.ethereumjs import EthereumJSDevnet
@@ -104,15 +126,64 @@ def open_devnet(options: DevnetOptions) -> Devnet:
     else:
         from pytest_gashammer.devnet.anvil import choose_history
         from pytest_gashammer.devnet.embedded import EmbeddedDevnet
+        from pytest_gashammer.devnet.l1_chain import DEFAULT_BATCH_INTERVAL
 
         history = choose_history(options.node_history, options.longest_run)
-        devnet = EmbeddedDevnet(anvil_path=options.anvil, workdir=options.workdir, history=history)
+        devnet = EmbeddedDevnet(
+            anvil_path=options.anvil,
+            workdir=options.workdir,
+            history=history,
+            l1=options.l1 and named is None,
+            batch_interval=options.batch_interval or DEFAULT_BATCH_INTERVAL,
+        )
     if options.expected_chain_id is not None and options.expected_chain_id != devnet.chain_id:
         raise DevnetError(
             f"--gashammer-chain-id {options.expected_chain_id} does not match the {devnet.kind} devnet's "
             f"{devnet.chain_id}; drop the option or point --gashammer-rpc-url at that chain"
         )
+    devnet.use_l1(named)
     return devnet.start()
+
+
+def check_l1_options(options: DevnetOptions) -> None:
+    """The L1 options fit together and the backend (reads nothing); a one-line DevnetError otherwise."""
+    embedded = options.backend == DEVNET_BACKENDS[0] and not options.rpc_url
+    target = RPC_URL if options.rpc_url else f"{DEVNET} {options.backend}"
+    if not options.l1_url:
+        given = SEQUENCER_INBOX if options.sequencer_inbox else ROLLUP if options.rollup else None
+        if given is not None:
+            raise DevnetError(
+                f"{given} names a contract on the L1 of {L1_URL}; pass {L1_URL} too, or drop {given}"
+            )
+    elif not options.sequencer_inbox:
+        raise DevnetError(f"{L1_URL} needs {SEQUENCER_INBOX} ADDR, the rollup's SequencerInbox on that L1")
+    elif not options.l1:
+        raise DevnetError(f"{NO_L1} and {L1_URL} both say where the L1 is; drop one of them")
+    if not options.l1 and not embedded:
+        raise DevnetError(
+            f"{NO_L1} turns off the embedded devnet's own L1; {target} starts none. Drop {NO_L1}"
+        )
+    if options.batch_interval is not None:
+        runs_none = (
+            target if not embedded else NO_L1 if not options.l1 else L1_URL if options.l1_url else None
+        )
+        if runs_none is not None:
+            raise DevnetError(
+                f"{BATCH_INTERVAL} paces the embedded devnet's batch poster; with {runs_none} none runs. "
+                f"Drop {BATCH_INTERVAL}"
+            )
+        if not options.batch_interval > 0:
+            raise DevnetError(
+                f"{BATCH_INTERVAL} {options.batch_interval!r} must be a positive number of seconds"
+            )
+
+
+def _read_named_l1(options: DevnetOptions) -> L1Endpoint | None:
+    if not options.l1_url or not options.sequencer_inbox:
+        return None
+    from pytest_gashammer.devnet.l1_chain import named_l1
+
+    return named_l1(options.l1_url, options.sequencer_inbox, options.rollup)
 
 
 def _open_container_devnet(options: DevnetOptions) -> Devnet:

@@ -4,7 +4,9 @@ the path to it misbehave for a while.
 :class:`RpcProxy` sits in front of a node's JSON-RPC endpoint and :class:`FeedProxy` in front of its
 sequencer feed; the faults they apply (:mod:`.faults` for JSON-RPC, :mod:`.feed_faults` for the feed)
 are deterministic and record what they broke, so a test can assert that the oracle fails exactly the
-invariant guarding that promise and names exactly those items. Timeline faults (:mod:`.rpc_timeline`,
+invariant guarding that promise and names exactly those items. The batch poster's faults
+(:mod:`.poster_faults`: skipped blocks, reordered transactions, a batch posted twice, late batches)
+are set on a running :class:`~pytest_gashammer.l1.poster.BatchPoster` and make its L1 batches lie. Timeline faults (:mod:`.rpc_timeline`,
 :mod:`.feed_timeline`: latency, errors, resets, a black hole, a thin pipe; a feed that disconnects,
 stalls or loses messages) are conditions a healthy chain must survive, armed and disarmed from any
 thread while a run goes on, each recording its windows and what it touched. See ``docs/faults.md``.
@@ -38,6 +40,14 @@ from pytest_gashammer.fault.feed_faults import (
 )
 from pytest_gashammer.fault.feed_proxy import FeedProxy, FeedProxyStats
 from pytest_gashammer.fault.feed_timeline import FeedDisconnect, FeedDrop, FeedStall, FeedTimelineFault
+from pytest_gashammer.fault.poster_faults import (
+    DuplicateBatch,
+    LateBatches,
+    PosterFault,
+    ReorderBatchTransactions,
+    SkipBlocks,
+    poster_fault,
+)
 from pytest_gashammer.fault.rpc_proxy import RpcProxy, RpcProxyStats
 from pytest_gashammer.fault.rpc_timeline import (
     RpcBandwidth,
@@ -54,6 +64,7 @@ __all__ = [
     "BreakParentHash",
     "DropAndRenumber",
     "DropTransactions",
+    "DuplicateBatch",
     "DuplicateInclusion",
     "Fault",
     "FaultProxyError",
@@ -64,8 +75,11 @@ __all__ = [
     "FeedProxyStats",
     "FeedStall",
     "FeedTimelineFault",
+    "LateBatches",
     "MessageFault",
     "Pick",
+    "PosterFault",
+    "ReorderBatchTransactions",
     "ReorderBlockTimestamps",
     "ReorderMessages",
     "ReorderTransactions",
@@ -79,10 +93,12 @@ __all__ = [
     "RpcProxyStats",
     "RpcReset",
     "RpcTimelineFault",
+    "SkipBlocks",
     "SkipSequence",
     "TimelineFault",
     "TransactionFault",
     "WrongBlockHash",
     "WrongReceiptBlock",
     "WrongReceiptStatus",
+    "poster_fault",
 ]

@@ -231,7 +231,7 @@ class Fault:
     breaks: ClassVar[str] = ""
     """The promise this fault breaks, in words."""
     caught_by: ClassVar[tuple[str, ...]] = ()
-    """The invariants that must fail when this fault acts."""
+    """The invariants (or SLO objectives) that must fail when this fault acts."""
 
     def __init__(self, *, armed: bool = True) -> None:
         self._armed = armed

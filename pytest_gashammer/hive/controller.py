@@ -34,6 +34,7 @@ from pytest_gashammer.hive import protocol, timeouts
 from pytest_gashammer.hive.base import ProgressSink
 from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.hive.finish import abandon_run, finish_run
+from pytest_gashammer.hive.l1_watch import L1Watch
 from pytest_gashammer.results import RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.telemetry.records import EdgeReport, Progress
@@ -438,14 +439,23 @@ class HiveController:
     def _execute_run(self, plan: ScenarioPlan, progress: ProgressSink | None = None) -> RunResult:
         devnet = self.ensure_devnet()
         rig = FaultRig.open(plan, devnet)
+        watch = None
         try:
-            return self._execute_with(plan, devnet, rig, progress)
+            watch = L1Watch.open(plan, devnet)
+            return self._execute_with(plan, devnet, rig, watch, progress)
         finally:
+            if watch is not None:
+                watch.close()
             if rig is not None:
                 rig.close()
 
     def _execute_with(
-        self, plan: ScenarioPlan, devnet: Any, rig: FaultRig | None, progress: ProgressSink | None
+        self,
+        plan: ScenarioPlan,
+        devnet: Any,
+        rig: FaultRig | None,
+        watch: L1Watch | None,
+        progress: ProgressSink | None,
     ) -> RunResult:
         from pytest_gashammer.edge.preparation import prepare_run
         from pytest_gashammer.edge.runtime import EdgeAssignment
@@ -565,6 +575,7 @@ class HiveController:
             ],
             notes=notes,
             fault_records=records,
+            l1_watch=watch,
         )
         self._telemetry_run = None
         return result

@@ -30,13 +30,16 @@ def finish_run(
     start_skews: Sequence[float] | None = None,
     notes: Sequence[str] = (),
     fault_records: Sequence[Any] | None = None,
+    l1_watch: Any = None,
 ) -> RunResult:
     """Judge ``reports`` (one per edge that delivered, with its gas ``shares``) and close the run.
 
     ``leading_verdicts`` come before the oracle's (the controller's ``edges`` verdict); ``notes``
     are the hive's own remarks on how it ran the plan. ``fault_records`` are the run's faults as the
     schedule applied them (:class:`~pytest_gashammer.fault.timeline.FaultRecord`): their impact goes
-    into ``result.faults`` and the ``faults`` verdict. The devnet's standing notes (a pruned
+    into ``result.faults`` and the ``faults`` verdict. ``l1_watch`` (an
+    :class:`~pytest_gashammer.hive.l1_watch.L1Watch`, where the devnet has an L1) waits for the run's
+    last L2 block to be posted: its figures go into ``result.l1``, its verdicts after the oracle's. The devnet's standing notes (a pruned
     history) and its incidents since ``incidents_before`` become ``devnet:`` notes. The telemetry
     run, when there is one, ends with the result.
     """
@@ -51,6 +54,14 @@ def finish_run(
         impacts = fault_impacts(plan, list(reports), list(fault_records or ()))
         leading_verdicts = [*leading_verdicts, faults_verdict(impacts)]
     verdicts = [*leading_verdicts, *evaluate_plan(plan, list(reports))]
+    l1 = None
+    if l1_watch is not None:
+        l1, l1_verdicts = l1_watch.finish(origin_unix_ns)
+        verdicts += l1_verdicts
+    else:
+        from pytest_gashammer.hive.l1_watch import l1_asked_without_l1
+
+        verdicts += l1_asked_without_l1(plan, devnet.kind)
     result = build_result(
         plan,
         list(reports),
@@ -65,6 +76,8 @@ def finish_run(
     )
     if impacts:
         result = name_faults(dataclasses.replace(result, faults=impacts))
+    if l1 is not None:
+        result = dataclasses.replace(result, l1=l1)
     result.notes.extend(notes)
     result.notes.extend(DEVNET_NOTE + note for note in devnet.notes())
     result.notes.extend(DEVNET_NOTE + incident for incident in devnet.incidents()[incidents_before:])

@@ -18,6 +18,7 @@ from pytest_gashammer.hive import timeouts
 from pytest_gashammer.hive.base import ProgressSink
 from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.hive.finish import abandon_run, finish_run
+from pytest_gashammer.hive.l1_watch import L1Watch
 from pytest_gashammer.results import RunResult
 from pytest_gashammer.scenario.spec import ScenarioPlan
 
@@ -62,13 +63,23 @@ class LocalHive:
 
     def run(self, plan: ScenarioPlan, *, progress: ProgressSink | None = None) -> RunResult:
         rig = FaultRig.open(plan, self.devnet)
+        watch = None
         try:
-            return self._run(plan, rig, progress)
+            watch = L1Watch.open(plan, self.devnet)
+            return self._run(plan, rig, watch, progress)
         finally:
+            if watch is not None:
+                watch.close()
             if rig is not None:
                 rig.close()
 
-    def _run(self, plan: ScenarioPlan, rig: FaultRig | None, progress: ProgressSink | None) -> RunResult:
+    def _run(
+        self,
+        plan: ScenarioPlan,
+        rig: FaultRig | None,
+        watch: L1Watch | None,
+        progress: ProgressSink | None,
+    ) -> RunResult:
         (assignment,) = self.assignments(plan, rig)
         run_id = None
         if self.telemetry is not None:
@@ -127,4 +138,5 @@ class LocalHive:
             telemetry_run=run_id,
             origin_unix_ns=report.wall_origin_ns,
             fault_records=records,
+            l1_watch=watch,
         )

@@ -56,6 +56,11 @@ def devnet_options(config: pytest.Config, workdir: Path | None, longest_run: flo
         longest_run=longest_run,
         container_command=config.getoption(options.CONTAINER_COMMAND),
         container_ready=config.getoption(options.CONTAINER_READY),
+        l1=not config.getoption(options.NO_L1),
+        l1_url=config.getoption(options.L1_URL),
+        sequencer_inbox=config.getoption(options.SEQUENCER_INBOX),
+        rollup=config.getoption(options.ROLLUP),
+        batch_interval=config.getoption(options.BATCH_INTERVAL),
         # Container logs go beside the telemetry when it is kept; else into the devnet's workdir.
         log_dir=Path(parquet) / DEVNET_LOGS if parquet else None,
     )

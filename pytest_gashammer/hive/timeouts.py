@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 #: Funding, template setup and calibration, before the run's clock starts.
@@ -21,6 +22,11 @@ HEARTBEAT_SECONDS = 0.5
 HEARTBEAT_TIMEOUT = 5.0
 #: How long a worker waits for the hive to hand it the session's devnet (it may start one first).
 DEVNET_TIMEOUT = 180.0
+#: Where the target has an L1: how long, after the edges are done, the hive waits for the run's last
+#: L2 block to be posted, when the plan sets no batch-posting SLO ...
+L1_POST_WAIT = 30.0
+#: ... and what it allows past the plan's ``batch_lag_max`` (else ``batch_lag_p99``) when it does.
+L1_POST_MARGIN = 5.0
 
 
 class TimedPlan(Protocol):
@@ -29,6 +35,18 @@ class TimedPlan(Protocol):
 
     @property
     def inclusion_timeout(self) -> float: ...
+
+    @property
+    def slo(self) -> Iterable[tuple[str, float]]: ...
+
+
+def l1_post_wait(slo: Iterable[tuple[str, float]]) -> float:
+    """How long the hive waits for a run's last L2 block to be posted on the L1 (see L1_POST_WAIT)."""
+    bounds = dict(slo)
+    for objective in ("batch_lag_max", "batch_lag_p99"):
+        if objective in bounds:
+            return float(bounds[objective]) + L1_POST_MARGIN
+    return L1_POST_WAIT
 
 
 def edge_budget(plan: TimedPlan) -> float:
@@ -43,4 +61,4 @@ def drain_budget(plan: TimedPlan) -> float:
 
 def answer_timeout(plan: TimedPlan) -> float:
     """How long a caller waits for a distributed run's result: queue, setup, arming and the run."""
-    return edge_budget(plan) + ARM_TIMEOUT + QUEUE_ALLOWANCE
+    return edge_budget(plan) + ARM_TIMEOUT + QUEUE_ALLOWANCE + l1_post_wait(plan.slo)

@@ -75,6 +75,25 @@ ASSERTION_CREATED = (
 )
 ASSERTION_CONFIRMED = "AssertionConfirmed(bytes32,bytes32,bytes32)"
 ADD_BATCH = "addSequencerL2BatchFromOrigin(uint256,bytes,uint256,address,uint256,uint256)"
+#: A delayed-inbox message as a delay proof names it (``DelayProof``: the accumulator before it, the message).
+_DELAY_PROOF = "(bytes32,(uint8,address,uint64,uint64,uint256,uint256,bytes32))"
+#: The SequencerInbox's other batch entry points, whose arguments start as ADD_BATCH's do (the blob
+#: ones carry no ``data``: the batch is in the transaction's EIP-4844 blobs).
+ADD_BATCH_FROM_CONTRACT = "addSequencerL2Batch(uint256,bytes,uint256,address,uint256,uint256)"
+ADD_BATCH_DELAY_PROOF = (
+    f"addSequencerL2BatchFromOriginDelayProof(uint256,bytes,uint256,address,uint256,uint256,{_DELAY_PROOF})"
+)
+ADD_BATCH_FROM_CONTRACT_DELAY_PROOF = (
+    f"addSequencerL2BatchDelayProof(uint256,bytes,uint256,address,uint256,uint256,{_DELAY_PROOF})"
+)
+ADD_BATCH_FROM_BLOBS = "addSequencerL2BatchFromBlobs(uint256,uint256,address,uint256,uint256)"
+ADD_BATCH_FROM_BLOBS_DELAY_PROOF = (
+    f"addSequencerL2BatchFromBlobsDelayProof(uint256,uint256,address,uint256,uint256,{_DELAY_PROOF})"
+)
+#: The batch's data, emitted when the batch came through a contract (``BatchDataLocation.SeparateBatchEvent``).
+SEQUENCER_BATCH_DATA = "SequencerBatchData(uint256,bytes)"
+#: Where a SequencerBatchDelivered's data is (``IBridge.BatchDataLocation``), by its enum value.
+BATCH_DATA_LOCATIONS = ("TxInput", "SeparateBatchEvent", "NoData", "Blob")
 #: The custom errors a batch can meet (SequencerInbox, then Bridge): the poster names them in its errors.
 POSTING_ERRORS = (
     "BadSequencerNumber(uint256,uint256)",
@@ -211,6 +230,12 @@ def _check_interfaces(artifacts: Mapping[str, ContractArtifact]) -> None:
         ("SequencerInbox", "function", "setIsBatchPoster(address,bool)"),
         ("SequencerInbox", "function", "batchCount()"),
         ("SequencerInbox", "event", SEQUENCER_BATCH_DELIVERED),
+        ("SequencerInbox", "event", SEQUENCER_BATCH_DATA),
+        ("SequencerInbox", "function", ADD_BATCH_FROM_CONTRACT),
+        ("SequencerInbox", "function", ADD_BATCH_DELAY_PROOF),
+        ("SequencerInbox", "function", ADD_BATCH_FROM_CONTRACT_DELAY_PROOF),
+        ("SequencerInbox", "function", ADD_BATCH_FROM_BLOBS),
+        ("SequencerInbox", "function", ADD_BATCH_FROM_BLOBS_DELAY_PROOF),
         ("Bridge", "function", "initialize(address)"),
         ("Bridge", "function", "setSequencerInbox(address)"),
         ("Bridge", "function", "sequencerInboxAccs(uint256)"),

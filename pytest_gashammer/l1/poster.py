@@ -3,7 +3,8 @@
 Every ``interval`` a daemon thread takes the L2 blocks made since the last batch (at most
 ``max_blocks_per_batch``; a backlog is posted batch after batch without waiting), turns them into
 batch data with ``encode`` (the Nitro batch codec plugs in there: it gets the blocks as
-``eth_getBlockByNumber(n, true)`` returns them and returns the bytes, header flag first), and posts
+``eth_getBlockByNumber(n, true)`` returns them, or with transaction hashes only when
+``full_transactions`` is false, and returns the bytes, header flag first), and posts
 them with the 6-argument ``addSequencerL2BatchFromOrigin``:
 
 - ``sequenceNumber`` is the inbox's ``batchCount()`` (read at start, then counted);
@@ -23,6 +24,12 @@ Each batch and assertion is recorded as plain data (:class:`BatchRecord`, :class
 at most ``max_records`` of each. A failure (the L1 or the L2 not answering, a revert) is recorded,
 the poster re-reads where the inbox stands and tries again at the next tick; ``failure_limit``
 failures in a row stop it, with :attr:`BatchPoster.error` saying why.
+
+A fault set on a running poster (:attr:`BatchPoster.fault`, any object with the
+:class:`PosterHooks` methods; the lying posters of ``pytest_gashammer.fault.poster_faults``) may hold
+a batch back, post other data than the blocks' honest encoding under the same message counts, or
+have the same data posted again as the next batch, its message counts advanced past the blocks it
+repeats (those blocks are then never posted). Without one the poster is honest.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_gashammer.chain.rpc import call as rpc_call
 from pytest_gashammer.chain.rpc import call_batch
@@ -73,6 +80,9 @@ class BatchRecord:
     last_block_hash: str
     #: Wall-clock time (``time.time()``) the receipt was seen.
     posted_at: float
+    #: A fault's duplicate: the sequence number of the batch whose data this one posts again (its
+    #: blocks are that batch's; its message counts are the next ones), or None.
+    duplicate_of: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +101,47 @@ class AssertionRecord:
     confirmed_l1_block: int | None = None
     confirmed_tx: str | None = None
     confirmed_at: float | None = None
+
+
+class PosterHooks(Protocol):
+    """What a fault set on a running poster (:attr:`BatchPoster.fault`) may change, batch by batch.
+
+    The poster calls them on the thread that posts (its own, or the caller's of
+    :meth:`BatchPoster.post_once`), for each batch in this order: :meth:`hold_seconds` and
+    :meth:`batch_data` before the batch is sent, :meth:`posted` once it is on the L1, then
+    :meth:`post_again`. A batch that fails is asked about again when it is retried, under the same
+    sequence number.
+    """
+
+    def hold_seconds(self, sequence_number: int, blocks: list[dict[str, Any]]) -> float:
+        """Seconds to hold the batch of ``blocks`` before sending it (0: send it now)."""
+        ...
+
+    def batch_data(self, sequence_number: int, blocks: list[dict[str, Any]], data: bytes) -> bytes | None:
+        """The data to post instead of ``data`` (the honest encoding of ``blocks``), or None for ``data``.
+
+        The message counts stay those of ``blocks``.
+        """
+        ...
+
+    def posted(self, record: BatchRecord) -> None:
+        """``record`` is on the L1 (a repeat carries :attr:`BatchRecord.duplicate_of`)."""
+        ...
+
+    def post_again(self, record: BatchRecord) -> bool:
+        """Whether to post ``record``'s data again as the next batch (asked of every batch but repeats)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class _Repeat:
+    """A batch a fault asked to be posted again: its blocks and data, due as batch ``sequence_number``."""
+
+    sequence_number: int
+    blocks: list[dict[str, Any]]
+    data: bytes
+    duplicate_of: int
+    fault: PosterHooks
 
 
 def fit_to_size(
@@ -143,6 +194,7 @@ class BatchPoster:
         failure_limit: int = 5,
         rpc_timeout: float = 10.0,
         receipt_timeout: float = 30.0,
+        full_transactions: bool = True,
     ) -> None:
         if interval <= 0 or max_blocks_per_batch < 1 or assert_every < 1 or first_block < 1:
             raise ValueError(
@@ -158,6 +210,8 @@ class BatchPoster:
         self.confirm_delay = confirm_delay
         self.failure_limit = failure_limit
         self.rpc_timeout = rpc_timeout
+        #: Whether ``encode`` gets the blocks with full transaction objects (else with hashes only).
+        self.full_transactions = full_transactions
         self._encode = encode
         self._first_block = first_block
         self._account = L1Account(
@@ -171,6 +225,7 @@ class BatchPoster:
         self._batches: collections.deque[BatchRecord] = collections.deque(maxlen=max_records)
         self._assertions: collections.deque[AssertionRecord] = collections.deque(maxlen=max_records)
         self._failures: collections.deque[str] = collections.deque(maxlen=20)
+        self._failure_count = 0
         self._records_lock = threading.Lock()
         self._work_lock = threading.Lock()  # one tick at a time: the thread's or a caller's
         self._stop = threading.Event()
@@ -185,6 +240,9 @@ class BatchPoster:
         self._since_assertion = 0
         self._pending: collections.deque[AssertionRecord] = collections.deque()
         self._confirm_period_blocks = 0
+        #: A fault set on the running poster (see :class:`PosterHooks`); None: an honest poster.
+        self.fault: PosterHooks | None = None
+        self._repeat: _Repeat | None = None
         self._resync()
 
     # -- public ------------------------------------------------------------------------------------
@@ -217,6 +275,12 @@ class BatchPoster:
         """The latest failures, oldest first (at most 20), whether or not the poster recovered."""
         with self._records_lock:
             return list(self._failures)
+
+    @property
+    def failure_count(self) -> int:
+        """Every failure recorded since the start (:meth:`failures` keeps the latest 20)."""
+        with self._records_lock:
+            return self._failure_count
 
     def batches(self) -> list[BatchRecord]:
         with self._records_lock:
@@ -257,6 +321,7 @@ class BatchPoster:
                 consecutive += 1
                 with self._records_lock:
                     self._failures.append(str(exc))
+                    self._failure_count += 1
                 if consecutive >= self.failure_limit:
                     self._error = (
                         f"the batch poster stopped after {consecutive} failures in a row; last: {exc}"
@@ -268,6 +333,7 @@ class BatchPoster:
                 except Exception as again:  # recorded; the next tick tries again
                     with self._records_lock:
                         self._failures.append(f"re-reading the inbox: {again}")
+                        self._failure_count += 1
             now = time.monotonic()
             # A full batch means more blocks are waiting: post again at once. Late: keep the pace from now.
             next_due = now if backlog else max(next_due + self.interval, now)
@@ -296,7 +362,7 @@ class BatchPoster:
         numbers = range(self._next_block, last + 1)
         answers = call_batch(
             self.l2_rpc_url,
-            [("eth_getBlockByNumber", [hex(number), True]) for number in numbers],
+            [("eth_getBlockByNumber", [hex(number), self.full_transactions]) for number in numbers],
             timeout=self.rpc_timeout,
         )
         blocks: list[dict[str, Any]] = []
@@ -317,14 +383,52 @@ class BatchPoster:
         return blocks
 
     def _post_batch(self) -> BatchRecord | None:
+        repeat = self._repeat
+        if repeat is not None and repeat.sequence_number != self._sequence_number:
+            repeat = self._repeat = None  # the inbox moved on (re-read after a failure): nothing to repeat
+        if repeat is not None:
+            messages = self._next_block
+            record = self._deliver(
+                repeat.blocks, repeat.data, messages, messages + len(repeat.blocks), repeat.fault, repeat
+            )
+            self._repeat = None
+            return record
         blocks = self._l2_blocks()
         if not blocks:
             return None
         blocks, data = fit_to_size(blocks, self._encode, self.max_data_size)
+        fault = self.fault
+        if fault is not None:
+            hold = fault.hold_seconds(self._sequence_number, blocks)
+            if hold > 0 and self._stop.wait(hold):
+                return None  # stopped while holding it: the batch was never sent
+            changed = fault.batch_data(self._sequence_number, blocks, data)
+            data = data if changed is None else changed
+        first, last = int(blocks[0]["number"], 16), int(blocks[-1]["number"], 16)
+        record = self._deliver(blocks, data, first, last + 1, fault)
+        if fault is not None and fault.post_again(record):
+            self._repeat = _Repeat(record.sequence_number + 1, blocks, data, record.sequence_number, fault)
+        return record
+
+    def _deliver(
+        self,
+        blocks: list[dict[str, Any]],
+        data: bytes,
+        prev_message_count: int,
+        new_message_count: int,
+        fault: PosterHooks | None,
+        repeat: _Repeat | None = None,
+    ) -> BatchRecord:
+        """Posts ``data`` as the next batch, claiming messages ``prev_message_count ..
+        new_message_count - 1``, and records it."""
         first, last = int(blocks[0]["number"], 16), int(blocks[-1]["number"], 16)
         sequence = self._sequence_number
         what = f"batch {sequence} (L2 blocks {first}..{last})"
-        calldata = call_data(ADD_BATCH, sequence, data, 0, ZERO_ADDRESS, first, last + 1)
+        if repeat is not None:
+            what += f", batch {repeat.duplicate_of} again"
+        calldata = call_data(
+            ADD_BATCH, sequence, data, 0, ZERO_ADDRESS, prev_message_count, new_message_count
+        )
         receipt = self._account.transact(self.sequencer_inbox, calldata, what=f"posting {what}")
         delivered = [
             log
@@ -338,8 +442,8 @@ class BatchPoster:
             sequence_number=sequence,
             first_block=first,
             last_block=last,
-            prev_message_count=first,
-            new_message_count=last + 1,
+            prev_message_count=prev_message_count,
+            new_message_count=new_message_count,
             data_bytes=len(data),
             l1_gas=int(receipt["gasUsed"], 16),
             l1_block=int(receipt["blockNumber"], 16),
@@ -348,15 +452,19 @@ class BatchPoster:
             after_acc=delivered[0]["topics"][3],
             last_block_hash=tip["hash"],
             posted_at=time.time(),
+            duplicate_of=None if repeat is None else repeat.duplicate_of,
         )
         self._sequence_number = sequence + 1
-        self._next_block = last + 1
-        self._last_block_hash = tip["hash"]
+        self._next_block = new_message_count
+        # After a repeat the next block posted follows no block this poster posted: nothing to link to.
+        self._last_block_hash = tip["hash"] if repeat is None else None
         if self.rollup is not None:
             self._batch_tips[sequence] = (last, tip["hash"], tip.get("sendRoot") or ZERO_HASH)
             self._since_assertion += 1
         with self._records_lock:
             self._batches.append(record)
+        if fault is not None:
+            fault.posted(record)
         return record
 
     def _maybe_assert(self) -> AssertionRecord | None:

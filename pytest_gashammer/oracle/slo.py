@@ -15,7 +15,9 @@ from typing import Any
 from pytest_gashammer.results import RunResult, Verdict, VerdictStatus
 from pytest_gashammer.scenario.units import format_seconds
 from pytest_gashammer.vocabulary import (
+    BATCH_LAG,
     FAULT_LOST,
+    L1_LAG_OBJECTIVES,
     LATENCY_OBJECTIVES,
     MAX_ERROR_RATE,
     MAX_LOST,
@@ -50,6 +52,27 @@ def _latency(verdict_name: str, objective: str, bound: float, result: RunResult)
         verdict_name,
         "passed",
         f"{kind} {stat} {format_seconds(measured)} <= {format_seconds(bound)}",
+        evidence,
+    )
+
+
+def _batch_lag(verdict_name: str, objective: str, bound: float, result: RunResult) -> Verdict:
+    stat = objective.removeprefix(f"{BATCH_LAG}_")
+    if result.l1 is None:
+        return Verdict(verdict_name, "inconclusive", "the target has no L1, so no batch-posting lag")
+    stats = result.l1.batch_lag
+    measured = float(getattr(stats, stat))
+    if stats.count == 0 or math.isnan(measured):
+        return Verdict(
+            verdict_name, "inconclusive", "no L2 block of the run was seen posted, so no batch-posting lag"
+        )
+    evidence: dict[str, Any] = {"measured_s": measured, "bound_s": bound, "blocks": stats.count}
+    status: VerdictStatus = "failed" if measured > bound else "passed"
+    relation = ">" if measured > bound else "<="
+    return Verdict(
+        verdict_name,
+        status,
+        f"batch-posting lag {stat} {format_seconds(measured)} {relation} {format_seconds(bound)}",
         evidence,
     )
 
@@ -130,4 +153,5 @@ OBJECTIVE_CHECKS: dict[str, ObjectiveCheck] = {
     MAX_LOST: _max_lost,
     FAULT_LOST: _fault_lost,
     RECOVERY_S: _recovery_s,
+    **dict.fromkeys(L1_LAG_OBJECTIVES, _batch_lag),
 }

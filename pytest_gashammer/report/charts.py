@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pytest_gashammer.results import FaultImpact, LatencyStats
+from pytest_gashammer.results import FaultImpact, L1Batch, LatencyStats
 
 __all__ = [
     "LATENCY_METRICS",
@@ -35,6 +35,8 @@ __all__ = [
     "blocks_chart",
     "errors_chart",
     "fault_bands",
+    "l1_lag_chart",
+    "l1_sizes_chart",
     "latency_histogram_chart",
     "latency_over_time_chart",
     "throughput_gas_chart",
@@ -58,6 +60,7 @@ _COLORS = {
     "feed": "#e07b24",
     "error": "#c23a3a",
     "fault": "#d9534f",
+    "l1": "#7b4fa8",
     "phase": ("#f3f0e6", "#e8eef6", "#eaf4ec", "#f6ebeb", "#efe9f5"),
 }
 
@@ -596,3 +599,68 @@ def blocks_chart(
     axes.set_xlabel("run time (s)")
     axes.margins(x=0.01)
     return _svg(figure, chart_id, "gas and transactions per block")
+
+
+def _seen_order(batches: Sequence[L1Batch]) -> list[L1Batch]:
+    return sorted(batches, key=lambda batch: (batch.seen_at, batch.sequence_number))
+
+
+def _nothing(axes: Any, text: str) -> None:
+    axes.text(0.5, 0.5, text, transform=axes.transAxes, ha="center", color="#777777")
+
+
+@_with_style
+def l1_lag_chart(
+    batches: Sequence[L1Batch], plan: Mapping[str, Any], chart_id: str, faults: Sequence[FaultBand] = ()
+) -> str:
+    """Each batch's longest batch-posting lag (its longest-waiting L2 block of the run), at the run time
+    it was first seen on the L1. Batches that carried none of the run's blocks have no lag."""
+    figure, axes = _figure(2.8)
+    _shade_phases(axes, plan)
+    _shade_faults(axes, faults)
+    points = [
+        (batch.seen_at, float(batch.lag_max_s))
+        for batch in _seen_order(batches)
+        if batch.lag_max_s is not None and math.isfinite(batch.lag_max_s)
+    ]
+    if points:
+        xs, ys = zip(*points, strict=True)
+        axes.plot(xs, ys, color=_COLORS["l1"], marker=".", ms=5, lw=1)
+        _ms_axis(axes, "y")
+    else:
+        _nothing(axes, "no batch carried the run's blocks")
+    axes.set_ylim(bottom=0)
+    axes.set_ylabel("longest lag in the batch")
+    axes.set_xlabel("run time (s) the batch was seen on the L1")
+    axes.margins(x=0.01)
+    return _svg(figure, chart_id, "batch-posting lag per batch over the run")
+
+
+@_with_style
+def l1_sizes_chart(
+    batches: Sequence[L1Batch], plan: Mapping[str, Any], chart_id: str, faults: Sequence[FaultBand] = ()
+) -> str:
+    """Data bytes per batch (bars at the run time each was seen on the L1; red: data that could not be
+    decoded) and the L1 gas of each posting (dots, right axis)."""
+    figure, axes = _figure(2.8)
+    _shade_phases(axes, plan)
+    _shade_faults(axes, faults)
+    ordered = _seen_order(batches)
+    if ordered:
+        at = [batch.seen_at for batch in ordered]
+        colors = [_COLORS["error"] if batch.decode_error else _COLORS["l1"] for batch in ordered]
+        axes.vlines(at, 0, [batch.data_bytes for batch in ordered], colors=colors, lw=1.5)
+        axes.yaxis.set_major_formatter(_rate_formatter())
+        twin = axes.twinx()
+        twin.plot(at, [batch.l1_gas for batch in ordered], ".", color=_COLORS["accepted"], ms=4)
+        twin.yaxis.set_major_formatter(_rate_formatter())
+        twin.set_ylabel("L1 gas per batch", color=_COLORS["accepted"])
+        twin.grid(False)
+        twin.set_ylim(bottom=0)
+    else:
+        _nothing(axes, "no batch seen on the L1")
+    axes.set_ylim(bottom=0)
+    axes.set_ylabel("data bytes per batch")
+    axes.set_xlabel("run time (s) the batch was seen on the L1")
+    axes.margins(x=0.01)
+    return _svg(figure, chart_id, "batch data bytes and L1 gas per batch")

@@ -9,12 +9,14 @@ same page any time later, and the plugin renders it at the end of a session with
 
 Per run: scenario and environment, verdicts with their evidence, key figures, the faults of its
 timeline (when it had any: a table, and a band per fault on every chart over time), throughput and
-latency over time, latency distributions, errors by kind, blocks, edges (with start skew) and the
-sequencer feed's facts.
+latency over time, latency distributions, errors by kind, blocks, edges (with start skew), the
+sequencer feed's facts, and what the L1 monitor saw (when the target has an L1: its figures, the
+batch-posting lag and the batch sizes over the run, the first batches and assertions).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -36,14 +38,24 @@ from pytest_gashammer.results import (
     RECEIPTS_EXPECTED,
     RECEIPTS_VIA,
     FaultImpact,
+    L1Assertion,
+    L1Batch,
+    L1Figures,
     rate_figures,
     receipts_line,
 )
 from pytest_gashammer.scenario.units import format_gas_rate, format_seconds
-from pytest_gashammer.telemetry.parquet import TelemetryTables, fault_impacts, json_or, load
+from pytest_gashammer.telemetry.parquet import (
+    TelemetryTables,
+    fault_impacts,
+    json_or,
+    l1_assertions,
+    l1_batches,
+    load,
+)
 from pytest_gashammer.telemetry.schema import SCHEMA_VERSION
 
-__all__ = ["REPORT_COLUMNS", "render_report", "report_html"]
+__all__ = ["CHARTS", "L1_CHARTS", "REPORT_COLUMNS", "render_report", "report_html"]
 
 #: The ``transactions`` columns the report reads (the hashes and feed positions are left on disk).
 REPORT_COLUMNS = (
@@ -71,7 +83,15 @@ CHARTS = (
     ("blocks", "Blocks"),
 )
 
+#: The charts of a run's L1 section, only for runs whose target has an L1: (id suffix, title).
+L1_CHARTS = (
+    ("l1-lag", "Batch-posting lag"),
+    ("l1-sizes", "Batch sizes"),
+)
+
 _FEED_EVENT_LIST = 50
+_L1_BATCH_LIST = 50
+_L1_ASSERTION_LIST = 20
 
 
 def render_report(
@@ -140,7 +160,7 @@ def report_html(
         source=str(directory) if directory is not None else "",
         schema_version=SCHEMA_VERSION,
         runs=views,
-        chart_titles=dict(CHARTS),
+        chart_titles=dict(CHARTS + L1_CHARTS),
         extra_sections=[(heading, markupsafe.Markup(body)) for heading, body in extra_sections],
     )
 
@@ -200,6 +220,11 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
     }
     if errors:
         chart_svgs["errors"] = charts.errors_chart(errors, f"{anchor}-chart-errors")
+    l1 = _l1_view(run, tables)
+    if l1 is not None and l1["figures"] is not None:
+        batches = l1["all_batches"]
+        chart_svgs["l1-lag"] = charts.l1_lag_chart(batches, plan, f"{anchor}-chart-l1-lag", bands)
+        chart_svgs["l1-sizes"] = charts.l1_sizes_chart(batches, plan, f"{anchor}-chart-l1-sizes", bands)
     target = float(run["target_gas_per_sec"] or 0.0)
 
     def share(value: float | None) -> float | None:
@@ -325,6 +350,7 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         "stopped_early": run.get("stopped_early"),
         "blocks": block_facts,
         "faults": [_fault_view(impact) for impact in faults],
+        "l1": l1,
         "render_seconds": time.perf_counter() - started,
     }
     return view
@@ -376,6 +402,56 @@ def _fault_view(impact: FaultImpact) -> dict[str, Any]:
         "effect": _pairs(impact.effect),
         "error": impact.error,
     }
+
+
+def _l1_view(run: Mapping[str, Any], tables: TelemetryTables) -> dict[str, Any] | None:
+    """The run's L1 section: ``None`` without an L1. The figures come from the ``runs`` row's
+    ``l1_json`` (the whole ``L1Figures``), the rows from the ``batches`` and ``assertions`` tables
+    (from ``l1_json`` when the tables hold none, e.g. tables loaded without them)."""
+    stored = json_or(run.get("l1_json"), None)
+    if not stored:
+        return None
+    try:
+        figures = L1Figures.from_dict(stored)
+    except (TypeError, KeyError, ValueError) as exc:
+        return {"figures": None, "error": f"the stored L1 figures could not be read ({exc})"}
+    batches = l1_batches(tables.batches) or [_nan_lag(batch) for batch in figures.batch_rows]
+    assertions = l1_assertions(tables.assertions) or list(figures.assertion_rows)
+    posted_share = figures.blocks_posted / figures.blocks_of_run * 100 if figures.blocks_of_run else None
+    return {
+        "figures": figures,
+        "error": None,
+        "posted_share": posted_share,
+        "lags": [
+            ("batch-posting lag, per L2 block", figures.batch_lag),
+            ("assertion lag, per batch", figures.assertion_lag),
+            ("confirmation lag, per assertion", figures.confirmation_lag),
+        ],
+        "all_batches": batches,
+        "batches": [_l1_batch_view(batch) for batch in batches[:_L1_BATCH_LIST]],
+        "batches_more": max(0, len(batches) - _L1_BATCH_LIST),
+        "assertions": [_l1_assertion_view(assertion) for assertion in assertions[:_L1_ASSERTION_LIST]],
+        "assertions_more": max(0, len(assertions) - _L1_ASSERTION_LIST),
+    }
+
+
+def _nan_lag(batch: L1Batch) -> L1Batch:
+    """A batch read from ``l1_json``, where a lag not measured was stored as null: ``nan`` again."""
+    return batch if batch.lag_max_s is not None else dataclasses.replace(batch, lag_max_s=math.nan)
+
+
+def _l1_batch_view(batch: L1Batch) -> dict[str, Any]:
+    if batch.first_l2_block is None:
+        blocks = "-"
+    elif batch.first_l2_block == batch.last_l2_block:
+        blocks = str(batch.first_l2_block)
+    else:
+        blocks = f"{batch.first_l2_block}–{batch.last_l2_block}"
+    return {**dataclasses.asdict(batch), "blocks": blocks, "lag": _measured(batch.lag_max_s)}
+
+
+def _l1_assertion_view(assertion: L1Assertion) -> dict[str, Any]:
+    return dataclasses.asdict(assertion)
 
 
 def _receipts(run: dict[str, Any]) -> str:

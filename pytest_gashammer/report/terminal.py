@@ -174,6 +174,44 @@ def feed_versus_chain(findings: dict[str, Any]) -> str:
     return found or "consistent"
 
 
+def _bytes(value: Any) -> str:
+    number = _known(value)
+    if number is None:
+        return "-"
+    return f"{number:,.0f} B" if number < 1000 else f"{number / 1000:,.1f} kB"
+
+
+def _kgas(value: Any) -> str:
+    number = _known(value)
+    return "-" if number is None else f"{number / 1000:,.0f} kgas"
+
+
+def l1_lines(l1: Mapping[str, Any] | None) -> list[str]:
+    """What the L1 monitor saw, in one line (and one for its problems): batches, blocks posted, the
+    batch-posting lag, cost per batch, assertions. ``l1`` is ``L1Figures`` as plain data
+    (``summary_dict()["l1"]``), live or read back from a stored run."""
+    if not l1:
+        return []
+    lag = l1.get("batch_lag") or {}
+    if lag.get("count"):
+        lag_words = (
+            f"lag p50 {format_seconds(_known(lag.get('p50')))} p99 {format_seconds(_known(lag.get('p99')))} "
+            f"max {format_seconds(_known(lag.get('max')))}"
+        )
+    else:
+        lag_words = "no lag measured"
+    lines = [
+        f"  L1         {l1.get('batches', 0):,} batches, {l1.get('blocks_posted', 0):,} of "
+        f"{l1.get('blocks_of_run', 0):,} blocks posted, {lag_words}, {_bytes(l1.get('bytes_per_batch'))} "
+        f"and {_kgas(l1.get('l1_gas_per_batch'))} per batch, {l1.get('assertions', 0):,} assertions "
+        f"({l1.get('confirmations', 0):,} confirmed)"
+    ]
+    problems = l1.get("problems") or []
+    if problems:
+        lines.append(f"  L1 problems {len(problems)}, first: {problems[0]}")
+    return lines
+
+
 def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
     """One screen (about fifteen lines) per run, from :meth:`RunResult.summary_dict`."""
     target = run["target_gas_per_sec"]
@@ -219,6 +257,7 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
         label = "rejections" if index == 0 else ""
         lines.append(f"  {label:<10} {entry['kind']} ({code}) x{entry['count']:,}: {entry['message']!r}")
     lines.extend(fault_lines(run.get("faults") or ()))
+    lines.extend(l1_lines(run.get("l1")))
     verdicts = "  ".join(f"{v['name']}:{v['status']}" for v in run["verdicts"])
     lines.append(f"  verdicts   {verdicts}")
     if run.get("stopped_early"):

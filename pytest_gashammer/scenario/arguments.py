@@ -237,9 +237,9 @@ def parse_invariant_names(raw: object, name: str) -> tuple[str, ...] | None:
             f"{name}={raw!r} must be a list of invariant names, e.g. {name}=[{vocabulary.INCLUSION!r}]"
         )
     for invariant in raw:
-        if invariant not in vocabulary.INVARIANT_NAMES:
+        if invariant not in vocabulary.ALL_INVARIANT_NAMES:
             raise ConfigError(
-                f"{name}: unknown invariant {invariant!r}; accepted: {', '.join(vocabulary.INVARIANT_NAMES)}"
+                f"{name}: unknown invariant {invariant!r}; accepted: {', '.join(vocabulary.ALL_INVARIANT_NAMES)}"
             )
     return tuple(raw)
 

@@ -6,6 +6,8 @@ Layout of a telemetry directory (every table is a directory of Parquet files, pa
     <dir>/verdicts/run=<run_id>/verdicts.parquet    one row per verdict
     <dir>/edges/run=<run_id>/edges.parquet          one row per edge
     <dir>/faults/run=<run_id>/faults.parquet        one row per fault of the run's timeline (runs with faults)
+    <dir>/batches/run=<run_id>/batches.parquet      one row per sequencer batch seen on the L1 (runs with an L1)
+    <dir>/assertions/run=<run_id>/assertions.parquet  one row per assertion seen on the rollup (runs with an L1)
     <dir>/transactions/run=<run_id>/part-00000.parquet, part-00001.parquet, ...
     <dir>/blocks/run=<run_id>/part-*.parquet
     <dir>/events/run=<run_id>/part-*.parquet
@@ -56,7 +58,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pytest_gashammer.errors import GashammerError
-from pytest_gashammer.results import LATENCY_STATS, RUN_FIGURES, FaultImpact, Figure
+from pytest_gashammer.results import LATENCY_STATS, RUN_FIGURES, FaultImpact, Figure, L1Assertion, L1Batch
 from pytest_gashammer.telemetry.schema import (
     SCHEMA_VERSION,
     SCHEMAS,
@@ -80,15 +82,19 @@ __all__ = [
     "RunInfo",
     "TelemetryDirectoryError",
     "TelemetryTables",
+    "assertion_rows",
+    "batch_rows",
     "fault_impacts",
     "fault_rows",
     "git_commit",
+    "l1_assertions",
+    "l1_batches",
     "load",
     "new_run_id",
 ]
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SMALL_TABLES = ("runs", "verdicts", "edges", "faults")
+_SMALL_TABLES = ("runs", "verdicts", "edges", "faults", "batches", "assertions")
 
 
 class TelemetryDirectoryError(GashammerError):
@@ -298,11 +304,12 @@ class ParquetRunWriter:
         status: str | None = None,
         ended_unix_ns: int | None = None,
     ) -> None:
-        """Finish a run: publish its parts and write its ``runs``, ``verdicts`` and ``edges`` rows, and
-        its ``faults`` rows when the result holds faults.
+        """Finish a run: publish its parts and write its ``runs``, ``verdicts`` and ``edges`` rows, its
+        ``faults`` rows when the result holds faults, and its ``batches`` and ``assertions`` rows when it
+        has what an L1 monitor saw.
 
         ``result`` is the ``RunResult`` (or ``None`` if the run produced none; a run cut short may
-        still have one, and then keeps its faults). ``status`` defaults to
+        still have one, and then keeps its faults and L1 rows). ``status`` defaults to
         ``finished`` with a result and ``failed`` without one; use ``interrupted`` for Ctrl-C.
         """
         with self._lock:
@@ -339,6 +346,12 @@ class ParquetRunWriter:
             faults = list(getattr(result, "faults", None) or [])
             if faults:  # a run without faults leaves no empty file behind
                 self._write_small("faults", run_id, fault_rows(run_id, faults))
+            l1 = getattr(result, "l1", None)
+            # A run without an L1 (or whose monitor saw nothing of a kind) leaves no empty file behind.
+            if l1 is not None and l1.batch_rows:
+                self._write_small("batches", run_id, batch_rows(run_id, l1.batch_rows))
+            if l1 is not None and l1.assertion_rows:
+                self._write_small("assertions", run_id, assertion_rows(run_id, l1.assertion_rows))
             del self._runs[run_id]
 
     # -- streamed tables ------------------------------------------------------------------------
@@ -720,6 +733,103 @@ def fault_impacts(table: pa.Table) -> list[FaultImpact]:
     return impacts
 
 
+def batch_rows(run_id: str, batches: Iterable[L1Batch]) -> list[dict[str, Any]]:
+    """The ``batches`` rows of a run: one per :class:`~pytest_gashammer.results.L1Batch`."""
+    return [
+        {
+            "run_id": run_id,
+            "sequence_number": batch.sequence_number,
+            "l1_block": batch.l1_block,
+            "l1_tx": _hash_bytes(batch.l1_tx),
+            "before_acc": _hash_bytes(batch.before_acc),
+            "after_acc": _hash_bytes(batch.after_acc),
+            "delayed_messages_read": batch.delayed_messages_read,
+            "data_bytes": batch.data_bytes,
+            "l1_gas": batch.l1_gas,
+            "first_l2_block": batch.first_l2_block,
+            "last_l2_block": batch.last_l2_block,
+            "l2_transactions": batch.l2_transactions,
+            "seen_at_s": float(batch.seen_at),
+            "lag_max_s": _finite(batch.lag_max_s),
+            "decode_error": batch.decode_error,
+        }
+        for batch in batches
+    ]
+
+
+def l1_batches(table: pa.Table) -> list[L1Batch]:
+    """The :class:`~pytest_gashammer.results.L1Batch` of each ``batches`` row, by run then sequence
+    number; the inverse of :func:`batch_rows` (a null lag comes back as ``nan``)."""
+    rows = sorted(table.to_pylist(), key=lambda row: (row["run_id"], row["sequence_number"]))
+    return [
+        L1Batch(
+            sequence_number=int(row["sequence_number"]),
+            l1_block=int(row["l1_block"]),
+            l1_tx=_hash_text(row["l1_tx"]),
+            before_acc=_hash_text(row["before_acc"]),
+            after_acc=_hash_text(row["after_acc"]),
+            delayed_messages_read=int(row["delayed_messages_read"] or 0),
+            data_bytes=int(row["data_bytes"] or 0),
+            l1_gas=int(row["l1_gas"] or 0),
+            first_l2_block=row["first_l2_block"],
+            last_l2_block=row["last_l2_block"],
+            l2_transactions=int(row["l2_transactions"] or 0),
+            seen_at=float(row["seen_at_s"]),
+            lag_max_s=math.nan if row["lag_max_s"] is None else float(row["lag_max_s"]),
+            decode_error=row["decode_error"],
+        )
+        for row in rows
+    ]
+
+
+def assertion_rows(run_id: str, assertions: Iterable[L1Assertion]) -> list[dict[str, Any]]:
+    """The ``assertions`` rows of a run: one per :class:`~pytest_gashammer.results.L1Assertion`."""
+    return [
+        {
+            "run_id": run_id,
+            "assertion_hash": _hash_bytes(assertion.assertion_hash),
+            "parent_hash": _hash_bytes(assertion.parent_hash),
+            "inbox_position": assertion.inbox_position,
+            "l2_block_hash": _hash_bytes(assertion.l2_block_hash),
+            "created_l1_block": assertion.created_l1_block,
+            "created_at_s": float(assertion.created_at),
+            "confirmed_l1_block": assertion.confirmed_l1_block,
+            "confirmed_at_s": None if assertion.confirmed_at is None else float(assertion.confirmed_at),
+        }
+        for assertion in assertions
+    ]
+
+
+def l1_assertions(table: pa.Table) -> list[L1Assertion]:
+    """The :class:`~pytest_gashammer.results.L1Assertion` of each ``assertions`` row, by run then
+    creation; the inverse of :func:`assertion_rows`."""
+    rows = sorted(
+        table.to_pylist(), key=lambda row: (row["run_id"], row["created_at_s"], row["inbox_position"])
+    )
+    return [
+        L1Assertion(
+            assertion_hash=_hash_text(row["assertion_hash"]),
+            parent_hash=_hash_text(row["parent_hash"]),
+            inbox_position=int(row["inbox_position"]),
+            l2_block_hash=_hash_text(row["l2_block_hash"]),
+            created_l1_block=int(row["created_l1_block"]),
+            created_at=float(row["created_at_s"]),
+            confirmed_l1_block=row["confirmed_l1_block"],
+            confirmed_at=row["confirmed_at_s"],
+        )
+        for row in rows
+    ]
+
+
+def _hash_bytes(text: str) -> bytes:
+    """A ``0x`` hash as the 32 raw bytes a hash column stores."""
+    return bytes.fromhex(text.removeprefix("0x"))
+
+
+def _hash_text(value: bytes | None) -> str:
+    return "" if value is None else "0x" + value.hex()
+
+
 def json_or(text: str | None, default: Any) -> Any:
     """``text`` parsed as JSON, or ``default`` when it is empty or not JSON (a stored column)."""
     if not text:
@@ -766,7 +876,7 @@ def _edge_rows(run_id: str, registered: Mapping[str, Mapping[str, Any]], result:
 
 @dataclass
 class TelemetryTables:
-    """The seven tables of a telemetry directory (or of some of its runs), as pyarrow Tables."""
+    """The nine tables of a telemetry directory (or of some of its runs), as pyarrow Tables."""
 
     runs: pa.Table
     verdicts: pa.Table
@@ -776,6 +886,9 @@ class TelemetryTables:
     events: pa.Table
     #: Empty for directories written before schema 1.2, and for runs without faults.
     faults: pa.Table
+    #: Empty for directories written before schema 1.3, and for runs without an L1.
+    batches: pa.Table
+    assertions: pa.Table
     directory: Path | None = None
     incomplete_files: list[Path] = field(default_factory=list)
 

@@ -1,4 +1,4 @@
-"""The versioned Arrow schema of stored telemetry: seven tables, one row per thing that happened.
+"""The versioned Arrow schema of stored telemetry: nine tables, one row per thing that happened.
 
 Why a fixed schema: telemetry outlives the process that produced it. Edges stream it to the hive as
 Arrow IPC, the hive stores it as Parquet, and people query it later with DuckDB or pandas, or
@@ -32,6 +32,8 @@ from pytest_gashammer.results import FIGURES, LATENCY_STATS, RUN_FIGURES, Figure
 from pytest_gashammer.telemetry.records import TxLog
 
 __all__ = [
+    "ASSERTIONS",
+    "BATCHES",
     "BLOCKS",
     "EDGES",
     "EVENTS",
@@ -258,6 +260,48 @@ FAULTS = _schema(
     ],
 )
 
+# One row per sequencer batch the L1 monitor saw while it watched a run (``RunResult.l1.batch_rows``,
+# each an ``L1Batch``), written when a run with an L1 ends. The ``runs`` row's ``l1_json`` holds the
+# same rows inside the whole ``L1Figures``; this table is for queries across batches and runs.
+# Times are run-clock seconds; ``nan`` is stored as null.
+BATCHES = _schema(
+    "batches",
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("sequence_number", pa.int64(), nullable=False),
+        pa.field("l1_block", pa.int64(), nullable=False),
+        pa.field("l1_tx", _HASH, nullable=False),
+        pa.field("before_acc", _HASH, nullable=False),
+        pa.field("after_acc", _HASH, nullable=False),
+        pa.field("delayed_messages_read", pa.int64(), nullable=False),
+        pa.field("data_bytes", pa.int64(), nullable=False),
+        pa.field("l1_gas", pa.int64(), nullable=False),
+        pa.field("first_l2_block", pa.int64()),
+        pa.field("last_l2_block", pa.int64()),
+        pa.field("l2_transactions", pa.int64(), nullable=False),
+        pa.field("seen_at_s", pa.float64(), nullable=False),
+        pa.field("lag_max_s", pa.float64()),
+        pa.field("decode_error", pa.string()),
+    ],
+)
+
+# One row per assertion on the rollup the L1 monitor saw while it watched a run
+# (``RunResult.l1.assertion_rows``, each an ``L1Assertion``), written with ``batches``.
+ASSERTIONS = _schema(
+    "assertions",
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("assertion_hash", _HASH, nullable=False),
+        pa.field("parent_hash", _HASH, nullable=False),
+        pa.field("inbox_position", pa.int64(), nullable=False),
+        pa.field("l2_block_hash", _HASH, nullable=False),
+        pa.field("created_l1_block", pa.int64(), nullable=False),
+        pa.field("created_at_s", pa.float64(), nullable=False),
+        pa.field("confirmed_l1_block", pa.int64()),
+        pa.field("confirmed_at_s", pa.float64()),
+    ],
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "transactions": TRANSACTIONS,
     "blocks": BLOCKS,
@@ -266,6 +310,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "verdicts": VERDICTS,
     "edges": EDGES,
     "faults": FAULTS,
+    "batches": BATCHES,
+    "assertions": ASSERTIONS,
 }
 
 #: Tables that grow during a run and are written in parts; the others have a few rows per run.

@@ -81,6 +81,26 @@ def anvil_processes(tag: str) -> set[int]:
     return found
 
 
+@pytest.fixture(autouse=True, scope="session")
+def shared_tool_cache() -> Iterator[None]:
+    """One cache of managed tools (anvil, the Nitro contracts, solc) for every pytest run the suite drives.
+
+    ``pytester`` gives each run a HOME of its own, so without this every run that starts a devnet would
+    install anvil and the Nitro contracts from npm again (seconds each, and the registry each time).
+    """
+    from pytest_gashammer.devnet.npm import cache_dir
+
+    before = os.environ.get("GASHAMMER_CACHE_DIR")
+    os.environ["GASHAMMER_CACHE_DIR"] = str(cache_dir())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("GASHAMMER_CACHE_DIR", None)
+        else:
+            os.environ["GASHAMMER_CACHE_DIR"] = before
+
+
 @pytest.fixture
 def no_new_anvil(monkeypatch: pytest.MonkeyPatch):
     """Fails the test if an anvil it started (directly or through a pytest run) is left behind."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_gashammer.devnet.embedded import EmbeddedDevnet, free_port
+from pytest_gashammer.devnet.base import free_port
+from pytest_gashammer.devnet.embedded import EmbeddedDevnet
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
 

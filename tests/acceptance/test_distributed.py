@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gashammer.devnet.embedded import free_port
+from pytest_gashammer.devnet.base import free_port
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
 
@@ -54,6 +54,8 @@ def test_every_worker_is_an_edge_and_counts_add_up(pytester: pytest.Pytester, wo
     assert facts["verdicts"]["edges"] == "passed"
     # Every invariant holds; value conservation needs receipts="all", so it says it cannot tell.
     assert facts["verdicts"].pop("balance_conservation") == "inconclusive"
+    # The devnet's L1 is judged too; a 3 s run may end before an assertion is confirmed on it.
+    assert facts["verdicts"].pop("confirmations") in ("passed", "inconclusive")
     assert set(facts["verdicts"].values()) == {"passed"}
     # Started together: the hive's start signal reaches every edge within a fraction of a second.
     assert max(edge["skew"] for edge in edges) < 0.5
@@ -138,6 +140,7 @@ def test_more_edges_than_senders_at_a_low_rate_rejects_nothing(pytester: pytest.
     assert facts["rejected"] == 0
     assert facts["included"] == facts["sent"]
     assert facts["lost"] == 0
+    assert facts["verdicts"].pop("confirmations") in ("passed", "inconclusive")  # the devnet's L1
     assert set(facts["verdicts"].values()) == {"passed"}, facts["verdicts"]
     assert (
         f"hive: 10 edges need a sender each: ran 10 senders, not the plan's {facts['senders']}"
@@ -166,7 +169,8 @@ def siblings():
     return found
 
 @pytest.mark.gashammer(gas_per_sec="1M", duration="6s", warmup=0)
-def test_run_survives_a_lost_edge(hammer):
+def test_run_survives_a_lost_edge(hammer, devnet):
+    # ``devnet`` starts the shared devnet now: the three seconds below count the run, not its start.
     box = {}
     runner = threading.Thread(target=lambda: box.setdefault("result", hammer.run(check=False)))
     runner.start()

@@ -8,9 +8,7 @@ Everything is read back the way the L1 monitor will read it: ``eth_getLogs`` for
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +18,7 @@ import pytest
 
 from pytest_gashammer.chain.keccak import keccak256
 from pytest_gashammer.chain.rpc import call
-from pytest_gashammer.chain.signer import FastSigner
-from pytest_gashammer.devnet.anvil import find_anvil
-from pytest_gashammer.devnet.base import free_port
-from pytest_gashammer.devnet.nitro_contracts import find_nitro_contracts, managed_package
-from pytest_gashammer.devnet.process import ManagedProcess
+from pytest_gashammer.devnet.nitro_contracts import find_nitro_contracts
 from pytest_gashammer.l1.abi import call_data, decode, encode, event_topic
 from pytest_gashammer.l1.contracts import (
     ADD_BATCH,
@@ -32,73 +26,29 @@ from pytest_gashammer.l1.contracts import (
     ASSERTION_CONFIRMED,
     ASSERTION_CREATED,
     L1Deployment,
-    deploy_l1,
     stand_in_rollup_artifact,
 )
 from pytest_gashammer.l1.poster import BatchPoster
 from pytest_gashammer.l1.sender import L1Error
-
-L1_CHAIN_ID = 1337
-L2_CHAIN_ID = 412346
-DEPLOYER_KEY = "0x" + "a1" * 32
-POSTER_KEY = "0x" + "b2" * 32
-STRANGER_KEY = "0x" + "c3" * 32
-BATCH_DELIVERED_TOPIC0 = "0x7394f4a19a13c7b92b5bb71033245305946ef78452f7b4986ac1390b5df4ebd7"
-ZERO_HASH = "0x" + "00" * 32
-#: Header flag 0x00 (brotli) and the brotli stream of no bytes: a batch the inbox accepts, carrying nothing.
-EMPTY_BROTLI_BATCH = b"\x00\x3b"
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("npm") is None and not managed_package().is_dir(),
-    reason="npm is needed once to install @arbitrum/nitro-contracts",
+from tests.acceptance.l1_setup import (
+    BATCH_DELIVERED_TOPIC0,
+    DEPLOYER_KEY,
+    EMPTY_BROTLI_BATCH,
+    L1_CHAIN_ID,
+    L2_CHAIN_ID,
+    POSTER_KEY,
+    STRANGER_KEY,
+    ZERO_HASH,
+    address_of,
+    anvil,
+    deploy,
+    fund,
+    logs,
+    needs_nitro_contracts,
+    read,
 )
 
-
-def address_of(key: str) -> str:
-    return FastSigner(key, L1_CHAIN_ID).address.lower()
-
-
-@contextlib.contextmanager
-def anvil(tmp_path: Path, chain_id: int, *extra: str) -> Iterator[str]:
-    """An anvil on a free loopback port, started as the package starts its nodes; its RPC URL."""
-    port = free_port()
-    argv = [str(find_anvil()), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)]
-    argv += ["--accounts", "0", "--quiet", *extra]
-    process = ManagedProcess(argv, log_path=tmp_path / f"anvil-{chain_id}-{port}.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                call(url, "eth_chainId", timeout=1)
-                break
-            except Exception:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"anvil did not start: {process.log_tail()}") from None
-                time.sleep(0.02)
-        yield url
-    finally:
-        process.stop()
-
-
-def fund(url: str, *keys: str) -> None:
-    for key in keys:
-        call(url, "anvil_setBalance", [address_of(key), hex(10**21)])
-
-
-def read(url: str, to: str, signature: str, returns: str, *arguments: Any) -> Any:
-    answer = call(
-        url, "eth_call", [{"to": to, "data": "0x" + call_data(signature, *arguments).hex()}, "latest"]
-    )
-    return decode([returns], bytes.fromhex(answer[2:]))[0]
-
-
-def logs(url: str, address: str, topic0: str, from_block: int = 0) -> list[dict[str, Any]]:
-    return call(
-        url,
-        "eth_getLogs",
-        [{"address": address, "fromBlock": hex(from_block), "toBlock": "latest", "topics": [topic0]}],
-    )
+pytestmark = needs_nitro_contracts
 
 
 @pytest.fixture(scope="module")
@@ -117,16 +67,6 @@ def l1(tmp_path: Path) -> Iterator[str]:
 def l2(tmp_path: Path) -> Iterator[str]:
     with anvil(tmp_path, L2_CHAIN_ID, "--block-time", "0.1") as url:
         yield url
-
-
-def deploy(l1: str, nitro_package: Path, **options: Any) -> L1Deployment:
-    return deploy_l1(
-        l1,
-        deployer_key=DEPLOYER_KEY,
-        batch_poster=address_of(POSTER_KEY),
-        package_dir=nitro_package,
-        **options,
-    )
 
 
 def state_hash(block_hash: str, send_root: str, position: int) -> bytes:

@@ -25,6 +25,8 @@ def test_a_run_on_a_pruned_devnet_passes_every_verdict(pytester: pytest.Pytester
 
             result = hammer.run()
             statuses = {verdict.name: verdict.status for verdict in result.verdicts}
+            # The devnet's L1 is judged too; a short run may end before an assertion is confirmed.
+            assert statuses.pop("confirmations") in ("passed", "inconclusive"), statuses
             assert set(statuses.values()) == {"passed"}, statuses
             assert "balance_conservation" in statuses and "feed_exactly_once" in statuses
             assert result.included == result.sent > 200 and result.lost == 0

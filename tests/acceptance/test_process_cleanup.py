@@ -1,4 +1,4 @@
-"""No anvil outlives the pytest run that started it: not after Ctrl-C, SIGTERM or a hard kill."""
+"""No anvil (the L2 nor its L1) outlives the pytest run that started it: not after Ctrl-C, SIGTERM or a hard kill."""
 
 from __future__ import annotations
 
@@ -44,12 +44,15 @@ def test_killing_pytest_mid_scenario_leaves_no_anvil(pytester: pytest.Pytester, 
         assert anvil is not None, f"no anvil started: {log.read_text()[-2000:]}"
         time.sleep(4)  # well into the scenario: senders funded, load flowing
         assert run.poll() is None, f"pytest ended early: {log.read_text()[-2000:]}"
+        anvils = {pid for pid in child_pids(run.pid) if process_name(pid) == "anvil"}
+        assert anvil in anvils and len(anvils) == 2, f"the L2 and its L1: {anvils}"
         os.kill(run.pid, how)
         run.wait(timeout=60)
         deadline = time.monotonic() + 10
-        while alive(anvil) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in anvils) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not alive(anvil), f"anvil {anvil} survived {how.name} of pytest"
+        survivors = sorted(pid for pid in anvils if alive(pid))
+        assert not survivors, f"anvil {survivors} survived {how.name} of pytest"
     finally:
         if run.poll() is None:
             run.kill()

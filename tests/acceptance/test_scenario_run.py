@@ -32,6 +32,7 @@ def test_marked_scenario_hits_its_rate_and_tracks_every_transaction(pytester: py
             statuses = {v.name: v.status for v in result.verdicts}
             assert list(statuses)[:4] == ["inclusion", "no_duplicate_inclusion", "nonce_contiguity", "receipt_status"]
             assert statuses.pop("balance_conservation") == "inconclusive"  # needs receipts="all"
+            assert statuses.pop("confirmations") in ("passed", "inconclusive")  # the devnet's L1
             assert set(statuses.values()) == {"passed"}
             assert result.errors == {}
             # The embedded devnet's sequencer feed carried every transaction, in block order.

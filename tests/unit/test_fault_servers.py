@@ -21,7 +21,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 from pytest_gashammer._version import __version__
 from pytest_gashammer.chain.rpc import AsyncRpcClient, TransportError, call
-from pytest_gashammer.devnet.embedded import free_port
+from pytest_gashammer.devnet.base import free_port
 from pytest_gashammer.fault import (
     DropTransactions,
     FaultProxyError,

@@ -201,10 +201,18 @@ def test_a_caller_waits_for_longer_than_any_edge_may_run() -> None:
     class Plan:
         sending_time = 60.0
         inclusion_timeout = 30.0
+        slo: tuple[tuple[str, float], ...] = ()
 
     assert timeouts.edge_budget(Plan()) == timeouts.SETUP_BUDGET + 90.0 + timeouts.STOP_GRACE
     assert timeouts.answer_timeout(Plan()) > timeouts.edge_budget(Plan()) + timeouts.ARM_TIMEOUT
     assert timeouts.drain_budget(Plan()) < timeouts.edge_budget(Plan())
+
+
+def test_the_wait_for_the_l1_follows_the_batch_lag_objective() -> None:
+    assert timeouts.l1_post_wait(()) == timeouts.L1_POST_WAIT
+    assert timeouts.l1_post_wait((("batch_lag_p99", 4.0),)) == 4.0 + timeouts.L1_POST_MARGIN
+    both = (("batch_lag_p99", 4.0), ("batch_lag_max", 9.0), ("inclusion_p99", 60.0))
+    assert timeouts.l1_post_wait(both) == 9.0 + timeouts.L1_POST_MARGIN
 
 
 # ----------------------------------------------------------------------------------------------

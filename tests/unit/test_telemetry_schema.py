@@ -47,7 +47,17 @@ def transactions_batch(rows: int = 2_000) -> pa.RecordBatch:
 
 def test_the_version_is_major_minor_and_every_table_carries_it() -> None:
     assert re.fullmatch(r"\d+\.\d+", SCHEMA_VERSION)
-    assert set(SCHEMAS) == {"transactions", "blocks", "events", "runs", "verdicts", "edges", "faults"}
+    assert set(SCHEMAS) == {
+        "transactions",
+        "blocks",
+        "events",
+        "runs",
+        "verdicts",
+        "edges",
+        "faults",
+        "batches",
+        "assertions",
+    }
     for name, schema in SCHEMAS.items():
         assert schema_version_of(schema) == SCHEMA_VERSION
         assert schema.metadata[b"gashammer.table"] == name.encode()

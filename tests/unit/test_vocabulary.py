@@ -11,6 +11,7 @@ import pytest
 from pytest_gashammer import vocabulary
 from pytest_gashammer.errors import ConfigError
 from pytest_gashammer.oracle.invariants import BASIC_INVARIANTS, INVARIANTS
+from pytest_gashammer.oracle.l1 import L1_INVARIANTS
 from pytest_gashammer.oracle.slo import OBJECTIVE_CHECKS, evaluate_slos
 from pytest_gashammer.scenario.arguments import parse_slo
 from pytest_gashammer.scenario.spec import parse_spec
@@ -19,7 +20,9 @@ from pytest_gashammer.scenario.spec import parse_spec
 def test_the_oracle_implements_every_invariant_name_in_catalogue_order() -> None:
     assert tuple(INVARIANTS) == vocabulary.INVARIANT_NAMES
     assert tuple(BASIC_INVARIANTS) == vocabulary.BASIC_INVARIANT_NAMES
-    assert len(set(vocabulary.INVARIANT_NAMES)) == len(vocabulary.INVARIANT_NAMES)
+    assert tuple(L1_INVARIANTS) == vocabulary.L1_INVARIANT_NAMES
+    assert vocabulary.ALL_INVARIANT_NAMES == vocabulary.INVARIANT_NAMES + vocabulary.L1_INVARIANT_NAMES
+    assert len(set(vocabulary.ALL_INVARIANT_NAMES)) == len(vocabulary.ALL_INVARIANT_NAMES)
 
 
 @pytest.mark.parametrize("name", vocabulary.INVARIANT_NAMES)
@@ -33,10 +36,12 @@ def test_the_oracle_checks_every_objective_name() -> None:
 
 
 def measured_run() -> SimpleNamespace:
-    """What ``evaluate_slos`` reads of a result: every latency 1 s, 90 % of the target gas, 10 % rejected, 3 lost."""
+    """What ``evaluate_slos`` reads of a result: every latency (the batch-posting lag too) 1 s, 90 % of
+    the target gas, 10 % rejected, 3 lost."""
     stats = SimpleNamespace(p50=1.0, p90=1.0, p99=1.0, max=1.0, count=100)
     return SimpleNamespace(
         latency=SimpleNamespace(**dict.fromkeys(vocabulary.LATENCY_KINDS, stats)),
+        l1=SimpleNamespace(batch_lag=stats),
         included_gas_per_sec=900_000.0,
         target_gas_per_sec=1_000_000.0,
         sent=100,
@@ -58,6 +63,7 @@ BOUNDS = {
     vocabulary.MAX_LOST: (5, 1),
     vocabulary.FAULT_LOST: (2, 1),
     vocabulary.RECOVERY_S: (2.0, 1.0),
+    **dict.fromkeys(vocabulary.L1_LAG_OBJECTIVES, (2.0, 0.5)),
 }
 
 
@@ -74,12 +80,13 @@ def test_the_marker_accepts_exactly_the_vocabulary() -> None:
     spec = parse_spec(
         {
             "gas_per_sec": "1M",
-            "invariants": list(vocabulary.INVARIANT_NAMES),
-            "skip_invariants": list(vocabulary.BASIC_INVARIANT_NAMES),
+            "invariants": list(vocabulary.ALL_INVARIANT_NAMES),
+            "skip_invariants": list(vocabulary.BASIC_INVARIANT_NAMES + vocabulary.L1_INVARIANT_NAMES[:1]),
             "slo": dict.fromkeys(vocabulary.OBJECTIVES, 1),
         }
     )
-    assert spec.invariants == vocabulary.INVARIANT_NAMES
+    assert spec.invariants == vocabulary.ALL_INVARIANT_NAMES
+    assert vocabulary.BATCH_SEQUENCE in spec.skip_invariants
     assert [name for name, _ in spec.slo] == list(vocabulary.OBJECTIVES)
     with pytest.raises(ConfigError, match=r"^invariants: unknown invariant 'edges'; accepted: inclusion, "):
         parse_spec({"gas_per_sec": "1M", "invariants": ["edges"]})
@@ -106,13 +113,15 @@ def every_subclass(cls: type) -> list[type]:
     return [sub for direct in cls.__subclasses__() for sub in (direct, *every_subclass(direct))]
 
 
-def test_every_fault_names_invariants_of_the_vocabulary() -> None:
+def test_every_fault_names_invariants_or_objectives_of_the_vocabulary() -> None:
     from pytest_gashammer import fault
 
     faults = {cls.__name__: cls.caught_by for cls in every_subclass(fault.Fault) if cls.caught_by}
-    assert len(faults) >= 9  # the built-in faults that break one promise each
+    assert len(faults) >= 15  # the built-in faults that break one promise each
+    names = set(vocabulary.ALL_INVARIANT_NAMES) | set(vocabulary.OBJECTIVES)
     for name, caught_by in faults.items():
-        assert set(caught_by) <= set(vocabulary.INVARIANT_NAMES), name
+        assert set(caught_by) <= names, name
+    assert {"SkipBlocks", "ReorderBatchTransactions", "DuplicateBatch", "LateBatches"} <= set(faults)
 
 
 def test_fault_objectives_are_inconclusive_without_faults_and_name_a_fault_that_never_recovered() -> None:
