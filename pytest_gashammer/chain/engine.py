@@ -25,6 +25,8 @@ from pytest_gashammer.chain.rpc import RpcError, TransportError
 
 __all__ = [
     "ZERO_HASH",
+    "BlockBuild",
+    "EngineCall",
     "EngineCallError",
     "EngineClient",
     "EngineError",
@@ -96,6 +98,55 @@ class PayloadStatus:
 class ForkchoiceResult:
     payload_status: PayloadStatus
     payload_id: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineCall:
+    """One Engine API call as the consensus side made it: what a run's engine figures, invariants and
+    the ``engine_calls`` telemetry table are made of.
+
+    ``method`` is the name without prefix or version (``forkchoiceUpdated``, ``getPayload``,
+    ``newPayload``, ``exchangeCapabilities``). ``status`` is the payload status the node gave
+    (``VALID``, ``INVALID``, ``SYNCING``, ``ACCEPTED``, ``INVALID_BLOCK_HASH``), ``OK`` for an answer
+    without one (``getPayload``), or ``ERROR`` when the call failed (``error`` says how).
+    ``block_hash`` is the payload's (``getPayload``, ``newPayload``) or the head asked for
+    (``forkchoiceUpdated``); ``with_attributes`` marks a ``forkchoiceUpdated`` that asked for a build.
+    """
+
+    method: str
+    version: int
+    started_at: float  # unix seconds
+    latency: float  # seconds
+    status: str
+    block_number: int | None = None
+    block_hash: str | None = None
+    parent_hash: str | None = None
+    transactions: int | None = None
+    gas_used: int | None = None
+    payload_id: str | None = None
+    latest_valid_hash: str | None = None
+    with_attributes: bool = False
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockBuild:
+    """One block the consensus driver built: ``build`` is forkchoiceUpdated-with-attributes plus
+    getPayload (the client assembling the block), ``import`` is newPayload plus the forkchoiceUpdated
+    that makes it the head (the client executing and selecting it). ``head_after`` is the head the
+    node's JSON-RPC named right after (None when it was not read)."""
+
+    number: int
+    block_hash: str
+    parent_hash: str
+    timestamp: int
+    transactions: int
+    gas_used: int
+    started_at: float  # unix seconds
+    build_s: float
+    import_s: float
+    payload_id: str
+    head_after: str | None = None
 
 
 class EngineClient:
