@@ -16,6 +16,7 @@ from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.hive import timeouts
 from pytest_gashammer.hive.base import ProgressSink
+from pytest_gashammer.hive.engine_watch import EngineWatch
 from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.hive.finish import abandon_run, finish_run
 from pytest_gashammer.hive.l1_watch import L1Watch
@@ -63,11 +64,14 @@ class LocalHive:
 
     def run(self, plan: ScenarioPlan, *, progress: ProgressSink | None = None) -> RunResult:
         rig = FaultRig.open(plan, self.devnet)
-        watch = None
+        watch = engine = None
         try:
             watch = L1Watch.open(plan, self.devnet)
-            return self._run(plan, rig, watch, progress)
+            engine = EngineWatch.open(plan, self.devnet)
+            return self._run(plan, rig, watch, progress, engine)
         finally:
+            if engine is not None:
+                engine.close()
             if watch is not None:
                 watch.close()
             if rig is not None:
@@ -79,6 +83,7 @@ class LocalHive:
         rig: FaultRig | None,
         watch: L1Watch | None,
         progress: ProgressSink | None,
+        engine: EngineWatch | None = None,
     ) -> RunResult:
         (assignment,) = self.assignments(plan, rig)
         run_id = None
@@ -139,4 +144,5 @@ class LocalHive:
             origin_unix_ns=report.wall_origin_ns,
             fault_records=records,
             l1_watch=watch,
+            engine_watch=engine,
         )
