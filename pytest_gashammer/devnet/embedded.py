@@ -196,6 +196,7 @@ class EmbeddedDevnet(Devnet):
             batch_interval=self.batch_interval,
             assert_every=self.assert_every,
             confirm_delay=self.confirm_delay,
+            known_raw=self._relay.raw_block if self._relay is not None else None,
         )
         try:
             self._l1.start(self.rpc_url)

@@ -16,6 +16,7 @@ import itertools
 import logging
 import math
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,7 +94,10 @@ class EmbeddedL1:
         batch_interval: float = DEFAULT_BATCH_INTERVAL,
         assert_every: int = DEFAULT_ASSERT_EVERY,
         confirm_delay: float = DEFAULT_CONFIRM_DELAY,
+        known_raw: Callable[[str], Sequence[bytes] | None] | None = None,
     ) -> None:
+        """``known_raw`` gives the raw transactions of an L2 block by hash where something already has
+        them (the devnet's feed relay); the poster then asks the L2 for block headers only."""
         problem = poster_settings_problem(batch_interval, assert_every, confirm_delay, block_time)
         if problem is not None:
             raise ValueError(problem)
@@ -104,6 +108,7 @@ class EmbeddedL1:
         self.batch_interval = batch_interval
         self.assert_every = assert_every
         self.confirm_delay = confirm_delay
+        self.known_raw = known_raw
         self.deployment: L1Deployment | None = None
         self.endpoint: L1Endpoint | None = None
         self.poster: BatchPoster | None = None
@@ -168,7 +173,8 @@ class EmbeddedL1:
                 deployment.sequencer_inbox,
                 L1_POSTER_KEY,
                 l2_rpc_url=l2_rpc_url,
-                encode=L2BlockEncoder(l2_rpc_url, l1_rpc_url=url),
+                encode=L2BlockEncoder(l2_rpc_url, l1_rpc_url=url, known_raw=self.known_raw),
+                full_transactions=False,
                 rollup=deployment.rollup,
                 interval=self.batch_interval,
                 assert_every=self.assert_every,

@@ -50,6 +50,7 @@ and bounded in time.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import http
@@ -237,6 +238,11 @@ RAW_RETRY_SECONDS = 10.0
 #: Primed raw transactions waiting for their block at most (oldest dropped first): what a few tens
 #: of seconds of load leave unconsumed when their blocks come late or never.
 PRIME_LIMIT = 100_000
+#: Relayed blocks whose raw transactions the relay keeps for other readers of the same chain (the
+#: devnet's batch poster), newest kept, at most this many blocks and bytes: asking anvil again for a
+#: loaded block's transactions costs it about as much as mining them did.
+RECENT_BLOCKS = 2048
+RECENT_BYTES = 64 * 1024 * 1024
 
 
 class FeedRelay(LoopServer):
@@ -306,6 +312,10 @@ class FeedRelay(LoopServer):
         #: while a block waits for the rest of its raw bytes.
         self._raw_retry: tuple[int, float, dict[str, bytes]] | None = None
         self._incidents: list[str] = []
+        #: block hash → its raw transactions, for blocks relayed whole (see :meth:`raw_block`).
+        self._recent: collections.OrderedDict[str, tuple[bytes, ...]] = collections.OrderedDict()
+        self._recent_bytes = 0
+        self._recent_lock = threading.Lock()
 
     # -- host-facing API ------------------------------------------------------------------------
     @property
@@ -355,6 +365,22 @@ class FeedRelay(LoopServer):
             if len(self._primed) > self.prime_limit:
                 for stale in list(self._primed)[: len(self._primed) - self.prime_limit]:
                     del self._primed[stale]
+
+    def raw_block(self, block_hash: str) -> tuple[bytes, ...] | None:
+        """The signed bytes of a recently relayed block's transactions in block order, each checked
+        against its hash; ``None`` for a block not relayed (yet), relayed without some of them, or no
+        longer kept (see :data:`RECENT_BLOCKS`). Thread-safe."""
+        with self._recent_lock:
+            return self._recent.get(block_hash.lower())
+
+    def _keep_recent(self, block_hash: str, raws: tuple[bytes, ...]) -> None:
+        size = sum(len(raw) for raw in raws)
+        with self._recent_lock:
+            self._recent[block_hash] = raws
+            self._recent_bytes += size
+            while self._recent and (len(self._recent) > RECENT_BLOCKS or self._recent_bytes > RECENT_BYTES):
+                _, dropped = self._recent.popitem(last=False)
+                self._recent_bytes -= sum(len(raw) for raw in dropped)
 
     def wait_for_sequence(self, sequence: int, timeout: float) -> bool:
         """Block until the relay has sent message ``sequence`` (or ``timeout`` passes); for tests and setup."""
@@ -544,6 +570,8 @@ class FeedRelay(LoopServer):
                 self._count("oversize_transaction", f"block {number}: {tx_hash} is {len(raw)} bytes")
                 continue
             kept.append(raw)
+        if len(kept) == len(hashes):
+            self._keep_recent(block_hash, tuple(kept))
         assert self._next is not None
         messages = messages_for_block(
             self._next,

@@ -3,7 +3,8 @@
 Every ``interval`` a daemon thread takes the L2 blocks made since the last batch (at most
 ``max_blocks_per_batch``; a backlog is posted batch after batch without waiting), turns them into
 batch data with ``encode`` (the Nitro batch codec plugs in there: it gets the blocks as
-``eth_getBlockByNumber(n, true)`` returns them and returns the bytes, header flag first), and posts
+``eth_getBlockByNumber(n, true)`` returns them, or with transaction hashes only when
+``full_transactions`` is false, and returns the bytes, header flag first), and posts
 them with the 6-argument ``addSequencerL2BatchFromOrigin``:
 
 - ``sequenceNumber`` is the inbox's ``batchCount()`` (read at start, then counted);
@@ -193,6 +194,7 @@ class BatchPoster:
         failure_limit: int = 5,
         rpc_timeout: float = 10.0,
         receipt_timeout: float = 30.0,
+        full_transactions: bool = True,
     ) -> None:
         if interval <= 0 or max_blocks_per_batch < 1 or assert_every < 1 or first_block < 1:
             raise ValueError(
@@ -208,6 +210,8 @@ class BatchPoster:
         self.confirm_delay = confirm_delay
         self.failure_limit = failure_limit
         self.rpc_timeout = rpc_timeout
+        #: Whether ``encode`` gets the blocks with full transaction objects (else with hashes only).
+        self.full_transactions = full_transactions
         self._encode = encode
         self._first_block = first_block
         self._account = L1Account(
@@ -358,7 +362,7 @@ class BatchPoster:
         numbers = range(self._next_block, last + 1)
         answers = call_batch(
             self.l2_rpc_url,
-            [("eth_getBlockByNumber", [hex(number), True]) for number in numbers],
+            [("eth_getBlockByNumber", [hex(number), self.full_transactions]) for number in numbers],
             timeout=self.rpc_timeout,
         )
         blocks: list[dict[str, Any]] = []

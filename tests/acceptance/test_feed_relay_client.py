@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 
+from pytest_gashammer.chain.keccak import keccak256
 from pytest_gashammer.chain.rpc import call
 from pytest_gashammer.chain.tx import raw_transaction_from_json
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
@@ -193,6 +194,11 @@ def test_feed_messages_carry_the_chains_blocks(chain: EmbeddedDevnet, relay: Fee
     assert findings.ok, findings.problems()
     assert findings.included == 4 and findings.messages_checked == len(received)
     assert all(latency >= 0 for latency in correlator.feed_latencies())
+    # The relay keeps the bytes of the blocks it relayed whole, for the batch poster: the chain's own.
+    for _, block_hash, hashes in blocks:
+        kept = relay.raw_block(block_hash)
+        assert kept is not None and ["0x" + keccak256(raw).hex() for raw in kept] == hashes
+    assert relay.raw_block("0x" + "ab" * 32) is None
 
 
 def test_re_encoded_transactions_hash_to_their_hashes(chain: EmbeddedDevnet) -> None:
@@ -569,5 +575,8 @@ def test_a_transaction_the_node_never_gives_is_left_out_and_said(chain: Embedded
     carried = [h for m in received for h in m.tx_hashes]
     assert fault.tx_hash not in carried and len(carried) == 1, carried
     assert relay.stats.skipped_transactions == 1
+    # A block relayed without one of its transactions is not handed to other readers as whole.
+    receipt = call(chain.rpc_url, "eth_getTransactionReceipt", [fault.tx_hash])
+    assert relay.raw_block(receipt["blockHash"]) is None
     (incident,) = relay.incidents()
     assert "left 1 transaction(s) of block" in incident and fault.tx_hash in incident, incident

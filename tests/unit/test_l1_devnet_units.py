@@ -11,6 +11,8 @@ from eth_account import Account
 
 from pytest_gashammer import options
 from pytest_gashammer.chain.keccak import keccak256
+from pytest_gashammer.chain.rpc import TransportError
+from pytest_gashammer.chain.tx import rebuilt_raw_transaction
 from pytest_gashammer.devnet.base import NITRO_DEV_KEY, Devnet, Funder, SharedDevnet, free_port
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
 from pytest_gashammer.devnet.factory import DevnetOptions, check_l1_options, open_devnet
@@ -390,12 +392,32 @@ def test_the_encoder_rebuilds_each_transaction_from_its_object_in_block_order() 
     assert encoder.rebuilt == 3
 
 
-def test_the_encoder_refuses_blocks_without_transaction_objects() -> None:
-    block = {
-        "number": "0x5",
-        "hash": "0x" + "05" * 32,
-        "timestamp": "0x1",
-        "transactions": ["0x" + "aa" * 32],
-    }
-    with pytest.raises(DevnetError, match="transaction hashes only"):
+def _hashes_only(block: dict[str, Any]) -> dict[str, Any]:
+    return {**block, "transactions": [tx["hash"] for tx in block["transactions"]]}
+
+
+def test_blocks_with_hashes_only_take_their_bytes_from_what_already_has_them() -> None:
+    full = _signed_block(7, 1_700_000_000, 3)
+    raws = {full["hash"]: [rebuilt_raw_transaction(tx) for tx in full["transactions"]]}
+    encoder = L2BlockEncoder(f"http://127.0.0.1:{free_port()}", known_raw=raws.get)  # the node is never asked
+    decoded = decode_batch(encoder([_hashes_only(full)]))
+    assert [["0x" + keccak256(raw).hex() for raw in block.transactions] for block in decoded.blocks] == [
+        [tx["hash"] for tx in full["transactions"]]
+    ]
+    assert (encoder.known, encoder.rebuilt, encoder.fetched) == (3, 0, 0)
+
+
+def test_bytes_that_are_not_the_blocks_own_send_the_encoder_to_the_node() -> None:
+    full = _signed_block(8, 1_700_000_000, 2)
+    wrong = {full["hash"]: [b"\x02" + bytes(40), b"\x02" + bytes(41)]}
+    encoder = L2BlockEncoder(f"http://127.0.0.1:{free_port()}", known_raw=wrong.get, rpc_timeout=1)
+    encoder.known_wait = 0.2
+    with pytest.raises(TransportError, match="cannot reach"):
+        encoder([_hashes_only(full)])
+    assert encoder.known == 0
+
+
+def test_the_encoder_refuses_transactions_that_are_neither_objects_nor_hashes() -> None:
+    block = {"number": "0x5", "hash": "0x" + "05" * 32, "timestamp": "0x1", "transactions": [5]}
+    with pytest.raises(DevnetError, match="neither objects nor hashes"):
         L2BlockEncoder("http://127.0.0.1:1")([block])
