@@ -73,6 +73,27 @@ L1_INVARIANT_NAMES: tuple[str, ...] = (
     BATCH_CONTENTS,
     CONFIRMATIONS,
 )
+# ----------------------------------------------------------------------------------------------
+# Engine API invariants: what a run checks of the execution client under the consensus driver
+# (``oracle/engine.py``), in the order their verdicts are reported. Declared here first so that the
+# engine faults (``fault/engine_proxy.py``) can name what catches them; they join
+# ``ALL_INVARIANT_NAMES`` with their implementation.
+
+#: Every payload the driver built is VALID when imported (newPayload).
+ENGINE_PAYLOAD_VALID = "engine_payload_valid"
+#: After each forkchoiceUpdated to a new block, the node's head is that block.
+ENGINE_HEAD = "engine_head"
+#: Every latestValidHash the node answers is consistent with the payload it judged.
+ENGINE_LATEST_VALID_HASH = "engine_latest_valid_hash"
+#: Every build asked for (forkchoiceUpdated with payload attributes) is given a payload id, and
+#: getPayload serves it.
+ENGINE_PAYLOAD_IDS = "engine_payload_ids"
+ENGINE_INVARIANT_NAMES: tuple[str, ...] = (
+    ENGINE_PAYLOAD_VALID,
+    ENGINE_HEAD,
+    ENGINE_LATEST_VALID_HASH,
+    ENGINE_PAYLOAD_IDS,
+)
 #: Every invariant name the marker's ``invariants=`` and ``skip_invariants=`` accept.
 ALL_INVARIANT_NAMES: tuple[str, ...] = INVARIANT_NAMES + L1_INVARIANT_NAMES
 

@@ -118,10 +118,30 @@ def test_every_fault_names_invariants_or_objectives_of_the_vocabulary() -> None:
 
     faults = {cls.__name__: cls.caught_by for cls in every_subclass(fault.Fault) if cls.caught_by}
     assert len(faults) >= 15  # the built-in faults that break one promise each
-    names = set(vocabulary.ALL_INVARIANT_NAMES) | set(vocabulary.OBJECTIVES)
+    # The engine invariants are named before the oracle implements them (oracle/engine.py).
+    names = (
+        set(vocabulary.ALL_INVARIANT_NAMES)
+        | set(vocabulary.ENGINE_INVARIANT_NAMES)
+        | set(vocabulary.OBJECTIVES)
+    )
     for name, caught_by in faults.items():
         assert set(caught_by) <= names, name
     assert {"SkipBlocks", "ReorderBatchTransactions", "DuplicateBatch", "LateBatches"} <= set(faults)
+    assert faults["EngineSyncing"] == (vocabulary.ENGINE_HEAD, vocabulary.ENGINE_PAYLOAD_VALID)
+    assert faults["EngineInvalid"] == (vocabulary.ENGINE_PAYLOAD_VALID,)
+    assert faults["EngineWithholdPayload"] == (vocabulary.ENGINE_PAYLOAD_IDS,)
+
+
+def test_the_engine_invariant_names_are_declared_once_apart_from_the_others() -> None:
+    assert vocabulary.ENGINE_INVARIANT_NAMES == (
+        "engine_payload_valid",
+        "engine_head",
+        "engine_latest_valid_hash",
+        "engine_payload_ids",
+    )
+    assert not set(vocabulary.ENGINE_INVARIANT_NAMES) & set(
+        vocabulary.INVARIANT_NAMES + vocabulary.L1_INVARIANT_NAMES
+    )
 
 
 def test_fault_objectives_are_inconclusive_without_faults_and_name_a_fault_that_never_recovered() -> None:
