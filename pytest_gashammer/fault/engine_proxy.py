@@ -152,7 +152,7 @@ class EngineFault(RpcTimelineFault):
         super().__init__(armed=armed)
 
     def _candidate(self, call: RpcCall) -> tuple[str, int] | None:
-        """The call's (method, version) if this fault may act on it now; counts it as a candidate."""
+        """The call's (method, version) if this fault may act on it now (armed, one of its methods)."""
         if not self._armed or call.is_notification:
             return None
         parsed = engine_method(call.method)

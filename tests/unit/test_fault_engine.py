@@ -593,3 +593,18 @@ def test_the_rig_routes_the_driver_through_the_proxy_for_the_run_and_back_on_eve
         == "engine.syncing answered 1 calls SYNCING (1 forkchoiceUpdated), none forwarded"
     )
     assert node.methods.count("engine_forkchoiceUpdatedV3") == 4  # two blocks, two calls each: none faulted
+
+
+def test_the_rig_starts_no_engine_proxy_for_a_scenario_without_engine_faults(node: FakeEngine) -> None:
+    devnet = DriverDevnet(node)
+    own = devnet.consensus.engine
+    spec = parse_spec({"gas_per_sec": "200k", "duration": "6s", "warmup": 0,
+                       "faults": [{"kind": "rpc.latency", "at": 2, "duration": 2, "ms": 5}]})  # fmt: skip
+    rig = FaultRig.open(compile_plan(spec, name="t", seed=1), devnet)  # type: ignore[arg-type]
+    assert rig is not None
+    try:
+        assert rig.targets.engine_proxy is None and rig.targets.rpc_proxy is not None
+        assert devnet.consensus.engine is own
+    finally:
+        rig.close()
+    assert devnet.consensus.engine is own
