@@ -146,6 +146,7 @@ def test_an_armed_fault_stops_block_building_saying_why_and_disarmed_the_chain_g
         wait_for(lambda: driver.stats().blocks_built >= built + 3, 20, "three blocks again after the fault")
     assert chain_head(devnet) >= stuck + 3
     new = devnet.incidents()[incidents:]
+    print("INCIDENTS", case, new)
     failed = [line for line in new if line.startswith("consensus: building a block failed: ")]
     assert failed and all(re.search(reason, line) for line in failed), new
     assert re.fullmatch(r"consensus: blocks again after \d+ failed attempt\(s\)", new[-1]), new
