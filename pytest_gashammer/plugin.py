@@ -329,6 +329,8 @@ def _check_fault_target(config: pytest.Config, faults: Any) -> None:
     external = bool(config.getoption(options.RPC_URL))
     backend = config.getoption(options.DEVNET)
     node_supports: frozenset[str] | None = None
+    # Engine faults need the plugin's consensus driver: only the EthereumJS devnet has one.
+    has_engine = not external and options.backend_kind(backend) == "ethereumjs"
     if external:
         where = f"{options.RPC_URL} (an external node)"
         has_feed: bool | None = bool(config.getoption(options.FEED_URL))
@@ -342,7 +344,12 @@ def _check_fault_target(config: pytest.Config, faults: Any) -> None:
         where = f"the {backend} devnet"
         has_feed = backend == "embedded"
     check_fault_target(
-        faults, where=where, controlled=not external, node_supports=node_supports, has_feed=has_feed
+        faults,
+        where=where,
+        controlled=not external,
+        node_supports=node_supports,
+        has_feed=has_feed,
+        has_engine=has_engine,
     )
 
 

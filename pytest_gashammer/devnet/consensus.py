@@ -166,6 +166,16 @@ class ConsensusDriver:
         with self._build_lock:
             self._head = None
 
+    def use_engine(self, engine: EngineClient) -> EngineClient:
+        """Build through ``engine`` from the next block on; the client used so far.
+
+        Swapped under the build lock, so a block in progress finishes on the client it began with
+        (the fault rig puts an Engine API proxy in front of the node this way, and takes it out).
+        """
+        with self._build_lock:
+            previous, self.engine = self.engine, engine
+        return previous
+
     @property
     def paused(self) -> bool:
         return not self._running.is_set()

@@ -128,6 +128,10 @@ def test_every_fault_names_invariants_or_objectives_of_the_vocabulary() -> None:
     for name, caught_by in faults.items():
         assert set(caught_by) <= names, name
     assert {"SkipBlocks", "ReorderBatchTransactions", "DuplicateBatch", "LateBatches"} <= set(faults)
+    assert faults["EngineSyncing"] == (vocabulary.ENGINE_HEAD, vocabulary.ENGINE_PAYLOAD_VALID)
+    assert faults["EngineInvalid"] == (vocabulary.ENGINE_PAYLOAD_VALID,)
+    assert faults["EngineWithholdPayload"] == (vocabulary.ENGINE_PAYLOAD_IDS,)
+
 
 
 def test_fault_objectives_are_inconclusive_without_faults_and_name_a_fault_that_never_recovered() -> None:
