@@ -439,19 +439,20 @@ class HiveController:
 
     def _execute_run(self, plan: ScenarioPlan, progress: ProgressSink | None = None) -> RunResult:
         devnet = self.ensure_devnet()
-        rig = FaultRig.open(plan, devnet)
-        watch = engine = None
+        # The driver's settings first: an engine fault's proxy fronts the client the run uses.
+        engine = EngineWatch.open(plan, devnet)
+        rig = watch = None
         try:
+            rig = FaultRig.open(plan, devnet)
             watch = L1Watch.open(plan, devnet)
-            engine = EngineWatch.open(plan, devnet)
             return self._execute_with(plan, devnet, rig, watch, progress, engine)
         finally:
-            if engine is not None:
-                engine.close()
-            if watch is not None:
-                watch.close()
             if rig is not None:
                 rig.close()
+            if watch is not None:
+                watch.close()
+            if engine is not None:
+                engine.close()
 
     def _execute_with(
         self,

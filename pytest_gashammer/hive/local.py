@@ -63,19 +63,20 @@ class LocalHive:
         ]
 
     def run(self, plan: ScenarioPlan, *, progress: ProgressSink | None = None) -> RunResult:
-        rig = FaultRig.open(plan, self.devnet)
-        watch = engine = None
+        # The driver's settings first: an engine fault's proxy fronts the client the run uses.
+        engine = EngineWatch.open(plan, self.devnet)
+        rig = watch = None
         try:
+            rig = FaultRig.open(plan, self.devnet)
             watch = L1Watch.open(plan, self.devnet)
-            engine = EngineWatch.open(plan, self.devnet)
             return self._run(plan, rig, watch, progress, engine)
         finally:
-            if engine is not None:
-                engine.close()
-            if watch is not None:
-                watch.close()
             if rig is not None:
                 rig.close()
+            if watch is not None:
+                watch.close()
+            if engine is not None:
+                engine.close()
 
     def _run(
         self,
