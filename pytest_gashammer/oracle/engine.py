@@ -111,7 +111,12 @@ def head_follows(run: EngineRun) -> Verdict:
     selections = [call for call in run.calls if call.method == FORKCHOICE and not call.with_attributes]
     if not selections and not run.builds:
         return Verdict(ENGINE_HEAD, "inconclusive", "the driver moved no head during the run")
-    findings = [f"{_describe(call)}: the head was not moved" for call in selections if call.status != "VALID"]
+    # Any answered forkchoiceUpdated (with payload attributes too) that is not VALID left the head unselected.
+    findings = [
+        f"{_describe(call)}: the head was not selected"
+        for call in run.calls
+        if call.method == FORKCHOICE and call.status not in ("VALID", ERROR)
+    ]
     checked = 0
     for build in run.builds:
         if build.head_after is None:

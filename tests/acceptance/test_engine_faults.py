@@ -174,6 +174,10 @@ def test_syncing_for_two_seconds(hammer, devnet):
     assert fault.effect["kind"] == "engine.syncing" and fault.effect["calls"] >= 1
     assert fault.effect["summary"].startswith("engine.syncing answered ")
     assert result.verdict("faults").status == "passed"
+    # The engine invariants catch what no other verdict does (the chain only paused for two seconds).
+    head = result.verdict("engine_head")
+    assert head.status == "failed" and "SYNCING" in head.summary, head.describe()
+    assert result.verdict("block_production").status == "passed"
     assert any("returned status SYNCING" in note for note in result.notes), result.notes
     assert any("blocks again after" in note for note in result.notes), result.notes
 """
