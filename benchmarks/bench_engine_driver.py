@@ -37,6 +37,8 @@ from pytest_gashammer.chain.rpc import call  # noqa: E402
 from pytest_gashammer.devnet.consensus import ConsensusDriver  # noqa: E402
 from pytest_gashammer.devnet.ethereumjs import ETHEREUMJS_CHAIN_ID, FORKS, EthereumJSDevnet  # noqa: E402
 
+RECIPIENT = "0x7e7e7e7E7e7E7e7e7e7E7e7e7e7E7e7e7e7e7e7E"  # checksummed: eth_account asks for it
+
 
 def p99(values: list[float]) -> float:
     """Nearest rank, as the project's latency figures are."""
@@ -71,7 +73,7 @@ def signed_transfers(key: str, first_nonce: int, count: int) -> list[str]:
             {
                 "chainId": ETHEREUMJS_CHAIN_ID,
                 "nonce": nonce,
-                "to": "0x" + "7e" * 20,
+                "to": RECIPIENT,
                 "value": 1,
                 "gas": 21000,
                 "maxFeePerGas": 50 * 10**9,

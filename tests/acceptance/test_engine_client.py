@@ -32,6 +32,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+RECIPIENT = "0x7e7e7e7E7e7E7e7e7e7E7e7e7e7E7e7e7e7e7e7E"  # checksummed: eth_account asks for it
+
+
 @pytest.fixture
 def undriven(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EthereumJSDevnet]:
     """An EthereumJS node in the fork ``request.param`` (default cancun) that nothing drives yet."""
@@ -54,7 +57,7 @@ def send_transfer(devnet: EthereumJSDevnet, nonce: int, value: int) -> str:
         {
             "chainId": ETHEREUMJS_CHAIN_ID,
             "nonce": nonce,
-            "to": "0x" + "7e" * 20,
+            "to": RECIPIENT,
             "value": value,
             "gas": 21000,
             "maxFeePerGas": 4 * 10**9,
