@@ -611,3 +611,29 @@ def test_a_wrong_secret_is_found_at_start_and_named(tmp_path: Path) -> None:
         f"--gashammer-engine-url {fake.url} refused the JWT (HTTP 401): --gashammer-jwt-secret is not the "
         "secret the node was started with (or this machine's clock is more than a minute off)"
     )
+
+
+@pytest.mark.parametrize(
+    ("fork", "times"),
+    [
+        ("paris", set()),
+        ("shanghai", {"shanghaiTime"}),
+        ("cancun", {"shanghaiTime", "cancunTime"}),
+        ("prague", {"shanghaiTime", "cancunTime", "pragueTime"}),
+    ],
+)
+def test_the_ethereumjs_genesis_starts_in_the_fork_asked_for(fork: str, times: set[str]) -> None:
+    from pytest_gashammer.devnet.ethereumjs import EthereumJSDevnet, genesis
+
+    config = genesis(fork=fork)["config"]
+    assert {key for key in config if key.endswith("Time")} == times
+    assert all(config[key] == 0 for key in times) and config["terminalTotalDifficulty"] == 0
+    assert set(config.get("blobSchedule", {})) == {"cancun", "prague"} & {
+        key.removesuffix("Time") for key in times
+    }
+    assert (
+        EthereumJSDevnet(fork=fork).engine_version
+        == ("paris", "shanghai", "cancun", "prague").index(fork) + 1
+    )
+    with pytest.raises(DevnetError, match="one of paris, shanghai, cancun, prague, got 'osaka'"):
+        EthereumJSDevnet(fork="osaka")
