@@ -353,8 +353,11 @@ def _check_fault_target(config: pytest.Config, faults: Any) -> None:
     external = bool(config.getoption(options.RPC_URL))
     backend = config.getoption(options.DEVNET)
     node_supports: frozenset[str] | None = None
-    # Engine faults need the plugin's consensus driver: only the EthereumJS devnet has one.
-    has_engine = not external and options.backend_kind(backend) == "ethereumjs"
+    # Engine faults need the plugin's consensus driver: the EthereumJS devnet's, or the one driving a
+    # client by URL.
+    has_engine = bool(config.getoption(options.ENGINE_URL)) or (
+        not external and options.backend_kind(backend) == "ethereumjs"
+    )
     if external:
         where = f"{options.RPC_URL} (an external node)"
         has_feed: bool | None = bool(config.getoption(options.FEED_URL))

@@ -450,7 +450,10 @@ class EngineClient:
             )
             raise
         except BaseException as exc:
-            record.fields.update(status="ERROR", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+            # A status the node gave stays (a VALID build request without a payload id is the node's
+            # answer, wrong); only a call without one is ERROR.
+            record.fields.setdefault("status", "ERROR")
+            record.fields["error"] = str(exc).splitlines()[0] if str(exc) else repr(exc)
             raise
         finally:
             latency = time.perf_counter() - started

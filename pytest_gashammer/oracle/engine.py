@@ -299,9 +299,7 @@ def engine_figures(run: EngineRun, *, time_origin: float) -> EngineFigures:
     for call in run.calls:
         by_status = statuses.setdefault(call.method, {})
         by_status[call.status] = by_status.get(call.status, 0) + 1
-    # The driver's own CPU per block, where it measured it (a driver that did not reads as nan).
-    cpu = [float(getattr(build, "driver_cpu_s", math.nan)) for build in run.builds]
-    cpu = [seconds for seconds in cpu if not math.isnan(seconds)]
+    cpu = [build.driver_cpu_s for build in run.builds]
     return EngineFigures(
         version=run.version,
         blocks_built=len(run.builds),
@@ -343,7 +341,7 @@ def engine_figures(run: EngineRun, *, time_origin: float) -> EngineFigures:
                 gas_used=build.gas_used,
                 build_s=build.build_s,
                 import_s=build.import_s,
-                driver_cpu_s=float(getattr(build, "driver_cpu_s", math.nan)),
+                driver_cpu_s=build.driver_cpu_s,
                 head_after=build.head_after,
             )
             for build in run.builds

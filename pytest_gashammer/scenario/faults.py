@@ -230,8 +230,8 @@ def check_fault_target(
         if kind.path == "engine" and has_engine is False:
             raise ConfigError(
                 f"{label} needs a devnet whose blocks the plugin builds over the Engine API; {where} has "
-                "no consensus driver: run with --gashammer-devnet ethereumjs (or another Engine API "
-                "target), or remove the fault"
+                "no consensus driver: run with --gashammer-devnet ethereumjs or --gashammer-engine-url, "
+                "or remove the fault"
             )
         if kind.path == "feed" and has_feed is False:
             raise ConfigError(

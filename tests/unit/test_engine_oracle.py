@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from pytest_gashammer.chain.engine import BlockBuild, EngineCall
@@ -86,6 +84,7 @@ def build(number: int, *, at: float, head_after: str | None = "same", transactio
         import_s=0.055,
         payload_id=f"0x{number:016x}",
         head_after=new if head_after == "same" else head_after,
+        driver_cpu_s=0.005,
     )
 
 
@@ -276,7 +275,7 @@ def test_the_figures_split_build_from_import_and_count_statuses() -> None:
     assert figures.new_payload.p99 == pytest.approx(0.05)
     assert figures.block_build.p50 == pytest.approx(0.04) and figures.block_import.max == pytest.approx(0.055)
     assert figures.transactions_per_block == 2
-    assert math.isnan(figures.driver_cpu_per_block_s) or figures.driver_cpu_per_block_s >= 0
+    assert figures.driver_cpu_per_block_s == pytest.approx(0.005)
     assert figures.statuses == {
         "forkchoiceUpdated": {"VALID": 8},
         "getPayload": {"OK": 4},

@@ -500,7 +500,7 @@ def test_a_bad_engine_fault_is_one_line_naming_the_fault_and_the_fix(
 
 ENGINE_FIX = (
     r"needs a devnet whose blocks the plugin builds over the Engine API; {where} has no consensus driver: "
-    r"run with --gashammer-devnet ethereumjs \(or another Engine API target\), or remove the fault$"
+    r"run with --gashammer-devnet ethereumjs or --gashammer-engine-url, or remove the fault$"
 )
 
 

@@ -133,7 +133,6 @@ def test_every_fault_names_invariants_or_objectives_of_the_vocabulary() -> None:
     assert faults["EngineWithholdPayload"] == (vocabulary.ENGINE_PAYLOAD_IDS,)
 
 
-
 def test_fault_objectives_are_inconclusive_without_faults_and_name_a_fault_that_never_recovered() -> None:
     run = measured_run()
     run.faults = []
