@@ -22,6 +22,8 @@ L1_URL = "--gashammer-l1-url"
 SEQUENCER_INBOX = "--gashammer-sequencer-inbox"
 ROLLUP = "--gashammer-rollup"
 BATCH_INTERVAL = "--gashammer-batch-interval"
+ENGINE_URL = "--gashammer-engine-url"
+JWT_SECRET = "--gashammer-jwt-secret"
 
 #: The values of ``--gashammer-devnet``: each names a started devnet's ``kind``. The first is the default.
 #: ``container`` is written ``container:IMAGE`` (a preset name such as ``anvil``, or an image reference).

@@ -143,6 +143,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="sequencer feed of the external node, e.g. ws://host:9642 (env GASHAMMER_FEED_URL)",
     )
     group.addoption(
+        options.ENGINE_URL,
+        default=os.environ.get("GASHAMMER_ENGINE_URL"),
+        metavar="URL",
+        help=f"the Engine API (authenticated port) of the node of {options.RPC_URL}: the plugin builds its "
+        f"blocks, one a second, at the highest version it serves for its fork; needs {options.JWT_SECRET} "
+        "(env GASHAMMER_ENGINE_URL)",
+    )
+    group.addoption(
+        options.JWT_SECRET,
+        default=os.environ.get("GASHAMMER_JWT_SECRET"),
+        metavar="FILE",
+        help=f"the JWT secret file of the node of {options.ENGINE_URL}: 32 bytes as 64 hex digits, 0x "
+        "optional (env GASHAMMER_JWT_SECRET)",
+    )
+    group.addoption(
         options.FUNDER_KEY,
         default=os.environ.get("GASHAMMER_FUNDER_KEY"),
         metavar="KEY",
@@ -277,6 +292,15 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from pytest_gashammer.devnet.factory import engine_options_problem
+
+    problem = engine_options_problem(
+        config.getoption(options.ENGINE_URL),
+        config.getoption(options.JWT_SECRET),
+        config.getoption(options.RPC_URL),
+    )
+    if problem is not None:
+        raise pytest.UsageError(problem)
     arguments = ", ".join(f"{name}=..." for name in ACCEPTED)
     config.addinivalue_line(
         "markers",
@@ -329,6 +353,11 @@ def _check_fault_target(config: pytest.Config, faults: Any) -> None:
     external = bool(config.getoption(options.RPC_URL))
     backend = config.getoption(options.DEVNET)
     node_supports: frozenset[str] | None = None
+    # Engine faults need the plugin's consensus driver: the EthereumJS devnet's, or the one driving a
+    # client by URL.
+    has_engine = bool(config.getoption(options.ENGINE_URL)) or (
+        not external and options.backend_kind(backend) == "ethereumjs"
+    )
     if external:
         where = f"{options.RPC_URL} (an external node)"
         has_feed: bool | None = bool(config.getoption(options.FEED_URL))
@@ -342,7 +371,12 @@ def _check_fault_target(config: pytest.Config, faults: Any) -> None:
         where = f"the {backend} devnet"
         has_feed = backend == "embedded"
     check_fault_target(
-        faults, where=where, controlled=not external, node_supports=node_supports, has_feed=has_feed
+        faults,
+        where=where,
+        controlled=not external,
+        node_supports=node_supports,
+        has_feed=has_feed,
+        has_engine=has_engine,
     )
 
 

@@ -302,6 +302,83 @@ class L1Figures:
 
 
 @dataclasses.dataclass(frozen=True)
+class EngineCallRow:
+    """One Engine API call of the run (``RunResult.engine.call_rows``, the ``engine_calls`` Parquet table).
+
+    ``t`` is seconds on the run clock; ``method`` without prefix or version (``forkchoiceUpdated``,
+    ``getPayload``, ``newPayload``); ``status`` the payload status, ``OK`` for an answer without one,
+    ``ERROR`` for a call that failed (``error`` says how).
+    """
+
+    t: float
+    method: str
+    version: int
+    latency: float
+    status: str
+    block_number: int | None = None
+    block_hash: str | None = None
+    transactions: int | None = None
+    payload_id: str | None = None
+    latest_valid_hash: str | None = None
+    with_attributes: bool = False
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineBlockRow:
+    """One block the consensus driver built during the run (``RunResult.engine.block_rows``, the
+    ``engine_blocks`` Parquet table): how long the client took to build and to import it, next to its
+    size, and the driver's own CPU for it."""
+
+    t: float
+    number: int
+    block_hash: str
+    transactions: int
+    gas_used: int
+    build_s: float
+    import_s: float
+    driver_cpu_s: float = math.nan
+    head_after: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineFigures:
+    """The Engine API as the plugin's consensus driver saw it during the run (``RunResult.engine``).
+
+    Per method, the latency of every call (``forkchoice_updated`` counts both kinds, with and without
+    payload attributes); per block, ``block_build`` (fcU with attributes + getPayload: the client
+    assembling the block) and ``block_import`` (newPayload + fcU: executing and selecting it).
+    ``statuses`` counts the answers per method and status (``VALID``, ``SYNCING``, ``OK``, ``ERROR``...).
+    """
+
+    version: int
+    blocks_built: int
+    calls: int
+    failed_calls: int
+    forkchoice_updated: LatencyStats
+    get_payload: LatencyStats
+    new_payload: LatencyStats
+    block_build: LatencyStats
+    block_import: LatencyStats
+    transactions_per_block: float
+    driver_cpu_per_block_s: float
+    statuses: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    call_rows: list[EngineCallRow] = dataclasses.field(default_factory=list)
+    block_rows: list[EngineBlockRow] = dataclasses.field(default_factory=list)
+    #: Calls and blocks the driver's bounded log no longer held when the run ended (a very long run).
+    dropped: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineFigures:
+        fields = dict(data)
+        for name in ("forkchoice_updated", "get_payload", "new_payload", "block_build", "block_import"):
+            fields[name] = LatencyStats(**fields[name])
+        fields["call_rows"] = [EngineCallRow(**row) for row in fields.get("call_rows") or ()]
+        fields["block_rows"] = [EngineBlockRow(**row) for row in fields.get("block_rows") or ()]
+        return cls(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
 class RunResult:
     """The outcome of one ``hammer.run()``. Rates are sustain-phase averages in gas per second."""
 
@@ -349,6 +426,9 @@ class RunResult:
     faults: list[FaultImpact] = dataclasses.field(default_factory=list)
     #: What the L1 monitor saw (batches, lags, assertions); ``None`` when the target has no L1.
     l1: L1Figures | None = None
+    #: What the Engine API calls of the plugin's consensus driver showed (latencies per method, build
+    #: and import time per block); ``None`` when the plugin does not build the target's blocks.
+    engine: EngineFigures | None = None
 
     def fault(self, kind: str) -> FaultImpact:
         """The first fault of ``kind`` (e.g. ``"node.pause"``)."""
@@ -409,6 +489,7 @@ class RunResult:
         fields["edges"] = [EdgeSummary(**edge) for edge in fields["edges"]]
         fields["faults"] = [FaultImpact(**impact) for impact in fields.get("faults") or ()]
         fields["l1"] = L1Figures.from_dict(fields["l1"]) if fields.get("l1") else None
+        fields["engine"] = EngineFigures.from_dict(fields["engine"]) if fields.get("engine") else None
         return cls(**fields)
 
 
@@ -577,6 +658,14 @@ RUN_FIGURES: tuple[Figure, ...] = (
         "what the L1 monitor saw: batches, batch-posting lag per L2 block, bytes and L1 gas per batch "
         "and per L2 transaction, assertion and confirmation lags, per-batch and per-assertion rows "
         "(None without an L1)",
+    ),
+    Figure(
+        "engine",
+        "json",
+        "",
+        "the Engine API calls of the plugin's consensus driver: latency per method, build and import "
+        "time per block against its size, statuses, per-call and per-block rows (None when the plugin "
+        "does not build the target's blocks)",
     ),
 )
 

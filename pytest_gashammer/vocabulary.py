@@ -73,8 +73,30 @@ L1_INVARIANT_NAMES: tuple[str, ...] = (
     BATCH_CONTENTS,
     CONFIRMATIONS,
 )
+# ----------------------------------------------------------------------------------------------
+# Engine API invariants: what the consensus driver's calls must show when the plugin builds the
+# target's blocks (``oracle/engine.py``), reported after the L1's
+
+#: Every payload the client built was VALID when handed back to it (newPayload).
+ENGINE_PAYLOAD_VALID = "engine_payload_valid"
+#: After forkchoiceUpdated to a new block, that block is the head (the call said VALID, the node's
+#: JSON-RPC names it).
+ENGINE_HEAD = "engine_head"
+#: Every VALID status names the block it validated as latestValidHash; an INVALID one names an ancestor.
+ENGINE_LATEST_VALID_HASH = "engine_latest_valid_hash"
+#: Every build asked for got a payload id, and every payload id was served by getPayload.
+ENGINE_PAYLOAD_IDS = "engine_payload_ids"
+#: No transaction stays in the client's pool once the driver has built blocks after the run (the drain).
+ENGINE_POOL_DRAINED = "engine_pool_drained"
+ENGINE_INVARIANT_NAMES: tuple[str, ...] = (
+    ENGINE_PAYLOAD_VALID,
+    ENGINE_HEAD,
+    ENGINE_LATEST_VALID_HASH,
+    ENGINE_PAYLOAD_IDS,
+    ENGINE_POOL_DRAINED,
+)
 #: Every invariant name the marker's ``invariants=`` and ``skip_invariants=`` accept.
-ALL_INVARIANT_NAMES: tuple[str, ...] = INVARIANT_NAMES + L1_INVARIANT_NAMES
+ALL_INVARIANT_NAMES: tuple[str, ...] = INVARIANT_NAMES + L1_INVARIANT_NAMES + ENGINE_INVARIANT_NAMES
 
 #: The transaction invariants of the first release.
 BASIC_INVARIANT_NAMES: tuple[str, ...] = (INCLUSION, NO_DUPLICATE_INCLUSION, NONCE_CONTIGUITY, RECEIPT_STATUS)
@@ -90,6 +112,21 @@ LATENCY_OBJECTIVES: tuple[str, ...] = tuple(
 #: The batch-posting lag of the run's L2 blocks (``RunResult.l1.batch_lag``), where the target has an L1.
 BATCH_LAG = "batch_lag"
 L1_LAG_OBJECTIVES: tuple[str, ...] = tuple(f"{BATCH_LAG}_{statistic}" for statistic in LATENCY_STATISTICS)
+#: Engine API latencies (``RunResult.engine``), where the plugin drives the target's blocks: per call
+#: method, and per block the build (fcU with attributes + getPayload) and the import (newPayload + fcU).
+ENGINE_LATENCY_KINDS: tuple[str, ...] = (
+    "forkchoice_updated",
+    "get_payload",
+    "new_payload",
+    "block_build",
+    "block_import",
+)
+ENGINE_OBJECTIVE_PREFIX = "engine_"
+ENGINE_OBJECTIVES: tuple[str, ...] = tuple(
+    f"{ENGINE_OBJECTIVE_PREFIX}{kind}_{statistic}"
+    for kind in ENGINE_LATENCY_KINDS
+    for statistic in LATENCY_STATISTICS
+)
 MIN_GAS_RATIO = "min_gas_ratio"
 MAX_ERROR_RATE = "max_error_rate"
 MAX_LOST = "max_lost"
@@ -100,7 +137,7 @@ FAULT_LOST = "fault_lost"
 RATIO_OBJECTIVES: tuple[str, ...] = (MIN_GAS_RATIO, MAX_ERROR_RATE)
 COUNT_OBJECTIVES: tuple[str, ...] = (MAX_LOST, FAULT_LOST)
 #: Bounds in seconds that are not latencies of a transaction.
-DURATION_OBJECTIVES: tuple[str, ...] = (RECOVERY_S, *L1_LAG_OBJECTIVES)
+DURATION_OBJECTIVES: tuple[str, ...] = (RECOVERY_S, *L1_LAG_OBJECTIVES, *ENGINE_OBJECTIVES)
 OBJECTIVES: tuple[str, ...] = LATENCY_OBJECTIVES + RATIO_OBJECTIVES + COUNT_OBJECTIVES + DURATION_OBJECTIVES
 
 SLO_VERDICT_PREFIX = "slo."

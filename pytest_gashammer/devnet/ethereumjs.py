@@ -54,6 +54,10 @@ MIN_NODE_MAJOR = 18  # the package's engines.node
 PORT_ATTEMPTS = 5
 #: How long a restarted node may take to bind its old ports again (another process may hold one).
 REBIND_SECONDS = 10.0
+#: The forks the devnet's genesis can start in; the Engine API version that builds each is its
+#: position + 1 (V1 Paris .. V4 Prague: EthereumJS refuses any other version at a block's timestamp).
+FORKS = ("paris", "shanghai", "cancun", "prague")
+DEFAULT_FORK = "cancun"
 CLI = Path("node_modules") / "@ethereumjs" / "client" / "dist" / "esm" / "bin" / "cli.js"
 
 _HOW_TO_GET = (
@@ -69,8 +73,13 @@ def genesis(
     funder_balance: int = FUNDER_BALANCE_WEI,
     gas_limit: int = BLOCK_GAS_LIMIT,
     base_fee: int = BASE_FEE_WEI,
+    fork: str = DEFAULT_FORK,
 ) -> dict[str, Any]:
-    """A geth-format genesis: post-merge from block 0, Cancun active, the funder prefunded."""
+    """A geth-format genesis: post-merge from block 0, every fork through ``fork`` active (Cancun by
+    default; one of :data:`FORKS`), the funder prefunded."""
+    if fork not in FORKS:
+        raise DevnetError(f"the EthereumJS devnet's fork is one of {', '.join(FORKS)}, got {fork!r}")
+    level = FORKS.index(fork)
     pre_merge_forks = (
         "homestead", "eip150", "eip155", "eip158", "byzantium", "constantinople", "petersburg",
         "istanbul", "muirGlacier", "berlin", "london", "arrowGlacier", "grayGlacier",
@@ -82,12 +91,17 @@ def genesis(
             "mergeNetsplitBlock": 0,
             "terminalTotalDifficulty": 0,
             "terminalTotalDifficultyPassed": True,
-            "shanghaiTime": 0,
-            "cancunTime": 0,
-            # EIP-4844's mainnet blob parameters for the Cancun fork.
-            "blobSchedule": {"cancun": {"target": 3, "max": 6, "baseFeeUpdateFraction": 3338477}},
         }
     )
+    if level >= FORKS.index("shanghai"):
+        config["shanghaiTime"] = 0
+    if level >= FORKS.index("cancun"):
+        config["cancunTime"] = 0
+        # EIP-4844's mainnet blob parameters for the Cancun fork (EIP-7691's for Prague).
+        config["blobSchedule"] = {"cancun": {"target": 3, "max": 6, "baseFeeUpdateFraction": 3338477}}
+    if level >= FORKS.index("prague"):
+        config["pragueTime"] = 0
+        config["blobSchedule"]["prague"] = {"target": 6, "max": 9, "baseFeeUpdateFraction": 5007716}
     return {
         "config": config,
         "nonce": "0x0",
@@ -145,8 +159,18 @@ class EthereumJSDevnet(Devnet):
         workdir: Path | None = None,
         block_interval: float = DEFAULT_INTERVAL,
         startup_timeout: float = 90.0,
+        fork: str = DEFAULT_FORK,
+        drive: bool = True,
     ) -> None:
+        """``fork``: the genesis's fork (:data:`FORKS`), which fixes the Engine API version the
+        driver speaks. ``drive=False`` starts the node without the plugin's consensus driver: no
+        block is built until something else drives its Engine API (:meth:`engine`,
+        :attr:`jwt_secret_path`)."""
         super().__init__()
+        if fork not in FORKS:
+            raise DevnetError(f"the EthereumJS devnet's fork is one of {', '.join(FORKS)}, got {fork!r}")
+        self.fork = fork
+        self.drive = drive
         self._workdir = workdir
         self.block_interval = block_interval
         self._startup_timeout = startup_timeout
@@ -206,12 +230,26 @@ class EthereumJSDevnet(Devnet):
     def consensus(self) -> ConsensusDriver:
         """The driver that builds this devnet's blocks: ``pause()``, ``resume()``, ``stats()``."""
         if self._driver is None:
+            if self._process is not None and not self.drive:
+                raise DevnetError(
+                    "this EthereumJS devnet was started without its consensus driver (drive=False)"
+                )
             raise DevnetError("the EthereumJS devnet is not started; call start() first")
         return self._driver
 
+    @property
+    def engine_version(self) -> int:
+        """The Engine API version that builds this devnet's blocks (its fork's)."""
+        return FORKS.index(self.fork) + 1
+
+    @property
+    def jwt_secret_path(self) -> Path | None:
+        """The node's JWT secret file (hex) while it runs."""
+        return self._state_dir / "jwt.hex" if self._state_dir is not None else None
+
     def engine(self, *, timeout: float = 120.0) -> EngineClient:
-        """A new Engine API client for this node, with its JWT secret."""
-        return EngineClient(self.engine_url, self._jwt_secret, timeout=timeout)
+        """A new Engine API client for this node, with its JWT secret, at its fork's version."""
+        return EngineClient(self.engine_url, self._jwt_secret, timeout=timeout, version=self.engine_version)
 
     def _require(self, port: int | None) -> int:
         if port is None:
@@ -228,22 +266,24 @@ class EthereumJSDevnet(Devnet):
         # Chain data, genesis and the JWT secret: private to this devnet, removed by close().
         self._state_dir = Path(tempfile.mkdtemp(prefix="ethereumjs-", dir=workdir))
         genesis_path = self._state_dir / "genesis.json"
-        genesis_path.write_text(json.dumps(genesis(), indent=1))
+        genesis_path.write_text(json.dumps(genesis(fork=self.fork), indent=1))
         self._jwt_secret = os.urandom(JWT_SECRET_BYTES)
         jwt_path = self._state_dir / "jwt.hex"
         jwt_path.touch(mode=0o600)
         jwt_path.write_text(self._jwt_secret.hex())
         try:
             self._launch(node, cli, genesis_path, jwt_path, workdir)
-            driver = ConsensusDriver(self.engine(), self.rpc_url, interval=self.block_interval)
-            try:
-                self._driver = driver.start()
-            except (RpcError, TransportError) as exc:
-                raise DevnetError(f"EthereumJS started but its head could not be read: {exc}") from None
+            if self.drive:
+                driver = ConsensusDriver(self.engine(), self.rpc_url, interval=self.block_interval)
+                try:
+                    self._driver = driver.start()
+                except (RpcError, TransportError) as exc:
+                    raise DevnetError(f"EthereumJS started but its head could not be read: {exc}") from None
         except BaseException:
             self.close()
             raise
-        self._control = EthereumJSControl(self)
+        if self.drive:  # its operations pause and re-pace the driver
+            self._control = EthereumJSControl(self)
         return self
 
     def node_control(self) -> EthereumJSControl:
@@ -332,13 +372,17 @@ class EthereumJSDevnet(Devnet):
                 time.sleep(0.1)
         if chain_id != ETHEREUMJS_CHAIN_ID:
             raise DevnetError(f"EthereumJS reports chain id {chain_id}, expected {ETHEREUMJS_CHAIN_ID}")
-        engine = EngineClient(f"http://127.0.0.1:{engine_port}", self._jwt_secret, timeout=10)
+        engine = EngineClient(
+            f"http://127.0.0.1:{engine_port}", self._jwt_secret, timeout=10, version=self.engine_version
+        )
         try:
             served = engine.exchange_capabilities([f"engine_forkchoiceUpdatedV{engine.version}"])
         except EngineError as exc:
             raise DevnetError(f"EthereumJS's Engine API on port {engine_port} is not usable: {exc}") from None
         needed = {
-            f"engine_{name}V{engine.version}" for name in ("forkchoiceUpdated", "getPayload", "newPayload")
+            f"engine_forkchoiceUpdatedV{min(engine.version, 3)}",
+            f"engine_getPayloadV{engine.version}",
+            f"engine_newPayloadV{engine.version}",
         }
         if not needed <= set(served):
             raise DevnetError(f"EthereumJS's Engine API lacks {sorted(needed - set(served))}")

@@ -15,6 +15,9 @@ from pytest_gashammer.options import (
     CONTAINER_READY,
     DEVNET,
     DEVNET_BACKENDS,
+    ENGINE_URL,
+    FUNDER_KEY,
+    JWT_SECRET,
     L1_URL,
     NO_L1,
     NODE_HISTORY,
@@ -60,6 +63,10 @@ class DevnetOptions:
     rollup: str | None = None
     #: ``--gashammer-batch-interval``: seconds between the embedded batch poster's batches (None: its default).
     batch_interval: float | None = None
+    #: ``--gashammer-engine-url`` / ``--gashammer-jwt-secret``: the Engine API of the node of ``rpc_url``,
+    #: whose blocks the plugin's consensus driver then builds.
+    engine_url: str | None = None
+    jwt_secret: str | None = None
 
 
 def backend_choices() -> str:
@@ -90,6 +97,9 @@ def open_devnet(options: DevnetOptions) -> Devnet:
             f"{target} is another node. Drop one of them"
         )
     check_l1_options(options)
+    problem = engine_options_problem(options.engine_url, options.jwt_secret, options.rpc_url)
+    if problem is not None:
+        raise DevnetError(problem)
     if options.rpc_url and not options.funder_key:
         raise DevnetError(
             "--gashammer-rpc-url needs a funded account: pass --gashammer-funder-key KEY or set GASHAMMER_FUNDER_KEY"
@@ -100,6 +110,8 @@ def open_devnet(options: DevnetOptions) -> Devnet:
             "Pass --gashammer-rpc-url too, or drop the option"
         )
     named = _read_named_l1(options)
+    if options.engine_url:
+        return _open_engine_target(options, named)
     if options.rpc_url:
         from pytest_gashammer.devnet.external import ExternalDevnet
 
@@ -143,6 +155,42 @@ def open_devnet(options: DevnetOptions) -> Devnet:
         )
     devnet.use_l1(named)
     return devnet.start()
+
+
+def engine_options_problem(engine_url: str | None, jwt_secret: str | None, rpc_url: str | None) -> str | None:
+    """What is wrong with the Engine API options together (one line), None when nothing is."""
+    if jwt_secret and not engine_url:
+        return f"{JWT_SECRET} is the secret of the node of {ENGINE_URL}; pass {ENGINE_URL} too, or drop {JWT_SECRET}"
+    if not engine_url:
+        return None
+    missing = [name for name, value in ((RPC_URL, rpc_url), (JWT_SECRET, jwt_secret)) if not value]
+    if missing:
+        return (
+            f"{ENGINE_URL} needs {' and '.join(missing)}: the plugin builds the blocks of the node whose "
+            f"JSON-RPC is {RPC_URL}, with the JWT secret file in {JWT_SECRET} (and funds senders with {FUNDER_KEY})"
+        )
+    return None
+
+
+def _open_engine_target(options: DevnetOptions, named: L1Endpoint | None) -> Devnet:
+    from pytest_gashammer.devnet.engine_target import EngineTargetDevnet, read_jwt_secret
+
+    assert options.engine_url and options.jwt_secret and options.rpc_url and options.funder_key  # checked
+    if options.feed_url:
+        raise DevnetError(
+            f"--gashammer-feed-url is a Nitro node's feed; {ENGINE_URL} names an execution client. Drop one of them"
+        )
+    target = EngineTargetDevnet(
+        options.rpc_url,
+        options.engine_url,
+        read_jwt_secret(options.jwt_secret),
+        options.funder_key,
+        ws_url=options.ws_url,
+        expected_chain_id=options.expected_chain_id,
+        allowed_chain_ids=set(options.allowed_chain_ids),
+    )
+    target.use_l1(named)
+    return target.start()
 
 
 def check_l1_options(options: DevnetOptions) -> None:

@@ -9,12 +9,22 @@ invariant guarding that promise and names exactly those items. The batch poster'
 are set on a running :class:`~pytest_gashammer.l1.poster.BatchPoster` and make its L1 batches lie. Timeline faults (:mod:`.rpc_timeline`,
 :mod:`.feed_timeline`: latency, errors, resets, a black hole, a thin pipe; a feed that disconnects,
 stalls or loses messages) are conditions a healthy chain must survive, armed and disarmed from any
-thread while a run goes on, each recording its windows and what it touched. See ``docs/faults.md``.
+thread while a run goes on, each recording its windows and what it touched. :class:`EngineProxy` sits
+between a consensus driver and an execution client's Engine API, where the Engine API faults
+(:mod:`.engine_proxy`: SYNCING, a made-up INVALID, a withheld payload) make the client stop
+cooperating for a while. See ``docs/faults.md``.
 
 Importing this package loads neither aiohttp nor websockets; the proxies import them when they start.
 """
 
 from pytest_gashammer.fault._server import FaultProxyError
+from pytest_gashammer.fault.engine_proxy import (
+    EngineFault,
+    EngineInvalid,
+    EngineProxy,
+    EngineSyncing,
+    EngineWithholdPayload,
+)
 from pytest_gashammer.fault.faults import (
     BlockFault,
     BreakParentHash,
@@ -66,6 +76,11 @@ __all__ = [
     "DropTransactions",
     "DuplicateBatch",
     "DuplicateInclusion",
+    "EngineFault",
+    "EngineInvalid",
+    "EngineProxy",
+    "EngineSyncing",
+    "EngineWithholdPayload",
     "Fault",
     "FaultProxyError",
     "FeedDisconnect",

@@ -136,7 +136,7 @@ class RpcProxy(LoopServer):
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "not started"
-        return f"<RpcProxy {where} -> {self.upstream_url} faults={self.faults!r}>"
+        return f"<{type(self).__name__} {where} -> {self.upstream_url} faults={self.faults!r}>"
 
     # -- serving --------------------------------------------------------------------------------
     async def _serve(self, stop: asyncio.Event) -> None:
@@ -154,7 +154,7 @@ class RpcProxy(LoopServer):
         except OSError as exc:
             sock.close()
             raise FaultProxyError(
-                f"rpc proxy cannot listen on {LOOPBACK}:{self._requested_port} ({exc}); pick another port or port=0"
+                f"{self.kind} cannot listen on {LOOPBACK}:{self._requested_port} ({exc}); pick another port or port=0"
             ) from None
         self._port = int(sock.getsockname()[1])
         self._session = aiohttp.ClientSession(
@@ -405,7 +405,7 @@ class RpcProxy(LoopServer):
                 return response.status, content_type, payload
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _UpstreamDown(
-                f"rpc proxy cannot reach {self.upstream_url} ({type(exc).__name__}: {exc}); check that the node runs"
+                f"{self.kind} cannot reach {self.upstream_url} ({type(exc).__name__}: {exc}); check that the node runs"
             ) from None
 
 

@@ -7,7 +7,8 @@ placed on the run clock by the marker's ``faults=[{"kind": "node.pause", "at": "
 
 - :data:`FAULT_KINDS` is the registry: a :class:`FaultKind` declares its name, the path it acts on
   (``rpc``: a loopback proxy between the edges and the node; ``feed``: a loopback proxy in front
-  of the sequencer feed; ``node``: the node process of a devnet the plugin started), its
+  of the sequencer feed; ``node``: the node process of a devnet the plugin started; ``engine``: a
+  loopback proxy between the devnet's consensus driver and its execution client's Engine API), its
   parameters (declared, parsed by the scenario layer with the other marker arguments) and how it
   begins and ends. :func:`register_fault_kind` adds one (a container backend's pause, a partition
   between the nodes of a network).
@@ -29,7 +30,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
-from pytest_gashammer.vocabulary import NODE_MINING_STOP, NODE_PAUSE, NODE_RESTART, NODE_SLOW_BLOCKS
+from pytest_gashammer.vocabulary import (
+    BLOCK_PRODUCTION,
+    ENGINE_HEAD,
+    ENGINE_PAYLOAD_IDS,
+    ENGINE_PAYLOAD_VALID,
+    NODE_MINING_STOP,
+    NODE_PAUSE,
+    NODE_RESTART,
+    NODE_SLOW_BLOCKS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +56,11 @@ __all__ = [
     "register_fault_kind",
 ]
 
-FaultPath = Literal["rpc", "feed", "node"]
-ParamUnit = Literal["ms", "seconds", "fraction", "integer", "bytes_per_sec"]
+FaultPath = Literal["rpc", "feed", "node", "engine"]
+#: ``choice``: one of the parameter's ``choices`` (a word, not a number).
+ParamUnit = Literal["ms", "seconds", "fraction", "integer", "bytes_per_sec", "choice"]
+#: The paths whose faults a loopback proxy applies: their kinds need a ``mechanism``.
+PROXY_PATHS: tuple[FaultPath, ...] = ("rpc", "feed", "engine")
 
 #: Faults one run may hold, and the total seconds they may be active (summed): chaos stays bounded.
 MAX_FAULTS = 32
@@ -83,6 +96,8 @@ class FaultTargets:
     rpc_proxy: Any = None
     feed_proxy: Any = None
     node: NodeOperations | None = None
+    #: The Engine API proxy the devnet's consensus driver builds through while the run lasts.
+    engine_proxy: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +111,8 @@ class FaultParam:
     default: Any = None
     low: float = 0.0
     high: float = float("inf")
+    #: For ``unit="choice"``: the words accepted (the default is one of them).
+    choices: tuple[str, ...] = ()
 
 
 #: ``begin(targets, params, mechanism) -> undo``: applies the fault; ``undo()`` ends it.
@@ -113,7 +130,7 @@ class FaultKind:
     params: tuple[FaultParam, ...] = ()
     #: Whether ``duration`` may be zero (a restart's downtime), and the default when it is not given.
     instant: bool = False
-    #: For ``rpc`` and ``feed`` kinds: builds the proxy's fault object (disarmed) from the parameters,
+    #: For ``rpc``, ``feed`` and ``engine`` kinds: builds the proxy's fault object (disarmed) from the parameters,
     #: installed when the proxy starts, armed at the begin and disarmed at the end.
     mechanism: Callable[[Mapping[str, Any], int], Any] | None = None
     #: For ``node`` kinds: the node operation the devnet must support (``NodeOperations.supports``).
@@ -130,7 +147,7 @@ def register_fault_kind(kind: FaultKind) -> FaultKind:
     """Add ``kind`` to the registry (a backend's own faults); a name is registered once."""
     if kind.name in FAULT_KINDS and FAULT_KINDS[kind.name] is not kind:
         raise ValueError(f"fault kind {kind.name!r} is already registered")
-    if kind.path in ("rpc", "feed") and kind.mechanism is None:
+    if kind.path in PROXY_PATHS and kind.mechanism is None:
         raise ValueError(f"fault kind {kind.name!r} acts through a proxy and needs a mechanism")
     if kind.path == "node" and kind.node_operation is None:
         raise ValueError(f"fault kind {kind.name!r} acts on the node and needs a node_operation")
@@ -204,6 +221,35 @@ def _rpc_bandwidth(params: Mapping[str, Any], seed: int) -> Any:
     from pytest_gashammer.fault.rpc_timeline import RpcBandwidth
 
     return RpcBandwidth(bytes_per_sec=int(params["bytes_per_sec"]), armed=False)
+
+
+def _engine_syncing(params: Mapping[str, Any], seed: int) -> Any:
+    from pytest_gashammer.fault.engine_proxy import EngineSyncing
+
+    return EngineSyncing(rate=params["rate"], armed=False)
+
+
+def _engine_invalid(params: Mapping[str, Any], seed: int) -> Any:
+    from pytest_gashammer.fault.engine_proxy import EngineInvalid
+
+    return EngineInvalid(rate=params["rate"], armed=False)
+
+
+def _engine_withhold_payload(params: Mapping[str, Any], seed: int) -> Any:
+    from pytest_gashammer.fault.engine_proxy import EngineWithholdPayload
+
+    return EngineWithholdPayload(how=str(params["how"]), rate=params["rate"], armed=False)
+
+
+def _engine_rate() -> FaultParam:
+    return FaultParam(
+        "rate",
+        "fraction",
+        "the share of the calls it could act on that it does (a counter: exactly floor(n * rate) of n)",
+        default=1.0,
+        low=0,
+        high=1,
+    )
 
 
 def _feed_disconnect(params: Mapping[str, Any], seed: int) -> Any:
@@ -291,6 +337,46 @@ for _kind in (
         "feed messages lost in transit; the client notices the gap and recovers it on reconnect",
         _proxy_fault,
         mechanism=_feed_drop,
+    ),
+    FaultKind(
+        "engine.syncing",
+        "engine",
+        "the execution client's Engine API answers engine_newPayloadV* and engine_forkchoiceUpdatedV* "
+        "SYNCING (payloadId null) without forwarding them: no block is imported or selected; caught by "
+        f"{ENGINE_HEAD} and {ENGINE_PAYLOAD_VALID} (a stall longer than max_block_gap also by "
+        f"{BLOCK_PRODUCTION})",
+        _proxy_fault,
+        params=(_engine_rate(),),
+        mechanism=_engine_syncing,
+    ),
+    FaultKind(
+        "engine.invalid",
+        "engine",
+        "the execution client's Engine API answers engine_newPayloadV* INVALID (latestValidHash: the "
+        "parent; a validationError saying the proxy made it up) without forwarding it, although the "
+        f"client built the block itself; caught by {ENGINE_PAYLOAD_VALID}",
+        _proxy_fault,
+        params=(_engine_rate(),),
+        mechanism=_engine_invalid,
+    ),
+    FaultKind(
+        "engine.withhold_payload",
+        "engine",
+        "a build is asked for and its payload never handed over: engine_forkchoiceUpdatedV* with payload "
+        "attributes forwarded and its payloadId answered null (`how='null'`), or engine_getPayloadV* "
+        f"answered -38001 Unknown payload (`how='unknown'`); caught by {ENGINE_PAYLOAD_IDS}",
+        _proxy_fault,
+        params=(
+            FaultParam(
+                "how",
+                "choice",
+                "'null': the payloadId withheld; 'unknown': getPayload answered -38001 Unknown payload",
+                default="null",
+                choices=("null", "unknown"),
+            ),
+            _engine_rate(),
+        ),
+        mechanism=_engine_withhold_payload,
     ),
     FaultKind(
         "node.pause",

@@ -32,6 +32,7 @@ from typing import Any
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.hive import protocol, timeouts
 from pytest_gashammer.hive.base import ProgressSink
+from pytest_gashammer.hive.engine_watch import EngineWatch
 from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.hive.finish import abandon_run, finish_run
 from pytest_gashammer.hive.l1_watch import L1Watch
@@ -438,16 +439,20 @@ class HiveController:
 
     def _execute_run(self, plan: ScenarioPlan, progress: ProgressSink | None = None) -> RunResult:
         devnet = self.ensure_devnet()
-        rig = FaultRig.open(plan, devnet)
-        watch = None
+        # The driver's settings first: an engine fault's proxy fronts the client the run uses.
+        engine = EngineWatch.open(plan, devnet)
+        rig = watch = None
         try:
+            rig = FaultRig.open(plan, devnet)
             watch = L1Watch.open(plan, devnet)
-            return self._execute_with(plan, devnet, rig, watch, progress)
+            return self._execute_with(plan, devnet, rig, watch, progress, engine)
         finally:
-            if watch is not None:
-                watch.close()
             if rig is not None:
                 rig.close()
+            if watch is not None:
+                watch.close()
+            if engine is not None:
+                engine.close()
 
     def _execute_with(
         self,
@@ -456,6 +461,7 @@ class HiveController:
         rig: FaultRig | None,
         watch: L1Watch | None,
         progress: ProgressSink | None,
+        engine: EngineWatch | None = None,
     ) -> RunResult:
         from pytest_gashammer.edge.preparation import prepare_run
         from pytest_gashammer.edge.runtime import EdgeAssignment
@@ -576,6 +582,7 @@ class HiveController:
             notes=notes,
             fault_records=records,
             l1_watch=watch,
+            engine_watch=engine,
         )
         self._telemetry_run = None
         return result

@@ -2,10 +2,11 @@
 
 Both hives use it the same way: :meth:`FaultRig.open` before the edges get their assignments (it
 refuses faults the devnet cannot take, starts a loopback RPC proxy only when the plan has RPC
-faults and a feed proxy only when it has feed faults, and says which endpoints the edges use),
-:meth:`FaultRig.start` at the run's t=0, :meth:`FaultRig.close` in a ``finally`` (every fault
-undone, the proxies stopped), then :func:`faults_verdict` judges whether the faults happened as
-planned.
+faults and a feed proxy only when it has feed faults, and says which endpoints the edges use; when it
+has Engine API faults, starts an Engine API proxy in front of the execution client and has the
+devnet's consensus driver build through it), :meth:`FaultRig.start` at the run's t=0,
+:meth:`FaultRig.close` in a ``finally`` (every fault undone, the driver back on its own client, the
+proxies stopped), then :func:`faults_verdict` judges whether the faults happened as planned.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_gashammer.chain.engine import EngineClient
 from pytest_gashammer.devnet.base import MAINNET_CHAIN_IDS, Devnet
-from pytest_gashammer.errors import ConfigError
+from pytest_gashammer.devnet.consensus import ConsensusDriver
+from pytest_gashammer.errors import ConfigError, GashammerError
 from pytest_gashammer.fault.timeline import FAULT_KINDS, FaultRecord, FaultSchedule, FaultTargets
 from pytest_gashammer.results import FaultImpact, Verdict
 from pytest_gashammer.scenario.faults import check_fault_target
@@ -39,6 +42,8 @@ class FaultRig:
         self.schedule = FaultSchedule(plan.faults, targets, mechanisms)
         self.records: list[FaultRecord] = []
         self._closed = False
+        #: The driver switched to the Engine API proxy, and the client it is switched back to at close.
+        self._engine_restore: tuple[ConsensusDriver, EngineClient] | None = None
 
     @classmethod
     def open(cls, plan: ScenarioPlan, devnet: Devnet) -> FaultRig | None:
@@ -56,11 +61,13 @@ class FaultRig:
             )
         node_control = getattr(devnet, "node_control", None)
         node = node_control() if callable(node_control) else None
+        driver = consensus_driver(devnet)
         check_fault_target(
             plan.faults,
             where=f"the {devnet.kind} devnet",
             node_supports=None if node is None else frozenset(node.supports),
             has_feed=devnet.feed_url is not None,
+            has_engine=driver is not None,
         )
         mechanisms: dict[int, Any] = {}
         for step in plan.faults:
@@ -74,6 +81,9 @@ class FaultRig:
         try:
             rpc_faults = [m for i, m in mechanisms.items() if FAULT_KINDS[_kind_of(plan, i)].path == "rpc"]
             feed_faults = [m for i, m in mechanisms.items() if FAULT_KINDS[_kind_of(plan, i)].path == "feed"]
+            engine_faults = [
+                m for i, m in mechanisms.items() if FAULT_KINDS[_kind_of(plan, i)].path == "engine"
+            ]
             if rpc_faults:
                 from pytest_gashammer.fault.rpc_proxy import RpcProxy
 
@@ -82,10 +92,30 @@ class FaultRig:
                 from pytest_gashammer.fault.feed_proxy import FeedProxy
 
                 targets.feed_proxy = FeedProxy(devnet.feed_url, faults=feed_faults).start()
+            if engine_faults and driver is not None:
+                rig._route_engine(driver, engine_faults)
         except BaseException:
             rig.close()
             raise
         return rig
+
+    def _route_engine(self, driver: ConsensusDriver, faults: list[Any]) -> None:
+        """The driver builds through a new Engine API proxy: the same secret and version, another URL."""
+        from pytest_gashammer.fault.engine_proxy import EngineProxy, client_through
+
+        current = driver.engine
+        proxy = EngineProxy(current.url, faults=faults).start()
+        self.targets.engine_proxy = proxy
+        self._engine_restore = (driver, driver.use_engine(client_through(current, proxy.url)))
+
+    def _restore_engine(self) -> None:
+        """The driver back on the client it had, before the proxy it builds through stops."""
+        restore, self._engine_restore = self._engine_restore, None
+        if restore is None:
+            return
+        driver, previous = restore
+        # Under the driver's build lock: a block in progress through the proxy finishes first.
+        driver.use_engine(previous)
 
     def endpoints(self, devnet: Devnet) -> dict[str, Any]:
         """Where the edges send and listen: through the proxies where the plan has faults on that path.
@@ -116,13 +146,28 @@ class FaultRig:
         try:
             self.records = self.schedule.close()
         finally:
-            for proxy in (self.targets.rpc_proxy, self.targets.feed_proxy):
-                if proxy is not None:
-                    try:
-                        proxy.stop()
-                    except Exception as exc:  # a proxy that will not stop must not hide the run's result
-                        logger.warning("faults: %r did not stop cleanly: %s", proxy, exc)
+            try:
+                self._restore_engine()
+            finally:
+                self._stop_proxies()
         return self.records
+
+    def _stop_proxies(self) -> None:
+        for proxy in (self.targets.rpc_proxy, self.targets.feed_proxy, self.targets.engine_proxy):
+            if proxy is not None:
+                try:
+                    proxy.stop()
+                except Exception as exc:  # a proxy that will not stop must not hide the run's result
+                    logger.warning("faults: %r did not stop cleanly: %s", proxy, exc)
+
+
+def consensus_driver(devnet: Devnet) -> ConsensusDriver | None:
+    """The devnet's consensus driver (the plugin builds its blocks over the Engine API), or None."""
+    try:
+        driver = getattr(devnet, "consensus", None)
+    except GashammerError:  # a devnet with a driver that is not started: none to route
+        return None
+    return driver if isinstance(driver, ConsensusDriver) else None
 
 
 def _kind_of(plan: ScenarioPlan, index: int) -> str:

@@ -31,6 +31,7 @@ def finish_run(
     notes: Sequence[str] = (),
     fault_records: Sequence[Any] | None = None,
     l1_watch: Any = None,
+    engine_watch: Any = None,
 ) -> RunResult:
     """Judge ``reports`` (one per edge that delivered, with its gas ``shares``) and close the run.
 
@@ -39,7 +40,10 @@ def finish_run(
     schedule applied them (:class:`~pytest_gashammer.fault.timeline.FaultRecord`): their impact goes
     into ``result.faults`` and the ``faults`` verdict. ``l1_watch`` (an
     :class:`~pytest_gashammer.hive.l1_watch.L1Watch`, where the devnet has an L1) waits for the run's
-    last L2 block to be posted: its figures go into ``result.l1``, its verdicts after the oracle's. The devnet's standing notes (a pruned
+    last L2 block to be posted: its figures go into ``result.l1``, its verdicts after the oracle's.
+    ``engine_watch`` (an :class:`~pytest_gashammer.hive.engine_watch.EngineWatch`, where the plugin
+    builds the target's blocks) waits for the client's pool to drain: its figures go into
+    ``result.engine``, its verdicts after the L1's. The devnet's standing notes (a pruned
     history) and its incidents since ``incidents_before`` become ``devnet:`` notes. The telemetry
     run, when there is one, ends with the result.
     """
@@ -62,6 +66,14 @@ def finish_run(
         from pytest_gashammer.hive.l1_watch import l1_asked_without_l1
 
         verdicts += l1_asked_without_l1(plan, devnet.kind)
+    engine = None
+    if engine_watch is not None:
+        engine, engine_verdicts = engine_watch.finish(origin_unix_ns)
+        verdicts += engine_verdicts
+    else:
+        from pytest_gashammer.hive.engine_watch import engine_asked_without_driver
+
+        verdicts += engine_asked_without_driver(plan, devnet.kind)
     result = build_result(
         plan,
         list(reports),
@@ -78,6 +90,8 @@ def finish_run(
         result = name_faults(dataclasses.replace(result, faults=impacts))
     if l1 is not None:
         result = dataclasses.replace(result, l1=l1)
+    if engine is not None:
+        result = dataclasses.replace(result, engine=engine)
     result.notes.extend(notes)
     result.notes.extend(DEVNET_NOTE + note for note in devnet.notes())
     result.notes.extend(DEVNET_NOTE + incident for incident in devnet.incidents()[incidents_before:])

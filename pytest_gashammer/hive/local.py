@@ -16,6 +16,7 @@ from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.hive import timeouts
 from pytest_gashammer.hive.base import ProgressSink
+from pytest_gashammer.hive.engine_watch import EngineWatch
 from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.hive.finish import abandon_run, finish_run
 from pytest_gashammer.hive.l1_watch import L1Watch
@@ -62,16 +63,20 @@ class LocalHive:
         ]
 
     def run(self, plan: ScenarioPlan, *, progress: ProgressSink | None = None) -> RunResult:
-        rig = FaultRig.open(plan, self.devnet)
-        watch = None
+        # The driver's settings first: an engine fault's proxy fronts the client the run uses.
+        engine = EngineWatch.open(plan, self.devnet)
+        rig = watch = None
         try:
+            rig = FaultRig.open(plan, self.devnet)
             watch = L1Watch.open(plan, self.devnet)
-            return self._run(plan, rig, watch, progress)
+            return self._run(plan, rig, watch, progress, engine)
         finally:
-            if watch is not None:
-                watch.close()
             if rig is not None:
                 rig.close()
+            if watch is not None:
+                watch.close()
+            if engine is not None:
+                engine.close()
 
     def _run(
         self,
@@ -79,6 +84,7 @@ class LocalHive:
         rig: FaultRig | None,
         watch: L1Watch | None,
         progress: ProgressSink | None,
+        engine: EngineWatch | None = None,
     ) -> RunResult:
         (assignment,) = self.assignments(plan, rig)
         run_id = None
@@ -139,4 +145,5 @@ class LocalHive:
             origin_unix_ns=report.wall_origin_ns,
             fault_records=records,
             l1_watch=watch,
+            engine_watch=engine,
         )

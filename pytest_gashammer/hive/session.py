@@ -61,6 +61,8 @@ def devnet_options(config: pytest.Config, workdir: Path | None, longest_run: flo
         sequencer_inbox=config.getoption(options.SEQUENCER_INBOX),
         rollup=config.getoption(options.ROLLUP),
         batch_interval=config.getoption(options.BATCH_INTERVAL),
+        engine_url=config.getoption(options.ENGINE_URL),
+        jwt_secret=config.getoption(options.JWT_SECRET),
         # Container logs go beside the telemetry when it is kept; else into the devnet's workdir.
         log_dir=Path(parquet) / DEVNET_LOGS if parquet else None,
     )

@@ -16,6 +16,8 @@ from pytest_gashammer.results import RunResult, Verdict, VerdictStatus
 from pytest_gashammer.scenario.units import format_seconds
 from pytest_gashammer.vocabulary import (
     BATCH_LAG,
+    ENGINE_OBJECTIVE_PREFIX,
+    ENGINE_OBJECTIVES,
     FAULT_LOST,
     L1_LAG_OBJECTIVES,
     LATENCY_OBJECTIVES,
@@ -73,6 +75,30 @@ def _batch_lag(verdict_name: str, objective: str, bound: float, result: RunResul
         verdict_name,
         status,
         f"batch-posting lag {stat} {format_seconds(measured)} {relation} {format_seconds(bound)}",
+        evidence,
+    )
+
+
+def _engine_latency(verdict_name: str, objective: str, bound: float, result: RunResult) -> Verdict:
+    kind, stat = objective.removeprefix(ENGINE_OBJECTIVE_PREFIX).rsplit("_", 1)
+    label = kind.replace("_", " ")
+    if result.engine is None:
+        return Verdict(
+            verdict_name,
+            "inconclusive",
+            "the plugin did not build the target's blocks, so no Engine API latency",
+        )
+    stats = getattr(result.engine, kind)
+    measured = float(getattr(stats, stat))
+    if stats.count == 0 or math.isnan(measured):
+        return Verdict(verdict_name, "inconclusive", f"no {label} was measured in this run")
+    evidence: dict[str, Any] = {"measured_s": measured, "bound_s": bound, "samples": stats.count}
+    status: VerdictStatus = "failed" if measured > bound else "passed"
+    relation = ">" if measured > bound else "<="
+    return Verdict(
+        verdict_name,
+        status,
+        f"Engine API {label} {stat} {format_seconds(measured)} {relation} {format_seconds(bound)}",
         evidence,
     )
 
@@ -154,4 +180,5 @@ OBJECTIVE_CHECKS: dict[str, ObjectiveCheck] = {
     FAULT_LOST: _fault_lost,
     RECOVERY_S: _recovery_s,
     **dict.fromkeys(L1_LAG_OBJECTIVES, _batch_lag),
+    **dict.fromkeys(ENGINE_OBJECTIVES, _engine_latency),
 }

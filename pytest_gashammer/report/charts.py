@@ -61,6 +61,9 @@ _COLORS = {
     "error": "#c23a3a",
     "fault": "#d9534f",
     "l1": "#7b4fa8",
+    "forkchoiceUpdated": "#3a78c2",
+    "getPayload": "#e07b24",
+    "newPayload": "#2a9d5b",
     "phase": ("#f3f0e6", "#e8eef6", "#eaf4ec", "#f6ebeb", "#efe9f5"),
 }
 
@@ -664,3 +667,73 @@ def l1_sizes_chart(
     axes.set_xlabel("run time (s) the batch was seen on the L1")
     axes.margins(x=0.01)
     return _svg(figure, chart_id, "batch data bytes and L1 gas per batch")
+
+
+#: The Engine API methods drawn, in the order a block's calls are made.
+ENGINE_METHODS = ("forkchoiceUpdated", "getPayload", "newPayload")
+
+
+@_with_style
+def engine_latency_chart(
+    calls: Sequence[Any], plan: Mapping[str, Any], chart_id: str, faults: Sequence[FaultBand] = ()
+) -> str:
+    """Each Engine API call's latency at the run time it was made, one colour per method; calls that
+    failed or were not answered VALID/OK are drawn as red crosses."""
+    figure, axes = _figure(2.8)
+    _shade_phases(axes, plan)
+    _shade_faults(axes, faults)
+    drawn = False
+    for method in ENGINE_METHODS:
+        points = [
+            (call.t, call.latency)
+            for call in calls
+            if call.method == method and call.status in ("VALID", "OK")
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            axes.plot(xs, ys, ".", color=_COLORS[method], ms=4, label=method)
+            drawn = True
+    odd = [(call.t, call.latency) for call in calls if call.status not in ("VALID", "OK")]
+    if odd:
+        xs, ys = zip(*odd, strict=True)
+        axes.plot(xs, ys, "x", color=_COLORS["error"], ms=5, label="not VALID / failed")
+        drawn = True
+    if drawn:
+        _ms_axis(axes, "y")
+        axes.legend(loc="upper left", fontsize=7, frameon=False)
+    else:
+        _nothing(axes, "no Engine API call during the run")
+    axes.set_ylim(bottom=0)
+    axes.set_ylabel("call latency")
+    axes.set_xlabel("run time (s)")
+    axes.margins(x=0.01)
+    return _svg(figure, chart_id, "Engine API call latency per method over the run")
+
+
+@_with_style
+def engine_build_chart(blocks: Sequence[Any], chart_id: str) -> str:
+    """Per block the driver built, the client's build time (fcU with attributes + getPayload) and import
+    time (newPayload + fcU) against the transactions in it."""
+    figure, axes = _figure(2.8)
+    if blocks:
+        sizes = [block.transactions for block in blocks]
+        axes.plot(
+            sizes, [block.build_s for block in blocks], "o", color=_COLORS["getPayload"], ms=4, label="build"
+        )
+        axes.plot(
+            sizes,
+            [block.import_s for block in blocks],
+            ".",
+            color=_COLORS["newPayload"],
+            ms=5,
+            label="import",
+        )
+        _ms_axis(axes, "y")
+        axes.legend(loc="upper left", fontsize=7, frameon=False)
+    else:
+        _nothing(axes, "no block built during the run")
+    axes.set_ylim(bottom=0)
+    axes.set_xlim(left=0)
+    axes.set_ylabel("seconds per block")
+    axes.set_xlabel("transactions in the block")
+    return _svg(figure, chart_id, "build and import time per block against its size")

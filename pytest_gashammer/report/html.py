@@ -37,6 +37,7 @@ from pytest_gashammer.results import (
     RECEIPTS_CHECKED,
     RECEIPTS_EXPECTED,
     RECEIPTS_VIA,
+    EngineFigures,
     FaultImpact,
     L1Assertion,
     L1Batch,
@@ -55,7 +56,7 @@ from pytest_gashammer.telemetry.parquet import (
 )
 from pytest_gashammer.telemetry.schema import SCHEMA_VERSION
 
-__all__ = ["CHARTS", "L1_CHARTS", "REPORT_COLUMNS", "render_report", "report_html"]
+__all__ = ["CHARTS", "ENGINE_CHARTS", "L1_CHARTS", "REPORT_COLUMNS", "render_report", "report_html"]
 
 #: The ``transactions`` columns the report reads (the hashes and feed positions are left on disk).
 REPORT_COLUMNS = (
@@ -89,7 +90,14 @@ L1_CHARTS = (
     ("l1-sizes", "Batch sizes"),
 )
 
+#: The charts of a run's Engine API section, only for runs whose blocks the plugin built.
+ENGINE_CHARTS = (
+    ("engine-latency", "Engine API latency"),
+    ("engine-build", "Build and import time per block"),
+)
+
 _FEED_EVENT_LIST = 50
+_ENGINE_BLOCK_LIST = 50
 _L1_BATCH_LIST = 50
 _L1_ASSERTION_LIST = 20
 
@@ -160,7 +168,7 @@ def report_html(
         source=str(directory) if directory is not None else "",
         schema_version=SCHEMA_VERSION,
         runs=views,
-        chart_titles=dict(CHARTS + L1_CHARTS),
+        chart_titles=dict(CHARTS + L1_CHARTS + ENGINE_CHARTS),
         extra_sections=[(heading, markupsafe.Markup(body)) for heading, body in extra_sections],
     )
 
@@ -225,6 +233,15 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         batches = l1["all_batches"]
         chart_svgs["l1-lag"] = charts.l1_lag_chart(batches, plan, f"{anchor}-chart-l1-lag", bands)
         chart_svgs["l1-sizes"] = charts.l1_sizes_chart(batches, plan, f"{anchor}-chart-l1-sizes", bands)
+    engine = _engine_view(run)
+    if engine is not None and engine["figures"] is not None:
+        figures = engine["figures"]
+        chart_svgs["engine-latency"] = charts.engine_latency_chart(
+            figures.call_rows, plan, f"{anchor}-chart-engine-latency", bands
+        )
+        chart_svgs["engine-build"] = charts.engine_build_chart(
+            figures.block_rows, f"{anchor}-chart-engine-build"
+        )
     target = float(run["target_gas_per_sec"] or 0.0)
 
     def share(value: float | None) -> float | None:
@@ -351,6 +368,7 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         "blocks": block_facts,
         "faults": [_fault_view(impact) for impact in faults],
         "l1": l1,
+        "engine": engine,
         "render_seconds": time.perf_counter() - started,
     }
     return view
@@ -432,6 +450,36 @@ def _l1_view(run: Mapping[str, Any], tables: TelemetryTables) -> dict[str, Any] 
         "batches_more": max(0, len(batches) - _L1_BATCH_LIST),
         "assertions": [_l1_assertion_view(assertion) for assertion in assertions[:_L1_ASSERTION_LIST]],
         "assertions_more": max(0, len(assertions) - _L1_ASSERTION_LIST),
+    }
+
+
+def _engine_view(run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The run's Engine API section from the ``runs`` row's ``engine_json``: ``None`` when the plugin
+    did not build the target's blocks."""
+    stored = json_or(run.get("engine_json"), None)
+    if not stored:
+        return None
+    try:
+        figures = EngineFigures.from_dict(stored)
+    except (TypeError, KeyError, ValueError) as exc:
+        return {"figures": None, "error": f"the stored Engine API figures could not be read ({exc})"}
+    return {
+        "figures": figures,
+        "error": None,
+        "latencies": [
+            ("forkchoiceUpdated", figures.forkchoice_updated),
+            ("getPayload", figures.get_payload),
+            ("newPayload", figures.new_payload),
+            ("block build (fcU with attributes + getPayload)", figures.block_build),
+            ("block import (newPayload + fcU)", figures.block_import),
+        ],
+        "statuses": [
+            (method, status, count)
+            for method, by_status in sorted(figures.statuses.items())
+            for status, count in sorted(by_status.items())
+        ],
+        "blocks": figures.block_rows[-_ENGINE_BLOCK_LIST:],
+        "blocks_more": max(0, len(figures.block_rows) - _ENGINE_BLOCK_LIST),
     }
 
 

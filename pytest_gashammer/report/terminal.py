@@ -212,6 +212,42 @@ def l1_lines(l1: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def engine_lines(engine: Mapping[str, Any] | None) -> list[str]:
+    """The Engine API calls of the plugin's consensus driver, in one line: blocks, the build and import
+    times per block, newPayload's latency, statuses other than the expected. ``engine`` is
+    ``EngineFigures`` as plain data (``summary_dict()["engine"]``)."""
+    if not engine:
+        return []
+
+    def p50_p99(name: str) -> str:
+        stats = engine.get(name) or {}
+        if not stats.get("count"):
+            return "-"
+        return (
+            f"p50 {format_seconds(_known(stats.get('p50')))} p99 {format_seconds(_known(stats.get('p99')))}"
+        )
+
+    unexpected = [
+        f"{method} {status} x{count}"
+        for method, by_status in (engine.get("statuses") or {}).items()
+        for status, count in by_status.items()
+        if status not in ("VALID", "OK")
+    ]
+    per_block = _known(engine.get("transactions_per_block"))
+    cpu = _known(engine.get("driver_cpu_per_block_s"))
+    line = (
+        f"  engine     V{engine.get('version')}  {engine.get('blocks_built', 0):,} blocks"
+        f" ({'-' if per_block is None else f'{per_block:,.1f}'} tx each)  build {p50_p99('block_build')}"
+        f"  import {p50_p99('block_import')}  newPayload {p50_p99('new_payload')}"
+    )
+    if cpu is not None:
+        line += f"  driver CPU {format_seconds(cpu)}/block"
+    lines = [line]
+    if unexpected:
+        lines.append(f"  engine answers  {', '.join(unexpected)}")
+    return lines
+
+
 def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
     """One screen (about fifteen lines) per run, from :meth:`RunResult.summary_dict`."""
     target = run["target_gas_per_sec"]
@@ -258,6 +294,7 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
         lines.append(f"  {label:<10} {entry['kind']} ({code}) x{entry['count']:,}: {entry['message']!r}")
     lines.extend(fault_lines(run.get("faults") or ()))
     lines.extend(l1_lines(run.get("l1")))
+    lines.extend(engine_lines(run.get("engine")))
     verdicts = "  ".join(f"{v['name']}:{v['status']}" for v in run["verdicts"])
     lines.append(f"  verdicts   {verdicts}")
     if run.get("stopped_early"):

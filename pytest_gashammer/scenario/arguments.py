@@ -260,6 +260,55 @@ def _faults_as_raw(faults: tuple[dict[str, Any], ...]) -> list[dict[str, Any]] |
     return faults_as_raw(faults)
 
 
+#: The marker's ``engine={...}`` keys, each with its one-line meaning (the consensus driver's settings
+#: for the run, where the plugin builds the target's blocks over the Engine API).
+ENGINE_KEYS: dict[str, str] = {
+    "block_interval": "seconds between the blocks the driver builds, e.g. '2s'",
+    "version": "the Engine API version, 1 to 4 (default: the highest the client serves)",
+    "withdrawals": "withdrawals carried in each block's payload attributes (version 2 and later)",
+    "fee_recipient": "the address paid the blocks' priority fees, '0x' and 40 hex digits",
+}
+ENGINE_VERSIONS = (1, 2, 3, 4)
+
+
+def parse_engine(value: object, name: str = "engine") -> tuple[tuple[str, Any], ...]:
+    """``engine={...}``: the consensus driver's settings for the run, normalised, in key order."""
+    if value is None:
+        return ()
+    example = f"e.g. {name}={{'block_interval': '2s', 'version': 3, 'withdrawals': 4}}"
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}={value!r} must be a dict of the driver's settings, {example}")
+    settings: dict[str, Any] = {}
+    for key, raw in value.items():
+        where = f"{name}[{key!r}]"
+        if key == "block_interval":
+            seconds = parse_duration(raw, what=where)
+            if not seconds > 0:
+                raise ConfigError(f"{where}={raw!r} must be longer than zero, e.g. '1s'")
+            settings[key] = seconds
+        elif key == "version":
+            if isinstance(raw, bool) or raw not in ENGINE_VERSIONS:
+                raise ConfigError(f"{where}={raw!r} must be one of {', '.join(map(str, ENGINE_VERSIONS))}")
+            settings[key] = int(raw)
+        elif key == "withdrawals":
+            settings[key] = _integer(raw, where, lowest=0, hint="withdrawals per block, e.g. 4")
+        elif key == "fee_recipient":
+            text = raw if isinstance(raw, str) else ""
+            digits = text[2:] if text[:2].lower() == "0x" else ""
+            if len(digits) != 40 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+                raise ConfigError(f"{where}={raw!r} must be an address: '0x' and 40 hex digits")
+            settings[key] = "0x" + digits.lower()
+        else:
+            raise ConfigError(f"{name}: unknown key {key!r}; accepted: {', '.join(ENGINE_KEYS)}")
+    if settings.get("version") == 1 and settings.get("withdrawals"):
+        raise ConfigError(f"{name}: withdrawals need Engine API version 2 or later, not version 1")
+    return tuple((key, settings[key]) for key in ENGINE_KEYS if key in settings)
+
+
+def _engine_as_raw(engine: tuple[tuple[str, Any], ...]) -> dict[str, Any] | None:
+    return dict(engine) or None
+
+
 # ----------------------------------------------------------------------------------------------
 # the table
 
@@ -402,6 +451,16 @@ ARGUMENTS: tuple[Argument, ...] = (
         '`at` in seconds or `"sustain+3s"` ([faults.md](faults.md))',
         shown_default="none",
         to_raw=_faults_as_raw,
+    ),
+    Argument(
+        "engine",
+        None,
+        parse_engine,
+        "the consensus driver's settings for the run, where the plugin builds the blocks over the Engine "
+        'API: `{"block_interval": "2s", "version": 3, "withdrawals": 4, "fee_recipient": "0x..."}` '
+        "([engine-api.md](engine-api.md))",
+        shown_default="none",
+        to_raw=_engine_as_raw,
     ),
 )
 

@@ -46,6 +46,11 @@ def _parse_at(value: Any, where: str) -> float | tuple[str, float]:
 
 def _parse_param(param: FaultParam, value: Any, where: str) -> Any:
     what = f"{where} {param.name}"
+    if param.unit == "choice":
+        if not isinstance(value, str) or value not in param.choices:
+            accepted = " or ".join(repr(choice) for choice in param.choices)
+            raise ConfigError(f"{what}={value!r} must be {accepted}: {param.help}")
+        return value
     if param.unit == "seconds":
         number = parse_duration(value, what=what)
     elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -197,12 +202,14 @@ def check_fault_target(
     controlled: bool = True,
     node_supports: frozenset[str] | None = None,
     has_feed: bool | None = None,
+    has_engine: bool | None = None,
 ) -> None:
     """Refuse faults the target cannot take, one line naming the fault and the fix.
 
     ``controlled``: the plugin started the node (node faults need that); ``node_supports``: the
     node operations it offers (None: not known yet, not checked); ``has_feed``: whether it has a
-    sequencer feed (None: not known yet).
+    sequencer feed (None: not known yet); ``has_engine``: whether the plugin builds its blocks over
+    the Engine API with a consensus driver (engine faults need that; None: not known yet).
     """
     for index, fault in enumerate(faults):
         name = str(fault["kind"])
@@ -220,6 +227,12 @@ def check_fault_target(
                     f"{label}: {where} cannot {kind.node_operation} its node (it offers: {offered}); "
                     "use the embedded devnet or remove the fault"
                 )
+        if kind.path == "engine" and has_engine is False:
+            raise ConfigError(
+                f"{label} needs a devnet whose blocks the plugin builds over the Engine API; {where} has "
+                "no consensus driver: run with --gashammer-devnet ethereumjs or --gashammer-engine-url, "
+                "or remove the fault"
+            )
         if kind.path == "feed" and has_feed is False:
             raise ConfigError(
                 f"{label} needs a sequencer feed; {where} has none: use the embedded devnet, pass "

@@ -79,6 +79,8 @@ class ScenarioSpec:
     #: The marker's faults, normalised: ``kind``, ``at`` (seconds or ``(phase, offset)``),
     #: ``duration``, ``params`` (see ``scenario/faults.py``).
     faults: tuple[dict[str, Any], ...] = ()
+    #: The consensus driver's settings for the run (``engine={...}``), as ``(key, value)`` pairs.
+    engine: tuple[tuple[str, Any], ...] = ()
 
     def replace(self, **overrides: Any) -> ScenarioSpec:
         """A new spec with ``overrides`` applied, validated as strictly as the marker."""
@@ -147,6 +149,8 @@ class ScenarioPlan:
     fail_fast: bool = False
     #: The faults on the run clock: ``index``, ``kind``, ``start``, ``end`` (seconds), ``params``.
     faults: tuple[dict[str, Any], ...] = ()
+    #: The consensus driver's settings for the run: ``(key, value)`` pairs of ``engine={...}``.
+    engine: tuple[tuple[str, Any], ...] = ()
 
     @property
     def sending_time(self) -> float:
@@ -172,6 +176,7 @@ class ScenarioPlan:
         data["invariants"] = None if self.invariants is None else list(self.invariants)
         data["skip_invariants"] = list(self.skip_invariants)
         data["faults"] = [dict(fault) for fault in self.faults]
+        data["engine"] = [list(entry) for entry in self.engine]
         return data
 
     @classmethod
@@ -186,6 +191,7 @@ class ScenarioPlan:
             fields["invariants"] = tuple(fields["invariants"])
         fields["skip_invariants"] = tuple(fields.get("skip_invariants") or ())
         fields["faults"] = tuple(dict(fault) for fault in fields.get("faults") or ())
+        fields["engine"] = tuple((str(key), value) for key, value in fields.get("engine") or ())
         return cls(**fields)
 
 

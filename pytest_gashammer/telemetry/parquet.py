@@ -58,7 +58,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pytest_gashammer.errors import GashammerError
-from pytest_gashammer.results import LATENCY_STATS, RUN_FIGURES, FaultImpact, Figure, L1Assertion, L1Batch
+from pytest_gashammer.results import (
+    LATENCY_STATS,
+    RUN_FIGURES,
+    EngineBlockRow,
+    EngineCallRow,
+    FaultImpact,
+    Figure,
+    L1Assertion,
+    L1Batch,
+)
 from pytest_gashammer.telemetry.schema import (
     SCHEMA_VERSION,
     SCHEMAS,
@@ -352,6 +361,12 @@ class ParquetRunWriter:
                 self._write_small("batches", run_id, batch_rows(run_id, l1.batch_rows))
             if l1 is not None and l1.assertion_rows:
                 self._write_small("assertions", run_id, assertion_rows(run_id, l1.assertion_rows))
+            engine = getattr(result, "engine", None)
+            # Only runs whose blocks the plugin built have engine rows.
+            if engine is not None and engine.call_rows:
+                self._write_small("engine_calls", run_id, engine_call_rows(run_id, engine.call_rows))
+            if engine is not None and engine.block_rows:
+                self._write_small("engine_blocks", run_id, engine_block_rows(run_id, engine.block_rows))
             del self._runs[run_id]
 
     # -- streamed tables ------------------------------------------------------------------------
@@ -733,6 +748,51 @@ def fault_impacts(table: pa.Table) -> list[FaultImpact]:
     return impacts
 
 
+def _optional_hash(text: str | None) -> bytes | None:
+    return None if not text else _hash_bytes(text)
+
+
+def engine_call_rows(run_id: str, calls: Iterable[EngineCallRow]) -> list[dict[str, Any]]:
+    """The ``engine_calls`` rows of a run: one per :class:`~pytest_gashammer.results.EngineCallRow`."""
+    return [
+        {
+            "run_id": run_id,
+            "t_s": float(call.t),
+            "method": call.method,
+            "version": call.version,
+            "latency_s": float(call.latency),
+            "status": call.status,
+            "block_number": call.block_number,
+            "block_hash": _optional_hash(call.block_hash),
+            "transactions": call.transactions,
+            "payload_id": call.payload_id,
+            "latest_valid_hash": _optional_hash(call.latest_valid_hash),
+            "with_attributes": bool(call.with_attributes),
+            "error": call.error,
+        }
+        for call in calls
+    ]
+
+
+def engine_block_rows(run_id: str, blocks: Iterable[EngineBlockRow]) -> list[dict[str, Any]]:
+    """The ``engine_blocks`` rows of a run: one per :class:`~pytest_gashammer.results.EngineBlockRow`."""
+    return [
+        {
+            "run_id": run_id,
+            "t_s": float(block.t),
+            "number": block.number,
+            "block_hash": _hash_bytes(block.block_hash),
+            "transactions": block.transactions,
+            "gas_used": block.gas_used,
+            "build_s": float(block.build_s),
+            "import_s": float(block.import_s),
+            "driver_cpu_s": _finite(block.driver_cpu_s),
+            "head_after": _optional_hash(block.head_after),
+        }
+        for block in blocks
+    ]
+
+
 def batch_rows(run_id: str, batches: Iterable[L1Batch]) -> list[dict[str, Any]]:
     """The ``batches`` rows of a run: one per :class:`~pytest_gashammer.results.L1Batch`."""
     return [
@@ -876,7 +936,7 @@ def _edge_rows(run_id: str, registered: Mapping[str, Mapping[str, Any]], result:
 
 @dataclass
 class TelemetryTables:
-    """The nine tables of a telemetry directory (or of some of its runs), as pyarrow Tables."""
+    """The eleven tables of a telemetry directory (or of some of its runs), as pyarrow Tables."""
 
     runs: pa.Table
     verdicts: pa.Table
@@ -889,6 +949,9 @@ class TelemetryTables:
     #: Empty for directories written before schema 1.3, and for runs without an L1.
     batches: pa.Table
     assertions: pa.Table
+    #: Empty for directories written before schema 1.4, and for runs whose blocks the plugin did not build.
+    engine_calls: pa.Table
+    engine_blocks: pa.Table
     directory: Path | None = None
     incomplete_files: list[Path] = field(default_factory=list)
 

@@ -1,4 +1,4 @@
-"""The versioned Arrow schema of stored telemetry: nine tables, one row per thing that happened.
+"""The versioned Arrow schema of stored telemetry: eleven tables, one row per thing that happened.
 
 Why a fixed schema: telemetry outlives the process that produced it. Edges stream it to the hive as
 Arrow IPC, the hive stores it as Parquet, and people query it later with DuckDB or pandas, or
@@ -36,6 +36,8 @@ __all__ = [
     "BATCHES",
     "BLOCKS",
     "EDGES",
+    "ENGINE_BLOCKS",
+    "ENGINE_CALLS",
     "EVENTS",
     "EVENT_KINDS",
     "FAULTS",
@@ -53,7 +55,7 @@ __all__ = [
     "schema_version_of",
 ]
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 """``MAJOR.MINOR`` of the tables below; see the module docstring for the policy."""
 
 _METADATA_KEY = b"gashammer.schema_version"
@@ -302,6 +304,46 @@ ASSERTIONS = _schema(
     ],
 )
 
+# One row per Engine API call the plugin's consensus driver made during a run
+# (``RunResult.engine.call_rows``, each an ``EngineCallRow``), written when a run whose blocks the plugin
+# built ends. ``t_s`` is run-clock seconds; ``method`` has no prefix or version (``newPayload``).
+ENGINE_CALLS = _schema(
+    "engine_calls",
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("t_s", pa.float64(), nullable=False),
+        pa.field("method", _DICT, nullable=False),
+        pa.field("version", pa.int8(), nullable=False),
+        pa.field("latency_s", pa.float64(), nullable=False),
+        pa.field("status", _DICT, nullable=False),
+        pa.field("block_number", pa.int64()),
+        pa.field("block_hash", _HASH),
+        pa.field("transactions", pa.int64()),
+        pa.field("payload_id", pa.string()),
+        pa.field("latest_valid_hash", _HASH),
+        pa.field("with_attributes", pa.bool_(), nullable=False),
+        pa.field("error", pa.string()),
+    ],
+)
+
+# One row per block the consensus driver built during a run (``RunResult.engine.block_rows``, each an
+# ``EngineBlockRow``), written with ``engine_calls``: build and import time against the block's size.
+ENGINE_BLOCKS = _schema(
+    "engine_blocks",
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("t_s", pa.float64(), nullable=False),
+        pa.field("number", pa.int64(), nullable=False),
+        pa.field("block_hash", _HASH, nullable=False),
+        pa.field("transactions", pa.int64(), nullable=False),
+        pa.field("gas_used", pa.int64(), nullable=False),
+        pa.field("build_s", pa.float64(), nullable=False),
+        pa.field("import_s", pa.float64(), nullable=False),
+        pa.field("driver_cpu_s", pa.float64()),
+        pa.field("head_after", _HASH),
+    ],
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "transactions": TRANSACTIONS,
     "blocks": BLOCKS,
@@ -312,6 +354,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "faults": FAULTS,
     "batches": BATCHES,
     "assertions": ASSERTIONS,
+    "engine_calls": ENGINE_CALLS,
+    "engine_blocks": ENGINE_BLOCKS,
 }
 
 #: Tables that grow during a run and are written in parts; the others have a few rows per run.

@@ -278,7 +278,7 @@ def test_a_node_that_fails_to_start_is_one_line_quoting_its_log(
     good = ethereumjs.genesis()
     # No forks configured, yet a base fee: the client refuses this genesis and exits.
     monkeypatch.setattr(
-        ethereumjs, "genesis", lambda: {**good, "config": {"chainId": good["config"]["chainId"]}}
+        ethereumjs, "genesis", lambda **_: {**good, "config": {"chainId": good["config"]["chainId"]}}
     )
     devnet = ethereumjs.EthereumJSDevnet(workdir=tmp_path)
     with pytest.raises(DevnetError) as info:

@@ -105,6 +105,7 @@ EVERYTHING_SET: dict[str, Any] = {
         {"kind": "node.pause", "at": "sustain+1s", "duration": "2s"},
         {"kind": "rpc.latency", "at": 12, "duration": "500ms", "ms": 100, "jitter_ms": 20},
     ],
+    "engine": {"block_interval": "2s", "version": 3, "withdrawals": 4, "fee_recipient": "0x" + "Ab" * 20},
 }
 
 

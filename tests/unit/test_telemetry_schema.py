@@ -57,6 +57,8 @@ def test_the_version_is_major_minor_and_every_table_carries_it() -> None:
         "faults",
         "batches",
         "assertions",
+        "engine_calls",
+        "engine_blocks",
     }
     for name, schema in SCHEMAS.items():
         assert schema_version_of(schema) == SCHEMA_VERSION

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_gashammer import vocabulary
 from pytest_gashammer.errors import ConfigError
+from pytest_gashammer.oracle.engine import ENGINE_INVARIANTS
 from pytest_gashammer.oracle.invariants import BASIC_INVARIANTS, INVARIANTS
 from pytest_gashammer.oracle.l1 import L1_INVARIANTS
 from pytest_gashammer.oracle.slo import OBJECTIVE_CHECKS, evaluate_slos
@@ -21,7 +22,10 @@ def test_the_oracle_implements_every_invariant_name_in_catalogue_order() -> None
     assert tuple(INVARIANTS) == vocabulary.INVARIANT_NAMES
     assert tuple(BASIC_INVARIANTS) == vocabulary.BASIC_INVARIANT_NAMES
     assert tuple(L1_INVARIANTS) == vocabulary.L1_INVARIANT_NAMES
-    assert vocabulary.ALL_INVARIANT_NAMES == vocabulary.INVARIANT_NAMES + vocabulary.L1_INVARIANT_NAMES
+    assert tuple(ENGINE_INVARIANTS) == vocabulary.ENGINE_INVARIANT_NAMES
+    assert vocabulary.ALL_INVARIANT_NAMES == (
+        vocabulary.INVARIANT_NAMES + vocabulary.L1_INVARIANT_NAMES + vocabulary.ENGINE_INVARIANT_NAMES
+    )
     assert len(set(vocabulary.ALL_INVARIANT_NAMES)) == len(vocabulary.ALL_INVARIANT_NAMES)
 
 
@@ -36,12 +40,13 @@ def test_the_oracle_checks_every_objective_name() -> None:
 
 
 def measured_run() -> SimpleNamespace:
-    """What ``evaluate_slos`` reads of a result: every latency (the batch-posting lag too) 1 s, 90 % of
+    """What ``evaluate_slos`` reads of a result: every latency (batch-posting lag, Engine API too) 1 s, 90 % of
     the target gas, 10 % rejected, 3 lost."""
     stats = SimpleNamespace(p50=1.0, p90=1.0, p99=1.0, max=1.0, count=100)
     return SimpleNamespace(
         latency=SimpleNamespace(**dict.fromkeys(vocabulary.LATENCY_KINDS, stats)),
         l1=SimpleNamespace(batch_lag=stats),
+        engine=SimpleNamespace(**dict.fromkeys(vocabulary.ENGINE_LATENCY_KINDS, stats)),
         included_gas_per_sec=900_000.0,
         target_gas_per_sec=1_000_000.0,
         sent=100,
@@ -64,6 +69,7 @@ BOUNDS = {
     vocabulary.FAULT_LOST: (2, 1),
     vocabulary.RECOVERY_S: (2.0, 1.0),
     **dict.fromkeys(vocabulary.L1_LAG_OBJECTIVES, (2.0, 0.5)),
+    **dict.fromkeys(vocabulary.ENGINE_OBJECTIVES, (2.0, 0.5)),
 }
 
 
@@ -122,6 +128,9 @@ def test_every_fault_names_invariants_or_objectives_of_the_vocabulary() -> None:
     for name, caught_by in faults.items():
         assert set(caught_by) <= names, name
     assert {"SkipBlocks", "ReorderBatchTransactions", "DuplicateBatch", "LateBatches"} <= set(faults)
+    assert faults["EngineSyncing"] == (vocabulary.ENGINE_HEAD, vocabulary.ENGINE_PAYLOAD_VALID)
+    assert faults["EngineInvalid"] == (vocabulary.ENGINE_PAYLOAD_VALID,)
+    assert faults["EngineWithholdPayload"] == (vocabulary.ENGINE_PAYLOAD_IDS,)
 
 
 def test_fault_objectives_are_inconclusive_without_faults_and_name_a_fault_that_never_recovered() -> None:
