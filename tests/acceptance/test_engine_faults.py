@@ -190,3 +190,46 @@ def test_a_marked_run_reports_its_engine_fault_with_times_and_effect(pytester: p
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["FAULT engine.syncing #0 * {*'summary': 'engine.syncing answered *"])
+
+
+EACH_FAULT = """
+import pytest
+
+CAUGHT_BY = {
+    "engine.invalid": ("engine_payload_valid", "INVALID"),
+    "engine.withhold_payload": ("engine_payload_ids", "no payload id"),
+}
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "engine.invalid"},
+        {"kind": "engine.withhold_payload", "how": "null"},
+        {"kind": "engine.withhold_payload", "how": "unknown"},
+    ],
+    ids=["invalid", "withhold-null", "withhold-unknown"],
+)
+@pytest.mark.gashammer(gas_per_sec="150k", duration="5s", warmup=0, seed=32)
+def test_each_fault_fails_the_invariant_that_catches_it(hammer, fault):
+    result = hammer.run(check=False, faults=[{**fault, "at": 1.5, "duration": 1.5}])
+    statuses = {verdict.name: verdict.status for verdict in result.verdicts}
+    caught, words = CAUGHT_BY[fault["kind"]]
+    verdict = result.verdict(caught)
+    print("CAUGHT", fault, verdict.describe().splitlines()[0])
+    assert verdict.status == "failed", verdict.describe()
+    if fault.get("how") == "unknown":
+        words = "Unknown payload"
+    assert words in verdict.summary or any(words in str(item) for item in verdict.evidence.get("findings", [])), verdict.describe()
+    # The chain itself came back: the transactions were all included, nothing else failed.
+    assert result.lost == 0 and statuses["inclusion"] == "passed" and statuses["faults"] == "passed", statuses
+"""
+
+
+def test_each_engine_fault_fails_the_engine_invariant_named_in_its_help(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_each_engine_fault=EACH_FAULT)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-s", "--gashammer-devnet", "ethereumjs", timeout=600
+    )
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["CAUGHT *engine.invalid* [[]FAILED[]] engine_payload_valid: *"])

@@ -121,3 +121,49 @@ def test_engine_on_anvil(hammer):
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+STUCK_IN_THE_POOL = """
+import time
+
+import pytest
+from eth_account import Account
+
+from pytest_gashammer.chain.rpc import call
+
+
+@pytest.mark.gashammer(gas_per_sec="100k", duration="3s", warmup=0, seed=23)
+def test_a_transaction_never_built(hammer, devnet):
+    # Accepted into the client's pool, never buildable: an account of its own (a gap in the funder's
+    # nonces would move the pending nonce EthereumJS gives the run's funding) sends with nonce 5 of 0.
+    funder, loner = Account.from_key(devnet.funder.key), Account.from_key(b"\x42" * 32)
+    fee = {"maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9, "chainId": devnet.chain_id, "type": 2, "gas": 21_000}
+    nonce = int(call(devnet.rpc_url, "eth_getTransactionCount", [funder.address, "pending"]), 16)
+    funding = funder.sign_transaction({**fee, "to": loner.address, "value": 10**17, "nonce": nonce})
+    funded = call(devnet.rpc_url, "eth_sendRawTransaction", ["0x" + funding.raw_transaction.hex()])
+    deadline = time.monotonic() + 60
+    while call(devnet.rpc_url, "eth_getTransactionReceipt", [funded]) is None:
+        assert time.monotonic() < deadline, "the funding transfer was not mined"
+        time.sleep(0.2)
+    gapped = loner.sign_transaction({**fee, "to": "0x" + "11" * 20, "value": 1, "nonce": 5})
+    stuck = call(devnet.rpc_url, "eth_sendRawTransaction", ["0x" + gapped.raw_transaction.hex()])
+    result = hammer.run(check=False)
+    verdict = result.verdict("engine_pool_drained")
+    print("POOL", verdict.describe().splitlines()[0])
+    assert verdict.status == "failed", verdict.describe()
+    assert "1 transaction(s) still in the client's pool" in verdict.summary and verdict.evidence["examples"] == [stuck]
+    assert result.verdict("inclusion").status == "passed"  # the run's own transactions were all built
+"""
+
+
+def test_a_transaction_the_client_accepts_and_never_builds_fails_the_pool_drain(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_stuck=STUCK_IN_THE_POOL)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-s", "--gashammer-devnet", "ethereumjs", timeout=300
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["POOL [[]FAILED[]] engine_pool_drained: 1 transaction(s) still in the client's pool *"]
+    )
