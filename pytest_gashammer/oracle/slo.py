@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pytest_gashammer.results import RunResult, Verdict, VerdictStatus
+from pytest_gashammer.results import LatencyStats, RunResult, Verdict, VerdictStatus
 from pytest_gashammer.scenario.units import format_seconds
 from pytest_gashammer.vocabulary import (
     BATCH_LAG,
@@ -36,25 +36,40 @@ def evaluate_slos(result: RunResult, slos: Mapping[str, float]) -> list[Verdict]
     ]
 
 
-def _latency(verdict_name: str, objective: str, bound: float, result: RunResult) -> Verdict:
-    kind, stat = objective.rsplit("_", 1)
-    stats = getattr(result.latency, kind)
+def _within_bound(
+    verdict_name: str,
+    what: str,
+    stats: LatencyStats,
+    stat: str,
+    bound: float,
+    *,
+    nothing: str,
+    count_key: str = "samples",
+) -> Verdict:
+    """``what``'s ``stat`` (seconds) against ``bound``; inconclusive with ``nothing`` when none was measured."""
     measured = float(getattr(stats, stat))
     if stats.count == 0 or math.isnan(measured):
-        return Verdict(verdict_name, "inconclusive", f"no {kind} latency was measured in this run")
-    evidence: dict[str, Any] = {"measured_s": measured, "bound_s": bound, "samples": stats.count}
-    if measured > bound:
-        return Verdict(
-            verdict_name,
-            "failed",
-            f"{kind} {stat} {format_seconds(measured)} > {format_seconds(bound)}",
-            evidence,
-        )
+        return Verdict(verdict_name, "inconclusive", nothing)
+    evidence: dict[str, Any] = {"measured_s": measured, "bound_s": bound, count_key: stats.count}
+    status: VerdictStatus = "failed" if measured > bound else "passed"
+    relation = ">" if measured > bound else "<="
     return Verdict(
         verdict_name,
-        "passed",
-        f"{kind} {stat} {format_seconds(measured)} <= {format_seconds(bound)}",
+        status,
+        f"{what} {stat} {format_seconds(measured)} {relation} {format_seconds(bound)}",
         evidence,
+    )
+
+
+def _latency(verdict_name: str, objective: str, bound: float, result: RunResult) -> Verdict:
+    kind, stat = objective.rsplit("_", 1)
+    return _within_bound(
+        verdict_name,
+        kind,
+        getattr(result.latency, kind),
+        stat,
+        bound,
+        nothing=f"no {kind} latency was measured in this run",
     )
 
 
@@ -62,20 +77,14 @@ def _batch_lag(verdict_name: str, objective: str, bound: float, result: RunResul
     stat = objective.removeprefix(f"{BATCH_LAG}_")
     if result.l1 is None:
         return Verdict(verdict_name, "inconclusive", "the target has no L1, so no batch-posting lag")
-    stats = result.l1.batch_lag
-    measured = float(getattr(stats, stat))
-    if stats.count == 0 or math.isnan(measured):
-        return Verdict(
-            verdict_name, "inconclusive", "no L2 block of the run was seen posted, so no batch-posting lag"
-        )
-    evidence: dict[str, Any] = {"measured_s": measured, "bound_s": bound, "blocks": stats.count}
-    status: VerdictStatus = "failed" if measured > bound else "passed"
-    relation = ">" if measured > bound else "<="
-    return Verdict(
+    return _within_bound(
         verdict_name,
-        status,
-        f"batch-posting lag {stat} {format_seconds(measured)} {relation} {format_seconds(bound)}",
-        evidence,
+        "batch-posting lag",
+        result.l1.batch_lag,
+        stat,
+        bound,
+        nothing="no L2 block of the run was seen posted, so no batch-posting lag",
+        count_key="blocks",
     )
 
 
@@ -88,18 +97,13 @@ def _engine_latency(verdict_name: str, objective: str, bound: float, result: Run
             "inconclusive",
             "the plugin did not build the target's blocks, so no Engine API latency",
         )
-    stats = getattr(result.engine, kind)
-    measured = float(getattr(stats, stat))
-    if stats.count == 0 or math.isnan(measured):
-        return Verdict(verdict_name, "inconclusive", f"no {label} was measured in this run")
-    evidence: dict[str, Any] = {"measured_s": measured, "bound_s": bound, "samples": stats.count}
-    status: VerdictStatus = "failed" if measured > bound else "passed"
-    relation = ">" if measured > bound else "<="
-    return Verdict(
+    return _within_bound(
         verdict_name,
-        status,
-        f"Engine API {label} {stat} {format_seconds(measured)} {relation} {format_seconds(bound)}",
-        evidence,
+        f"Engine API {label}",
+        getattr(result.engine, kind),
+        stat,
+        bound,
+        nothing=f"no {label} was measured in this run",
     )
 
 

@@ -5,10 +5,8 @@ stand-in for a post-merge node that checks each request's token and each version
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from pytest_gashammer.devnet.consensus import (
 from pytest_gashammer.devnet.engine_target import EngineTargetDevnet, read_jwt_secret
 from pytest_gashammer.devnet.factory import DevnetOptions, engine_options_problem, open_devnet
 from pytest_gashammer.errors import ConfigError, DevnetError
+from tests.unit.loopback_http import LoopbackHttp, bearer_token, json_reply
 
 SECRET = bytes(range(32))
 FUNDER_KEY = "0x" + "11" * 32
@@ -79,39 +78,22 @@ class FakeNode:
         self.pending: dict[str, dict[str, Any]] = {}
         self.delay = 0.0  # seconds the node takes per engine call
         self.balances: dict[str, int] = {}
-        node = self
+        self.http = LoopbackHttp(self._respond)
+        self.url = self.http.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if body["method"].startswith("engine_"):
-                    token = self.headers.get("Authorization", "").removeprefix("Bearer ")
-                    try:
-                        claims = jwt.decode(token, SECRET, algorithms=["HS256"])
-                        fresh = abs(claims["iat"] - time.time()) <= 60
-                    except (jwt.InvalidTokenError, KeyError):
-                        fresh = False
-                    if not fresh:
-                        self.send_response(401)
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    time.sleep(node.delay)
-                node.requests.append(body)
-                answer = node.answer(body["method"], body["params"])
-                data = json.dumps({"jsonrpc": "2.0", "id": body["id"], **answer}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+    def _respond(self, headers: Mapping[str, str], raw: bytes) -> tuple[int, bytes]:
+        body = json.loads(raw)
+        if body["method"].startswith("engine_"):
+            try:
+                claims = jwt.decode(bearer_token(headers), SECRET, algorithms=["HS256"])
+                fresh = abs(claims["iat"] - time.time()) <= 60
+            except (jwt.InvalidTokenError, KeyError):
+                fresh = False
+            if not fresh:
+                return 401, b""
+            time.sleep(self.delay)
+        self.requests.append(body)
+        return json_reply({"jsonrpc": "2.0", "id": body["id"], **self.answer(body["method"], body["params"])})
 
     def _block(
         self, number: int, parent: str, timestamp: int, withdrawals: list[dict[str, str]]
@@ -201,13 +183,11 @@ class FakeNode:
         return {"error": {"code": -32601, "message": f"the method {method} does not exist"}}
 
     def __enter__(self) -> FakeNode:
-        self.thread.start()
+        self.http.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        self.http.__exit__(*exc_info)
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from pytest_gashammer.devnet.ethereumjs import (
 from pytest_gashammer.devnet.factory import DevnetOptions, open_devnet
 from pytest_gashammer.errors import DevnetError
 from pytest_gashammer.plugin import _devnet_backend
+from tests.unit.loopback_http import LoopbackHttp, bearer_token, json_reply
 
 SECRET = bytes(range(32))
 
@@ -122,42 +121,24 @@ class EngineServer:
         self.secret = secret
         self.answers: dict[str, Any] = {}
         self.requests: list[dict[str, Any]] = []
-        server = self
+        self.http = LoopbackHttp(self._respond)
+        self.url = self.http.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                token = self.headers.get("Authorization", "").removeprefix("Bearer ")
-                try:
-                    jwt.decode(token, server.secret, algorithms=["HS256"])
-                except jwt.InvalidTokenError:
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                server.requests.append(body)
-                answer = {"jsonrpc": "2.0", "id": body["id"], **server.answers[body["method"]]}
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+    def _respond(self, headers: Mapping[str, str], raw: bytes) -> tuple[int, bytes]:
+        body = json.loads(raw)
+        try:
+            jwt.decode(bearer_token(headers), self.secret, algorithms=["HS256"])
+        except jwt.InvalidTokenError:
+            return 401, b""
+        self.requests.append(body)
+        return json_reply({"jsonrpc": "2.0", "id": body["id"], **self.answers[body["method"]]})
 
     def __enter__(self) -> EngineServer:
-        self.thread.start()
+        self.http.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        self.http.__exit__(*exc_info)
 
 
 @pytest.fixture

@@ -5,13 +5,12 @@ against the devnet; the fault rig routing a consensus driver through the proxy a
 
 from __future__ import annotations
 
-import http.server
 import json
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -42,6 +41,7 @@ from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.scenario.faults import check_fault_target
 from pytest_gashammer.scenario.spec import compile_plan, parse_spec
 from pytest_gashammer.vocabulary import ENGINE_HEAD, ENGINE_PAYLOAD_IDS, ENGINE_PAYLOAD_VALID
+from tests.unit.loopback_http import LoopbackHttp, json_reply
 
 SECRET = bytes(range(32))
 VERSIONS = (1, 2, 3, 4)
@@ -69,42 +69,21 @@ class FakeEngine:
         self.head = 0
         self.built: dict[str, int] = {}  # payload id -> block number being built
         self.lock = threading.Lock()
-        fake = self
+        self.http = LoopbackHttp(self._respond, keep_alive=True)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                authorization = self.headers.get("Authorization")
-                fake.authorizations.append(authorization)
-                items = body if isinstance(body, list) else [body]
-                if any(item["method"].startswith("engine_") for item in items) and not fake.authorized(
-                    authorization
-                ):
-                    self.reply(401, b"Unauthorized")
-                    return
-                answers = [fake.answer(item) for item in items]
-                data = json.dumps(answers if isinstance(body, list) else answers[0]).encode()
-                self.reply(200, data)
-
-            def reply(self, status: int, data: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
+    def _respond(self, headers: Mapping[str, str], raw: bytes) -> tuple[int, bytes]:
+        body = json.loads(raw)
+        authorization = headers.get("Authorization")
+        self.authorizations.append(authorization)
+        items = body if isinstance(body, list) else [body]
+        if any(item["method"].startswith("engine_") for item in items) and not self.authorized(authorization):
+            return 401, b"Unauthorized"
+        answers = [self.answer(item) for item in items]
+        return json_reply(answers if isinstance(body, list) else answers[0])
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.http.url
 
     @property
     def methods(self) -> list[str]:
@@ -160,13 +139,11 @@ class FakeEngine:
                 "parentHash": block_hash(number - 1), "timestamp": hex(1000 + number)}  # fmt: skip
 
     def __enter__(self) -> FakeEngine:
-        self.thread.start()
+        self.http.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.http.__exit__(*exc_info)
 
 
 @pytest.fixture

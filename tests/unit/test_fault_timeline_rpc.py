@@ -41,7 +41,7 @@ def node() -> Iterator[Node]:
 
 
 def url_of(node: Node) -> str:
-    return f"http://127.0.0.1:{node.server.server_address[1]}"
+    return node.http.url
 
 
 def batch(methods: list[str], first_id: int = 1) -> bytes:

@@ -8,25 +8,28 @@ message per frame, numbered from the client's ``Arbitrum-Requested-Sequence-Numb
 
 from __future__ import annotations
 
-import http.server
 import json
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
 from pytest_gashammer.feed import FeedMessage, encode_broadcast
+from tests.unit.loopback_http import LoopbackHttp, json_reply
 
 
-class _NodeHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as a real node
-    node: Node
+class Node:
+    """A JSON-RPC node on loopback; ``with Node() as url``."""
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.node.bodies.append(body)
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.http = LoopbackHttp(self._respond, keep_alive=True)  # keep-alive, as a real node
+
+    def _respond(self, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+        self.bodies.append(body)
         payload = json.loads(body)
         items = payload if isinstance(payload, list) else [payload]
         answers = []
@@ -38,29 +41,7 @@ class _NodeHandler(http.server.BaseHTTPRequestHandler):
             else:
                 result = {"method": item["method"], "id": item["id"]}
             answers.append({"jsonrpc": "2.0", "id": item["id"], "result": result})
-        out = answers if isinstance(payload, list) else answers[0]
-        data = json.dumps(out).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-class Node:
-    """A JSON-RPC node on loopback; ``with Node() as url``."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        handler = type("Handler", (_NodeHandler,), {"node": self})
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        return json_reply(answers if isinstance(payload, list) else answers[0])
 
     @property
     def calls(self) -> list[dict[str, Any]]:
@@ -72,13 +53,10 @@ class Node:
         return out
 
     def __enter__(self) -> str:
-        self.thread.start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.http.__enter__().url
 
     def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.http.__exit__(*exc_info)
 
 
 def feed_frame(sequence: int) -> str:
