@@ -8,6 +8,8 @@ it; ``tests/unit/test_vocabulary.py`` holds it equal to what the oracle implemen
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 # ----------------------------------------------------------------------------------------------
 # invariants, in catalogue order (the order verdicts are reported in)
 
@@ -97,6 +99,14 @@ ENGINE_INVARIANT_NAMES: tuple[str, ...] = (
 )
 #: Every invariant name the marker's ``invariants=`` and ``skip_invariants=`` accept.
 ALL_INVARIANT_NAMES: tuple[str, ...] = INVARIANT_NAMES + L1_INVARIANT_NAMES + ENGINE_INVARIANT_NAMES
+
+
+def selected_invariants(
+    catalogue: Iterable[str], only: Sequence[str] | None, skip: Sequence[str]
+) -> list[str]:
+    """The names of ``catalogue`` a plan asks for (``invariants=`` / ``skip_invariants=``), in its order."""
+    return [name for name in catalogue if (only is None or name in only) and name not in skip]
+
 
 #: The transaction invariants of the first release.
 BASIC_INVARIANT_NAMES: tuple[str, ...] = (INCLUSION, NO_DUPLICATE_INCLUSION, NONCE_CONTIGUITY, RECEIPT_STATUS)

@@ -25,6 +25,7 @@ from pytest_gashammer.vocabulary import (
     ENGINE_PAYLOAD_IDS,
     ENGINE_PAYLOAD_VALID,
     ENGINE_POOL_DRAINED,
+    selected_invariants,
 )
 
 FORKCHOICE = "forkchoiceUpdated"
@@ -268,7 +269,7 @@ ENGINE_INVARIANTS: dict[str, Callable[[EngineRun], Verdict]] = {
 
 def wanted_engine_invariants(only: Sequence[str] | None, skip: Sequence[str]) -> list[str]:
     """The engine invariants a plan asks for (``invariants=`` / ``skip_invariants=``), in catalogue order."""
-    return [name for name in ENGINE_INVARIANTS if (only is None or name in only) and name not in skip]
+    return selected_invariants(ENGINE_INVARIANTS, only, skip)
 
 
 def engine_verdicts(

@@ -44,6 +44,7 @@ from pytest_gashammer.vocabulary import (
     NONCE_CONTIGUITY,
     RECEIPT_BLOCK,
     RECEIPT_STATUS,
+    selected_invariants,
 )
 
 #: The share of the expected receipts (rows included and on the receipt sample) that must have been
@@ -744,6 +745,6 @@ def evaluate(
     reports and the inclusion timeout (``{"acceptance": {"max_rejected_share": 0.2}}``); an
     invariant not named uses its defaults.
     """
-    names = [name for name in INVARIANTS if (only is None or name in only) and name not in skip]
+    names = selected_invariants(INVARIANTS, only, skip)
     given = settings or {}
     return [INVARIANTS[name](reports, inclusion_timeout, **given.get(name, {})) for name in names]

@@ -23,6 +23,7 @@ from pytest_gashammer.vocabulary import (
     BATCH_SEQUENCE,
     BLOCKS_POSTED,
     CONFIRMATIONS,
+    selected_invariants,
 )
 
 _ZERO_HASH = "0x" + "00" * 32
@@ -558,7 +559,7 @@ L1_INVARIANTS: dict[str, L1Invariant] = {
 
 def wanted_l1_invariants(only: Sequence[str] | None, skip: Sequence[str]) -> list[str]:
     """The L1 invariants a plan asks for (``invariants=`` / ``skip_invariants=``), in catalogue order."""
-    return [name for name in L1_INVARIANTS if (only is None or name in only) and name not in skip]
+    return selected_invariants(L1_INVARIANTS, only, skip)
 
 
 def l1_verdicts(
