@@ -117,6 +117,8 @@ class HiveController:
         self._devnet_lock = threading.Lock()
         self._state: _RunState | None = None
         self._telemetry_run: str | None = None
+        #: The telemetry run id of the last run begun (``None`` without telemetry).
+        self.last_telemetry_run: str | None = None
         self._run_ids = itertools.count(1)
         self._closed = threading.Event()
         self._local_waiters: dict[str, queue.Queue[tuple[dict[str, Any] | None, str | None]]] = {}
@@ -428,6 +430,21 @@ class HiveController:
 
     # -- one run --------------------------------------------------------------------------------
     def _execute(self, plan: ScenarioPlan, progress: ProgressSink | None = None) -> RunResult:
+        if plan.is_capacity_search:
+            # The whole search is one item of the queue: no other run lands between its steps.
+            from pytest_gashammer.hive.capacity import run_capacity
+
+            def step(step_plan: ScenarioPlan) -> tuple[RunResult, str | None]:
+                result = self._execute_one(step_plan, progress)
+                return result, self.last_telemetry_run
+
+            devnet = self.ensure_devnet()
+            return run_capacity(
+                plan, step, devnet=devnet, node_version=devnet.node_version, telemetry=self.telemetry
+            )
+        return self._execute_one(plan, progress)
+
+    def _execute_one(self, plan: ScenarioPlan, progress: ProgressSink | None = None) -> RunResult:
         self._telemetry_run = None
         try:
             return self._execute_run(plan, progress)
@@ -503,6 +520,7 @@ class HiveController:
         if self.telemetry is not None:
             telemetry_run = self.telemetry.begin(plan, devnet, node_version=devnet.node_version)
             self._telemetry_run = telemetry_run
+        self.last_telemetry_run = telemetry_run
         state = _RunState(run_id, [link.edge_id for link in edges])
         origin: int | None = None
         logger.debug("run %s (%r): %d edge(s), sender ranges %s", run_id, plan.name, len(edges), ranges)

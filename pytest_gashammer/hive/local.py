@@ -35,6 +35,8 @@ class LocalHive:
         self.telemetry = telemetry
         self._node_version: str | None = None
         self.runs = 0
+        #: The telemetry run id of the last run begun (``None`` without telemetry).
+        self.last_telemetry_run: str | None = None
 
     @property
     def node_version(self) -> str:
@@ -63,6 +65,18 @@ class LocalHive:
         ]
 
     def run(self, plan: ScenarioPlan, *, progress: ProgressSink | None = None) -> RunResult:
+        if plan.is_capacity_search:
+            from pytest_gashammer.hive.capacity import run_capacity
+
+            def step(step_plan: ScenarioPlan) -> tuple[RunResult, str | None]:
+                return self._run_one(step_plan, progress), self.last_telemetry_run
+
+            return run_capacity(
+                plan, step, devnet=self.devnet, node_version=self.node_version, telemetry=self.telemetry
+            )
+        return self._run_one(plan, progress)
+
+    def _run_one(self, plan: ScenarioPlan, progress: ProgressSink | None) -> RunResult:
         # The driver's settings first: an engine fault's proxy fronts the client the run uses.
         engine = EngineWatch.open(plan, self.devnet)
         rig = watch = None
@@ -91,6 +105,7 @@ class LocalHive:
         if self.telemetry is not None:
             run_id = self.telemetry.begin(plan, self.devnet, node_version=self.node_version)
             assignment.telemetry_run_id = run_id
+        self.last_telemetry_run = run_id
         relay = getattr(self.devnet, "feed_relay", None)
         edge = EdgeRuntime(
             assignment,
