@@ -87,3 +87,16 @@ def test_the_terminal_summary_says_the_maximum_and_every_step(stored: tuple[Path
     assert any("missed slo.min_gas_ratio" in line for line in lines)
     assert lines[0] in format_run_summary("t.py::test_capacity", summary)
     assert capacity_lines(None) == []
+
+
+def test_gashammer_summary_prints_a_stored_search_as_it_was_live(stored: tuple[Path, RunResult]) -> None:
+    from pytest_gashammer.cli import summary_dict
+
+    directory, result = stored
+    tables = load(directory, tables=["runs", "verdicts"])
+    search = next(row for row in tables.runs.to_pylist() if row["capacity_json"] is not None)
+    verdicts = tables.for_run(search["run_id"]).verdicts.to_pylist()
+    assert capacity_lines(summary_dict(search, verdicts)["capacity"]) == capacity_lines(
+        result.summary_dict()["capacity"]
+    )
+    assert [v["name"] for v in verdicts][0] == "capacity"
