@@ -65,10 +65,14 @@ def run_capacity(
         resolution=float(settings["resolution"]),
     )
     started = time.monotonic()
+    started_unix_ns = time.time_ns()
     deadline = started + float(settings["max_time"])
     search_id = None
     if telemetry is not None:
-        search_id = telemetry.begin(plan, devnet, node_version=node_version)
+        from pytest_gashammer.telemetry.parquet import new_run_id
+
+        # Named now, so every step's row names it; written once the steps ran, at the maximum's rate.
+        search_id = new_run_id()
     results: dict[int, RunResult] = {}
     samples: dict[int, list[float]] = {}
     longest_step = 0.0
@@ -98,16 +102,26 @@ def run_capacity(
         )
         return step
 
+    def record(result: RunResult | None, status: str | None = None) -> None:
+        if telemetry is None or search_id is None:
+            return
+        # The search's row: its plan at the rate of the result it holds (the step at the maximum).
+        rate = result.target_gas_per_sec if result is not None else plan.target_gas_per_sec
+        shown = capacity_step_plan(plan, rate, index=0, search=None, slo=slos)
+        shown = dataclasses.replace(shown, capacity_step=None, slo=plan.slo)
+        telemetry.begin(
+            shown, devnet, node_version=node_version, run_id=search_id, started_unix_ns=started_unix_ns
+        )
+        telemetry.end(search_id, reports=[], shares=[], origin_unix_ns=None, result=result, status=status)
+
     try:
         steps = run_search(search, one_step)
     except BaseException:
-        if telemetry is not None and search_id is not None:
-            telemetry.end(search_id, reports=[], shares=[], origin_unix_ns=None, status="failed")
+        record(None, "failed")
         raise
     figures = capacity_figures(steps, samples, stopped=search.stopped, slos=slos, seed=plan.seed)
     result = search_result(plan, figures, results, duration=time.monotonic() - started)
-    if telemetry is not None and search_id is not None:
-        telemetry.end(search_id, reports=[], shares=[], origin_unix_ns=None, result=result)
+    record(result)
     return result
 
 

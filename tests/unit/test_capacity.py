@@ -316,21 +316,26 @@ def test_the_search_writes_its_own_runs_row_after_its_steps() -> None:
     calls: list[tuple[str, Any]] = []
 
     class Recorder:
-        def begin(self, plan: ScenarioPlan, devnet: Any, *, node_version: str) -> str:
-            calls.append(("begin", plan.capacity_step))
-            return "search-1"
+        def begin(self, plan: ScenarioPlan, devnet: Any, *, node_version: str, **named: Any) -> str:
+            calls.append(("begin", (plan.capacity_step, plan.capacity_search, plan.target_gas_per_sec)))
+            return str(named["run_id"])
 
         def end(self, run_id: str, **fields: Any) -> None:
-            calls.append(("end", fields.get("result")))
+            calls.append(("end", (run_id, fields.get("result"))))
+
+    searches: list[str | None] = []
 
     def run_step(plan: ScenarioPlan) -> tuple[RunResult, str | None]:
-        assert plan.capacity_search == "search-1"
+        searches.append(plan.capacity_search)
         return fake_chain_step(plan), None
 
     result = run_capacity(
         search_plan(max_steps=3), run_step, devnet=FakeDevnet(), node_version="fake 1", telemetry=Recorder()
     )
-    assert calls == [("begin", None), ("end", result)]
+    # Written once the steps ran, at the rate of the step at the maximum, under the id they named.
+    (search_id,) = set(searches)
+    assert search_id and len(searches) == 3
+    assert calls == [("begin", (None, None, 4e6)), ("end", (search_id, result))]
     assert isinstance(result.capacity, CapacityFigures) and len(result.capacity.steps) == 3
 
 

@@ -55,6 +55,8 @@ def test_the_search_row_holds_its_figures_and_every_step_names_it(stored: tuple[
     assert search["capacity_search"] is None and search["capacity_step"] is None
     figures = CapacityFigures.from_dict(json.loads(search["capacity_json"]))
     assert figures == result.capacity
+    # Its row is the step at the maximum: its target, figures and verdicts, the capacity verdict first.
+    assert search["target_gas_per_sec"] == figures.max_gas_per_sec == search["offered_gas_per_sec"]
     steps = sorted(
         (row for row in runs if row["capacity_search"] is not None), key=lambda r: r["capacity_step"]
     )
