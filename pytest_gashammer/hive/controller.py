@@ -552,7 +552,7 @@ class HiveController:
             for link in edges:
                 if link not in armed:
                     link.send(protocol.STOP, run_id=run_id, reason="not armed in time", kind="not-armed")
-            tick = (lambda: progress.update(plan, self.progress())) if progress is not None else None
+            tick = self._ticker(plan, progress, run_id, armed)
             self._wait(
                 state,
                 lambda: self._settled(state, set(state.reports)),
@@ -625,6 +625,31 @@ class HiveController:
                     protocol.STOP, run_id=state.run_id, reason="the hive failed the run", kind="requested"
                 )
         raise GashammerError(state.error)
+
+    def _ticker(
+        self, plan: ScenarioPlan, progress: ProgressSink | None, run_id: str, armed: list[EdgeLink]
+    ) -> Callable[[], None] | None:
+        """What the run's wait does every half second: draw the progress line, and on a capacity step
+        stop the edges once the step is clearly past the chain's limit (``oracle.capacity.past_limit``)."""
+        from pytest_gashammer.oracle.capacity import past_limit
+
+        watching = [plan.capacity_step is not None]
+        if progress is None and not watching[0]:
+            return None
+
+        def tick() -> None:
+            summed = self.progress()
+            if progress is not None:
+                progress.update(plan, summed)
+            if watching[0]:
+                why = past_limit(dict(plan.slo), summed.recent_inclusion_p99)
+                if why is not None:
+                    watching[0] = False
+                    logger.info("capacity step %s: %s", plan.capacity_step, why)
+                    for link in armed:
+                        link.send(protocol.STOP, run_id=run_id, reason=why, kind="requested")
+
+        return tick
 
     def _wait(
         self,

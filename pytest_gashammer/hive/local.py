@@ -20,6 +20,7 @@ from pytest_gashammer.hive.engine_watch import EngineWatch
 from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.hive.finish import abandon_run, finish_run
 from pytest_gashammer.hive.l1_watch import L1Watch
+from pytest_gashammer.oracle.capacity import past_limit
 from pytest_gashammer.results import RunResult
 from pytest_gashammer.scenario.spec import ScenarioPlan
 
@@ -119,10 +120,19 @@ class LocalHive:
         deadline = started + timeouts.edge_budget(plan)
         logger.debug("local run %r starts: %d sender(s)", plan.name, plan.senders)
         edge.start()
+        # A capacity step stops once clearly past the chain's limit (oracle/capacity.py's past_limit).
+        watch_limit = plan.capacity_step is not None
         try:
             while not edge.join(0.25):
-                if progress is not None:
-                    progress.update(plan, edge.snapshot())
+                snapshot = edge.snapshot() if progress is not None or watch_limit else None
+                if progress is not None and snapshot is not None:
+                    progress.update(plan, snapshot)
+                if watch_limit and snapshot is not None:
+                    why = past_limit(dict(plan.slo), snapshot.recent_inclusion_p99)
+                    if why is not None:
+                        logger.info("capacity step %s: %s", plan.capacity_step, why)
+                        edge.stop(why, "requested")
+                        watch_limit = False
                 if time.monotonic() > deadline:
                     logger.debug("local run %r exceeded its time budget; stopping the edge", plan.name)
                     edge.stop("the run exceeded its time budget", "time-budget")

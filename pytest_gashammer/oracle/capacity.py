@@ -37,6 +37,7 @@ __all__ = [
     "capacity_figures",
     "find_knee",
     "judge_step",
+    "past_limit",
     "per_second_included_gas",
     "run_search",
 ]
@@ -129,6 +130,31 @@ class CapacitySearch:
         self._finish(why)
 
 
+#: A step is clearly past the chain's limit, and stopped before its end, once the inclusion p99 of
+#: the transactions included lately is more than this many times the step's ``inclusion_p99`` bound:
+#: its own p99 cannot meet the bound any more, and holding the rate only grows the backlog to drain.
+PAST_LIMIT_FACTOR = 2.0
+#: What starts the reason a step stopped for being clearly past the limit (``RunResult.stopped_early``).
+PAST_LIMIT = "capacity: clearly past the limit"
+
+
+def past_limit(slo: Mapping[str, float], recent_inclusion_p99: float | None) -> str | None:
+    """Why a running step should stop now (clearly past the limit), or ``None`` to go on.
+
+    ``slo`` is the step's objectives, ``recent_inclusion_p99`` the running edges' recent figure (the
+    progress heartbeat's). Without an ``inclusion_p99`` bound the step always runs to its end.
+    """
+    bound = slo.get("inclusion_p99")
+    if bound is None or recent_inclusion_p99 is None:
+        return None
+    if recent_inclusion_p99 > PAST_LIMIT_FACTOR * bound:
+        return (
+            f"{PAST_LIMIT}: recent inclusion p99 {recent_inclusion_p99:.2f} s > "
+            f"{PAST_LIMIT_FACTOR:g} x the {bound:g} s bound"
+        )
+    return None
+
+
 def judge_step(result: RunResult, index: int, *, run_id: str | None = None) -> CapacityStep:
     """One step's record from its result: its rates and latencies, and whether it met every SLO.
 
@@ -140,6 +166,8 @@ def judge_step(result: RunResult, index: int, *, run_id: str | None = None) -> C
     for verdict in result.verdicts:
         if verdict.name.startswith(SLO_VERDICT_PREFIX) or verdict.name in LOAD_BOUND_INVARIANTS:
             statuses[verdict.name] = verdict.status
+    if (result.stopped_early or "").startswith(PAST_LIMIT):
+        statuses["stopped_past_limit"] = "failed"  # cut short: it cannot have met the SLOs
     passed = all(
         status == "passed" if name.startswith(SLO_VERDICT_PREFIX) else status != "failed"
         for name, status in statuses.items()

@@ -344,3 +344,18 @@ def test_capacity_figures_survive_nan_latencies_in_json() -> None:
     data = json.loads(json.dumps(dataclasses.asdict(figures)).replace("NaN", "null"))
     again = CapacityFigures.from_dict(data)
     assert math.isnan(again.steps[0].inclusion_p99)
+
+
+def test_a_step_clearly_past_the_limit_is_stopped_and_does_not_count_as_met() -> None:
+    from pytest_gashammer.oracle.capacity import judge_step, past_limit
+
+    assert past_limit({"inclusion_p99": 2.0}, 3.9) is None
+    assert past_limit({"inclusion_p99": 2.0}, None) is None
+    assert past_limit({"min_gas_ratio": 0.98}, 60.0) is None  # no latency bound: runs to its end
+    why = past_limit({"inclusion_p99": 2.0}, 4.5)
+    assert why == "capacity: clearly past the limit: recent inclusion p99 4.50 s > 2 x the 2 s bound"
+    plan = capacity_step_plan(search_plan(), 4e6, index=1, search=None, slo=DEFAULT_SLOS)
+    result = fake_chain_step(plan)
+    assert judge_step(result, 1).passed
+    stopped = judge_step(dataclasses.replace(result, stopped_early=why), 1)
+    assert not stopped.passed and stopped.slos["stopped_past_limit"] == "failed"
