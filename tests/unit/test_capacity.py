@@ -359,3 +359,31 @@ def test_a_step_clearly_past_the_limit_is_stopped_and_does_not_count_as_met() ->
     assert judge_step(result, 1).passed
     stopped = judge_step(dataclasses.replace(result, stopped_early=why), 1)
     assert not stopped.passed and stopped.slos["stopped_past_limit"] == "failed"
+
+
+def test_the_controller_runs_a_whole_search_as_one_queue_item_and_answers_with_its_figures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_gashammer.hive.controller import HiveController
+
+    class Devnet(FakeDevnet):
+        node_version = "fake 1"
+
+        def close(self) -> None:
+            pass
+
+    controller = HiveController(lambda: Devnet())
+    ran: list[tuple[int | None, int]] = []
+
+    def execute_one(plan: ScenarioPlan, progress: Any = None) -> RunResult:
+        ran.append((plan.capacity_step, controller.queued))
+        return fake_chain_step(plan)
+
+    monkeypatch.setattr(controller, "_execute_one", execute_one)
+    try:
+        result = controller.run(search_plan(max_steps=5))
+    finally:
+        controller.close()
+    assert [step for step, _ in ran] == [0, 1, 2, 3, 4]
+    assert result.capacity is not None and len(result.capacity.steps) == 5
+    assert result.capacity.max_gas_per_sec == 4e6 and result.verdict(CAPACITY_VERDICT) == "passed"
