@@ -382,9 +382,11 @@ class EngineFigures:
 class CapacityStep:
     """One step of a capacity search: one run at a fixed offered rate, judged by the search's SLOs.
 
-    ``offered_gas_per_sec`` is the rate the step offered (its plan's target); ``measured_offered`` and
-    ``included_gas_per_sec`` are the step's sustain-phase figures (as ``RunResult`` gives them: included
-    gas over the span it took). Latencies are the sustain phase's inclusion latency from intended send
+    ``offered_gas_per_sec`` is the rate the step offered (its plan's target); ``measured_offered`` the
+    sustain phase's offered rate as the run measured it; ``included_gas_per_sec`` the mean of the
+    step's included gas per whole second of its sustain phase but the first (the figure its
+    ``min_gas_ratio`` was judged on: at saturation every second is full blocks, so it is the chain's
+    ceiling; see ``oracle.capacity.judge_step``). Latencies are the sustain phase's inclusion latency from intended send
     time, in seconds (``nan`` when nothing was included). ``slos`` maps each SLO verdict name
     (``slo.inclusion_p99``), and each invariant that overload breaks by design (``inclusion``,
     ``acceptance``), to its status; ``passed`` when every SLO verdict passed and neither invariant

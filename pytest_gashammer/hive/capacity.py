@@ -91,7 +91,7 @@ def run_capacity(
         results[index] = result
         sustain = step_plan.sustain
         samples[index] = per_second_included_gas(result, sustain.start, sustain.end)
-        step = judge_step(result, index, run_id=run_id)
+        step = judge_step(result, index, slos=slos, samples=samples[index], run_id=run_id)
         logger.info(
             "capacity step %d: offered %s, included %s, p99 %.3f s: %s",
             index,

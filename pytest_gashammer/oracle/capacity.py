@@ -15,6 +15,7 @@ did, or (the hive decides) when the next step would end past ``max_time``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +41,7 @@ __all__ = [
     "past_limit",
     "per_second_included_gas",
     "run_search",
+    "steady_included_gas",
 ]
 
 #: The objectives a step is judged by when the marker's ``slo=`` names none: no lost transaction,
@@ -155,16 +157,34 @@ def past_limit(slo: Mapping[str, float], recent_inclusion_p99: float | None) -> 
     return None
 
 
-def judge_step(result: RunResult, index: int, *, run_id: str | None = None) -> CapacityStep:
+def judge_step(
+    result: RunResult,
+    index: int,
+    *,
+    slos: Mapping[str, float],
+    samples: Sequence[float] = (),
+    run_id: str | None = None,
+) -> CapacityStep:
     """One step's record from its result: its rates and latencies, and whether it met every SLO.
 
-    The result's ``slo.*`` verdicts are its plan's objectives (the hive puts the search's SLOs in every
-    step's plan; ``oracle.finish_result`` evaluates them with ``slo.evaluate_slos``). An SLO verdict
-    that is not ``passed`` (failed, or inconclusive: nothing measured) means the step did not meet it.
+    The SLOs are evaluated here (``slo.evaluate_slos``) over the step's result, with its included
+    rate taken from ``samples``, the step's per-second included gas (:func:`steady_included_gas`)
+    when there are any. Why not the run's ``included_gas_per_sec``: that figure divides by the span
+    from the first to the last block holding a sustain-phase transaction, less one block interval,
+    which is right for a chain that keeps up; at saturation the N full blocks took N intervals, not
+    N - 2, so on a step of a few seconds it overstates what a saturated chain included by up to two
+    block intervals over the span (20 % on 4 s steps of 0.5 s blocks). Every second of a saturated
+    step is full, so the per-second figure is the chain's ceiling, and the offered rate when it
+    keeps up. An SLO verdict that is not ``passed`` (failed, or inconclusive: nothing measured)
+    means the step did not meet it; ``inclusion`` or ``acceptance`` failed too.
     """
-    statuses: dict[str, str] = {}
+    from pytest_gashammer.oracle.slo import evaluate_slos
+
+    steady = steady_included_gas(samples)
+    judged = result if steady is None else dataclasses.replace(result, included_gas_per_sec=steady)
+    statuses: dict[str, str] = {verdict.name: verdict.status for verdict in evaluate_slos(judged, slos)}
     for verdict in result.verdicts:
-        if verdict.name.startswith(SLO_VERDICT_PREFIX) or verdict.name in LOAD_BOUND_INVARIANTS:
+        if verdict.name in LOAD_BOUND_INVARIANTS:
             statuses[verdict.name] = verdict.status
     if (result.stopped_early or "").startswith(PAST_LIMIT):
         statuses["stopped_past_limit"] = "failed"  # cut short: it cannot have met the SLOs
@@ -177,7 +197,7 @@ def judge_step(result: RunResult, index: int, *, run_id: str | None = None) -> C
         index=index,
         offered_gas_per_sec=result.target_gas_per_sec,
         measured_offered=result.offered_gas_per_sec,
-        included_gas_per_sec=result.included_gas_per_sec,
+        included_gas_per_sec=judged.included_gas_per_sec,
         inclusion_p50=inclusion.p50,
         inclusion_p99=inclusion.p99,
         lost=result.lost,
@@ -186,6 +206,11 @@ def judge_step(result: RunResult, index: int, *, run_id: str | None = None) -> C
         duration=result.duration,
         run_id=run_id,
     )
+
+
+def steady_included_gas(samples: Sequence[float]) -> float | None:
+    """The mean of a step's per-second included gas (``None`` without samples)."""
+    return sum(samples) / len(samples) if samples else None
 
 
 def find_knee(steps: Sequence[CapacityStep]) -> float | None:
@@ -208,11 +233,15 @@ def find_knee(steps: Sequence[CapacityStep]) -> float | None:
 
 
 def per_second_included_gas(result: RunResult, start: float, end: float) -> list[float]:
-    """The included gas of each whole second from ``start`` to ``end`` (the step's sustain phase, run
-    clock), from the result's timeline; a second with nothing included counts as zero (a second
-    without a block is part of the rate)."""
+    """The included gas of each whole second of the step's sustain phase (``start`` to ``end``, run
+    clock), from the result's timeline, but its first: transactions sent in a second are included in
+    the next blocks, so the first second of the phase still holds the warmup's rate. A second with
+    nothing included counts as zero (a second without a block is part of the rate)."""
     by_second = {int(entry["second"]): float(entry.get("included_gas", 0.0)) for entry in result.timeline}
-    return [by_second.get(second, 0.0) for second in range(math.ceil(start), math.floor(end))]
+    seconds = list(range(math.ceil(start), math.floor(end)))
+    if len(seconds) > 1:
+        seconds = seconds[1:]
+    return [by_second.get(second, 0.0) for second in seconds]
 
 
 def bootstrap_mean_interval(

@@ -356,8 +356,8 @@ def test_a_step_clearly_past_the_limit_is_stopped_and_does_not_count_as_met() ->
     assert why == "capacity: clearly past the limit: recent inclusion p99 4.50 s > 2 x the 2 s bound"
     plan = capacity_step_plan(search_plan(), 4e6, index=1, search=None, slo=DEFAULT_SLOS)
     result = fake_chain_step(plan)
-    assert judge_step(result, 1).passed
-    stopped = judge_step(dataclasses.replace(result, stopped_early=why), 1)
+    assert judge_step(result, 1, slos=DEFAULT_SLOS).passed
+    stopped = judge_step(dataclasses.replace(result, stopped_early=why), 1, slos=DEFAULT_SLOS)
     assert not stopped.passed and stopped.slos["stopped_past_limit"] == "failed"
 
 
@@ -387,3 +387,23 @@ def test_the_controller_runs_a_whole_search_as_one_queue_item_and_answers_with_i
     assert [step for step, _ in ran] == [0, 1, 2, 3, 4]
     assert result.capacity is not None and len(result.capacity.steps) == 5
     assert result.capacity.max_gas_per_sec == 4e6 and result.verdict(CAPACITY_VERDICT) == "passed"
+
+
+def test_a_saturated_step_is_judged_on_its_per_second_included_gas_not_the_runs_span_figure() -> None:
+    """Seen on anvil (4.2 Mgas/s by construction, 0.5 s blocks, 4 s steps): offered 5 Mgas/s, the
+    run's included_gas_per_sec said 5.00 Mgas/s (its span less a block interval undercounts N full
+    blocks by two intervals), while every second of the step included 4.2 Mgas."""
+    from pytest_gashammer.oracle.capacity import judge_step, per_second_included_gas
+
+    plan = capacity_step_plan(search_plan(), 5e6, index=5, search=None, slo=DEFAULT_SLOS)
+    result = dataclasses.replace(
+        fake_chain_step(plan),
+        included_gas_per_sec=5e6,
+        timeline=[{"second": float(s), "included_gas": 4.2e6} for s in range(0, 9)],
+    )
+    samples = per_second_included_gas(result, plan.sustain.start, plan.sustain.end)
+    assert samples == [4.2e6] * 3  # the sustain phase's whole seconds but its first
+    step = judge_step(result, 5, slos=DEFAULT_SLOS, samples=samples)
+    assert step.included_gas_per_sec == 4.2e6
+    assert step.slos["slo.min_gas_ratio"] == "failed" and not step.passed
+    assert judge_step(result, 5, slos=DEFAULT_SLOS).slos["slo.min_gas_ratio"] == "passed"
