@@ -89,6 +89,8 @@ class ScenarioSpec:
     def replace(self, **overrides: Any) -> ScenarioSpec:
         """A new spec with ``overrides`` applied, validated as strictly as the marker."""
         raw = self.as_raw()
+        if self.capacity and "capacity" in overrides and "gas_per_sec" not in overrides:
+            del raw["gas_per_sec"]  # a search's rate is its 'from': the new one's, not the marker's
         raw.update(overrides)
         return parse_spec(raw)
 

@@ -75,6 +75,9 @@ def test_gas_per_sec_defaults_to_from_and_must_agree_with_it() -> None:
     with pytest.raises(ConfigError, match=r"gas_per_sec='5M' and capacity\['from'\]='2M' differ"):
         parse_spec({"gas_per_sec": "5M", "capacity": {"from": "2M", "to": "8M"}})
     assert spec.replace() == spec
+    # hammer.run(capacity=...) moves the search, its rate with it.
+    moved = spec.replace(capacity={"from": "3M", "to": "9M"})
+    assert moved.gas_per_sec == 3e6 and dict(moved.capacity)["to"] == 9e6
 
 
 def test_a_search_plan_sustains_for_step_with_senders_for_to_and_steps_scale_every_phase() -> None:
