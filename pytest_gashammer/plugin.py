@@ -452,6 +452,13 @@ def hammer(request: pytest.FixtureRequest, hive: Hive) -> Hammer:
         )
         item.user_properties.append((f"gashammer.{result.name}.inclusion_p99", result.latency.inclusion.p99))
         item.user_properties.append((f"gashammer.{result.name}.lost", result.lost))
+        if result.capacity is not None:  # a capacity search: what it found
+            item.user_properties.append(
+                (f"gashammer.{result.name}.capacity_max_gas_per_sec", result.capacity.max_gas_per_sec)
+            )
+            item.user_properties.append(
+                (f"gashammer.{result.name}.capacity_knee_gas_per_sec", result.capacity.knee_gas_per_sec)
+            )
         for verdict in result.verdicts:
             item.user_properties.append((f"gashammer.{result.name}.verdict.{verdict.name}", verdict.status))
         config.hook.pytest_gashammer_run_finished(item=item, result=result)

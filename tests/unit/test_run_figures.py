@@ -30,6 +30,8 @@ RUN_FACTS = {
     "started_at",
     "ended_at",
     "origin_unix_ns",
+    "capacity_search",
+    "capacity_step",
 }
 #: What a summary carries besides the figures: the verdicts (a table of their own) and the notes
 #: the devnet added (picked out of ``notes``).
