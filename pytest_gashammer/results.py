@@ -429,6 +429,8 @@ class RunResult:
     #: What the Engine API calls of the plugin's consensus driver showed (latencies per method, build
     #: and import time per block); ``None`` when the plugin does not build the target's blocks.
     engine: EngineFigures | None = None
+    #: The run's id in the Parquet store (``runs.run_id``); ``None`` when the run was not stored.
+    run_id: str | None = None
 
     def fault(self, kind: str) -> FaultImpact:
         """The first fault of ``kind`` (e.g. ``"node.pause"``)."""

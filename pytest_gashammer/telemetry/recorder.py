@@ -22,12 +22,15 @@ class TelemetryRecorder:
         self.writer = ParquetRunWriter(directory)
         self.background = BackgroundWriter(self.writer)
         self._git_commit = git_commit(git_root) if git_root is not None else None
+        #: The runs this recorder began, in order (what ``--gashammer-save`` names).
+        self.run_ids: list[str] = []
 
     def begin(self, plan: Any, devnet: Any, *, node_version: str) -> str:
         from pytest_gashammer._version import __version__, build_sha
         from pytest_gashammer.telemetry.parquet import RunInfo, new_run_id
 
         run_id = new_run_id()
+        self.run_ids.append(run_id)
         self.writer.begin_run(
             RunInfo.for_plan(
                 plan,

@@ -1,0 +1,271 @@
+"""Compare a run with its baseline run: comparability first, then each metric's change and verdict.
+
+Verdicts read like criterion's: a change is *improved* or *regressed* only when its whole 95 %
+interval excludes zero and lies beyond the noise threshold (:data:`NOISE_THRESHOLD`), else it is
+*no change*. A threshold of ``--gashammer-compare-fail`` fails the run only when the whole interval
+is past it, so a noisy rerun of the same build passes and a real regression fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pytest_gashammer.compare.samples import RunSamples, capacity_of
+from pytest_gashammer.compare.stats import Change, quantile_change, rate_change
+from pytest_gashammer.compare.thresholds import (
+    DEFAULT_METRICS,
+    METRICS,
+    NOISE_THRESHOLD,
+    Threshold,
+)
+from pytest_gashammer.results import Verdict
+
+#: The verdict a comparison adds to a run (``RunResult.verdicts``).
+REGRESSION = "regression"
+
+#: Plan fields that may differ between comparable runs: who asked (the test's id and name) and the
+#: seed (the same load, other transactions).
+_FREE_PLAN_FIELDS = frozenset({"seed", "nodeid", "name"})
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricChange:
+    metric: str
+    unit: str
+    baseline: float
+    now: float
+    change: float
+    low: float
+    high: float
+    verdict: str
+    threshold: str | None = None
+    failed: bool = False
+
+
+@dataclasses.dataclass
+class Comparison:
+    """A run against its baseline run; ``difference`` says why they are not comparable (else None)."""
+
+    test_nodeid: str
+    baseline_name: str
+    baseline_run: str | None
+    new_run: str
+    difference: str | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+    changes: list[MetricChange] = dataclasses.field(default_factory=list)
+
+    @property
+    def comparable(self) -> bool:
+        return self.difference is None
+
+    @property
+    def failed(self) -> list[MetricChange]:
+        return [change for change in self.changes if change.failed]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["comparable"] = self.comparable
+        return _json_safe(data)
+
+    def lines(self) -> list[str]:
+        """The criterion-like table: metric, baseline, now, change with its 95 % interval, verdict."""
+        against = f"baseline {self.baseline_name!r}" + (
+            f" run {self.baseline_run}" if self.baseline_run else ""
+        )
+        head = [f"{self.test_nodeid}  run {self.new_run}  vs {against}"]
+        if not self.comparable:
+            return [*head, f"  not comparable: {self.difference}"]
+        head += [f"  note: {note}" for note in self.notes]
+        table = [("metric", "baseline", "now", "change", "95% interval", "verdict")]
+        for change in self.changes:
+            verdict = change.verdict
+            if change.failed:
+                verdict += f" (past {change.threshold}: FAILED)"
+            elif change.threshold:
+                verdict += f" (threshold {change.threshold})"
+            table.append(
+                (
+                    change.metric,
+                    format_value(change.baseline, change.unit),
+                    format_value(change.now, change.unit),
+                    format_percent(change.change),
+                    f"[{format_percent(change.low)}, {format_percent(change.high)}]",
+                    verdict,
+                )
+            )
+        widths = [max(len(row[i]) for row in table) for i in range(5)]
+        return head + [
+            "  "
+            + "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))
+            + "  "
+            + row[5]
+            for row in table
+        ]
+
+
+def format_value(value: float, unit: str) -> str:
+    if not math.isfinite(value):
+        return "-"
+    if unit == "gas/s":
+        return f"{value / 1e6:.3g} Mgas/s"
+    if unit == "s":
+        return f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
+    return f"{value:.3g} {unit}"
+
+
+def format_percent(value: float) -> str:
+    return f"{value * 100:+.1f}%" if math.isfinite(value) else "-"
+
+
+def comparability(baseline: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """What makes two ``runs`` rows incomparable (the scenario the marker asked for, the devnet
+    kind, the test itself), as one line; ``None`` when they may be compared."""
+    if (baseline.get("test_nodeid") or "") != (new.get("test_nodeid") or ""):
+        return f"another test: {baseline.get('test_nodeid')} vs {new.get('test_nodeid')}"
+    if baseline.get("devnet_kind") != new.get("devnet_kind"):
+        return f"devnet {baseline.get('devnet_kind')} in the baseline, {new.get('devnet_kind')} now"
+    before = json.loads(baseline.get("plan_json") or "{}")
+    after = json.loads(new.get("plan_json") or "{}")
+    changed = sorted(
+        key
+        for key in set(before) | set(after) - _FREE_PLAN_FIELDS
+        if key not in _FREE_PLAN_FIELDS and before.get(key) != after.get(key)
+    )
+    if changed:
+        details = "; ".join(
+            f"{key} {_short(before.get(key))} -> {_short(after.get(key))}" for key in changed[:3]
+        )
+        more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
+        return f"the scenario changed: {details}{more}"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _notes(baseline: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    notes = []
+    for column, label in (("node_version", "node"), ("git_commit", "commit"), ("host", "host")):
+        before, after = baseline.get(column), new.get(column)
+        if before != after:
+            shown = [
+                (value or "unknown")[:12] if column == "git_commit" else value or "unknown"
+                for value in (before, after)
+            ]
+            notes.append(f"{label} {shown[0]} -> {shown[1]}")
+    return notes
+
+
+def compare_runs(
+    baseline: RunSamples,
+    new: RunSamples,
+    *,
+    baseline_name: str,
+    thresholds: Sequence[Threshold] = (),
+    metrics: Sequence[str] | None = None,
+) -> Comparison:
+    """Compare ``new`` with ``baseline``: every metric of ``metrics`` (default: a load run's and
+    those the thresholds name) unless the runs are not comparable."""
+    comparison = Comparison(new.test_nodeid, baseline_name, baseline.run_id, new.run_id)
+    comparison.difference = comparability(baseline.row, new.row)
+    if comparison.difference is not None:
+        return comparison
+    comparison.notes = _notes(baseline.row, new.row)
+    limits = {threshold.metric: threshold for threshold in thresholds}
+    names = list(metrics or DEFAULT_METRICS)
+    names += [name for name in limits if name not in names]
+    for name in names:
+        spec = METRICS[name]
+        if spec.kind == "capacity":
+            before, after = capacity_of(baseline.row), capacity_of(new.row)
+            # One figure per run: no per-second samples to resample (repeats would give some).
+            ratio = after / before - 1 if before > 0 else math.nan
+            change = Change(ratio, math.nan, math.nan)
+        elif spec.kind == "rate":
+            before, after = baseline.value(name), new.value(name)
+            change = rate_change(name, baseline.rates[spec.column], new.rates[spec.column])
+        else:
+            before, after = baseline.value(name), new.value(name)
+            change = quantile_change(
+                name,
+                spec.quantile,
+                baseline.histograms[spec.column],
+                new.histograms[spec.column],
+                (before, after),
+            )
+        threshold = limits.get(name)
+        comparison.changes.append(
+            MetricChange(
+                metric=name,
+                unit=spec.unit,
+                baseline=before,
+                now=after,
+                change=change.change,
+                low=change.low,
+                high=change.high,
+                verdict=verdict_of(change, spec.higher_is_better),
+                threshold=str(threshold) if threshold else None,
+                failed=bool(threshold and threshold.exceeded(change.low, change.high)),
+            )
+        )
+    return comparison
+
+
+def verdict_of(change: Change, higher_is_better: bool) -> str:
+    """``improved`` / ``regressed`` when the whole interval is past the noise threshold, else
+    ``no change``; ``not measured`` without an interval."""
+    if math.isnan(change.low) or math.isnan(change.high):
+        return "not measured"
+    if change.low > NOISE_THRESHOLD:
+        return "improved" if higher_is_better else "regressed"
+    if change.high < -NOISE_THRESHOLD:
+        return "regressed" if higher_is_better else "improved"
+    return "no change"
+
+
+def regression_verdict(comparison: Comparison) -> Verdict:
+    """The run's ``regression`` verdict: failed past a threshold, inconclusive when not comparable."""
+    evidence: dict[str, Any] = {"comparison": comparison.lines()}
+    if not comparison.comparable:
+        return Verdict(REGRESSION, "inconclusive", f"not comparable: {comparison.difference}", evidence)
+    failed = comparison.failed
+    if failed:
+        names = ", ".join(
+            f"{c.metric} {format_percent(c.change)} [{format_percent(c.low)}, {format_percent(c.high)}] past {c.threshold}"
+            for c in failed
+        )
+        return Verdict(
+            REGRESSION,
+            "failed",
+            f"regressed against baseline {comparison.baseline_name!r}: {names}",
+            evidence,
+        )
+    regressed = [c.metric for c in comparison.changes if c.verdict == "regressed"]
+    summary = f"within the thresholds against baseline {comparison.baseline_name!r}"
+    if regressed:
+        summary += f" (regressed, under no threshold: {', '.join(regressed)})"
+    return Verdict(REGRESSION, "passed", summary, evidence)
+
+
+def match_baseline(rows: Sequence[dict[str, Any]], nodeid: str, occurrence: int) -> dict[str, Any] | None:
+    """The baseline run of test ``nodeid`` that matches its ``occurrence``-th run (from 0) in a session."""
+    same = [row for row in rows if (row.get("test_nodeid") or "") == nodeid]
+    return same[occurrence] if occurrence < len(same) else None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
