@@ -110,6 +110,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more, e.g. 3")
+    return value
+
+
 def _baseline_name(text: str) -> str:
     from pytest_gashammer.compare.thresholds import baseline_name_problem
 
@@ -321,6 +328,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"past it, e.g. included_gas_per_sec:-5%%,inclusion_p99:+10%% (needs {options.COMPARE})",
     )
     group.addoption(
+        options.REPEAT,
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run every hammer.run() N times back to back (each run stored and checked); a comparison pools "
+        "the repeats' per-second samples, for narrower intervals (default 1)",
+    )
+    group.addoption(
         options.PROGRESS,
         choices=("auto", "on", "off"),
         default="auto",
@@ -510,11 +525,7 @@ def hammer(request: pytest.FixtureRequest, hive: Hive) -> Hammer:
     runs: list[dict[str, Any]] = item.stash.setdefault(RUNS_KEY, [])
 
     def on_result(result: Any) -> None:
-        comparison = _gate(item, result, occurrence=len(runs))
-        summary = result.summary_dict()
-        if comparison is not None:
-            summary["comparison"] = comparison.lines()
-        runs.append(summary)
+        runs.append(result.summary_dict())
         item.user_properties.append(
             (f"gashammer.{result.name}.included_gas_per_sec", round(result.included_gas_per_sec, 1))
         )
@@ -523,6 +534,12 @@ def hammer(request: pytest.FixtureRequest, hive: Hive) -> Hammer:
         for verdict in result.verdicts:
             item.user_properties.append((f"gashammer.{result.name}.verdict.{verdict.name}", verdict.status))
         config.hook.pytest_gashammer_run_finished(item=item, result=result)
+
+    def on_runs(results: list[Any]) -> None:
+        comparison = _gate(item, results)
+        if comparison is not None:
+            # The summary of the call's last run shows the gate's verdict and table.
+            runs[-1] = {**results[-1].summary_dict(), "comparison": comparison.lines()}
 
     return Hammer(
         name=item.name,
@@ -534,29 +551,33 @@ def hammer(request: pytest.FixtureRequest, hive: Hive) -> Hammer:
         progress_factory=lambda: _progress(config),
         on_result=on_result,
         isolated_hive=config.stash[SESSION_KEY].isolated_hive,
+        repeat=config.getoption(options.REPEAT),
+        on_runs=on_runs,
     )
 
 
-def _gate(item: pytest.Item, result: Any, *, occurrence: int) -> Any:
-    """With ``--gashammer-compare``: compare the run with its baseline run, add the ``regression``
-    verdict to it and the figures to the test's JUnit properties; returns the comparison."""
+def _gate(item: pytest.Item, results: list[Any]) -> Any:
+    """With ``--gashammer-compare``: compare one ``hammer.run()``'s runs (its repeats) with their
+    baseline runs, add the ``regression`` verdict to the last and the figures to the test's JUnit
+    properties; returns the comparison."""
     config = item.config
     baseline = config.getoption(options.COMPARE)
     if baseline is None:
         return None
     from pytest_gashammer.compare.compare import regression_verdict
-    from pytest_gashammer.compare.gate import gate_run
+    from pytest_gashammer.compare.gate import gate_runs
 
-    comparison = gate_run(
+    comparison = gate_runs(
         config.getoption(options.PARQUET),
         baseline,
-        run_id=result.run_id,
+        run_ids=[result.run_id for result in results],
         nodeid=item.nodeid,
-        occurrence=occurrence,
         thresholds=config.getoption(options.COMPARE_FAIL) or (),
     )
+    result = results[-1]
     verdict = regression_verdict(comparison)
     result.verdicts.append(verdict)
+    item.user_properties.append((f"gashammer.{result.name}.verdict.{verdict.name}", verdict.status))
     prefix = f"gashammer.{result.name}.compare"
     item.user_properties.append((f"{prefix}.baseline", baseline))
     if not comparison.comparable:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_gashammer.compare.samples import RunSamples, capacity_of
+from pytest_gashammer.compare.samples import RunSamples, capacity_of, pool
 from pytest_gashammer.compare.stats import Change, quantile_change, rate_change
 from pytest_gashammer.compare.thresholds import (
     DEFAULT_METRICS,
@@ -54,8 +54,9 @@ class Comparison:
 
     test_nodeid: str
     baseline_name: str
-    baseline_run: str | None
-    new_run: str
+    #: The baseline's runs compared (pooled when several: repeats), and the runs compared with them.
+    baseline_runs: list[str]
+    new_runs: list[str]
     difference: str | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
     changes: list[MetricChange] = dataclasses.field(default_factory=list)
@@ -76,9 +77,9 @@ class Comparison:
     def lines(self) -> list[str]:
         """The criterion-like table: metric, baseline, now, change with its 95 % interval, verdict."""
         against = f"baseline {self.baseline_name!r}" + (
-            f" run {self.baseline_run}" if self.baseline_run else ""
+            f" {_runs(self.baseline_runs)}" if self.baseline_runs else ""
         )
-        head = [f"{self.test_nodeid}  run {self.new_run}  vs {against}"]
+        head = [f"{self.test_nodeid}  {_runs(self.new_runs)}  vs {against}"]
         if not self.comparable:
             return [*head, f"  not comparable: {self.difference}"]
         head += [f"  note: {note}" for note in self.notes]
@@ -107,6 +108,12 @@ class Comparison:
             + row[5]
             for row in table
         ]
+
+
+def _runs(run_ids: Sequence[str]) -> str:
+    if len(run_ids) == 1:
+        return f"run {run_ids[0]}"
+    return f"{len(run_ids)} runs {run_ids[0]} .. {run_ids[-1]}"
 
 
 def format_value(value: float, unit: str) -> str:
@@ -165,20 +172,26 @@ def _notes(baseline: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def compare_runs(
-    baseline: RunSamples,
-    new: RunSamples,
+    baselines: Sequence[RunSamples],
+    news: Sequence[RunSamples],
     *,
     baseline_name: str,
     thresholds: Sequence[Threshold] = (),
     metrics: Sequence[str] | None = None,
 ) -> Comparison:
-    """Compare ``new`` with ``baseline``: every metric of ``metrics`` (default: a load run's and
-    those the thresholds name) unless the runs are not comparable."""
-    comparison = Comparison(new.test_nodeid, baseline_name, baseline.run_id, new.run_id)
-    comparison.difference = comparability(baseline.row, new.row)
+    """Compare the runs ``news`` with the runs ``baselines`` (each side's per-second samples pooled:
+    repeats of one scenario): every metric of ``metrics`` (default: a load run's and those the
+    thresholds name), unless the first runs of the two sides are not comparable."""
+    comparison = Comparison(
+        news[0].test_nodeid, baseline_name, [run.run_id for run in baselines], [run.run_id for run in news]
+    )
+    comparison.difference = comparability(baselines[0].row, news[0].row)
     if comparison.difference is not None:
         return comparison
-    comparison.notes = _notes(baseline.row, new.row)
+    comparison.notes = _notes(baselines[0].row, news[0].row)
+    if len(baselines) != len(news):
+        comparison.notes.append(f"{len(baselines)} baseline run(s) against {len(news)} now, each side pooled")
+    baseline, new = pool(baselines), pool(news)
     limits = {threshold.metric: threshold for threshold in thresholds}
     names = list(metrics or DEFAULT_METRICS)
     names += [name for name in limits if name not in names]
@@ -253,12 +266,6 @@ def regression_verdict(comparison: Comparison) -> Verdict:
     if regressed:
         summary += f" (regressed, under no threshold: {', '.join(regressed)})"
     return Verdict(REGRESSION, "passed", summary, evidence)
-
-
-def match_baseline(rows: Sequence[dict[str, Any]], nodeid: str, occurrence: int) -> dict[str, Any] | None:
-    """The baseline run of test ``nodeid`` that matches its ``occurrence``-th run (from 0) in a session."""
-    same = [row for row in rows if (row.get("test_nodeid") or "") == nodeid]
-    return same[occurrence] if occurrence < len(same) else None
 
 
 def _json_safe(value: Any) -> Any:

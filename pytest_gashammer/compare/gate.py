@@ -1,4 +1,4 @@
-"""The gate of ``--gashammer-compare``: a run just stored, against its baseline run."""
+"""The gate of ``--gashammer-compare``: runs just stored, against their baseline runs."""
 
 from __future__ import annotations
 
@@ -6,46 +6,42 @@ import os
 from collections.abc import Sequence
 
 from pytest_gashammer.compare.baseline import baseline_runs
-from pytest_gashammer.compare.compare import Comparison, comparability, compare_runs, match_baseline
+from pytest_gashammer.compare.compare import Comparison, comparability, compare_runs
 from pytest_gashammer.compare.samples import load_samples
 from pytest_gashammer.compare.thresholds import Threshold
 
 
-def gate_run(
+def gate_runs(
     directory: str | os.PathLike[str],
     baseline_name: str,
     *,
-    run_id: str | None,
+    run_ids: Sequence[str | None],
     nodeid: str,
-    occurrence: int,
     thresholds: Sequence[Threshold] = (),
 ) -> Comparison:
-    """Compare stored run ``run_id`` (the ``occurrence``-th run of test ``nodeid`` in its session,
-    from 0) with the baseline's run of the same test and place; a run that cannot be compared comes
-    back with its ``difference``."""
-    comparison = Comparison(nodeid, baseline_name, None, run_id or "-")
-    if run_id is None:
+    """Compare stored runs ``run_ids`` of test ``nodeid`` (one ``hammer.run()``: one run, or its
+    repeats) with the baseline's runs of the same test and scenario, each side pooled. Runs that
+    cannot be compared come back with the ``difference``, against the baseline's first run of the
+    test when none of them has the same scenario."""
+    stored = [run_id for run_id in run_ids if run_id is not None]
+    comparison = Comparison(nodeid, baseline_name, [], stored or ["-"])
+    if len(stored) < len(run_ids) or not stored:
         comparison.difference = "the run was not stored (an isolated=True run keeps no telemetry)"
         return comparison
-    rows = baseline_runs(directory, baseline_name)
-    row = match_baseline(rows, nodeid, occurrence)
-    if row is None:
-        had = sum(1 for r in rows if (r.get("test_nodeid") or "") == nodeid)
-        comparison.difference = (
-            f"baseline {baseline_name!r} has no run of this test"
-            if had == 0
-            else f"baseline {baseline_name!r} has {had} run(s) of this test, this is run #{occurrence + 1}"
-        )
+    rows = [
+        row for row in baseline_runs(directory, baseline_name) if (row.get("test_nodeid") or "") == nodeid
+    ]
+    if not rows:
+        comparison.difference = f"baseline {baseline_name!r} has no run of this test"
         return comparison
-    new = load_samples(directory, run_id)
-    difference = comparability(row, new.row)
-    if difference is not None:
-        comparison.baseline_run = row["run_id"]
-        comparison.difference = difference
+    news = [load_samples(directory, run_id) for run_id in stored]
+    matching = [row for row in rows if comparability(row, news[0].row) is None]
+    if not matching:
+        comparison.baseline_runs = [rows[0]["run_id"]]
+        comparison.difference = comparability(rows[0], news[0].row)
         return comparison
-    return compare_runs(
-        load_samples(directory, row["run_id"]), new, baseline_name=baseline_name, thresholds=thresholds
-    )
+    baselines = [load_samples(directory, row["run_id"]) for row in matching]
+    return compare_runs(baselines, news, baseline_name=baseline_name, thresholds=thresholds)
 
 
 def compare_stored(
@@ -55,30 +51,32 @@ def compare_stored(
     *,
     thresholds: Sequence[Threshold] = (),
 ) -> list[Comparison]:
-    """Compare stored ``run_ids`` (in the order they started) with baseline ``baseline_name``: each
-    run against the baseline's run of the same test and place, as the gate did in the session."""
+    """Compare stored ``run_ids`` with baseline ``baseline_name``: the runs of each test and scenario
+    together (repeats pooled), in the order their first run started, as the gate does."""
     from pytest_gashammer.telemetry.parquet import load
 
     rows = load(directory, run_ids=list(run_ids), tables=("runs",)).runs.to_pylist()
     rows.sort(key=lambda row: (row["started_at"], row["run_id"]))
-    seen: dict[str, int] = {}
+    groups: list[list[dict]] = []
     comparisons = []
     for row in rows:
-        nodeid = row.get("test_nodeid") or ""
-        occurrence = seen.get(nodeid, 0)
-        seen[nodeid] = occurrence + 1
         if row["status"] != "finished":
-            comparison = Comparison(nodeid, baseline_name, None, row["run_id"])
+            comparison = Comparison(row.get("test_nodeid") or "", baseline_name, [], [row["run_id"]])
             comparison.difference = f"the run did not finish (status {row['status']})"
             comparisons.append(comparison)
             continue
+        group = next((g for g in groups if comparability(g[0], row) is None), None)
+        if group is None:
+            groups.append([row])
+        else:
+            group.append(row)
+    for group in groups:
         comparisons.append(
-            gate_run(
+            gate_runs(
                 directory,
                 baseline_name,
-                run_id=row["run_id"],
-                nodeid=nodeid,
-                occurrence=occurrence,
+                run_ids=[row["run_id"] for row in group],
+                nodeid=group[0].get("test_nodeid") or "",
                 thresholds=thresholds,
             )
         )

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,20 @@ class RunSamples:
             ordered = self.latencies.get(spec.column)
             return nearest_rank(ordered, spec.quantile) if ordered is not None else math.nan
         return capacity_of(self.row)
+
+
+def pool(runs: Sequence[RunSamples]) -> RunSamples:
+    """Several runs of one scenario (repeats) as one: their seconds side by side, the facts of the first."""
+    if len(runs) == 1:
+        return runs[0]
+    first = runs[0]
+    pooled = RunSamples(first.run_id, first.row, first.plan, sum(run.seconds for run in runs))
+    for name in first.rates:
+        pooled.rates[name] = np.concatenate([run.rates[name] for run in runs])
+    for name in first.histograms:
+        pooled.histograms[name] = np.vstack([run.histograms[name] for run in runs])
+        pooled.latencies[name] = np.sort(np.concatenate([run.latencies[name] for run in runs]))
+    return pooled
 
 
 def capacity_of(row: dict[str, Any]) -> float:

@@ -34,9 +34,9 @@ def comparison_html(comparisons: Sequence[Comparison]) -> str:
     ]
     for comparison in comparisons:
         e = html.escape
-        title = f"{comparison.test_nodeid} — run {comparison.new_run}"
-        if comparison.baseline_run:
-            title += f" vs {comparison.baseline_run}"
+        title = f"{comparison.test_nodeid} — run {', '.join(comparison.new_runs)}"
+        if comparison.baseline_runs:
+            title += f" vs {', '.join(comparison.baseline_runs)}"
         parts.append(f"<h3>{e(title)}</h3>")
         if not comparison.comparable:
             parts.append(

@@ -12,7 +12,7 @@ import pytest
 from pytest_gashammer.cli import main
 from pytest_gashammer.compare.baseline import baseline_runs, read_baseline, save_baseline
 from pytest_gashammer.compare.compare import comparability, regression_verdict, verdict_of
-from pytest_gashammer.compare.gate import compare_stored, gate_run
+from pytest_gashammer.compare.gate import compare_stored, gate_runs
 from pytest_gashammer.compare.stats import Change, latency_histograms, quantile_change, rate_change
 from pytest_gashammer.compare.thresholds import Threshold, parse_thresholds
 from pytest_gashammer.errors import ConfigError
@@ -193,10 +193,8 @@ def test_a_baseline_names_its_runs_with_their_origin(telemetry: tuple[Path, dict
 
 def test_the_same_load_again_passes_the_gate(telemetry: tuple[Path, dict[str, str]]) -> None:
     directory, runs = telemetry
-    comparison = gate_run(
-        directory, "main", run_id=runs["again"], nodeid=NODEID, occurrence=0, thresholds=THRESHOLDS
-    )
-    assert comparison.comparable and comparison.baseline_run == runs["base"]
+    comparison = gate_runs(directory, "main", run_ids=[runs["again"]], nodeid=NODEID, thresholds=THRESHOLDS)
+    assert comparison.comparable and comparison.baseline_runs == [runs["base"]]
     assert not comparison.failed
     by_metric = {change.metric: change for change in comparison.changes}
     assert set(by_metric) >= {"included_gas_per_sec", "inclusion_p99", "inclusion_p50", "accept_p99"}
@@ -209,9 +207,7 @@ def test_a_slower_run_fails_the_gate_on_inclusion_latency_and_names_it(
     telemetry: tuple[Path, dict[str, str]],
 ) -> None:
     directory, runs = telemetry
-    comparison = gate_run(
-        directory, "main", run_id=runs["slow"], nodeid=NODEID, occurrence=0, thresholds=THRESHOLDS
-    )
+    comparison = gate_runs(directory, "main", run_ids=[runs["slow"]], nodeid=NODEID, thresholds=THRESHOLDS)
     (failed,) = comparison.failed
     assert failed.metric == "inclusion_p50" and failed.verdict == "regressed"
     assert failed.low > 0.10
@@ -226,7 +222,7 @@ def test_a_slower_run_fails_the_gate_on_inclusion_latency_and_names_it(
 
 def test_runs_that_are_not_comparable_say_why(telemetry: tuple[Path, dict[str, str]]) -> None:
     directory, runs = telemetry
-    other_plan = gate_run(directory, "main", run_id=runs["other_plan"], nodeid=NODEID, occurrence=0)
+    other_plan = gate_runs(directory, "main", run_ids=[runs["other_plan"]], nodeid=NODEID)
     assert other_plan.difference is not None and other_plan.difference.startswith("the scenario changed: ")
     assert "phases" in other_plan.difference
     assert other_plan.lines()[-1] == f"  not comparable: {other_plan.difference}"
@@ -234,30 +230,42 @@ def test_runs_that_are_not_comparable_say_why(telemetry: tuple[Path, dict[str, s
     assert verdict.status == "inconclusive" and verdict.summary.startswith(
         "not comparable: the scenario changed"
     )
-    new_test = gate_run(
-        directory, "main", run_id=runs["other_test"], nodeid="tests/t.py::test_new", occurrence=0
-    )
+    new_test = gate_runs(directory, "main", run_ids=[runs["other_test"]], nodeid="tests/t.py::test_new")
     assert new_test.difference == "baseline 'main' has no run of this test"
-    second = gate_run(directory, "main", run_id=runs["again"], nodeid=NODEID, occurrence=1)
-    assert second.difference == "baseline 'main' has 1 run(s) of this test, this is run #2"
-    unstored = gate_run(directory, "main", run_id=None, nodeid=NODEID, occurrence=0)
+    unstored = gate_runs(directory, "main", run_ids=[None], nodeid=NODEID)
     assert unstored.difference is not None and "not stored" in unstored.difference
+
+
+def test_repeats_are_pooled_and_noted(telemetry: tuple[Path, dict[str, str]]) -> None:
+    directory, runs = telemetry
+    single = gate_runs(directory, "main", run_ids=[runs["again"]], nodeid=NODEID, thresholds=THRESHOLDS)
+    pooled = gate_runs(
+        directory, "main", run_ids=[runs["again"], runs["slow"]], nodeid=NODEID, thresholds=THRESHOLDS
+    )
+    assert pooled.comparable and pooled.new_runs == [runs["again"], runs["slow"]]
+    assert "1 baseline run(s) against 2 now, each side pooled" in pooled.notes
+    assert "2 runs " in pooled.lines()[0]
+    p50 = {c.metric: c for c in pooled.changes}["inclusion_p50"]
+    # Half the pooled seconds are 300 ms slower: the median moves, less than the slowed run's alone.
+    assert 0 < p50.change < {c.metric: c for c in single.changes}["inclusion_p50"].change + 0.75
 
 
 def test_stored_comparisons_and_the_report_section(telemetry: tuple[Path, dict[str, str]]) -> None:
     directory, runs = telemetry
     (again,) = compare_stored(directory, "main", [runs["again"]], thresholds=THRESHOLDS)
     (slow,) = compare_stored(directory, "main", [runs["slow"]], thresholds=THRESHOLDS)
-    assert (again.new_run, bool(again.failed), slow.new_run, bool(slow.failed)) == (
-        runs["again"],
+    assert (again.new_runs, bool(again.failed), slow.new_runs, bool(slow.failed)) == (
+        [runs["again"]],
         False,
-        runs["slow"],
+        [runs["slow"]],
         True,
     )
-    # The runs given are one session's: a test's second run there matches the baseline's second run.
-    first, second = compare_stored(directory, "main", [runs["slow"], runs["again"]], thresholds=THRESHOLDS)
-    assert first.new_run == runs["again"] and first.comparable  # in the order they ran
-    assert second.difference == "baseline 'main' has 1 run(s) of this test, this is run #2"
+    # Runs of one test and scenario are compared together (repeats), each test and scenario apart.
+    together, other_test = compare_stored(
+        directory, "main", [runs["slow"], runs["other_test"], runs["again"]], thresholds=THRESHOLDS
+    )
+    assert together.new_runs == [runs["again"], runs["slow"]]  # in the order they ran
+    assert other_test.difference == "baseline 'main' has no run of this test"
     title, page = comparison_section(directory, "main", [runs["slow"]], thresholds=THRESHOLDS)
     assert title == "Comparison with baseline main"
     assert "inclusion_p50" in page and "FAILED" in page and "95 % interval" in page
@@ -275,7 +283,7 @@ def test_the_cli_prints_the_table_and_json_and_fails_past_a_threshold(
     assert "past inclusion_p50:+10%: FAILED" in out
     assert main(["compare", str(directory), "main", runs["slow"], "--json"]) == 0
     (data,) = json.loads(capsys.readouterr().out)
-    assert data["comparable"] and data["baseline_run"] == runs["base"]
+    assert data["comparable"] and data["baseline_runs"] == [runs["base"]]
     p50 = next(change for change in data["changes"] if change["metric"] == "inclusion_p50")
     assert p50["verdict"] == "regressed" and p50["low"] > 0.1 and not p50["failed"]  # no --fail
     # Without NEW: the newest run of each test that the baseline does not hold.
@@ -364,3 +372,36 @@ def test_slowed_fixture_really_is_slower(telemetry: tuple[Path, dict[str, str]])
     base, slow = load_samples(directory, runs["base"]), load_samples(directory, runs["slow"])
     assert slow.value("inclusion_p50") > base.value("inclusion_p50") + 0.25
     assert dataclasses.is_dataclass(base) and base.seconds >= 5
+
+
+def test_repeat_runs_the_plan_n_times_and_hands_the_repeats_over_together() -> None:
+    from pytest_gashammer.hive.hammer import Hammer
+    from pytest_gashammer.scenario.spec import parse_spec
+
+    class CountingHive:
+        def __init__(self) -> None:
+            self.plans: list = []
+
+        def run(self, plan, *, progress=None):  # type: ignore[no-untyped-def]
+            self.plans.append(plan)
+            return dataclasses.replace(synthetic_report(300).result, run_id=f"run-{len(self.plans)}")
+
+    hive = CountingHive()
+    seen: list = []
+    together: list = []
+    hammer = Hammer(
+        name="test_x",
+        nodeid=NODEID,
+        spec=parse_spec({"gas_per_sec": "1M", "duration": "1s"}),
+        hive=hive,  # type: ignore[arg-type]
+        seed=1,
+        duration_scale=1.0,
+        progress_factory=lambda: None,
+        on_result=seen.append,
+        repeat=3,
+        on_runs=together.append,
+    )
+    last = hammer.run(check=False)
+    assert len(hive.plans) == 3 and len({id(plan) for plan in hive.plans}) == 1  # one plan, three runs
+    assert [r.run_id for r in seen] == ["run-1", "run-2", "run-3"] and last.run_id == "run-3"
+    assert [[r.run_id for r in group] for group in together] == [["run-1", "run-2", "run-3"]]
