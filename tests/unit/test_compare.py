@@ -405,3 +405,16 @@ def test_repeat_runs_the_plan_n_times_and_hands_the_repeats_over_together() -> N
     assert len(hive.plans) == 3 and len({id(plan) for plan in hive.plans}) == 1  # one plan, three runs
     assert [r.run_id for r in seen] == ["run-1", "run-2", "run-3"] and last.run_id == "run-3"
     assert [[r.run_id for r in group] for group in together] == [["run-1", "run-2", "run-3"]]
+
+
+def test_the_terminal_summary_prints_the_comparison_under_the_verdicts() -> None:
+    from pytest_gashammer.report.terminal import format_run_summary
+
+    summary = synthetic_report(300).result.summary_dict()
+    summary["comparison"] = ["t.py::test_x  run a  vs baseline 'main' run b", "  metric  baseline"]
+    lines = format_run_summary("t.py::test_x", summary)
+    at = next(i for i, line in enumerate(lines) if line.startswith("  verdicts"))
+    assert lines[at + 1 : at + 3] == [
+        "  compare    t.py::test_x  run a  vs baseline 'main' run b",
+        "  compare      metric  baseline",
+    ]
