@@ -154,6 +154,13 @@ def comparability(baseline: dict[str, Any], new: dict[str, Any]) -> str | None:
 
 
 def _short(value: Any) -> str:
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(p, dict) and {"name", "start", "end"} <= set(p) for p in value)
+    ):
+        # Phases: what a marker's durations became ("warmup 1s + sustain 3s").
+        return " + ".join(f"{p['name']} {float(p['end']) - float(p['start']):g}s" for p in value)
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return text if len(text) <= 60 else text[:57] + "..."
 

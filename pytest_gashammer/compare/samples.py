@@ -3,11 +3,11 @@
 Both sides of every comparison come from the store (the live gate reads the run it just finished
 back), so ``gashammer compare`` on stored runs gives exactly the table the gate gave.
 
-The samples are the whole seconds of the sustain phase on the run clock. Rates: included gas and
-transactions per second by inclusion time (receipt gas where fetched, planned gas otherwise; nonce-gap
-fillers left out, as in ``RunResult``). Latencies: each sustain-phase transaction's latency from its
-intended send time, in the second it was intended, as a histogram per second (``stats.py``), and all
-of them sorted for the exact quantile of the run.
+The samples are seconds of the sustain phase's transactions. Rates: their included gas and count per
+whole second from the first of them in a block (receipt gas where fetched, planned gas otherwise;
+nonce-gap fillers left out, as in ``RunResult``). Latencies: each one's latency from its intended send
+time, in the second of the run clock it was intended, as a histogram per second (``stats.py``), and
+all of them sorted for the exact quantile of the run.
 """
 
 from __future__ import annotations
@@ -102,13 +102,7 @@ def samples_of(row: dict[str, Any], transactions: pa.Table) -> RunSamples:
     plan = json.loads(row.get("plan_json") or "{}")
     sustain = next((p for p in plan.get("phases", ()) if p.get("name") == "sustain"), None)
     start, end = (float(sustain["start"]), float(sustain["end"])) if sustain else (0.0, 0.0)
-    # Whole seconds inside the sustain phase (a partial second would read as a slow one); a phase
-    # shorter than a second keeps the one second it touches.
-    first, last = math.ceil(start), math.floor(end)
-    if last <= first:
-        first, last = math.floor(start), max(math.ceil(end), math.floor(start) + 1)
-    count = last - first
-    samples = RunSamples(str(row["run_id"]), row, plan, count)
+    samples = RunSamples(str(row["run_id"]), row, plan, 0)
 
     template = _labels(transactions, "template")
     offered = template != "gap_filler"
@@ -118,15 +112,27 @@ def samples_of(row: dict[str, Any], transactions: pa.Table) -> RunSamples:
     used = _ints(transactions, "gas_used")
     gas = np.where(used != _NEVER, used.astype(np.float64), planned)
 
-    in_block = offered & (included != _NEVER)
-    second = included[in_block] // 1_000_000_000 - first
-    inside = (second >= 0) & (second < count)
-    samples.rates["included_gas"] = np.bincount(
-        second[inside], weights=gas[in_block][inside], minlength=count
-    )[:count]
-    samples.rates["included_tx"] = np.bincount(second[inside], minlength=count)[:count].astype(np.float64)
-
+    # Rates: the gas of the sustain phase's transactions per second of the span over which they were
+    # included, from the first of them in a block (as RunResult's included rate): a chain that keeps
+    # up includes them over the sustain phase, one that falls behind over a longer span, at a lower
+    # rate. Aligned on the first inclusion, a latency that only moves every inclusion later does not
+    # read as a lower rate (a window fixed on the run clock would lose the first blocks to the warmup).
     in_sustain = offered & (_labels(transactions, "phase") == "sustain") & (scheduled != _NEVER)
+    in_block = in_sustain & (included != _NEVER)
+    if in_block.any():
+        first_ns = int(included[in_block].min())
+        span_s = (int(included[in_block].max()) - first_ns) / 1e9
+        count = max(math.floor(span_s), 1)  # whole seconds: the partial last one would read as slow
+        second = (included[in_block] - first_ns) // 1_000_000_000
+        inside = second < count
+        samples.rates["included_gas"] = np.bincount(
+            second[inside], weights=gas[in_block][inside], minlength=count
+        )[:count]
+        samples.rates["included_tx"] = np.bincount(second[inside], minlength=count)[:count].astype(np.float64)
+    else:
+        samples.rates["included_gas"] = samples.rates["included_tx"] = np.zeros(0)
+    samples.seconds = len(samples.rates["included_gas"])
+
     lat_first = math.floor(start)
     lat_count = max(math.ceil(end) - lat_first, 1)
     for column in {spec.column for spec in METRICS.values() if spec.kind == "latency"}:

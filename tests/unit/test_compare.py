@@ -145,6 +145,11 @@ def test_comparability_names_what_differs() -> None:
     )
     changed = comparability(_row(), _row(plan={"target_gas_per_sec": 4e6}))
     assert changed == "the scenario changed: target_gas_per_sec 2000000.0 -> 4000000.0"
+    phases = [{"name": "warmup", "start": 0, "end": 1}, {"name": "sustain", "start": 1, "end": 4}]
+    shorter = [phases[0], {**phases[1], "end": 3}]
+    assert comparability(_row(plan={"phases": phases}), _row(plan={"phases": shorter})) == (
+        "the scenario changed: phases warmup 1s + sustain 3s -> warmup 1s + sustain 2s"
+    )
     assert "another test" in (comparability(_row(), _row(test_nodeid="t.py::other")) or "")
 
 
