@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pytest_gashammer.compare.samples import RunSamples, capacity_of, pool
-from pytest_gashammer.compare.stats import Change, quantile_change, rate_change
+from pytest_gashammer.compare.stats import MIN_SECONDS, Change, quantile_change, rate_change
 from pytest_gashammer.compare.thresholds import (
     DEFAULT_METRICS,
     METRICS,
@@ -231,7 +231,9 @@ def compare_runs(
                 change=change.change,
                 low=change.low,
                 high=change.high,
-                verdict=verdict_of(change, spec.higher_is_better),
+                verdict="one figure, no interval"
+                if spec.kind == "capacity" and math.isfinite(change.change)
+                else verdict_of(change, spec.higher_is_better),
                 threshold=str(threshold) if threshold else None,
                 failed=bool(threshold and threshold.exceeded(change.low, change.high)),
             )
@@ -241,9 +243,11 @@ def compare_runs(
 
 def verdict_of(change: Change, higher_is_better: bool) -> str:
     """``improved`` / ``regressed`` when the whole interval is past the noise threshold, else
-    ``no change``; ``not measured`` without an interval."""
-    if math.isnan(change.low) or math.isnan(change.high):
+    ``no change``; ``not measured`` without a figure, ``too few seconds`` without an interval."""
+    if math.isnan(change.change):
         return "not measured"
+    if math.isnan(change.low) or math.isnan(change.high):
+        return f"too few seconds (under {MIN_SECONDS})"
     if change.low > NOISE_THRESHOLD:
         return "improved" if higher_is_better else "regressed"
     if change.high < -NOISE_THRESHOLD:

@@ -86,6 +86,18 @@ def test_a_known_shift_of_a_rate_is_detected_with_an_interval_around_it() -> Non
     assert verdict_of(change, higher_is_better=False) == "improved"
 
 
+def test_the_interval_widens_for_few_seconds() -> None:
+    from pytest_gashammer.compare.stats import expanded_tail
+
+    # The expanded percentile interval: the tails shrink as the seconds do, and tend to 2.5 %.
+    tails = [expanded_tail(n) for n in (3, 4, 5, 10, 30, 1000)]
+    assert tails == sorted(tails) and tails[0] < 1e-4 and 1.8 < tails[-2] < 1.95 and 2.45 < tails[-1] < 2.5
+    rng = np.random.default_rng(4)
+    few = rate_change("included_gas_per_sec", rng.normal(10, 1, 4), rng.normal(10, 1, 4))
+    many = rate_change("included_gas_per_sec", rng.normal(10, 1, 40), rng.normal(10, 1, 40))
+    assert few.high - few.low > 2 * (many.high - many.low)
+
+
 def test_identical_samples_are_no_change_and_the_bootstrap_is_deterministic() -> None:
     rng = np.random.default_rng(2)
     base = rng.normal(10e6, 0.5e6, 20)
@@ -119,9 +131,14 @@ def test_a_latency_quantile_shift_is_detected_and_noise_is_not() -> None:
     assert shifted == quantile_change("inclusion_p99", 0.99, base, slow, (p99[0], p99[2]))
 
 
-def test_no_samples_is_not_measured() -> None:
+def test_no_samples_is_not_measured_and_few_seconds_give_no_interval() -> None:
     change = rate_change("included_gas_per_sec", np.array([]), np.array([1.0]))
     assert verdict_of(change, higher_is_better=True) == "not measured"
+    # Two seconds against two: a 30 % drop is shown, and judged by nothing (it could be noise).
+    short = rate_change("included_gas_per_sec", np.array([10.0, 10.2]), np.array([7.0, 7.1]))
+    assert short.change == pytest.approx(-0.3, abs=0.01)
+    assert verdict_of(short, higher_is_better=True) == "too few seconds (under 3)"
+    assert not Threshold("included_gas_per_sec", -0.05).exceeded(short.low, short.high)
     assert verdict_of(Change(0.0, -0.01, 0.01), higher_is_better=True) == "no change"
 
 
