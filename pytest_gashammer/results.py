@@ -504,6 +504,8 @@ class RunResult:
     #: What a capacity search found (``capacity={...}``): the maximum, the knee, their steps; ``None``
     #: for an ordinary run. A search's result is its step at the maximum, with this attached.
     capacity: CapacityFigures | None = None
+    #: The run's id in the Parquet store (``runs.run_id``); ``None`` when the run was not stored.
+    run_id: str | None = None
 
     def fault(self, kind: str) -> FaultImpact:
         """The first fault of ``kind`` (e.g. ``"node.pause"``)."""

@@ -328,6 +328,8 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
     lines.extend(capacity_lines(run.get("capacity")))
     verdicts = "  ".join(f"{v['name']}:{v['status']}" for v in run["verdicts"])
     lines.append(f"  verdicts   {verdicts}")
+    # The regression gate's table (--gashammer-compare), as the plugin put it in the summary.
+    lines.extend(f"  compare    {line}" for line in run.get("comparison") or ())
     if run.get("stopped_early"):
         lines.append(f"  stopped early: {run['stopped_early']}")
     lines.extend(f"  {note}" for note in run.get("run_notes") or ())

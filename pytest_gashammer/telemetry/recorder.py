@@ -22,6 +22,8 @@ class TelemetryRecorder:
         self.writer = ParquetRunWriter(directory)
         self.background = BackgroundWriter(self.writer)
         self._git_commit = git_commit(git_root) if git_root is not None else None
+        #: The runs this recorder began, in order (what ``--gashammer-save`` names).
+        self.run_ids: list[str] = []
 
     def begin(
         self,
@@ -39,6 +41,7 @@ class TelemetryRecorder:
 
         run_id = run_id or new_run_id()
         extra = {} if started_unix_ns is None else {"started_unix_ns": started_unix_ns}
+        self.run_ids.append(run_id)
         self.writer.begin_run(
             RunInfo.for_plan(
                 plan,
