@@ -2,6 +2,7 @@
 
     gashammer report DIR [-o report.html] [--run RUN_ID ...] [--title TEXT]
     gashammer summary DIR [--run RUN_ID ...]
+    gashammer compare DIR BASE [NEW] [--fail THRESHOLDS] [--json]
 
 Why a separate command: telemetry outlives the session that wrote it. A CI job keeps the Parquet
 directory as an artifact; later anyone re-renders the HTML report from it, or prints the same
@@ -53,6 +54,35 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="FILE", help="where to write the report (default: DIR/report.html)"
     )
     report.add_argument("--title", help="page title (default: gashammer report)")
+    report.add_argument(
+        "--compare",
+        metavar="BASE",
+        help="add a section comparing the runs with baseline BASE (--gashammer-save)",
+    )
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare stored runs with a baseline, as --gashammer-compare does",
+        description="Compare runs of a telemetry directory with baseline BASE (saved with --gashammer-save): "
+        "per metric the change, its 95%% bootstrap interval over per-second samples, and a verdict. "
+        "Exit status 1 when a --fail threshold is exceeded.",
+    )
+    compare.add_argument(
+        "directory", metavar="DIR", help="telemetry directory written with --gashammer-parquet"
+    )
+    compare.add_argument("base", metavar="BASE", help="the baseline's name")
+    compare.add_argument(
+        "new",
+        metavar="NEW",
+        nargs="?",
+        help="a baseline name or a run id (default: the newest run of each test that is not in BASE)",
+    )
+    compare.add_argument(
+        "--fail",
+        metavar="THRESHOLDS",
+        help="e.g. included_gas_per_sec:-5%%,inclusion_p99:+10%%, as --gashammer-compare-fail",
+    )
+    compare.add_argument("--json", action="store_true", help="print the comparisons as JSON")
 
     commands.add_parser(
         "summary",
@@ -69,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if arguments.command == "report":
             return _report(arguments)
+        if arguments.command == "compare":
+            return _compare(arguments)
         return _summary(arguments)
     except _UsageError as exc:
         print(f"gashammer: error: {exc}", file=sys.stderr)
@@ -109,12 +141,71 @@ def _report(arguments: argparse.Namespace) -> int:
 
     _, run_ids = _load_summary(arguments.directory, arguments.runs)
     output = Path(arguments.output) if arguments.output else Path(arguments.directory) / "report.html"
+    sections = []
+    if arguments.compare:
+        from pytest_gashammer.compare.baseline import read_baseline
+        from pytest_gashammer.errors import ConfigError
+        from pytest_gashammer.report.comparison import comparison_section
+
+        try:
+            in_base = {
+                entry["run_id"] for entry in read_baseline(arguments.directory, arguments.compare)["runs"]
+            }
+        except ConfigError as exc:
+            raise _UsageError(str(exc)) from None
+        others = [run_id for run_id in run_ids if run_id not in in_base]
+        sections.append(comparison_section(arguments.directory, arguments.compare, others))
     try:
-        written = render_report(arguments.directory, output, run_ids=run_ids, title=arguments.title)
+        written = render_report(
+            arguments.directory, output, run_ids=run_ids, title=arguments.title, extra_sections=sections
+        )
     except TelemetryDirectoryError as exc:
         raise _UsageError(str(exc)) from None
     print(f"wrote {written} ({len(run_ids)} run(s))")
     return EXIT_OK
+
+
+def _compare(arguments: argparse.Namespace) -> int:
+    from pytest_gashammer.compare.baseline import baseline_names, read_baseline
+    from pytest_gashammer.compare.gate import compare_stored
+    from pytest_gashammer.compare.thresholds import parse_thresholds
+    from pytest_gashammer.errors import ConfigError
+
+    try:
+        thresholds = parse_thresholds(arguments.fail) if arguments.fail else ()
+        base = read_baseline(arguments.directory, arguments.base)
+    except ConfigError as exc:
+        raise _UsageError(f"{exc}") from None
+    tables, known = _load_summary(arguments.directory, None)
+    in_base = {entry["run_id"] for entry in base.get("runs", ())}
+    if arguments.new is None:
+        # The newest run of each test that the baseline does not hold.
+        newest: dict[str, str] = {}
+        for run_id in known:  # in the order they started
+            row = next(r for r in tables.runs.to_pylist() if r["run_id"] == run_id)
+            if run_id not in in_base:
+                newest[row.get("test_nodeid") or run_id] = run_id
+        run_ids = list(newest.values())
+    elif arguments.new in baseline_names(arguments.directory):
+        run_ids = [
+            entry["run_id"] for entry in read_baseline(arguments.directory, arguments.new).get("runs", ())
+        ]
+    elif arguments.new in known:
+        run_ids = [arguments.new]
+    else:
+        raise _UsageError(
+            f"{arguments.new!r} is neither a baseline nor a run of {arguments.directory}; "
+            f"baselines: {', '.join(baseline_names(arguments.directory)) or 'none'}"
+        )
+    if not run_ids:
+        raise _UsageError(f"no run to compare with {arguments.base!r} in {arguments.directory}")
+    comparisons = compare_stored(arguments.directory, arguments.base, run_ids, thresholds=thresholds)
+    if arguments.json:
+        print(json.dumps([comparison.to_dict() for comparison in comparisons], indent=2))
+    else:
+        for comparison in comparisons:
+            print("\n".join(comparison.lines()))
+    return EXIT_FAILURE if any(comparison.failed for comparison in comparisons) else EXIT_OK
 
 
 def _summary(arguments: argparse.Namespace) -> int:

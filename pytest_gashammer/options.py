@@ -24,6 +24,10 @@ ROLLUP = "--gashammer-rollup"
 BATCH_INTERVAL = "--gashammer-batch-interval"
 ENGINE_URL = "--gashammer-engine-url"
 JWT_SECRET = "--gashammer-jwt-secret"
+SAVE = "--gashammer-save"
+COMPARE = "--gashammer-compare"
+COMPARE_FAIL = "--gashammer-compare-fail"
+REPEAT = "--gashammer-repeat"
 
 #: The values of ``--gashammer-devnet``: each names a started devnet's ``kind``. The first is the default.
 #: ``container`` is written ``container:IMAGE`` (a preset name such as ``anvil``, or an image reference).

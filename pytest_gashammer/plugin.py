@@ -34,6 +34,8 @@ SPEC_KEY = pytest.StashKey[ScenarioSpec | None]()
 SPEC_ERROR_KEY = pytest.StashKey[str]()
 RUNS_KEY = pytest.StashKey["list[dict[str, Any]]"]()
 SESSION_KEY = pytest.StashKey[Any]()
+#: The regression gate's failures of a test's runs (criterion-like tables), for its report.
+GATE_KEY = pytest.StashKey["list[str]"]()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -106,6 +108,31 @@ def _seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds, e.g. 0.5")
     return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more, e.g. 3")
+    return value
+
+
+def _baseline_name(text: str) -> str:
+    from pytest_gashammer.compare.thresholds import baseline_name_problem
+
+    problem = baseline_name_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _thresholds(text: str) -> Any:
+    from pytest_gashammer.compare.thresholds import parse_thresholds
+
+    try:
+        return parse_thresholds(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -278,6 +305,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "directory unless --gashammer-parquet is given)",
     )
     group.addoption(
+        options.SAVE,
+        type=_baseline_name,
+        default=None,
+        metavar="NAME",
+        help=f"store the session's runs as baseline NAME in the {options.PARQUET} store (replaces an older NAME)",
+    )
+    group.addoption(
+        options.COMPARE,
+        type=_baseline_name,
+        default=None,
+        metavar="NAME",
+        help="compare every run with the run of the same test in baseline NAME of the "
+        f"{options.PARQUET} store: change and 95 %% bootstrap interval per metric, in the summary and report",
+    )
+    group.addoption(
+        options.COMPARE_FAIL,
+        type=_thresholds,
+        default=None,
+        metavar="THRESHOLDS",
+        help="fail a test whose run is worse than its baseline beyond a threshold, the whole 95 %% interval "
+        f"past it, e.g. included_gas_per_sec:-5%%,inclusion_p99:+10%% (needs {options.COMPARE})",
+    )
+    group.addoption(
+        options.REPEAT,
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run every hammer.run() N times back to back (each run stored and checked); a comparison pools "
+        "the repeats' per-second samples, for narrower intervals (default 1)",
+    )
+    group.addoption(
         options.PROGRESS,
         choices=("auto", "on", "off"),
         default="auto",
@@ -301,6 +359,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if problem is not None:
         raise pytest.UsageError(problem)
+    problem = _gate_options_problem(config)
+    if problem is not None:
+        raise pytest.UsageError(problem)
     arguments = ", ".join(f"{name}=..." for name in ACCEPTED)
     config.addinivalue_line(
         "markers",
@@ -315,6 +376,25 @@ def pytest_configure(config: pytest.Config) -> None:
     # Registered last so that its summary prints first (pluggy calls the latest registration first),
     # before the session's lines about stored telemetry and the report.
     config.pluginmanager.register(RunSummaries(config), "gashammer-run-summaries")
+
+
+def _gate_options_problem(config: pytest.Config) -> str | None:
+    """Save and compare need the store the baselines live in; compare needs its baseline there."""
+    store = config.getoption(options.PARQUET)
+    save, compare = config.getoption(options.SAVE), config.getoption(options.COMPARE)
+    if config.getoption(options.COMPARE_FAIL) is not None and compare is None:
+        return f"{options.COMPARE_FAIL} needs {options.COMPARE} NAME: the baseline to compare with"
+    for option, value in ((options.SAVE, save), (options.COMPARE, compare)):
+        if value is not None and not store:
+            return f"{option} {value} needs {options.PARQUET} DIR: the store the baselines live in"
+    if compare is not None:
+        from pytest_gashammer.compare.baseline import read_baseline
+
+        try:
+            read_baseline(store, compare)
+        except ConfigError as exc:
+            return f"{options.COMPARE}: {exc}"
+    return None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -445,16 +525,28 @@ def hammer(request: pytest.FixtureRequest, hive: Hive) -> Hammer:
     runs: list[dict[str, Any]] = item.stash.setdefault(RUNS_KEY, [])
 
     def on_result(result: Any) -> None:
-        summary = result.summary_dict()
-        runs.append(summary)
+        runs.append(result.summary_dict())
         item.user_properties.append(
             (f"gashammer.{result.name}.included_gas_per_sec", round(result.included_gas_per_sec, 1))
         )
         item.user_properties.append((f"gashammer.{result.name}.inclusion_p99", result.latency.inclusion.p99))
         item.user_properties.append((f"gashammer.{result.name}.lost", result.lost))
+        if result.capacity is not None:  # a capacity search: what it found
+            item.user_properties.append(
+                (f"gashammer.{result.name}.capacity_max_gas_per_sec", result.capacity.max_gas_per_sec)
+            )
+            item.user_properties.append(
+                (f"gashammer.{result.name}.capacity_knee_gas_per_sec", result.capacity.knee_gas_per_sec)
+            )
         for verdict in result.verdicts:
             item.user_properties.append((f"gashammer.{result.name}.verdict.{verdict.name}", verdict.status))
         config.hook.pytest_gashammer_run_finished(item=item, result=result)
+
+    def on_runs(results: list[Any]) -> None:
+        comparison = _gate(item, results)
+        if comparison is not None:
+            # The summary of the call's last run shows the gate's verdict and table.
+            runs[-1] = {**results[-1].summary_dict(), "comparison": comparison.lines()}
 
     return Hammer(
         name=item.name,
@@ -466,7 +558,44 @@ def hammer(request: pytest.FixtureRequest, hive: Hive) -> Hammer:
         progress_factory=lambda: _progress(config),
         on_result=on_result,
         isolated_hive=config.stash[SESSION_KEY].isolated_hive,
+        repeat=config.getoption(options.REPEAT),
+        on_runs=on_runs,
     )
+
+
+def _gate(item: pytest.Item, results: list[Any]) -> Any:
+    """With ``--gashammer-compare``: compare one ``hammer.run()``'s runs (its repeats) with their
+    baseline runs, add the ``regression`` verdict to the last and the figures to the test's JUnit
+    properties; returns the comparison."""
+    config = item.config
+    baseline = config.getoption(options.COMPARE)
+    if baseline is None:
+        return None
+    from pytest_gashammer.compare.compare import regression_verdict
+    from pytest_gashammer.compare.gate import gate_runs
+
+    comparison = gate_runs(
+        config.getoption(options.PARQUET),
+        baseline,
+        run_ids=[result.run_id for result in results],
+        nodeid=item.nodeid,
+        thresholds=config.getoption(options.COMPARE_FAIL) or (),
+    )
+    result = results[-1]
+    verdict = regression_verdict(comparison)
+    result.verdicts.append(verdict)
+    item.user_properties.append((f"gashammer.{result.name}.verdict.{verdict.name}", verdict.status))
+    prefix = f"gashammer.{result.name}.compare"
+    item.user_properties.append((f"{prefix}.baseline", baseline))
+    if not comparison.comparable:
+        item.user_properties.append((f"{prefix}.not_comparable", comparison.difference))
+    for change in comparison.changes:
+        for field in ("baseline", "now", "change", "low", "high"):
+            item.user_properties.append((f"{prefix}.{change.metric}.{field}", getattr(change, field)))
+        item.user_properties.append((f"{prefix}.{change.metric}.verdict", change.verdict))
+    if verdict.status == "failed":
+        item.stash.setdefault(GATE_KEY, []).append("\n".join([verdict.summary, *comparison.lines()]))
+    return comparison
 
 
 def _progress(config: pytest.Config) -> ProgressSink | None:
@@ -497,4 +626,10 @@ def pytest_runtest_makereport(
         runs = item.stash.get(RUNS_KEY, None)
         if runs:
             report.gashammer_runs = list(runs)  # type: ignore[attr-defined]  # travels with the report
+        gate = item.stash.get(GATE_KEY, None)
+        if gate and report.passed:
+            # The gate fails the test even where it checked its result itself (check=False): a CI
+            # gate the test body could switch off would not be one.
+            report.outcome = "failed"
+            report.longrepr = "gashammer regression gate:\n" + "\n\n".join(gate)
     return report

@@ -379,6 +379,78 @@ class EngineFigures:
 
 
 @dataclasses.dataclass(frozen=True)
+class CapacityStep:
+    """One step of a capacity search: one run at a fixed offered rate, judged by the search's SLOs.
+
+    ``offered_gas_per_sec`` is the rate the step offered (its plan's target); ``measured_offered`` the
+    sustain phase's offered rate as the run measured it; ``included_gas_per_sec`` the mean of the
+    step's included gas per whole second of its sustain phase but the first (the figure its
+    ``min_gas_ratio`` was judged on: at saturation every second is full blocks, so it is the chain's
+    ceiling; see ``oracle.capacity.judge_step``). Latencies are the sustain phase's inclusion latency from intended send
+    time, in seconds (``nan`` when nothing was included). ``slos`` maps each SLO verdict name
+    (``slo.inclusion_p99``), and each invariant that overload breaks by design (``inclusion``,
+    ``acceptance``), to its status; ``passed`` when every SLO verdict passed and neither invariant
+    failed. ``run_id`` is the step's telemetry run (``None`` without ``--gashammer-parquet``).
+    """
+
+    index: int
+    offered_gas_per_sec: float
+    measured_offered: float
+    included_gas_per_sec: float
+    inclusion_p50: float
+    inclusion_p99: float
+    lost: int
+    slos: dict[str, str]
+    passed: bool
+    duration: float = 0.0
+    run_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CapacityFigures:
+    """What a capacity search found (``RunResult.capacity``); rates in gas per second.
+
+    ``max_gas_per_sec``: the highest offered rate at which every SLO held (``None`` when not even the
+    first step did). ``knee_gas_per_sec``: the last offered rate before inclusion latency climbs
+    steeply (the first step whose p99 is more than twice the lowest step's, and at least a quarter
+    second more); ``None`` when it never did over the rates tried. ``max_ci_low`` / ``max_ci_high``: a
+    95 % interval for the maximum: the search brackets it between the maximum and the lowest failing
+    rate, and each end is widened by the sampling noise measured there (the bootstrap 95 % interval of
+    the mean of the step's per-second included gas, over its sustain phase); ``max_ci_high`` is
+    ``None`` when no step failed (the maximum is at least ``to``). ``stopped`` says why the search
+    ended; ``slos`` are the objectives each step was judged by.
+    """
+
+    max_gas_per_sec: float | None
+    knee_gas_per_sec: float | None
+    max_ci_low: float | None
+    max_ci_high: float | None
+    steps: list[CapacityStep]
+    stopped: str
+    slos: dict[str, float] = dataclasses.field(default_factory=dict)
+    first_failing_gas_per_sec: float | None = None
+
+    @property
+    def max_ci(self) -> tuple[float | None, float | None]:
+        return (self.max_ci_low, self.max_ci_high)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CapacityFigures:
+        fields = dict(data)
+        fields["steps"] = [
+            CapacityStep(**{key: _nan_if_none(value) if key.startswith("inclusion_") else value
+                            for key, value in step.items()})
+            for step in fields.get("steps") or ()
+        ]  # fmt: skip
+        return cls(**fields)
+
+
+def _nan_if_none(value: Any) -> Any:
+    """A latency stored as JSON null (``nan`` has no JSON form) read back as ``nan``."""
+    return math.nan if value is None else value
+
+
+@dataclasses.dataclass(frozen=True)
 class RunResult:
     """The outcome of one ``hammer.run()``. Rates are sustain-phase averages in gas per second."""
 
@@ -429,6 +501,11 @@ class RunResult:
     #: What the Engine API calls of the plugin's consensus driver showed (latencies per method, build
     #: and import time per block); ``None`` when the plugin does not build the target's blocks.
     engine: EngineFigures | None = None
+    #: What a capacity search found (``capacity={...}``): the maximum, the knee, their steps; ``None``
+    #: for an ordinary run. A search's result is its step at the maximum, with this attached.
+    capacity: CapacityFigures | None = None
+    #: The run's id in the Parquet store (``runs.run_id``); ``None`` when the run was not stored.
+    run_id: str | None = None
 
     def fault(self, kind: str) -> FaultImpact:
         """The first fault of ``kind`` (e.g. ``"node.pause"``)."""
@@ -490,6 +567,7 @@ class RunResult:
         fields["faults"] = [FaultImpact(**impact) for impact in fields.get("faults") or ()]
         fields["l1"] = L1Figures.from_dict(fields["l1"]) if fields.get("l1") else None
         fields["engine"] = EngineFigures.from_dict(fields["engine"]) if fields.get("engine") else None
+        fields["capacity"] = CapacityFigures.from_dict(fields["capacity"]) if fields.get("capacity") else None
         return cls(**fields)
 
 
@@ -666,6 +744,14 @@ RUN_FIGURES: tuple[Figure, ...] = (
         "the Engine API calls of the plugin's consensus driver: latency per method, build and import "
         "time per block against its size, statuses, per-call and per-block rows (None when the plugin "
         "does not build the target's blocks)",
+    ),
+    Figure(
+        "capacity",
+        "json",
+        "",
+        "what a capacity search found: the maximum and the knee (gas/s), a 95 % interval for the maximum, "
+        "why it stopped, the SLOs, and per step its offered and included gas/s, inclusion p50 and p99, "
+        "each SLO's status and its run id (None for an ordinary run)",
     ),
 )
 

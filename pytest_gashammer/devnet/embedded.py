@@ -86,6 +86,7 @@ class EmbeddedDevnet(Devnet):
         chain_id: int = NITRO_DEV_CHAIN_ID,
         block_time: float = BLOCK_TIME,
         gas_limit: int = BLOCK_GAS_LIMIT,
+        base_fee: int | None = None,
         workdir: Path | None = None,
         startup_timeout: float = 30.0,
         feed: bool = True,
@@ -99,12 +100,16 @@ class EmbeddedDevnet(Devnet):
     ) -> None:
         """``l1=False`` starts no L1. ``batch_interval``, ``assert_every`` and ``confirm_delay`` set the
         batch poster's pace (seconds between batches, batches per assertion, seconds before a
-        confirmation); ``l1_block_time`` makes the L1 mine on an interval instead of automining."""
+        confirmation); ``l1_block_time`` makes the L1 mine on an interval instead of automining.
+        ``base_fee`` sets anvil's base fee at genesis (``--base-fee``); 0 keeps it 0 for every block
+        (anvil takes a zero base fee as a constant), so full blocks do not drive fees up: a chain
+        whose capacity is its block gas limit x blocks per second, and nothing else."""
         super().__init__()
         self._anvil_path = anvil_path
         self._chain_id = chain_id
         self.block_time = block_time
         self.gas_limit = gas_limit
+        self.base_fee = base_fee
         self._workdir = workdir
         self._startup_timeout = startup_timeout
         self._process: ManagedProcess | None = None
@@ -255,6 +260,7 @@ class EmbeddedDevnet(Devnet):
             "--chain-id", str(self._chain_id),
             *pace,
             "--gas-limit", str(self.gas_limit),
+            *(["--base-fee", str(self.base_fee)] if self.base_fee is not None else []),
             "--order", "fifo",
             "--accounts", "0",
             "--no-request-size-limit",

@@ -117,6 +117,8 @@ class HiveController:
         self._devnet_lock = threading.Lock()
         self._state: _RunState | None = None
         self._telemetry_run: str | None = None
+        #: The telemetry run id of the last run begun (``None`` without telemetry).
+        self.last_telemetry_run: str | None = None
         self._run_ids = itertools.count(1)
         self._closed = threading.Event()
         self._local_waiters: dict[str, queue.Queue[tuple[dict[str, Any] | None, str | None]]] = {}
@@ -428,6 +430,21 @@ class HiveController:
 
     # -- one run --------------------------------------------------------------------------------
     def _execute(self, plan: ScenarioPlan, progress: ProgressSink | None = None) -> RunResult:
+        if plan.is_capacity_search:
+            # The whole search is one item of the queue: no other run lands between its steps.
+            from pytest_gashammer.hive.capacity import run_capacity
+
+            def step(step_plan: ScenarioPlan) -> tuple[RunResult, str | None]:
+                result = self._execute_one(step_plan, progress)
+                return result, self.last_telemetry_run
+
+            devnet = self.ensure_devnet()
+            return run_capacity(
+                plan, step, devnet=devnet, node_version=devnet.node_version, telemetry=self.telemetry
+            )
+        return self._execute_one(plan, progress)
+
+    def _execute_one(self, plan: ScenarioPlan, progress: ProgressSink | None = None) -> RunResult:
         self._telemetry_run = None
         try:
             return self._execute_run(plan, progress)
@@ -503,6 +520,7 @@ class HiveController:
         if self.telemetry is not None:
             telemetry_run = self.telemetry.begin(plan, devnet, node_version=devnet.node_version)
             self._telemetry_run = telemetry_run
+        self.last_telemetry_run = telemetry_run
         state = _RunState(run_id, [link.edge_id for link in edges])
         origin: int | None = None
         logger.debug("run %s (%r): %d edge(s), sender ranges %s", run_id, plan.name, len(edges), ranges)
@@ -534,7 +552,7 @@ class HiveController:
             for link in edges:
                 if link not in armed:
                     link.send(protocol.STOP, run_id=run_id, reason="not armed in time", kind="not-armed")
-            tick = (lambda: progress.update(plan, self.progress())) if progress is not None else None
+            tick = self._ticker(plan, progress, run_id, armed)
             self._wait(
                 state,
                 lambda: self._settled(state, set(state.reports)),
@@ -607,6 +625,31 @@ class HiveController:
                     protocol.STOP, run_id=state.run_id, reason="the hive failed the run", kind="requested"
                 )
         raise GashammerError(state.error)
+
+    def _ticker(
+        self, plan: ScenarioPlan, progress: ProgressSink | None, run_id: str, armed: list[EdgeLink]
+    ) -> Callable[[], None] | None:
+        """What the run's wait does every half second: draw the progress line, and on a capacity step
+        stop the edges once the step is clearly past the chain's limit (``oracle.capacity.past_limit``)."""
+        from pytest_gashammer.oracle.capacity import past_limit
+
+        watching = [plan.capacity_step is not None]
+        if progress is None and not watching[0]:
+            return None
+
+        def tick() -> None:
+            summed = self.progress()
+            if progress is not None:
+                progress.update(plan, summed)
+            if watching[0]:
+                why = past_limit(dict(plan.slo), summed.recent_inclusion_p99)
+                if why is not None:
+                    watching[0] = False
+                    logger.info("capacity step %s: %s", plan.capacity_step, why)
+                    for link in armed:
+                        link.send(protocol.STOP, run_id=run_id, reason=why, kind="requested")
+
+        return tick
 
     def _wait(
         self,

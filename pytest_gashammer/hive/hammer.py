@@ -34,7 +34,12 @@ class Hammer:
         progress_factory: Callable[[], ProgressSink | None],
         on_result: Callable[[RunResult], None],
         isolated_hive: Callable[[], Hive] | None = None,
+        repeat: int = 1,
+        on_runs: Callable[[list[RunResult]], None] | None = None,
     ) -> None:
+        """``repeat``: how often each :meth:`run` runs its plan, back to back (``--gashammer-repeat``);
+        ``on_runs`` sees the results of one :meth:`run` together, after ``on_result`` saw each, before
+        any is checked (the regression gate compares them with their baseline)."""
         self.name = name
         self.nodeid = nodeid
         self.spec = spec
@@ -44,6 +49,8 @@ class Hammer:
         self._progress_factory = progress_factory
         self._on_result = on_result
         self._isolated_hive = isolated_hive
+        self.repeat = repeat
+        self._on_runs = on_runs
         self.results: list[RunResult] = []
 
     def plan(self, **overrides: Any) -> Any:
@@ -60,18 +67,27 @@ class Hammer:
         pytest.fail(error, pytrace=False)
 
     def run(self, *, check: bool = True, **overrides: Any) -> RunResult:
+        """Run the plan (``repeat`` times, with ``--gashammer-repeat``) and return its (last) result."""
         __tracebackhide__ = True
         plan = self.plan(**overrides)
-        error: str | None = None
-        try:
-            hive = self._isolated_hive() if plan.isolated and self._isolated_hive is not None else self.hive
-            result = hive.run(plan, progress=self._progress_factory())
-        except GashammerError as exc:
-            error = str(exc)
-        if error is not None:
-            pytest.fail(error, pytrace=False)
-        self.results.append(result)
-        self._on_result(result)
+        results: list[RunResult] = []
+        for _ in range(self.repeat):
+            error: str | None = None
+            try:
+                hive = (
+                    self._isolated_hive() if plan.isolated and self._isolated_hive is not None else self.hive
+                )
+                result = hive.run(plan, progress=self._progress_factory())
+            except GashammerError as exc:
+                error = str(exc)
+            if error is not None:
+                pytest.fail(error, pytrace=False)
+            self.results.append(result)
+            self._on_result(result)
+            results.append(result)
+        if self._on_runs is not None:
+            self._on_runs(results)
         if check:
-            result.check()
-        return result
+            for result in results:
+                result.check()
+        return results[-1]

@@ -20,6 +20,7 @@ from pytest_gashammer.hive.engine_watch import EngineWatch
 from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.hive.finish import abandon_run, finish_run
 from pytest_gashammer.hive.l1_watch import L1Watch
+from pytest_gashammer.oracle.capacity import past_limit
 from pytest_gashammer.results import RunResult
 from pytest_gashammer.scenario.spec import ScenarioPlan
 
@@ -35,6 +36,8 @@ class LocalHive:
         self.telemetry = telemetry
         self._node_version: str | None = None
         self.runs = 0
+        #: The telemetry run id of the last run begun (``None`` without telemetry).
+        self.last_telemetry_run: str | None = None
 
     @property
     def node_version(self) -> str:
@@ -63,6 +66,18 @@ class LocalHive:
         ]
 
     def run(self, plan: ScenarioPlan, *, progress: ProgressSink | None = None) -> RunResult:
+        if plan.is_capacity_search:
+            from pytest_gashammer.hive.capacity import run_capacity
+
+            def step(step_plan: ScenarioPlan) -> tuple[RunResult, str | None]:
+                return self._run_one(step_plan, progress), self.last_telemetry_run
+
+            return run_capacity(
+                plan, step, devnet=self.devnet, node_version=self.node_version, telemetry=self.telemetry
+            )
+        return self._run_one(plan, progress)
+
+    def _run_one(self, plan: ScenarioPlan, progress: ProgressSink | None) -> RunResult:
         # The driver's settings first: an engine fault's proxy fronts the client the run uses.
         engine = EngineWatch.open(plan, self.devnet)
         rig = watch = None
@@ -91,6 +106,7 @@ class LocalHive:
         if self.telemetry is not None:
             run_id = self.telemetry.begin(plan, self.devnet, node_version=self.node_version)
             assignment.telemetry_run_id = run_id
+        self.last_telemetry_run = run_id
         relay = getattr(self.devnet, "feed_relay", None)
         edge = EdgeRuntime(
             assignment,
@@ -104,10 +120,19 @@ class LocalHive:
         deadline = started + timeouts.edge_budget(plan)
         logger.debug("local run %r starts: %d sender(s)", plan.name, plan.senders)
         edge.start()
+        # A capacity step stops once clearly past the chain's limit (oracle/capacity.py's past_limit).
+        watch_limit = plan.capacity_step is not None
         try:
             while not edge.join(0.25):
-                if progress is not None:
-                    progress.update(plan, edge.snapshot())
+                snapshot = edge.snapshot() if progress is not None or watch_limit else None
+                if progress is not None and snapshot is not None:
+                    progress.update(plan, snapshot)
+                if watch_limit and snapshot is not None:
+                    why = past_limit(dict(plan.slo), snapshot.recent_inclusion_p99)
+                    if why is not None:
+                        logger.info("capacity step %s: %s", plan.capacity_step, why)
+                        edge.stop(why, "requested")
+                        watch_limit = False
                 if time.monotonic() > deadline:
                     logger.debug("local run %r exceeded its time budget; stopping the edge", plan.name)
                     edge.stop("the run exceeded its time budget", "time-budget")

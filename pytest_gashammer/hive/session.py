@@ -263,6 +263,12 @@ class HiveSession:
             return
         self.telemetry.close()
         terminalreporter.write_line(f"gashammer telemetry: {self.telemetry.directory}")
+        save = self.config.getoption(options.SAVE)
+        if save:
+            from pytest_gashammer.compare.baseline import save_baseline
+
+            path, saved = save_baseline(self.telemetry.directory, save, self.telemetry.run_ids)
+            terminalreporter.write_line(f"gashammer baseline {save!r}: {saved} finished run(s) in {path}")
         if self._report_path:
             from pytest_gashammer.report.html import render_report
             from pytest_gashammer.telemetry.parquet import TelemetryDirectoryError
@@ -273,6 +279,19 @@ class HiveSession:
                 for answer in hook(config=self.config, directory=self.telemetry.directory)
                 for section in answer
             ]
+            compare = self.config.getoption(options.COMPARE)
+            if compare and self.telemetry.run_ids:
+                from pytest_gashammer.report.comparison import comparison_section
+
+                sections.insert(
+                    0,
+                    comparison_section(
+                        self.telemetry.directory,
+                        compare,
+                        self.telemetry.run_ids,
+                        thresholds=self.config.getoption(options.COMPARE_FAIL) or (),
+                    ),
+                )
             try:
                 path = render_report(self.telemetry.directory, self._report_path, extra_sections=sections)
             except TelemetryDirectoryError as exc:

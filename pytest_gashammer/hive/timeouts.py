@@ -59,6 +59,16 @@ def drain_budget(plan: TimedPlan) -> float:
     return plan.sending_time + plan.inclusion_timeout + DRAIN_SLACK
 
 
+def search_budget(plan: TimedPlan) -> float:
+    """A capacity search (``capacity={...}``): its ``max_time``, plus one step that started just
+    before it and took its whole budget; a plain run: ``edge_budget``."""
+    capacity = dict(getattr(plan, "capacity", ()) or ())
+    if not capacity or getattr(plan, "capacity_step", None) is not None:
+        return edge_budget(plan)
+    return float(capacity["max_time"]) + edge_budget(plan) + ARM_TIMEOUT + l1_post_wait(plan.slo)
+
+
 def answer_timeout(plan: TimedPlan) -> float:
-    """How long a caller waits for a distributed run's result: queue, setup, arming and the run."""
-    return edge_budget(plan) + ARM_TIMEOUT + QUEUE_ALLOWANCE + l1_post_wait(plan.slo)
+    """How long a caller waits for a distributed run's result: queue, setup, arming and the run (a
+    capacity search: all of its steps)."""
+    return search_budget(plan) + ARM_TIMEOUT + QUEUE_ALLOWANCE + l1_post_wait(plan.slo)

@@ -33,6 +33,7 @@ __all__ = [
     "RunAggregates",
     "aggregate_run",
     "blocks_chart",
+    "capacity_envelope_chart",
     "errors_chart",
     "fault_bands",
     "l1_lag_chart",
@@ -737,3 +738,68 @@ def engine_build_chart(blocks: Sequence[Any], chart_id: str) -> str:
     axes.set_ylabel("seconds per block")
     axes.set_xlabel("transactions in the block")
     return _svg(figure, chart_id, "build and import time per block against its size")
+
+
+@_with_style
+def capacity_envelope_chart(capacity: Any, chart_id: str) -> str:
+    """A capacity search's envelope: included against offered gas per second (the diagonal is "every
+    offered gas included"), and inclusion latency p50 / p99 against offered load with the SLO's p99
+    bound; the maximum and the knee are marked on both. ``capacity`` is ``CapacityFigures``."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10.0, 3.4), dpi=100, layout="constrained")
+    rates_axes, latency_axes = figure.subplots(1, 2)
+    steps = sorted(capacity.steps, key=lambda step: step.offered_gas_per_sec)
+    if not steps:
+        _nothing(rates_axes, "no step ran")
+        _nothing(latency_axes, "no step ran")
+        return _svg(figure, chart_id, "capacity envelope: no step ran")
+    offered = [step.offered_gas_per_sec for step in steps]
+    top = max(offered) * 1.05
+    rates_axes.plot([0, top], [0, top], color=_COLORS["offered"], ls=":", lw=1.0, label="included = offered")
+    rates_axes.plot(
+        offered, [step.included_gas_per_sec for step in steps], "-", color=_COLORS["included"], lw=1.0
+    )
+    for passed, marker, label in ((True, "o", "met every SLO"), (False, "x", "missed an SLO")):
+        chosen = [step for step in steps if step.passed is passed]
+        if chosen:
+            rates_axes.plot(
+                [step.offered_gas_per_sec for step in chosen],
+                [step.included_gas_per_sec for step in chosen],
+                marker,
+                color=_COLORS["included"] if passed else _COLORS["error"],
+                ms=5,
+                label=label,
+            )
+    latency_axes.plot(
+        offered, [step.inclusion_p50 for step in steps], "o-", color=_COLORS["inclusion"], ms=4, label="p50"
+    )
+    latency_axes.plot(
+        offered,
+        [step.inclusion_p99 for step in steps],
+        "s--",
+        color=_COLORS["inclusion"],
+        ms=4,
+        label="p99",
+    )
+    bound = (capacity.slos or {}).get("inclusion_p99")
+    if bound is not None:
+        latency_axes.axhline(bound, color=_COLORS["error"], ls=":", lw=1.2, label="p99 bound (SLO)")
+    for axes in (rates_axes, latency_axes):
+        if capacity.max_gas_per_sec is not None:
+            axes.axvline(capacity.max_gas_per_sec, color=_COLORS["target"], lw=1.2, label="maximum")
+            if capacity.max_ci_low is not None:
+                high = capacity.max_ci_high if capacity.max_ci_high is not None else capacity.max_gas_per_sec
+                axes.axvspan(capacity.max_ci_low, high, color=_COLORS["target"], alpha=0.08, lw=0)
+        if capacity.knee_gas_per_sec is not None:
+            axes.axvline(capacity.knee_gas_per_sec, color=_COLORS["feed"], ls="--", lw=1.2, label="knee")
+        axes.xaxis.set_major_formatter(_rate_formatter())
+        axes.set_xlabel("offered gas per second")
+        axes.set_xlim(left=0, right=top)
+        axes.set_ylim(bottom=0)
+        axes.legend(loc="upper left", fontsize=7, frameon=False)
+    rates_axes.yaxis.set_major_formatter(_rate_formatter())
+    rates_axes.set_ylabel("included gas per second")
+    _ms_axis(latency_axes, "y")
+    latency_axes.set_ylabel("inclusion latency")
+    return _svg(figure, chart_id, "capacity envelope: included gas and inclusion latency against offered gas")

@@ -37,6 +37,7 @@ from pytest_gashammer.results import (
     RECEIPTS_CHECKED,
     RECEIPTS_EXPECTED,
     RECEIPTS_VIA,
+    CapacityFigures,
     EngineFigures,
     FaultImpact,
     L1Assertion,
@@ -56,7 +57,15 @@ from pytest_gashammer.telemetry.parquet import (
 )
 from pytest_gashammer.telemetry.schema import SCHEMA_VERSION
 
-__all__ = ["CHARTS", "ENGINE_CHARTS", "L1_CHARTS", "REPORT_COLUMNS", "render_report", "report_html"]
+__all__ = [
+    "CAPACITY_CHARTS",
+    "CHARTS",
+    "ENGINE_CHARTS",
+    "L1_CHARTS",
+    "REPORT_COLUMNS",
+    "render_report",
+    "report_html",
+]
 
 #: The ``transactions`` columns the report reads (the hashes and feed positions are left on disk).
 REPORT_COLUMNS = (
@@ -95,6 +104,9 @@ ENGINE_CHARTS = (
     ("engine-latency", "Engine API latency"),
     ("engine-build", "Build and import time per block"),
 )
+
+#: The chart of a capacity search's section, only on the search's own run.
+CAPACITY_CHARTS = (("capacity-envelope", "Capacity envelope"),)
 
 _FEED_EVENT_LIST = 50
 _ENGINE_BLOCK_LIST = 50
@@ -168,7 +180,7 @@ def report_html(
         source=str(directory) if directory is not None else "",
         schema_version=SCHEMA_VERSION,
         runs=views,
-        chart_titles=dict(CHARTS + L1_CHARTS + ENGINE_CHARTS),
+        chart_titles=dict(CHARTS + L1_CHARTS + ENGINE_CHARTS + CAPACITY_CHARTS),
         extra_sections=[(heading, markupsafe.Markup(body)) for heading, body in extra_sections],
     )
 
@@ -241,6 +253,11 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         )
         chart_svgs["engine-build"] = charts.engine_build_chart(
             figures.block_rows, f"{anchor}-chart-engine-build"
+        )
+    capacity = _capacity_view(run)
+    if capacity is not None and capacity["figures"] is not None:
+        chart_svgs["capacity-envelope"] = charts.capacity_envelope_chart(
+            capacity["figures"], f"{anchor}-chart-capacity-envelope"
         )
     target = float(run["target_gas_per_sec"] or 0.0)
 
@@ -336,11 +353,12 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         )
     blocks = tables.blocks
     block_facts = _block_facts(blocks)
+    step = run.get("capacity_step")
     view = {
         "anchor": anchor,
         "index": index,
         "run": run,
-        "title": run["scenario"],
+        "title": run["scenario"] if step is None else f"{run['scenario']} (capacity step {step})",
         "passed": run.get("passed"),
         "status": run["status"],
         "scenario": scenario,
@@ -369,6 +387,7 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         "faults": [_fault_view(impact) for impact in faults],
         "l1": l1,
         "engine": engine,
+        "capacity": capacity,
         "render_seconds": time.perf_counter() - started,
     }
     return view
@@ -481,6 +500,34 @@ def _engine_view(run: Mapping[str, Any]) -> dict[str, Any] | None:
         "blocks": figures.block_rows[-_ENGINE_BLOCK_LIST:],
         "blocks_more": max(0, len(figures.block_rows) - _ENGINE_BLOCK_LIST),
     }
+
+
+def _capacity_view(run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A capacity search's section from its ``runs`` row's ``capacity_json``: ``None`` on any other run."""
+    stored = json_or(run.get("capacity_json"), None)
+    if not stored:
+        return None
+    try:
+        figures = CapacityFigures.from_dict(stored)
+    except (TypeError, KeyError, ValueError) as exc:
+        return {"figures": None, "error": f"the stored capacity figures could not be read ({exc})"}
+    steps = []
+    for step in figures.steps:
+        missed = [name for name, status in step.slos.items() if status != "passed"]
+        steps.append(
+            {
+                **dataclasses.asdict(step),
+                "inclusion_p50": _measured(step.inclusion_p50),
+                "inclusion_p99": _measured(step.inclusion_p99),
+                "ratio": step.included_gas_per_sec / step.offered_gas_per_sec * 100
+                if step.offered_gas_per_sec
+                else None,
+                "slo_list": sorted(step.slos.items()),
+                "missed": missed,
+                "at_max": step.offered_gas_per_sec == figures.max_gas_per_sec,
+            }
+        )
+    return {"figures": figures, "error": None, "steps": steps}
 
 
 def _nan_lag(batch: L1Batch) -> L1Batch:

@@ -248,6 +248,36 @@ def engine_lines(engine: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def capacity_lines(capacity: Mapping[str, Any] | None) -> list[str]:
+    """A capacity search's summary: the maximum with its 95 % interval, the knee, and one line per
+    step in the order they ran. ``capacity`` is ``CapacityFigures`` as plain data
+    (``summary_dict()["capacity"]``), live or read back from a stored run."""
+    if not capacity:
+        return []
+    highest = _known(capacity.get("max_gas_per_sec"))
+    low, high = _known(capacity.get("max_ci_low")), _known(capacity.get("max_ci_high"))
+    knee = _known(capacity.get("knee_gas_per_sec"))
+    steps = capacity.get("steps") or []
+    if highest is None:
+        head = "no rate met the SLOs"
+    else:
+        interval = f"{_gas(low)} .. {'at least to' if high is None else _gas(high)}"
+        head = f"max {_gas(highest)} (95 % {interval})"
+    lines = [
+        f"  capacity   {head}  knee {_gas(knee) if knee is not None else '-'}  {len(steps)} steps, "
+        f"stopped on {capacity.get('stopped', '?')}"
+    ]
+    for step in steps:
+        missed = [name for name, status in (step.get("slos") or {}).items() if status != "passed"]
+        verdict = "met" if step.get("passed") else "missed " + ", ".join(missed)
+        lines.append(
+            f"    step {step.get('index')}: offered {_gas(step.get('offered_gas_per_sec'))}  included "
+            f"{_gas(step.get('included_gas_per_sec'))}  p50 {format_seconds(_known(step.get('inclusion_p50')))}  "
+            f"p99 {format_seconds(_known(step.get('inclusion_p99')))}  {verdict}"
+        )
+    return lines
+
+
 def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
     """One screen (about fifteen lines) per run, from :meth:`RunResult.summary_dict`."""
     target = run["target_gas_per_sec"]
@@ -295,8 +325,11 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
     lines.extend(fault_lines(run.get("faults") or ()))
     lines.extend(l1_lines(run.get("l1")))
     lines.extend(engine_lines(run.get("engine")))
+    lines.extend(capacity_lines(run.get("capacity")))
     verdicts = "  ".join(f"{v['name']}:{v['status']}" for v in run["verdicts"])
     lines.append(f"  verdicts   {verdicts}")
+    # The regression gate's table (--gashammer-compare), as the plugin put it in the summary.
+    lines.extend(f"  compare    {line}" for line in run.get("comparison") or ())
     if run.get("stopped_early"):
         lines.append(f"  stopped early: {run['stopped_early']}")
     lines.extend(f"  {note}" for note in run.get("run_notes") or ())

@@ -309,6 +309,80 @@ def _engine_as_raw(engine: tuple[tuple[str, Any], ...]) -> dict[str, Any] | None
     return dict(engine) or None
 
 
+#: The marker's ``capacity={...}`` keys, each with its one-line meaning (the capacity search: a
+#: geometric ramp of the offered gas rate, then a bisection, one run per step; see docs/user-guide.md).
+CAPACITY_KEYS: dict[str, str] = {
+    "from": "the first offered gas rate, e.g. '1M'",
+    "to": "the highest offered gas rate the search tries, e.g. '200M'",
+    "step": "how long each step holds its rate (its sustain phase), e.g. '8s'",
+    "max_steps": "the most steps (runs) the search takes, ramp and bisection together",
+    "resolution": "the bisection stops once the first failing rate is within this share above the maximum",
+    "max_time": "the longest the whole search may take; no step starts that would end past it",
+}
+#: What a key of ``capacity={...}`` the marker leaves out is (``from`` and ``to`` are required).
+CAPACITY_DEFAULTS: dict[str, Any] = {"step": 8.0, "max_steps": 16, "resolution": 0.05, "max_time": 1800.0}
+#: How much each ramp step multiplies the offered rate by.
+CAPACITY_RAMP_FACTOR = 2.0
+
+
+def parse_capacity(value: object, name: str = "capacity") -> tuple[tuple[str, Any], ...]:
+    """``capacity={...}``: the capacity search's settings, normalised (gas/s, seconds), every key filled."""
+    if value is None:
+        return ()
+    example = f"e.g. {name}={{'from': '1M', 'to': '200M', 'step': '8s'}}"
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}={value!r} must be a dict of the search's settings, {example}")
+    settings: dict[str, Any] = {}
+    for key, raw in value.items():
+        where = f"{name}[{key!r}]"
+        if key in ("from", "to"):
+            settings[key] = parse_gas_rate(raw, what=where)
+        elif key in ("step", "max_time"):
+            seconds = parse_duration(raw, what=where)
+            if key == "step" and seconds < 1.0:
+                raise ConfigError(
+                    f"{where}={raw!r} must be at least 1 s (a step is judged on per-second samples), e.g. '8s'"
+                )
+            if key == "max_time" and not seconds > 0:
+                raise ConfigError(f"{where}={raw!r} must be longer than zero, e.g. '30m'")
+            settings[key] = seconds
+        elif key == "max_steps":
+            settings[key] = _integer(raw, where, lowest=2, hint="the most runs the search takes, e.g. 16")
+        elif key == "resolution":
+            if (
+                isinstance(raw, bool)
+                or not isinstance(raw, int | float)
+                or not (0 < raw < 1)
+                or not math.isfinite(raw)
+            ):
+                raise ConfigError(f"{where}={raw!r} must be a share in (0, 1), e.g. 0.05 (5 %)")
+            settings[key] = float(raw)
+        else:
+            raise ConfigError(f"{name}: unknown key {key!r}; accepted: {', '.join(CAPACITY_KEYS)}")
+    for key in ("from", "to"):
+        if key not in settings:
+            meaning = CAPACITY_KEYS[key].split(", e.g.")[0]
+            raise ConfigError(f"{name} needs {key!r}, {meaning}; {example}")
+    if settings["to"] <= settings["from"]:
+        raise ConfigError(
+            f"{name}: 'to' ({raw_rate(settings['to'])}) must be above 'from' ({raw_rate(settings['from'])})"
+        )
+    filled = {**CAPACITY_DEFAULTS, **settings}
+    return tuple((key, filled[key]) for key in CAPACITY_KEYS)
+
+
+def raw_rate(gas_per_sec: float) -> str:
+    """A gas rate as the marker would write it: ``'2M'``, ``'500k'``, ``'1.5G'``."""
+    for factor, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if gas_per_sec >= factor:
+            return f"{gas_per_sec / factor:g}{unit}"
+    return f"{gas_per_sec:g}"
+
+
+def _capacity_as_raw(capacity: tuple[tuple[str, Any], ...]) -> dict[str, Any] | None:
+    return dict(capacity) or None
+
+
 # ----------------------------------------------------------------------------------------------
 # the table
 
@@ -461,6 +535,17 @@ ARGUMENTS: tuple[Argument, ...] = (
         "([engine-api.md](engine-api.md))",
         shown_default="none",
         to_raw=_engine_as_raw,
+    ),
+    Argument(
+        "capacity",
+        None,
+        parse_capacity,
+        "find the highest gas rate at which every SLO holds: "
+        '`{"from": "1M", "to": "200M", "step": "8s", "max_steps": 16, "resolution": 0.05, "max_time": "30m"}`; '
+        "one run per step, a ramp then a bisection; `gas_per_sec` defaults to `from`, `duration` gives way "
+        "to `step` (see [Capacity](#capacity))",
+        shown_default="none",
+        to_raw=_capacity_as_raw,
     ),
 )
 

@@ -23,6 +23,7 @@ from pytest_gashammer.scenario.arguments import (
     DEFAULTS,
     MARKER,
     WorkloadEntry,
+    parse_capacity,
 )
 from pytest_gashammer.workload.rate import Phase
 
@@ -38,6 +39,7 @@ __all__ = [
     "ScenarioSpec",
     "WorkloadEntry",
     "auto_senders",
+    "capacity_step_plan",
     "compile_plan",
     "default_seed",
     "nominal_mean_gas",
@@ -81,10 +83,14 @@ class ScenarioSpec:
     faults: tuple[dict[str, Any], ...] = ()
     #: The consensus driver's settings for the run (``engine={...}``), as ``(key, value)`` pairs.
     engine: tuple[tuple[str, Any], ...] = ()
+    #: The capacity search's settings (``capacity={...}``), every key filled, as ``(key, value)`` pairs.
+    capacity: tuple[tuple[str, Any], ...] = ()
 
     def replace(self, **overrides: Any) -> ScenarioSpec:
         """A new spec with ``overrides`` applied, validated as strictly as the marker."""
         raw = self.as_raw()
+        if self.capacity and "capacity" in overrides and "gas_per_sec" not in overrides:
+            del raw["gas_per_sec"]  # a search's rate is its 'from': the new one's, not the marker's
         raw.update(overrides)
         return parse_spec(raw)
 
@@ -101,6 +107,18 @@ def parse_spec(raw: Mapping[str, Any]) -> ScenarioSpec:
             f"unknown argument {unknown[0]!r} in @pytest.mark.{MARKER}; accepted: {', '.join(DEFAULTS)}"
         )
     values = {**DEFAULTS, **raw}
+    capacity = raw.get("capacity")
+    if capacity is not None:
+        # A capacity search starts at ``from``: that is the plan's rate, so gas_per_sec may be left out.
+        # Its own errors come first: a bad capacity= is what to fix, not the gas_per_sec it implies.
+        start = dict(parse_capacity(capacity))["from"]
+        if values["gas_per_sec"] is None:
+            values["gas_per_sec"] = start
+        elif _rate_or_none(values["gas_per_sec"]) != start:
+            raise ConfigError(
+                f"gas_per_sec={values['gas_per_sec']!r} and capacity['from']={dict(capacity)['from']!r} differ: "
+                "a capacity search starts at 'from'; leave gas_per_sec out"
+            )
     spec = ScenarioSpec(
         **{argument.name: argument.parse(values[argument.name], argument.name) for argument in ARGUMENTS}
     )
@@ -109,6 +127,15 @@ def parse_spec(raw: Mapping[str, Any]) -> ScenarioSpec:
 
         place_faults(spec.faults, plan_phases(spec))  # a fault past the run's end fails here, at collection
     return spec
+
+
+def _rate_or_none(value: object) -> float | None:
+    from pytest_gashammer.scenario.units import parse_gas_rate
+
+    try:
+        return parse_gas_rate(value, what="gas_per_sec")
+    except ConfigError:
+        return None  # the argument's own parser says what is wrong with it
 
 
 def default_seed(nodeid: str) -> int:
@@ -151,6 +178,12 @@ class ScenarioPlan:
     faults: tuple[dict[str, Any], ...] = ()
     #: The consensus driver's settings for the run: ``(key, value)`` pairs of ``engine={...}``.
     engine: tuple[tuple[str, Any], ...] = ()
+    #: The capacity search's settings (``capacity={...}``): ``(key, value)`` pairs, every key filled.
+    #: A plan with them is a search; the hive runs it as steps (``capacity_step_plan``).
+    capacity: tuple[tuple[str, Any], ...] = ()
+    #: On one step of a capacity search: its index (0 first) and the search's telemetry run id.
+    capacity_step: int | None = None
+    capacity_search: str | None = None
 
     @property
     def sending_time(self) -> float:
@@ -177,6 +210,7 @@ class ScenarioPlan:
         data["skip_invariants"] = list(self.skip_invariants)
         data["faults"] = [dict(fault) for fault in self.faults]
         data["engine"] = [list(entry) for entry in self.engine]
+        data["capacity"] = [list(entry) for entry in self.capacity]
         return data
 
     @classmethod
@@ -192,7 +226,13 @@ class ScenarioPlan:
         fields["skip_invariants"] = tuple(fields.get("skip_invariants") or ())
         fields["faults"] = tuple(dict(fault) for fault in fields.get("faults") or ())
         fields["engine"] = tuple((str(key), value) for key, value in fields.get("engine") or ())
+        fields["capacity"] = tuple((str(key), value) for key, value in fields.get("capacity") or ())
         return cls(**fields)
+
+    @property
+    def is_capacity_search(self) -> bool:
+        """A whole capacity search (not one of its steps): the hive runs it step by step."""
+        return bool(self.capacity) and self.capacity_step is None
 
 
 #: Marker arguments the plan holds in another form: the rate and the phase lengths become
@@ -242,7 +282,9 @@ def plan_phases(spec: ScenarioSpec, duration_scale: float = 1.0) -> tuple[Phase,
 
     add("warmup", spec.warmup * duration_scale, target * spec.warmup_rate, target * spec.warmup_rate)
     add("ramp", spec.ramp * duration_scale, target * spec.warmup_rate if spec.warmup else 0.0, target)
-    add("sustain", max(spec.duration * duration_scale, 0.05), target, target)
+    # A capacity search's steps hold their rate for ``step`` seconds: its sustain phase.
+    sustain = dict(spec.capacity)["step"] if spec.capacity else spec.duration
+    add("sustain", max(sustain * duration_scale, 0.05), target, target)
     add("cooldown", spec.cooldown * duration_scale, target, 0.0)
     return tuple(phases)
 
@@ -257,8 +299,10 @@ def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: fl
     """Lay the phases out on a timeline starting at 0 and fix every value an edge needs."""
     phases = plan_phases(spec, duration_scale)
     target = spec.gas_per_sec
+    # A capacity search's senders are enough for the highest rate it may offer (funded once, topped up).
+    busiest = dict(spec.capacity)["to"] if spec.capacity else target
     senders = (
-        spec.senders if spec.senders is not None else auto_senders(target, nominal_mean_gas(spec.workload))
+        spec.senders if spec.senders is not None else auto_senders(busiest, nominal_mean_gas(spec.workload))
     )
     carried = {field: getattr(spec, field) for field in CARRIED_ARGUMENTS}
     from pytest_gashammer.scenario.faults import place_faults
@@ -272,4 +316,29 @@ def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: fl
         target_gas_per_sec=target,
         phases=phases,
         duration_scale=duration_scale,
+    )
+
+
+def capacity_step_plan(
+    plan: ScenarioPlan, gas_per_sec: float, *, index: int, search: str | None, slo: Mapping[str, float]
+) -> ScenarioPlan:
+    """Step ``index`` of the capacity search ``plan``: the same scenario offered at ``gas_per_sec``.
+
+    Every phase's rate is a multiple of the target (warmup at ``warmup_rate`` x target, the ramp
+    towards it), so scaling them by ``gas_per_sec / target`` lays the step out as the marker would with
+    ``gas_per_sec`` given; faults stay where they were placed. ``slo`` are the objectives the step is
+    judged by (the marker's, or the search's defaults).
+    """
+    scale = gas_per_sec / plan.target_gas_per_sec
+    phases = tuple(
+        dataclasses.replace(phase, gas_from=phase.gas_from * scale, gas_to=phase.gas_to * scale)
+        for phase in plan.phases
+    )
+    return dataclasses.replace(
+        plan,
+        target_gas_per_sec=gas_per_sec,
+        phases=phases,
+        slo=tuple(slo.items()),
+        capacity_step=index,
+        capacity_search=search,
     )

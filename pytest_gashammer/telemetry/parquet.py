@@ -640,6 +640,8 @@ def _run_row(run: _Run) -> dict[str, Any]:
         "started_at": info.started_unix_ns // 1000,
         "ended_at": None if run.ended_unix_ns is None else run.ended_unix_ns // 1000,
         "origin_unix_ns": info.origin_unix_ns,
+        "capacity_search": info.plan.get("capacity_search"),
+        "capacity_step": info.plan.get("capacity_step"),
     }
     if result is None:
         return row

@@ -22,16 +22,31 @@ class TelemetryRecorder:
         self.writer = ParquetRunWriter(directory)
         self.background = BackgroundWriter(self.writer)
         self._git_commit = git_commit(git_root) if git_root is not None else None
+        #: The runs this recorder began, in order (what ``--gashammer-save`` names).
+        self.run_ids: list[str] = []
 
-    def begin(self, plan: Any, devnet: Any, *, node_version: str) -> str:
+    def begin(
+        self,
+        plan: Any,
+        devnet: Any,
+        *,
+        node_version: str,
+        run_id: str | None = None,
+        started_unix_ns: int | None = None,
+    ) -> str:
+        """Begin a run; ``run_id`` and ``started_unix_ns`` for a run whose id was handed out before
+        it is written (a capacity search names itself in its steps, and is written once they ran)."""
         from pytest_gashammer._version import __version__, build_sha
         from pytest_gashammer.telemetry.parquet import RunInfo, new_run_id
 
-        run_id = new_run_id()
+        run_id = run_id or new_run_id()
+        extra = {} if started_unix_ns is None else {"started_unix_ns": started_unix_ns}
+        self.run_ids.append(run_id)
         self.writer.begin_run(
             RunInfo.for_plan(
                 plan,
                 run_id=run_id,
+                **extra,
                 test_nodeid=plan.nodeid or None,
                 chain_id=devnet.chain_id,
                 devnet_kind=devnet.kind,

@@ -55,7 +55,7 @@ __all__ = [
     "schema_version_of",
 ]
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 """``MAJOR.MINOR`` of the tables below; see the module docstring for the policy."""
 
 _METADATA_KEY = b"gashammer.schema_version"
@@ -200,6 +200,10 @@ RUNS = _schema(
         pa.field("started_at", _UTC, nullable=False),
         pa.field("ended_at", _UTC),
         pa.field("origin_unix_ns", pa.int64()),
+        # A step of a capacity search: the search's run id (its own row holds ``capacity_json``) and
+        # the step's index, 0 first. Null on every other run.
+        pa.field("capacity_search", pa.string()),
+        pa.field("capacity_step", pa.int32()),
         *_figures(*(figure.name for figure in RUN_FIGURES if not figure.at_start)),
     ],
 )

@@ -106,6 +106,14 @@ EVERYTHING_SET: dict[str, Any] = {
         {"kind": "rpc.latency", "at": 12, "duration": "500ms", "ms": 100, "jitter_ms": 20},
     ],
     "engine": {"block_interval": "2s", "version": 3, "withdrawals": 4, "fee_recipient": "0x" + "Ab" * 20},
+    "capacity": {
+        "from": "3M",
+        "to": "48M",
+        "step": "5s",
+        "max_steps": 9,
+        "resolution": 0.1,
+        "max_time": "10m",
+    },
 }
 
 

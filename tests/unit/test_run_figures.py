@@ -30,12 +30,15 @@ RUN_FACTS = {
     "started_at",
     "ended_at",
     "origin_unix_ns",
+    "capacity_search",
+    "capacity_step",
 }
 #: What a summary carries besides the figures: the verdicts (a table of their own) and the notes
 #: the devnet added (picked out of ``notes``).
 SUMMARY_EXTRAS = {"verdicts", "devnet_notes", "run_notes"}
-#: RunResult fields that are no figure of the ``runs`` row: lists and tables of their own, and a setting.
-NOT_FIGURES = {"latency", "verdicts", "edges", "timeline", "fail_inconclusive"}
+#: RunResult fields that are no figure of the ``runs`` row: lists and tables of their own, a setting,
+#: and the run's id (the row's key, not a figure of it).
+NOT_FIGURES = {"latency", "verdicts", "edges", "timeline", "fail_inconclusive", "run_id"}
 
 
 @pytest.fixture(scope="module")

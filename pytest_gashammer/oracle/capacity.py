@@ -1,0 +1,337 @@
+"""The capacity search's logic, pure: which rate to offer next, how a step is judged, what was found.
+
+The hive (``hive/capacity.py``) runs the steps; everything it decides with is here, so it can be
+tested without a chain (a fake step runner stands in for the runs). The search:
+
+1. **Ramp.** Offer ``from``, then twice the last rate (never above ``to``), while every step meets
+   its SLOs. The first step that does not ends the ramp: the chain is past its limit, and no higher
+   rate is tried.
+2. **Bisection** between the highest rate that met every SLO and the lowest that did not, until the
+   failing rate is within ``resolution`` above the passing one.
+
+It stops after ``max_steps`` steps in all, when ``to`` itself met the SLOs, when not even ``from``
+did, or (the hive decides) when the next step would end past ``max_time``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+
+from pytest_gashammer.results import CapacityFigures, CapacityStep, RunResult
+from pytest_gashammer.scenario.arguments import CAPACITY_RAMP_FACTOR
+from pytest_gashammer.vocabulary import (
+    ACCEPTANCE,
+    INCLUSION,
+    MAX_LOST,
+    MIN_GAS_RATIO,
+    SLO_VERDICT_PREFIX,
+)
+
+__all__ = [
+    "DEFAULT_SLOS",
+    "LOAD_BOUND_INVARIANTS",
+    "CapacitySearch",
+    "bootstrap_mean_interval",
+    "capacity_figures",
+    "find_knee",
+    "judge_step",
+    "past_limit",
+    "per_second_included_gas",
+    "run_search",
+    "steady_included_gas",
+]
+
+#: The objectives a step is judged by when the marker's ``slo=`` names none: no lost transaction,
+#: included / offered gas of at least 0.98, and inclusion p99 within 2 s.
+DEFAULT_SLOS: dict[str, float] = {MAX_LOST: 0.0, MIN_GAS_RATIO: 0.98, "inclusion_p99": 2.0}
+
+#: Invariants that load past the chain's limit breaks by design: transactions late past
+#: ``inclusion_timeout`` or lost, and a pool that refuses what it cannot hold. In a search they count
+#: against the step (its rate is past the limit), not against the test; every other invariant that
+#: fails at any step fails the test, as in an ordinary run.
+LOAD_BOUND_INVARIANTS: tuple[str, ...] = (INCLUSION, ACCEPTANCE)
+
+#: A step's latency "climbs steeply" when its inclusion p99 is more than this many times the lowest
+#: step's ...
+KNEE_FACTOR = 2.0
+#: ... and at least this many seconds above it (so a chain with millisecond latencies is not called
+#: steep over a few milliseconds of noise).
+KNEE_MIN_RISE_S = 0.25
+#: Bootstrap resamples of a step's per-second samples for the interval of the maximum.
+BOOTSTRAP_RESAMPLES = 2000
+
+
+class CapacitySearch:
+    """The ramp-then-bisection state machine: ``next_rate()``, run it, ``record(rate, passed)``, repeat.
+
+    ``next_rate()`` is ``None`` once the search is over; ``stopped`` then says why.
+    """
+
+    def __init__(
+        self,
+        start: float,
+        stop: float,
+        *,
+        max_steps: int,
+        resolution: float,
+        factor: float = CAPACITY_RAMP_FACTOR,
+    ) -> None:
+        if not (0 < start < stop):
+            raise ValueError(f"a capacity search needs 0 < from < to, not {start!r}..{stop!r}")
+        self.start, self.stop = start, stop
+        self.max_steps, self.resolution, self.factor = max_steps, resolution, factor
+        #: The highest rate that met every SLO, and the lowest that did not.
+        self.highest_passed: float | None = None
+        self.lowest_failed: float | None = None
+        self.ramping = True
+        self.steps = 0
+        self.stopped = ""
+        self._next: float | None = start
+
+    def next_rate(self) -> float | None:
+        if self._next is not None and self.steps >= self.max_steps:
+            self._finish(f"max_steps: {self.max_steps} steps taken")
+        return self._next
+
+    def record(self, rate: float, passed: bool) -> None:
+        """The step at ``rate`` met every SLO (``passed``) or not; decide the next rate."""
+        self.steps += 1
+        if passed:
+            self.highest_passed = max(rate, self.highest_passed or rate)
+        else:
+            self.lowest_failed = min(rate, self.lowest_failed or rate)
+        if self.ramping:
+            if not passed:
+                self.ramping = False  # past the limit: no higher rate is tried
+                if self.highest_passed is None:
+                    self._finish(f"the first step ({rate:,.0f} gas/s) did not meet the SLOs")
+                    return
+            elif rate >= self.stop:
+                self._finish(f"the highest rate ('to', {self.stop:,.0f} gas/s) met the SLOs")
+                return
+            else:
+                self._next = min(rate * self.factor, self.stop)
+                return
+        low, high = self.highest_passed, self.lowest_failed
+        assert low is not None and high is not None
+        if high <= low * (1 + self.resolution):
+            self._finish(f"resolution: the first failing rate is within {self.resolution:.0%} of the maximum")
+            return
+        self._next = (low + high) / 2
+
+    def _finish(self, why: str) -> None:
+        self._next = None
+        if not self.stopped:
+            self.stopped = why
+
+    def end(self, why: str) -> None:
+        """End the search from outside (the time budget); the first reason given stands."""
+        self._finish(why)
+
+
+#: A step is clearly past the chain's limit, and stopped before its end, once the inclusion p99 of
+#: the transactions included lately is more than this many times the step's ``inclusion_p99`` bound:
+#: its own p99 cannot meet the bound any more, and holding the rate only grows the backlog to drain.
+PAST_LIMIT_FACTOR = 2.0
+#: What starts the reason a step stopped for being clearly past the limit (``RunResult.stopped_early``).
+PAST_LIMIT = "capacity: clearly past the limit"
+
+
+def past_limit(slo: Mapping[str, float], recent_inclusion_p99: float | None) -> str | None:
+    """Why a running step should stop now (clearly past the limit), or ``None`` to go on.
+
+    ``slo`` is the step's objectives, ``recent_inclusion_p99`` the running edges' recent figure (the
+    progress heartbeat's). Without an ``inclusion_p99`` bound the step always runs to its end.
+    """
+    bound = slo.get("inclusion_p99")
+    if bound is None or recent_inclusion_p99 is None:
+        return None
+    if recent_inclusion_p99 > PAST_LIMIT_FACTOR * bound:
+        return (
+            f"{PAST_LIMIT}: recent inclusion p99 {recent_inclusion_p99:.2f} s > "
+            f"{PAST_LIMIT_FACTOR:g} x the {bound:g} s bound"
+        )
+    return None
+
+
+def judge_step(
+    result: RunResult,
+    index: int,
+    *,
+    slos: Mapping[str, float],
+    samples: Sequence[float] = (),
+    run_id: str | None = None,
+) -> CapacityStep:
+    """One step's record from its result: its rates and latencies, and whether it met every SLO.
+
+    The SLOs are evaluated here (``slo.evaluate_slos``) over the step's result, with its included
+    rate taken from ``samples``, the step's per-second included gas (:func:`steady_included_gas`)
+    when there are any. Why not the run's ``included_gas_per_sec``: that figure divides by the span
+    from the first to the last block holding a sustain-phase transaction, less one block interval,
+    which is right for a chain that keeps up; at saturation the N full blocks took N intervals, not
+    N - 2, so on a step of a few seconds it overstates what a saturated chain included by up to two
+    block intervals over the span (20 % on 4 s steps of 0.5 s blocks). Every second of a saturated
+    step is full, so the per-second figure is the chain's ceiling, and the offered rate when it
+    keeps up. An SLO verdict that is not ``passed`` (failed, or inconclusive: nothing measured)
+    means the step did not meet it; ``inclusion`` or ``acceptance`` failed too.
+    """
+    from pytest_gashammer.oracle.slo import evaluate_slos
+
+    steady = steady_included_gas(samples)
+    judged = result if steady is None else dataclasses.replace(result, included_gas_per_sec=steady)
+    statuses: dict[str, str] = {verdict.name: verdict.status for verdict in evaluate_slos(judged, slos)}
+    for verdict in result.verdicts:
+        if verdict.name in LOAD_BOUND_INVARIANTS:
+            statuses[verdict.name] = verdict.status
+    if (result.stopped_early or "").startswith(PAST_LIMIT):
+        statuses["stopped_past_limit"] = "failed"  # cut short: it cannot have met the SLOs
+    passed = all(
+        status == "passed" if name.startswith(SLO_VERDICT_PREFIX) else status != "failed"
+        for name, status in statuses.items()
+    )
+    inclusion = result.latency.inclusion
+    return CapacityStep(
+        index=index,
+        offered_gas_per_sec=result.target_gas_per_sec,
+        measured_offered=result.offered_gas_per_sec,
+        included_gas_per_sec=judged.included_gas_per_sec,
+        inclusion_p50=inclusion.p50,
+        inclusion_p99=inclusion.p99,
+        lost=result.lost,
+        slos=statuses,
+        passed=passed,
+        duration=result.duration,
+        run_id=run_id,
+    )
+
+
+def steady_included_gas(samples: Sequence[float]) -> float | None:
+    """The mean of a step's per-second included gas (``None`` without samples)."""
+    return sum(samples) / len(samples) if samples else None
+
+
+def find_knee(steps: Sequence[CapacityStep]) -> float | None:
+    """The last offered rate before inclusion latency climbs steeply, ``None`` if it never did.
+
+    Steps in order of rate; the baseline is the lowest-rate step's p99. The first step whose p99 is
+    more than :data:`KNEE_FACTOR` times the baseline and :data:`KNEE_MIN_RISE_S` above it climbed
+    steeply; the knee is the highest rate below it (``None`` when the first step already had).
+    """
+    measured = sorted(
+        (step for step in steps if math.isfinite(step.inclusion_p99)), key=lambda s: s.offered_gas_per_sec
+    )
+    if len(measured) < 2:
+        return None
+    baseline = measured[0].inclusion_p99
+    for before, step in zip(measured, measured[1:], strict=False):
+        if step.inclusion_p99 > max(KNEE_FACTOR * baseline, baseline + KNEE_MIN_RISE_S):
+            return before.offered_gas_per_sec
+    return None
+
+
+def per_second_included_gas(result: RunResult, start: float, end: float) -> list[float]:
+    """The included gas of each whole second of the step's sustain phase (``start`` to ``end``, run
+    clock), from the result's timeline, but its first: transactions sent in a second are included in
+    the next blocks, so the first second of the phase still holds the warmup's rate. A second with
+    nothing included counts as zero (a second without a block is part of the rate)."""
+    by_second = {int(entry["second"]): float(entry.get("included_gas", 0.0)) for entry in result.timeline}
+    seconds = list(range(math.ceil(start), math.floor(end)))
+    if len(seconds) > 1:
+        seconds = seconds[1:]
+    return [by_second.get(second, 0.0) for second in seconds]
+
+
+def bootstrap_mean_interval(
+    samples: Sequence[float], *, seed: int, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95
+) -> tuple[float, float] | None:
+    """The percentile bootstrap interval of the mean of ``samples`` (``None`` for fewer than two).
+
+    Seeded, so the same samples give the same interval run after run.
+    """
+    if len(samples) < 2:
+        return None
+    rng = random.Random(seed)
+    n = len(samples)
+    means = sorted(sum(rng.choices(samples, k=n)) / n for _ in range(resamples))
+    tail = (1 - level) / 2
+    low = means[max(0, math.floor(tail * resamples))]
+    high = means[min(resamples - 1, math.ceil((1 - tail) * resamples) - 1)]
+    return (low, high)
+
+
+def capacity_figures(
+    steps: Sequence[CapacityStep],
+    samples: Mapping[int, Sequence[float]],
+    *,
+    stopped: str,
+    slos: Mapping[str, float],
+    seed: int = 0,
+) -> CapacityFigures:
+    """What the search found, from its steps and each step's per-second included gas (by step index).
+
+    The interval of the maximum: the search brackets it between the maximum M and the lowest failing
+    rate F. Each end is widened by the noise measured there: the low end is M minus the distance from
+    the mean to the low end of the bootstrap interval of the M step's per-second included gas; the
+    high end is F plus the distance from the mean to the high end of the F step's. Without samples an
+    end is the bracket's own; without a failing step the high end is ``None``.
+    """
+    passed = [step for step in steps if step.passed]
+    failed = [step for step in steps if not step.passed]
+    best = max(passed, key=lambda s: s.offered_gas_per_sec) if passed else None
+    first_failing = (
+        min(
+            (s for s in failed if best is None or s.offered_gas_per_sec > best.offered_gas_per_sec),
+            key=lambda s: s.offered_gas_per_sec,
+            default=None,
+        )
+        if failed
+        else None
+    )
+    low = high = None
+    if best is not None:
+        low = best.offered_gas_per_sec - _spread(samples.get(best.index), seed, lower=True)
+        low = max(0.0, low)
+    if first_failing is not None:
+        high = first_failing.offered_gas_per_sec + _spread(
+            samples.get(first_failing.index), seed, lower=False
+        )
+    return CapacityFigures(
+        max_gas_per_sec=None if best is None else best.offered_gas_per_sec,
+        knee_gas_per_sec=find_knee(steps),
+        max_ci_low=low,
+        max_ci_high=high,
+        steps=list(steps),
+        stopped=stopped,
+        slos=dict(slos),
+        first_failing_gas_per_sec=None if first_failing is None else first_failing.offered_gas_per_sec,
+    )
+
+
+def _spread(samples: Sequence[float] | None, seed: int, *, lower: bool) -> float:
+    """How far the bootstrap interval of the mean of ``samples`` reaches below (or above) the mean."""
+    if not samples:
+        return 0.0
+    interval = bootstrap_mean_interval(samples, seed=seed)
+    if interval is None:
+        return 0.0
+    mean = sum(samples) / len(samples)
+    return max(0.0, mean - interval[0]) if lower else max(0.0, interval[1] - mean)
+
+
+def run_search(
+    search: CapacitySearch,
+    run_step: Callable[[float, int], CapacityStep | None],
+) -> list[CapacityStep]:
+    """Drive ``search`` to its end: ``run_step(rate, index)`` runs one step and returns its record, or
+    ``None`` when it could not start one (the time budget), which ends the search."""
+    steps: list[CapacityStep] = []
+    while (rate := search.next_rate()) is not None:
+        step = run_step(rate, len(steps))
+        if step is None:
+            break
+        steps.append(step)
+        search.record(rate, step.passed)
+    return steps

@@ -1,0 +1,148 @@
+"""The regression gate on real sessions: a baseline, the same build again, and a rerun behind a slow proxy.
+
+One anvil devnet (the embedded devnet's node, started here) serves three pytest sessions as an
+external endpoint, so the devnet is the same in all three and only the path to it changes: the third
+session reaches it through an RPC proxy that holds every request 200 ms, the latency a slower
+sequencer front end (or a slower build of one) would add.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pytest_gashammer.cli import main
+from pytest_gashammer.devnet.embedded import EmbeddedDevnet
+from pytest_gashammer.fault import RpcFault, RpcProxy
+
+pytestmark = pytest.mark.usefixtures("no_new_anvil")
+
+SCENARIO = """
+import pytest
+
+@pytest.mark.gashammer(gas_per_sec="2M", duration="4s", warmup="1s")
+def test_gate(hammer):
+    hammer.run()
+"""
+
+FAIL = "included_gas_per_sec:-5%,inclusion_p99:+10%"
+
+
+class Slow(RpcFault):
+    """Holds every JSON-RPC request ``seconds`` before forwarding it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def on_request(self, call) -> None:  # type: ignore[no-untyped-def]
+        call.delay = self.seconds
+
+
+def _session(pytester: pytest.Pytester, url: str, key: str, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--gashammer-rpc-url", url, "--gashammer-funder-key", key,
+        "--gashammer-parquet", "store", *args, timeout=240,
+    )  # fmt: skip
+
+
+def _comparison(stdout: list[str]) -> list[str]:
+    return [line for line in stdout if "compare " in line]
+
+
+def test_the_same_build_passes_the_gate_and_a_slower_path_fails_it_on_inclusion_latency(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytester.makepyfile(test_gate=SCENARIO)
+    with EmbeddedDevnet(l1=False, feed=False).start() as devnet:
+        key = devnet.funder.key
+        saved = _session(pytester, devnet.rpc_url, key, "--gashammer-save", "main")
+        saved.assert_outcomes(passed=1)
+        saved.stdout.fnmatch_lines(["*gashammer baseline 'main': 1 finished run(s) in *main.json*"])
+
+        again = _session(
+            pytester, devnet.rpc_url, key, "--gashammer-compare", "main", "--gashammer-compare-fail", FAIL
+        )
+        table = _comparison(again.stdout.lines)
+        shown = ["same build:", *table]
+        again.assert_outcomes(passed=1)
+        assert any("inclusion_p99" in line and "threshold inclusion_p99:+10%" in line for line in table)
+        assert not any("FAILED" in line for line in table)
+
+        with RpcProxy(devnet.rpc_url, faults=[Slow(0.2)]).start() as proxy:
+            slowed = _session(
+                pytester, proxy.url, key, "--gashammer-compare", "main", "--gashammer-compare-fail", FAIL,
+                "--junitxml", "junit.xml", "--gashammer-report", "report.html",
+            )  # fmt: skip
+        table = _comparison(slowed.stdout.lines)
+        shown += ["behind a 200 ms proxy:", *table]
+        slowed.assert_outcomes(failed=1)
+        assert slowed.ret == 1
+        # The failure reads like criterion: the metric, baseline, now, change, interval, verdict.
+        slowed.stdout.fnmatch_lines(
+            [
+                "*regression*regressed against baseline 'main': inclusion_p99 +*past inclusion_p99:+10%*",
+                "*inclusion_p99 *[[]+*%, +*%]*regressed (past inclusion_p99:+10%: FAILED)*",
+            ]
+        )
+
+    # The figures are in the JUnit properties and the report has the comparison.
+    properties = {
+        prop.get("name"): prop.get("value") for prop in ET.parse(pytester.path / "junit.xml").iter("property")
+    }
+    assert properties["gashammer.test_gate.compare.baseline"] == "main"
+    assert properties["gashammer.test_gate.compare.inclusion_p99.verdict"] == "regressed"
+    assert float(properties["gashammer.test_gate.compare.inclusion_p99.low"]) > 0.10
+    page = (pytester.path / "report.html").read_text()
+    assert "Comparison with baseline main" in page and "FAILED" in page
+
+    # The command prints the same comparisons from the store: the same build, then the slowed one.
+    capsys.readouterr()
+    store = str(pytester.path / "store")
+    assert main(["compare", store, "main", "--json", "--fail", FAIL]) == 1  # the newest run: the slowed one
+    (newest,) = json.loads(capsys.readouterr().out)
+    p99 = next(change for change in newest["changes"] if change["metric"] == "inclusion_p99")
+    assert p99["failed"] and p99["verdict"] == "regressed"
+    print("\n".join(shown))  # the figures, for -rP
+    assert Path(store, "baselines", "main.json").is_file()
+
+
+TWO_TESTS = """
+import pytest
+
+@pytest.mark.gashammer(gas_per_sec="1M", duration="3s", warmup="1s")
+def test_same(hammer):
+    hammer.run()
+
+@pytest.mark.gashammer(gas_per_sec="1M", duration="{duration}", warmup="1s")
+def test_changed(hammer):
+    hammer.run()
+"""
+
+
+def test_under_xdist_on_the_embedded_devnet_a_changed_marker_is_not_comparable(
+    pytester: pytest.Pytester,
+) -> None:
+    """Workers run the tests, the controller stores the runs: the gate reads them back in the worker."""
+    args = ["-p", "no:cacheprovider", "-n", "2", "--gashammer-parquet", "store", "--gashammer-no-l1"]
+    pytester.makepyfile(test_two=TWO_TESTS.replace("{duration}", "3s"))
+    saved = pytester.runpytest_subprocess(*args, "--gashammer-save", "main", timeout=240)
+    saved.assert_outcomes(passed=2)
+    pytester.makepyfile(test_two=TWO_TESTS.replace("{duration}", "2s"))
+    compared = pytester.runpytest_subprocess(
+        *args, "--gashammer-compare", "main", "--gashammer-compare-fail", FAIL, timeout=240
+    )
+    compared.assert_outcomes(passed=2)  # not comparable is reported, and fails nothing
+    compared.stdout.fnmatch_lines_random(
+        [
+            "*compare    test_two.py::test_changed  run *  vs baseline 'main' run *",
+            "*compare      not comparable: the scenario changed: phases warmup 1s + sustain 3s -> warmup 1s + sustain 2s",
+            "*compare    test_two.py::test_same  run *  vs baseline 'main' run *",
+            "*compare      inclusion_p99 *[[]*%, *%]*threshold inclusion_p99:+10%*",
+            "*regression:passed*",
+            "*regression:inconclusive*",
+        ]
+    )
