@@ -21,15 +21,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pytest_gashammer.compare.stats import latency_histograms
 from pytest_gashammer.compare.thresholds import METRICS
 from pytest_gashammer.results import nearest_rank
-from pytest_gashammer.telemetry.parquet import load
+from pytest_gashammer.telemetry.parquet import NULL_INT, int_column, label_column, load
 
 _COLUMNS = ["template", "phase", "scheduled_ns", "accepted_ns", "included_ns", "gas_planned", "gas_used"]
-_NEVER = -1
 
 
 @dataclasses.dataclass
@@ -104,21 +102,21 @@ def samples_of(row: dict[str, Any], transactions: pa.Table) -> RunSamples:
     start, end = (float(sustain["start"]), float(sustain["end"])) if sustain else (0.0, 0.0)
     samples = RunSamples(str(row["run_id"]), row, plan, 0)
 
-    template = _labels(transactions, "template")
+    template = label_column(transactions, "template")
     offered = template != "gap_filler"
-    scheduled = _ints(transactions, "scheduled_ns")
-    included = _ints(transactions, "included_ns")
-    planned = _ints(transactions, "gas_planned").astype(np.float64)
-    used = _ints(transactions, "gas_used")
-    gas = np.where(used != _NEVER, used.astype(np.float64), planned)
+    scheduled = int_column(transactions, "scheduled_ns")
+    included = int_column(transactions, "included_ns")
+    planned = int_column(transactions, "gas_planned").astype(np.float64)
+    used = int_column(transactions, "gas_used")
+    gas = np.where(used != NULL_INT, used.astype(np.float64), planned)
 
     # Rates: the gas of the sustain phase's transactions per second of the span over which they were
     # included, from the first of them in a block (as RunResult's included rate): a chain that keeps
     # up includes them over the sustain phase, one that falls behind over a longer span, at a lower
     # rate. Aligned on the first inclusion, a latency that only moves every inclusion later does not
     # read as a lower rate (a window fixed on the run clock would lose the first blocks to the warmup).
-    in_sustain = offered & (_labels(transactions, "phase") == "sustain") & (scheduled != _NEVER)
-    in_block = in_sustain & (included != _NEVER)
+    in_sustain = offered & (label_column(transactions, "phase") == "sustain") & (scheduled != NULL_INT)
+    in_block = in_sustain & (included != NULL_INT)
     if in_block.any():
         first_ns = int(included[in_block].min())
         span_s = (int(included[in_block].max()) - first_ns) / 1e9
@@ -136,24 +134,10 @@ def samples_of(row: dict[str, Any], transactions: pa.Table) -> RunSamples:
     lat_first = math.floor(start)
     lat_count = max(math.ceil(end) - lat_first, 1)
     for column in {spec.column for spec in METRICS.values() if spec.kind == "latency"}:
-        ends = _ints(transactions, column)
-        mask = in_sustain & (ends != _NEVER)
+        ends = int_column(transactions, column)
+        mask = in_sustain & (ends != NULL_INT)
         latency = np.maximum(ends[mask] - scheduled[mask], 0) / 1e9
         where = np.clip(scheduled[mask] // 1_000_000_000 - lat_first, 0, lat_count - 1)
         samples.histograms[column] = latency_histograms(where, latency, lat_count)
         samples.latencies[column] = np.sort(latency)
     return samples
-
-
-def _ints(table: pa.Table, name: str) -> np.ndarray:
-    column = table.column(name)
-    if column.null_count:
-        column = pc.fill_null(column, _NEVER)
-    return np.asarray(column.to_numpy(), dtype=np.int64)
-
-
-def _labels(table: pa.Table, name: str) -> np.ndarray:
-    column = table.column(name)
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(pa.string())
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)

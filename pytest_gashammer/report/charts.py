@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pytest_gashammer.results import FaultImpact, L1Batch, LatencyStats
+from pytest_gashammer.telemetry.parquet import NULL_INT, int_column
 
 __all__ = [
     "LATENCY_METRICS",
@@ -87,8 +88,6 @@ _STYLE: dict[str, Any] = {
     "path.simplify": True,
 }
 
-_NEVER = -1
-
 
 @dataclass
 class RunAggregates:
@@ -120,22 +119,6 @@ class RunAggregates:
         return np.append(self.t, self.t[-1] + self.bucket_s) if self.t.size else np.zeros(1)
 
 
-def _ints(table: pa.Table, name: str) -> np.ndarray:
-    """An int64 column as numpy, nulls as -1."""
-    column = table.column(name)
-    if column.null_count:
-        column = pc.fill_null(column, _NEVER)
-    return np.asarray(column.to_numpy(), dtype=np.int64)
-
-
-def _labels(table: pa.Table, name: str) -> np.ndarray:
-    """A dictionary/string column as a numpy object array (nulls as None). Cheap: decoded per chunk."""
-    column = table.column(name)
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(pa.string())
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
-
-
 def _codes(table: pa.Table, name: str) -> tuple[np.ndarray, list[str]]:
     """A dictionary column as (int codes with -1 for null, dictionary values), one dictionary for all chunks."""
     column = table.column(name)
@@ -158,18 +141,18 @@ def aggregate_run(transactions: pa.Table, *, max_buckets: int = 1800) -> RunAggr
     slow second shows where the load was offered, not where the backlog drained.
     """
     rows = transactions.num_rows
-    scheduled = _ints(transactions, "scheduled_ns")
-    accepted = _ints(transactions, "accepted_ns")
-    included = _ints(transactions, "included_ns")
-    gas_planned = _ints(transactions, "gas_planned").astype(np.float64)
-    gas_used = _ints(transactions, "gas_used")
+    scheduled = int_column(transactions, "scheduled_ns")
+    accepted = int_column(transactions, "accepted_ns")
+    included = int_column(transactions, "included_ns")
+    gas_planned = int_column(transactions, "gas_planned").astype(np.float64)
+    gas_used = int_column(transactions, "gas_used")
     template_codes, template_names = _codes(transactions, "template")
     state_codes, state_names = _codes(transactions, "state")
     error_codes, error_names = _codes(transactions, "error_kind")
     filler = template_names.index("gap_filler") if "gap_filler" in template_names else -2
     offered = template_codes != filler
 
-    times = [values[values != _NEVER] for values in (scheduled, accepted, included)]
+    times = [values[values != NULL_INT] for values in (scheduled, accepted, included)]
     present = [values for values in times if values.size]
     if present:
         low = min(int(values.min()) for values in present)
@@ -190,9 +173,9 @@ def aggregate_run(transactions: pa.Table, *, max_buckets: int = 1800) -> RunAggr
         summed = np.bincount(chosen, weights=None if weights is None else weights[mask], minlength=count)
         return summed[:count].astype(np.float64) / bucket_s
 
-    included_gas_weights = np.where(gas_used != _NEVER, gas_used.astype(np.float64), gas_planned)
-    accepted_mask = accepted != _NEVER
-    included_mask = included != _NEVER
+    included_gas_weights = np.where(gas_used != NULL_INT, gas_used.astype(np.float64), gas_planned)
+    accepted_mask = accepted != NULL_INT
+    included_mask = included != NULL_INT
     rejected_mask = (
         state_codes == state_names.index("rejected")
         if "rejected" in state_names
@@ -207,13 +190,13 @@ def aggregate_run(transactions: pa.Table, *, max_buckets: int = 1800) -> RunAggr
         offered_tx=per_second(offered, scheduled),
         accepted_tx=per_second(accepted_mask, accepted),
         included_tx=per_second(included_mask, included),
-        rejected_tx=per_second(rejected_mask & (scheduled != _NEVER), scheduled),
+        rejected_tx=per_second(rejected_mask & (scheduled != NULL_INT), scheduled),
         rows=rows,
     )
 
     for metric, (_, column) in LATENCY_METRICS.items():
-        ends = _ints(transactions, column)
-        mask = (ends != _NEVER) & offered
+        ends = int_column(transactions, column)
+        mask = (ends != NULL_INT) & offered
         latency_ns = np.maximum(ends[mask] - scheduled[mask], 0)
         where = bucket(scheduled[mask])
         p50, p99 = _bucket_percentiles(where, latency_ns, count)
@@ -582,13 +565,13 @@ def blocks_chart(
     _shade_faults(axes, faults)
     if blocks.num_rows:
         # Several edges may observe the same block: keep the first sighting of each number.
-        numbers = _ints(blocks, "block_number")
-        observed = _ints(blocks, "observed_ns")
+        numbers = int_column(blocks, "block_number")
+        observed = int_column(blocks, "observed_ns")
         order = np.lexsort((observed, numbers))
         keep = order[np.concatenate(([True], numbers[order][1:] != numbers[order][:-1]))]
         at = observed[keep] / 1e9
-        gas = _ints(blocks, "gas_used")[keep]
-        txs = _ints(blocks, "tx_count")[keep]
+        gas = int_column(blocks, "gas_used")[keep]
+        txs = int_column(blocks, "tx_count")[keep]
         axes.vlines(at, 0, gas, color=_COLORS["included"], lw=1)
         axes.yaxis.set_major_formatter(_rate_formatter())
         axes.set_ylabel("gas per block")

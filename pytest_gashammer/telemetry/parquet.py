@@ -750,6 +750,31 @@ def fault_impacts(table: pa.Table) -> list[FaultImpact]:
     return impacts
 
 
+#: What :func:`int_column` puts where a column is null ("did not happen"): no time or count is negative.
+NULL_INT = -1
+
+
+def int_column(table: pa.Table, name: str) -> Any:
+    """An int64 column as a numpy array, nulls as :data:`NULL_INT` (for the report's and the comparison's
+    vectorised reads of stored runs)."""
+    import numpy as np
+
+    column = table.column(name)
+    if column.null_count:
+        column = pc.fill_null(column, NULL_INT)
+    return np.asarray(column.to_numpy(), dtype=np.int64)
+
+
+def label_column(table: pa.Table, name: str) -> Any:
+    """A dictionary or string column as a numpy object array (nulls as None), decoded per chunk."""
+    import numpy as np
+
+    column = table.column(name)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(pa.string())
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+
+
 def _optional_hash(text: str | None) -> bytes | None:
     return None if not text else _hash_bytes(text)
 
