@@ -169,9 +169,9 @@ def _importable_like_pytest(path: Path) -> None:
     directory of each ``conftest.py`` above it that is not in a package, so a template named by
     import path in a scenario file imports here as it does under pytest."""
     for directory in path.resolve().parents:
-        if (directory / "conftest.py").is_file() and not (directory / "__init__.py").is_file():
-            if str(directory) not in sys.path:
-                sys.path.insert(0, str(directory))
+        conftest = (directory / "conftest.py").is_file() and not (directory / "__init__.py").is_file()
+        if conftest and str(directory) not in sys.path:
+            sys.path.insert(0, str(directory))
 
 
 def _load_summary(directory: str, runs: Sequence[str] | None) -> tuple[Any, list[str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -420,6 +420,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 def pytest_itemcollected(item: pytest.Item) -> None:
     scenario = getattr(item, "scenario", None)
+    locate: Callable[[ConfigError, str], str]
     if isinstance(scenario, FileScenario):
         # A scenario file's test: validated when its file was read, errors at the file's lines.
         spec, error, locate = scenario.spec, scenario.error, scenario.locate
@@ -429,9 +430,10 @@ def pytest_itemcollected(item: pytest.Item) -> None:
             item.stash[SPEC_KEY] = None
             return
 
-        def locate(exc: ConfigError, argument: str | None = None) -> str:
+        def on_marker(exc: ConfigError, argument: str) -> str:
             return f"@pytest.mark.{MARKER} on {item.nodeid}: {exc}"
 
+        locate = on_marker
         spec, error = None, None
         try:
             if marker.args:
@@ -440,7 +442,7 @@ def pytest_itemcollected(item: pytest.Item) -> None:
                 )
             spec = parse_spec(marker.kwargs)
         except ConfigError as exc:
-            error = locate(exc)
+            error = locate(exc, "")
     if spec is not None and spec.faults:
         try:
             _check_fault_target(item.config, spec.faults)

@@ -163,9 +163,7 @@ def _capacity_schema() -> dict[str, Any]:
 
 def _required_gas_rate(value: object, name: str) -> float:
     if value is None:
-        raise ConfigError(
-            f"needs {name}=..., a positive gas rate such as 2_000_000 or '2M' (required)"
-        )
+        raise ConfigError(f"needs {name}=..., a positive gas rate such as 2_000_000 or '2M' (required)")
     return parse_gas_rate(value, what=name)
 
 

@@ -56,10 +56,10 @@ class ScenarioItem(pytest.Function):
     def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
         return self.path, self.scenario.mark.line - 1, f"scenario {self.name}"
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:  # type: ignore[override]
         # A broken invariant or SLO is the whole story: the scenario's line and the evidence, not a
         # traceback through the plugin's test function.
         if isinstance(excinfo.value, AssertionError) and not self.config.getoption("fulltrace", False):
             where = f"{self.scenario.display}:{self.scenario.mark.line}"
             return f"{excinfo.value}\nscenario {self.name}: {where}"
-        return super().repr_failure(excinfo, style=style)
+        return super().repr_failure(excinfo)

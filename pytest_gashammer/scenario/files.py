@@ -95,7 +95,9 @@ class FileScenario:
             path += (step,)
             value = value[step]
         where = _where(self.display, self.marks[base + path[1:]])
-        return f"{where}: {text}" if text.startswith(dotted(path)) else f"{where}: {dotted(path)}: {text}"
+        return (
+            f"{where}: {text}" if text.startswith(f"{dotted(path)}:") else f"{where}: {dotted(path)}: {text}"
+        )
 
 
 def _named_child(value: Any, text: str) -> Any:
@@ -107,7 +109,9 @@ def _named_child(value: Any, text: str) -> Any:
     else:
         return None
     # The first one named: a hint later in the message may quote a sibling ("did you mean 'transfer'?").
-    found = sorted((position, order, key) for order, (key, position) in enumerate(named.items()) if position >= 0)
+    found = sorted(
+        (position, order, key) for order, (key, position) in enumerate(named.items()) if position >= 0
+    )
     return found[0][2] if found else None
 
 
@@ -150,18 +154,25 @@ def _read(text: str, display: str) -> tuple[Any, dict[KeyPath, Mark]]:
 
     def value(node: Any, path: KeyPath) -> Any:
         if isinstance(node, yaml.MappingNode):
-            constructor.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+            own = sum(key_node.tag != "tag:yaml.org,2002:merge" for key_node, _ in node.value)
+            constructor.flatten_mapping(node)  # YAML merge keys (<<: *anchor): merged pairs first
+            merged = len(node.value) - own
             mapping: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
+            written: set[Any] = set()  # keys written here, not merged: a merged one may be replaced
+            for position, (key_node, value_node) in enumerate(node.value):
                 key = value(key_node, ())
                 if isinstance(key, list | dict):
-                    raise ScenarioFileError(f"{_where(display, _mark(key_node))}: a key must be a plain value")
-                if key in mapping:
+                    raise ScenarioFileError(
+                        f"{_where(display, _mark(key_node))}: a key must be a plain value"
+                    )
+                if position >= merged and key in written:
                     first = marks[(*path, key)]
                     raise ScenarioFileError(
                         f"{_where(display, _mark(key_node))}: {dotted((*path, key))}: duplicate key "
                         f"(first at line {first.line}); remove one"
                     )
+                if position >= merged:
+                    written.add(key)
                 marks[(*path, key)] = _mark(key_node)
                 mapping[key] = value(value_node, (*path, key))
             return mapping
@@ -195,7 +206,9 @@ def load_text(text: str, display: str) -> tuple[FileScenario, ...]:
     top = marks[()]
     example = f"e.g. {SCENARIOS}: {{transfers: {{gas_per_sec: 2M, duration: 10s}}}}"
     if not isinstance(document, Mapping):
-        raise ScenarioFileError(f"{_where(display, top)}: the file must be a mapping with {SCENARIOS}:, {example}")
+        raise ScenarioFileError(
+            f"{_where(display, top)}: the file must be a mapping with {SCENARIOS}:, {example}"
+        )
     for key in document:
         if key not in FILE_KEYS:
             raise ScenarioFileError(

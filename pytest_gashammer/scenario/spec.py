@@ -21,8 +21,8 @@ from pytest_gashammer.scenario.arguments import (
     ARGUMENTS,
     ARRIVALS,
     DEFAULTS,
-    ArgumentError,
     MARKER,
+    ArgumentError,
     WorkloadEntry,
     parse_capacity,
 )
