@@ -242,6 +242,12 @@ def load_text(text: str, display: str) -> tuple[FileScenario, ...]:
                 f"{_where(display, mark)}: {name}: a scenario is a mapping of arguments, "
                 "e.g. {gas_per_sec: 2M, duration: 10s}"
             )
+        for base, arguments in (((DEFAULTS_KEY,), defaults), ((SCENARIOS, name), own)):
+            for key in arguments:
+                if not isinstance(key, str):
+                    raise ScenarioFileError(
+                        f"{_where(display, marks[(*base, key)])}: {key!r} is not an argument name, e.g. gas_per_sec"
+                    )
         origins: dict[str, KeyPath] = {key: (DEFAULTS_KEY, key) for key in defaults}
         origins.update({key: (SCENARIOS, name, key) for key in own})
         arguments = {**defaults, **own}

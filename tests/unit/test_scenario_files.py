@@ -4,6 +4,7 @@ the JSON Schema from the same table, ``gashammer validate`` and ``gashammer sche
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -199,6 +200,10 @@ def located(text: str) -> str:
             "scenarios:\n  'a b': {gas_per_sec: 5M}\n",
             "scenarios/gashammer_l2.yaml:2:3: scenario name 'a b' must be",
         ),
+        (
+            "scenarios:\n  s: {gas_per_sec: 5M, 1: 2}\n",
+            "scenarios/gashammer_l2.yaml:2:24: 1 is not an argument name",
+        ),
         ("scenarios:\n  s: 5M\n", "scenarios/gashammer_l2.yaml:2:3: s: a scenario is a mapping of arguments"),
     ],
 )
@@ -260,8 +265,10 @@ def test_the_examples_are_valid_scenarios() -> None:
 
 
 def test_validate_exit_codes_and_one_line_per_problem(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # validate puts examples/ (its conftest's directory) on sys.path, as pytest would: not for long.
+    monkeypatch.setattr(sys, "path", list(sys.path))
     assert main(["validate", str(EXAMPLES)]) == 0
     out, err = capsys.readouterr()
     assert out == "" and "3 scenario file(s), no problem(s)" in err
