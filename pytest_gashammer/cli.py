@@ -1,13 +1,19 @@
-"""``gashammer``: look at stored telemetry without pytest.
+"""``gashammer``: look at stored telemetry, and check scenario files, without pytest.
 
     gashammer report DIR [-o report.html] [--run RUN_ID ...] [--title TEXT]
     gashammer summary DIR [--run RUN_ID ...]
     gashammer compare DIR BASE [NEW] [--fail THRESHOLDS] [--json]
+    gashammer schema
+    gashammer validate FILE_OR_DIR ...
 
 Why a separate command: telemetry outlives the session that wrote it. A CI job keeps the Parquet
 directory as an artifact; later anyone re-renders the HTML report from it, or prints the same
 per-run summary pytest printed, without re-running the load. Problems the user can fix (a missing
 or foreign directory, an unknown run id) are one line on stderr and exit status 2.
+
+``schema`` prints the JSON Schema of scenario files (for an editor's YAML validation) and
+``validate`` checks scenario files as pytest would collect them, one located line per problem,
+exit status 1 when there is any: a CI step or a pre-commit hook that needs no devnet.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ EXIT_USAGE = 2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gashammer",
-        description="Render reports and summaries from pytest-gashammer telemetry (a --gashammer-parquet directory).",
+        description="Render reports and summaries from pytest-gashammer telemetry (a --gashammer-parquet "
+        "directory); print the scenario files' JSON Schema, or check scenario files.",
     )
     parser.add_argument("--version", action="version", version=f"pytest-gashammer {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -90,6 +97,20 @@ def _parser() -> argparse.ArgumentParser:
         help="print the per-run summary pytest printed",
         description="Print the per-run summary (as at the end of a pytest session) of a telemetry directory.",
     )
+    commands.add_parser(
+        "schema",
+        help="print the JSON Schema of scenario files (gashammer_*.yaml)",
+        description="Print the JSON Schema of scenario files, generated from the marker's arguments, for "
+        "an editor's YAML validation.",
+    )
+    validate = commands.add_parser(
+        "validate",
+        help="check scenario files without running them",
+        description="Check scenario files as pytest would collect them: one line per problem, "
+        "FILE:LINE:COLUMN: KEY: what is wrong. Exit status 1 when there is any problem. A directory "
+        "stands for the scenario files under it.",
+    )
+    validate.add_argument("paths", metavar="FILE", nargs="+", help="a scenario file, or a directory of them")
     return parser
 
 
@@ -101,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(arguments)
         if arguments.command == "compare":
             return _compare(arguments)
+        if arguments.command == "schema":
+            return _schema()
+        if arguments.command == "validate":
+            return _validate(arguments.paths)
         return _summary(arguments)
     except _UsageError as exc:
         print(f"gashammer: error: {exc}", file=sys.stderr)
@@ -114,6 +139,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 class _UsageError(Exception):
     pass
+
+
+def _schema() -> int:
+    from pytest_gashammer.scenario.files import file_schema
+
+    print(json.dumps(file_schema(), indent=2))
+    return EXIT_OK
+
+
+def _validate(paths: Sequence[str]) -> int:
+    from pytest_gashammer.scenario.files import file_problems, scenario_paths
+
+    files = scenario_paths([Path(path) for path in paths])
+    if not files:
+        raise _UsageError(f"no scenario files (gashammer_*.yaml, *.gashammer.yaml) in {', '.join(paths)}")
+    for path in files:
+        _importable_like_pytest(path)
+    problems = [problem for path in files for problem in file_problems(path)]
+    for problem in problems:
+        print(problem)
+    checked = f"{len(files)} scenario file(s)"
+    print(f"gashammer: {checked}, {len(problems) or 'no'} problem(s)", file=sys.stderr)
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def _importable_like_pytest(path: Path) -> None:
+    """Put on ``sys.path`` what pytest's default import mode would before collecting ``path``: the
+    directory of each ``conftest.py`` above it that is not in a package, so a template named by
+    import path in a scenario file imports here as it does under pytest."""
+    for directory in path.resolve().parents:
+        conftest = (directory / "conftest.py").is_file() and not (directory / "__init__.py").is_file()
+        if conftest and str(directory) not in sys.path:
+            sys.path.insert(0, str(directory))
 
 
 def _load_summary(directory: str, runs: Sequence[str] | None) -> tuple[Any, list[str]]:

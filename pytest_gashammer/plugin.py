@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_gashammer import options
 from pytest_gashammer.errors import ConfigError, GashammerError
+from pytest_gashammer.scenario.files import FileScenario, is_scenario_file
 from pytest_gashammer.scenario.spec import (
     ACCEPTED,
     MARKER,
@@ -407,23 +409,48 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # marker validation at collection
 
 
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """A ``gashammer_*.yaml`` scenario file: its scenarios are tests (docs/scenario-files.md)."""
+    if not is_scenario_file(file_path):
+        return None
+    from pytest_gashammer.scenario.collect import ScenarioFile
+
+    return ScenarioFile.from_parent(parent, path=file_path)
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
-    marker = item.get_closest_marker(MARKER)
-    if marker is None:
-        item.stash[SPEC_KEY] = None
-        return
-    try:
-        if marker.args:
-            raise ConfigError(
-                f"takes keyword arguments only, e.g. @pytest.mark.{MARKER}(gas_per_sec=2_000_000)"
-            )
-        spec = parse_spec(marker.kwargs)
-        if spec.faults:
+    scenario = getattr(item, "scenario", None)
+    locate: Callable[[ConfigError, str], str]
+    if isinstance(scenario, FileScenario):
+        # A scenario file's test: validated when its file was read, errors at the file's lines.
+        spec, error, locate = scenario.spec, scenario.error, scenario.locate
+    else:
+        marker = item.get_closest_marker(MARKER)
+        if marker is None:
+            item.stash[SPEC_KEY] = None
+            return
+
+        def on_marker(exc: ConfigError, argument: str) -> str:
+            return f"@pytest.mark.{MARKER} on {item.nodeid}: {exc}"
+
+        locate = on_marker
+        spec, error = None, None
+        try:
+            if marker.args:
+                raise ConfigError(
+                    f"takes keyword arguments only, e.g. @pytest.mark.{MARKER}(gas_per_sec=2_000_000)"
+                )
+            spec = parse_spec(marker.kwargs)
+        except ConfigError as exc:
+            error = locate(exc, "")
+    if spec is not None and spec.faults:
+        try:
             _check_fault_target(item.config, spec.faults)
-        item.stash[SPEC_KEY] = spec
-    except ConfigError as exc:
-        item.stash[SPEC_KEY] = None
-        item.stash[SPEC_ERROR_KEY] = f"@pytest.mark.{MARKER} on {item.nodeid}: {exc}"
+        except ConfigError as exc:
+            spec, error = None, locate(exc, "faults")
+    item.stash[SPEC_KEY] = spec
+    if error is not None:
+        item.stash[SPEC_ERROR_KEY] = error
 
 
 def _check_fault_target(config: pytest.Config, faults: Any) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pytest_gashammer import vocabulary
-from pytest_gashammer.errors import ConfigError
+from pytest_gashammer.errors import ConfigError, did_you_mean
 from pytest_gashammer.scenario.units import parse_duration, parse_gas_rate
 
 MARKER = "gashammer"
@@ -50,6 +50,111 @@ class Argument:
     #: The normalised value back in a form ``parse`` accepts, so a spec can be re-validated
     #: with overrides (``hammer.run(**overrides)``).
     to_raw: Callable[[Any], Any] = _as_given
+    #: The JSON Schema of the value as a scenario file writes it (``gashammer schema``), built when
+    #: asked: what an editor can check as you type. ``parse`` stays the judge of ranges and combinations.
+    schema: Callable[[], dict[str, Any]] = dict
+
+
+class ArgumentError(ConfigError):
+    """A :class:`ConfigError` about one argument, which ``argument`` names: a scenario file points at
+    the line that wrote it."""
+
+    def __init__(self, message: str, argument: str) -> None:
+        super().__init__(message)
+        self.argument = argument
+
+
+def argument_schema(argument: Argument) -> dict[str, Any]:
+    """The JSON Schema of ``argument``'s value, with its help as the description and its default."""
+    fragment = {**argument.schema(), "description": argument.help}
+    if argument.default is not None:
+        fragment["default"] = (
+            list(argument.default) if isinstance(argument.default, tuple) else argument.default
+        )
+    return fragment
+
+
+def _fixed(fragment: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    return lambda: fragment
+
+
+# What the scalar values of a scenario file may be: the parsers take numbers and strings with units.
+GAS_RATE_SCHEMA: dict[str, Any] = {"type": ["number", "string"], "examples": ["2M", 2_000_000]}
+DURATION_SCHEMA: dict[str, Any] = {"type": ["number", "string"], "examples": ["30s", "500ms", 2]}
+_FLAG_SCHEMA = _fixed({"type": "boolean"})
+
+
+def _optional_integer_schema(lowest: int) -> Callable[[], dict[str, Any]]:
+    return _fixed({"type": ["integer", "null"], "minimum": lowest})
+
+
+def _invariants_schema(nullable: bool) -> Callable[[], dict[str, Any]]:
+    return _fixed(
+        {
+            "type": ["array", "null"] if nullable else "array",
+            "items": {"enum": list(vocabulary.ALL_INVARIANT_NAMES)},
+        }
+    )
+
+
+def _workload_schema() -> dict[str, Any]:
+    from pytest_gashammer.workload.registry import BUILTIN, IMPORT_PATH_PATTERN
+
+    share = {"type": "number", "exclusiveMinimum": 0}
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "propertyNames": {"anyOf": [{"enum": sorted(BUILTIN)}, {"pattern": IMPORT_PATH_PATTERN}]},
+        "additionalProperties": {
+            "anyOf": [share, {"type": "object", "required": ["share"], "properties": {"share": share}}]
+        },
+    }
+
+
+def _slo_schema() -> dict[str, Any]:
+    bound = {"type": ["number", "string"]}
+    return {
+        "type": ["object", "null"],
+        "properties": {name: bound for name in vocabulary.OBJECTIVES},
+        "additionalProperties": False,
+    }
+
+
+def _faults_schema() -> dict[str, Any]:
+    from pytest_gashammer.scenario.faults import faults_schema
+
+    return faults_schema()
+
+
+def _engine_schema() -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "block_interval": DURATION_SCHEMA,
+        "version": {"enum": list(ENGINE_VERSIONS)},
+        "withdrawals": {"type": "integer", "minimum": 0},
+        "fee_recipient": {"type": "string", "pattern": "^0[xX][0-9a-fA-F]{40}$"},
+    }
+    return {
+        "type": ["object", "null"],
+        "properties": {key: {**properties[key], "description": ENGINE_KEYS[key]} for key in ENGINE_KEYS},
+        "additionalProperties": False,
+    }
+
+
+def _capacity_schema() -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "from": GAS_RATE_SCHEMA,
+        "to": GAS_RATE_SCHEMA,
+        "step": DURATION_SCHEMA,
+        "max_steps": {"type": "integer", "minimum": 2},
+        "resolution": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "max_time": DURATION_SCHEMA,
+    }
+    return {
+        "type": ["object", "null"],
+        "required": ["from", "to"],
+        "properties": {key: {**properties[key], "description": CAPACITY_KEYS[key]} for key in CAPACITY_KEYS},
+        "additionalProperties": False,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -58,9 +163,7 @@ class Argument:
 
 def _required_gas_rate(value: object, name: str) -> float:
     if value is None:
-        raise ConfigError(
-            f"@pytest.mark.{MARKER} needs {name}=..., a positive gas rate such as 2_000_000 or '2M' (required)"
-        )
+        raise ConfigError(f"needs {name}=..., a positive gas rate such as 2_000_000 or '2M' (required)")
     return parse_gas_rate(value, what=name)
 
 
@@ -200,7 +303,7 @@ def parse_slo(raw: object) -> dict[str, float]:
     for name, bound in raw.items():
         if name not in vocabulary.OBJECTIVES:
             raise ConfigError(
-                f"slo: unknown objective {name!r}; accepted: {', '.join(vocabulary.OBJECTIVES)}"
+                f"slo: unknown objective {name!r}{did_you_mean(name, vocabulary.OBJECTIVES)}; accepted: {', '.join(vocabulary.OBJECTIVES)}"
             )
         if name in vocabulary.LATENCY_OBJECTIVES or name in vocabulary.DURATION_OBJECTIVES:
             parsed[name] = parse_duration(bound, what=f"slo[{name!r}]")
@@ -239,7 +342,8 @@ def parse_invariant_names(raw: object, name: str) -> tuple[str, ...] | None:
     for invariant in raw:
         if invariant not in vocabulary.ALL_INVARIANT_NAMES:
             raise ConfigError(
-                f"{name}: unknown invariant {invariant!r}; accepted: {', '.join(vocabulary.ALL_INVARIANT_NAMES)}"
+                f"{name}: unknown invariant {invariant!r}{did_you_mean(invariant, vocabulary.ALL_INVARIANT_NAMES)}; "
+                f"accepted: {', '.join(vocabulary.ALL_INVARIANT_NAMES)}"
             )
     return tuple(raw)
 
@@ -299,7 +403,9 @@ def parse_engine(value: object, name: str = "engine") -> tuple[tuple[str, Any], 
                 raise ConfigError(f"{where}={raw!r} must be an address: '0x' and 40 hex digits")
             settings[key] = "0x" + digits.lower()
         else:
-            raise ConfigError(f"{name}: unknown key {key!r}; accepted: {', '.join(ENGINE_KEYS)}")
+            raise ConfigError(
+                f"{name}: unknown key {key!r}{did_you_mean(key, ENGINE_KEYS)}; accepted: {', '.join(ENGINE_KEYS)}"
+            )
     if settings.get("version") == 1 and settings.get("withdrawals"):
         raise ConfigError(f"{name}: withdrawals need Engine API version 2 or later, not version 1")
     return tuple((key, settings[key]) for key in ENGINE_KEYS if key in settings)
@@ -358,7 +464,9 @@ def parse_capacity(value: object, name: str = "capacity") -> tuple[tuple[str, An
                 raise ConfigError(f"{where}={raw!r} must be a share in (0, 1), e.g. 0.05 (5 %)")
             settings[key] = float(raw)
         else:
-            raise ConfigError(f"{name}: unknown key {key!r}; accepted: {', '.join(CAPACITY_KEYS)}")
+            raise ConfigError(
+                f"{name}: unknown key {key!r}{did_you_mean(key, CAPACITY_KEYS)}; accepted: {', '.join(CAPACITY_KEYS)}"
+            )
     for key in ("from", "to"):
         if key not in settings:
             meaning = CAPACITY_KEYS[key].split(", e.g.")[0]
@@ -394,22 +502,43 @@ ARGUMENTS: tuple[Argument, ...] = (
         _required_gas_rate,
         'target gas rate: a number (`2_000_000`) or a string (`"2M"`, `"500k"`, `"1.5G"`)',
         shown_default="required",
+        schema=_fixed(GAS_RATE_SCHEMA),
     ),
     Argument(
         "duration",
         "10s",
         _longer_than_zero(example="; e.g. duration='30s'"),
         'length of the sustain phase: seconds or `"500ms"`, `"30s"`, `"2m"`, `"1m30s"`',
+        schema=_fixed(DURATION_SCHEMA),
     ),
     Argument(
         "warmup",
         "1s",
         _duration,
         "a phase at `warmup_rate` × target before the ramp; excluded from the rates",
+        schema=_fixed(DURATION_SCHEMA),
     ),
-    Argument("ramp", "0s", _duration, "the rate climbs linearly from the warmup rate (or 0) to the target"),
-    Argument("cooldown", "0s", _duration, "the rate falls linearly from the target to 0"),
-    Argument("warmup_rate", 0.1, _fraction, "fraction of the target used during warmup, in (0, 1]"),
+    Argument(
+        "ramp",
+        "0s",
+        _duration,
+        "the rate climbs linearly from the warmup rate (or 0) to the target",
+        schema=_fixed(DURATION_SCHEMA),
+    ),
+    Argument(
+        "cooldown",
+        "0s",
+        _duration,
+        "the rate falls linearly from the target to 0",
+        schema=_fixed(DURATION_SCHEMA),
+    ),
+    Argument(
+        "warmup_rate",
+        0.1,
+        _fraction,
+        "fraction of the target used during warmup, in (0, 1]",
+        schema=_fixed({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+    ),
     Argument(
         "workload",
         {"transfer": 1.0},
@@ -417,6 +546,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         'template name or `"module:Class"` → share of the **gas** rate, or `{"share": x, <param>: value}`; '
         "shares are normalised",
         to_raw=_workload_as_raw,
+        schema=_workload_schema,
     ),
     Argument(
         "seed",
@@ -426,8 +556,15 @@ ARGUMENTS: tuple[Argument, ...] = (
         ),
         "integer ≥ 0; the same seed gives the same senders, nonces, recipients and calldata",
         shown_default="see below",
+        schema=_optional_integer_schema(0),
     ),
-    Argument("arrival", "constant", _arrival, '`"constant"` spacing or seeded `"poisson"` arrivals'),
+    Argument(
+        "arrival",
+        "constant",
+        _arrival,
+        '`"constant"` spacing or seeded `"poisson"` arrivals',
+        schema=_fixed({"enum": list(ARRIVALS)}),
+    ),
     Argument(
         "senders",
         None,
@@ -436,18 +573,21 @@ ARGUMENTS: tuple[Argument, ...] = (
         ),
         "number of sender accounts (about 40 tx/s per sender, at least 8)",
         shown_default="scaled to the rate",
+        schema=_optional_integer_schema(1),
     ),
     Argument(
         "inclusion_timeout",
         "30s",
         _longer_than_zero(),
         "how long an accepted transaction may take to be included before it counts as lost",
+        schema=_fixed(DURATION_SCHEMA),
     ),
     Argument(
         "max_block_gap",
         "10s",
         _longer_than_zero(example="; e.g. max_block_gap='30s' for a chain with 12 s slots"),
         "longest wait for a new block while transactions are outstanding before `block_production` fails",
+        schema=_fixed(DURATION_SCHEMA),
     ),
     Argument(
         "receipts",
@@ -456,6 +596,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         'how many receipts to fetch and check, spread evenly over the run (`"all"`: every one; `0`: none). '
         "Each receipt costs the node about as much as accepting the transaction did",
         to_raw=lambda receipts: "all" if receipts is None else receipts,
+        schema=_fixed({"anyOf": [{"type": "integer", "minimum": 0}, {"const": "all"}]}),
     ),
     Argument(
         "max_in_flight",
@@ -465,6 +606,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         ),
         "pause sending while this many accepted transactions await inclusion",
         shown_default="unbounded",
+        schema=_optional_integer_schema(1),
     ),
     Argument(
         "max_fee_per_gas",
@@ -474,6 +616,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         ),
         "fee cap in wei; auto is twice the base fee at setup plus the tip, then following the base fee (see below)",
         shown_default="auto",
+        schema=_optional_integer_schema(0),
     ),
     Argument(
         "max_priority_fee_per_gas",
@@ -481,13 +624,15 @@ ARGUMENTS: tuple[Argument, ...] = (
         _optional_integer(lowest=0, hint="tip in wei (default: the node's eth_maxPriorityFeePerGas, else 0)"),
         "tip in wei; auto is the node's `eth_maxPriorityFeePerGas`, else 0",
         shown_default="auto",
+        schema=_optional_integer_schema(0),
     ),
-    Argument("feed", True, _flag, "follow the devnet's sequencer feed when it has one"),
+    Argument("feed", True, _flag, "follow the devnet's sequencer feed when it has one", schema=_FLAG_SCHEMA),
     Argument(
         "isolated",
         False,
         _flag,
         "run on the calling process alone against a devnet of its own (parallel-safe under xdist)",
+        schema=_FLAG_SCHEMA,
     ),
     Argument(
         "slo",
@@ -497,6 +642,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         '"max_error_rate": 0.001}` ([oracle.md](oracle.md))',
         shown_default="none",
         to_raw=_slo_as_raw,
+        schema=_slo_schema,
     ),
     Argument(
         "invariants",
@@ -504,9 +650,15 @@ ARGUMENTS: tuple[Argument, ...] = (
         parse_invariant_names,
         "invariant names to check ([oracle.md](oracle.md))",
         shown_default="all",
+        schema=_invariants_schema(nullable=True),
     ),
     Argument(
-        "skip_invariants", (), _skipped_invariant_names, "invariant names not to check", shown_default="none"
+        "skip_invariants",
+        (),
+        _skipped_invariant_names,
+        "invariant names not to check",
+        shown_default="none",
+        schema=_invariants_schema(nullable=False),
     ),
     Argument(
         "max_rejected_share",
@@ -514,9 +666,14 @@ ARGUMENTS: tuple[Argument, ...] = (
         _share,
         "the `acceptance` invariant fails when more than this share of the sent transactions is refused "
         "(and always when none is accepted or none is sent), in [0, 1]",
+        schema=_fixed({"type": "number", "minimum": 0, "maximum": 1}),
     ),
-    Argument("fail_inconclusive", False, _flag, "fail the test on an inconclusive verdict too"),
-    Argument("fail_fast", False, _flag, "stop the run as soon as a hard invariant breaks"),
+    Argument(
+        "fail_inconclusive", False, _flag, "fail the test on an inconclusive verdict too", schema=_FLAG_SCHEMA
+    ),
+    Argument(
+        "fail_fast", False, _flag, "stop the run as soon as a hard invariant breaks", schema=_FLAG_SCHEMA
+    ),
     Argument(
         "faults",
         None,
@@ -525,6 +682,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         '`at` in seconds or `"sustain+3s"` ([faults.md](faults.md))',
         shown_default="none",
         to_raw=_faults_as_raw,
+        schema=_faults_schema,
     ),
     Argument(
         "engine",
@@ -535,6 +693,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "([engine-api.md](engine-api.md))",
         shown_default="none",
         to_raw=_engine_as_raw,
+        schema=_engine_schema,
     ),
     Argument(
         "capacity",
@@ -546,6 +705,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         "to `step` (see [Capacity](#capacity))",
         shown_default="none",
         to_raw=_capacity_as_raw,
+        schema=_capacity_schema,
     ),
 )
 

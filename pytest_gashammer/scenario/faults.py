@@ -9,12 +9,11 @@ A fault is a plain dict: ``{"kind": "rpc.latency", "at": "sustain+3s", "duration
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_gashammer.errors import ConfigError
+from pytest_gashammer.errors import ConfigError, did_you_mean
 from pytest_gashammer.fault.timeline import FAULT_KINDS, MAX_FAULT_SECONDS, MAX_FAULTS, FaultKind, FaultParam
 from pytest_gashammer.scenario.units import parse_duration
 from pytest_gashammer.workload.rate import Phase
@@ -72,8 +71,7 @@ def _parse_one(index: int, raw: Any) -> dict[str, Any]:
         raise ConfigError(f"{where}={raw!r} must be a dict, {_EXAMPLE}")
     name = raw.get("kind")
     if not isinstance(name, str) or name not in FAULT_KINDS:
-        close = difflib.get_close_matches(str(name), list(FAULT_KINDS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, FAULT_KINDS)
         raise ConfigError(f"{where}: unknown fault kind {name!r}{hint}; known: {_kinds_hint()}")
     kind: FaultKind = FAULT_KINDS[name]
     where = f"faults[{index}] {name}"
@@ -81,7 +79,8 @@ def _parse_one(index: int, raw: Any) -> dict[str, Any]:
     unknown = sorted(set(raw) - known - set(_TIMING_KEYS))
     if unknown:
         accepted = ", ".join([*_TIMING_KEYS[1:], *(param.name for param in kind.params)])
-        raise ConfigError(f"{where}: unknown parameter {unknown[0]!r}; accepted: {accepted}")
+        hint = did_you_mean(unknown[0], [*_TIMING_KEYS[1:], *known])
+        raise ConfigError(f"{where}: unknown parameter {unknown[0]!r}{hint}; accepted: {accepted}")
     if "at" not in raw:
         raise ConfigError(f"{where} needs at=..., seconds from the run's start or a phase ('sustain+3s')")
     at = _parse_at(raw["at"], where)
@@ -121,6 +120,21 @@ def parse_faults(value: object, name: str = "faults") -> tuple[dict[str, Any], .
             f"{name}: {total:g} s of faults in one run; the total is capped at {MAX_FAULT_SECONDS:g} s"
         )
     return faults
+
+
+def faults_schema() -> dict[str, Any]:
+    """The JSON Schema of ``faults=[...]`` in a scenario file: the kinds and timing keys (each kind's own
+    parameters and ranges are left to :func:`parse_faults`)."""
+    when = {"type": ["number", "string"]}
+    return {
+        "type": ["array", "null"],
+        "maxItems": MAX_FAULTS,
+        "items": {
+            "type": "object",
+            "required": ["kind", "at"],
+            "properties": {"kind": {"enum": list(FAULT_KINDS)}, "at": when, "duration": when},
+        },
+    }
 
 
 def _at_as_raw(at: float | Sequence[Any]) -> Any:

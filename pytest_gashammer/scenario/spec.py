@@ -12,16 +12,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from pytest_gashammer.errors import ConfigError
+from pytest_gashammer.errors import ConfigError, did_you_mean
 from pytest_gashammer.scenario.arguments import (
     ACCEPTED,
     ARGUMENTS,
     ARRIVALS,
     DEFAULTS,
     MARKER,
+    ArgumentError,
     WorkloadEntry,
     parse_capacity,
 )
@@ -100,33 +101,50 @@ class ScenarioSpec:
 
 
 def parse_spec(raw: Mapping[str, Any]) -> ScenarioSpec:
-    """Validate marker keyword arguments. Raises :class:`ConfigError` naming the argument and the fix."""
+    """Validate marker keyword arguments. Raises :class:`ArgumentError` naming the argument and the fix."""
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
-        raise ConfigError(
-            f"unknown argument {unknown[0]!r} in @pytest.mark.{MARKER}; accepted: {', '.join(DEFAULTS)}"
+        raise ArgumentError(
+            f"unknown argument {unknown[0]!r}{did_you_mean(unknown[0], DEFAULTS)}; accepted: {', '.join(DEFAULTS)}",
+            unknown[0],
         )
     values = {**DEFAULTS, **raw}
     capacity = raw.get("capacity")
     if capacity is not None:
         # A capacity search starts at ``from``: that is the plan's rate, so gas_per_sec may be left out.
         # Its own errors come first: a bad capacity= is what to fix, not the gas_per_sec it implies.
-        start = dict(parse_capacity(capacity))["from"]
+        start = dict(_parse_argument(parse_capacity, capacity, "capacity"))["from"]
         if values["gas_per_sec"] is None:
             values["gas_per_sec"] = start
         elif _rate_or_none(values["gas_per_sec"]) != start:
-            raise ConfigError(
+            raise ArgumentError(
                 f"gas_per_sec={values['gas_per_sec']!r} and capacity['from']={dict(capacity)['from']!r} differ: "
-                "a capacity search starts at 'from'; leave gas_per_sec out"
+                "a capacity search starts at 'from'; leave gas_per_sec out",
+                "gas_per_sec",
             )
     spec = ScenarioSpec(
-        **{argument.name: argument.parse(values[argument.name], argument.name) for argument in ARGUMENTS}
+        **{
+            argument.name: _parse_argument(argument.parse, values[argument.name], argument.name)
+            for argument in ARGUMENTS
+        }
     )
     if spec.faults:
         from pytest_gashammer.scenario.faults import place_faults
 
-        place_faults(spec.faults, plan_phases(spec))  # a fault past the run's end fails here, at collection
+        # A fault past the run's end fails here, at collection.
+        _parse_argument(lambda faults, _: place_faults(faults, plan_phases(spec)), spec.faults, "faults")
     return spec
+
+
+def _parse_argument(parse: Callable[[Any, str], Any], value: Any, name: str) -> Any:
+    """``parse(value, name)``, its error tagged with the argument it is about."""
+    try:
+        return parse(value, name)
+    except ArgumentError:
+        raise
+    except ConfigError as exc:
+        error = ArgumentError(str(exc), name)
+    raise error
 
 
 def _rate_or_none(value: object) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from pytest_gashammer.errors import ConfigError
+from pytest_gashammer.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     from pytest_gashammer.workload.base import Template
@@ -19,6 +19,10 @@ BUILTIN: dict[str, str] = {
     "revert": "pytest_gashammer.workload.revert:RevertTemplate",
 }
 
+#: What a template's import path looks like (``package.module:TemplateClass``), for the JSON Schema of
+#: scenario files; ``resolve_template`` is the judge of whether it imports.
+IMPORT_PATH_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+
 
 def _import_path(name: str) -> str:
     if name in BUILTIN:
@@ -26,7 +30,7 @@ def _import_path(name: str) -> str:
     if ":" in name:
         return name
     raise ConfigError(
-        f"unknown template {name!r} in workload=...; use one of {', '.join(sorted(BUILTIN))} "
+        f"unknown template {name!r}{did_you_mean(name, BUILTIN)} in workload=...; use one of {', '.join(sorted(BUILTIN))} "
         "or an import path 'package.module:TemplateClass'"
     )
 

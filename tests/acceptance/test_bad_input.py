@@ -53,7 +53,7 @@ def test_invalid_marker_arguments_name_the_argument(pytester: pytest.Pytester) -
             "*test_zero_rate*gas_per_sec=0 must be a positive gas rate, e.g. gas_per_sec=2_000_000*",
             "*test_unknown_template*unknown template 'nosuch' in workload=...; use one of calldata, deploy, erc20, revert, storage, transfer or an import path*",
             "*test_bad_duration*duration='ten seconds' is not a duration; use seconds (30) or a string like '30s'*",
-            "*test_typo*unknown argument 'dration' in @pytest.mark.gashammer; accepted: gas_per_sec, duration*",
+            "*test_typo*unknown argument 'dration' (did you mean 'duration'?); accepted: gas_per_sec, duration*",
             "*test_positional*takes keyword arguments only*",
             "*test_negative*gas_per_sec='-3M' is not a gas rate*",
         ]

@@ -309,7 +309,7 @@ def test_the_marker_engine_settings_are_checked_and_carried_to_the_plan() -> Non
         ({"fee_recipient": "0x12"}, r"^engine\['fee_recipient'\]='0x12' must be an address"),
         (
             {"interval": "1s"},
-            r"^engine: unknown key 'interval'; accepted: block_interval, version, withdrawals",
+            r"^engine: unknown key 'interval' \(did you mean 'block_interval'\?\); accepted: block_interval, version, withdrawals",
         ),
         ({"version": 1, "withdrawals": 2}, r"^engine: withdrawals need Engine API version 2 or later"),
     ],

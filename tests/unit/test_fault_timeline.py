@@ -46,7 +46,7 @@ def spec_with(*faults: dict[str, Any], **marker: Any) -> Any:
         ({"kind": "rpc.latency", "at": 1, "duration": 1}, r"^faults\[0\] rpc.latency needs ms=\.\.\., "),
         (
             {"kind": "rpc.latency", "at": 1, "duration": 1, "ms": 10, "msec": 3},
-            r"^faults\[0\] rpc.latency: unknown parameter 'msec'; accepted: at, duration, ms, jitter_ms$",
+            r"^faults\[0\] rpc.latency: unknown parameter 'msec' \(did you mean 'ms'\?\); accepted: at, duration, ms, jitter_ms$",
         ),
         (
             {"kind": "rpc.error", "at": 1, "duration": 1, "rate": 2},
