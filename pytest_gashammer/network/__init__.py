@@ -1,0 +1,1 @@
+"""Multi-node networks of execution clients: nodes, links, events, snapshots and simulation steps."""
