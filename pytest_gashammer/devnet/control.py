@@ -34,6 +34,7 @@ from __future__ import annotations
 import abc
 import math
 import threading
+from collections.abc import Sequence
 
 from pytest_gashammer.errors import DevnetError
 from pytest_gashammer.vocabulary import NODE_MINING_STOP as MINING_STOP
@@ -42,7 +43,15 @@ from pytest_gashammer.vocabulary import NODE_PAUSE as PAUSE
 from pytest_gashammer.vocabulary import NODE_RESTART as RESTART
 from pytest_gashammer.vocabulary import NODE_SLOW_BLOCKS as SLOW_BLOCKS
 
-__all__ = ["MINING_STOP", "NODE_OPERATIONS", "PAUSE", "RESTART", "SLOW_BLOCKS", "NetworkControl", "NodeControl"]
+__all__ = [
+    "MINING_STOP",
+    "NODE_OPERATIONS",
+    "PAUSE",
+    "RESTART",
+    "SLOW_BLOCKS",
+    "NetworkControl",
+    "NodeControl",
+]
 
 
 class NodeControl(abc.ABC):
@@ -256,7 +265,7 @@ class NetworkControl(abc.ABC):
         """The nodes' names, the builder first."""
 
     @abc.abstractmethod
-    def partition(self, *groups: list[str]) -> None:
+    def partition(self, *groups: Sequence[str]) -> None:
         """Cut every link between nodes of different groups; a node in no group is a group of its own."""
 
     @abc.abstractmethod
