@@ -509,8 +509,11 @@ class Network(NetworkControl):
                 payload, requests = self._payloads[number - 1 - self._payloads_dropped]
                 engine.new_payload(payload, [], ZERO_HASH, requests)
                 last_hash = payload["blockHash"]
+                # Each block made the head in turn: EthereumJS indexes a block's transactions when
+                # it becomes canonical, and skips those of blocks passed over by one forkchoice jump
+                # (their receipts are then never found by hash).
+                engine.forkchoice_updated(last_hash)
                 self._fed[name] = number
-            engine.forkchoice_updated(last_hash)
         except (EngineError, KeyError) as exc:
             self._log.emit(
                 LIVE, "import_failed", name, number=self._fed.get(name, 0) + 1, detail=str(exc)[:200]

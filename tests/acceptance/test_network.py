@@ -18,6 +18,7 @@ pytestmark = pytest.mark.skipif(
 NETWORK_TESTS = """
 import json
 import os
+import threading
 import time
 
 import pytest
@@ -35,10 +36,10 @@ def record(key, value):
     json.dump(data, open(OUT, "w"))
 
 
-def transfer(network, via):
+def transfer(network, via, to=TO, value=1):
     signer = FastSigner(network.funder.key, network.chain_id)
     nonce = int(network.node(via).rpc("eth_getTransactionCount", network.funder.address, "pending"), 16)
-    return signer.sign({"type": 2, "chainId": network.chain_id, "nonce": nonce, "to": TO, "value": 1,
+    return signer.sign({"type": 2, "chainId": network.chain_id, "nonce": nonce, "to": to, "value": value,
                         "gas": 21000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9})
 
 
@@ -74,21 +75,56 @@ def test_the_seed_example_a_transaction_reaches_every_node(network):
 
 
 def test_a_partitioned_minority_falls_behind_and_catches_up(network):
-    network.partition(["node0", "node1", "node2"], ["node3"])
-    before = heights(network)
-    network.run(Step(expect=expect.head_at_least(before["node0"] + 3), trigger="new_head", timeout=60,
-                     nodes=("node0",)))
-    during = heights(network)
-    assert during["node3"] <= before["node3"] + 1 < during["node0"] - 1, during
-    # A step that nobody can meet while partitioned fails with the per-node table.
-    with pytest.raises(StepFailed) as failed:
-        network.run(Step(expect=expect.same_head(), trigger=250, timeout=2, nodes=("node3",)))
-    assert "node3" in str(failed.value) and "NO" in str(failed.value)
-    result = network.run(Step(action=lambda net: net.heal(), expect=expect.same_head(), trigger="new_head",
-                              timeout=60))
-    assert result.passed
+    # A second sender for the minority's transaction, funded first (its nonces are its own).
+    minority_key = "0x" + "5a" * 32
+    minority = FastSigner(minority_key, network.chain_id)
+    funding = transfer(network, "node0", to=minority.address, value=10**18)
+    network.run(Step(action=lambda net: net.builder.rpc("eth_sendRawTransaction", funding.raw_hex),
+                     expect=expect.tx_included(funding.hash_hex), timeout=60))
+    load_hashes, stop = [], threading.Event()
+
+    def load():  # transfers through node1, the majority's side, five a second, while partitioned
+        signer = FastSigner(network.funder.key, network.chain_id)
+        nonce = int(network.node("node1").rpc("eth_getTransactionCount", network.funder.address, "latest"), 16)
+        while not stop.wait(0.2) and len(load_hashes) < 200:
+            tx = signer.sign({"type": 2, "chainId": network.chain_id, "nonce": nonce, "to": TO, "value": 1,
+                              "gas": 21000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9})
+            load_hashes.append(network.node("node1").rpc("eth_sendRawTransaction", tx.raw_hex))
+            nonce += 1
+
+    sender = threading.Thread(target=load, daemon=True)
+    sender.start()
+    try:
+        network.partition(["node0", "node1", "node2"], ["node3"])
+        before = heights(network)
+        stranded = minority.sign({"type": 2, "chainId": network.chain_id, "nonce": 0, "to": TO, "value": 1,
+                                  "gas": 21000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9})
+        network.node("node3").rpc("eth_sendRawTransaction", stranded.raw_hex)
+        network.run(Step(expect=expect.head_at_least(before["node0"] + 3), trigger="new_head", timeout=60,
+                         nodes=("node0",)))
+        during = heights(network)
+        assert during["node3"] <= before["node3"] + 1 < during["node0"] - 1, during
+        assert network.builder.rpc("eth_getTransactionReceipt", stranded.hash_hex) is None  # held with the link
+        # A step that nobody can meet while partitioned fails with the per-node table.
+        with pytest.raises(StepFailed) as failed:
+            network.run(Step(expect=expect.same_head(), trigger=250, timeout=2, nodes=("node3",)))
+        assert "node3" in str(failed.value) and "NO" in str(failed.value)
+        result = network.run(Step(action=lambda net: net.heal(), expect=expect.same_head(), trigger="new_head",
+                                  timeout=60))
+        assert result.passed
+    finally:
+        stop.set()
+        sender.join(10)
+        network.heal()  # the next tests share the network
+    assert len(load_hashes) >= 10
+    # Every load transaction is on every node, and the minority's transaction crossed the healed link.
+    settled = network.run(Step(expect=lambda node: all(node.rpc("eth_getTransactionReceipt", h) for h in
+                                                      load_hashes + [stranded.hash_hex]),
+                               trigger="new_head", timeout=60))
     record("partition", {"during": during, "catch_up": {n: o.elapsed for n, o in result.nodes.items()},
-                         "behind": during["node0"] - during["node3"]})
+                         "behind": during["node0"] - during["node3"], "load": len(load_hashes),
+                         "settled": {n: o.elapsed for n, o in settled.nodes.items()}})
+    print(result.table())
 
 
 def test_disconnect_stop_start_and_the_event_stream(network):
