@@ -28,14 +28,24 @@ SAVE = "--gashammer-save"
 COMPARE = "--gashammer-compare"
 COMPARE_FAIL = "--gashammer-compare-fail"
 REPEAT = "--gashammer-repeat"
+NETWORK_NODES = "--gashammer-network-nodes"
+NETWORK_TOPOLOGY = "--gashammer-network-topology"
+#: The marker that gives a test a network of its own (the network fixture reads it).
+NETWORK_MARKER = "gashammer_network"
 
 #: The values of ``--gashammer-devnet``: each names a started devnet's ``kind``. The first is the default.
 #: ``container`` is written ``container:IMAGE`` (a preset name such as ``anvil``, or an image reference).
-DEVNET_BACKENDS = ("embedded", "ethereumjs", "nitro", "container")
+DEVNET_BACKENDS = ("embedded", "ethereumjs", "network", "nitro", "container")
 #: The backends that run their node in a container (devnet/container.py).
 CONTAINER_BACKENDS = ("nitro", "container")
 #: The values of ``--gashammer-container-ready`` (devnet/container.py's READY_MODES).
 CONTAINER_READY_MODES = ("block", "tx", "rpc")
+
+
+#: The topologies of ``--gashammer-network-topology`` (network/network.py draws each).
+NETWORK_TOPOLOGIES = ("mesh", "ring", "star", "line")
+#: How many nodes the ``network`` fixture and ``--gashammer-devnet network`` start by default.
+DEFAULT_NETWORK_NODES = 4
 
 
 def backend_kind(value: str) -> str:

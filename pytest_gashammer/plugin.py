@@ -36,6 +36,7 @@ SPEC_KEY = pytest.StashKey[ScenarioSpec | None]()
 SPEC_ERROR_KEY = pytest.StashKey[str]()
 RUNS_KEY = pytest.StashKey["list[dict[str, Any]]"]()
 SESSION_KEY = pytest.StashKey[Any]()
+NETWORK_MARKER = options.NETWORK_MARKER
 #: The regression gate's failures of a test's runs (criterion-like tables), for its report.
 GATE_KEY = pytest.StashKey["list[str]"]()
 
@@ -74,6 +75,13 @@ def _devnet_backend(text: str) -> str:
             f"{text!r} is not a devnet backend; use {', '.join(choices[:-1])} or {choices[-1]}"
         )
     return text
+
+
+def _network_nodes(text: str) -> int:
+    value = _positive_int(text)
+    if not 2 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"{text!r}: a network has 2 to 16 nodes")
+    return value
 
 
 def _node_history(text: str) -> str:
@@ -220,9 +228,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="BACKEND",
         help="the devnet the plugin starts: embedded (anvil shaped like nitro --dev, the default), "
         "ethereumjs (the EthereumJS execution client, blocks built every second over the Engine API), "
+        "network (several EthereumJS nodes linked by devp2p, --gashammer-network-nodes), "
         "nitro (the pinned offchainlabs/nitro-node image in --dev mode, in Docker) or container:IMAGE "
         "(a preset such as container:anvil, or any local image with --gashammer-container-command); "
         "env GASHAMMER_DEVNET",
+    )
+    group.addoption(
+        options.NETWORK_NODES,
+        type=_network_nodes,
+        default=options.DEFAULT_NETWORK_NODES,
+        metavar="N",
+        help=f"nodes of the network fixture and of --gashammer-devnet network (default {options.DEFAULT_NETWORK_NODES})",
+    )
+    group.addoption(
+        options.NETWORK_TOPOLOGY,
+        choices=options.NETWORK_TOPOLOGIES,
+        default=options.NETWORK_TOPOLOGIES[0],
+        help="the devp2p links of the network fixture and of --gashammer-devnet network (default mesh)",
     )
     group.addoption(
         options.CONTAINER_COMMAND,
@@ -368,6 +390,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}({arguments}): a gas-rate load scenario run by the hammer fixture; see docs/user-guide.md",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{NETWORK_MARKER}(nodes=4, topology='mesh', block_interval=1.0): the network fixture starts a "
+        "network for this test alone; see docs/network.md",
     )
     from pytest_gashammer.hive.session import HiveSession
     from pytest_gashammer.report.terminal import RunSummaries
@@ -529,6 +556,42 @@ def devnet(request: pytest.FixtureRequest) -> Devnet:
     # Failed outside the except block: inside it, pytest prints the error twice, chained with
     # "During handling of the above exception".
     pytest.fail(error, pytrace=False)
+
+
+@pytest.fixture
+def network(request: pytest.FixtureRequest) -> Generator[Any, None, None]:
+    """A network of EthereumJS nodes (``node0`` builds): the session's one, or, for a test marked
+    ``@pytest.mark.gashammer_network(nodes=..., topology=...)``, a fresh one for that test alone.
+
+    See docs/network.md: ``network.nodes``, ``network.run(Step(...))``, ``partition``/``heal``.
+    """
+    marker = request.node.get_closest_marker(NETWORK_MARKER)
+    try:
+        if marker is None:
+            yield request.config.stash[SESSION_KEY].network()
+            return
+        from pytest_gashammer.network import Network
+
+        own = Network(**_network_marker_arguments(marker)).start()
+    except GashammerError as exc:
+        error = str(exc)
+    else:
+        try:
+            yield own
+        finally:
+            own.close()
+        return
+    pytest.fail(error, pytrace=False)
+
+
+def _network_marker_arguments(marker: pytest.Mark) -> dict[str, Any]:
+    accepted = ("nodes", "topology", "block_interval")
+    if marker.args or set(marker.kwargs) - set(accepted):
+        raise ConfigError(
+            f"@pytest.mark.{NETWORK_MARKER} takes keyword arguments {', '.join(accepted)}; "
+            f"got {', '.join(map(repr, marker.args)) or ', '.join(sorted(set(marker.kwargs) - set(accepted)))}"
+        )
+    return dict(marker.kwargs)
 
 
 @pytest.fixture(scope="session")

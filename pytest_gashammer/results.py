@@ -379,6 +379,27 @@ class EngineFigures:
 
 
 @dataclasses.dataclass(frozen=True)
+class NetworkEvent:
+    """One event of a multi-node network, as the devp2p simulation names them.
+
+    ``source`` is ``"control"`` for what the test (or a fault) asked (``node_started``,
+    ``node_stopped``, ``connect``, ``disconnect``, ``partition``, ``heal``, ...) and ``"live"`` for
+    what the network did (``peer_connected``, ``peer_dropped``, ``head``, ``syncing``, ...).
+    """
+
+    at: float  # unix seconds
+    source: str
+    kind: str
+    node: str
+    peer: str = ""
+    number: int | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class CapacityStep:
     """One step of a capacity search: one run at a fixed offered rate, judged by the search's SLOs.
 

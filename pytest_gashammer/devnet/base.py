@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 from pytest_gashammer.l1.endpoint import L1Endpoint
 
 if TYPE_CHECKING:
-    from pytest_gashammer.devnet.control import NodeControl
+    from pytest_gashammer.devnet.control import NetworkControl, NodeControl
     from pytest_gashammer.l1.poster import BatchPoster
+    from pytest_gashammer.results import NetworkEvent
 
 #: Chain id of Nitro's ``--dev`` chain (``arb-dev-test``); the embedded devnet uses it too.
 NITRO_DEV_CHAIN_ID = 412346
@@ -205,6 +206,20 @@ class Devnet(abc.ABC):
         See :mod:`pytest_gashammer.devnet.control`; each backend's control says what it supports.
         """
         return None
+
+    def network_control(self) -> NetworkControl | None:
+        """Partition, link and node controls of a multi-node devnet, for network faults; ``None``
+        for a single node (:class:`~pytest_gashammer.devnet.control.NetworkControl`)."""
+        return None
+
+    def node_urls(self) -> dict[str, str]:
+        """Each node's JSON-RPC URL by name (``node0``...) when the devnet has several nodes; an
+        empty mapping for a single node. The first is the node the devnet's :attr:`rpc_url` names."""
+        return {}
+
+    def network_events_between(self, start_unix: float, end_unix: float) -> list[NetworkEvent]:
+        """The network's events in ``[start_unix, end_unix]``, oldest first (none for a single node)."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - backends that start nothing have nothing to release
         """Release what the backend started. Safe to call more than once."""

@@ -198,6 +198,10 @@ class ConsensusDriver:
         self._withdrawal_index = 0
         self.engine = engine
         self._attach(engine)
+        #: Called with each block's payload and execution requests once the node has made it its
+        #: head, in the driver's thread with the build lock held (a network replays the block into
+        #: its other nodes here); what it raises is logged, and the block stands.
+        self.on_block: Callable[[dict[str, Any], list[str]], None] | None = None
 
     # -- records --------------------------------------------------------------------------------
     def _attach(self, engine: EngineClient) -> None:
@@ -449,7 +453,8 @@ class ConsensusDriver:
             assert choice.payload_id is not None  # forkchoice_updated checks it with attributes
             envelope = engine.get_payload(choice.payload_id)
             payload = envelope["executionPayload"]
-            engine.new_payload(payload, [], ZERO_HASH, envelope.get("executionRequests") or [])
+            requests = list(envelope.get("executionRequests") or [])
+            engine.new_payload(payload, [], ZERO_HASH, requests)
             engine.forkchoice_updated(payload["blockHash"])
         finally:
             self._block_calls.calls = None
@@ -482,6 +487,11 @@ class ConsensusDriver:
                 withdrawals=len(withdrawals),
             )
         )
+        if self.on_block is not None:
+            try:
+                self.on_block(payload, requests)
+            except Exception:
+                logger.exception("consensus: the block listener failed on block %d", head.number)
         return head
 
     def stats(self) -> DriverStats:

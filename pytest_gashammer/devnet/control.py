@@ -34,6 +34,7 @@ from __future__ import annotations
 import abc
 import math
 import threading
+from collections.abc import Sequence
 
 from pytest_gashammer.errors import DevnetError
 from pytest_gashammer.vocabulary import NODE_MINING_STOP as MINING_STOP
@@ -42,7 +43,15 @@ from pytest_gashammer.vocabulary import NODE_PAUSE as PAUSE
 from pytest_gashammer.vocabulary import NODE_RESTART as RESTART
 from pytest_gashammer.vocabulary import NODE_SLOW_BLOCKS as SLOW_BLOCKS
 
-__all__ = ["MINING_STOP", "NODE_OPERATIONS", "PAUSE", "RESTART", "SLOW_BLOCKS", "NodeControl"]
+__all__ = [
+    "MINING_STOP",
+    "NODE_OPERATIONS",
+    "PAUSE",
+    "RESTART",
+    "SLOW_BLOCKS",
+    "NetworkControl",
+    "NodeControl",
+]
 
 
 class NodeControl(abc.ABC):
@@ -240,3 +249,41 @@ class NodeControl(abc.ABC):
         state = "down" if self._down else "paused" if self._paused else "running"
         mining = "stopped" if self._interval is None else f"every {self._interval:g} s"
         return f"<{type(self).__name__} {state}, mining {mining}>"
+
+
+class NetworkControl(abc.ABC):
+    """What a fault can do to a multi-node devnet: its links and its nodes.
+
+    Nodes are named (``node0``, ``node1``...). A cut link carries nothing between its two nodes:
+    neither devp2p traffic nor the consensus layer's payloads (a node cut off from the builder's
+    side gets no new blocks). Every operation raises
+    :class:`~pytest_gashammer.errors.DevnetError` with a one-line reason when it cannot be done.
+    """
+
+    @abc.abstractmethod
+    def node_names(self) -> list[str]:
+        """The nodes' names, the builder first."""
+
+    @abc.abstractmethod
+    def partition(self, *groups: Sequence[str]) -> None:
+        """Cut every link between nodes of different groups; a node in no group is a group of its own."""
+
+    @abc.abstractmethod
+    def heal(self) -> None:
+        """Restore every link the topology has (undoes :meth:`partition` and :meth:`disconnect`)."""
+
+    @abc.abstractmethod
+    def disconnect(self, a: str, b: str) -> None:
+        """Cut the link between ``a`` and ``b``."""
+
+    @abc.abstractmethod
+    def connect(self, a: str, b: str) -> None:
+        """Link ``a`` and ``b`` (again)."""
+
+    @abc.abstractmethod
+    def stop(self, name: str) -> None:
+        """Stop one node's process (its chain data is kept)."""
+
+    @abc.abstractmethod
+    def start(self, name: str) -> None:
+        """Start a stopped node again on its ports, with its chain data."""

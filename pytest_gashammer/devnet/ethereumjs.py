@@ -148,6 +148,84 @@ def install_managed(version: str = EJS_VERSION) -> Path:
     return target / CLI
 
 
+def client_argv(
+    node: Path,
+    cli: Path,
+    *,
+    genesis_path: Path,
+    data_dir: Path,
+    jwt_path: Path,
+    rpc_port: int,
+    engine_port: int,
+    p2p_port: int,
+    max_peers: int = 0,
+) -> list[str]:
+    """The client's command line: JSON-RPC and the Engine API on loopback, RLPx on ``p2p_port``,
+    discovery off. With ``max_peers`` 0 it admits no peer; otherwise peers come only from
+    ``admin_addPeer``. ``--isSingleNode`` always: without it the client refuses transactions until
+    it believes it has synced, which a devnet whose blocks come from its driver never tells it."""
+    return [
+        str(node), str(cli),
+        "--gethGenesis", str(genesis_path),
+        "--dataDir", str(data_dir),
+        "--rpc", "--rpcAddr", "127.0.0.1", "--rpcPort", str(rpc_port),
+        "--rpcEngine", "--rpcEngineAddr", "127.0.0.1", "--rpcEnginePort", str(engine_port),
+        "--jwtSecret", str(jwt_path),
+        "--port", str(p2p_port), "--extIP", "127.0.0.1",
+        "--maxPeers", str(max_peers), "--discDns", "false", "--discV4", "false", "--isSingleNode",
+        "--logLevel", "warn", "--no-logFile",  # "--logFile false" would name a file "false"
+    ]  # fmt: skip
+
+
+def wait_until_ready(
+    process: ManagedProcess,
+    rpc_port: int,
+    engine_port: int,
+    *,
+    jwt_secret: bytes,
+    engine_version: int,
+    timeout: float,
+) -> str:
+    """Wait until the client answers JSON-RPC with the devnet's chain id and serves the Engine API
+    methods of ``engine_version``; its ``web3_clientVersion``. Raises :class:`DevnetError`."""
+    url = f"http://127.0.0.1:{rpc_port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        exit_code = process.poll()
+        if exit_code is not None:
+            tail = " | ".join(process.log_tail(600).strip().splitlines()[-4:])
+            raise DevnetError(f"EthereumJS exited with code {exit_code} at start: {tail}")
+        try:
+            chain_id = int(call(url, "eth_chainId", timeout=2), 16)
+            break
+        except (TransportError, RpcError):
+            if time.monotonic() > deadline:
+                tail = " | ".join(process.log_tail(400).strip().splitlines()[-3:])
+                raise DevnetError(
+                    f"EthereumJS did not answer on {url} within {timeout:.0f} s; "
+                    f"log {process.log_path}: {tail}"
+                ) from None
+            time.sleep(0.1)
+    if chain_id != ETHEREUMJS_CHAIN_ID:
+        raise DevnetError(f"EthereumJS reports chain id {chain_id}, expected {ETHEREUMJS_CHAIN_ID}")
+    engine = EngineClient(f"http://127.0.0.1:{engine_port}", jwt_secret, timeout=10, version=engine_version)
+    try:
+        served = engine.exchange_capabilities([f"engine_forkchoiceUpdatedV{engine.version}"])
+    except EngineError as exc:
+        raise DevnetError(f"EthereumJS's Engine API on port {engine_port} is not usable: {exc}") from None
+    needed = {
+        f"engine_forkchoiceUpdatedV{min(engine.version, 3)}",
+        f"engine_getPayloadV{engine.version}",
+        f"engine_newPayloadV{engine.version}",
+    }
+    if not needed <= set(served):
+        raise DevnetError(f"EthereumJS's Engine API lacks {sorted(needed - set(served))}")
+    try:
+        return str(call(url, "web3_clientVersion", timeout=5))
+    except (RpcError, TransportError):
+        return f"EthereumJS {EJS_VERSION}"
+
+
 class EthereumJSDevnet(Devnet):
     """``@ethereumjs/client`` on loopback, with the plugin's consensus driver building its blocks."""
 
@@ -323,17 +401,10 @@ class EthereumJSDevnet(Devnet):
             if len({rpc_port, engine_port, p2p_port}) < 3:
                 continue
             data_dir = self._state_dir / f"data-{attempt}"
-            argv = [
-                str(node), str(cli),
-                "--gethGenesis", str(genesis_path),
-                "--dataDir", str(data_dir),
-                "--rpc", "--rpcAddr", "127.0.0.1", "--rpcPort", str(rpc_port),
-                "--rpcEngine", "--rpcEngineAddr", "127.0.0.1", "--rpcEnginePort", str(engine_port),
-                "--jwtSecret", str(jwt_path),
-                "--port", str(p2p_port), "--extIP", "127.0.0.1",
-                "--maxPeers", "0", "--discDns", "false", "--discV4", "false", "--isSingleNode",
-                "--logLevel", "warn", "--no-logFile",  # "--logFile false" would name a file "false"
-            ]  # fmt: skip
+            argv = client_argv(
+                node, cli, genesis_path=genesis_path, data_dir=data_dir, jwt_path=jwt_path,
+                rpc_port=rpc_port, engine_port=engine_port, p2p_port=p2p_port,
+            )  # fmt: skip
             process = ManagedProcess(argv, log_path=workdir / f"ethereumjs-{rpc_port}.log")
             try:
                 self._wait_ready(process, rpc_port, engine_port)
@@ -352,44 +423,10 @@ class EthereumJSDevnet(Devnet):
         )
 
     def _wait_ready(self, process: ManagedProcess, rpc_port: int, engine_port: int) -> None:
-        url = f"http://127.0.0.1:{rpc_port}"
-        deadline = time.monotonic() + self._startup_timeout
-        while True:
-            exit_code = process.poll()
-            if exit_code is not None:
-                tail = " | ".join(process.log_tail(600).strip().splitlines()[-4:])
-                raise DevnetError(f"EthereumJS exited with code {exit_code} at start: {tail}")
-            try:
-                chain_id = int(call(url, "eth_chainId", timeout=2), 16)
-                break
-            except (TransportError, RpcError):
-                if time.monotonic() > deadline:
-                    tail = " | ".join(process.log_tail(400).strip().splitlines()[-3:])
-                    raise DevnetError(
-                        f"EthereumJS did not answer on {url} within {self._startup_timeout:.0f} s; "
-                        f"log {process.log_path}: {tail}"
-                    ) from None
-                time.sleep(0.1)
-        if chain_id != ETHEREUMJS_CHAIN_ID:
-            raise DevnetError(f"EthereumJS reports chain id {chain_id}, expected {ETHEREUMJS_CHAIN_ID}")
-        engine = EngineClient(
-            f"http://127.0.0.1:{engine_port}", self._jwt_secret, timeout=10, version=self.engine_version
-        )
-        try:
-            served = engine.exchange_capabilities([f"engine_forkchoiceUpdatedV{engine.version}"])
-        except EngineError as exc:
-            raise DevnetError(f"EthereumJS's Engine API on port {engine_port} is not usable: {exc}") from None
-        needed = {
-            f"engine_forkchoiceUpdatedV{min(engine.version, 3)}",
-            f"engine_getPayloadV{engine.version}",
-            f"engine_newPayloadV{engine.version}",
-        }
-        if not needed <= set(served):
-            raise DevnetError(f"EthereumJS's Engine API lacks {sorted(needed - set(served))}")
-        try:
-            self._version = str(call(url, "web3_clientVersion", timeout=5))
-        except (RpcError, TransportError):
-            self._version = f"EthereumJS {EJS_VERSION}"
+        self._version = wait_until_ready(
+            process, rpc_port, engine_port,
+            jwt_secret=self._jwt_secret, engine_version=self.engine_version, timeout=self._startup_timeout,
+        )  # fmt: skip
 
     def incidents(self) -> list[str]:
         return list(self._driver.incidents) if self._driver is not None else []

@@ -77,6 +77,11 @@ def backend_choices() -> str:
 def open_devnet(options: DevnetOptions) -> Devnet:
     """An external endpoint when ``rpc_url`` is set, else a started devnet of ``options.backend``."""
     kind = backend_kind(options.backend)
+    if kind == "network":
+        raise DevnetError(
+            "a network devnet is opened by pytest_gashammer.network.NetworkDevnet.open (the hive does it for "
+            "--gashammer-devnet network)"
+        )
     if kind not in DEVNET_BACKENDS or options.backend == "container":
         raise DevnetError(
             f"{DEVNET} {options.backend!r} is not a devnet backend; use one of {backend_choices()}"

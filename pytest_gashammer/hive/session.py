@@ -96,6 +96,7 @@ class HiveSession:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.controller: HiveController | None = None
+        self._network: Any = None  # the network fixture's, when this process starts one
         self.client: HiveClient | None = None
         self._devnet: Any = None
         self._hive: LocalHive | None = None
@@ -160,10 +161,36 @@ class HiveSession:
         return max(lengths) if lengths else None
 
     def _open_shared_devnet(self) -> Any:
+        workdir = Path(tempfile.mkdtemp(prefix="gashammer-devnet-"))
+        return self._open_devnet(workdir)
+
+    def _open_devnet(self, workdir: Path | None) -> Any:
         from pytest_gashammer.devnet.factory import open_devnet
 
-        workdir = Path(tempfile.mkdtemp(prefix="gashammer-devnet-"))
-        return open_devnet(devnet_options(self.config, workdir, self._session_longest_run()))
+        chosen = devnet_options(self.config, workdir, self._session_longest_run())
+        if chosen.backend != "network":
+            return open_devnet(chosen)
+        from pytest_gashammer.network import NetworkDevnet
+
+        return NetworkDevnet.open(
+            nodes=self.config.getoption(options.NETWORK_NODES),
+            topology=self.config.getoption(options.NETWORK_TOPOLOGY),
+            workdir=workdir,
+        )
+
+    def network(self) -> Any:
+        """The network of the ``network`` fixture: the devnet's own with ``--gashammer-devnet network``
+        where this process runs it, else one this process starts for the session."""
+        if self.mode == "local" and self.config.getoption(options.DEVNET) == "network":
+            return self.devnet().network
+        if self._network is None:
+            from pytest_gashammer.network import Network
+
+            self._network = Network(
+                self.config.getoption(options.NETWORK_NODES),
+                topology=self.config.getoption(options.NETWORK_TOPOLOGY),
+            ).start()
+        return self._network
 
     # -- what the fixtures hand out ---------------------------------------------------------------
     def devnet(self) -> Any:
@@ -191,16 +218,13 @@ class HiveSession:
     def isolated_hive(self) -> Hive:
         """A hive with a devnet of this process's own, for ``isolated=True`` scenarios."""
         if self._isolated_hive is None:
-            from pytest_gashammer.devnet.factory import open_devnet
             from pytest_gashammer.hive.local import LocalHive
 
             if self.config.getoption(options.RPC_URL):
                 raise GashammerError(
                     "isolated=True needs a devnet the plugin starts; drop --gashammer-rpc-url or isolated"
                 )
-            self._isolated_devnet = open_devnet(
-                devnet_options(self.config, None, self._session_longest_run())
-            )
+            self._isolated_devnet = self._open_devnet(None)
             self._isolated_hive = LocalHive(self._isolated_devnet)
         return self._isolated_hive
 
@@ -304,7 +328,7 @@ class HiveSession:
             self.telemetry.close()
         if self.controller is not None:
             self.controller.close()
-        for devnet in (self._devnet, self._isolated_devnet):
+        for devnet in (self._devnet, self._isolated_devnet, self._network):
             if devnet is not None:
                 devnet.close()
-        self._devnet = self._isolated_devnet = None
+        self._devnet = self._isolated_devnet = self._network = None

@@ -215,7 +215,7 @@ def test_an_unknown_devnet_backend_is_one_line_naming_the_choices(pytester: pyte
     errors = [line for line in result.stderr.lines if "--gashammer-devnet" in line]
     assert len(errors) == 1, result.stderr.lines
     assert errors[0].endswith(
-        "error: argument --gashammer-devnet: 'geth' is not a devnet backend; use embedded, ethereumjs, nitro or container:IMAGE"
+        "error: argument --gashammer-devnet: 'geth' is not a devnet backend; use embedded, ethereumjs, network, nitro or container:IMAGE"
     )
 
 

@@ -159,7 +159,7 @@ def test_the_devnet_option_refuses_others_naming_every_choice(value: str) -> Non
         _devnet_backend(value)
     assert (
         str(info.value)
-        == f"{value!r} is not a devnet backend; use embedded, ethereumjs, nitro or container:IMAGE"
+        == f"{value!r} is not a devnet backend; use embedded, ethereumjs, network, nitro or container:IMAGE"
     )
 
 
@@ -175,7 +175,7 @@ def test_container_options_without_a_container_backend_are_refused() -> None:
 
 
 def test_a_bare_container_backend_is_refused() -> None:
-    with pytest.raises(DevnetError, match="use one of embedded, ethereumjs, nitro, container:IMAGE"):
+    with pytest.raises(DevnetError, match="use one of embedded, ethereumjs, network, nitro, container:IMAGE"):
         open_devnet(DevnetOptions(backend="container"))
 
 

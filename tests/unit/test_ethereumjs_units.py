@@ -243,14 +243,14 @@ def test_an_unknown_backend_is_one_line_naming_the_choices() -> None:
     with pytest.raises(argparse.ArgumentTypeError) as info:
         _devnet_backend("geth")
     assert str(info.value) == (
-        "'geth' is not a devnet backend; use embedded, ethereumjs, nitro or container:IMAGE"
+        "'geth' is not a devnet backend; use embedded, ethereumjs, network, nitro or container:IMAGE"
     )
 
 
 def test_the_factory_refuses_an_unknown_backend_and_a_local_node_with_an_endpoint() -> None:
     with pytest.raises(
         DevnetError,
-        match="'reth' is not a devnet backend; use one of embedded, ethereumjs, nitro, container:IMAGE",
+        match="'reth' is not a devnet backend; use one of embedded, ethereumjs, network, nitro, container:IMAGE",
     ):
         open_devnet(DevnetOptions(backend="reth"))
     with pytest.raises(DevnetError) as info:

@@ -1,0 +1,190 @@
+"""A 4-node EthereumJS network in a real pytest run: the ``network`` fixture, steps, partition and
+heal, events, snapshots loaded into a fresh network, and a node fed a conflicting block.
+
+One pytester session holds every check, so the four nodes start once (about 200 MB each)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or shutil.which("npm") is None,
+    reason="the network's EthereumJS nodes need Node.js and npm on PATH (the plugin installs the client with npm)",
+)
+
+NETWORK_TESTS = """
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from pytest_gashammer.chain.signer import FastSigner
+from pytest_gashammer.network import Network, Step, StepFailed, expect
+
+OUT = os.environ["GASHAMMER_TEST_OUT"]
+TO = "0x" + "33" * 20
+
+
+def record(key, value):
+    data = json.load(open(OUT)) if os.path.exists(OUT) else {}
+    data[key] = value
+    json.dump(data, open(OUT, "w"))
+
+
+def transfer(network, via, to=TO, value=1):
+    signer = FastSigner(network.funder.key, network.chain_id)
+    nonce = int(network.node(via).rpc("eth_getTransactionCount", network.funder.address, "pending"), 16)
+    return signer.sign({"type": 2, "chainId": network.chain_id, "nonce": nonce, "to": to, "value": value,
+                        "gas": 21000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9})
+
+
+def heights(network):
+    return {node.name: int(node.rpc("eth_blockNumber"), 16) for node in network.nodes}
+
+
+def test_a_healthy_network_agrees(network):
+    assert [node.name for node in network.nodes] == ["node0", "node1", "node2", "node3"]
+    network.run(Step(expect=expect.head_at_least(3), trigger="new_head", timeout=60))
+    result = network.run(Step(expect=expect.same_head(), trigger=200, timeout=30))
+    top = min(heights(network).values())
+    for number in range(1, top + 1):
+        blocks = [node.rpc("eth_getBlockByNumber", hex(number), False) for node in network.nodes]
+        assert len({(b["hash"], b["stateRoot"]) for b in blocks}) == 1, (number, blocks)
+    record("healthy", {"heights": heights(network), "table": result.table()})
+
+
+def test_the_seed_example_a_transaction_reaches_every_node(network):
+    tx = transfer(network, "node2")
+    result = network.run(Step(
+        action=lambda net: net.node("node2").rpc("eth_sendRawTransaction", tx.raw_hex),
+        expect=expect.tx_included(tx.hash_hex),
+        trigger="new_head",
+        timeout=60,
+    ))
+    assert result.passed and result.action_value == tx.hash_hex
+    assert all(outcome.met and outcome.elapsed > 0 for outcome in result.nodes.values())
+    assert result.elapsed == max(outcome.elapsed for outcome in result.nodes.values())
+    assert any(event.kind == "head" for event in result.events)
+    record("seed", {name: outcome.elapsed for name, outcome in result.nodes.items()})
+    print(result.table())
+
+
+def test_a_partitioned_minority_falls_behind_and_catches_up(network):
+    # A second sender for the minority's transaction, funded first (its nonces are its own).
+    minority_key = "0x" + "5a" * 32
+    minority = FastSigner(minority_key, network.chain_id)
+    funding = transfer(network, "node0", to=minority.address, value=10**18)
+    network.run(Step(action=lambda net: net.builder.rpc("eth_sendRawTransaction", funding.raw_hex),
+                     expect=expect.tx_included(funding.hash_hex), timeout=60))
+    load_hashes, stop = [], threading.Event()
+
+    def load():  # transfers through node1, the majority's side, five a second, while partitioned
+        signer = FastSigner(network.funder.key, network.chain_id)
+        nonce = int(network.node("node1").rpc("eth_getTransactionCount", network.funder.address, "latest"), 16)
+        while not stop.wait(0.2) and len(load_hashes) < 200:
+            tx = signer.sign({"type": 2, "chainId": network.chain_id, "nonce": nonce, "to": TO, "value": 1,
+                              "gas": 21000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9})
+            load_hashes.append(network.node("node1").rpc("eth_sendRawTransaction", tx.raw_hex))
+            nonce += 1
+
+    sender = threading.Thread(target=load, daemon=True)
+    sender.start()
+    try:
+        network.partition(["node0", "node1", "node2"], ["node3"])
+        before = heights(network)
+        stranded = minority.sign({"type": 2, "chainId": network.chain_id, "nonce": 0, "to": TO, "value": 1,
+                                  "gas": 21000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9})
+        network.node("node3").rpc("eth_sendRawTransaction", stranded.raw_hex)
+        network.run(Step(expect=expect.head_at_least(before["node0"] + 3), trigger="new_head", timeout=60,
+                         nodes=("node0",)))
+        during = heights(network)
+        assert during["node3"] <= before["node3"] + 1 < during["node0"] - 1, during
+        assert network.builder.rpc("eth_getTransactionReceipt", stranded.hash_hex) is None  # held with the link
+        # A step that nobody can meet while partitioned fails with the per-node table.
+        with pytest.raises(StepFailed) as failed:
+            network.run(Step(expect=expect.same_head(), trigger=250, timeout=2, nodes=("node3",)))
+        assert "node3" in str(failed.value) and "NO" in str(failed.value)
+        result = network.run(Step(action=lambda net: net.heal(), expect=expect.same_head(), trigger="new_head",
+                                  timeout=60))
+        assert result.passed
+    finally:
+        stop.set()
+        sender.join(10)
+        network.heal()  # the next tests share the network
+    assert len(load_hashes) >= 10
+    # Every load transaction is on every node, and the minority's transaction crossed the healed link.
+    settled = network.run(Step(expect=lambda node: all(node.rpc("eth_getTransactionReceipt", h) for h in
+                                                      load_hashes + [stranded.hash_hex]),
+                               trigger="new_head", timeout=60))
+    record("partition", {"during": during, "catch_up": {n: o.elapsed for n, o in result.nodes.items()},
+                         "behind": during["node0"] - during["node3"], "load": len(load_hashes),
+                         "settled": {n: o.elapsed for n, o in settled.nodes.items()}})
+    print(result.table())
+
+
+def test_disconnect_stop_start_and_the_event_stream(network):
+    network.disconnect("node1", "node2")
+    network.connect("node1", "node2")
+    network.stop("node3")
+    stopped = network.node("node3")
+    assert not stopped.running
+    builder_height = int(network.builder.rpc("eth_blockNumber"), 16)
+    network.run(Step(expect=expect.head_at_least(builder_height + 2), trigger="new_head", timeout=60,
+                     nodes=("node0",)))
+    network.start("node3")
+    network.run(Step(expect=expect.same_head(), trigger="new_head", timeout=60))
+    events = network.history()
+    assert [e.at for e in events] == sorted(e.at for e in events)
+    kinds = [(e.source, e.kind) for e in events]
+    for wanted in [("control", "node_created"), ("control", "node_started"), ("control", "partition"),
+                   ("control", "heal"), ("control", "disconnect"), ("control", "connect"),
+                   ("control", "node_stopped"), ("live", "head"), ("live", "peer_connected"),
+                   ("live", "caught_up")]:
+        assert wanted in kinds, wanted
+    record("events", sorted({f"{s}:{k}" for s, k in kinds}))
+
+
+def test_a_snapshot_loads_into_a_fresh_network(network, tmp_path):
+    path = network.save(tmp_path / "snapshot.json")
+    saved = json.loads(path.read_text())
+    with Network.load(path) as fresh:
+        assert [node.name for node in fresh.nodes] == saved["nodes"]
+        heads = {node.name: node.rpc("eth_getBlockByNumber", hex(len(saved["payloads"])), False)["hash"]
+                 for node in fresh.nodes}
+        assert set(heads.values()) == {saved["head"]}, heads
+        fresh.run(Step(expect=expect.head_at_least(len(saved["payloads"]) + 1), trigger="new_head", timeout=60))
+    record("snapshot", {"blocks": len(saved["payloads"]), "head": saved["head"]})
+
+
+def test_a_node_fed_a_conflicting_block_diverges(network):
+    conflicting = network.feed_conflicting_block("node3")
+    network.run(Step(expect=expect.head_at_least(heights(network)["node0"] + 2), trigger="new_head",
+                     timeout=60, nodes=("node0",)))
+    with pytest.raises(StepFailed) as failed:
+        network.run(Step(expect=expect.same_head(), trigger=250, timeout=2))
+    assert "node3" in str(failed.value).split("did not meet")[0]
+    number = int(network.node("node3").rpc("eth_getTransactionCount", TO, "latest"), 16)  # answers: alive
+    ours = network.node("node3").head()
+    theirs = network.node("node0").rpc("eth_getBlockByNumber", ours["number"], False)
+    assert ours["hash"] == conflicting and ours["stateRoot"] != theirs["stateRoot"]
+    record("diverged", {"number": int(ours["number"], 16), "alive": number >= 0})
+"""
+
+
+def test_a_four_node_network(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_network_checks=NETWORK_TESTS)
+    out = pytester.path / "out.json"
+    pytester._monkeypatch.setenv("GASHAMMER_TEST_OUT", str(out))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", "-s", timeout=600)
+    assert result.ret == 0, result.stdout.str()[-6000:]
+    result.assert_outcomes(passed=6)
+    data = json.loads(out.read_text())
+    assert set(data["seed"]) == {"node0", "node1", "node2", "node3"}
+    assert data["partition"]["behind"] >= 2
+    assert set(data["partition"]["catch_up"]) == {"node0", "node1", "node2", "node3"}
+    assert data["snapshot"]["blocks"] >= 5
