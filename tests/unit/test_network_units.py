@@ -29,7 +29,10 @@ def test_topologies() -> None:
 
 @pytest.mark.parametrize(
     ("topology", "message"),
-    [("tree", "is not one of mesh, ring, star, line"), ([["node0", "node9"]], "must name two different nodes")],
+    [
+        ("tree", "is not one of mesh, ring, star, line"),
+        ([["node0", "node9"]], "must name two different nodes"),
+    ],
 )
 def test_bad_topologies_are_one_line(topology: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as error:
@@ -96,7 +99,9 @@ def test_snapshot_reading_errors_are_one_line(tmp_path) -> None:  # type: ignore
     with pytest.raises(ConfigError, match="not a network snapshot"):
         _read_snapshot(bad)
     with pytest.raises(ConfigError, match="lacks genesis"):
-        _read_snapshot({"format": 1, "nodes": [], "edges": [], "payloads": [], "fork": "cancun", "block_interval": 1})
+        _read_snapshot(
+            {"format": 1, "nodes": [], "edges": [], "payloads": [], "fork": "cancun", "block_interval": 1}
+        )
 
 
 def _echo_server() -> tuple[socket.socket, int]:
@@ -116,7 +121,11 @@ def _echo_server() -> tuple[socket.socket, int]:
 
 def test_a_cut_link_holds_bytes_and_delivers_them_after_restore() -> None:
     server, port = _echo_server()
-    with server, LinkRelay(port) as relay, socket.create_connection(("127.0.0.1", relay.port), timeout=5) as client:
+    with (
+        server,
+        LinkRelay(port) as relay,
+        socket.create_connection(("127.0.0.1", relay.port), timeout=5) as client,
+    ):
         client.sendall(b"before")
         assert client.recv(100) == b"before"
         relay.cut()
