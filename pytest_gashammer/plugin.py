@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_gashammer import options
-from pytest_gashammer.errors import ConfigError, GashammerError
+from pytest_gashammer.errors import ConfigError, GashammerError, did_you_mean
 from pytest_gashammer.scenario.files import FileScenario, is_scenario_file
 from pytest_gashammer.scenario.spec import (
     ACCEPTED,
@@ -586,10 +586,13 @@ def network(request: pytest.FixtureRequest) -> Generator[Any, None, None]:
 
 def _network_marker_arguments(marker: pytest.Mark) -> dict[str, Any]:
     accepted = ("nodes", "topology", "block_interval")
-    if marker.args or set(marker.kwargs) - set(accepted):
+    unknown = sorted(set(marker.kwargs) - set(accepted))
+    if marker.args or unknown:
+        given = ", ".join(map(repr, marker.args)) or ", ".join(
+            f"{name}{did_you_mean(name, accepted)}" for name in unknown
+        )
         raise ConfigError(
-            f"@pytest.mark.{NETWORK_MARKER} takes keyword arguments {', '.join(accepted)}; "
-            f"got {', '.join(map(repr, marker.args)) or ', '.join(sorted(set(marker.kwargs) - set(accepted)))}"
+            f"@pytest.mark.{NETWORK_MARKER} takes keyword arguments {', '.join(accepted)}; got {given}"
         )
     return dict(marker.kwargs)
 

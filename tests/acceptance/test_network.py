@@ -161,6 +161,18 @@ def test_a_snapshot_loads_into_a_fresh_network(network, tmp_path):
     record("snapshot", {"blocks": len(saved["payloads"]), "head": saved["head"]})
 
 
+@pytest.mark.gashammer_network(nodes=2, topology="line", block_interval=0.5)
+def test_a_marked_test_gets_a_network_of_its_own(network):
+    assert [node.name for node in network.nodes] == ["node0", "node1"] and network.edges() == [("node0", "node1")]
+    network.run(Step(expect=expect.head_at_least(4), trigger="new_head", timeout=60))
+    record("own", {"pids": [node.pid for node in network.nodes]})
+
+
+@pytest.mark.gashammer_network(nodes=2, topolgy="ring")
+def test_a_misspelt_network_marker_is_one_line(network):
+    pass
+
+
 def test_a_node_fed_a_conflicting_block_diverges(network):
     conflicting = network.feed_conflicting_block("node3")
     network.run(Step(expect=expect.head_at_least(heights(network)["node0"] + 2), trigger="new_head",
@@ -181,8 +193,13 @@ def test_a_four_node_network(pytester: pytest.Pytester) -> None:
     out = pytester.path / "out.json"
     pytester._monkeypatch.setenv("GASHAMMER_TEST_OUT", str(out))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", "-s", timeout=600)
-    assert result.ret == 0, result.stdout.str()[-6000:]
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_a_misspelt_network_marker_is_one_line*",
+            "*gashammer_network takes keyword arguments nodes, topology, block_interval; got topolgy (did you mean 'topology'?)*",
+        ]
+    )
     data = json.loads(out.read_text())
     assert set(data["seed"]) == {"node0", "node1", "node2", "node3"}
     assert data["partition"]["behind"] >= 2
