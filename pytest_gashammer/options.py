@@ -28,6 +28,8 @@ SAVE = "--gashammer-save"
 COMPARE = "--gashammer-compare"
 COMPARE_FAIL = "--gashammer-compare-fail"
 REPEAT = "--gashammer-repeat"
+SERVE = "--gashammer-serve"
+SERVE_TOKEN = "--gashammer-serve-token"
 
 #: The values of ``--gashammer-devnet``: each names a started devnet's ``kind``. The first is the default.
 #: ``container`` is written ``container:IMAGE`` (a preset name such as ``anvil``, or an image reference).
