@@ -583,7 +583,7 @@ class HiveController:
 
                 def stop(reason: str) -> None:
                     for link in armed:
-                        link.send(protocol.STOP, run_id=run_id, reason=reason, kind="requested")
+                        link.send(protocol.STOP, run_id=run_id, reason=reason, kind="drain")
 
                 self.live.run_started(
                     live_run,

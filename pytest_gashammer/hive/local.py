@@ -140,7 +140,7 @@ class LocalHive:
             live.run_started(
                 live_run,
                 [assignment.edge_id],
-                stop=lambda reason: edge.stop(reason, "requested"),
+                stop=lambda reason: edge.stop(reason, "drain"),
                 faults=rig.schedule.records if rig is not None else (),
             )
         # A capacity step stops once clearly past the chain's limit (oracle/capacity.py's past_limit).

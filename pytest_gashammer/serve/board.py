@@ -242,6 +242,9 @@ class LiveBoard:
             before = run.totals()
             for edge_id, progress in edges.items():
                 run.edges[edge_id] = {name: int(progress.get(name, 0)) for name in COUNTERS}
+                edge = self.edges.get(edge_id)
+                if edge is not None:  # an in-process edge has no heartbeat: its figures are one
+                    edge.last_heartbeat_unix = max(edge.last_heartbeat_unix or 0.0, time.time())
             after = run.totals()
             span = max(now - run.last_tick, 1e-3)
             run.last_tick = now
