@@ -51,9 +51,13 @@ def parse_bind(text: str) -> Bind:
     try:
         port = int(port_text)
     except ValueError:
-        raise ConfigError(f"{SERVE} {text!r}: PORT must be a number, e.g. 8080 (0 picks a free one)") from None
+        raise ConfigError(
+            f"{SERVE} {text!r}: PORT must be a number, e.g. 8080 (0 picks a free one)"
+        ) from None
     if not 0 <= port <= 65535:
-        raise ConfigError(f"{SERVE} {text!r}: PORT {port} is not a TCP port; use 0-65535 (0 picks a free one)")
+        raise ConfigError(
+            f"{SERVE} {text!r}: PORT {port} is not a TCP port; use 0-65535 (0 picks a free one)"
+        )
     return Bind(host, port)
 
 

@@ -120,7 +120,11 @@ class LiveBoard:
     # -- extension points ------------------------------------------------------------------------
     def add_endpoint(self, name: str, view: Callable[[], Any]) -> None:
         """Serve ``view()`` (plain data) as JSON under ``/api/v1/<name>``; ``name`` must be new."""
-        if not name.isidentifier() or name in ("status", "runs", "edges", "events") or name in self._endpoints:
+        if (
+            not name.isidentifier()
+            or name in ("status", "runs", "edges", "events")
+            or name in self._endpoints
+        ):
             raise ValueError(f"endpoint name {name!r} is taken or not an identifier; choose another")
         self._endpoints[name] = view
 
@@ -254,7 +258,9 @@ class LiveBoard:
                 **after,
                 "sent_tx_per_sec": (after["sent"] - before["sent"]) / span,
                 "included_gas_per_sec": (after["included_gas"] - before["included_gas"]) / span,
-                "target_gas_per_sec": run.gas_rate_at(elapsed) if run.gas_rate_at and phase != "setup" else 0.0,
+                "target_gas_per_sec": run.gas_rate_at(elapsed)
+                if run.gas_rate_at and phase != "setup"
+                else 0.0,
                 "inclusion_p99": inclusion_p99,
             }
             run.seconds.append(sample)
@@ -305,10 +311,17 @@ class LiveBoard:
             run.verdicts = [dataclasses.asdict(verdict) for verdict in result.verdicts]
             run.result = result.summary_dict()
             for verdict in run.verdicts:
-                self._append("verdict", {"run": run_id, **{k: verdict[k] for k in ("name", "status", "summary")}})
+                self._append(
+                    "verdict", {"run": run_id, **{k: verdict[k] for k in ("name", "status", "summary")}}
+                )
             self._append(
                 "run.finished",
-                {"run": run_id, "state": run.state, "passed": result.passed, "stopped_early": result.stopped_early},
+                {
+                    "run": run_id,
+                    "state": run.state,
+                    "passed": result.passed,
+                    "stopped_early": result.stopped_early,
+                },
             )
         self._notify()
 
@@ -402,7 +415,9 @@ class LiveBoard:
         """Copies of the runs and edges, for the metrics collector."""
         with self._lock:
             runs = [
-                dataclasses.replace(run, edges={e: dict(c) for e, c in run.edges.items()}, seconds=run.seconds[-1:])
+                dataclasses.replace(
+                    run, edges={e: dict(c) for e, c in run.edges.items()}, seconds=run.seconds[-1:]
+                )
                 for run in self.runs.values()
             ]
             return runs, [dataclasses.replace(edge) for edge in self.edges.values()]

@@ -27,8 +27,12 @@ METRICS = (
     Metric("gashammer_accepted_transactions", "counter", "transactions the node accepted", "accepted"),
     Metric("gashammer_rejected_transactions", "counter", "transactions the node refused", "rejected"),
     Metric("gashammer_included_transactions", "counter", "transactions seen in a block", "included"),
-    Metric("gashammer_included_gas", "counter", "planned gas of the transactions seen in a block", "included_gas"),
-    Metric("gashammer_inclusion_latency_seconds", "histogram", "intended send to inclusion, of finished runs"),
+    Metric(
+        "gashammer_included_gas", "counter", "planned gas of the transactions seen in a block", "included_gas"
+    ),
+    Metric(
+        "gashammer_inclusion_latency_seconds", "histogram", "intended send to inclusion, of finished runs"
+    ),
     Metric("gashammer_feed_latency_seconds", "histogram", "intended send to feed arrival, of finished runs"),
     Metric("gashammer_edges_up", "gauge", "edges registered with the hive and not lost"),
     Metric("gashammer_target_gas_per_second", "gauge", "the plan's gas rate at the run's latest second"),
@@ -69,7 +73,9 @@ class BoardCollector:
                     if kept is None:
                         continue
                     bounds, cumulative, total, count = kept
-                    buckets = [(_bound(bound), float(below)) for bound, below in zip(bounds, cumulative, strict=True)]
+                    buckets = [
+                        (_bound(bound), float(below)) for bound, below in zip(bounds, cumulative, strict=True)
+                    ]
                     buckets.append(("+Inf", float(count)))
                     histogram.add_metric([run.run_id], buckets, total)
                 yield histogram
@@ -100,7 +106,9 @@ class BoardCollector:
                 [run.run_id], latest["included_gas_per_sec"] if running else 0.0
             )
             if latest["inclusion_p99"] is not None:
-                gauges["gashammer_recent_inclusion_p99_seconds"].add_metric([run.run_id], latest["inclusion_p99"])
+                gauges["gashammer_recent_inclusion_p99_seconds"].add_metric(
+                    [run.run_id], latest["inclusion_p99"]
+                )
         yield from gauges.values()
         yield info
 

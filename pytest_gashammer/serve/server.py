@@ -170,7 +170,9 @@ class LiveServer(LoopServer):
         name = request.match_info["name"]
         view = self.board.endpoint(name)
         if view is None:
-            return self._reply({"error": f"no endpoint {API}/{name}; GET {API}/status lists the extra ones"}, 404)
+            return self._reply(
+                {"error": f"no endpoint {API}/{name}; GET {API}/status lists the extra ones"}, 404
+            )
         return self._reply(view())
 
     async def _stop(self, request: Any) -> Any:
@@ -191,9 +193,15 @@ class LiveServer(LoopServer):
         try:
             since = int(since_text)
         except ValueError:
-            return self._reply({"error": f"since={since_text!r}: give the number of the last event seen"}, 400)
+            return self._reply(
+                {"error": f"since={since_text!r}: give the number of the last event seen"}, 400
+            )
         response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
         )
         await response.prepare(request)
         loop = asyncio.get_running_loop()

@@ -125,9 +125,13 @@ class LatencySketch:
             below = np.searchsorted(ordered, np.asarray(bounds, dtype=np.float64), side="right")
             return [int(value) for value in below], float(ordered.sum())
         store, value_of = self._sketch._store, self._sketch._mapping.value
-        weights = [(value_of(store.offset + index), weight) for index, weight in enumerate(store.bins) if weight]
+        weights = [
+            (value_of(store.offset + index), weight) for index, weight in enumerate(store.bins) if weight
+        ]
         zero = self._sketch._zero_count
-        counts = [int(round(zero + sum(weight for value, weight in weights if value <= bound))) for bound in bounds]
+        counts = [
+            int(round(zero + sum(weight for value, weight in weights if value <= bound))) for bound in bounds
+        ]
         return counts, float(self._sketch.sum)
 
     def to_data(self) -> dict[str, Any]:

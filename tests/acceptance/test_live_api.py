@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -189,7 +188,9 @@ def test_live(hammer):
 
     browser = threading.Thread(target=open_page, daemon=True)
     browser.start()
-    outcome = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gashammer-serve", f"127.0.0.1:{port}")
+    outcome = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--gashammer-serve", f"127.0.0.1:{port}"
+    )
     browser.join(30)
     outcome.stdout.fnmatch_lines([f"gashammer live API: http://127.0.0.1:{port}/"])
     outcome.assert_outcomes(passed=1)
@@ -207,7 +208,9 @@ def test_live(hammer):
         assert '<path d="M' in svg, f"{chart} has no line drawn"
 
 
-def test_a_post_stops_a_run_under_xdist_which_drains_and_says_it_was_stopped(pytester: pytest.Pytester) -> None:
+def test_a_post_stops_a_run_under_xdist_which_drains_and_says_it_was_stopped(
+    pytester: pytest.Pytester,
+) -> None:
     port = free_port()
     pytester.makepyfile(
         test_stop=INNER_HELPERS.format(port=port)
@@ -273,4 +276,3 @@ def test_a_bad_bind_is_a_usage_error(pytester: pytest.Pytester) -> None:
     outcome.stderr.fnmatch_lines(["*--gashammer-serve 'host:http': PORT must be a number, e.g. 8080*"])
     assert outcome.ret == pytest.ExitCode.USAGE_ERROR
     assert "Traceback" not in outcome.stderr.str()
-

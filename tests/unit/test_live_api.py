@@ -38,7 +38,9 @@ from pytest_gashammer.telemetry.sketch import LatencySketch
         ("myhost:80", "myhost", 80, False),
     ],
 )
-def test_a_bind_is_loopback_unless_a_host_is_written_out(text: str, host: str, port: int, loopback: bool) -> None:
+def test_a_bind_is_loopback_unless_a_host_is_written_out(
+    text: str, host: str, port: int, loopback: bool
+) -> None:
     bind = parse_bind(text)
     assert (bind.host, bind.port, bind.loopback) == (host, port, loopback)
 
@@ -141,7 +143,14 @@ def run_a_run(board: LiveBoard, clock: Clock, stops: list[str]) -> str:
             run_id,
             phase="warmup" if second == 1 else "sustain",
             elapsed=float(second),
-            edges={"gw0": {"sent": sent, "accepted": sent, "included": sent - 5, "included_gas": 21_000 * (sent - 5)}},
+            edges={
+                "gw0": {
+                    "sent": sent,
+                    "accepted": sent,
+                    "included": sent - 5,
+                    "included_gas": 21_000 * (sent - 5),
+                }
+            },
             inclusion_p99=0.4,
         )
     fault.ended_at = 2.5
@@ -171,7 +180,10 @@ def test_the_board_orders_a_runs_events_and_rates_each_second() -> None:
         {"id": "gw0", "host": "box", "state": "up", "last_heartbeat_unix": board.edges["gw0"].last_heartbeat_unix,
          "lost_reason": None, "sent": 90, "included": 90}
     ]  # fmt: skip
-    assert board.request_stop(run_id, "me") == (409, f"run {run_id} is finished; only a running run can be stopped")
+    assert board.request_stop(run_id, "me") == (
+        409,
+        f"run {run_id} is finished; only a running run can be stopped",
+    )
     assert stops == []
     # A late subscriber resumes after the last event it saw; the backlog is bounded.
     last = board.last_seq
@@ -220,7 +232,9 @@ def test_latency_histograms_count_samples_at_or_below_each_bound() -> None:
     bounds, cumulative, total, count = latency_histogram([exact, folded])
     assert bounds == list(LATENCY_BUCKETS) and count == 8
     at = dict(zip(bounds, cumulative, strict=True))
-    assert at[0.05] == 1 and at[0.25] == 3 and at[0.5] == 5 and at[1.0] == 6 and at[5.0] == 7 and at[60.0] == 7
+    assert (
+        at[0.05] == 1 and at[0.25] == 3 and at[0.5] == 5 and at[1.0] == 6 and at[5.0] == 7 and at[60.0] == 7
+    )
     assert total == pytest.approx(71.45 + 4.6, rel=0.01)
 
 
@@ -326,7 +340,9 @@ def test_the_event_stream_replays_then_follows_and_resumes(
 
 def test_a_taken_port_is_a_one_line_error(served: tuple[LiveBoard, LiveServer, Clock, list[str]]) -> None:
     _, server, _, _ = served
-    with pytest.raises(ConfigError, match=r"^--gashammer-serve: cannot listen on 127\.0\.0\.1:\d+ .*pick another port"):
+    with pytest.raises(
+        ConfigError, match=r"^--gashammer-serve: cannot listen on 127\.0\.0\.1:\d+ .*pick another port"
+    ):
         LiveServer(LiveBoard(), Bind("127.0.0.1", server.port)).start()
 
 
