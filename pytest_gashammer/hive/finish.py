@@ -116,9 +116,10 @@ def finish_run(
 
 def publish_finished(live: Any, live_run: str, result: RunResult, reports: Sequence[EdgeReport]) -> None:
     """Give the live API's board the finished run: each edge's final counters, from the same digests
-    the result sums, so the served counters equal the result's; and the latency histograms."""
+    the result sums, so the served counters equal the result's; the same by template; and the
+    latency histograms."""
     from pytest_gashammer.serve.metrics import latency_histogram
-    from pytest_gashammer.telemetry.digest import BUCKET_FIELDS
+    from pytest_gashammer.telemetry.digest import BUCKET_FIELDS, TEMPLATE_FIELDS
 
     gas = BUCKET_FIELDS.index("included_gas")
     edges = {
@@ -131,11 +132,18 @@ def publish_finished(live: Any, live_run: str, result: RunResult, reports: Seque
         }
         for report in reports
     }
+    templates = {
+        report.edge_id: {
+            name: dict(zip(TEMPLATE_FIELDS, counts, strict=True))
+            for name, counts in report.digest.by_template.items()
+        }
+        for report in reports
+    }
     histograms = {
         "inclusion": latency_histogram([report.digest.inclusion_latency for report in reports]),
         "feed": latency_histogram([report.digest.feed_latency for report in reports]),
     }
-    live.run_finished(live_run, result, edges=edges, histograms=histograms)
+    live.run_finished(live_run, result, edges=edges, templates=templates, histograms=histograms)
 
 
 def abandon_run(telemetry: Any, telemetry_run: str | None, status: str) -> None:

@@ -62,6 +62,8 @@ class LiveRun:
     seconds: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     verdicts: list[dict[str, Any]] | None = None
     result: dict[str, Any] | None = None
+    #: The finished run's counters per edge, then per template (:data:`COUNTERS` each).
+    templates: dict[str, dict[str, dict[str, int]]] = dataclasses.field(default_factory=dict)
     #: Latency histograms of the finished run: name -> (upper bounds, cumulative counts, sum, count).
     histograms: dict[str, tuple[list[float], list[int], float, int]] = dataclasses.field(default_factory=dict)
     stop_reason: str | None = None
@@ -94,6 +96,7 @@ class LiveRun:
         if full:
             data["plan"] = self.plan
             data["edges"] = {edge: dict(counters) for edge, counters in self.edges.items()}
+            data["templates"] = self.templates
             data["seconds"] = list(self.seconds)
             data["verdicts"] = self.verdicts
             data["result"] = self.result
@@ -290,10 +293,12 @@ class LiveBoard:
         result: Any,
         *,
         edges: Mapping[str, Mapping[str, int]],
+        templates: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None,
         histograms: Mapping[str, tuple[list[float], list[int], float, int]] | None = None,
     ) -> None:
-        """The run's :class:`RunResult`, with each edge's final counters (:data:`COUNTERS`) and the
-        latency histograms its digests give; these replace the live figures."""
+        """The run's :class:`RunResult`, with each edge's final counters (:data:`COUNTERS`), the same
+        per edge and template, and the latency histograms its digests give; these replace the live
+        figures."""
         with self._lock:
             run = self.runs.get(run_id)
             if run is None:
@@ -306,6 +311,12 @@ class LiveBoard:
                     edge.sent += run.edges[edge_id]["sent"]
                     edge.included += run.edges[edge_id]["included"]
             run.histograms = dict(histograms or {})
+            run.templates = {
+                edge_id: {
+                    name: {k: int(counters.get(k, 0)) for k in COUNTERS} for name, counters in kinds.items()
+                }
+                for edge_id, kinds in (templates or {}).items()
+            }
             run.state = "stopped" if run.stop_reason else "finished"
             run.phase, run.finished_unix, run.stop = "done", time.time(), None
             run.verdicts = [dataclasses.asdict(verdict) for verdict in result.verdicts]
@@ -416,7 +427,12 @@ class LiveBoard:
         with self._lock:
             runs = [
                 dataclasses.replace(
-                    run, edges={e: dict(c) for e, c in run.edges.items()}, seconds=run.seconds[-1:]
+                    run,
+                    edges={e: dict(c) for e, c in run.edges.items()},
+                    seconds=run.seconds[-1:],
+                    templates={
+                        e: {t: dict(c) for t, c in kinds.items()} for e, kinds in run.templates.items()
+                    },
                 )
                 for run in self.runs.values()
             ]

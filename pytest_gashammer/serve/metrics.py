@@ -21,7 +21,9 @@ class Metric(NamedTuple):
     source: str = ""  # the board's counter (board.COUNTERS) a counter reads
 
 
-#: Every metric the live API exposes. Counters carry ``run`` and ``edge`` labels.
+#: Every metric the live API exposes. Counters carry ``run`` and ``edge`` labels; the ``template``
+#: kind are counters of finished runs with a ``template`` label too (and ``outcome``: sent,
+#: accepted, rejected, included, for transactions).
 METRICS = (
     Metric("gashammer_sent_transactions", "counter", "transactions sent to the node", "sent"),
     Metric("gashammer_accepted_transactions", "counter", "transactions the node accepted", "accepted"),
@@ -29,6 +31,15 @@ METRICS = (
     Metric("gashammer_included_transactions", "counter", "transactions seen in a block", "included"),
     Metric(
         "gashammer_included_gas", "counter", "planned gas of the transactions seen in a block", "included_gas"
+    ),
+    Metric(
+        "gashammer_template_transactions", "template", "transactions of finished runs by template and outcome"
+    ),
+    Metric(
+        "gashammer_template_included_gas",
+        "template",
+        "included gas of finished runs by template",
+        "included_gas",
     ),
     Metric(
         "gashammer_inclusion_latency_seconds", "histogram", "intended send to inclusion, of finished runs"
@@ -40,6 +51,8 @@ METRICS = (
     Metric("gashammer_recent_inclusion_p99_seconds", "gauge", "p99 inclusion latency of recent inclusions"),
     Metric("gashammer_run_info", "gauge", "1 per run the session has seen, labelled with its name and state"),
 )
+#: The outcomes ``gashammer_template_transactions`` counts.
+OUTCOMES = ("sent", "accepted", "rejected", "included")
 #: The board's histogram name for each histogram metric.
 HISTOGRAMS = {"gashammer_inclusion_latency_seconds": "inclusion", "gashammer_feed_latency_seconds": "feed"}
 #: Upper bounds (s) of the latency histograms' buckets (``+Inf`` is added).
@@ -65,6 +78,17 @@ class BoardCollector:
                 for run in runs:
                     for edge_id, counters in run.edges.items():
                         counter.add_metric([run.run_id, edge_id], counters.get(metric.source, 0))
+                yield counter
+            elif metric.kind == "template":
+                outcomes = [metric.source] if metric.source else list(OUTCOMES)
+                labels = ["run", "edge", "template"] + ([] if metric.source else ["outcome"])
+                counter = CounterMetricFamily(metric.name, metric.help, labels=labels)
+                for run in runs:
+                    for edge_id, kinds in run.templates.items():
+                        for template, counters in kinds.items():
+                            for outcome in outcomes:
+                                extra = [] if metric.source else [outcome]
+                                counter.add_metric([run.run_id, edge_id, template, *extra], counters[outcome])
                 yield counter
             elif metric.kind == "histogram":
                 histogram = HistogramMetricFamily(metric.name, metric.help, labels=["run"])

@@ -151,6 +151,13 @@ def test_live(hammer):
                            ("rejected", result.rejected), ("included", result.included)):
         samples = families["gashammer_" + metric + "_transactions"].samples
         assert sum(s.value for s in samples if s.labels["run"] == "run-1") == figure, metric
+    by_outcome, templates = {{}}, set()
+    for s in families["gashammer_template_transactions"].samples:
+        by_outcome[s.labels["outcome"]] = by_outcome.get(s.labels["outcome"], 0) + s.value
+        templates.add(s.labels["template"])
+    assert by_outcome == {{"sent": result.sent, "accepted": result.accepted,
+                          "rejected": result.rejected, "included": result.included}}
+    assert "transfer" in templates
     gas = families["gashammer_included_gas"].samples
     assert sum(s.value for s in gas) >= 21_000 * result.included
     for name, stats in (("inclusion", result.latency.inclusion), ("feed", result.latency.feed)):

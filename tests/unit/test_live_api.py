@@ -18,7 +18,7 @@ from pytest_gashammer.results import Verdict
 from pytest_gashammer.scenario.spec import compile_plan, parse_spec
 from pytest_gashammer.serve.bind import Bind, parse_bind, stop_refusal
 from pytest_gashammer.serve.board import EVENT_BACKLOG, STOPPED, LiveBoard
-from pytest_gashammer.serve.metrics import LATENCY_BUCKETS, latency_histogram
+from pytest_gashammer.serve.metrics import LATENCY_BUCKETS, latency_histogram, registry_for, render
 from pytest_gashammer.serve.server import LiveServer, dumps, page, sse_frame
 from pytest_gashammer.telemetry.sketch import LatencySketch
 
@@ -212,6 +212,46 @@ def test_a_stop_through_the_api_reaches_the_hive_once_and_fails_a_stopped_verdic
     assert board.stopped_verdict(queued) is None
     board.run_finished(run_id, result([verdict], stopped=stops[0]), edges={})
     assert board.run_json(run_id)["state"] == "stopped"  # type: ignore[index]
+
+
+def test_a_finished_runs_metrics_are_its_final_figures_by_edge_and_template() -> None:
+    clock = Clock()
+    board = LiveBoard(clock=clock)
+    run_id = run_a_run(board, clock, [])
+    final = {"sent": 90, "accepted": 88, "rejected": 2, "included": 88, "included_gas": 1_848_000}
+    by_template = {
+        "transfer": {"sent": 60, "accepted": 59, "rejected": 1, "included": 59, "included_gas": 1_239_000},
+        "erc20": {"sent": 30, "accepted": 29, "rejected": 1, "included": 29, "included_gas": 609_000},
+    }
+    bounds, cumulative = list(LATENCY_BUCKETS), [index for index in range(len(LATENCY_BUCKETS))]
+    board.run_finished(
+        run_id,
+        result([Verdict("inclusion", "passed", "ok")]),
+        edges={"gw0": final},
+        templates={"gw0": by_template},
+        histograms={"inclusion": (bounds, cumulative, 4.5, 20)},
+    )
+    body, kind = render(registry_for(board))
+    assert kind.startswith("text/plain")
+    families = {family.name: family for family in text_string_to_metric_families(body.decode())}
+    for name, figure in final.items():
+        family = "gashammer_included_gas" if name == "included_gas" else f"gashammer_{name}_transactions"
+        assert [sample.value for sample in families[family].samples] == [figure]
+    templated = {
+        (sample.labels["template"], sample.labels["outcome"]): sample.value
+        for sample in families["gashammer_template_transactions"].samples
+    }
+    assert templated[("transfer", "rejected")] == 1 and templated[("erc20", "included")] == 29
+    assert len(templated) == 8
+    gas = {s.labels["template"]: s.value for s in families["gashammer_template_included_gas"].samples}
+    assert gas == {"transfer": 1_239_000, "erc20": 609_000}
+    histogram = {
+        s.name: s for s in families["gashammer_inclusion_latency_seconds"].samples if "le" not in s.labels
+    }
+    assert histogram["gashammer_inclusion_latency_seconds_count"].value == 20
+    assert histogram["gashammer_inclusion_latency_seconds_sum"].value == 4.5
+    assert families["gashammer_target_gas_per_second"].samples[0].value == 0.0  # the run is over
+    assert board.run_json(run_id)["templates"] == {"gw0": by_template}  # type: ignore[index]
 
 
 def test_extra_endpoints_need_a_new_name() -> None:
