@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import math
-import socket
 from importlib import resources
 from typing import Any
 
@@ -91,6 +90,12 @@ class LiveServer(LoopServer):
     def url(self) -> str:
         return self.bind.url(self.port)
 
+    def _bind_failed_message(self, exc: OSError) -> str:
+        return (
+            f"{SERVE}: cannot listen on {self.host}:{self._requested_port} ({exc}); pick another port, "
+            "or 0 for a free one"
+        )
+
     async def _serve(self, stop: asyncio.Event) -> None:
         from aiohttp import web
 
@@ -108,17 +113,7 @@ class LiveServer(LoopServer):
         app.router.add_post(API + "/runs/{run_id}/stop", self._stop)
         app.router.add_get(API + "/{name}", self._extra)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self._requested_port))
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(
-                f"{SERVE}: cannot listen on {self.host}:{self._requested_port} ({exc}); pick another port, or 0 for a free one"
-            ) from None
-        self._port = int(sock.getsockname()[1])
+        sock = self._listen_socket()
         self._stop_streams = stop
         try:
             await runner.setup()

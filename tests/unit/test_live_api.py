@@ -353,17 +353,19 @@ def test_the_event_stream_replays_then_follows_and_resumes(
     seen: list[tuple[int, str]] = []
 
     def read(since: int, until: str) -> None:
+        """Take whole frames (blank-line separated) until the event named ``until``."""
         request = urllib.request.Request(f"{server.url}api/v1/events?since={since}")
         with urllib.request.urlopen(request, timeout=10) as stream:
             assert stream.headers["Content-Type"] == "text/event-stream"
-            seq = 0
-            for raw in stream:
-                line = raw.decode().rstrip("\n")
-                if line.startswith("id: "):
-                    seq = int(line[4:])
-                elif line.startswith("event: "):
-                    seen.append((seq, line[7:]))
-                    if line[7:] == until:
+            buffer = b""
+            while True:
+                buffer += stream.read1(65536)
+                *frames, buffer = buffer.split(b"\n\n")
+                for frame in frames:
+                    fields = dict(line.split(": ", 1) for line in frame.decode().splitlines())
+                    seen.append((int(fields["id"]), fields["event"]))
+                    json.loads(fields["data"])
+                    if fields["event"] == until:
                         return
 
     reader = threading.Thread(target=read, args=(0, "run.finished"), daemon=True)
