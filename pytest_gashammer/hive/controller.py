@@ -575,6 +575,7 @@ class HiveController:
             if telemetry_run is not None:
                 self.telemetry.set_origin(telemetry_run, origin)
             for link in armed:
+                link.progress = {}  # the last run's figures until this run's first heartbeat
                 link.send(protocol.GO, run_id=run_id, origin_ns=origin)
             for link in edges:
                 if link not in armed:
