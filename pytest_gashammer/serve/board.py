@@ -136,6 +136,8 @@ class LiveBoard:
 
     def publish(self, name: str, data: Mapping[str, Any]) -> int:
         """Put event ``name`` on the stream; its sequence number. Safe from any thread."""
+        if not name or any(char.isspace() for char in name):
+            raise ValueError(f"event name {name!r} must be one word, e.g. 'network.block'")
         with self._lock:
             seq = self._append(name, dict(data))
         self._notify()

@@ -192,6 +192,8 @@ def test_the_board_orders_a_runs_events_and_rates_each_second() -> None:
     for index in range(EVENT_BACKLOG + 5):
         board.publish("network.block", {"n": index})
     assert len(board.events_since(0)) == EVENT_BACKLOG
+    with pytest.raises(ValueError, match="one word"):
+        board.publish("network\nblock", {})
 
 
 def test_a_stop_through_the_api_reaches_the_hive_once_and_fails_a_stopped_verdict() -> None:
