@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from collections.abc import Awaitable
 from typing import Any, Self
@@ -99,6 +100,26 @@ class LoopServer:
         return (
             f"{self.kind} did not start within {self.startup_timeout:g} s; raise startup_timeout "
             "or check that the machine is not overloaded"
+        )
+
+    def _listen_socket(self) -> socket.socket:
+        """A TCP socket bound to ``host`` and the requested port, the bound port kept in ``_port``;
+        an unusable address raises :attr:`error` with :meth:`_bind_failed_message`."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self._requested_port))
+        except OSError as exc:
+            sock.close()
+            raise self.error(self._bind_failed_message(exc)) from None
+        self._port = int(sock.getsockname()[1])
+        return sock
+
+    def _bind_failed_message(self, exc: OSError) -> str:
+        return (
+            f"{self.kind} cannot listen on {self.host}:{self._requested_port} ({exc}); "
+            "pick another port or port=0"
         )
 
     def _crashed_after_start(self, exc: BaseException) -> None:

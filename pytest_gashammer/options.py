@@ -32,6 +32,8 @@ NETWORK_NODES = "--gashammer-network-nodes"
 NETWORK_TOPOLOGY = "--gashammer-network-topology"
 #: The marker that gives a test a network of its own (the network fixture reads it).
 NETWORK_MARKER = "gashammer_network"
+SERVE = "--gashammer-serve"
+SERVE_TOKEN = "--gashammer-serve-token"
 
 #: The values of ``--gashammer-devnet``: each names a started devnet's ``kind``. The first is the default.
 #: ``container`` is written ``container:IMAGE`` (a preset name such as ``anvil``, or an image reference).

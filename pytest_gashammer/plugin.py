@@ -145,6 +145,16 @@ def _thresholds(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _serve_bind(text: str) -> str:
+    from pytest_gashammer.serve.bind import parse_bind
+
+    try:
+        parse_bind(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gashammer", "gas-rate load tests for EVM rollups")
     group.addoption(
@@ -358,6 +368,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="run every hammer.run() N times back to back (each run stored and checked); a comparison pools "
         "the repeats' per-second samples, for narrower intervals (default 1)",
+    )
+    group.addoption(
+        options.SERVE,
+        type=_serve_bind,
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve the live API for the session: JSON, an event stream, Prometheus /metrics and a live page "
+        "(loopback unless HOST is given; PORT 0 picks a free one and prints the URL; docs/live-api.md)",
+    )
+    group.addoption(
+        options.SERVE_TOKEN,
+        default=None,
+        metavar="TOKEN",
+        help=f"the token a POST that stops a run must carry (Authorization: Bearer TOKEN); without it, "
+        f"{options.SERVE} on a non-loopback host refuses every stop",
     )
     group.addoption(
         options.PROGRESS,

@@ -124,6 +124,8 @@ class EdgeRuntime:
         self._stop_requested: str | None = None
         self._stop_kind: StopKind | None = None
         self._stop_event: asyncio.Event | None = None
+        #: Set by every stop; a ``drain`` stop sets only this one, so the edge still drains.
+        self._sending_stop: asyncio.Event | None = None
         self._report: EdgeReport | None = None
         self._failure: BaseException | None = None
         self._done = threading.Event()
@@ -138,13 +140,19 @@ class EdgeRuntime:
         self._thread.start()
 
     def stop(self, reason: str = "stopped", kind: StopKind = "requested") -> None:
-        """Ask the edge to stop sending and wrap up with what it has. Safe from any thread."""
+        """Ask the edge to stop sending and wrap up with what it has. Safe from any thread.
+
+        A ``drain`` stop ends only the sending: the edge then waits for what the node accepted, as
+        at the plan's end; any other kind also cuts the drain short.
+        """
         if not self._stop_requested:
             self._stop_requested, self._stop_kind = reason, kind
-        loop, event = self._loop, self._stop_event
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(event.set)
+        loop = self._loop
+        events = [self._sending_stop] + ([self._stop_event] if kind != "drain" else [])
+        for event in events:
+            if loop is not None and event is not None:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(event.set)
 
     @property
     def stop_reason(self) -> str | None:
@@ -200,8 +208,11 @@ class EdgeRuntime:
 
     async def _main(self) -> EdgeReport:
         stop = self._stop_event = asyncio.Event()
+        sending_stop = self._sending_stop = asyncio.Event()
         if self._stop_requested:
-            stop.set()
+            sending_stop.set()
+            if self._stop_kind != "drain":
+                stop.set()
         url = self.assignment.rpc_url
         # Tracking gets connections of its own so that a burst of submissions never delays seeing a
         # block (which would inflate inclusion latency and bunch up per-second figures). Both count
@@ -212,6 +223,7 @@ class EdgeRuntime:
             AsyncRpcClient(url, connections=2, stats=retries) as track_rpc,
         ):
             session = await _EdgeSession.open(self, stop, self._recent_latencies, rpc, track_rpc)
+            session.sending_stop = sending_stop
             if self._start_gate is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self._start_gate)
             return await session.run()
@@ -246,6 +258,8 @@ class _EdgeSession:
     ) -> None:
         self.runtime = runtime
         self.stop = stop
+        #: What ends the sending: every stop, a drain stop too (``EdgeRuntime.stop``).
+        self.sending_stop = stop
         self.track_rpc = track_rpc
         self.assignment = runtime.assignment
         self.plan = runtime.plan
@@ -422,7 +436,7 @@ class _EdgeSession:
         retention = asyncio.create_task(self._retention_loop(tracker_stop))
         runtime.progress.phase = "sending"
         try:
-            await submitter.send_loop(stop, self.origin_ns)
+            await submitter.send_loop(self.sending_stop, self.origin_ns)
             await submitter.wait_for_inclusion(stop, self.plan.inclusion_timeout)
         finally:
             await follower.catch_up()

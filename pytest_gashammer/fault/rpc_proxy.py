@@ -33,11 +33,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_gashammer.fault._server import LOOPBACK, FaultProxyError, LoopServer
+from pytest_gashammer.fault._server import LoopServer
 from pytest_gashammer.fault.faults import RpcCall, RpcFault
 from pytest_gashammer.fault.rpc_timeline import RpcTimelineFault, reset_transport
 
@@ -147,16 +146,7 @@ class RpcProxy(LoopServer):
         app.router.add_route("POST", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         self._runner = runner
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((LOOPBACK, self._requested_port))
-        except OSError as exc:
-            sock.close()
-            raise FaultProxyError(
-                f"{self.kind} cannot listen on {LOOPBACK}:{self._requested_port} ({exc}); pick another port or port=0"
-            ) from None
-        self._port = int(sock.getsockname()[1])
+        sock = self._listen_socket()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(total=self.timeout),

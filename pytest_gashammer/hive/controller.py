@@ -27,18 +27,21 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_gashammer.errors import GashammerError
 from pytest_gashammer.hive import protocol, timeouts
 from pytest_gashammer.hive.base import ProgressSink
 from pytest_gashammer.hive.engine_watch import EngineWatch
 from pytest_gashammer.hive.faulting import FaultRig
-from pytest_gashammer.hive.finish import abandon_run, finish_run
+from pytest_gashammer.hive.finish import abandon_run, finish_run, publish_finished
 from pytest_gashammer.hive.l1_watch import L1Watch
 from pytest_gashammer.results import RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.telemetry.records import EdgeReport, Progress
+
+if TYPE_CHECKING:
+    from pytest_gashammer.serve.board import LiveBoard
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +103,15 @@ class HiveController:
         *,
         progress_factory: Callable[[], ProgressSink | None] | None = None,
         telemetry: Any = None,
+        live: LiveBoard | None = None,
     ) -> None:
         """``progress_factory()`` makes the progress line for runs requested by other processes
-        (xdist workers cannot write to the terminal; the controller can)."""
+        (xdist workers cannot write to the terminal; the controller can); ``live`` is the live
+        API's board (``--gashammer-serve``), or None."""
+        self.live = live
+        #: The live API's id of each queued run request, and of the run about to execute.
+        self._live_queued: dict[str, str] = {}
+        self._live_next: str | None = None
         self._devnet_factory = devnet_factory
         self._progress_factory = progress_factory
         self.telemetry = telemetry  # a TelemetryRecorder, or None
@@ -170,6 +179,8 @@ class HiveController:
                 link.alive = False
                 link.lost_reason = reason
                 logger.debug("edge %s lost: %s", edge_id, reason)
+                if self.live is not None:
+                    self.live.edge_lost(edge_id, reason)
             self._lock.notify_all()
 
     def wait_for_edges(self, count: int, timeout: float) -> int:
@@ -236,9 +247,13 @@ class HiveController:
         with self._lock:
             link.info = dict(info)
             self._lock.notify_all()
+        if self.live is not None:
+            self.live.edge_joined(link.edge_id, str(info.get("host", "?")))
 
     def on_heartbeat(self, link: EdgeLink, progress: dict[str, Any]) -> None:
         link.progress = dict(progress)
+        if self.live is not None:
+            self.live.edge_heartbeat(link.edge_id)
 
     def on_run_request(
         self, link: EdgeLink, request_id: str, plan: dict[str, Any], options: dict[str, Any]
@@ -339,6 +354,8 @@ class HiveController:
     # -- run requests ---------------------------------------------------------------------------
     def _enqueue_run(self, caller: str, request_id: str, plan_data: dict[str, Any]) -> None:
         self.queued += 1
+        if self.live is not None:
+            self._live_queued[request_id] = self.live.run_queued(ScenarioPlan.from_dict(plan_data))
         self._runs.put((caller, request_id, plan_data))
 
     def run(self, plan: ScenarioPlan, *, progress: ProgressSink | None = None) -> RunResult:
@@ -399,6 +416,7 @@ class HiveController:
                 return
             caller, request_id, plan_data = item
             self.queued -= 1
+            self._live_next = self._live_queued.pop(request_id, None)
             plan = ScenarioPlan.from_dict(plan_data)
             progress = self._progress_factory() if caller and self._progress_factory is not None else None
             logger.debug("run %r for %s starts", plan.name, caller or "this process")
@@ -446,15 +464,23 @@ class HiveController:
 
     def _execute_one(self, plan: ScenarioPlan, progress: ProgressSink | None = None) -> RunResult:
         self._telemetry_run = None
+        # A capacity search's first step is the queued run; its later steps join the board here.
+        live_run, self._live_next = self._live_next, None
+        if self.live is not None and live_run is None:
+            live_run = self.live.run_queued(plan)
         try:
-            return self._execute_run(plan, progress)
-        except BaseException:
+            return self._execute_run(plan, progress, live_run)
+        except BaseException as exc:
             abandon_run(self.telemetry, self._telemetry_run, "failed")
+            if self.live is not None and live_run is not None:
+                self.live.run_failed(live_run, f"{type(exc).__name__}: {exc}")
             raise
         finally:
             self._telemetry_run = None
 
-    def _execute_run(self, plan: ScenarioPlan, progress: ProgressSink | None = None) -> RunResult:
+    def _execute_run(
+        self, plan: ScenarioPlan, progress: ProgressSink | None = None, live_run: str | None = None
+    ) -> RunResult:
         devnet = self.ensure_devnet()
         # The driver's settings first: an engine fault's proxy fronts the client the run uses.
         engine = EngineWatch.open(plan, devnet)
@@ -462,7 +488,7 @@ class HiveController:
         try:
             rig = FaultRig.open(plan, devnet)
             watch = L1Watch.open(plan, devnet)
-            return self._execute_with(plan, devnet, rig, watch, progress, engine)
+            return self._execute_with(plan, devnet, rig, watch, progress, engine, live_run)
         finally:
             if rig is not None:
                 rig.close()
@@ -479,6 +505,7 @@ class HiveController:
         watch: L1Watch | None,
         progress: ProgressSink | None,
         engine: EngineWatch | None = None,
+        live_run: str | None = None,
     ) -> RunResult:
         from pytest_gashammer.edge.preparation import prepare_run
         from pytest_gashammer.edge.runtime import EdgeAssignment
@@ -548,11 +575,24 @@ class HiveController:
             if telemetry_run is not None:
                 self.telemetry.set_origin(telemetry_run, origin)
             for link in armed:
+                link.progress = {}  # the last run's figures until this run's first heartbeat
                 link.send(protocol.GO, run_id=run_id, origin_ns=origin)
             for link in edges:
                 if link not in armed:
                     link.send(protocol.STOP, run_id=run_id, reason="not armed in time", kind="not-armed")
-            tick = self._ticker(plan, progress, run_id, armed)
+            if self.live is not None and live_run is not None:
+
+                def stop(reason: str) -> None:
+                    for link in armed:
+                        link.send(protocol.STOP, run_id=run_id, reason=reason, kind="drain")
+
+                self.live.run_started(
+                    live_run,
+                    [link.edge_id for link in armed],
+                    stop=stop,
+                    faults=rig.schedule.records if rig is not None else (),
+                )
+            tick = self._ticker(plan, progress, run_id, armed, live_run)
             self._wait(
                 state,
                 lambda: self._settled(state, set(state.reports)),
@@ -582,6 +622,7 @@ class HiveController:
                     self.telemetry.edge_lost(telemetry_run, link.edge_id, reason)
         first_start = min(state.started.values()) if state.started else 0
         records = rig.close() if rig is not None else None
+        stopped = self.live.stopped_verdict(live_run) if self.live is not None else None
         result = finish_run(
             plan,
             [state.reports[link.edge_id] for link in delivered],
@@ -593,7 +634,7 @@ class HiveController:
             telemetry=self.telemetry,
             telemetry_run=telemetry_run,
             origin_unix_ns=origin,
-            leading_verdicts=[_edges_verdict(edges, shares, state)],
+            leading_verdicts=[_edges_verdict(edges, shares, state), *([stopped] if stopped else [])],
             start_skews=[
                 (state.started.get(link.edge_id, first_start) - first_start) / 1e9 for link in delivered
             ],
@@ -601,8 +642,11 @@ class HiveController:
             fault_records=records,
             l1_watch=watch,
             engine_watch=engine,
+            status="stopped" if stopped is not None else None,
         )
         self._telemetry_run = None
+        if self.live is not None and live_run is not None:
+            publish_finished(self.live, live_run, result, [state.reports[link.edge_id] for link in delivered])
         return result
 
     def _settled(self, state: _RunState, done: set[str]) -> bool:
@@ -627,18 +671,33 @@ class HiveController:
         raise GashammerError(state.error)
 
     def _ticker(
-        self, plan: ScenarioPlan, progress: ProgressSink | None, run_id: str, armed: list[EdgeLink]
+        self,
+        plan: ScenarioPlan,
+        progress: ProgressSink | None,
+        run_id: str,
+        armed: list[EdgeLink],
+        live_run: str | None = None,
     ) -> Callable[[], None] | None:
-        """What the run's wait does every half second: draw the progress line, and on a capacity step
-        stop the edges once the step is clearly past the chain's limit (``oracle.capacity.past_limit``)."""
+        """What the run's wait does every half second: draw the progress line, once a second give
+        the live API's board the edges' heartbeats, and on a capacity step stop the edges once the
+        step is clearly past the chain's limit (``oracle.capacity.past_limit``)."""
         from pytest_gashammer.oracle.capacity import past_limit
 
         watching = [plan.capacity_step is not None]
-        if progress is None and not watching[0]:
+        live = self.live if live_run is not None else None
+        if progress is None and not watching[0] and live is None:
             return None
 
         def tick() -> None:
             summed = self.progress()
+            if live is not None and live_run is not None and live.due(live_run):
+                live.tick(
+                    live_run,
+                    phase=summed.phase,
+                    elapsed=summed.elapsed,
+                    edges={link.edge_id: link.progress for link in armed if link.progress},
+                    inclusion_p99=summed.recent_inclusion_p99,
+                )
             if progress is not None:
                 progress.update(plan, summed)
             if watching[0]:

@@ -32,6 +32,7 @@ def finish_run(
     fault_records: Sequence[Any] | None = None,
     l1_watch: Any = None,
     engine_watch: Any = None,
+    status: str | None = None,
 ) -> RunResult:
     """Judge ``reports`` (one per edge that delivered, with its gas ``shares``) and close the run.
 
@@ -45,7 +46,7 @@ def finish_run(
     builds the target's blocks) waits for the client's pool to drain: its figures go into
     ``result.engine``, its verdicts after the L1's. The devnet's standing notes (a pruned
     history) and its incidents since ``incidents_before`` become ``devnet:`` notes. The telemetry
-    run, when there is one, ends with the result.
+    run, when there is one, ends with the result, and with ``status`` when given (``stopped``).
     """
     from pytest_gashammer.hive.aggregate import build_result
     from pytest_gashammer.oracle import evaluate_plan, finish_result, name_faults
@@ -105,11 +106,44 @@ def finish_run(
             shares=list(shares),
             origin_unix_ns=origin_unix_ns,
             result=result,
+            status=status,
         )
     logger.debug(
         "run %r finished: %d report(s), %d verdict(s)", plan.name, len(reports), len(result.verdicts)
     )
     return result
+
+
+def publish_finished(live: Any, live_run: str, result: RunResult, reports: Sequence[EdgeReport]) -> None:
+    """Give the live API's board the finished run: each edge's final counters, from the same digests
+    the result sums, so the served counters equal the result's; the same by template; and the
+    latency histograms."""
+    from pytest_gashammer.serve.metrics import latency_histogram
+    from pytest_gashammer.telemetry.digest import BUCKET_FIELDS, TEMPLATE_FIELDS
+
+    gas = BUCKET_FIELDS.index("included_gas")
+    edges = {
+        report.edge_id: {
+            "sent": report.digest.sent,
+            "accepted": report.digest.accepted,
+            "rejected": report.digest.rejected,
+            "included": report.digest.included,
+            "included_gas": int(sum(bucket[gas] for bucket in report.digest.buckets.values())),
+        }
+        for report in reports
+    }
+    templates = {
+        report.edge_id: {
+            name: dict(zip(TEMPLATE_FIELDS, counts, strict=True))
+            for name, counts in report.digest.by_template.items()
+        }
+        for report in reports
+    }
+    histograms = {
+        "inclusion": latency_histogram([report.digest.inclusion_latency for report in reports]),
+        "feed": latency_histogram([report.digest.feed_latency for report in reports]),
+    }
+    live.run_finished(live_run, result, edges=edges, templates=templates, histograms=histograms)
 
 
 def abandon_run(telemetry: Any, telemetry_run: str | None, status: str) -> None:

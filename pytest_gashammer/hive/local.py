@@ -8,8 +8,9 @@ travel and reports come back, not what the hive does with them.
 from __future__ import annotations
 
 import logging
+import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_gashammer.devnet.base import Devnet
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime
@@ -18,11 +19,14 @@ from pytest_gashammer.hive import timeouts
 from pytest_gashammer.hive.base import ProgressSink
 from pytest_gashammer.hive.engine_watch import EngineWatch
 from pytest_gashammer.hive.faulting import FaultRig
-from pytest_gashammer.hive.finish import abandon_run, finish_run
+from pytest_gashammer.hive.finish import abandon_run, finish_run, publish_finished
 from pytest_gashammer.hive.l1_watch import L1Watch
 from pytest_gashammer.oracle.capacity import past_limit
 from pytest_gashammer.results import RunResult
 from pytest_gashammer.scenario.spec import ScenarioPlan
+
+if TYPE_CHECKING:
+    from pytest_gashammer.serve.board import LiveBoard
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +34,14 @@ logger = logging.getLogger(__name__)
 class LocalHive:
     """Runs plans against one devnet, one run at a time, on one edge in this process."""
 
-    def __init__(self, devnet: Devnet, *, telemetry: Any = None) -> None:
-        """``telemetry``: a :class:`~pytest_gashammer.telemetry.recorder.TelemetryRecorder`, or None."""
+    def __init__(self, devnet: Devnet, *, telemetry: Any = None, live: LiveBoard | None = None) -> None:
+        """``telemetry``: a :class:`~pytest_gashammer.telemetry.recorder.TelemetryRecorder`, or None;
+        ``live``: the live API's board (``--gashammer-serve``), or None."""
         self.devnet = devnet
         self.telemetry = telemetry
+        self.live = live
+        if live is not None:
+            live.edge_joined("local", socket.gethostname())
         self._node_version: str | None = None
         self.runs = 0
         #: The telemetry run id of the last run begun (``None`` without telemetry).
@@ -78,13 +86,18 @@ class LocalHive:
         return self._run_one(plan, progress)
 
     def _run_one(self, plan: ScenarioPlan, progress: ProgressSink | None) -> RunResult:
+        live_run = self.live.run_queued(plan) if self.live is not None else None
         # The driver's settings first: an engine fault's proxy fronts the client the run uses.
-        engine = EngineWatch.open(plan, self.devnet)
-        rig = watch = None
+        engine = rig = watch = None
         try:
+            engine = EngineWatch.open(plan, self.devnet)
             rig = FaultRig.open(plan, self.devnet)
             watch = L1Watch.open(plan, self.devnet)
-            return self._run(plan, rig, watch, progress, engine)
+            result = self._run(plan, rig, watch, progress, engine, live_run)
+        except BaseException as exc:
+            if self.live is not None and live_run is not None:
+                self.live.run_failed(live_run, f"{type(exc).__name__}: {exc}")
+            raise
         finally:
             if rig is not None:
                 rig.close()
@@ -92,6 +105,7 @@ class LocalHive:
                 watch.close()
             if engine is not None:
                 engine.close()
+        return result
 
     def _run(
         self,
@@ -100,6 +114,7 @@ class LocalHive:
         watch: L1Watch | None,
         progress: ProgressSink | None,
         engine: EngineWatch | None = None,
+        live_run: str | None = None,
     ) -> RunResult:
         (assignment,) = self.assignments(plan, rig)
         run_id = None
@@ -120,13 +135,30 @@ class LocalHive:
         deadline = started + timeouts.edge_budget(plan)
         logger.debug("local run %r starts: %d sender(s)", plan.name, plan.senders)
         edge.start()
+        live = self.live if live_run is not None else None
+        if live is not None and live_run is not None:
+            live.run_started(
+                live_run,
+                [assignment.edge_id],
+                stop=lambda reason: edge.stop(reason, "drain"),
+                faults=rig.schedule.records if rig is not None else (),
+            )
         # A capacity step stops once clearly past the chain's limit (oracle/capacity.py's past_limit).
         watch_limit = plan.capacity_step is not None
         try:
             while not edge.join(0.25):
-                snapshot = edge.snapshot() if progress is not None or watch_limit else None
+                due = live is not None and live_run is not None and live.due(live_run)
+                snapshot = edge.snapshot() if progress is not None or watch_limit or due else None
                 if progress is not None and snapshot is not None:
                     progress.update(plan, snapshot)
+                if due and live is not None and live_run is not None and snapshot is not None:
+                    live.tick(
+                        live_run,
+                        phase=snapshot.phase,
+                        elapsed=snapshot.elapsed,
+                        edges={assignment.edge_id: snapshot.__dict__},
+                        inclusion_p99=snapshot.recent_inclusion_p99,
+                    )
                 if watch_limit and snapshot is not None:
                     why = past_limit(dict(plan.slo), snapshot.recent_inclusion_p99)
                     if why is not None:
@@ -157,7 +189,8 @@ class LocalHive:
         # Undone before the verdicts: the records say when each fault really ended.
         records = rig.close() if rig is not None else None
         self.runs += 1
-        return finish_run(
+        stopped = live.stopped_verdict(live_run) if live is not None else None
+        result = finish_run(
             plan,
             [report],
             devnet=self.devnet,
@@ -171,4 +204,9 @@ class LocalHive:
             fault_records=records,
             l1_watch=watch,
             engine_watch=engine,
+            leading_verdicts=[stopped] if stopped is not None else (),
+            status="stopped" if stopped is not None else None,
         )
+        if live is not None and live_run is not None:
+            publish_finished(live, live_run, result, [report])
+        return result

@@ -108,6 +108,18 @@ class HiveSession:
         self.longest_run: float | None = None
         workerinput = getattr(config, "workerinput", None)
         edge_specs = config.getoption(options.EDGES) or []
+        #: The live API (--gashammer-serve): its board, which the hive feeds, and its server. It runs
+        #: where the hive is: never in an xdist worker.
+        self.live: Any = None
+        self.live_server: Any = None
+        serve = config.getoption(options.SERVE)
+        if serve is not None and workerinput is None:
+            from pytest_gashammer.serve import start_server
+
+            try:
+                self.live, self.live_server = start_server(serve, config.getoption(options.SERVE_TOKEN))
+            except GashammerError as exc:
+                raise pytest.UsageError(str(exc)) from None
         if workerinput is not None and "gashammer_channel" in workerinput:
             self.mode = "worker"
             from pytest_gashammer.hive.worker import EdgeHost, HiveClient
@@ -122,12 +134,13 @@ class HiveSession:
                 self._open_shared_devnet,
                 progress_factory=lambda: live_progress(config, interactive=False),
                 telemetry=self._recorder(),
+                live=self.live,
             )
             if edge_specs:
                 try:
                     self.controller.add_gateway_edges(edge_specs)
                 except GashammerError as exc:
-                    self.controller.close()
+                    self.close()
                     raise pytest.UsageError(str(exc)) from None
         else:
             self.mode = "local"
@@ -212,7 +225,7 @@ class HiveSession:
         if self._hive is None:
             from pytest_gashammer.hive.local import LocalHive
 
-            self._hive = LocalHive(self.devnet(), telemetry=self._recorder())
+            self._hive = LocalHive(self.devnet(), telemetry=self._recorder(), live=self.live)
         return self._hive
 
     def isolated_hive(self) -> Hive:
@@ -225,7 +238,7 @@ class HiveSession:
                     "isolated=True needs a devnet the plugin starts; drop --gashammer-rpc-url or isolated"
                 )
             self._isolated_devnet = self._open_devnet(None)
-            self._isolated_hive = LocalHive(self._isolated_devnet)
+            self._isolated_hive = LocalHive(self._isolated_devnet, live=self.live)
         return self._isolated_hive
 
     def _own_devnets(self) -> list[Any]:
@@ -237,9 +250,13 @@ class HiveSession:
 
     # -- session hooks --------------------------------------------------------------------------
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """Remove containers an earlier pytest left when it was killed (a record says so; cheap otherwise)."""
+        """Say where the live API listens; remove containers an earlier pytest left when it was
+        killed (a record says so; cheap otherwise)."""
         if self.mode == "worker":
             return  # the controller owns the session's containers and sweeps for it
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self.live_server is not None and terminal is not None:
+            terminal.write_line(f"gashammer live API: {self.live_server.url}")
         from pytest_gashammer.devnet.ownership import sweep_if_recorded
 
         removed = sweep_if_recorded()
@@ -328,6 +345,9 @@ class HiveSession:
             self.telemetry.close()
         if self.controller is not None:
             self.controller.close()
+        if self.live_server is not None:
+            self.live_server.stop()
+            self.live_server = None
         for devnet in (self._devnet, self._isolated_devnet, self._network):
             if devnet is not None:
                 devnet.close()

@@ -46,6 +46,10 @@ __all__ = [
 
 #: Per-second bucket fields, in their array order.
 BUCKET_FIELDS = ("offered_gas", "offered_tx", "included_gas", "included_tx")
+#: What a digest counts per template: transactions and the included ones' gas (used where known).
+TEMPLATE_FIELDS = ("sent", "accepted", "rejected", "included", "included_gas")
+#: The template name of the self-transfers that fill nonce gaps (template index -1).
+FILLER = "nonce-gap filler"
 
 
 class NonceRanges:
@@ -142,6 +146,8 @@ class RunDigest:
         self.included_moving_value = 0
         #: Per second of the run clock: :data:`BUCKET_FIELDS`.
         self.buckets: dict[int, list[float]] = {}
+        #: Per template name (fillers: :data:`FILLER`): :data:`TEMPLATE_FIELDS`.
+        self.by_template: dict[str, list[int]] = {}
         self.sustain_offered_gas = 0.0
         self.sustain_offered_tx = 0
         self.sustain_accepted_gas = 0.0
@@ -225,6 +231,7 @@ class RunDigest:
         self._receipts(rows, template, status, used, block, included, hash_of)
 
         gas = np.where(used != NOT_YET, used, planned).astype(np.float64)
+        self._by_template(template, (sent, accepted, rejected, included), gas)
         seconds_intended = np.floor((intended - self.origin_ns) / 1e9).astype(np.int64)
         offered = template >= 0
         self._bucket(seconds_intended[offered], planned[offered].astype(np.float64), 0)
@@ -254,6 +261,18 @@ class RunDigest:
             latency = (included_ns - intended) / 1e9
             for tally in self.faults:
                 tally.add(rows, t, latency, included_at, included, lost, hash_of)
+
+    def _by_template(self, template: np.ndarray, masks: tuple[np.ndarray, ...], gas: np.ndarray) -> None:
+        """Add these rows to :attr:`by_template`: one bincount per figure (index -1, a filler, is 0)."""
+        kinds = len(self.templates) + 1
+        shifted = template + 1
+        figures = [np.bincount(shifted[mask], minlength=kinds) for mask in masks]
+        figures.append(np.bincount(shifted[masks[3]], weights=gas[masks[3]], minlength=kinds))
+        for kind in np.flatnonzero(np.add.reduce(figures)).tolist():
+            name = self.templates[kind - 1] if kind else FILLER
+            counts = self.by_template.setdefault(name, [0] * len(TEMPLATE_FIELDS))
+            for field, figure in enumerate(figures):
+                counts[field] += int(figure[kind])
 
     def _receipts(
         self,
@@ -384,6 +403,7 @@ class RunDigest:
         data["sustain"] = list(self.sustain)
         data["block_receipts"] = {number: list(entry) for number, entry in self.block_receipts.items()}
         data["buckets"] = {second: list(bucket) for second, bucket in self.buckets.items()}
+        data["by_template"] = {name: list(counts) for name, counts in self.by_template.items()}
         data["nonces"] = {
             sender: (ranges.ranges, ranges.reused, ranges.reused_count)
             for sender, ranges in self.nonces.items()
@@ -408,6 +428,7 @@ class RunDigest:
         digest.sustain = (float(data["sustain"][0]), float(data["sustain"][1]))
         digest.block_receipts = {int(n): list(entry) for n, entry in data["block_receipts"].items()}
         digest.buckets = {int(s): list(bucket) for s, bucket in data["buckets"].items()}
+        digest.by_template = {str(name): list(counts) for name, counts in data.get("by_template", {}).items()}
         digest.highest_taken = {int(s): int(n) for s, n in data["highest_taken"].items()}
         digest.nonces = {}
         for sender, (ranges, reused, reused_count) in data["nonces"].items():

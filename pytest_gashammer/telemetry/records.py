@@ -27,8 +27,9 @@ STATUS_INCLUDED = 4
 #: Why an edge stopped before its plan ended, as a value the hive acts on (the text says the detail):
 #: ``fail-fast`` a hard invariant broke (the hive stops the run's other edges too), ``time-budget``
 #: the run overran, ``not-armed`` the edge was not ready in time, ``interrupted`` Ctrl-C,
-#: ``shutdown`` the edge's host closed, ``requested`` any other stop.
-StopKind = Literal["fail-fast", "time-budget", "not-armed", "interrupted", "shutdown", "requested"]
+#: ``shutdown`` the edge's host closed, ``drain`` stop sending and drain as at the plan's end (a
+#: stop through the live API), ``requested`` any other stop.
+StopKind = Literal["fail-fast", "time-budget", "not-armed", "interrupted", "shutdown", "drain", "requested"]
 
 
 class Stored(NamedTuple):

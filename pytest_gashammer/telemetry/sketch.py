@@ -115,6 +115,25 @@ class LatencySketch:
             self.count,
         )
 
+    def counts_at_or_below(self, bounds: Sequence[float]) -> tuple[list[int], float]:
+        """How many samples are at or below each of ``bounds`` (ascending), and their sum: a
+        histogram's cumulative buckets. Exact while the samples are; from the sketch's bins after."""
+        if self.count == 0:
+            return [0] * len(bounds), 0.0
+        if self._sketch is None:
+            ordered = np.sort(np.concatenate(self._exact))
+            below = np.searchsorted(ordered, np.asarray(bounds, dtype=np.float64), side="right")
+            return [int(value) for value in below], float(ordered.sum())
+        store, value_of = self._sketch._store, self._sketch._mapping.value
+        weights = [
+            (value_of(store.offset + index), weight) for index, weight in enumerate(store.bins) if weight
+        ]
+        zero = self._sketch._zero_count
+        counts = [
+            int(round(zero + sum(weight for value, weight in weights if value <= bound))) for bound in bounds
+        ]
+        return counts, float(self._sketch.sum)
+
     def to_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"count": self.count, "max": self.max, "limit": self.exact_limit}
         if self._sketch is None:

@@ -14,8 +14,11 @@ from pytest_gashammer.edge.inclusion import ForgottenHashes
 from pytest_gashammer.oracle.invariants import evaluate
 from pytest_gashammer.results import LatencyStats
 from pytest_gashammer.telemetry.digest import (
+    BUCKET_FIELDS,
     EVIDENCE_LIMIT,
+    FILLER,
     SKETCH_RELATIVE_ACCURACY,
+    TEMPLATE_FIELDS,
     LatencySketch,
     NonceRanges,
     RunDigest,
@@ -198,6 +201,20 @@ def test_the_digest_keeps_exact_counts_and_the_first_offenders_by_name() -> None
     assert verdicts["inclusion"].evidence["lost_count"] == len(lost)
     assert verdicts["inclusion"].evidence["lost"] == lost[:EVIDENCE_LIMIT]
     assert verdicts["nonce_contiguity"].status == "failed"  # the holes busy_log leaves
+
+
+def test_the_digest_counts_by_template_what_it_counts_in_all() -> None:
+    log = busy_log(11, rows=2_000)
+    digest = RunDigest.of_log(log.txs, **SETTINGS)
+    assert set(digest.by_template) == {"transfer", "revert", FILLER}
+    totals = [
+        sum(counts[field] for counts in digest.by_template.values()) for field in range(len(TEMPLATE_FIELDS))
+    ]
+    gas = sum(bucket[BUCKET_FIELDS.index("included_gas")] for bucket in digest.buckets.values())
+    assert totals == [digest.sent, digest.accepted, digest.rejected, digest.included, gas]
+    txs = log.txs
+    fillers = sum(1 for row in range(len(txs)) if txs.template[row] == GAP_FILLER)
+    assert digest.by_template[FILLER][TEMPLATE_FIELDS.index("sent")] == fillers > 0
 
 
 def test_a_digest_crosses_the_wire_unchanged() -> None:

@@ -5,7 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("web3", "pyarrow", "eth_account", "aiohttp", "websockets", "execnet", "docker", "testcontainers")
+HEAVY = (
+    "web3",
+    "pyarrow",
+    "eth_account",
+    "aiohttp",
+    "websockets",
+    "execnet",
+    "docker",
+    "testcontainers",
+    "prometheus_client",
+)
 
 
 def test_importing_the_plugin_imports_no_heavy_dependency() -> None:
