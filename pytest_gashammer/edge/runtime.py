@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_gashammer.chain.retry import RetryStats
@@ -84,6 +84,10 @@ class EdgeAssignment:
     #: hive's wall clock is ahead of this edge's (0 on the same machine).
     telemetry_run_id: str | None = None
     clock_offset_ns: int = 0
+    #: On a devnet of several nodes, the nodes the senders' transactions are spread over (one node
+    #: per sender, round-robin); empty: every transaction to ``rpc_url``. Tracking and receipts
+    #: stay on ``rpc_url``.
+    send_urls: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         preparation: Any = self.preparation
@@ -210,8 +214,17 @@ class EdgeRuntime:
         async with (
             AsyncRpcClient(url, connections=self.assignment.connections, stats=retries) as rpc,
             AsyncRpcClient(url, connections=2, stats=retries) as track_rpc,
+            contextlib.AsyncExitStack() as others,
         ):
-            session = await _EdgeSession.open(self, stop, self._recent_latencies, rpc, track_rpc)
+            send_rpcs = [
+                rpc
+                if send_url == url
+                else await others.enter_async_context(
+                    AsyncRpcClient(send_url, connections=self.assignment.connections, stats=retries)
+                )
+                for send_url in self.assignment.send_urls
+            ]
+            session = await _EdgeSession.open(self, stop, self._recent_latencies, rpc, track_rpc, send_rpcs)
             if self._start_gate is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self._start_gate)
             return await session.run()
@@ -284,6 +297,7 @@ class _EdgeSession:
         latencies: deque[float],
         rpc: AsyncRpcClient,
         track_rpc: AsyncRpcClient,
+        send_rpcs: Sequence[AsyncRpcClient] = (),
     ) -> _EdgeSession:
         """Everything before the clock: chain check, senders, templates, preparation, nonces, feed."""
         plan, assignment = runtime.plan, runtime.assignment
@@ -360,6 +374,7 @@ class _EdgeSession:
             sent_nonces=SESSION_NONCES,
             chain_key=chain_key,
             fee_ceiling=preparation.fee_ceiling,
+            send_rpcs=send_rpcs,
         )
         inclusion = InclusionTracker(
             track_rpc,

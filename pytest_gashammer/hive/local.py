@@ -20,6 +20,7 @@ from pytest_gashammer.hive.engine_watch import EngineWatch
 from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.hive.finish import abandon_run, finish_run
 from pytest_gashammer.hive.l1_watch import L1Watch
+from pytest_gashammer.hive.network_watch import NetworkWatch
 from pytest_gashammer.oracle.capacity import past_limit
 from pytest_gashammer.results import RunResult
 from pytest_gashammer.scenario.spec import ScenarioPlan
@@ -45,13 +46,17 @@ class LocalHive:
             self._node_version = self.devnet.node_version
         return self._node_version
 
-    def assignments(self, plan: ScenarioPlan, rig: FaultRig | None = None) -> list[EdgeAssignment]:
+    def assignments(
+        self, plan: ScenarioPlan, rig: FaultRig | None = None, network: NetworkWatch | None = None
+    ) -> list[EdgeAssignment]:
         devnet = self.devnet
-        endpoints = (
+        endpoints: dict[str, Any] = (
             rig.endpoints(devnet)
             if rig is not None
             else {"rpc_url": devnet.rpc_url, "ws_url": devnet.ws_url, "feed_url": devnet.feed_url}
         )
+        if network is not None:
+            endpoints["send_urls"] = network.send_urls(str(endpoints["rpc_url"]))
         return [
             EdgeAssignment(
                 edge_id="local",
@@ -80,16 +85,19 @@ class LocalHive:
     def _run_one(self, plan: ScenarioPlan, progress: ProgressSink | None) -> RunResult:
         # The driver's settings first: an engine fault's proxy fronts the client the run uses.
         engine = EngineWatch.open(plan, self.devnet)
-        rig = watch = None
+        rig = watch = network = None
         try:
             rig = FaultRig.open(plan, self.devnet)
             watch = L1Watch.open(plan, self.devnet)
-            return self._run(plan, rig, watch, progress, engine)
+            network = NetworkWatch.open(plan, self.devnet)
+            return self._run(plan, rig, watch, progress, engine, network)
         finally:
             if rig is not None:
                 rig.close()
             if watch is not None:
                 watch.close()
+            if network is not None:
+                network.close()
             if engine is not None:
                 engine.close()
 
@@ -100,8 +108,9 @@ class LocalHive:
         watch: L1Watch | None,
         progress: ProgressSink | None,
         engine: EngineWatch | None = None,
+        network: NetworkWatch | None = None,
     ) -> RunResult:
-        (assignment,) = self.assignments(plan, rig)
+        (assignment,) = self.assignments(plan, rig, network)
         run_id = None
         if self.telemetry is not None:
             run_id = self.telemetry.begin(plan, self.devnet, node_version=self.node_version)
@@ -171,4 +180,5 @@ class LocalHive:
             fault_records=records,
             l1_watch=watch,
             engine_watch=engine,
+            network_watch=network,
         )
