@@ -199,7 +199,9 @@ class NetworkWatch:
                     continue
                 try:
                     block = node_block(
-                        call(self.urls[name], "eth_getBlockByNumber", [hex(target.number), False], timeout=2.0)
+                        call(
+                            self.urls[name], "eth_getBlockByNumber", [hex(target.number), False], timeout=2.0
+                        )
                     )
                 except (RpcError, TransportError, ValueError) as exc:
                     problems[name] = _first_line(exc)
@@ -232,7 +234,9 @@ class NetworkWatch:
 
     def _read_head(self, name: str, problems: dict[str, str]) -> Any:
         try:
-            return node_block(call(self.urls[name], "eth_getBlockByNumber", ["latest", False], timeout=_READ_TIMEOUT))
+            return node_block(
+                call(self.urls[name], "eth_getBlockByNumber", ["latest", False], timeout=_READ_TIMEOUT)
+            )
         except (RpcError, TransportError, ValueError) as exc:
             problems.setdefault(name, _first_line(exc))
             return None
@@ -263,14 +267,18 @@ class NetworkWatch:
                     hashes.extend(str(tx) for tx in answer.get("transactions") or () if isinstance(tx, str))
         return served, hashes
 
-    def _missing_receipts(self, name: str, sample: Sequence[str], problems: dict[str, str]) -> list[str] | None:
+    def _missing_receipts(
+        self, name: str, sample: Sequence[str], problems: dict[str, str]
+    ) -> list[str] | None:
         """The transactions of ``sample`` ``name`` has no receipt for; None when it could not be asked."""
         missing: list[str] = []
         for offset in range(0, len(sample), _BATCH):
             chunk = sample[offset : offset + _BATCH]
             try:
                 answers = call_batch(
-                    self.urls[name], [("eth_getTransactionReceipt", [tx]) for tx in chunk], timeout=_READ_TIMEOUT
+                    self.urls[name],
+                    [("eth_getTransactionReceipt", [tx]) for tx in chunk],
+                    timeout=_READ_TIMEOUT,
                 )
             except TransportError as exc:
                 problems.setdefault(name, f"receipts not read: {_first_line(exc)}")
@@ -299,5 +307,7 @@ def network_asked_without_network(plan: ScenarioPlan, devnet_kind: str) -> list[
     from pytest_gashammer.oracle.network import network_unavailable
 
     return network_unavailable(
-        f"the {devnet_kind} devnet has a single node: no network to check", only=named, skip=plan.skip_invariants
+        f"the {devnet_kind} devnet has a single node: no network to check",
+        only=named,
+        skip=plan.skip_invariants,
     )
