@@ -817,20 +817,20 @@ RUN_FIGURES: tuple[Figure, ...] = (
         "does not build the target's blocks)",
     ),
     Figure(
-        "network",
-        "json",
-        "",
-        "what every node of a multi-node devnet held after the run: per node its head, how long it took "
-        "to reach the builder's, whether it was syncing; heights and receipts compared; the network's "
-        "events (None for a single node)",
-    ),
-    Figure(
         "capacity",
         "json",
         "",
         "what a capacity search found: the maximum and the knee (gas/s), a 95 % interval for the maximum, "
         "why it stopped, the SLOs, and per step its offered and included gas/s, inclusion p50 and p99, "
         "each SLO's status and its run id (None for an ordinary run)",
+    ),
+    Figure(
+        "network",
+        "json",
+        "",
+        "what every node of a multi-node devnet held after the run: per node its head, how long it took "
+        "to reach the builder's, whether it was syncing; heights and receipts compared; the network's "
+        "events (None for a single node)",
     ),
 )
 
