@@ -63,7 +63,8 @@ class FaultRig:
         node_control = getattr(devnet, "node_control", None)
         node = node_control() if callable(node_control) else None
         driver = consensus_driver(devnet)
-        network = devnet.network_control()
+        network_control = getattr(devnet, "network_control", None)
+        network = network_control() if callable(network_control) else None
         check_fault_target(
             plan.faults,
             where=f"the {devnet.kind} devnet",

@@ -73,7 +73,8 @@ class NetworkWatch:
         ``network={"send_to": "node7"}`` naming no node of the devnet, or any ``send_to`` but the
         builder on a single node, is a one-line error.
         """
-        urls = dict(devnet.node_urls())
+        node_urls = getattr(devnet, "node_urls", None)
+        urls = dict(node_urls()) if callable(node_urls) else {}
         send_to = str(dict(plan.network).get("send_to", SEND_TO_BUILDER))
         if len(urls) < 2:
             if send_to != SEND_TO_BUILDER:

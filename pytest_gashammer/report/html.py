@@ -39,11 +39,11 @@ from pytest_gashammer.results import (
     RECEIPTS_VIA,
     CapacityFigures,
     EngineFigures,
-    NetworkFigures,
     FaultImpact,
     L1Assertion,
     L1Batch,
     L1Figures,
+    NetworkFigures,
     rate_figures,
     receipts_line,
 )
