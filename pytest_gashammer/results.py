@@ -434,6 +434,8 @@ class NetworkFigures:
     heights_checked: int = 0
     receipts_checked: int = 0
     converge_bound_s: float = 0.0
+    #: The run's t=0 in Unix seconds, as the hive knew it: the events' ``at`` minus it is run-clock time.
+    time_origin: float = 0.0
     events: list[NetworkEvent] = dataclasses.field(default_factory=list)
     events_dropped: int = 0
 

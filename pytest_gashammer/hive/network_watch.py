@@ -172,6 +172,7 @@ class NetworkWatch:
             heights_checked=len(heights),
             receipts_checked=len(sample),
             converge_bound_s=self.bound,
+            time_origin=origin_unix_ns / 1e9 if origin_unix_ns is not None else self.started_at,
             events=events[-MAX_EVENTS:],
             events_dropped=max(0, len(events) - MAX_EVENTS),
         )

@@ -517,14 +517,12 @@ def _network_view(run: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any]])
         figures = NetworkFigures.from_dict(stored)
     except (TypeError, KeyError, ValueError) as exc:
         return {"figures": None, "error": f"the stored network figures could not be read ({exc})"}
-    origin = run.get("origin_unix_ns")
-    origin_s = origin / 1e9 if origin is not None else (figures.events[0].at if figures.events else 0.0)
     events = figures.events[-_NETWORK_EVENT_LIST:]
     return {
         "figures": figures,
         "error": None,
         "verdicts": [verdict for verdict in verdicts if verdict["name"] in NETWORK_INVARIANT_NAMES],
-        "events": [{**event.as_dict(), "t": event.at - origin_s} for event in events],
+        "events": [{**event.as_dict(), "t": event.at - figures.time_origin} for event in events],
         "events_more": len(figures.events) - len(events),
     }
 

@@ -372,10 +372,8 @@ class ParquetRunWriter:
             network = getattr(result, "network", None)
             # Only runs on several nodes have network events.
             if network is not None and network.events:
-                origin_s = run.info.origin_unix_ns / 1e9
-                self._write_small(
-                    "network_events", run_id, network_event_rows(run_id, network.events, origin_s)
-                )
+                rows = network_event_rows(run_id, network.events, network.time_origin)
+                self._write_small("network_events", run_id, rows)
             del self._runs[run_id]
 
     # -- streamed tables ------------------------------------------------------------------------

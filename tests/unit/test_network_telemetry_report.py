@@ -35,6 +35,7 @@ def figures(origin_s: float, events: int = 3) -> NetworkFigures:
         heights_checked=36,
         receipts_checked=120,
         converge_bound_s=30.0,
+        time_origin=origin_s,
         events=[
             NetworkEvent(origin_s + 0.5 * index, source, kind, node, peer, index if kind == "head" else None)
             for index, (source, kind, node, peer) in enumerate(kinds)
