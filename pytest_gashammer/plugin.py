@@ -529,6 +529,8 @@ def _check_fault_target(config: pytest.Config, faults: Any) -> None:
     else:
         where = f"the {backend} devnet"
         has_feed = backend == "embedded"
+    # Network faults need a devnet of several nodes; their names are known once it runs.
+    network = not external and options.backend_kind(backend) == "network"
     check_fault_target(
         faults,
         where=where,
@@ -536,6 +538,7 @@ def _check_fault_target(config: pytest.Config, faults: Any) -> None:
         node_supports=node_supports,
         has_feed=has_feed,
         has_engine=has_engine,
+        network_nodes=None if network else [],
     )
 
 

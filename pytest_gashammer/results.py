@@ -400,6 +400,54 @@ class NetworkEvent:
 
 
 @dataclasses.dataclass(frozen=True)
+class NetworkNode:
+    """One node of a multi-node devnet as the network checks left it (``RunResult.network.nodes``).
+
+    ``head_*`` is its head once the checks were done; ``converged_after_s`` how long after the load
+    ended it held the builder's head (``None``: not within the bound); ``syncing`` its last
+    ``eth_syncing`` answer was not false; ``error`` why it could not be read.
+    """
+
+    name: str
+    rpc_url: str
+    head_number: int | None = None
+    head_hash: str | None = None
+    converged_after_s: float | None = None
+    syncing: bool | None = None
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkFigures:
+    """What the network checks saw of a multi-node devnet after the run (``RunResult.network``).
+
+    ``first_block``..``last_block`` are the run's heights on the builder; ``heights_checked`` of
+    them were read from every node (all of them up to a bound, an even sample beyond), and
+    ``receipts_checked`` transactions of those blocks asked of every node. ``events`` are the
+    network's own events while the run lasted (the ``network_events`` Parquet table), the latest
+    kept when there were more than the figures hold (``events_dropped`` says how many were not).
+    """
+
+    nodes: list[NetworkNode]
+    first_block: int
+    last_block: int
+    heights_checked: int = 0
+    receipts_checked: int = 0
+    converge_bound_s: float = 0.0
+    #: The run's t=0 in Unix seconds, as the hive knew it: the events' ``at`` minus it is run-clock time.
+    time_origin: float = 0.0
+    events: list[NetworkEvent] = dataclasses.field(default_factory=list)
+    events_dropped: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkFigures:
+        fields = dict(data)
+        fields["nodes"] = [NetworkNode(**node) for node in fields.get("nodes") or ()]
+        fields["events"] = [NetworkEvent(**event) for event in fields.get("events") or ()]
+        return cls(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
 class CapacityStep:
     """One step of a capacity search: one run at a fixed offered rate, judged by the search's SLOs.
 
@@ -522,6 +570,9 @@ class RunResult:
     #: What the Engine API calls of the plugin's consensus driver showed (latencies per method, build
     #: and import time per block); ``None`` when the plugin does not build the target's blocks.
     engine: EngineFigures | None = None
+    #: What every node of a multi-node devnet held after the run (heads, the events of the network);
+    #: ``None`` for a single node.
+    network: NetworkFigures | None = None
     #: What a capacity search found (``capacity={...}``): the maximum, the knee, their steps; ``None``
     #: for an ordinary run. A search's result is its step at the maximum, with this attached.
     capacity: CapacityFigures | None = None
@@ -589,6 +640,7 @@ class RunResult:
         fields["l1"] = L1Figures.from_dict(fields["l1"]) if fields.get("l1") else None
         fields["engine"] = EngineFigures.from_dict(fields["engine"]) if fields.get("engine") else None
         fields["capacity"] = CapacityFigures.from_dict(fields["capacity"]) if fields.get("capacity") else None
+        fields["network"] = NetworkFigures.from_dict(fields["network"]) if fields.get("network") else None
         return cls(**fields)
 
 
@@ -773,6 +825,14 @@ RUN_FIGURES: tuple[Figure, ...] = (
         "what a capacity search found: the maximum and the knee (gas/s), a 95 % interval for the maximum, "
         "why it stopped, the SLOs, and per step its offered and included gas/s, inclusion p50 and p99, "
         "each SLO's status and its run id (None for an ordinary run)",
+    ),
+    Figure(
+        "network",
+        "json",
+        "",
+        "what every node of a multi-node devnet held after the run: per node its head, how long it took "
+        "to reach the builder's, whether it was syncing; heights and receipts compared; the network's "
+        "events (None for a single node)",
     ),
 )
 

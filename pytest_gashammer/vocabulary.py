@@ -97,8 +97,28 @@ ENGINE_INVARIANT_NAMES: tuple[str, ...] = (
     ENGINE_PAYLOAD_IDS,
     ENGINE_POOL_DRAINED,
 )
+# ----------------------------------------------------------------------------------------------
+# network invariants: what every node of a multi-node devnet must agree on after the run
+# (``oracle/network.py``), reported after the engine's
+
+#: Every node reaches the builder's head within a bound after the load ends.
+NETWORK_CONVERGED = "network_converged"
+#: Every node holds the same block hash and state root at each height of the run they share.
+NETWORK_SAME_BLOCKS = "network_same_blocks"
+#: Every included transaction of the run (a bounded sample) has its receipt on every node.
+NETWORK_RECEIPTS = "network_receipts"
+#: No node is still syncing (``eth_syncing`` not false) past a bound after the load ends.
+NETWORK_SYNCING = "network_syncing"
+NETWORK_INVARIANT_NAMES: tuple[str, ...] = (
+    NETWORK_CONVERGED,
+    NETWORK_SAME_BLOCKS,
+    NETWORK_RECEIPTS,
+    NETWORK_SYNCING,
+)
 #: Every invariant name the marker's ``invariants=`` and ``skip_invariants=`` accept.
-ALL_INVARIANT_NAMES: tuple[str, ...] = INVARIANT_NAMES + L1_INVARIANT_NAMES + ENGINE_INVARIANT_NAMES
+ALL_INVARIANT_NAMES: tuple[str, ...] = (
+    INVARIANT_NAMES + L1_INVARIANT_NAMES + ENGINE_INVARIANT_NAMES + NETWORK_INVARIANT_NAMES
+)
 
 
 def selected_invariants(
@@ -166,3 +186,12 @@ NODE_RESTART = "restart"
 NODE_MINING_STOP = "mining_stop"
 NODE_SLOW_BLOCKS = "slow_blocks"
 NODE_OPERATIONS: frozenset[str] = frozenset({NODE_PAUSE, NODE_RESTART, NODE_MINING_STOP, NODE_SLOW_BLOCKS})
+
+# ----------------------------------------------------------------------------------------------
+# where a run's edges send their transactions on a multi-node devnet (the marker's ``network={...}``)
+
+#: Every transaction to the builder (node0), the devnet's ``rpc_url``.
+SEND_TO_BUILDER = "builder"
+#: Each sender's transactions to one node, the senders spread round-robin over every node.
+SEND_TO_SPREAD = "spread"
+SEND_TO_CHOICES: tuple[str, ...] = (SEND_TO_BUILDER, SEND_TO_SPREAD)

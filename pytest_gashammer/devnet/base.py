@@ -175,6 +175,7 @@ class Devnet(abc.ABC):
             "funder_key": self.funder.key,
             "node_version": self.node_version,
             "l1": self.l1.as_dict() if self.l1 is not None else None,
+            "node_urls": self.node_urls(),
         }
 
     def incidents(self) -> list[str]:
@@ -265,6 +266,9 @@ class SharedDevnet(Devnet):
     @property
     def node_version(self) -> str:
         return str(self._endpoints.get("node_version") or "unknown")
+
+    def node_urls(self) -> dict[str, str]:
+        return dict(self._endpoints.get("node_urls") or {})
 
     def __repr__(self) -> str:
         return f"<SharedDevnet {self.kind} rpc_url={self.rpc_url!r} chain_id={self.chain_id}>"

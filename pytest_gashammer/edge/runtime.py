@@ -25,11 +25,11 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_gashammer.chain.retry import RetryStats
-from pytest_gashammer.chain.rpc import AsyncRpcClient
+from pytest_gashammer.chain.rpc import AsyncRpcClient, RpcError, TransportError
 from pytest_gashammer.edge.accounts import SESSION_NONCES, Sender, derive_senders, resolve_start_nonces
 from pytest_gashammer.edge.evidence import BalanceCheck, probe_lost
 from pytest_gashammer.edge.feed_link import FeedLink
@@ -45,7 +45,7 @@ from pytest_gashammer.edge.preparation import (
 from pytest_gashammer.edge.submitter import Submitter
 from pytest_gashammer.edge.tracker import BlockFollower, stalled_at_end
 from pytest_gashammer.errors import GashammerError
-from pytest_gashammer.results import FALLBACK_NOTE, RETRY_NOTE
+from pytest_gashammer.results import DEVNET_NOTE, FALLBACK_NOTE, FEES_NOTE, RETRY_NOTE
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.telemetry.digest import RunDigest
 from pytest_gashammer.telemetry.records import (
@@ -84,6 +84,10 @@ class EdgeAssignment:
     #: hive's wall clock is ahead of this edge's (0 on the same machine).
     telemetry_run_id: str | None = None
     clock_offset_ns: int = 0
+    #: On a devnet of several nodes, the nodes the senders' transactions are spread over (one node
+    #: per sender, round-robin); empty: every transaction to ``rpc_url``. Tracking and receipts
+    #: stay on ``rpc_url``.
+    send_urls: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         preparation: Any = self.preparation
@@ -221,12 +225,52 @@ class EdgeRuntime:
         async with (
             AsyncRpcClient(url, connections=self.assignment.connections, stats=retries) as rpc,
             AsyncRpcClient(url, connections=2, stats=retries) as track_rpc,
+            contextlib.AsyncExitStack() as others,
         ):
-            session = await _EdgeSession.open(self, stop, self._recent_latencies, rpc, track_rpc)
+            send_rpcs = [
+                rpc
+                if send_url == url
+                else await others.enter_async_context(
+                    AsyncRpcClient(send_url, connections=self.assignment.connections, stats=retries)
+                )
+                for send_url in self.assignment.send_urls
+            ]
+            session = await _EdgeSession.open(self, stop, self._recent_latencies, rpc, track_rpc, send_rpcs)
             session.sending_stop = sending_stop
             if self._start_gate is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self._start_gate)
             return await session.run()
+
+
+#: How long an edge waits, before its clock starts, for the nodes it sends to to reach the builder's head.
+SEND_NODES_WAIT_S = 30.0
+
+
+async def wait_for_height(clients: Sequence[AsyncRpcClient], height: int, notes: list[str]) -> None:
+    """Until every node of ``clients`` has block ``height`` (bounded by :data:`SEND_NODES_WAIT_S`); a
+    node still short of it then is noted, and the run goes on."""
+    deadline = time.monotonic() + SEND_NODES_WAIT_S
+    waiting = list(clients)
+    while waiting:
+        behind = []
+        for client in waiting:
+            try:
+                if int(await client.call("eth_blockNumber"), 16) >= height:
+                    continue
+            except (RpcError, TransportError, ValueError):
+                pass
+            behind.append(client)
+        waiting = behind
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            urls = ", ".join(client.url for client in waiting)
+            notes.append(
+                f"{DEVNET_NOTE}network: {urls} had not reached the builder's block #{height} (the run's setup) after "
+                f"{SEND_NODES_WAIT_S:g} s; sending to it anyway"
+            )
+            return
+        await asyncio.sleep(0.1)
 
 
 class _EdgeSession:
@@ -298,6 +342,7 @@ class _EdgeSession:
         latencies: deque[float],
         rpc: AsyncRpcClient,
         track_rpc: AsyncRpcClient,
+        send_rpcs: Sequence[AsyncRpcClient] = (),
     ) -> _EdgeSession:
         """Everything before the clock: chain check, senders, templates, preparation, nonces, feed."""
         plan, assignment = runtime.plan, runtime.assignment
@@ -342,6 +387,16 @@ class _EdgeSession:
         rng = random.Random(plan.seed * 1_000_003 + assignment.sender_start)
         # On the tracking client: its connection is then open before the clock starts.
         start_block = int(await track_rpc.call("eth_blockNumber"), 16)
+        # The setup (funding) is on the builder; a node the senders send to learns it by importing
+        # the builder's blocks, and until then refuses their transactions for want of funds.
+        others = [client for client in send_rpcs if client is not rpc]
+        await wait_for_height(others, start_block, notes)
+        if others and preparation.max_priority_fee_per_gas == 0:
+            notes.append(
+                f"{FEES_NOTE}tip 0 wei while sending to nodes other than the builder: a client may drop "
+                "gossiped transactions below its minimum tip (EthereumJS does), so they never reach the "
+                "builder; set max_priority_fee_per_gas="
+            )
         balance_check = None
         # Value conservation needs every fee paid (all receipts) and a known value per transaction.
         if plan.receipts is None and all(name == "transfer" for name, _, _ in plan.workload):
@@ -374,6 +429,7 @@ class _EdgeSession:
             sent_nonces=SESSION_NONCES,
             chain_key=chain_key,
             fee_ceiling=preparation.fee_ceiling,
+            send_rpcs=send_rpcs,
         )
         inclusion = InclusionTracker(
             track_rpc,

@@ -144,12 +144,16 @@ class Submitter:
         fee_ceiling: int | None = None,
         retry: RetryPolicy = SUBMIT_POLICY,
         retry_stats: RetryStats | None = None,
+        send_rpcs: Sequence[AsyncRpcClient] = (),
     ) -> None:
         """``sent_nonces`` (under ``chain_key``) learns, once sending ends, how far each sender got.
         ``fee_ceiling`` above ``max_fee_per_gas``: the cap follows the base fee up to it
         (:meth:`follow_base_fee`); None or equal: the cap is fixed. ``retry`` bounds how a
-        transaction is sent again; ``retry_stats`` (default: the client's) counts it."""
+        transaction is sent again; ``retry_stats`` (default: the client's) counts it. ``send_rpcs``
+        (the nodes of a network): each sender's transactions go to one of them, the senders spread
+        round-robin, so that every node's pool sees each sender's nonces in order; empty: ``rpc``."""
         self.rpc = rpc
+        self.send_rpcs: list[AsyncRpcClient] = list(send_rpcs) or [rpc]
         self.log = log
         self.senders = list(senders)
         self.nonces = NonceBook(list(start_nonces))
@@ -536,6 +540,8 @@ class Submitter:
         log.mark_sent(first, count, time.monotonic_ns())
         progress.sent += count
         started = time.monotonic()
+        if len(self.send_rpcs) > 1:
+            return await self._send_spread(list(range(first, first + count)), batch.requests, started)
         body = ("[" + ",".join(batch.requests) + "]").encode()
         try:
             answer: Any = await self.rpc.post_batch(body, _SEND)
@@ -554,6 +560,32 @@ class Submitter:
             return None
         rows = list(range(first, first + count))
         return await self._take_answers(rows, batch.requests, answer, answered_ns, started)
+
+    async def _send_spread(self, rows: list[int], requests: list[str], started: float) -> _Retry | None:
+        """Send each of ``rows`` to its sender's node (one request per node) and take the answers;
+        the rows to send again, if any, over every node."""
+        log, clients = self.log, self.send_rpcs
+        groups: dict[int, tuple[list[int], list[str]]] = {}
+        for row, request in zip(rows, requests, strict=True):
+            group = groups.setdefault(log.sender[log.at(row)] % len(clients), ([], []))
+            group[0].append(row)
+            group[1].append(request)
+        posts = [
+            clients[node].post_batch(("[" + ",".join(group_requests) + "]").encode(), _SEND)
+            for node, (_, group_requests) in groups.items()
+        ]
+        answers = await asyncio.gather(*posts, return_exceptions=True)
+        answered_ns = time.monotonic_ns()
+        again = _Retry([], [], [], started)
+        for (group_rows, group_requests), answer in zip(groups.values(), answers, strict=True):
+            if isinstance(answer, BaseException) and not isinstance(answer, TransportError):
+                raise answer
+            left = await self._take_answers(group_rows, group_requests, answer, answered_ns, started)
+            if left is not None:
+                again.rows.extend(left.rows)
+                again.requests.extend(left.requests)
+                again.reasons.extend(left.reasons)
+        return again if again.rows else None
 
     async def _take_answers(
         self, rows: list[int], requests: list[str], answer: Any, answered_ns: int, started: float
@@ -630,6 +662,13 @@ class Submitter:
             await asyncio.sleep(wait)
             tries += 1
             await self.submit_slots.acquire()
+            if len(self.send_rpcs) > 1:
+                try:
+                    left = await self._send_spread(rows, requests, retry.started)
+                finally:
+                    self._free_slot()
+                rows, requests, reasons = (left.rows, left.requests, left.reasons) if left else ([], [], [])
+                continue
             try:
                 body = ("[" + ",".join(requests) + "]").encode()
                 try:

@@ -8,7 +8,8 @@ placed on the run clock by the marker's ``faults=[{"kind": "node.pause", "at": "
 - :data:`FAULT_KINDS` is the registry: a :class:`FaultKind` declares its name, the path it acts on
   (``rpc``: a loopback proxy between the edges and the node; ``feed``: a loopback proxy in front
   of the sequencer feed; ``node``: the node process of a devnet the plugin started; ``engine``: a
-  loopback proxy between the devnet's consensus driver and its execution client's Engine API), its
+  loopback proxy between the devnet's consensus driver and its execution client's Engine API;
+  ``network``: the links and nodes of a multi-node devnet, through its ``network_control()``), its
   parameters (declared, parsed by the scenario layer with the other marker arguments) and how it
   begins and ends. :func:`register_fault_kind` adds one (a container backend's pause, a partition
   between the nodes of a network).
@@ -35,6 +36,7 @@ from pytest_gashammer.vocabulary import (
     ENGINE_HEAD,
     ENGINE_PAYLOAD_IDS,
     ENGINE_PAYLOAD_VALID,
+    NETWORK_CONVERGED,
     NODE_MINING_STOP,
     NODE_PAUSE,
     NODE_RESTART,
@@ -52,13 +54,16 @@ __all__ = [
     "FaultRecord",
     "FaultSchedule",
     "FaultTargets",
+    "NetworkOperations",
     "NodeOperations",
+    "network_fault_nodes",
     "register_fault_kind",
 ]
 
-FaultPath = Literal["rpc", "feed", "node", "engine"]
-#: ``choice``: one of the parameter's ``choices`` (a word, not a number).
-ParamUnit = Literal["ms", "seconds", "fraction", "integer", "bytes_per_sec", "choice"]
+FaultPath = Literal["rpc", "feed", "node", "engine", "network"]
+#: ``choice``: one of the parameter's ``choices`` (a word, not a number); ``node``: a node's name
+#: (``"node2"``); ``groups``: a list of lists of node names (a partition).
+ParamUnit = Literal["ms", "seconds", "fraction", "integer", "bytes_per_sec", "choice", "node", "groups"]
 #: The paths whose faults a loopback proxy applies: their kinds need a ``mechanism``.
 PROXY_PATHS: tuple[FaultPath, ...] = ("rpc", "feed", "engine")
 
@@ -89,6 +94,24 @@ class NodeOperations(Protocol):
     def undo_all(self) -> None: ...
 
 
+class NetworkOperations(Protocol):
+    """What a network fault needs of a multi-node devnet (``Devnet.network_control()``)."""
+
+    def node_names(self) -> list[str]: ...
+
+    def partition(self, *groups: list[str]) -> None: ...
+
+    def heal(self) -> None: ...
+
+    def disconnect(self, a: str, b: str) -> None: ...
+
+    def connect(self, a: str, b: str) -> None: ...
+
+    def stop(self, name: str) -> None: ...
+
+    def start(self, name: str) -> None: ...
+
+
 @dataclasses.dataclass
 class FaultTargets:
     """What the faults of one run act on: the proxies the hive put in front of the devnet, its node."""
@@ -98,6 +121,8 @@ class FaultTargets:
     node: NodeOperations | None = None
     #: The Engine API proxy the devnet's consensus driver builds through while the run lasts.
     engine_proxy: Any = None
+    #: The links and nodes of a multi-node devnet.
+    network: NetworkOperations | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +216,44 @@ def _slow_blocks(targets: FaultTargets, params: Mapping[str, Any], mechanism: An
     node = _node(targets)
     node.set_block_interval(float(params["interval"]))
     return node.restore_mining
+
+
+def _network(targets: FaultTargets) -> NetworkOperations:
+    if targets.network is None:  # the hive checks before the run starts; this is the last guard
+        raise RuntimeError("no network control: the devnet has a single node")
+    return targets.network
+
+
+def _partition(targets: FaultTargets, params: Mapping[str, Any], mechanism: Any) -> Callable[[], None]:
+    network = _network(targets)
+    network.partition(*(list(group) for group in params["groups"]))
+    return network.heal
+
+
+def _disconnect(targets: FaultTargets, params: Mapping[str, Any], mechanism: Any) -> Callable[[], None]:
+    network = _network(targets)
+    a, b = str(params["a"]), str(params["b"])
+    network.disconnect(a, b)
+    return lambda: network.connect(a, b)
+
+
+def _stop(targets: FaultTargets, params: Mapping[str, Any], mechanism: Any) -> Callable[[], None]:
+    network = _network(targets)
+    name = str(params["name"])
+    network.stop(name)
+    return lambda: network.start(name)
+
+
+def network_fault_nodes(kind: str, params: Mapping[str, Any]) -> list[str]:
+    """The node names a network fault's parameters mention, in order (checked against the devnet)."""
+    names: list[str] = []
+    for param in FAULT_KINDS[kind].params:
+        value = params.get(param.name)
+        if param.unit == "node" and isinstance(value, str):
+            names.append(value)
+        elif param.unit == "groups" and value is not None:
+            names.extend(str(name) for group in value for name in group)
+    return names
 
 
 def _rpc_latency(params: Mapping[str, Any], seed: int) -> Any:
@@ -408,6 +471,36 @@ for _kind in (
         _slow_blocks,
         params=(FaultParam("interval", "seconds", "the slower block interval", low=0.001, high=60),),
         node_operation=NODE_SLOW_BLOCKS,
+    ),
+    FaultKind(
+        "net.partition",
+        "network",
+        "the network split into `groups` (lists of node names; a node in none is a group of its own): "
+        "every link between groups cut, devp2p and the builder's payloads alike, then healed; caught by "
+        f"{NETWORK_CONVERGED} if the nodes cut off do not catch up after it",
+        _partition,
+        params=(
+            FaultParam(
+                "groups", "groups", "the sides of the split, e.g. [['node0', 'node1', 'node2'], ['node3']]"
+            ),
+        ),
+    ),
+    FaultKind(
+        "net.disconnect",
+        "network",
+        "the link between nodes `a` and `b` cut, then connected again",
+        _disconnect,
+        params=(
+            FaultParam("a", "node", "one end of the link, e.g. 'node0'"),
+            FaultParam("b", "node", "the other end, e.g. 'node3'"),
+        ),
+    ),
+    FaultKind(
+        "node.stop",
+        "network",
+        "one node of a network (`name`) stopped, its chain data kept, then started again on its ports",
+        _stop,
+        params=(FaultParam("name", "node", "the node to stop, e.g. 'node3'"),),
     ),
 ):
     register_fault_kind(_kind)

@@ -36,6 +36,7 @@ from pytest_gashammer.hive.engine_watch import EngineWatch
 from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.hive.finish import abandon_run, finish_run, publish_finished
 from pytest_gashammer.hive.l1_watch import L1Watch
+from pytest_gashammer.hive.network_watch import NetworkWatch
 from pytest_gashammer.results import RunResult, Verdict
 from pytest_gashammer.scenario.spec import ScenarioPlan
 from pytest_gashammer.telemetry.records import EdgeReport, Progress
@@ -484,16 +485,19 @@ class HiveController:
         devnet = self.ensure_devnet()
         # The driver's settings first: an engine fault's proxy fronts the client the run uses.
         engine = EngineWatch.open(plan, devnet)
-        rig = watch = None
+        rig = watch = network = None
         try:
             rig = FaultRig.open(plan, devnet)
             watch = L1Watch.open(plan, devnet)
-            return self._execute_with(plan, devnet, rig, watch, progress, engine, live_run)
+            network = NetworkWatch.open(plan, devnet)
+            return self._execute_with(plan, devnet, rig, watch, progress, engine, live_run, network)
         finally:
             if rig is not None:
                 rig.close()
             if watch is not None:
                 watch.close()
+            if network is not None:
+                network.close()
             if engine is not None:
                 engine.close()
 
@@ -506,6 +510,7 @@ class HiveController:
         progress: ProgressSink | None,
         engine: EngineWatch | None = None,
         live_run: str | None = None,
+        network: NetworkWatch | None = None,
     ) -> RunResult:
         from pytest_gashammer.edge.preparation import prepare_run
         from pytest_gashammer.edge.runtime import EdgeAssignment
@@ -541,6 +546,8 @@ class HiveController:
         # Setup went to the node directly; the run itself goes through the fault proxies, if any.
         endpoints = rig.endpoints(devnet) if rig is not None else {"feed_url": devnet.feed_url}
         base.update(endpoints)
+        if network is not None:
+            base["send_urls"] = network.send_urls(str(base["rpc_url"]))
 
         run_id = f"run{next(self._run_ids)}"
         telemetry_run = None
@@ -643,6 +650,7 @@ class HiveController:
             l1_watch=watch,
             engine_watch=engine,
             status="stopped" if stopped is not None else None,
+            network_watch=network,
         )
         self._telemetry_run = None
         if self.live is not None and live_run is not None:

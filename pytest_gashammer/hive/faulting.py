@@ -4,7 +4,8 @@ Both hives use it the same way: :meth:`FaultRig.open` before the edges get their
 refuses faults the devnet cannot take, starts a loopback RPC proxy only when the plan has RPC
 faults and a feed proxy only when it has feed faults, and says which endpoints the edges use; when it
 has Engine API faults, starts an Engine API proxy in front of the execution client and has the
-devnet's consensus driver build through it), :meth:`FaultRig.start` at the run's t=0,
+devnet's consensus driver build through it; network faults act on the devnet's
+``network_control()``), :meth:`FaultRig.start` at the run's t=0,
 :meth:`FaultRig.close` in a ``finally`` (every fault undone, the driver back on its own client, the
 proxies stopped), then :func:`faults_verdict` judges whether the faults happened as planned.
 """
@@ -62,12 +63,15 @@ class FaultRig:
         node_control = getattr(devnet, "node_control", None)
         node = node_control() if callable(node_control) else None
         driver = consensus_driver(devnet)
+        network_control = getattr(devnet, "network_control", None)
+        network = network_control() if callable(network_control) else None
         check_fault_target(
             plan.faults,
             where=f"the {devnet.kind} devnet",
             node_supports=None if node is None else frozenset(node.supports),
             has_feed=devnet.feed_url is not None,
             has_engine=driver is not None,
+            network_nodes=[] if network is None else network.node_names(),
         )
         mechanisms: dict[int, Any] = {}
         for step in plan.faults:
@@ -76,7 +80,7 @@ class FaultRig:
                 mechanisms[int(step["index"])] = kind.mechanism(
                     step["params"], plan.seed + int(step["index"])
                 )
-        targets = FaultTargets(node=node)
+        targets = FaultTargets(node=node, network=network)
         rig = cls(plan, targets, mechanisms)
         try:
             rpc_faults = [m for i, m in mechanisms.items() if FAULT_KINDS[_kind_of(plan, i)].path == "rpc"]

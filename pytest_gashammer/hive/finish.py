@@ -33,6 +33,7 @@ def finish_run(
     l1_watch: Any = None,
     engine_watch: Any = None,
     status: str | None = None,
+    network_watch: Any = None,
 ) -> RunResult:
     """Judge ``reports`` (one per edge that delivered, with its gas ``shares``) and close the run.
 
@@ -44,7 +45,10 @@ def finish_run(
     last L2 block to be posted: its figures go into ``result.l1``, its verdicts after the oracle's.
     ``engine_watch`` (an :class:`~pytest_gashammer.hive.engine_watch.EngineWatch`, where the plugin
     builds the target's blocks) waits for the client's pool to drain: its figures go into
-    ``result.engine``, its verdicts after the L1's. The devnet's standing notes (a pruned
+    ``result.engine``, its verdicts after the L1's. ``network_watch`` (a
+    :class:`~pytest_gashammer.hive.network_watch.NetworkWatch`, where the devnet has several nodes)
+    waits for the nodes to agree and compares them: its figures go into ``result.network``, its
+    verdicts after the engine's. The devnet's standing notes (a pruned
     history) and its incidents since ``incidents_before`` become ``devnet:`` notes. The telemetry
     run, when there is one, ends with the result, and with ``status`` when given (``stopped``).
     """
@@ -75,6 +79,14 @@ def finish_run(
         from pytest_gashammer.hive.engine_watch import engine_asked_without_driver
 
         verdicts += engine_asked_without_driver(plan, devnet.kind)
+    network = None
+    if network_watch is not None:
+        network, network_verdicts = network_watch.finish(origin_unix_ns)
+        verdicts += network_verdicts
+    else:
+        from pytest_gashammer.hive.network_watch import network_asked_without_network
+
+        verdicts += network_asked_without_network(plan, devnet.kind)
     result = build_result(
         plan,
         list(reports),
@@ -93,6 +105,8 @@ def finish_run(
         result = dataclasses.replace(result, l1=l1)
     if engine is not None:
         result = dataclasses.replace(result, engine=engine)
+    if network is not None:
+        result = dataclasses.replace(result, network=network)
     result.notes.extend(notes)
     result.notes.extend(DEVNET_NOTE + note for note in devnet.notes())
     result.notes.extend(DEVNET_NOTE + incident for incident in devnet.incidents()[incidents_before:])

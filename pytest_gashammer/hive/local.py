@@ -21,6 +21,7 @@ from pytest_gashammer.hive.engine_watch import EngineWatch
 from pytest_gashammer.hive.faulting import FaultRig
 from pytest_gashammer.hive.finish import abandon_run, finish_run, publish_finished
 from pytest_gashammer.hive.l1_watch import L1Watch
+from pytest_gashammer.hive.network_watch import NetworkWatch
 from pytest_gashammer.oracle.capacity import past_limit
 from pytest_gashammer.results import RunResult
 from pytest_gashammer.scenario.spec import ScenarioPlan
@@ -53,13 +54,17 @@ class LocalHive:
             self._node_version = self.devnet.node_version
         return self._node_version
 
-    def assignments(self, plan: ScenarioPlan, rig: FaultRig | None = None) -> list[EdgeAssignment]:
+    def assignments(
+        self, plan: ScenarioPlan, rig: FaultRig | None = None, network: NetworkWatch | None = None
+    ) -> list[EdgeAssignment]:
         devnet = self.devnet
-        endpoints = (
+        endpoints: dict[str, Any] = (
             rig.endpoints(devnet)
             if rig is not None
             else {"rpc_url": devnet.rpc_url, "ws_url": devnet.ws_url, "feed_url": devnet.feed_url}
         )
+        if network is not None:
+            endpoints["send_urls"] = network.send_urls(str(endpoints["rpc_url"]))
         return [
             EdgeAssignment(
                 edge_id="local",
@@ -88,12 +93,13 @@ class LocalHive:
     def _run_one(self, plan: ScenarioPlan, progress: ProgressSink | None) -> RunResult:
         live_run = self.live.run_queued(plan) if self.live is not None else None
         # The driver's settings first: an engine fault's proxy fronts the client the run uses.
-        engine = rig = watch = None
+        engine = rig = watch = network = None
         try:
             engine = EngineWatch.open(plan, self.devnet)
             rig = FaultRig.open(plan, self.devnet)
             watch = L1Watch.open(plan, self.devnet)
-            result = self._run(plan, rig, watch, progress, engine, live_run)
+            network = NetworkWatch.open(plan, self.devnet)
+            result = self._run(plan, rig, watch, progress, engine, live_run, network)
         except BaseException as exc:
             if self.live is not None and live_run is not None:
                 self.live.run_failed(live_run, f"{type(exc).__name__}: {exc}")
@@ -103,6 +109,8 @@ class LocalHive:
                 rig.close()
             if watch is not None:
                 watch.close()
+            if network is not None:
+                network.close()
             if engine is not None:
                 engine.close()
         return result
@@ -115,8 +123,9 @@ class LocalHive:
         progress: ProgressSink | None,
         engine: EngineWatch | None = None,
         live_run: str | None = None,
+        network: NetworkWatch | None = None,
     ) -> RunResult:
-        (assignment,) = self.assignments(plan, rig)
+        (assignment,) = self.assignments(plan, rig, network)
         run_id = None
         if self.telemetry is not None:
             run_id = self.telemetry.begin(plan, self.devnet, node_version=self.node_version)
@@ -206,6 +215,7 @@ class LocalHive:
             engine_watch=engine,
             leading_verdicts=[stopped] if stopped is not None else (),
             status="stopped" if stopped is not None else None,
+            network_watch=network,
         )
         if live is not None and live_run is not None:
             publish_finished(live, live_run, result, [report])

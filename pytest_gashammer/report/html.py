@@ -43,6 +43,7 @@ from pytest_gashammer.results import (
     L1Assertion,
     L1Batch,
     L1Figures,
+    NetworkFigures,
     rate_figures,
     receipts_line,
 )
@@ -56,6 +57,7 @@ from pytest_gashammer.telemetry.parquet import (
     load,
 )
 from pytest_gashammer.telemetry.schema import SCHEMA_VERSION
+from pytest_gashammer.vocabulary import NETWORK_INVARIANT_NAMES
 
 __all__ = [
     "CAPACITY_CHARTS",
@@ -110,6 +112,8 @@ CAPACITY_CHARTS = (("capacity-envelope", "Capacity envelope"),)
 
 _FEED_EVENT_LIST = 50
 _ENGINE_BLOCK_LIST = 50
+#: The network's events listed per run (the latest); the telemetry's ``network_events`` has them all.
+_NETWORK_EVENT_LIST = 200
 _L1_BATCH_LIST = 50
 _L1_ASSERTION_LIST = 20
 
@@ -387,6 +391,7 @@ def _run_view(index: int, tables: TelemetryTables) -> dict[str, Any]:
         "faults": [_fault_view(impact) for impact in faults],
         "l1": l1,
         "engine": engine,
+        "network": _network_view(run, verdict_rows),
         "capacity": capacity,
         "render_seconds": time.perf_counter() - started,
     }
@@ -499,6 +504,26 @@ def _engine_view(run: Mapping[str, Any]) -> dict[str, Any] | None:
         ],
         "blocks": figures.block_rows[-_ENGINE_BLOCK_LIST:],
         "blocks_more": max(0, len(figures.block_rows) - _ENGINE_BLOCK_LIST),
+    }
+
+
+def _network_view(run: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The run's network section from the ``runs`` row's ``network_json``: each node's head, the
+    network verdicts, the latest events; ``None`` on a single node."""
+    stored = json_or(run.get("network_json"), None)
+    if not stored:
+        return None
+    try:
+        figures = NetworkFigures.from_dict(stored)
+    except (TypeError, KeyError, ValueError) as exc:
+        return {"figures": None, "error": f"the stored network figures could not be read ({exc})"}
+    events = figures.events[-_NETWORK_EVENT_LIST:]
+    return {
+        "figures": figures,
+        "error": None,
+        "verdicts": [verdict for verdict in verdicts if verdict["name"] in NETWORK_INVARIANT_NAMES],
+        "events": [{**event.as_dict(), "t": event.at - figures.time_origin} for event in events],
+        "events_more": len(figures.events) - len(events),
     }
 
 

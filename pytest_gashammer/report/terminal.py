@@ -248,6 +248,30 @@ def engine_lines(engine: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def network_lines(network: Mapping[str, Any] | None) -> list[str]:
+    """The nodes of a multi-node devnet after the run, in one line: each one's head, how long the
+    slowest took to reach the builder's, what was compared, the network's events. ``network`` is
+    ``NetworkFigures`` as plain data (``summary_dict()["network"]``)."""
+    if not network:
+        return []
+    nodes = network.get("nodes") or []
+    heads = " ".join(
+        f"{node['name']} #{'?' if node.get('head_number') is None else node['head_number']}"
+        + ("" if node.get("converged_after_s") is not None else " (behind)")
+        + (" (syncing)" if node.get("syncing") else "")
+        for node in nodes
+    )
+    reached = [node["converged_after_s"] for node in nodes if node.get("converged_after_s") is not None]
+    slowest = (
+        f"  in sync after {format_seconds(max(reached))}" if len(reached) == len(nodes) and nodes else ""
+    )
+    events = len(network.get("events") or ()) + int(network.get("events_dropped") or 0)
+    return [
+        f"  network    {len(nodes)} nodes: {heads}{slowest}  {network.get('heights_checked', 0):,} heights and "
+        f"{network.get('receipts_checked', 0):,} receipts compared  {events:,} events"
+    ]
+
+
 def capacity_lines(capacity: Mapping[str, Any] | None) -> list[str]:
     """A capacity search's summary: the maximum with its 95 % interval, the knee, and one line per
     step in the order they ran. ``capacity`` is ``CapacityFigures`` as plain data
@@ -325,6 +349,7 @@ def format_run_summary(nodeid: str, run: dict[str, Any]) -> list[str]:
     lines.extend(fault_lines(run.get("faults") or ()))
     lines.extend(l1_lines(run.get("l1")))
     lines.extend(engine_lines(run.get("engine")))
+    lines.extend(network_lines(run.get("network")))
     lines.extend(capacity_lines(run.get("capacity")))
     verdicts = "  ".join(f"{v['name']}:{v['status']}" for v in run["verdicts"])
     lines.append(f"  verdicts   {verdicts}")

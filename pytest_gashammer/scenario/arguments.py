@@ -415,6 +415,52 @@ def _engine_as_raw(engine: tuple[tuple[str, Any], ...]) -> dict[str, Any] | None
     return dict(engine) or None
 
 
+#: The marker's ``network={...}`` keys, each with its one-line meaning (where a run on a devnet of
+#: several nodes sends, and how long its nodes may take to agree afterwards).
+NETWORK_KEYS: dict[str, str] = {
+    "send_to": "'builder' (node0, the default), 'spread' (each sender to one node, round-robin over the "
+    "nodes) or a node's name ('node2')",
+    "converge_within": "how long after the load every node may take to hold the builder's head and stop "
+    "syncing, e.g. '30s'",
+}
+
+
+def parse_network(value: object, name: str = "network") -> tuple[tuple[str, Any], ...]:
+    """``network={...}``: where the edges send on a multi-node devnet, normalised, in key order.
+
+    A node's name is checked against the devnet when the run starts (the devnet is not known here).
+    """
+    if value is None:
+        return ()
+    example = f"e.g. {name}={{'send_to': 'spread', 'converge_within': '30s'}}"
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}={value!r} must be a dict, {example}")
+    settings: dict[str, Any] = {}
+    for key, raw in value.items():
+        where = f"{name}[{key!r}]"
+        if key == "send_to":
+            choices = " or ".join(repr(choice) for choice in vocabulary.SEND_TO_CHOICES)
+            if not isinstance(raw, str) or not (raw in vocabulary.SEND_TO_CHOICES or _is_node_name(raw)):
+                raise ConfigError(f"{where}={raw!r} must be {choices} or a node's name such as 'node2'")
+            settings[key] = raw
+        elif key == "converge_within":
+            seconds = parse_duration(raw, what=where)
+            if not seconds > 0:
+                raise ConfigError(f"{where}={raw!r} must be longer than zero, e.g. '30s'")
+            settings[key] = seconds
+        else:
+            raise ConfigError(f"{name}: unknown key {key!r}; accepted: {', '.join(NETWORK_KEYS)}")
+    return tuple((key, settings[key]) for key in NETWORK_KEYS if key in settings)
+
+
+def _is_node_name(text: str) -> bool:
+    return text.startswith("node") and text[4:].isdigit()
+
+
+def _network_as_raw(network: tuple[tuple[str, Any], ...]) -> dict[str, Any] | None:
+    return dict(network) or None
+
+
 #: The marker's ``capacity={...}`` keys, each with its one-line meaning (the capacity search: a
 #: geometric ramp of the offered gas rate, then a bisection, one run per step; see docs/user-guide.md).
 CAPACITY_KEYS: dict[str, str] = {
@@ -694,6 +740,16 @@ ARGUMENTS: tuple[Argument, ...] = (
         shown_default="none",
         to_raw=_engine_as_raw,
         schema=_engine_schema,
+    ),
+    Argument(
+        "network",
+        None,
+        parse_network,
+        "on a devnet of several nodes: where the edges send and how long the nodes may take to agree "
+        'after the load, `{"send_to": "spread", "converge_within": "30s"}`; `send_to` is `"builder"` '
+        '(default), `"spread"` or a node (`"node2"`) ([network.md](network.md))',
+        shown_default="none",
+        to_raw=_network_as_raw,
     ),
     Argument(
         "capacity",

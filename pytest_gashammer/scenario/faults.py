@@ -14,7 +14,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_gashammer.errors import ConfigError, did_you_mean
-from pytest_gashammer.fault.timeline import FAULT_KINDS, MAX_FAULT_SECONDS, MAX_FAULTS, FaultKind, FaultParam
+from pytest_gashammer.fault.timeline import (
+    FAULT_KINDS,
+    MAX_FAULT_SECONDS,
+    MAX_FAULTS,
+    FaultKind,
+    FaultParam,
+    network_fault_nodes,
+)
 from pytest_gashammer.scenario.units import parse_duration
 from pytest_gashammer.workload.rate import Phase
 
@@ -43,8 +50,33 @@ def _parse_at(value: Any, where: str) -> float | tuple[str, float]:
     return parse_duration(value, what=f"{where} at")
 
 
+def _node_name(value: Any, what: str, help_text: str) -> str:
+    if not isinstance(value, str) or not value.startswith("node") or not value[4:].isdigit():
+        raise ConfigError(f"{what}={value!r} must be a node's name such as 'node2': {help_text}")
+    return value
+
+
+def _parse_groups(value: Any, what: str, help_text: str) -> list[list[str]]:
+    def is_list(item: Any) -> bool:
+        return isinstance(item, Sequence) and not isinstance(item, str | bytes)
+
+    if not is_list(value) or not value or not all(is_list(group) and group for group in value):
+        raise ConfigError(f"{what}={value!r} must be a list of non-empty lists of node names: {help_text}")
+    groups = [[_node_name(name, what, help_text) for name in group] for group in value]
+    seen: set[str] = set()
+    for name in (name for group in groups for name in group):
+        if name in seen:
+            raise ConfigError(f"{what}: {name} is in two groups; a node is on one side of a partition")
+        seen.add(name)
+    return groups
+
+
 def _parse_param(param: FaultParam, value: Any, where: str) -> Any:
     what = f"{where} {param.name}"
+    if param.unit == "node":
+        return _node_name(value, what, param.help)
+    if param.unit == "groups":
+        return _parse_groups(value, what, param.help)
     if param.unit == "choice":
         if not isinstance(value, str) or value not in param.choices:
             accepted = " or ".join(repr(choice) for choice in param.choices)
@@ -102,6 +134,8 @@ def _parse_one(index: int, raw: Any) -> dict[str, Any]:
             raise ConfigError(f"{where} needs {param.name}=..., {param.help}")
         else:
             params[param.name] = param.default
+    if name == "net.disconnect" and params["a"] == params["b"]:
+        raise ConfigError(f"{where}: a and b are both {params['a']}; a link joins two different nodes")
     return {"kind": name, "at": at, "duration": duration, "params": params}
 
 
@@ -197,15 +231,18 @@ def place_faults(
                 "params": dict(fault["params"]),
             }
         )
-    node_faults = sorted(
-        (step for step in placed if FAULT_KINDS[step["kind"]].path == "node"), key=lambda step: step["start"]
-    )
-    for earlier, later in zip(node_faults, node_faults[1:], strict=False):
-        if later["start"] < earlier["end"]:
-            raise ConfigError(
-                f"faults[{later['index']}] {later['kind']} begins at {later['start']:g} s while "
-                f"faults[{earlier['index']}] {earlier['kind']} is still active; node faults take turns"
-            )
+    # A node has one state at a time, and a heal restores every link: faults on the same path take turns.
+    for path in ("node", "network"):
+        on_path = sorted(
+            (step for step in placed if FAULT_KINDS[step["kind"]].path == path),
+            key=lambda step: step["start"],
+        )
+        for earlier, later in zip(on_path, on_path[1:], strict=False):
+            if later["start"] < earlier["end"]:
+                raise ConfigError(
+                    f"faults[{later['index']}] {later['kind']} begins at {later['start']:g} s while "
+                    f"faults[{earlier['index']}] {earlier['kind']} is still active; {path} faults take turns"
+                )
     return tuple(placed)
 
 
@@ -217,13 +254,16 @@ def check_fault_target(
     node_supports: frozenset[str] | None = None,
     has_feed: bool | None = None,
     has_engine: bool | None = None,
+    network_nodes: Sequence[str] | None = None,
 ) -> None:
     """Refuse faults the target cannot take, one line naming the fault and the fix.
 
     ``controlled``: the plugin started the node (node faults need that); ``node_supports``: the
     node operations it offers (None: not known yet, not checked); ``has_feed``: whether it has a
     sequencer feed (None: not known yet); ``has_engine``: whether the plugin builds its blocks over
-    the Engine API with a consensus driver (engine faults need that; None: not known yet).
+    the Engine API with a consensus driver (engine faults need that; None: not known yet);
+    ``network_nodes``: the names of a multi-node devnet's nodes (network faults need one; empty: a
+    single node; None: not known yet).
     """
     for index, fault in enumerate(faults):
         name = str(fault["kind"])
@@ -240,6 +280,21 @@ def check_fault_target(
                 raise ConfigError(
                     f"{label}: {where} cannot {kind.node_operation} its node (it offers: {offered}); "
                     "use the embedded devnet or remove the fault"
+                )
+        if kind.path == "network" and network_nodes is not None:
+            if not network_nodes:
+                raise ConfigError(
+                    f"{label} needs a devnet of several nodes the plugin started; {where} has a single node: "
+                    "run with --gashammer-devnet network, or remove the fault"
+                )
+            unknown = [
+                node
+                for node in network_fault_nodes(name, fault.get("params") or {})
+                if node not in network_nodes
+            ]
+            if unknown:
+                raise ConfigError(
+                    f"{label} names {unknown[0]}, which {where} does not have; its nodes: {', '.join(network_nodes)}"
                 )
         if kind.path == "engine" and has_engine is False:
             raise ConfigError(

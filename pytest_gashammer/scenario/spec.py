@@ -84,6 +84,8 @@ class ScenarioSpec:
     faults: tuple[dict[str, Any], ...] = ()
     #: The consensus driver's settings for the run (``engine={...}``), as ``(key, value)`` pairs.
     engine: tuple[tuple[str, Any], ...] = ()
+    #: Where the edges send on a multi-node devnet (``network={...}``), as ``(key, value)`` pairs.
+    network: tuple[tuple[str, Any], ...] = ()
     #: The capacity search's settings (``capacity={...}``), every key filled, as ``(key, value)`` pairs.
     capacity: tuple[tuple[str, Any], ...] = ()
 
@@ -196,6 +198,8 @@ class ScenarioPlan:
     faults: tuple[dict[str, Any], ...] = ()
     #: The consensus driver's settings for the run: ``(key, value)`` pairs of ``engine={...}``.
     engine: tuple[tuple[str, Any], ...] = ()
+    #: Where the edges send on a multi-node devnet: ``(key, value)`` pairs of ``network={...}``.
+    network: tuple[tuple[str, Any], ...] = ()
     #: The capacity search's settings (``capacity={...}``): ``(key, value)`` pairs, every key filled.
     #: A plan with them is a search; the hive runs it as steps (``capacity_step_plan``).
     capacity: tuple[tuple[str, Any], ...] = ()
@@ -228,6 +232,7 @@ class ScenarioPlan:
         data["skip_invariants"] = list(self.skip_invariants)
         data["faults"] = [dict(fault) for fault in self.faults]
         data["engine"] = [list(entry) for entry in self.engine]
+        data["network"] = [list(entry) for entry in self.network]
         data["capacity"] = [list(entry) for entry in self.capacity]
         return data
 
@@ -244,6 +249,7 @@ class ScenarioPlan:
         fields["skip_invariants"] = tuple(fields.get("skip_invariants") or ())
         fields["faults"] = tuple(dict(fault) for fault in fields.get("faults") or ())
         fields["engine"] = tuple((str(key), value) for key, value in fields.get("engine") or ())
+        fields["network"] = tuple((str(key), value) for key, value in fields.get("network") or ())
         fields["capacity"] = tuple((str(key), value) for key, value in fields.get("capacity") or ())
         return cls(**fields)
 

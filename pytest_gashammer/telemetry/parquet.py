@@ -67,6 +67,7 @@ from pytest_gashammer.results import (
     Figure,
     L1Assertion,
     L1Batch,
+    NetworkEvent,
 )
 from pytest_gashammer.telemetry.schema import (
     SCHEMA_VERSION,
@@ -99,6 +100,7 @@ __all__ = [
     "l1_assertions",
     "l1_batches",
     "load",
+    "network_event_rows",
     "new_run_id",
 ]
 
@@ -367,6 +369,11 @@ class ParquetRunWriter:
                 self._write_small("engine_calls", run_id, engine_call_rows(run_id, engine.call_rows))
             if engine is not None and engine.block_rows:
                 self._write_small("engine_blocks", run_id, engine_block_rows(run_id, engine.block_rows))
+            network = getattr(result, "network", None)
+            # Only runs on several nodes have network events.
+            if network is not None and network.events:
+                rows = network_event_rows(run_id, network.events, network.time_origin)
+                self._write_small("network_events", run_id, rows)
             del self._runs[run_id]
 
     # -- streamed tables ------------------------------------------------------------------------
@@ -820,6 +827,24 @@ def engine_block_rows(run_id: str, blocks: Iterable[EngineBlockRow]) -> list[dic
     ]
 
 
+def network_event_rows(run_id: str, events: Iterable[NetworkEvent], origin_s: float) -> list[dict[str, Any]]:
+    """The ``network_events`` rows of a run: one per :class:`~pytest_gashammer.results.NetworkEvent`,
+    its time on the run clock (``origin_s``: the run's t=0 in Unix seconds)."""
+    return [
+        {
+            "run_id": run_id,
+            "t_s": float(event.at) - origin_s,
+            "source": event.source,
+            "kind": event.kind,
+            "node": event.node,
+            "peer": event.peer or None,
+            "number": event.number,
+            "detail": event.detail or None,
+        }
+        for event in events
+    ]
+
+
 def batch_rows(run_id: str, batches: Iterable[L1Batch]) -> list[dict[str, Any]]:
     """The ``batches`` rows of a run: one per :class:`~pytest_gashammer.results.L1Batch`."""
     return [
@@ -963,7 +988,7 @@ def _edge_rows(run_id: str, registered: Mapping[str, Mapping[str, Any]], result:
 
 @dataclass
 class TelemetryTables:
-    """The eleven tables of a telemetry directory (or of some of its runs), as pyarrow Tables."""
+    """The twelve tables of a telemetry directory (or of some of its runs), as pyarrow Tables."""
 
     runs: pa.Table
     verdicts: pa.Table
@@ -979,6 +1004,8 @@ class TelemetryTables:
     #: Empty for directories written before schema 1.4, and for runs whose blocks the plugin did not build.
     engine_calls: pa.Table
     engine_blocks: pa.Table
+    #: Empty for directories written before schema 1.6, and for runs on a single node.
+    network_events: pa.Table
     directory: Path | None = None
     incomplete_files: list[Path] = field(default_factory=list)
 

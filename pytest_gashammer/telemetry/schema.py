@@ -1,4 +1,4 @@
-"""The versioned Arrow schema of stored telemetry: eleven tables, one row per thing that happened.
+"""The versioned Arrow schema of stored telemetry: twelve tables, one row per thing that happened.
 
 Why a fixed schema: telemetry outlives the process that produced it. Edges stream it to the hive as
 Arrow IPC, the hive stores it as Parquet, and people query it later with DuckDB or pandas, or
@@ -41,6 +41,7 @@ __all__ = [
     "EVENTS",
     "EVENT_KINDS",
     "FAULTS",
+    "NETWORK_EVENTS",
     "RUNS",
     "SCHEMAS",
     "SCHEMA_VERSION",
@@ -55,7 +56,7 @@ __all__ = [
     "schema_version_of",
 ]
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 """``MAJOR.MINOR`` of the tables below; see the module docstring for the policy."""
 
 _METADATA_KEY = b"gashammer.schema_version"
@@ -348,6 +349,23 @@ ENGINE_BLOCKS = _schema(
     ],
 )
 
+# One row per event of a multi-node devnet's network while a run lasted (``RunResult.network.events``,
+# each a ``NetworkEvent``), written when a run on several nodes ends: what was asked of it (``control``:
+# partitions, heals, nodes stopped) and what it did (``live``: peers connected and dropped, heads).
+NETWORK_EVENTS = _schema(
+    "network_events",
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("t_s", pa.float64(), nullable=False),
+        pa.field("source", _DICT, nullable=False),
+        pa.field("kind", _DICT, nullable=False),
+        pa.field("node", _DICT, nullable=False),
+        pa.field("peer", _DICT),
+        pa.field("number", pa.int64()),
+        pa.field("detail", pa.string()),
+    ],
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "transactions": TRANSACTIONS,
     "blocks": BLOCKS,
@@ -360,6 +378,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "assertions": ASSERTIONS,
     "engine_calls": ENGINE_CALLS,
     "engine_blocks": ENGINE_BLOCKS,
+    "network_events": NETWORK_EVENTS,
 }
 
 #: Tables that grow during a run and are written in parts; the others have a few rows per run.

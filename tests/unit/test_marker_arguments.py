@@ -106,6 +106,7 @@ EVERYTHING_SET: dict[str, Any] = {
         {"kind": "rpc.latency", "at": 12, "duration": "500ms", "ms": 100, "jitter_ms": 20},
     ],
     "engine": {"block_interval": "2s", "version": 3, "withdrawals": 4, "fee_recipient": "0x" + "Ab" * 20},
+    "network": {"send_to": "spread", "converge_within": "45s"},
     "capacity": {
         "from": "3M",
         "to": "48M",

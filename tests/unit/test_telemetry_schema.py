@@ -59,6 +59,7 @@ def test_the_version_is_major_minor_and_every_table_carries_it() -> None:
         "assertions",
         "engine_calls",
         "engine_blocks",
+        "network_events",
     }
     for name, schema in SCHEMAS.items():
         assert schema_version_of(schema) == SCHEMA_VERSION

@@ -13,6 +13,7 @@ from pytest_gashammer.errors import ConfigError
 from pytest_gashammer.oracle.engine import ENGINE_INVARIANTS
 from pytest_gashammer.oracle.invariants import BASIC_INVARIANTS, INVARIANTS
 from pytest_gashammer.oracle.l1 import L1_INVARIANTS
+from pytest_gashammer.oracle.network import NETWORK_INVARIANTS
 from pytest_gashammer.oracle.slo import OBJECTIVE_CHECKS, evaluate_slos
 from pytest_gashammer.scenario.arguments import parse_slo
 from pytest_gashammer.scenario.spec import parse_spec
@@ -23,8 +24,12 @@ def test_the_oracle_implements_every_invariant_name_in_catalogue_order() -> None
     assert tuple(BASIC_INVARIANTS) == vocabulary.BASIC_INVARIANT_NAMES
     assert tuple(L1_INVARIANTS) == vocabulary.L1_INVARIANT_NAMES
     assert tuple(ENGINE_INVARIANTS) == vocabulary.ENGINE_INVARIANT_NAMES
+    assert tuple(NETWORK_INVARIANTS) == vocabulary.NETWORK_INVARIANT_NAMES
     assert vocabulary.ALL_INVARIANT_NAMES == (
-        vocabulary.INVARIANT_NAMES + vocabulary.L1_INVARIANT_NAMES + vocabulary.ENGINE_INVARIANT_NAMES
+        vocabulary.INVARIANT_NAMES
+        + vocabulary.L1_INVARIANT_NAMES
+        + vocabulary.ENGINE_INVARIANT_NAMES
+        + vocabulary.NETWORK_INVARIANT_NAMES
     )
     assert len(set(vocabulary.ALL_INVARIANT_NAMES)) == len(vocabulary.ALL_INVARIANT_NAMES)
 
