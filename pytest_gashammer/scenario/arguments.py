@@ -140,6 +140,18 @@ def _engine_schema() -> dict[str, Any]:
     }
 
 
+def _network_schema() -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "send_to": {"type": "string", "pattern": "^(builder|spread|node[0-9]+)$"},
+        "converge_within": DURATION_SCHEMA,
+    }
+    return {
+        "type": ["object", "null"],
+        "properties": {key: {**properties[key], "description": NETWORK_KEYS[key]} for key in NETWORK_KEYS},
+        "additionalProperties": False,
+    }
+
+
 def _capacity_schema() -> dict[str, Any]:
     properties: dict[str, Any] = {
         "from": GAS_RATE_SCHEMA,
@@ -449,7 +461,9 @@ def parse_network(value: object, name: str = "network") -> tuple[tuple[str, Any]
                 raise ConfigError(f"{where}={raw!r} must be longer than zero, e.g. '30s'")
             settings[key] = seconds
         else:
-            raise ConfigError(f"{name}: unknown key {key!r}; accepted: {', '.join(NETWORK_KEYS)}")
+            raise ConfigError(
+                f"{name}: unknown key {key!r}{did_you_mean(key, NETWORK_KEYS)}; accepted: {', '.join(NETWORK_KEYS)}"
+            )
     return tuple((key, settings[key]) for key in NETWORK_KEYS if key in settings)
 
 
@@ -750,6 +764,7 @@ ARGUMENTS: tuple[Argument, ...] = (
         '(default), `"spread"` or a node (`"node2"`) ([network.md](network.md))',
         shown_default="none",
         to_raw=_network_as_raw,
+        schema=_network_schema,
     ),
     Argument(
         "capacity",

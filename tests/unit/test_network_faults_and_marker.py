@@ -46,7 +46,10 @@ def test_network_settings_are_normalised_in_key_order() -> None:
             "network['send_to']=2 must be 'builder' or 'spread' or a node's name such as 'node2'",
         ),
         ({"converge_within": "0s"}, "network['converge_within']='0s' must be longer than zero, e.g. '30s'"),
-        ({"sent_to": "spread"}, "network: unknown key 'sent_to'; accepted: send_to, converge_within"),
+        (
+            {"sent_to": "spread"},
+            "network: unknown key 'sent_to' (did you mean 'send_to'?); accepted: send_to, converge_within",
+        ),
     ],
 )
 def test_a_bad_network_argument_is_one_line_naming_it_and_the_fix(value: Any, message: str) -> None:
