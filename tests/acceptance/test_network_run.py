@@ -2,9 +2,9 @@
 node3 partitioned off during the load and healed, the cross-node verdicts, the fault's record, the
 network's events in the Parquet store and the report, the terminal's network line.
 
-What node3 took while cut off may be lost (the client does not offer its pool again once healed),
-and node3 has been seen to serve no receipt for some transactions of the blocks it caught up on:
-the test holds both to node3 alone, so anything the other nodes lose or lack fails it.
+What node3 took while cut off may be lost (EthereumJS imports only some of the transactions
+announced across a healed link, and never announces the rest again): the test holds that to
+node3's senders alone, so anything the other nodes lose fails it.
 
 One pytester session with one run, so the four nodes start once (about 200 MB each)."""
 
@@ -100,11 +100,9 @@ def test_a_load_run_on_a_network_is_judged_across_its_nodes(pytester: pytest.Pyt
     ):
         assert facts["verdicts"][name] == "passed", (name, facts["summaries"][name])
     assert facts["lost_senders_off_node3"] == [], facts["summaries"]["inclusion"]
-    # EthereumJS has served no receipt for some transactions of the blocks node3 imported when it
-    # caught up after the heal (its blocks and state roots are the builder's): only node3 may lack any.
-    assert facts["verdicts"]["network_receipts"] == "passed" or facts["receipts_missing_on"] == ["node3"], (
-        facts["summaries"]["network_receipts"]
-    )
+    # Every node serves a receipt for every sampled transaction, node3 too: it caught up block by
+    # block (EthereumJS finds no transaction of a block that one forkchoice jump passed over).
+    assert facts["verdicts"]["network_receipts"] == "passed", facts["summaries"]["network_receipts"]
     started, ended, error = facts["partition"]
     assert error is None and 0.9 < started < 2.0 and 2.9 < ended < 4.0
     assert facts["included"] > 0 and facts["receipts"] > 0 and facts["heights"] >= 3
