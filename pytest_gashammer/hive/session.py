@@ -185,11 +185,21 @@ class HiveSession:
             return open_devnet(chosen)
         from pytest_gashammer.network import NetworkDevnet
 
-        return NetworkDevnet.open(
+        devnet = NetworkDevnet.open(
             nodes=self.config.getoption(options.NETWORK_NODES),
             topology=self.config.getoption(options.NETWORK_TOPOLOGY),
             workdir=workdir,
         )
+        self._serve_network(devnet.network)
+        return devnet
+
+    def _serve_network(self, network: Any) -> None:
+        """Put the network on the live API (``/api/v1/network``, ``network.*`` events), where one runs;
+        the first network of the session only."""
+        if self.live is None or self.live.endpoint("network") is not None:
+            return
+        self.live.add_endpoint("network", network.describe)
+        network.forward_events(self.live.publish)
 
     def network(self) -> Any:
         """The network of the ``network`` fixture: the devnet's own with ``--gashammer-devnet network``
@@ -203,6 +213,7 @@ class HiveSession:
                 self.config.getoption(options.NETWORK_NODES),
                 topology=self.config.getoption(options.NETWORK_TOPOLOGY),
             ).start()
+            self._serve_network(self._network)
         return self._network
 
     # -- what the fixtures hand out ---------------------------------------------------------------

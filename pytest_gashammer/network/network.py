@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ HEAD_POLL_SECONDS = 0.5
 PEER_POLL_SECONDS = 1.0
 
 Edge = tuple[str, str]
+logger = logging.getLogger(__name__)
 
 
 def node_name(index: int) -> str:
@@ -164,6 +166,8 @@ class Network(NetworkControl):
         self._watcher: threading.Thread | None = None
         self._closing = threading.Event()
         self._started = False
+        self._heads: dict[str, tuple[int, str]] = {}  # the watcher's last reading of each node's head
+        self._forwarders: list[Subscription] = []
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -286,6 +290,8 @@ class Network(NetworkControl):
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.join(5.0)
+        for subscription in self._forwarders:
+            subscription.close()
         for link in self._links.values():
             if link.relay is not None:
                 link.relay.stop()
@@ -578,6 +584,50 @@ class Network(NetworkControl):
     def events_between(self, start_unix: float, end_unix: float) -> list[NetworkEvent]:
         return self._log.between(start_unix, end_unix)
 
+    def describe(self) -> dict[str, Any]:
+        """Plain data for a dashboard: the nodes (ports, running, last head seen), the links (cut or
+        not), the builder and the block interval."""
+        nodes = []
+        for name, node in list(self._nodes.items()):
+            number, block_hash = self._heads.get(name, (None, None))
+            nodes.append(
+                {
+                    "name": name,
+                    "rpc_url": node.rpc_url if node.rpc_port is not None else None,
+                    "p2p_port": node.p2p_port,
+                    "pid": node.pid,
+                    "running": node.running,
+                    "head": number,
+                    "head_hash": block_hash,
+                    "fed_to": self._fed.get(name),
+                    "diverged": name in self._detached,
+                }
+            )
+        links = [{"a": a, "b": b, "cut": frozenset((a, b)) in self._cut} for a, b in self._edges]
+        return {
+            "builder": self._names[0] if self._names else None,
+            "topology": self.topology,
+            "block_interval": self.block_interval,
+            "blocks_built": len(self._payloads) + self._payloads_dropped,
+            "nodes": nodes,
+            "links": links,
+        }
+
+    def forward_events(self, publish: Callable[[str, dict[str, Any]], Any]) -> None:
+        """Call ``publish("network.<kind>", event)`` for every event from now on, from a daemon
+        thread, until the network closes (the live API serves them)."""
+        subscription = self._log.subscribe()
+        self._forwarders.append(subscription)
+
+        def forward() -> None:
+            for event in subscription:
+                try:
+                    publish(f"network.{event.kind}", event.as_dict())
+                except Exception:  # a listener that fails must not stop the network's watcher
+                    logger.exception("network: forwarding event %s failed", event.kind)
+
+        threading.Thread(target=forward, name="gashammer-network-events", daemon=True).start()
+
     def _incident(self, message: str) -> None:
         if len(self.incidents) < 200:
             self.incidents.append(f"network: {message}")
@@ -603,6 +653,7 @@ class Network(NetworkControl):
                     continue
                 if heads.get(name) != head["hash"]:
                     heads[name] = str(head["hash"])
+                    self._heads[name] = (int(head["number"], 16), str(head["hash"]))
                     self._log.emit(
                         LIVE, "head", name, number=int(head["number"], 16), detail=str(head["hash"])
                     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 
 import pytest
 
@@ -20,6 +21,7 @@ import json
 import os
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -161,6 +163,24 @@ def test_a_snapshot_loads_into_a_fresh_network(network, tmp_path):
     record("snapshot", {"blocks": len(saved["payloads"]), "head": saved["head"]})
 
 
+def test_the_live_api_serves_the_network_and_its_events(network):
+    base = "http://127.0.0.1:" + os.environ["GASHAMMER_SERVE_PORT"]
+    described = json.load(urllib.request.urlopen(base + "/api/v1/network", timeout=10))
+    assert [node["name"] for node in described["nodes"]] == ["node0", "node1", "node2", "node3"]
+    assert described["builder"] == "node0" and len(described["links"]) == 6
+    assert all(node["running"] and node["head"] >= 1 for node in described["nodes"]), described
+    names = []
+    with urllib.request.urlopen(base + "/api/v1/events", timeout=30) as stream:
+        for raw in stream:
+            line = raw.decode().rstrip("\\n")
+            if line.startswith("event: "):
+                names.append(line[7:])
+            if "network.heal" in names and "network.head" in names and "network.node_stopped" in names:
+                break
+    assert names.index("network.partition") < names.index("network.heal"), names[:40]
+    record("live", sorted(set(names)))
+
+
 @pytest.mark.gashammer_network(nodes=2, topology="line", block_interval=0.5)
 def test_a_marked_test_gets_a_network_of_its_own(network):
     assert [node.name for node in network.nodes] == ["node0", "node1"] and network.edges() == [("node0", "node1")]
@@ -188,12 +208,29 @@ def test_a_node_fed_a_conflicting_block_diverges(network):
 """
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_a_four_node_network(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_network_checks=NETWORK_TESTS)
     out = pytester.path / "out.json"
     pytester._monkeypatch.setenv("GASHAMMER_TEST_OUT", str(out))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", "-s", timeout=600)
-    result.assert_outcomes(passed=7, errors=1)
+    port = free_port()
+    pytester._monkeypatch.setenv("GASHAMMER_SERVE_PORT", str(port))
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "-s",
+        "--gashammer-serve",
+        f"127.0.0.1:{port}",
+        timeout=600,
+    )
+    result.assert_outcomes(passed=8, errors=1)
     result.stdout.fnmatch_lines(
         [
             "*test_a_misspelt_network_marker_is_one_line*",
