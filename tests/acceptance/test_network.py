@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -26,7 +28,7 @@ import urllib.request
 import pytest
 
 from pytest_gashammer.chain.signer import FastSigner
-from pytest_gashammer.network import Network, Step, StepFailed, expect
+from pytest_gashammer.network import Step, StepFailed, expect
 
 OUT = os.environ["GASHAMMER_TEST_OUT"]
 TO = "0x" + "33" * 20
@@ -151,15 +153,11 @@ def test_disconnect_stop_start_and_the_event_stream(network):
     record("events", sorted({f"{s}:{k}" for s, k in kinds}))
 
 
-def test_a_snapshot_loads_into_a_fresh_network(network, tmp_path):
-    path = network.save(tmp_path / "snapshot.json")
+def test_a_snapshot_is_saved_for_another_session(network):
+    path = network.save(os.environ["GASHAMMER_SNAPSHOT"])
     saved = json.loads(path.read_text())
-    with Network.load(path) as fresh:
-        assert [node.name for node in fresh.nodes] == saved["nodes"]
-        heads = {node.name: node.rpc("eth_getBlockByNumber", hex(len(saved["payloads"])), False)["hash"]
-                 for node in fresh.nodes}
-        assert set(heads.values()) == {saved["head"]}, heads
-        fresh.run(Step(expect=expect.head_at_least(len(saved["payloads"]) + 1), trigger="new_head", timeout=60))
+    assert saved["nodes"] == ["node0", "node1", "node2", "node3"] and len(saved["edges"]) == 6
+    assert saved["head"] == saved["payloads"][-1]["payload"]["blockHash"]
     record("snapshot", {"blocks": len(saved["payloads"]), "head": saved["head"]})
 
 
@@ -208,6 +206,20 @@ def test_a_node_fed_a_conflicting_block_diverges(network):
 """
 
 
+LOAD_SNAPSHOT = """
+import json, sys
+from pytest_gashammer.network import Network, Step, expect
+
+saved = json.load(open(sys.argv[1]))
+height = hex(len(saved["payloads"]))
+with Network.load(sys.argv[1]) as fresh:
+    heads = {node.name: node.rpc("eth_getBlockByNumber", height, False)["hash"] for node in fresh.nodes}
+    fresh.run(Step(expect=expect.head_at_least(len(saved["payloads"]) + 1), trigger="new_head", timeout=60))
+    built_on = int(fresh.builder.rpc("eth_blockNumber"), 16)
+    print(json.dumps({"heads": heads, "nodes": [node.name for node in fresh.nodes], "built_on": built_on}))
+"""
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -220,6 +232,8 @@ def test_a_four_node_network(pytester: pytest.Pytester) -> None:
     pytester._monkeypatch.setenv("GASHAMMER_TEST_OUT", str(out))
     port = free_port()
     pytester._monkeypatch.setenv("GASHAMMER_SERVE_PORT", str(port))
+    snapshot = pytester.path / "snapshot.json"
+    pytester._monkeypatch.setenv("GASHAMMER_SNAPSHOT", str(snapshot))
     result = pytester.runpytest_subprocess(
         "-p",
         "no:cacheprovider",
@@ -242,3 +256,15 @@ def test_a_four_node_network(pytester: pytest.Pytester) -> None:
     assert data["partition"]["behind"] >= 2
     assert set(data["partition"]["catch_up"]) == {"node0", "node1", "node2", "node3"}
     assert data["snapshot"]["blocks"] >= 5
+    # Another process loads the snapshot into a fresh network: every node reaches the same head hash,
+    # and its driver builds on from there.
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_SNAPSHOT, str(snapshot)], capture_output=True, text=True, timeout=300
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    facts = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert set(facts["heads"].values()) == {data["snapshot"]["head"]}, facts
+    assert (
+        facts["nodes"] == ["node0", "node1", "node2", "node3"]
+        and facts["built_on"] > data["snapshot"]["blocks"]
+    )
