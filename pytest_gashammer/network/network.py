@@ -491,8 +491,15 @@ class Network(NetworkControl):
             self._feed_reachable_locked()
 
     def _feed_reachable(self) -> None:
+        """Feed the nodes that became reachable the blocks they missed, in the background: the caller
+        (a heal, a fault's undo) returns at once, as a network that comes back does not wait for
+        its nodes to catch up; the driver's next block feeds them too."""
+        threading.Thread(target=self._feed_now, name="gashammer-network-catch-up", daemon=True).start()
+
+    def _feed_now(self) -> None:
         with self._feed_lock:
-            self._feed_reachable_locked()
+            if not self._closing.is_set():
+                self._feed_reachable_locked()
 
     def _feed_reachable_locked(self) -> None:
         if not self._payloads:

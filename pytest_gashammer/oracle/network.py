@@ -193,16 +193,18 @@ def same_blocks(observation: NetworkObservation) -> Verdict:
         shared += 1
         reference_node, reference = holders[0]
         for node, block in holders[1:]:
-            if block.hash != reference.hash:
-                differences.append(
-                    f"{node} at #{height}: hash {short_hash(block.hash)} != {reference_node}'s "
-                    f"{short_hash(reference.hash)}"
+            # Each field that differs is named: a different state root is a different state, where a
+            # different hash alone may be a different timestamp or extra data over the same state.
+            differing = [
+                f"{label} {short_hash(mine)} != {reference_node}'s {short_hash(theirs)}"
+                for label, mine, theirs in (
+                    ("hash", block.hash, reference.hash),
+                    ("state root", block.state_root, reference.state_root),
                 )
-            elif block.state_root != reference.state_root:
-                differences.append(
-                    f"{node} at #{height}: state root {short_hash(block.state_root)} != {reference_node}'s "
-                    f"{short_hash(reference.state_root)}"
-                )
+                if mine != theirs
+            ]
+            if differing:
+                differences.append(f"{node} at #{height}: {', '.join(differing)}")
     sampled = (
         f" (an even sample of the run's {observation.run_heights})"
         if observation.run_heights > len(observation.heights)

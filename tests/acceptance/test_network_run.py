@@ -24,6 +24,7 @@ NETWORK_RUN = """
 import json
 import os
 import re
+import threading
 
 import pytest
 
@@ -60,11 +61,28 @@ def test_a_partitioned_node_catches_up_after_the_load(devnet, hammer):
             "included": result.included,
             "lost": result.lost,
             "lost_senders_off_node3": sorted(named - node3_senders),
+            "inclusion": inclusion.describe(limit=40),
             "receipts_missing_on": sorted(result.verdict("network_receipts").evidence.get("missing_per_node", {})),
             "nodes": [[node.name, node.head_number, node.converged_after_s] for node in result.network.nodes],
             "heights": result.network.heights_checked,
             "receipts": result.network.receipts_checked,
         }, out)
+
+
+@pytest.mark.gashammer(gas_per_sec="100k", duration="4s", warmup=0, seed=32, max_priority_fee_per_gas=10**9,
+                       network={"converge_within": "5s"})
+def test_a_node_fed_a_conflicting_block_is_named(devnet, hammer):
+    conflicting = []
+    feeder = threading.Timer(1.5, lambda: conflicting.append(devnet.network.feed_conflicting_block("node2")))
+    feeder.start()
+    try:
+        result = hammer.run(check=False)
+    finally:
+        feeder.join()
+    same = result.verdict("network_same_blocks")
+    with open(os.environ["GASHAMMER_TEST_OUT"] + ".diverged", "w") as out:
+        json.dump({"conflicting": conflicting, "same_blocks": [same.status, same.describe()],
+                   "converged": result.verdict("network_converged").status}, out)
 """
 
 
@@ -88,7 +106,7 @@ def test_a_load_run_on_a_network_is_judged_across_its_nodes(pytester: pytest.Pyt
     )
     facts = json.loads(out.read_text()) if out.exists() else {}
     assert result.ret == 0, (facts, result.stdout.str()[-6000:])
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
     for name in (
         "network_converged",
         "network_same_blocks",
@@ -99,7 +117,7 @@ def test_a_load_run_on_a_network_is_judged_across_its_nodes(pytester: pytest.Pyt
         "block_continuity",
     ):
         assert facts["verdicts"][name] == "passed", (name, facts["summaries"][name])
-    assert facts["lost_senders_off_node3"] == [], facts["summaries"]["inclusion"]
+    assert facts["lost_senders_off_node3"] == [], facts["inclusion"]
     # Every node serves a receipt for every sampled transaction, node3 too: it caught up block by
     # block (EthereumJS finds no transaction of a block that one forkchoice jump passed over).
     assert facts["verdicts"]["network_receipts"] == "passed", facts["summaries"]["network_receipts"]
@@ -120,4 +138,12 @@ def test_a_load_run_on_a_network_is_judged_across_its_nodes(pytester: pytest.Pyt
     cut = next(row for row in events if row["kind"] == "partition")
     assert abs(cut["t_s"] - started) < 0.5 and cut["detail"] == "node0,node1,node2 | node3", cut
     page = report.read_text()
-    assert 'id="run-1-network"' in page and page.count('<tr class="network-node">') == 4
+    assert (
+        'id="run-1-network"' in page and page.count('<tr class="network-node">') == 8
+    )  # 4 nodes in each of the 2 runs
+
+    # A node fed a conflicting block during a run: the state-root invariant names it and the height.
+    diverged = json.loads((pytester.path / "out.json.diverged").read_text())
+    status, described = diverged["same_blocks"]
+    assert status == "failed" and diverged["converged"] == "failed", described
+    assert "node2 at #" in described and "state root" in described, described

@@ -166,3 +166,13 @@ def test_the_heights_and_receipts_sample_is_even_bounded_and_the_same_every_time
     assert len(sample) == MAX_HEIGHTS and sample[0] == 1 and sample[-1] == 10_000
     assert sample == sample_evenly(heights, MAX_HEIGHTS)
     assert sample_evenly([3, 4], 5) == [3, 4]
+
+
+def test_a_conflicting_block_names_both_its_hash_and_its_state_root() -> None:
+    observation = healthy()
+    conflicting = dict(observation.blocks["node0"])
+    conflicting[57] = block(57, fork="b", root="s")
+    verdict = by_name(healthy(blocks={**observation.blocks, "node2": conflicting}))["network_same_blocks"]
+    assert verdict.evidence["differences"] == [
+        "node2 at #57: hash 0xbb000000.. != node0's 0xaa000000.., state root 0xss000000.. != node0's 0xrr000000.."
+    ]
