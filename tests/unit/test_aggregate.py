@@ -276,13 +276,17 @@ def test_the_included_rate_of_a_run_that_keeps_up_is_the_offered_rate() -> None:
         intended = 1.0 + k / 50
         included_at = (math.floor(intended * 2) + 1) / 2
         log.ok(intended, nonce=k, latency=included_at - intended)
-    result = result_of(plan_of(), [report_of(log, senders=(ALICE,), starts=(0,), blocks=blocks_every(0.5, 30))])
+    result = result_of(
+        plan_of(), [report_of(log, senders=(ALICE,), starts=(0,), blocks=blocks_every(0.5, 30))]
+    )
     assert result.included_tx_per_sec == pytest.approx(50.0, rel=0.001)
 
 
 def blocks_every(interval: float, count: int) -> list[BlockRecord]:
     """``count`` blocks seen ``interval`` seconds apart (the edge's view of the block interval)."""
     return [
-        BlockRecord(n, f"0x{n:064x}", f"0x{n - 1:064x}", n, 0, 30_000_000, 0, ORIGIN + round(n * interval * 1e9))
+        BlockRecord(
+            n, f"0x{n:064x}", f"0x{n - 1:064x}", n, 0, 30_000_000, 0, ORIGIN + round(n * interval * 1e9)
+        )
         for n in range(1, count + 1)
     ]
