@@ -145,6 +145,7 @@ def _capacity_schema() -> dict[str, Any]:
         "from": GAS_RATE_SCHEMA,
         "to": GAS_RATE_SCHEMA,
         "step": DURATION_SCHEMA,
+        "max_step": DURATION_SCHEMA,
         "max_steps": {"type": "integer", "minimum": 2},
         "resolution": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         "max_time": DURATION_SCHEMA,
