@@ -165,6 +165,14 @@ def past_limit(slo: Mapping[str, float], recent_inclusion_p99: float | None) -> 
     return None
 
 
+#: How a step stood when it was judged (``CapacityStep.steadiness``), by :func:`judge_steadiness`,
+#: or cut short by :func:`past_limit`.
+STEADY = "steady"
+SETTLING = "settling"
+FALLING_BEHIND = "falling behind"
+TOO_SHORT = "too short"
+STOPPED_EARLY = "stopped early"
+
 #: A step is steady when the mean included gas per second of its second half is within this share
 #: of its first half's, and its backlog grew by no more than this share of what the second half
 #: offered. A share, not a count of blocks: a chain that keeps up at 0.5 s blocks includes one
@@ -174,12 +182,6 @@ STEADY_TOLERANCE = 0.10
 STEADY_MIN_SECONDS = 2
 #: A step not yet steady is held this many times longer on its next attempt (up to ``max_step``).
 HOLD_FACTOR = 2.0
-
-STEADY = "steady"
-SETTLING = "settling"
-FALLING_BEHIND = "falling behind"
-TOO_SHORT = "too short"
-STOPPED_EARLY = "stopped early"
 
 
 @dataclasses.dataclass(frozen=True)
