@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 
 from pytest_gashammer.results import CapacityFigures, CapacityStep, RunResult
@@ -216,27 +217,45 @@ def judge_steadiness(
     phase: ``included`` gas by the second it was included in, ``offered`` by the second it was due).
 
     Falling behind, first: over the second half the chain included less than it was offered, by
-    more than ``tolerance`` of the offer; its backlog (and so its inclusion latency) grows without
-    end, a rate past its limit however flat the included rate is. Else settling: the second half's
-    mean included rate differs from the first half's by more than ``tolerance`` (still ramping up,
-    or still draining what came before). Else steady. With an odd count the middle second is in
-    neither half.
+    more than ``tolerance`` of the offer, and over the whole step too; its backlog (and so its
+    inclusion latency) grows without end, a rate past its limit however flat the included rate is.
+    Else settling: the second half's mean included rate differs from the first half's by more than
+    ``tolerance`` (still ramping up, or still draining what came before). Else steady. With an odd
+    count the middle second is in neither half.
+
+    A difference counts only when it is also more than twice its standard error, from the spread of
+    the seconds within each half (:func:`_noise`; none with one-second halves): whole blocks land on
+    either side of a second's edge, so a chain that keeps up at 0.5 s blocks can include 0.5, 1.0 and
+    1.5 Mgas in three seconds of 1 Mgas/s offered. A saturated chain fills every second alike, so
+    there the tolerance alone decides.
     """
     count = min(len(included), len(offered))
     if count < STEADY_MIN_SECONDS:
         return Steadiness(TOO_SHORT)
     half = count // 2
-    first = sum(included[:half]) / half
-    second = sum(included[count - half : count]) / half
+    early, late = list(included[:half]), list(included[count - half : count])
+    first, second = sum(early) / half, sum(late) / half
+    short = [o - i for o, i in zip(offered[:count], included[:count], strict=True)]
     offered_late = sum(offered[count - half : count]) / half
-    growth = offered_late - second
-    if growth > tolerance * offered_late:
+    growth = sum(short[count - half :]) / half
+    behind_throughout = sum(included[:count]) < (1 - tolerance) * sum(offered[:count])
+    if growth > max(tolerance * offered_late, 2 * _noise(short[count - half :])) and behind_throughout:
         state = FALLING_BEHIND
-    elif abs(second - first) > tolerance * max(first, second):
+    elif abs(second - first) > max(tolerance * max(first, second), 2 * _noise(early, late)):
         state = SETTLING
     else:
         state = STEADY
     return Steadiness(state, first, second, growth)
+
+
+def _noise(*groups: Sequence[float]) -> float:
+    """The standard error of the difference of the ``groups``' means (one group: of its mean), from
+    the variance of the seconds within each group; 0 when a group has a single second, no spread of
+    its own to go by (the tolerance alone decides, and a step still settling is held longer, for
+    more seconds)."""
+    if any(len(group) < 2 for group in groups):
+        return 0.0
+    return math.sqrt(sum(statistics.variance(group) / len(group) for group in groups))
 
 
 def longer_hold(steadiness: Steadiness, held: float, max_step: float) -> float | None:

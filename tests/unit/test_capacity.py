@@ -450,6 +450,23 @@ def test_steadiness_from_synthetic_per_second_samples() -> None:
     assert judge_steadiness([2e6], [2e6]).state == "too short"
 
 
+def test_whole_blocks_on_either_side_of_a_seconds_edge_are_noise_not_a_trend() -> None:
+    from pytest_gashammer.oracle.capacity import judge_steadiness
+
+    # Seen on anvil (0.5 s blocks of 0.5 Mgas, 1 Mgas/s offered, kept up): the seconds held 1, 2, 3,
+    # 2, 1 and 2 blocks as the blocks were seen either side of a second's edge.
+    included = [1.008e6, 1.491e6, 1.008e6, 0.504e6, 0.987e6]
+    offered = [1.008e6, 0.987e6, 1.008e6, 0.987e6, 1.008e6]
+    lumpy = judge_steadiness(included, offered)
+    assert lumpy.state == "steady", lumpy  # the halves' difference is within twice its noise
+    assert lumpy.backlog_growth > 0.1 * 1e6  # more than the tolerance alone would have allowed
+    # One second a half has no spread of its own: the tolerance alone decides, and a step that
+    # differs by more is held longer, for more seconds; it is not falling behind, having included
+    # all it was offered over the step.
+    assert judge_steadiness([1.512e6, 0.987e6], [1.008e6, 0.987e6]).state == "settling"
+    assert judge_steadiness([1.512e6, 0.504e6], [1.008e6, 0.987e6]).state == "settling"
+
+
 def test_only_a_step_still_settling_is_held_longer_up_to_max_step() -> None:
     from pytest_gashammer.oracle.capacity import Steadiness, longer_hold
 
