@@ -710,8 +710,9 @@ ARGUMENTS: tuple[Argument, ...] = (
         None,
         parse_capacity,
         "find the highest gas rate at which every SLO holds: "
-        '`{"from": "1M", "to": "200M", "step": "8s", "max_steps": 16, "resolution": 0.05, "max_time": "30m"}`; '
-        "one run per step, a ramp then a bisection; `gas_per_sec` defaults to `from`, `duration` gives way "
+        '`{"from": "1M", "to": "200M", "step": "8s", "max_step": "24s", "max_steps": 16, "resolution": 0.05, '
+        '"max_time": "30m"}`; one run per step, each held until steady, a ramp then a bisection; '
+        "`gas_per_sec` defaults to `from`, `duration` gives way "
         "to `step` (see [Capacity](#capacity))",
         shown_default="none",
         to_raw=_capacity_as_raw,
