@@ -237,11 +237,12 @@ def _compare(arguments: argparse.Namespace) -> int:
     tables, known = _load_summary(arguments.directory, None)
     in_base = {entry["run_id"] for entry in base.get("runs", ())}
     if arguments.new is None:
-        # The newest run of each test that the baseline does not hold.
+        # The newest run of each test that the baseline does not hold (a capacity search's own row,
+        # not one of its steps: what it found is there).
         newest: dict[str, str] = {}
         for run_id in known:  # in the order they started
             row = next(r for r in tables.runs.to_pylist() if r["run_id"] == run_id)
-            if run_id not in in_base:
+            if run_id not in in_base and row.get("capacity_search") is None:
                 newest[row.get("test_nodeid") or run_id] = run_id
         run_ids = list(newest.values())
     elif arguments.new in baseline_names(arguments.directory):

@@ -460,6 +460,15 @@ class CapacityStep:
     (``slo.inclusion_p99``), and each invariant that overload breaks by design (``inclusion``,
     ``acceptance``), to its status; ``passed`` when every SLO verdict passed and neither invariant
     failed. ``run_id`` is the step's telemetry run (``None`` without ``--gashammer-parquet``).
+
+    ``steadiness`` says whether the step's rate had settled when it was judged
+    (``oracle.capacity.judge_steadiness``): ``steady``; ``settling`` (its included rate still moved
+    between the halves of the step, and it was held for ``max_step`` without settling); ``falling
+    behind`` (its backlog grew: past the chain's limit, so the step missed, in ``slos`` as ``steady``
+    failed); ``too short`` (too few whole seconds to tell); ``stopped early`` (cut short past the
+    limit); empty in a search stored before steadiness was judged. ``held`` is the sustain phase, in
+    seconds, of the run the step was judged on, and ``attempts`` how many runs the step took (a step
+    not yet steady is run again, held longer, up to ``max_step``).
     """
 
     index: int
@@ -473,6 +482,9 @@ class CapacityStep:
     passed: bool
     duration: float = 0.0
     run_id: str | None = None
+    steadiness: str = ""
+    held: float = 0.0
+    attempts: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from pytest_gashammer.compare.samples import RunSamples, capacity_of, pool
+from pytest_gashammer.compare.samples import RunSamples, capacity_bounds, capacity_of, pool
 from pytest_gashammer.compare.stats import MIN_SECONDS, Change, quantile_change, rate_change
 from pytest_gashammer.compare.thresholds import (
+    CAPACITY_METRICS,
     DEFAULT_METRICS,
     METRICS,
     NOISE_THRESHOLD,
@@ -200,15 +201,15 @@ def compare_runs(
         comparison.notes.append(f"{len(baselines)} baseline run(s) against {len(news)} now, each side pooled")
     baseline, new = pool(baselines), pool(news)
     limits = {threshold.metric: threshold for threshold in thresholds}
-    names = list(metrics or DEFAULT_METRICS)
+    searches = bool(baseline.row.get("capacity_json")) and bool(new.row.get("capacity_json"))
+    # A capacity search's row has no transactions of its own: what it found is its figure.
+    names = list(metrics or (CAPACITY_METRICS if searches else DEFAULT_METRICS))
     names += [name for name in limits if name not in names]
     for name in names:
         spec = METRICS[name]
         if spec.kind == "capacity":
             before, after = capacity_of(baseline.row), capacity_of(new.row)
-            # One figure per run: no per-second samples to resample (repeats would give some).
-            ratio = after / before - 1 if before > 0 else math.nan
-            change = Change(ratio, math.nan, math.nan)
+            change = capacity_change(baseline.row, new.row)
         elif spec.kind == "rate":
             before, after = baseline.value(name), new.value(name)
             change = rate_change(name, baseline.rates[spec.column], new.rates[spec.column])
@@ -231,9 +232,7 @@ def compare_runs(
                 change=change.change,
                 low=change.low,
                 high=change.high,
-                verdict="one figure, no interval"
-                if spec.kind == "capacity" and math.isfinite(change.change)
-                else verdict_of(change, spec.higher_is_better),
+                verdict=verdict_of(change, spec.higher_is_better),
                 threshold=str(threshold) if threshold else None,
                 failed=bool(threshold and threshold.exceeded(change.low, change.high)),
             )
@@ -241,10 +240,32 @@ def compare_runs(
     return comparison
 
 
+def capacity_change(baseline: dict[str, Any], new: dict[str, Any]) -> Change:
+    """The change of a capacity search's maximum, from two stored searches' rows.
+
+    One figure per search, so no resampling: each search brackets its maximum (its 95 % interval,
+    ``capacity_bounds``), and the change's interval runs from the new search's low end over the
+    baseline's high end to its high end over the baseline's low end: the change whichever points of
+    the two brackets the maxima really are. Two searches of one chain overlap, and pass any
+    threshold; a chain whose whole bracket moved below the baseline's fails it. A search that found
+    no maximum (its first step missed) has no figure but a bracket below its first rate: compared
+    with a baseline above that, it regressed.
+    """
+    before, after = capacity_of(baseline), capacity_of(new)
+    base_low, base_high = capacity_bounds(baseline)
+    new_low, new_high = capacity_bounds(new)
+    if math.isnan(base_low) or math.isnan(new_low):
+        return Change(math.nan, math.nan, math.nan)
+    ratio = after / before - 1 if before > 0 else math.nan
+    low = new_low / base_high - 1 if math.isfinite(base_high) and base_high > 0 else -1.0
+    high = new_high / base_low - 1 if base_low > 0 else math.inf
+    return Change(ratio, low, high)
+
+
 def verdict_of(change: Change, higher_is_better: bool) -> str:
     """``improved`` / ``regressed`` when the whole interval is past the noise threshold, else
     ``no change``; ``not measured`` without a figure, ``too few seconds`` without an interval."""
-    if math.isnan(change.change):
+    if math.isnan(change.change) and math.isnan(change.low):
         return "not measured"
     if math.isnan(change.low) or math.isnan(change.high):
         return f"too few seconds (under {MIN_SECONDS})"

@@ -52,10 +52,13 @@ def compare_stored(
     thresholds: Sequence[Threshold] = (),
 ) -> list[Comparison]:
     """Compare stored ``run_ids`` with baseline ``baseline_name``: the runs of each test and scenario
-    together (repeats pooled), in the order their first run started, as the gate does."""
+    together (repeats pooled), in the order their first run started, as the gate does; the steps of
+    a capacity search are left out (the search's row is compared)."""
     from pytest_gashammer.telemetry.parquet import load
 
     rows = load(directory, run_ids=list(run_ids), tables=("runs",)).runs.to_pylist()
+    # A capacity search's steps are compared as the search (its own row, with what it found).
+    rows = [row for row in rows if row.get("capacity_search") is None]
     rows.sort(key=lambda row: (row["started_at"], row["run_id"]))
     groups: list[list[dict]] = []
     comparisons = []

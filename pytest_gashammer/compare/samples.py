@@ -84,6 +84,28 @@ def capacity_of(row: dict[str, Any]) -> float:
     return float(value) if isinstance(value, int | float) else math.nan
 
 
+def capacity_bounds(row: dict[str, Any]) -> tuple[float, float]:
+    """Where a stored search puts its maximum: the 95 % interval of the maximum (``max_ci_low`` ..
+    ``max_ci_high``; no high end when no step failed: the maximum is at least ``to``). A search
+    whose first step already missed puts it below its first rate. ``(nan, nan)`` for a run that
+    searched none."""
+    text = row.get("capacity_json")
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        return (math.nan, math.nan)
+    if found.get("max_gas_per_sec") is None:
+        steps = found.get("steps") or ()
+        first = steps[0].get("offered_gas_per_sec") if steps and isinstance(steps[0], dict) else None
+        return (0.0, float(first)) if isinstance(first, int | float) else (math.nan, math.nan)
+    low = found.get("max_ci_low")
+    high = found.get("max_ci_high")
+    low = float(low) if isinstance(low, int | float) else float(found["max_gas_per_sec"])
+    return (low, float(high) if isinstance(high, int | float) else math.inf)
+
+
 def load_samples(directory: str | os.PathLike[str], run_id: str) -> RunSamples:
     """Read one stored run's ``runs`` row and transactions and reduce them to per-second samples."""
     tables = load(

@@ -53,6 +53,9 @@ DEFAULT_METRICS = (
     "accept_p99",
 )
 
+#: What a comparison of two capacity searches shows when no threshold names more.
+CAPACITY_METRICS = ("capacity",)
+
 #: A change whose whole 95 % interval lies within this fraction of zero is "no change", as criterion
 #: calls a change inside its noise threshold: load runs on shared machines wobble by a few percent.
 NOISE_THRESHOLD = 0.02

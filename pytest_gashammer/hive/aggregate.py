@@ -61,11 +61,9 @@ def build_result(
     first_sustain_inclusion = min((d.first_sustain_inclusion for d in digests), default=math.inf)
     last_sustain_inclusion = max((d.last_sustain_inclusion for d in digests), default=-math.inf)
 
-    # The sustain phase's transactions were included over the span from the first to the last
-    # block holding one. A chain that keeps up includes them over the sustain phase itself (the
-    # span differs from it by at most a block interval, either way: block boundaries fall anywhere);
-    # a chain that falls behind stretches the span over the drain, and the rate is what it managed.
-    inclusion_span = max(window, last_sustain_inclusion - first_sustain_inclusion - _block_interval(reports))
+    inclusion_span = included_span(
+        window, first_sustain_inclusion, last_sustain_inclusion, _block_interval(reports)
+    )
 
     shares = list(edge_shares) if edge_shares is not None else [1.0 / max(len(reports), 1)] * len(reports)
     skews = list(start_skews) if start_skews is not None else [0.0] * len(reports)
@@ -126,6 +124,25 @@ def build_result(
         timeline=timeline,
         rejections=merge_rejections([report.rejections for report in reports]),
     )
+
+
+def included_span(window: float, first: float, last: float, block_interval: float) -> float:
+    """The seconds over which the chain included the sustain phase's transactions, ``first`` and
+    ``last`` being the first and last of them in a block (run clock), ``window`` the phase's length.
+
+    A chain that keeps up includes each transaction within a block interval of its sending, so the
+    first and last inclusions lie within one interval of the phase's ends: ``last - first`` stays
+    under ``window + block_interval``, and the span is the phase itself (the blocks' boundaries fall
+    anywhere, so the inclusions' own span would be off by up to an interval, either way). A chain
+    that falls behind includes them later and later: ``N`` blocks from ``first`` to ``last`` were
+    built over ``N`` intervals, from the start of the first (one interval before ``first``) to
+    ``last``; that span is what it took, and the included rate is the chain's ceiling.
+    """
+    if not (math.isfinite(first) and math.isfinite(last)):
+        return window
+    if last - first <= window + block_interval:
+        return window
+    return last - first + block_interval
 
 
 def run_notes(reports: Sequence[EdgeReport]) -> list[str]:

@@ -21,10 +21,15 @@ from typing import Any
 
 from pytest_gashammer.oracle.capacity import (
     DEFAULT_SLOS,
+    FALLING_BEHIND,
     LOAD_BOUND_INVARIANTS,
+    PAST_LIMIT,
     CapacitySearch,
     capacity_figures,
+    judge_steadiness,
     judge_step,
+    longer_hold,
+    per_second_gas,
     per_second_included_gas,
     run_search,
 )
@@ -83,21 +88,59 @@ def run_capacity(
         if index and time.monotonic() + longest_step > deadline:
             search.end(f"max_time: the next step would end past {settings['max_time']:.0f} s")
             return None
-        step_plan = capacity_step_plan(plan, rate, index=index, search=search_id, slo=slos)
-        logger.info("capacity step %d of %r: %s", index, plan.name, format_gas_rate(rate))
-        step_started = time.monotonic()
-        result, run_id = run_step(step_plan)
-        longest_step = max(longest_step, time.monotonic() - step_started)
+        hold, attempts = float(settings["step"]), 0
+        while True:
+            attempts += 1
+            step_plan = capacity_step_plan(plan, rate, index=index, search=search_id, slo=slos, hold=hold)
+            logger.info(
+                "capacity step %d of %r: %s held %.0f s", index, plan.name, format_gas_rate(rate), hold
+            )
+            step_started = time.monotonic()
+            result, run_id = run_step(step_plan)
+            took = time.monotonic() - step_started
+            longest_step = max(longest_step, took)
+            sustain = step_plan.sustain
+            included = per_second_included_gas(result, sustain.start, sustain.end)
+            steadiness = judge_steadiness(
+                included, per_second_gas(result, sustain.start, sustain.end, "offered_gas")
+            )
+            past = (result.stopped_early or "").startswith(PAST_LIMIT)
+            if past or steadiness.state == FALLING_BEHIND:
+                # Its backlog is still in the pool: the next step must not start behind it.
+                wait_for_empty_pool(getattr(devnet, "rpc_url", None), float(plan.inclusion_timeout))
+            longer = None if past else longer_hold(steadiness, hold, float(settings["max_step"]))
+            # Held longer only when that attempt still ends within max_time.
+            if longer is not None and time.monotonic() + took * longer / hold > deadline:
+                longer = None
+            logger.info(
+                "capacity step %d: %s after %.0f s%s",
+                index,
+                "stopped early" if past else steadiness.describe(),
+                hold,
+                f"; held again for {longer:.0f} s" if longer is not None else "",
+            )
+            if longer is None:
+                break
+            hold = longer
         results[index] = result
-        sustain = step_plan.sustain
-        samples[index] = per_second_included_gas(result, sustain.start, sustain.end)
-        step = judge_step(result, index, slos=slos, samples=samples[index], run_id=run_id)
+        samples[index] = included
+        step = judge_step(
+            result,
+            index,
+            slos=slos,
+            samples=included,
+            run_id=run_id,
+            steadiness=steadiness,
+            held=hold,
+            attempts=attempts,
+        )
         logger.info(
-            "capacity step %d: offered %s, included %s, p99 %.3f s: %s",
+            "capacity step %d: offered %s, included %s, p99 %.3f s, %s: %s",
             index,
             format_gas_rate(rate),
             format_gas_rate(step.included_gas_per_sec),
             step.inclusion_p99,
+            step.steadiness,
             "met the SLOs" if step.passed else "did not meet the SLOs",
         )
         return step
@@ -105,12 +148,16 @@ def run_capacity(
     def record(result: RunResult | None, status: str | None = None) -> None:
         if telemetry is None or search_id is None:
             return
-        # The search's row: its plan at the rate of the result it holds (the step at the maximum).
-        rate = result.target_gas_per_sec if result is not None else plan.target_gas_per_sec
-        shown = capacity_step_plan(plan, rate, index=0, search=None, slo=slos)
-        shown = dataclasses.replace(shown, capacity_step=None, slo=plan.slo)
+        # The search's row: the search's own plan (the marker's, offered at 'from'), whatever maximum
+        # it found, so the gate compares two searches of one test by what they found; its target
+        # and figures are those of the result it holds (the step at the maximum).
         telemetry.begin(
-            shown, devnet, node_version=node_version, run_id=search_id, started_unix_ns=started_unix_ns
+            plan,
+            devnet,
+            node_version=node_version,
+            run_id=search_id,
+            started_unix_ns=started_unix_ns,
+            target_gas_per_sec=None if result is None else result.target_gas_per_sec,
         )
         telemetry.end(search_id, reports=[], shares=[], origin_unix_ns=None, result=result, status=status)
 
@@ -121,8 +168,46 @@ def run_capacity(
         raise
     figures = capacity_figures(steps, samples, stopped=search.stopped, slos=slos, seed=plan.seed)
     result = search_result(plan, figures, results, duration=time.monotonic() - started)
+    if search_id is not None:
+        # The search's own row holds what it found (capacity_json): the gate compares that row.
+        result = dataclasses.replace(result, run_id=search_id)
     record(result)
     return result
+
+
+#: How often the pool is asked whether a step's backlog has drained.
+POOL_POLL_INTERVAL = 0.25
+
+
+def wait_for_empty_pool(rpc_url: str | None, timeout: float) -> bool:
+    """Wait until the node's pool holds nothing (``txpool_status``), at most ``timeout`` seconds;
+    ``True`` once it is empty. A step past the limit leaves its backlog in the pool when it ends,
+    and the next step, at a lower rate, would otherwise be judged on the chain draining it. A node
+    without ``txpool_status`` is not waited for."""
+    if not rpc_url:
+        return False
+    from pytest_gashammer.chain.rpc import RpcError, TransportError, call
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status = call(rpc_url, "txpool_status", timeout=5.0)
+        except (RpcError, TransportError) as exc:
+            logger.debug("no txpool_status to wait on (%s); the next step starts now", exc)
+            return False
+        waiting = (
+            sum(int(str(status.get(key, "0x0")), 16) for key in ("pending", "queued"))
+            if isinstance(status, dict)
+            else 0
+        )
+        if not waiting:
+            return True
+        if time.monotonic() > deadline:
+            logger.info(
+                "%d transaction(s) still pooled after %.0f s; the next step starts now", waiting, timeout
+            )
+            return False
+        time.sleep(POOL_POLL_INTERVAL)
 
 
 def search_result(

@@ -9,6 +9,10 @@ tested without a chain (a fake step runner stands in for the runs). The search:
 2. **Bisection** between the highest rate that met every SLO and the lowest that did not, until the
    failing rate is within ``resolution`` above the passing one.
 
+Each step holds its rate for ``step`` seconds, then is judged steady or not from its per-second
+samples (:func:`judge_steadiness`); a step still settling is run again, held twice as long, up to
+``max_step`` (:func:`longer_hold`), so a step is judged on a rate the chain holds, not on a transient.
+
 It stops after ``max_steps`` steps in all, when ``to`` itself met the SLOs, when not even ``from``
 did, or (the hive decides) when the next step would end past ``max_time``.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 
 from pytest_gashammer.results import CapacityFigures, CapacityStep, RunResult
@@ -34,11 +39,15 @@ __all__ = [
     "DEFAULT_SLOS",
     "LOAD_BOUND_INVARIANTS",
     "CapacitySearch",
+    "Steadiness",
     "bootstrap_mean_interval",
     "capacity_figures",
     "find_knee",
+    "judge_steadiness",
     "judge_step",
+    "longer_hold",
     "past_limit",
+    "per_second_gas",
     "per_second_included_gas",
     "run_search",
     "steady_included_gas",
@@ -157,6 +166,107 @@ def past_limit(slo: Mapping[str, float], recent_inclusion_p99: float | None) -> 
     return None
 
 
+#: How a step stood when it was judged (``CapacityStep.steadiness``), by :func:`judge_steadiness`,
+#: or cut short by :func:`past_limit`.
+STEADY = "steady"
+SETTLING = "settling"
+FALLING_BEHIND = "falling behind"
+TOO_SHORT = "too short"
+STOPPED_EARLY = "stopped early"
+
+#: A step is steady when the mean included gas per second of its second half is within this share
+#: of its first half's, and its backlog grew by no more than this share of what the second half
+#: offered. A share, not a count of blocks: a chain that keeps up at 0.5 s blocks includes one
+#: second's gas within a block or two of what it was offered, a few percent at the rates searched.
+STEADY_TOLERANCE = 0.10
+#: Whole seconds a step needs to be judged steady: one in each half.
+STEADY_MIN_SECONDS = 2
+#: A step not yet steady is held this many times longer on its next attempt (up to ``max_step``).
+HOLD_FACTOR = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Steadiness:
+    """Whether a step's rate had settled: ``state`` (:data:`STEADY`, :data:`SETTLING`,
+    :data:`FALLING_BEHIND`, :data:`TOO_SHORT`), the mean included gas per second of its first and
+    second halves, and how fast its backlog (offered minus included) grew over the second half, in
+    gas per second (positive: the chain fell further behind)."""
+
+    state: str
+    first_half: float = math.nan
+    second_half: float = math.nan
+    backlog_growth: float = math.nan
+
+    @property
+    def steady(self) -> bool:
+        return self.state == STEADY
+
+    def describe(self) -> str:
+        if self.state == TOO_SHORT or math.isnan(self.first_half):
+            return self.state
+        return (
+            f"{self.state} (halves {self.first_half / 1e6:.3g} / {self.second_half / 1e6:.3g} Mgas/s, "
+            f"backlog {self.backlog_growth / 1e6:+.3g} Mgas/s)"
+        )
+
+
+def judge_steadiness(
+    included: Sequence[float], offered: Sequence[float], *, tolerance: float = STEADY_TOLERANCE
+) -> Steadiness:
+    """Whether a step's per-second samples show a steady rate (the same whole seconds of its sustain
+    phase: ``included`` gas by the second it was included in, ``offered`` by the second it was due).
+
+    Falling behind, first: over the second half the chain included less than it was offered, by
+    more than ``tolerance`` of the offer, and over the whole step too; its backlog (and so its
+    inclusion latency) grows without end, a rate past its limit however flat the included rate is.
+    Else settling: the second half's mean included rate differs from the first half's by more than
+    ``tolerance`` (still ramping up, or still draining what came before). Else steady. With an odd
+    count the middle second is in neither half.
+
+    A difference counts only when it is also more than twice its standard error, from the spread of
+    the seconds within each half (:func:`_noise`; none with one-second halves): whole blocks land on
+    either side of a second's edge, so a chain that keeps up at 0.5 s blocks can include 0.5, 1.0 and
+    1.5 Mgas in three seconds of 1 Mgas/s offered. A saturated chain fills every second alike, so
+    there the tolerance alone decides.
+    """
+    count = min(len(included), len(offered))
+    if count < STEADY_MIN_SECONDS:
+        return Steadiness(TOO_SHORT)
+    half = count // 2
+    early, late = list(included[:half]), list(included[count - half : count])
+    first, second = sum(early) / half, sum(late) / half
+    short = [o - i for o, i in zip(offered[:count], included[:count], strict=True)]
+    offered_late = sum(offered[count - half : count]) / half
+    growth = sum(short[count - half :]) / half
+    behind_throughout = sum(included[:count]) < (1 - tolerance) * sum(offered[:count])
+    if growth > max(tolerance * offered_late, 2 * _noise(short[count - half :])) and behind_throughout:
+        state = FALLING_BEHIND
+    elif abs(second - first) > max(tolerance * max(first, second), 2 * _noise(early, late)):
+        state = SETTLING
+    else:
+        state = STEADY
+    return Steadiness(state, first, second, growth)
+
+
+def _noise(*groups: Sequence[float]) -> float:
+    """The standard error of the difference of the ``groups``' means (one group: of its mean), from
+    the variance of the seconds within each group; 0 when a group has a single second, no spread of
+    its own to go by (the tolerance alone decides, and a step still settling is held longer, for
+    more seconds)."""
+    if any(len(group) < 2 for group in groups):
+        return 0.0
+    return math.sqrt(sum(statistics.variance(group) / len(group) for group in groups))
+
+
+def longer_hold(steadiness: Steadiness, held: float, max_step: float) -> float | None:
+    """How long to hold the step's next attempt (:data:`HOLD_FACTOR` times ``held``, at most
+    ``max_step``), or ``None`` when it is judged as it is: steady, falling behind (past the limit
+    either way: holding it longer only grows the backlog), or already held ``max_step``."""
+    if steadiness.state not in (SETTLING, TOO_SHORT) or held >= max_step:
+        return None
+    return min(held * HOLD_FACTOR, max_step)
+
+
 def judge_step(
     result: RunResult,
     index: int,
@@ -164,6 +274,9 @@ def judge_step(
     slos: Mapping[str, float],
     samples: Sequence[float] = (),
     run_id: str | None = None,
+    steadiness: Steadiness | None = None,
+    held: float = 0.0,
+    attempts: int = 1,
 ) -> CapacityStep:
     """One step's record from its result: its rates and latencies, and whether it met every SLO.
 
@@ -176,7 +289,9 @@ def judge_step(
     block intervals over the span (20 % on 4 s steps of 0.5 s blocks). Every second of a saturated
     step is full, so the per-second figure is the chain's ceiling, and the offered rate when it
     keeps up. An SLO verdict that is not ``passed`` (failed, or inconclusive: nothing measured)
-    means the step did not meet it; ``inclusion`` or ``acceptance`` failed too.
+    means the step did not meet it; ``inclusion`` or ``acceptance`` failed too; so did a step
+    ``steadiness`` found falling behind (``steady`` failed: a growing backlog is past the limit). A
+    step that never settled but kept up is judged by its SLOs over its longest hold, and says so.
     """
     from pytest_gashammer.oracle.slo import evaluate_slos
 
@@ -186,8 +301,14 @@ def judge_step(
     for verdict in result.verdicts:
         if verdict.name in LOAD_BOUND_INVARIANTS:
             statuses[verdict.name] = verdict.status
-    if (result.stopped_early or "").startswith(PAST_LIMIT):
+    stopped = (result.stopped_early or "").startswith(PAST_LIMIT)
+    if stopped:
         statuses["stopped_past_limit"] = "failed"  # cut short: it cannot have met the SLOs
+    state = STOPPED_EARLY if stopped else steadiness.state if steadiness is not None else ""
+    if state == FALLING_BEHIND:
+        statuses["steady"] = "failed"
+    elif state in (SETTLING, TOO_SHORT):
+        statuses["steady"] = "inconclusive"  # judged by its SLOs, but on a rate that had not settled
     passed = all(
         status == "passed" if name.startswith(SLO_VERDICT_PREFIX) else status != "failed"
         for name, status in statuses.items()
@@ -205,6 +326,9 @@ def judge_step(
         passed=passed,
         duration=result.duration,
         run_id=run_id,
+        steadiness=state,
+        held=held,
+        attempts=attempts,
     )
 
 
@@ -237,7 +361,13 @@ def per_second_included_gas(result: RunResult, start: float, end: float) -> list
     clock), from the result's timeline, but its first: transactions sent in a second are included in
     the next blocks, so the first second of the phase still holds the warmup's rate. A second with
     nothing included counts as zero (a second without a block is part of the rate)."""
-    by_second = {int(entry["second"]): float(entry.get("included_gas", 0.0)) for entry in result.timeline}
+    return per_second_gas(result, start, end, "included_gas")
+
+
+def per_second_gas(result: RunResult, start: float, end: float, field: str) -> list[float]:
+    """``field`` (a timeline figure: ``included_gas``, ``offered_gas``) of each whole second of the
+    sustain phase but its first, as :func:`per_second_included_gas` takes them."""
+    by_second = {int(entry["second"]): float(entry.get(field, 0.0)) for entry in result.timeline}
     seconds = list(range(math.ceil(start), math.floor(end)))
     if len(seconds) > 1:
         seconds = seconds[1:]

@@ -294,10 +294,17 @@ def capacity_lines(capacity: Mapping[str, Any] | None) -> list[str]:
     for step in steps:
         missed = [name for name, status in (step.get("slos") or {}).items() if status != "passed"]
         verdict = "met" if step.get("passed") else "missed " + ", ".join(missed)
+        held = ""
+        if step.get("steadiness"):
+            # How the step stood when judged, and for how long it was held (over how many runs).
+            runs = int(step.get("attempts") or 1)
+            held = f"  {step['steadiness']} at {float(step.get('held') or 0):g} s" + (
+                f" ({runs} runs)" if runs > 1 else ""
+            )
         lines.append(
             f"    step {step.get('index')}: offered {_gas(step.get('offered_gas_per_sec'))}  included "
             f"{_gas(step.get('included_gas_per_sec'))}  p50 {format_seconds(_known(step.get('inclusion_p50')))}  "
-            f"p99 {format_seconds(_known(step.get('inclusion_p99')))}  {verdict}"
+            f"p99 {format_seconds(_known(step.get('inclusion_p99')))}{held}  {verdict}"
         )
     return lines
 

@@ -157,6 +157,7 @@ def _capacity_schema() -> dict[str, Any]:
         "from": GAS_RATE_SCHEMA,
         "to": GAS_RATE_SCHEMA,
         "step": DURATION_SCHEMA,
+        "max_step": DURATION_SCHEMA,
         "max_steps": {"type": "integer", "minimum": 2},
         "resolution": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         "max_time": DURATION_SCHEMA,
@@ -480,13 +481,16 @@ def _network_as_raw(network: tuple[tuple[str, Any], ...]) -> dict[str, Any] | No
 CAPACITY_KEYS: dict[str, str] = {
     "from": "the first offered gas rate, e.g. '1M'",
     "to": "the highest offered gas rate the search tries, e.g. '200M'",
-    "step": "how long each step holds its rate (its sustain phase), e.g. '8s'",
+    "step": "how long each step holds its rate (its sustain phase) before it is judged, e.g. '8s'",
+    "max_step": "how long a step not yet steady may be held, at most (default 3 x step), e.g. '24s'",
     "max_steps": "the most steps (runs) the search takes, ramp and bisection together",
     "resolution": "the bisection stops once the first failing rate is within this share above the maximum",
     "max_time": "the longest the whole search may take; no step starts that would end past it",
 }
 #: What a key of ``capacity={...}`` the marker leaves out is (``from`` and ``to`` are required).
 CAPACITY_DEFAULTS: dict[str, Any] = {"step": 8.0, "max_steps": 16, "resolution": 0.05, "max_time": 1800.0}
+#: ``max_step`` when the marker leaves it out: this many times ``step``.
+CAPACITY_MAX_STEP_FACTOR = 3.0
 #: How much each ramp step multiplies the offered rate by.
 CAPACITY_RAMP_FACTOR = 2.0
 
@@ -503,9 +507,9 @@ def parse_capacity(value: object, name: str = "capacity") -> tuple[tuple[str, An
         where = f"{name}[{key!r}]"
         if key in ("from", "to"):
             settings[key] = parse_gas_rate(raw, what=where)
-        elif key in ("step", "max_time"):
+        elif key in ("step", "max_step", "max_time"):
             seconds = parse_duration(raw, what=where)
-            if key == "step" and seconds < 1.0:
+            if key in ("step", "max_step") and seconds < 1.0:
                 raise ConfigError(
                     f"{where}={raw!r} must be at least 1 s (a step is judged on per-second samples), e.g. '8s'"
                 )
@@ -536,6 +540,12 @@ def parse_capacity(value: object, name: str = "capacity") -> tuple[tuple[str, An
             f"{name}: 'to' ({raw_rate(settings['to'])}) must be above 'from' ({raw_rate(settings['from'])})"
         )
     filled = {**CAPACITY_DEFAULTS, **settings}
+    filled.setdefault("max_step", CAPACITY_MAX_STEP_FACTOR * filled["step"])
+    if filled["max_step"] < filled["step"]:
+        raise ConfigError(
+            f"{name}['max_step']={value['max_step']!r} is shorter than 'step' ({filled['step']:g}s): a step is "
+            f"held at least 'step', e.g. 'max_step': '{CAPACITY_MAX_STEP_FACTOR * filled['step']:g}s'"
+        )
     return tuple((key, filled[key]) for key in CAPACITY_KEYS)
 
 
@@ -771,8 +781,9 @@ ARGUMENTS: tuple[Argument, ...] = (
         None,
         parse_capacity,
         "find the highest gas rate at which every SLO holds: "
-        '`{"from": "1M", "to": "200M", "step": "8s", "max_steps": 16, "resolution": 0.05, "max_time": "30m"}`; '
-        "one run per step, a ramp then a bisection; `gas_per_sec` defaults to `from`, `duration` gives way "
+        '`{"from": "1M", "to": "200M", "step": "8s", "max_step": "24s", "max_steps": 16, "resolution": 0.05, '
+        '"max_time": "30m"}`; one run per step, each held until steady, a ramp then a bisection; '
+        "`gas_per_sec` defaults to `from`, `duration` gives way "
         "to `step` (see [Capacity](#capacity))",
         shown_default="none",
         to_raw=_capacity_as_raw,

@@ -344,24 +344,36 @@ def compile_plan(spec: ScenarioSpec, *, name: str, seed: int, duration_scale: fl
 
 
 def capacity_step_plan(
-    plan: ScenarioPlan, gas_per_sec: float, *, index: int, search: str | None, slo: Mapping[str, float]
+    plan: ScenarioPlan,
+    gas_per_sec: float,
+    *,
+    index: int,
+    search: str | None,
+    slo: Mapping[str, float],
+    hold: float | None = None,
 ) -> ScenarioPlan:
     """Step ``index`` of the capacity search ``plan``: the same scenario offered at ``gas_per_sec``.
 
     Every phase's rate is a multiple of the target (warmup at ``warmup_rate`` x target, the ramp
     towards it), so scaling them by ``gas_per_sec / target`` lays the step out as the marker would with
     ``gas_per_sec`` given; faults stay where they were placed. ``slo`` are the objectives the step is
-    judged by (the marker's, or the search's defaults).
+    judged by (the marker's, or the search's defaults). ``hold``: the sustain phase's length when the
+    step is held longer than ``step`` (it was not steady yet); the phases after it move as much later.
     """
     scale = gas_per_sec / plan.target_gas_per_sec
-    phases = tuple(
-        dataclasses.replace(phase, gas_from=phase.gas_from * scale, gas_to=phase.gas_to * scale)
-        for phase in plan.phases
-    )
+    longer = 0.0 if hold is None else hold - plan.sustain.length
+    phases = []
+    for phase in plan.phases:
+        phase = dataclasses.replace(phase, gas_from=phase.gas_from * scale, gas_to=phase.gas_to * scale)
+        if phase.name == "sustain":
+            phase = dataclasses.replace(phase, end=phase.end + longer)
+        elif phase.start >= plan.sustain.end:
+            phase = dataclasses.replace(phase, start=phase.start + longer, end=phase.end + longer)
+        phases.append(phase)
     return dataclasses.replace(
         plan,
         target_gas_per_sec=gas_per_sec,
-        phases=phases,
+        phases=tuple(phases),
         slo=tuple(slo.items()),
         capacity_step=index,
         capacity_search=search,

@@ -33,29 +33,32 @@ class TelemetryRecorder:
         node_version: str,
         run_id: str | None = None,
         started_unix_ns: int | None = None,
+        target_gas_per_sec: float | None = None,
     ) -> str:
         """Begin a run; ``run_id`` and ``started_unix_ns`` for a run whose id was handed out before
-        it is written (a capacity search names itself in its steps, and is written once they ran)."""
+        it is written (a capacity search names itself in its steps, and is written once they ran);
+        ``target_gas_per_sec`` when the row's target is not the plan's (a search's is its maximum)."""
         from pytest_gashammer._version import __version__, build_sha
         from pytest_gashammer.telemetry.parquet import RunInfo, new_run_id
 
         run_id = run_id or new_run_id()
         extra = {} if started_unix_ns is None else {"started_unix_ns": started_unix_ns}
         self.run_ids.append(run_id)
-        self.writer.begin_run(
-            RunInfo.for_plan(
-                plan,
-                run_id=run_id,
-                **extra,
-                test_nodeid=plan.nodeid or None,
-                chain_id=devnet.chain_id,
-                devnet_kind=devnet.kind,
-                node_version=node_version,
-                plugin_version=__version__,
-                build_sha=build_sha(),
-                git_commit=self._git_commit,
-            )
+        info = RunInfo.for_plan(
+            plan,
+            run_id=run_id,
+            **extra,
+            test_nodeid=plan.nodeid or None,
+            chain_id=devnet.chain_id,
+            devnet_kind=devnet.kind,
+            node_version=node_version,
+            plugin_version=__version__,
+            build_sha=build_sha(),
+            git_commit=self._git_commit,
         )
+        if target_gas_per_sec is not None:
+            info.target_gas_per_sec = target_gas_per_sec
+        self.writer.begin_run(info)
         return run_id
 
     def set_origin(self, run_id: str, origin_unix_ns: int) -> None:

@@ -146,3 +146,75 @@ def test_under_xdist_on_the_embedded_devnet_a_changed_marker_is_not_comparable(
             "*regression:inconclusive*",
         ]
     )
+
+
+CAPACITY_SEARCH = """
+import pytest
+
+@pytest.mark.gashammer(
+    capacity={"from": "1M", "to": "8M", "step": "3s", "max_step": "6s", "max_steps": 3},
+    warmup="1s",
+    receipts=100,
+    inclusion_timeout="20s",
+)
+def test_ceiling(hammer):
+    hammer.run()
+"""
+
+
+def test_the_gate_on_a_capacity_search_passes_the_same_chain_and_fails_a_lower_ceiling(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two anvils of known ceilings (0.5 s blocks, zero base fee): 71 transfers a block, 2.98 Mgas/s,
+    and 33, 1.39 Mgas/s. On the first the search meets 1 and 2 Mgas/s and misses 4 (its maximum
+    is in 2 .. 4 Mgas/s); on the second it meets 1 and misses 2 and 1.5 (in 1 .. 1.5 Mgas/s), so the
+    whole interval of the change is below -5 %. The same chain again brackets the same maximum.
+    Each end of a bracket is widened by the noise of its step's per-second included gas: a 3 s step
+    has two whole seconds, and where a block falls on either side of a second's edge they can read
+    2 and 3 Mgas for 2 Mgas/s offered, which would widen the baseline's bracket down to 1.5 Mgas/s
+    and hide the drop. Such a step is settling, not steady, so it is held again for 6 s."""
+    pytester.makepyfile(test_search=CAPACITY_SEARCH)
+    fail = "capacity:-5%"
+    shown: list[str] = []
+    with (
+        EmbeddedDevnet(block_time=0.5, gas_limit=1_500_000, base_fee=0, l1=False, feed=False).start() as wide,
+        EmbeddedDevnet(block_time=0.5, gas_limit=700_000, base_fee=0, l1=False, feed=False).start() as narrow,
+    ):
+        key = wide.funder.key
+        saved = _session(pytester, wide.rpc_url, key, "--gashammer-save", "main")
+        saved.assert_outcomes(passed=1)
+        again = _session(
+            pytester, wide.rpc_url, key, "--gashammer-compare", "main", "--gashammer-compare-fail", fail
+        )
+        table = _comparison(again.stdout.lines)
+        shown += ["same chain:", *table]
+        again.assert_outcomes(passed=1)
+        # The search's own row is compared with the baseline's search (not a step with a step).
+        assert any("capacity " in line and "(threshold capacity:-5%)" in line for line in table), table
+        assert not any("not comparable" in line or "FAILED" in line for line in table), table
+
+        lower = _session(
+            pytester,
+            narrow.rpc_url,
+            narrow.funder.key,
+            "--gashammer-compare",
+            "main",
+            "--gashammer-compare-fail",
+            fail,
+        )
+        table = _comparison(lower.stdout.lines)
+        shown += ["lower ceiling:", *table]
+        lower.assert_outcomes(failed=1)
+        lower.stdout.fnmatch_lines(
+            [
+                "*regression*regressed against baseline 'main': capacity -*past capacity:-5%*",
+                "*capacity *[[]-*%, -*%]*regressed (past capacity:-5%: FAILED)*",
+            ]
+        )
+    # The command compares the newest search of the test (not one of its steps) the same way.
+    capsys.readouterr()
+    assert main(["compare", str(pytester.path / "store"), "main", "--json", "--fail", fail]) == 1
+    (newest,) = json.loads(capsys.readouterr().out)
+    (change,) = newest["changes"]
+    assert change["metric"] == "capacity" and change["failed"] and change["verdict"] == "regressed"
+    print("\n".join(shown))  # the figures, for -rP

@@ -239,3 +239,54 @@ def test_empty_run_has_zero_rates_and_nan_latency() -> None:
     assert result.sent == 0 and result.included == 0
     assert result.offered_gas_per_sec == 0 and result.included_gas_per_sec == 0
     assert result.latency.inclusion.count == 0 and math.isnan(result.latency.inclusion.p50)
+
+
+# ----------------------------------------------------------------------------------------------
+# included_span: the included rate of a chain that keeps up and of one that falls behind
+
+
+def test_a_saturated_chain_reports_its_ceiling_not_more() -> None:
+    # 16 full blocks of 100 transfers, one every 0.5 s, for a 4 s sustain phase offered at twice the
+    # ceiling: the blocks took 16 intervals (8 s), so the rate is 100 tx per 0.5 s = 200 tx/s.
+    log = Log()
+    for k in range(1600):
+        intended = 1.0 + k / 400
+        included_at = 1.5 + (k // 100) * 0.5
+        log.ok(intended, nonce=k, latency=included_at - intended)
+    report = report_of(log, senders=(ALICE,), starts=(0,), sustain=(1.0, 5.0), blocks=blocks_every(0.5, 20))
+    result = result_of(plan_of(sustain=4.0), [report])
+    assert result.included_tx_per_sec == pytest.approx(200.0, rel=0.01)
+
+
+def test_a_chain_that_keeps_up_reports_the_offered_rate_wherever_its_blocks_fall() -> None:
+    from pytest_gashammer.hive.aggregate import included_span
+
+    # Inclusions up to one block interval after each end of the 4 s phase: the span is the phase.
+    for first, last in ((1.01, 5.49), (1.49, 5.01), (1.25, 5.25)):
+        assert included_span(4.0, first, last, 0.5) == 4.0
+    # Later than a chain that keeps up could be: the blocks' own span, from the first block's start.
+    assert included_span(4.0, 1.5, 9.0, 0.5) == pytest.approx(8.0)
+    assert included_span(4.0, math.inf, -math.inf, 0.5) == 4.0  # nothing included
+
+
+def test_the_included_rate_of_a_run_that_keeps_up_is_the_offered_rate() -> None:
+    # 50 tx/s for 10 s, each in the next 0.5 s block: a block interval after the phase at most.
+    log = Log()
+    for k in range(500):
+        intended = 1.0 + k / 50
+        included_at = (math.floor(intended * 2) + 1) / 2
+        log.ok(intended, nonce=k, latency=included_at - intended)
+    result = result_of(
+        plan_of(), [report_of(log, senders=(ALICE,), starts=(0,), blocks=blocks_every(0.5, 30))]
+    )
+    assert result.included_tx_per_sec == pytest.approx(50.0, rel=0.001)
+
+
+def blocks_every(interval: float, count: int) -> list[BlockRecord]:
+    """``count`` blocks seen ``interval`` seconds apart (the edge's view of the block interval)."""
+    return [
+        BlockRecord(
+            n, f"0x{n:064x}", f"0x{n - 1:064x}", n, 0, 30_000_000, 0, ORIGIN + round(n * interval * 1e9)
+        )
+        for n in range(1, count + 1)
+    ]

@@ -37,6 +37,7 @@ def test_capacity_fills_every_key_and_normalises_rates_and_durations() -> None:
         "from": 1e6,
         "to": 200e6,
         "step": 8.0,
+        "max_step": 24.0,
         "max_steps": 16,
         "resolution": 0.05,
         "max_time": 1800.0,
@@ -53,6 +54,11 @@ def test_capacity_fills_every_key_and_normalises_rates_and_durations() -> None:
         ({"from": "fast", "to": "2M"}, "capacity['from']='fast' is not a gas rate"),
         ({"from": "1M", "to": "2M", "step": "500ms"}, "capacity['step']='500ms' must be at least 1 s"),
         ({"from": "1M", "to": "2M", "max_steps": 1}, "capacity['max_steps']=1 must be an integer >= 2"),
+        (
+            {"from": "1M", "to": "2M", "step": "4s", "max_step": "2s"},
+            "capacity['max_step']='2s' is shorter than 'step' (4s): a step is held at least 'step', "
+            "e.g. 'max_step': '12s'",
+        ),
         (
             {"from": "1M", "to": "2M", "resolution": 1.5},
             "capacity['resolution']=1.5 must be a share in (0, 1)",
@@ -202,7 +208,11 @@ def fake_chain_step(plan: ScenarioPlan, *, duplicate_at: float | None = None) ->
     start = plan.sustain.start
     rng = random.Random(int(rate))
     timeline = [
-        {"second": float(second), "included_gas": included * (1 + rng.uniform(-0.02, 0.02))}
+        {
+            "second": float(second),
+            "included_gas": included * (1 + rng.uniform(-0.02, 0.02)),
+            "offered_gas": rate,
+        }
         for second in range(math.ceil(start), math.floor(plan.sustain.end))
     ]
     verdicts = [Verdict("inclusion", "passed", "all included"), Verdict("nonce_contiguity", "passed", "ok")]
@@ -320,7 +330,10 @@ def test_the_search_writes_its_own_runs_row_after_its_steps() -> None:
 
     class Recorder:
         def begin(self, plan: ScenarioPlan, devnet: Any, *, node_version: str, **named: Any) -> str:
-            calls.append(("begin", (plan.capacity_step, plan.capacity_search, plan.target_gas_per_sec)))
+            target = named.get("target_gas_per_sec")
+            calls.append(
+                ("begin", (plan.capacity_step, plan.capacity_search, plan.target_gas_per_sec, target))
+            )
             return str(named["run_id"])
 
         def end(self, run_id: str, **fields: Any) -> None:
@@ -335,10 +348,12 @@ def test_the_search_writes_its_own_runs_row_after_its_steps() -> None:
     result = run_capacity(
         search_plan(max_steps=3), run_step, devnet=FakeDevnet(), node_version="fake 1", telemetry=Recorder()
     )
-    # Written once the steps ran, at the rate of the step at the maximum, under the id they named.
+    # Written once the steps ran, under the id they named, with the search's own plan (at 'from': two
+    # searches of one test compare whatever maximum each found) and the maximum's rate as its target.
     (search_id,) = set(searches)
     assert search_id and len(searches) == 3
-    assert calls == [("begin", (None, None, 4e6)), ("end", (search_id, result))]
+    assert calls == [("begin", (None, None, 1e6, 4e6)), ("end", (search_id, result))]
+    assert result.run_id == search_id  # the gate compares the search's row, where its figures are
     assert isinstance(result.capacity, CapacityFigures) and len(result.capacity.steps) == 3
 
 
@@ -410,3 +425,112 @@ def test_a_saturated_step_is_judged_on_its_per_second_included_gas_not_the_runs_
     assert step.included_gas_per_sec == 4.2e6
     assert step.slos["slo.min_gas_ratio"] == "failed" and not step.passed
     assert judge_step(result, 5, slos=DEFAULT_SLOS).slos["slo.min_gas_ratio"] == "passed"
+
+
+# ----------------------------------------------------------------------------------------------
+# steadiness: a step is judged on a rate the chain holds
+
+
+def test_steadiness_from_synthetic_per_second_samples() -> None:
+    from pytest_gashammer.oracle.capacity import judge_steadiness
+
+    offered = [2e6] * 6
+    # Keeps up, a block's worth of noise each second: steady.
+    steady = judge_steadiness([1.98e6, 2.04e6, 1.96e6, 2.02e6, 2.0e6, 1.97e6], offered)
+    assert steady.steady and steady.state == "steady" and abs(steady.backlog_growth) < 0.05e6
+    # Still ramping up (the included rate climbs towards the offer, the backlog shrinking): settling.
+    ramping = judge_steadiness([1.2e6, 1.5e6, 1.8e6, 2.1e6, 2.2e6, 2.2e6], offered)
+    assert ramping.state == "settling" and ramping.second_half > ramping.first_half
+    # Flat at the chain's ceiling, below the offer: the backlog grows by 0.8 Mgas every second.
+    behind = judge_steadiness([1.2e6] * 6, offered)
+    assert behind.state == "falling behind" and behind.backlog_growth == pytest.approx(0.8e6)
+    assert "falling behind" in behind.describe() and "+0.8 Mgas/s" in behind.describe()
+    # Falling behind more and more: behind, not merely settling.
+    assert judge_steadiness([2e6, 1.9e6, 1.6e6, 1.4e6, 1.2e6, 1.0e6], offered).state == "falling behind"
+    assert judge_steadiness([2e6], [2e6]).state == "too short"
+
+
+def test_whole_blocks_on_either_side_of_a_seconds_edge_are_noise_not_a_trend() -> None:
+    from pytest_gashammer.oracle.capacity import judge_steadiness
+
+    # Seen on anvil (0.5 s blocks of 0.5 Mgas, 1 Mgas/s offered, kept up): the seconds held 1, 2, 3,
+    # 2, 1 and 2 blocks as the blocks were seen either side of a second's edge.
+    included = [1.008e6, 1.491e6, 1.008e6, 0.504e6, 0.987e6]
+    offered = [1.008e6, 0.987e6, 1.008e6, 0.987e6, 1.008e6]
+    lumpy = judge_steadiness(included, offered)
+    assert lumpy.state == "steady", lumpy  # the halves' difference is within twice its noise
+    assert lumpy.backlog_growth > 0.1 * 1e6  # more than the tolerance alone would have allowed
+    # One second a half has no spread of its own: the tolerance alone decides, and a step that
+    # differs by more is held longer, for more seconds; it is not falling behind, having included
+    # all it was offered over the step.
+    assert judge_steadiness([1.512e6, 0.987e6], [1.008e6, 0.987e6]).state == "settling"
+    assert judge_steadiness([1.512e6, 0.504e6], [1.008e6, 0.987e6]).state == "settling"
+
+
+def test_only_a_step_still_settling_is_held_longer_up_to_max_step() -> None:
+    from pytest_gashammer.oracle.capacity import Steadiness, longer_hold
+
+    assert longer_hold(Steadiness("settling"), 4.0, 12.0) == 8.0
+    assert longer_hold(Steadiness("settling"), 8.0, 12.0) == 12.0
+    assert longer_hold(Steadiness("settling"), 12.0, 12.0) is None
+    assert longer_hold(Steadiness("too short"), 1.0, 3.0) == 2.0
+    assert longer_hold(Steadiness("steady"), 4.0, 12.0) is None
+    assert longer_hold(Steadiness("falling behind"), 4.0, 12.0) is None  # past the limit as it is
+
+
+def test_a_step_falling_behind_misses_even_when_its_slos_hold() -> None:
+    from pytest_gashammer.oracle.capacity import Steadiness, judge_step
+
+    plan = capacity_step_plan(search_plan(), 4e6, index=1, search=None, slo=DEFAULT_SLOS)
+    result = fake_chain_step(plan)
+    behind = judge_step(result, 1, slos={"inclusion_p99": 2.0}, steadiness=Steadiness("falling behind"))
+    assert not behind.passed and behind.slos["steady"] == "failed" and behind.steadiness == "falling behind"
+    # Never settled but kept up: judged by its SLOs, the steadiness said.
+    settling = judge_step(result, 1, slos=DEFAULT_SLOS, steadiness=Steadiness("settling"), held=12.0)
+    assert settling.passed and settling.slos["steady"] == "inconclusive" and settling.held == 12.0
+
+
+def test_a_step_not_yet_steady_is_run_again_held_longer_and_judged_on_that_run() -> None:
+    held: list[float] = []
+
+    def run_step(plan: ScenarioPlan) -> tuple[RunResult, str | None]:
+        held.append(plan.sustain.length)
+        result = fake_chain_step(plan)
+        if plan.sustain.length < 8.0 and plan.target_gas_per_sec == 2e6:
+            # The first hold of the 2 Mgas/s step: the included rate still climbs through it.
+            start = math.ceil(plan.sustain.start)
+            ramp = [
+                {"second": float(start + k), "included_gas": 1.2e6 + 0.3e6 * k, "offered_gas": 2e6}
+                for k in range(5)
+            ]
+            result = dataclasses.replace(result, timeline=ramp)
+        return result, f"run-{len(held)}"
+
+    result = run_capacity(search_plan(max_steps=2), run_step, devnet=FakeDevnet(), node_version="fake 1")
+    assert held == [4.0, 4.0, 8.0]  # 1 Mgas/s steady at once; 2 Mgas/s held again, twice as long
+    assert result.capacity is not None
+    first, second = result.capacity.steps
+    assert (first.steadiness, first.held, first.attempts) == ("steady", 4.0, 1)
+    assert (second.steadiness, second.held, second.attempts, second.run_id) == ("steady", 8.0, 2, "run-3")
+    # Past the ceiling the step falls behind: judged at once, never held longer.
+    held.clear()
+    run_capacity(
+        search_plan(**{"from": "8M", "to": "16M", "max_steps": 2}),
+        run_step,
+        devnet=FakeDevnet(),
+        node_version="x",
+    )
+    assert held == [4.0]
+
+
+def test_a_step_held_longer_stretches_its_sustain_phase_and_moves_what_follows() -> None:
+    spec = parse_spec(
+        {"capacity": {"from": "1M", "to": "8M", "step": "4s"}, "warmup": "1s", "cooldown": "2s"}
+    )
+    plan = compile_plan(spec, name="t", seed=1)
+    longer = capacity_step_plan(plan, 2e6, index=0, search=None, slo=DEFAULT_SLOS, hold=8.0)
+    assert [(p.name, p.start, p.end) for p in longer.phases] == [
+        ("warmup", 0.0, 1.0),
+        ("sustain", 1.0, 9.0),
+        ("cooldown", 9.0, 11.0),
+    ]

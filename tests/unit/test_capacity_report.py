@@ -77,6 +77,8 @@ def test_the_html_report_draws_the_envelope_and_lists_the_steps(
     assert page.count('<tr class="capacity-step') == 6
     assert page.count("(capacity step ") == 12  # each step in the run list and in its heading
     assert "maximum</span>" in page and "stopped on max_steps" in page
+    # How each step stood when judged: the fake chain past its ceiling falls behind at once.
+    assert "<td>steady at 4 s</td>" in page and '<span class="failed">falling behind</span> at 4 s' in page
     assert "<script" not in page
 
 
@@ -87,6 +89,7 @@ def test_the_terminal_summary_says_the_maximum_and_every_step(stored: tuple[Path
     assert lines[0].startswith("  capacity   max ") and "95 % " in lines[0] and "6 steps" in lines[0]
     assert len(lines) == 7 and lines[1].startswith("    step 0: offered 1.00 Mgas/s")
     assert any("missed slo.min_gas_ratio" in line for line in lines)
+    assert "  steady at 4 s  met" in lines[1]
     assert lines[0] in format_run_summary("t.py::test_capacity", summary)
     assert capacity_lines(None) == []
 

@@ -11,8 +11,9 @@ import pytest
 
 from pytest_gashammer.cli import main
 from pytest_gashammer.compare.baseline import baseline_runs, read_baseline, save_baseline
-from pytest_gashammer.compare.compare import comparability, regression_verdict, verdict_of
+from pytest_gashammer.compare.compare import comparability, compare_runs, regression_verdict, verdict_of
 from pytest_gashammer.compare.gate import compare_stored, gate_runs
+from pytest_gashammer.compare.samples import RunSamples
 from pytest_gashammer.compare.stats import Change, latency_histograms, quantile_change, rate_change
 from pytest_gashammer.compare.thresholds import Threshold, parse_thresholds
 from pytest_gashammer.errors import ConfigError
@@ -440,3 +441,47 @@ def test_the_terminal_summary_prints_the_comparison_under_the_verdicts() -> None
         "  compare    t.py::test_x  run a  vs baseline 'main' run b",
         "  compare      metric  baseline",
     ]
+
+
+# ------------------------------------------------------------------------------ capacity searches
+
+
+def _search(maximum: float | None, low: float | None, high: float | None, first: float = 1e6) -> RunSamples:
+    found = {
+        "max_gas_per_sec": maximum,
+        "max_ci_low": low,
+        "max_ci_high": high,
+        "steps": [{"offered_gas_per_sec": first}],
+    }
+    row = _row(run_id="s", capacity_json=json.dumps(found))
+    return RunSamples("s", row, json.loads(row["plan_json"]), 0)
+
+
+def test_a_capacity_search_is_compared_on_what_it_found_with_the_brackets_as_interval() -> None:
+    fail = (Threshold("capacity", -0.05),)
+    # The same chain again: the brackets overlap, whichever step the noise flipped.
+    same = compare_runs(
+        [_search(3e6, 2.9e6, 6.2e6)], [_search(3e6, 2.9e6, 6.2e6)], baseline_name="b", thresholds=fail
+    )
+    (change,) = same.changes  # only what the search found: its row has no transactions
+    assert change.metric == "capacity" and change.change == 0.0 and not change.failed
+    assert change.verdict == "no change" and change.low < -0.5 and change.high > 1.0
+    # A chain with a lower ceiling: its whole bracket is below the baseline's.
+    lower = compare_runs(
+        [_search(3e6, 2.9e6, None)], [_search(1e6, 0.97e6, 1.6e6)], baseline_name="b", thresholds=fail
+    )
+    (change,) = lower.changes
+    assert change.change == pytest.approx(-2 / 3) and change.high == pytest.approx(1.6 / 2.9 - 1)
+    assert change.failed and change.verdict == "regressed"
+    assert "capacity" in regression_verdict(lower).summary and regression_verdict(lower).status == "failed"
+    # Not even the first rate met the SLOs now: below 1 Mgas/s, a regression from 3 Mgas/s.
+    none = compare_runs(
+        [_search(3e6, 2.9e6, 6e6)], [_search(None, None, None)], baseline_name="b", thresholds=fail
+    )
+    (change,) = none.changes
+    assert change.failed and change.verdict == "regressed" and change.high == pytest.approx(1 / 2.9 - 1)
+    # Reaching 'to' now (no failing step): no upper end, never a regression.
+    up = compare_runs(
+        [_search(3e6, 2.9e6, 6e6)], [_search(8e6, 7.8e6, None)], baseline_name="b", thresholds=fail
+    )
+    assert up.changes[0].verdict == "improved" and not up.changes[0].failed
