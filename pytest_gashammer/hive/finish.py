@@ -63,30 +63,26 @@ def finish_run(
         impacts = fault_impacts(plan, list(reports), list(fault_records or ()))
         leading_verdicts = [*leading_verdicts, faults_verdict(impacts)]
     verdicts = [*leading_verdicts, *evaluate_plan(plan, list(reports))]
-    l1 = None
-    if l1_watch is not None:
-        l1, l1_verdicts = l1_watch.finish(origin_unix_ns)
-        verdicts += l1_verdicts
-    else:
-        from pytest_gashammer.hive.l1_watch import l1_asked_without_l1
+    from pytest_gashammer.hive.engine_watch import engine_asked_without_driver
+    from pytest_gashammer.hive.l1_watch import l1_asked_without_l1
+    from pytest_gashammer.hive.network_watch import network_asked_without_network
 
-        verdicts += l1_asked_without_l1(plan, devnet.kind)
-    engine = None
-    if engine_watch is not None:
-        engine, engine_verdicts = engine_watch.finish(origin_unix_ns)
-        verdicts += engine_verdicts
-    else:
-        from pytest_gashammer.hive.engine_watch import engine_asked_without_driver
-
-        verdicts += engine_asked_without_driver(plan, devnet.kind)
-    network = None
-    if network_watch is not None:
-        network, network_verdicts = network_watch.finish(origin_unix_ns)
-        verdicts += network_verdicts
-    else:
-        from pytest_gashammer.hive.network_watch import network_asked_without_network
-
-        verdicts += network_asked_without_network(plan, devnet.kind)
+    # Each watch's figures and verdicts, in this order; without the watch, the verdicts of a plan
+    # that asked for its invariants anyway (inconclusive, saying why).
+    watched = []
+    for watch, asked_without in (
+        (l1_watch, l1_asked_without_l1),
+        (engine_watch, engine_asked_without_driver),
+        (network_watch, network_asked_without_network),
+    ):
+        if watch is not None:
+            figures, watch_verdicts = watch.finish(origin_unix_ns)
+            verdicts += watch_verdicts
+        else:
+            figures = None
+            verdicts += asked_without(plan, devnet.kind)
+        watched.append(figures)
+    l1, engine, network = watched
     result = build_result(
         plan,
         list(reports),
