@@ -20,7 +20,6 @@ from pytest_gashammer.errors import ConfigError
 from pytest_gashammer.results import NetworkEvent
 
 if TYPE_CHECKING:
-    from pytest_gashammer.network.network import Network
     from pytest_gashammer.network.node import NetworkNode
 
 NEW_HEAD = "new_head"
@@ -33,7 +32,7 @@ class Step:
     check; ``trigger`` says when to check (module docstring); ``nodes`` limits the nodes that must
     meet it (default: every node running when the step starts)."""
 
-    action: Callable[[Network], Any] | None = None
+    action: Callable[[Any], Any] | None = None  # called with the network
     expect: Expectation | None = None
     trigger: str | int | float | Iterable[str] = NEW_HEAD
     timeout: float = 60.0
@@ -139,8 +138,9 @@ def _trigger_period(trigger: Any) -> float | None:
     )
 
 
-def run_step(network: Network, step: Step, *, check: bool = True) -> StepResult:
-    """Run ``step`` on ``network`` (:meth:`Network.run`)."""
+def run_step(network: Any, step: Step, *, check: bool = True) -> StepResult:
+    """Run ``step`` on ``network`` (:meth:`~pytest_gashammer.network.network.Network.run`, which
+    steps are a part of: this module does not import it back)."""
     names = (
         list(step.nodes) if step.nodes is not None else [node.name for node in network.nodes if node.running]
     )

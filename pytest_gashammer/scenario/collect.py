@@ -11,18 +11,22 @@ Collection is a pure function of the file, so xdist workers collect the same nod
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pytest
 
 from pytest_gashammer.scenario.arguments import MARKER
 from pytest_gashammer.scenario.files import FileScenario, ScenarioFileError, load_file
 
-if TYPE_CHECKING:
-    from pytest_gashammer.hive.hammer import Hammer
+
+class _Hammer(Protocol):
+    """What the ``hammer`` fixture gives (the hive's :class:`~pytest_gashammer.hive.hammer.Hammer`,
+    a layer above this one)."""
+
+    def run(self) -> Any: ...
 
 
-def run_scenario(hammer: Hammer) -> None:
+def run_scenario(hammer: _Hammer) -> None:
     """A scenario file's test: run the scenario; a broken invariant or SLO fails the test."""
     __tracebackhide__ = True
     hammer.run()
