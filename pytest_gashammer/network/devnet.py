@@ -61,8 +61,7 @@ class NetworkDevnet(Devnet):
         return self.network.events_between(start_unix, end_unix)
 
     def incidents(self) -> list[str]:
-        driver = self.network._driver
-        return list(driver.incidents if driver is not None else []) + list(self.network.incidents)
+        return self.network.incidents()
 
     def log_tail(self, lines: int = 60) -> str:
         parts = []

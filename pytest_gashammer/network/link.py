@@ -46,6 +46,7 @@ class LinkRelay(LoopServer):
         self._up_in_loop: asyncio.Event | None = None  # the same flag, awaitable in the relay's loop
         self._writers: set[asyncio.StreamWriter] = set()
         self._udp_upstreams: dict[tuple[str, int], asyncio.DatagramTransport] = {}
+        self._udp_waiting: dict[tuple[str, int], list[bytes]] = {}
         self._udp_listener: asyncio.DatagramTransport | None = None
         self.connections = 0
         self.bytes_relayed = 0
@@ -147,16 +148,25 @@ class LinkRelay(LoopServer):
         if upstream is not None and not upstream.is_closing():
             upstream.sendto(data)
             return
+        waiting = self._udp_waiting.get(client)
+        if waiting is not None:
+            waiting.append(data)  # its upstream socket is being opened: sent once it is
+            return
+        self._udp_waiting[client] = [data]
         loop = asyncio.get_running_loop()
 
         async def open_upstream() -> None:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _PeerSide(self, client),
-                remote_addr=(LOOPBACK, self.target_port),
-                family=socket.AF_INET,
-            )
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _PeerSide(self, client),
+                    remote_addr=(LOOPBACK, self.target_port),
+                    family=socket.AF_INET,
+                )
+            finally:
+                queued = self._udp_waiting.pop(client, [])
             self._udp_upstreams[client] = transport
-            transport.sendto(data)
+            for datagram in queued:
+                transport.sendto(datagram)
 
         loop.create_task(open_upstream())
 

@@ -155,7 +155,7 @@ class Network(NetworkControl):
         self._feed_lock = threading.RLock()
         self._control_lock = threading.RLock()
         self._log = EventLog()
-        self.incidents: list[str] = []
+        self._incidents: list[str] = []
         self._driver: ConsensusDriver | None = None
         self._state_dir: Path | None = None
         self._log_dir: Path | None = None
@@ -453,12 +453,12 @@ class Network(NetworkControl):
             return 0
         number = int(head["number"], 16)
         with self._feed_lock:
-            if (
-                0 < number <= len(self._payloads)
-                and self._payloads[number - 1][0]["blockHash"] == head["hash"]
-            ):
+            index = number - 1 - self._payloads_dropped
+            if 0 <= index < len(self._payloads) and self._payloads[index][0]["blockHash"] == head["hash"]:
                 return number
-        return 0 if number == 0 else min(number, len(self._payloads))
+        # Not the builder's block at that height (or none kept): replay from the start; a block the
+        # node already holds imports as VALID at once.
+        return 0
 
     # -- blocks ---------------------------------------------------------------------------------
     def reachable(self) -> set[str]:
@@ -635,9 +635,15 @@ class Network(NetworkControl):
 
         threading.Thread(target=forward, name="gashammer-network-events", daemon=True).start()
 
+    def incidents(self) -> list[str]:
+        """What the network had to do or could not (a dial that failed, a block a node did not
+        import) and the driver's failed builds, oldest first, for runs to report as notes."""
+        driver = self._driver
+        return list(driver.incidents if driver is not None else []) + list(self._incidents)
+
     def _incident(self, message: str) -> None:
-        if len(self.incidents) < 200:
-            self.incidents.append(f"network: {message}")
+        if len(self._incidents) < 200:
+            self._incidents.append(f"network: {message}")
 
     def _watch(self) -> None:
         heads: dict[str, str] = {}
