@@ -135,9 +135,14 @@ def test_a_halted_chain_then_a_rerun_while_its_transactions_are_pooled(hammer, d
     assert rerun.verdict("acceptance").passed and rerun.verdict("nonce_contiguity").status == "passed"
     assert rerun.verdict("inclusion").status == "passed"
     assert rerun.receipts_checked == rerun.receipts_expected == rerun.included
-    # The halted run's transactions land inside the rerun's blocks: its balances cannot be judged.
+    # Where the halted run's transactions land inside the rerun's blocks, its balances cannot be
+    # judged. Where the chain mined them all before the rerun's first block (the driver resumes while
+    # the rerun funds its senders, so either can happen), the rerun's balances are judged and the
+    # oracle must find the client's own bug: receipts that under-report the fee charged. Never passed.
     balance = rerun.verdict("balance_conservation")
-    assert balance.status == "inconclusive" and "still pending" in balance.summary, balance.describe()
+    assert (balance.status == "inconclusive" and "still pending" in balance.summary) or (
+        balance.status == "failed" and "under-report fees" in balance.summary
+    ), balance.describe()
     assert halted.verdict("balance_conservation").status == "inconclusive"
 """
 
