@@ -219,8 +219,8 @@ class Network(NetworkControl):
             self._launch(self._names)
             for dialer, listener in self._edges:
                 self._add_link(dialer, listener)
-            if self._replay_before_driver:
-                self._start_driver_after_replay()
+            if self._payloads:  # a loaded snapshot's chain, set before start()
+                self._replay_loaded_chain()
             self._start_driver()
             self._watcher = threading.Thread(target=self._watch, name="gashammer-network-watch", daemon=True)
             self._watcher.start()
@@ -746,22 +746,16 @@ class Network(NetworkControl):
             len(data["nodes"]), topology=[tuple(edge) for edge in data["edges"]],
             block_interval=float(data["block_interval"]), fork=str(data["fork"]), workdir=workdir,
         )  # fmt: skip
-        if network.genesis != data["genesis"]:
-            network.genesis = data["genesis"]
+        network.genesis = data["genesis"]
         network._payloads = [
             (entry["payload"], list(entry.get("requests") or [])) for entry in data["payloads"]
         ]
-        network._replay_before_driver = True
         network.start()
         return network
 
-    _replay_before_driver = False
-
-    def _start_driver_after_replay(self) -> None:
+    def _replay_loaded_chain(self) -> None:
         """Import the loaded chain into every node before the driver builds on it."""
         top = len(self._payloads)
-        if not top:
-            return
         with self._feed_lock:
             for name in self._names:
                 self._fed[name] = 0

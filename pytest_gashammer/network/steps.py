@@ -230,7 +230,6 @@ def _triggered(
             if time.monotonic() >= deadline:
                 return
             yield from names
-        return
     for name in trigger:
         if time.monotonic() >= deadline:
             return
