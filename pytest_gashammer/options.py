@@ -30,6 +30,7 @@ COMPARE_FAIL = "--gashammer-compare-fail"
 REPEAT = "--gashammer-repeat"
 NETWORK_NODES = "--gashammer-network-nodes"
 NETWORK_TOPOLOGY = "--gashammer-network-topology"
+NETWORK_IMAGE = "--gashammer-network-image"
 #: The marker that gives a test a network of its own (the network fixture reads it).
 NETWORK_MARKER = "gashammer_network"
 SERVE = "--gashammer-serve"

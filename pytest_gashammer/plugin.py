@@ -257,6 +257,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the devp2p links of the network fixture and of --gashammer-devnet network (default mesh)",
     )
     group.addoption(
+        options.NETWORK_IMAGE,
+        default=os.environ.get("GASHAMMER_NETWORK_IMAGE") or None,
+        metavar="IMAGE",
+        help="run the network's nodes in containers of IMAGE (host networking, loopback ports): 'ethereumjs' "
+        "builds the plugin's own image of the pinned client, or a local image whose entry point is the "
+        "@ethereumjs/client CLI; default: on this machine's Node.js; env GASHAMMER_NETWORK_IMAGE",
+    )
+    group.addoption(
         options.CONTAINER_COMMAND,
         default=os.environ.get("GASHAMMER_CONTAINER_COMMAND"),
         metavar="ARGS",
@@ -589,7 +597,8 @@ def devnet(request: pytest.FixtureRequest) -> Devnet:
 @pytest.fixture
 def network(request: pytest.FixtureRequest) -> Generator[Any, None, None]:
     """A network of EthereumJS nodes (``node0`` builds): the session's one, or, for a test marked
-    ``@pytest.mark.gashammer_network(nodes=..., topology=...)``, a fresh one for that test alone.
+    ``@pytest.mark.gashammer_network(nodes=..., topology=..., image=...)``, a fresh one for that test
+    alone (its nodes from ``--gashammer-network-image`` unless the marker names an ``image``).
 
     See docs/network.md: ``network.nodes``, ``network.run(Step(...))``, ``partition``/``heal``.
     """
@@ -600,7 +609,8 @@ def network(request: pytest.FixtureRequest) -> Generator[Any, None, None]:
             return
         from pytest_gashammer.network import Network
 
-        own = Network(**_network_marker_arguments(marker)).start()
+        arguments = {"image": request.config.getoption(options.NETWORK_IMAGE)}
+        own = Network(**(arguments | _network_marker_arguments(marker))).start()
     except GashammerError as exc:
         error = str(exc)
     else:
@@ -613,7 +623,7 @@ def network(request: pytest.FixtureRequest) -> Generator[Any, None, None]:
 
 
 def _network_marker_arguments(marker: pytest.Mark) -> dict[str, Any]:
-    accepted = ("nodes", "topology", "block_interval")
+    accepted = ("nodes", "topology", "block_interval", "image")
     unknown = sorted(set(marker.kwargs) - set(accepted))
     if marker.args or unknown:
         given = ", ".join(map(repr, marker.args)) or ", ".join(

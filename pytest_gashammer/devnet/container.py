@@ -259,7 +259,8 @@ def _short_name(reference: str) -> str:
 # one container
 
 
-_live: set[ContainerNode] = set()
+#: What has a container up (ContainerNode, ContainerProcess): stopped at interpreter exit.
+_live: set[Any] = set()
 _live_lock = threading.Lock()
 _ryuk_lock = threading.Lock()
 
@@ -332,44 +333,10 @@ class ContainerNode:
         )
 
     def _run(self) -> None:
-        import docker
-        from docker.types import LogConfig
-        from testcontainers.core.config import testcontainers_config
-        from testcontainers.core.container import DockerContainer
-
-        container = (
-            DockerContainer(self.spec.image)
-            .with_command(self.spec.argv(self.ports))
-            .with_name(self.name)
-            .with_kwargs(
-                network_mode="host",
-                labels=ownership.owner_labels(self.run_id) | {"gashammer.node": str(self.index)},
-                log_config=LogConfig(
-                    type=LogConfig.types.JSON,
-                    config={"max-size": LOG_MAX_SIZE, "max-file": LOG_MAX_FILES},
-                ),
-            )
-        )
-        with _live_lock:
-            first = not _live
-            _live.add(self)
-        if first:
-            ownership.record_owner()  # before the container exists: a SIGKILL now is still swept
-        self._container = container
-        # Ryuk is an image from a registry: off for this start only, so that a user's own
-        # testcontainers in the same process keep theirs.
-        with _ryuk_lock:
-            saved = testcontainers_config.ryuk_disabled
-            testcontainers_config.ryuk_disabled = True
-            try:
-                container.start()
-            except docker.errors.DockerException as exc:
-                self.stop()
-                raise DevnetError(
-                    f"Docker could not start {self.spec.image}: {' '.join(str(exc).split())[:300]}"
-                ) from None
-            finally:
-                testcontainers_config.ryuk_disabled = saved
+        self._container = _start_host_container(
+            self, self.spec.image, self.spec.argv(self.ports), name=self.name,
+            labels=ownership.owner_labels(self.run_id) | {"gashammer.node": str(self.index)},
+        )  # fmt: skip
 
     def running(self) -> tuple[bool, str]:
         """(running, status) of the container as Docker sees it now."""
@@ -427,20 +394,87 @@ class ContainerNode:
         """Remove the container (force: a stopped node is not waited for). Idempotent."""
         container, self._container = self._container, None
         if container is not None:
-            try:
-                container.stop()  # remove(force=True, v=True), then closes its client
-            except Exception as exc:  # gone already, or the daemon is: the sweep remains
-                if "No such container" not in str(exc) and "404" not in str(exc):
-                    logger.warning("could not remove container %s: %s", self.name, exc)
-        with _live_lock:
-            _live.discard(self)
-            last = not _live
-        if last:
-            ownership.forget_owner()
+            _remove(container, self.name)
+        _forget(self)
 
     def __repr__(self) -> str:
         where = f" rpc_url={self.rpc_url!r}" if self.ports else ""
         return f"<ContainerNode {self.name or self.spec.image}{where}>"
+
+
+def _start_host_container(
+    owner: Any,
+    image: str,
+    command: Sequence[str],
+    *,
+    name: str,
+    labels: dict[str, str],
+    mounts: Sequence[Path] = (),
+    **kwargs: Any,
+) -> Any:
+    """Start ``image`` with ``command`` on the host's network, with the plugin's owner ``labels`` and
+    bounded logs; the testcontainers ``DockerContainer``. Each directory of ``mounts`` is bound at
+    its own path. ``owner`` (with a ``stop()``) is stopped at interpreter exit if nobody stopped it
+    before. Extra ``kwargs`` go to Docker's ``run``."""
+    import docker
+    from docker.types import LogConfig
+    from testcontainers.core.config import testcontainers_config
+    from testcontainers.core.container import DockerContainer
+
+    container = (
+        DockerContainer(image)
+        .with_command(list(command))
+        .with_name(name)
+        .with_kwargs(
+            network_mode="host",
+            labels=labels,
+            log_config=LogConfig(
+                type=LogConfig.types.JSON, config={"max-size": LOG_MAX_SIZE, "max-file": LOG_MAX_FILES}
+            ),
+            **kwargs,
+        )
+    )
+    for path in mounts:
+        container = container.with_volume_mapping(str(path), str(path), "rw")
+    with _live_lock:
+        first = not _live
+        _live.add(owner)
+    if first:
+        ownership.record_owner()  # before the container exists: a SIGKILL now is still swept
+    # Ryuk is an image from a registry: off for this start only, so that a user's own
+    # testcontainers in the same process keep theirs.
+    with _ryuk_lock:
+        saved = testcontainers_config.ryuk_disabled
+        testcontainers_config.ryuk_disabled = True
+        try:
+            container.start()
+        except docker.errors.DockerException as exc:
+            _remove(container, name)
+            _forget(owner)
+            raise DevnetError(f"Docker could not start {image}: {' '.join(str(exc).split())[:300]}") from None
+        except BaseException:  # Ctrl-C while Docker creates it: remove what was created
+            _remove(container, name)
+            _forget(owner)
+            raise
+        finally:
+            testcontainers_config.ryuk_disabled = saved
+    return container
+
+
+def _remove(container: Any, name: str) -> None:
+    try:
+        container.stop()  # remove(force=True, v=True), then closes its client
+    except Exception as exc:  # gone already, or the daemon is: the sweep remains
+        if "No such container" not in str(exc) and "404" not in str(exc):
+            logger.warning("could not remove container %s: %s", name, exc)
+
+
+def _forget(owner: Any) -> None:
+    with _live_lock:
+        _live.discard(owner)
+        last = not _live
+    if last:
+        ownership.forget_owner()
 
 
 def _pick_ports(names: Sequence[str]) -> dict[str, int]:
@@ -557,6 +591,103 @@ def _stop_all() -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# a process in a container
+
+
+class ContainerProcess:
+    """One command in a host-network container, handled like a local process.
+
+    It has :class:`~pytest_gashammer.devnet.process.ManagedProcess`'s surface (``pid``, ``poll``,
+    ``kill``, ``stop``, ``log_tail``, ``log_path``), so code written for a process of the plugin's
+    runs it in a container unchanged: the network's nodes from an image do. The caller picks the
+    ports and puts them in ``command``; each directory of ``mounts`` is bound at its own path, and the
+    command runs as this process's user, so what it writes there stays the caller's. The container
+    carries the plugin's owner labels (swept if this process dies), and its whole output is written to
+    ``log_path`` when it stops.
+    """
+
+    def __init__(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        name: str,
+        log_path: Path,
+        mounts: Sequence[Path] = (),
+        labels: dict[str, str] | None = None,
+        run_id: str = ownership.RUN_ID,
+    ) -> None:
+        import os
+
+        self.image = image
+        self.name = name
+        self.log_path = log_path
+        self._returncode: int | None = None
+        self._container: Any = _start_host_container(
+            self, image, command, name=name, labels=ownership.owner_labels(run_id) | (labels or {}),
+            mounts=mounts, user=f"{os.getuid()}:{os.getgid()}",
+        )  # fmt: skip
+        self._wrapped = self._container.get_wrapped_container()
+        self._wrapped.reload()
+        self.pid = int(self._wrapped.attrs.get("State", {}).get("Pid") or 0)
+        self.container_id = str(self._wrapped.id)
+
+    def poll(self) -> int | None:
+        """None while the container runs; its exit code once it has stopped (-1 when it is gone)."""
+        if self._returncode is not None:
+            return self._returncode
+        try:
+            self._wrapped.reload()
+        except Exception:  # removed, or the daemon went away
+            self._returncode = -1
+            return self._returncode
+        state = self._wrapped.attrs.get("State", {})
+        if state.get("Running", False) is True:
+            return None
+        self._returncode = int(state.get("ExitCode", -1))
+        return self._returncode
+
+    def kill(self, timeout: float = 5.0) -> None:
+        """``SIGKILL`` the container's process (``docker kill``); the container stays until :meth:`stop`."""
+        del timeout  # Docker's kill returns once the signal is sent; stop() removes the container
+        with contextlib.suppress(Exception):
+            self._wrapped.kill()
+
+    def log_tail(self, limit: int = 2000) -> str:
+        """The last ``limit`` characters of the container's output (of its saved log once removed)."""
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                return bytes(self._wrapped.logs(stdout=True, stderr=True, tail=200)).decode(errors="replace")[
+                    -limit:
+                ]
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Save the whole output to ``log_path`` and remove the container (its process is killed). Idempotent."""
+        del timeout
+        container, self._container = self._container, None
+        if container is None:
+            return
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "wb") as out:
+                for chunk in self._wrapped.logs(stdout=True, stderr=True, stream=True, follow=False):
+                    out.write(chunk)
+        except Exception as exc:  # logs are evidence, not a reason to fail a session
+            logger.warning("could not save the logs of %s: %s", self.name, exc)
+        if self._returncode is None:
+            self._returncode = -9
+        _remove(container, self.name)
+        _forget(self)
+
+    def __repr__(self) -> str:
+        return f"<ContainerProcess {self.name} {self.image} pid={self.pid}>"
+
+
+# ----------------------------------------------------------------------------------------------
 # several containers
 
 
@@ -566,11 +697,30 @@ def prepare(spec: ContainerSpec, client: Any | None = None) -> Any:
 
     client = images.docker_client() if client is None else client
     ownership.sweep(client)
-    if spec.builder == "anvil" and spec.image == images.anvil_image_tag():
-        images.ensure_anvil_image(client)
+    if spec.builder is not None and spec.image == images.TAGS[spec.builder]():
+        images.BUILDERS[spec.builder](client)
     elif images.image_labels(client, spec.image) is None:
         raise DevnetError(f"image {spec.image} is not on this machine's Docker; {spec.how_to_get}")
     return client
+
+
+def prepare_image(reference: str, *, how_to_get: str) -> str:
+    """The tag of ``reference``, ready on this machine's Docker: one of the plugin's own images by
+    name (``ethereumjs``, ``anvil``: built when missing), or a local image by reference (never pulled:
+    ``how_to_get`` says what to do when it is missing). Leftovers of dead sessions are swept first."""
+    from pytest_gashammer.devnet import images
+
+    client = images.docker_client()
+    try:
+        ownership.sweep(client)
+        if reference in images.BUILDERS:
+            return str(images.BUILDERS[reference](client))
+        if images.image_labels(client, reference) is None:
+            raise DevnetError(f"image {reference} is not on this machine's Docker; {how_to_get}")
+        return reference
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
 
 
 class ContainerNodes:

@@ -41,7 +41,7 @@ from pytest_gashammer.devnet.base import (
 from pytest_gashammer.devnet.consensus import DEFAULT_INTERVAL, ConsensusDriver
 from pytest_gashammer.devnet.control import NODE_OPERATIONS, NodeControl
 from pytest_gashammer.devnet.npm import install_into_cache
-from pytest_gashammer.devnet.process import ManagedProcess
+from pytest_gashammer.devnet.process import ManagedProcess, ProcessHandle
 from pytest_gashammer.errors import DevnetError
 
 EJS_VERSION = "0.10.5"
@@ -148,9 +148,12 @@ def install_managed(version: str = EJS_VERSION) -> Path:
     return target / CLI
 
 
-def client_argv(
-    node: Path,
-    cli: Path,
+def client_argv(node: Path, cli: Path, **flags: Any) -> list[str]:
+    """The client's command line on this machine: ``node cli.js`` and :func:`client_args`."""
+    return [str(node), str(cli), *client_args(**flags)]
+
+
+def client_args(
     *,
     genesis_path: Path,
     data_dir: Path,
@@ -160,12 +163,12 @@ def client_argv(
     p2p_port: int,
     max_peers: int = 0,
 ) -> list[str]:
-    """The client's command line: JSON-RPC and the Engine API on loopback, RLPx on ``p2p_port``,
-    discovery off. With ``max_peers`` 0 it admits no peer; otherwise peers come only from
-    ``admin_addPeer``. ``--isSingleNode`` always: without it the client refuses transactions until
-    it believes it has synced, which a devnet whose blocks come from its driver never tells it."""
+    """The client's flags (after ``cli.js``, or after an image's entry point): JSON-RPC and the
+    Engine API on loopback, RLPx on ``p2p_port``, discovery off. With ``max_peers`` 0 it admits no
+    peer; otherwise peers come only from ``admin_addPeer``. ``--isSingleNode`` always: without it
+    the client refuses transactions until it believes it has synced, which a devnet whose blocks
+    come from its driver never tells it."""
     return [
-        str(node), str(cli),
         "--gethGenesis", str(genesis_path),
         "--dataDir", str(data_dir),
         "--rpc", "--rpcAddr", "127.0.0.1", "--rpcPort", str(rpc_port),
@@ -178,7 +181,7 @@ def client_argv(
 
 
 def wait_until_ready(
-    process: ManagedProcess,
+    process: ProcessHandle,
     rpc_port: int,
     engine_port: int,
     *,

@@ -1,6 +1,14 @@
 """Container images the plugin builds itself, without any registry, and the Docker connection.
 
-``gashammer/anvil:<ANVIL_VERSION>`` holds the pinned anvil binary the plugin already installs
+Two images, both from what the plugin already installs on this machine:
+
+- ``gashammer/anvil:<ANVIL_VERSION>`` for container devnets (``container:anvil``);
+- ``gashammer/ethereumjs:<EJS_VERSION>`` for network nodes in containers
+  (``--gashammer-network-image ethereumjs``): this machine's Node.js binary, the pinned
+  ``@ethereumjs/client`` npm tree (:func:`~pytest_gashammer.devnet.ethereumjs.install_managed`),
+  the libraries both link against, and the client's CLI as the entry point.
+
+``gashammer/anvil`` holds the pinned anvil binary the plugin already installs
 (:func:`~pytest_gashammer.devnet.anvil.install_managed`), the shared libraries it links against
 (found with ``ldd``, stored under the paths the loader looks in) and a two-line ``/etc/passwd``:
 nothing else, so no base image is pulled. The root filesystem is written as a tar whose bytes
@@ -10,8 +18,8 @@ when the tag is missing or its label differs (another anvil, another libc), so i
 machine and is checked in a fraction of a second after that. Concurrent builders (xdist, two
 sessions) wait for one another on a file lock.
 
-Command line: ``python -m pytest_gashammer.devnet.images anvil`` prints the tag, building the
-image when missing (``--rebuild`` builds it again).
+Command line: ``python -m pytest_gashammer.devnet.images anvil|ethereumjs`` prints the tag,
+building the image when missing (``--rebuild`` builds it again).
 
 Docker itself is imported inside the functions that need it: the plugin stays import-light.
 """
@@ -34,10 +42,15 @@ from pathlib import Path
 from typing import Any
 
 from pytest_gashammer.devnet.anvil import ANVIL_VERSION, install_managed, managed_binary
+from pytest_gashammer.devnet.ethereumjs import CLI as EJS_CLI
+from pytest_gashammer.devnet.ethereumjs import EJS_VERSION
 from pytest_gashammer.devnet.npm import cache_dir
 from pytest_gashammer.errors import DevnetError, GashammerError
 
 ANVIL_REPOSITORY = "gashammer/anvil"
+ETHEREUMJS_REPOSITORY = "gashammer/ethereumjs"
+#: Where the client's npm tree lies inside the ethereumjs image.
+EJS_ROOT = "opt/ethereumjs"
 #: Image label: which of the plugin's images this is (also filters the pruning of old builds).
 IMAGE_LABEL = "gashammer.image"
 #: Image label: the sha256 of everything the image was built from (:func:`inputs_digest`).
@@ -54,6 +67,15 @@ ANVIL_CHANGES: tuple[str, ...] = (
     f"USER {NOBODY}",
     f"LABEL {IMAGE_LABEL}=anvil",
     f"LABEL gashammer.anvil-version={ANVIL_VERSION}",
+)
+
+ETHEREUMJS_CHANGES: tuple[str, ...] = (
+    f'ENTRYPOINT ["/usr/local/bin/node", "/{EJS_ROOT}/{EJS_CLI.as_posix()}"]',
+    "ENV HOME=/tmp",
+    "WORKDIR /tmp",
+    f"USER {NOBODY}",
+    f"LABEL {IMAGE_LABEL}=ethereumjs",
+    f"LABEL gashammer.ethereumjs-version={EJS_VERSION}",
 )
 
 _PASSWD = (
@@ -181,6 +203,49 @@ def anvil_rootfs(binary: Path, libraries: Sequence[str] | None = None) -> list[R
     return with_directories(files, extra={"tmp": 0o1777})
 
 
+def ethereumjs_rootfs(
+    node_binary: Path, install_dir: Path, libraries: Sequence[str] | None = None
+) -> list[RootEntry]:
+    """The root filesystem of the ethereumjs image: Node.js, the client's npm tree, their libraries.
+
+    The tree's symbolic links are left out: npm makes them only for ``node_modules/.bin`` command
+    shims, and the image runs the client's ``cli.js`` by its path.
+    """
+    if libraries is None:
+        libraries = _union(linked_libraries(node_binary), *map(_addon_libraries, native_addons(install_dir)))
+    files = [RootEntry("usr/local/bin/node", 0o755, source=node_binary)]
+    files += [RootEntry(path.lstrip("/"), 0o755, source=Path(os.path.realpath(path))) for path in libraries]
+    for path in sorted(install_dir.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        mode = 0o755 if os.access(path, os.X_OK) else 0o644
+        files.append(RootEntry(f"{EJS_ROOT}/{path.relative_to(install_dir).as_posix()}", mode, source=path))
+    files += [RootEntry("etc/passwd", 0o644, data=_PASSWD), RootEntry("etc/group", 0o644, data=_GROUP)]
+    return with_directories(files, extra={"tmp": 0o1777})
+
+
+def native_addons(install_dir: Path) -> list[Path]:
+    """The npm tree's prebuilt native addons for this machine (glibc Linux of this architecture)."""
+    arch = {"x86_64": "x64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    return sorted(
+        path
+        for path in install_dir.rglob(f"prebuilds/linux-{arch}/*.node")
+        if "musl" not in path.name and not path.is_symlink()
+    )
+
+
+def _addon_libraries(addon: Path) -> list[str]:
+    # An addon this machine cannot load is one the client will not pick either: it adds nothing.
+    try:
+        return linked_libraries(addon)
+    except DevnetError:
+        return []
+
+
+def _union(*groups: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(path for group in groups for path in group))
+
+
 def with_directories(files: Sequence[RootEntry], extra: dict[str, int] | None = None) -> list[RootEntry]:
     """``files`` plus a directory entry for every parent (0755) and ``extra`` directories, sorted."""
     directories: dict[str, int] = {}
@@ -228,23 +293,67 @@ def anvil_image_tag() -> str:
     return f"{ANVIL_REPOSITORY}:{ANVIL_VERSION}"
 
 
+def ethereumjs_image_tag() -> str:
+    return f"{ETHEREUMJS_REPOSITORY}:{EJS_VERSION}"
+
+
 def pinned_anvil() -> Path:
     """The pinned anvil binary for the image (installed with npm when missing), Linux only."""
-    if not sys.platform.startswith("linux"):
-        raise DevnetError(
-            f"the {anvil_image_tag()} image holds this machine's anvil binary, so it is built on Linux only; "
-            "build it on a Linux machine and `docker save`/`docker load` it here"
-        )
+    _linux_only(anvil_image_tag())
     managed = managed_binary()
     return managed if managed.is_file() else install_managed()
 
 
+def _linux_only(tag: str) -> None:
+    if not sys.platform.startswith("linux"):
+        raise DevnetError(
+            f"the {tag} image holds this machine's binaries, so it is built on Linux only; "
+            "build it on a Linux machine and `docker save`/`docker load` it here"
+        )
+
+
 def ensure_anvil_image(client: Any | None = None, *, rebuild: bool = False) -> str:
     """The tag of the anvil image, built now when missing or built from other inputs."""
-    tag = anvil_image_tag()
-    binary = pinned_anvil()
-    changes = ANVIL_CHANGES
-    entries = anvil_rootfs(binary)
+    return _ensure_image(
+        "anvil",
+        anvil_image_tag(),
+        lambda: anvil_rootfs(pinned_anvil()),
+        ANVIL_CHANGES,
+        client=client,
+        rebuild=rebuild,
+    )
+
+
+def ensure_ethereumjs_image(client: Any | None = None, *, rebuild: bool = False) -> str:
+    """The tag of the ethereumjs image, built now when missing or built from other inputs."""
+    from pytest_gashammer.devnet import ethereumjs
+
+    def entries() -> list[RootEntry]:
+        _linux_only(ethereumjs_image_tag())
+        node_binary = Path(os.path.realpath(ethereumjs.find_node()))
+        install_dir = ethereumjs.install_managed().parents[len(EJS_CLI.parts) - 1]
+        return ethereumjs_rootfs(node_binary, install_dir)
+
+    return _ensure_image(
+        "ethereumjs", ethereumjs_image_tag(), entries, ETHEREUMJS_CHANGES, client=client, rebuild=rebuild
+    )
+
+
+#: The images the plugin builds, by name: ``python -m pytest_gashammer.devnet.images NAME``.
+BUILDERS = {"anvil": ensure_anvil_image, "ethereumjs": ensure_ethereumjs_image}
+TAGS = {"anvil": anvil_image_tag, "ethereumjs": ethereumjs_image_tag}
+
+
+def _ensure_image(
+    name: str,
+    tag: str,
+    entries_of: Any,
+    changes: Sequence[str],
+    *,
+    client: Any | None,
+    rebuild: bool,
+) -> str:
+    entries = entries_of()
     digest = inputs_digest(entries, changes)
     client = client if client is not None else docker_client()
     if not rebuild and (image_labels(client, tag) or {}).get(INPUTS_LABEL) == digest:
@@ -254,7 +363,7 @@ def ensure_anvil_image(client: Any | None = None, *, rebuild: bool = False) -> s
     workdir = cache_dir() / "images"
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        with FileLock(str(workdir / "anvil.lock"), timeout=300):
+        with FileLock(str(workdir / f"{name}.lock"), timeout=600):
             # Another process may have built it while this one waited for the lock.
             if not rebuild and (image_labels(client, tag) or {}).get(INPUTS_LABEL) == digest:
                 return tag
@@ -267,7 +376,7 @@ def ensure_anvil_image(client: Any | None = None, *, rebuild: bool = False) -> s
     built = image_labels(client, tag) or {}
     if built.get(INPUTS_LABEL) != digest:
         raise DevnetError(f"docker import did not produce {tag} with the expected content label")
-    _prune_old_builds(client, "anvil", keep=digest)
+    _prune_old_builds(client, name, keep=digest)
     return tag
 
 
@@ -305,11 +414,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m pytest_gashammer.devnet.images",
         description="Build the plugin's container images locally (no registry) and print their tags.",
     )
-    parser.add_argument("image", choices=["anvil"], help="anvil: gashammer/anvil:<pinned anvil version>")
+    parser.add_argument(
+        "image",
+        choices=sorted(BUILDERS),
+        help="anvil: gashammer/anvil:<pinned anvil version>; ethereumjs: gashammer/ethereumjs:<pinned client version>",
+    )
     parser.add_argument("--rebuild", action="store_true", help="build again even when the image is current")
     args = parser.parse_args(argv)
     try:
-        print(ensure_anvil_image(rebuild=args.rebuild))
+        print(BUILDERS[args.image](rebuild=args.rebuild))
     except GashammerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 _live: set[ManagedProcess] = set()
 # One long-lived thread forks every child (see the module docstring); an idle executor thread stays.
@@ -44,6 +44,24 @@ def _parent_death_signal() -> None:  # runs in the child between fork and exec
         pr_set_pdeathsig = 1
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+class ProcessHandle(Protocol):
+    """What the plugin does with a node's process: a :class:`ManagedProcess` here, or a
+    :class:`~pytest_gashammer.devnet.container.ContainerProcess` in a container."""
+
+    log_path: Path
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def kill(self, timeout: float = 5.0) -> None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+    def log_tail(self, limit: int = 2000) -> str: ...
 
 
 class ManagedProcess:

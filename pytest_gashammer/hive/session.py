@@ -188,6 +188,7 @@ class HiveSession:
         devnet = NetworkDevnet.open(
             nodes=self.config.getoption(options.NETWORK_NODES),
             topology=self.config.getoption(options.NETWORK_TOPOLOGY),
+            image=self.config.getoption(options.NETWORK_IMAGE),
             workdir=workdir,
         )
         self._serve_network(devnet.network)
@@ -212,6 +213,7 @@ class HiveSession:
             self._network = Network(
                 self.config.getoption(options.NETWORK_NODES),
                 topology=self.config.getoption(options.NETWORK_TOPOLOGY),
+                image=self.config.getoption(options.NETWORK_IMAGE),
             ).start()
             self._serve_network(self._network)
         return self._network

@@ -23,9 +23,18 @@ class NetworkDevnet(Devnet):
 
     @classmethod
     def open(
-        cls, *, nodes: int, topology: Any = "mesh", block_interval: float = 1.0, workdir: Path | None = None
+        cls,
+        *,
+        nodes: int,
+        topology: Any = "mesh",
+        block_interval: float = 1.0,
+        workdir: Path | None = None,
+        image: str | None = None,
     ) -> NetworkDevnet:
-        return cls(Network(nodes, topology=topology, block_interval=block_interval, workdir=workdir).start())
+        network = Network(
+            nodes, topology=topology, block_interval=block_interval, workdir=workdir, image=image
+        )
+        return cls(network.start())
 
     @property
     def rpc_url(self) -> str:

@@ -55,6 +55,12 @@ SNAPSHOT_FORMAT = 1
 HEAD_POLL_SECONDS = 0.5
 PEER_POLL_SECONDS = 1.0
 
+#: What to do when a network's image is not on this machine (the plugin never pulls).
+IMAGE_HOW_TO_GET = (
+    "use image='ethereumjs' (the plugin builds gashammer/ethereumjs from the pinned client), or `docker load` "
+    "an image whose entry point is the @ethereumjs/client CLI"
+)
+
 Edge = tuple[str, str]
 logger = logging.getLogger(__name__)
 
@@ -124,6 +130,7 @@ class Network(NetworkControl):
         fork: str = DEFAULT_FORK,
         workdir: Path | None = None,
         startup_timeout: float = 90.0,
+        image: str | None = None,
     ) -> None:
         if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
             raise ConfigError(f"a network has 1 to {MAX_NODES} nodes, got {nodes!r}")
@@ -133,6 +140,14 @@ class Network(NetworkControl):
             raise ConfigError(
                 f"the block interval must be a positive number of seconds, got {block_interval!r}"
             )
+        if image is not None and (not isinstance(image, str) or not image.strip()):
+            raise ConfigError(
+                f"the network's image is 'ethereumjs' (the plugin builds it) or a local image reference, got {image!r}"
+            )
+        #: What the nodes run from: None for this machine's Node.js, else a container image (as asked).
+        self.image = image.strip() if image is not None else None
+        #: The image's local tag once started (``ethereumjs`` resolves to the plugin's own build).
+        self.image_tag: str | None = None
         self.fork = fork
         self.engine_version = FORKS.index(fork) + 1
         self.block_interval = float(block_interval)
@@ -162,7 +177,7 @@ class Network(NetworkControl):
         self._jwt_secret = b""
         self._jwt_path: Path | None = None
         self._genesis_path: Path | None = None
-        self._binaries: tuple[Path, Path] | None = None
+        self._binaries: tuple[Path | None, Path | None] | None = None
         self._watcher: threading.Thread | None = None
         self._closing = threading.Event()
         self._started = False
@@ -230,8 +245,13 @@ class Network(NetworkControl):
         return self
 
     def _prepare_files(self) -> None:
-        node_binary, cli = find_node(), install_managed()
-        self._binaries = (node_binary, cli)
+        if self.image is None:
+            self._binaries = (find_node(), install_managed())
+        else:
+            from pytest_gashammer.devnet.container import prepare_image
+
+            self.image_tag = prepare_image(self.image, how_to_get=IMAGE_HOW_TO_GET)
+            self._binaries = (None, None)
         workdir = self._workdir or Path(tempfile.mkdtemp(prefix="gashammer-network-"))
         workdir.mkdir(parents=True, exist_ok=True)
         self._log_dir = workdir
@@ -249,7 +269,7 @@ class Network(NetworkControl):
         node = NetworkNode(
             name, node_binary=node_binary, cli=cli, genesis_path=self._genesis_path, jwt_path=self._jwt_path,
             jwt_secret=self._jwt_secret, engine_version=self.engine_version, state_dir=self._state_dir,
-            log_dir=self._log_dir, startup_timeout=self._startup_timeout,
+            log_dir=self._log_dir, startup_timeout=self._startup_timeout, image=self.image_tag,
         )  # fmt: skip
         node.network = self
         return node
@@ -603,6 +623,7 @@ class Network(NetworkControl):
                     "rpc_url": node.rpc_url if node.rpc_port is not None else None,
                     "p2p_port": node.p2p_port,
                     "pid": node.pid,
+                    "container_id": node.container_id,
                     "running": node.running,
                     "head": number,
                     "head_hash": block_hash,
@@ -614,6 +635,7 @@ class Network(NetworkControl):
         return {
             "builder": self._names[0] if self._names else None,
             "topology": self.topology,
+            "image": self.image_tag,
             "block_interval": self.block_interval,
             "blocks_built": len(self._payloads) + self._payloads_dropped,
             "nodes": nodes,
@@ -737,14 +759,19 @@ class Network(NetworkControl):
 
     @classmethod
     def load(
-        cls, snapshot: dict[str, Any] | str | os.PathLike[str], *, workdir: Path | None = None
+        cls,
+        snapshot: dict[str, Any] | str | os.PathLike[str],
+        *,
+        workdir: Path | None = None,
+        image: str | None = None,
     ) -> Network:
         """A fresh network with the snapshot's nodes and topology, its chain replayed into every
-        node, and the driver building on from its head. Raises when the head hashes differ."""
+        node, and the driver building on from its head. Raises when the head hashes differ. The
+        nodes run on this machine, or from ``image`` (as for a new :class:`Network`)."""
         data = _read_snapshot(snapshot)
         network = cls(
             len(data["nodes"]), topology=[tuple(edge) for edge in data["edges"]],
-            block_interval=float(data["block_interval"]), fork=str(data["fork"]), workdir=workdir,
+            block_interval=float(data["block_interval"]), fork=str(data["fork"]), workdir=workdir, image=image,
         )  # fmt: skip
         network.genesis = data["genesis"]
         network._payloads = [

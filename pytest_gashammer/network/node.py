@@ -1,4 +1,10 @@
-"""One node of a network: an ``@ethereumjs/client`` process with its ports, data, log and JSON-RPC."""
+"""One node of a network: an ``@ethereumjs/client`` process with its ports, data, log and JSON-RPC.
+
+The process runs on this machine (``node cli.js``), or, given an ``image``, in a host-network
+container of that image (:class:`~pytest_gashammer.devnet.container.ContainerProcess`) on the same
+loopback ports, its chain in the same data directory (bound into the container). Everything above
+the process (ports, JSON-RPC, the Engine API, devp2p through the link relays) is the same either way.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,8 @@ from typing import Any
 from pytest_gashammer.chain.engine import EngineClient
 from pytest_gashammer.chain.rpc import RpcError, TransportError, call
 from pytest_gashammer.devnet.base import free_port
-from pytest_gashammer.devnet.ethereumjs import client_argv, wait_until_ready
-from pytest_gashammer.devnet.process import ManagedProcess
+from pytest_gashammer.devnet.ethereumjs import client_args, client_argv, wait_until_ready
+from pytest_gashammer.devnet.process import ManagedProcess, ProcessHandle
 from pytest_gashammer.errors import DevnetError
 
 #: Peers a network node admits: every other node of a network of this size, with room to spare.
@@ -32,8 +38,8 @@ class NetworkNode:
         self,
         name: str,
         *,
-        node_binary: Path,
-        cli: Path,
+        node_binary: Path | None,
+        cli: Path | None,
         genesis_path: Path,
         jwt_path: Path,
         jwt_secret: bytes,
@@ -41,12 +47,16 @@ class NetworkNode:
         state_dir: Path,
         log_dir: Path,
         startup_timeout: float = 90.0,
+        image: str | None = None,
     ) -> None:
         self.name = name
+        #: The container image the node runs from; None: a process on this machine.
+        self.image = image
         self._node_binary, self._cli = node_binary, cli
         self._genesis_path, self._jwt_path, self._jwt_secret = genesis_path, jwt_path, jwt_secret
         self.engine_version = engine_version
         self.data_dir = state_dir / name
+        self._state_dir = state_dir
         self._log_dir = log_dir
         self._startup_timeout = startup_timeout
         self.rpc_port: int | None = None
@@ -55,7 +65,7 @@ class NetworkNode:
         self.node_id = ""  # the RLPx public key (hex), known once started
         self.client_version = ""
         self.log_path: Path | None = None
-        self._process: ManagedProcess | None = None
+        self._process: ProcessHandle | None = None
         self._starts = 0
         self._web3: Any = None
         #: The network the node belongs to (expectations compare a node with its peers).
@@ -77,6 +87,11 @@ class NetworkNode:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    @property
+    def container_id(self) -> str | None:
+        """The Docker id of the node's container while it runs from an image; None otherwise."""
+        return getattr(self._process, "container_id", None)
 
     @property
     def web3(self) -> Any:
@@ -127,12 +142,11 @@ class NetworkNode:
             raise DevnetError(f"{self.name}: admin_nodeInfo gave no node id ({exc})") from None
         return self
 
-    def _argv(self, rpc_port: int, engine_port: int, p2p_port: int) -> list[str]:
-        return client_argv(
-            self._node_binary, self._cli, genesis_path=self._genesis_path, data_dir=self.data_dir,
-            jwt_path=self._jwt_path, rpc_port=rpc_port, engine_port=engine_port, p2p_port=p2p_port,
-            max_peers=MAX_PEERS,
-        )  # fmt: skip
+    def _flags(self, rpc_port: int, engine_port: int, p2p_port: int) -> dict[str, Any]:
+        return {
+            "genesis_path": self._genesis_path, "data_dir": self.data_dir, "jwt_path": self._jwt_path,
+            "rpc_port": rpc_port, "engine_port": engine_port, "p2p_port": p2p_port, "max_peers": MAX_PEERS,
+        }  # fmt: skip
 
     def _first_start(self) -> None:
         last_log = ""
@@ -173,12 +187,24 @@ class NetworkNode:
             self._process = process
             return
 
-    def _spawn(self, rpc_port: int, engine_port: int, p2p_port: int) -> ManagedProcess:
+    def _spawn(self, rpc_port: int, engine_port: int, p2p_port: int) -> ProcessHandle:
         suffix = "" if self._starts == 1 else f"-start{self._starts}"
         self.log_path = self._log_dir / f"{self.name}{suffix}.log"
-        return ManagedProcess(self._argv(rpc_port, engine_port, p2p_port), log_path=self.log_path)
+        flags = self._flags(rpc_port, engine_port, p2p_port)
+        if self.image is None:
+            assert self._node_binary is not None and self._cli is not None, (
+                "a native node needs node and cli.js"
+            )
+            return ManagedProcess(client_argv(self._node_binary, self._cli, **flags), log_path=self.log_path)
+        from pytest_gashammer.devnet.container import ContainerProcess
+        from pytest_gashammer.devnet.ownership import RUN_ID
 
-    def _wait(self, process: ManagedProcess, rpc_port: int, engine_port: int) -> str:
+        return ContainerProcess(
+            self.image, client_args(**flags), name=f"gashammer-{self.name}-{RUN_ID[:8]}-{rpc_port}{suffix}",
+            log_path=self.log_path, mounts=[self._state_dir], labels={"gashammer.network-node": self.name},
+        )  # fmt: skip
+
+    def _wait(self, process: ProcessHandle, rpc_port: int, engine_port: int) -> str:
         return wait_until_ready(
             process, rpc_port, engine_port, jwt_secret=self._jwt_secret,
             engine_version=self.engine_version, timeout=self._startup_timeout,
@@ -194,7 +220,8 @@ class NetworkNode:
 
     def __repr__(self) -> str:
         where = self.rpc_url if self.rpc_port is not None else "not started"
-        return f"<NetworkNode {self.name} {where} {'running' if self.running else 'stopped'}>"
+        source = f" from {self.image}" if self.image else ""
+        return f"<NetworkNode {self.name}{source} {where} {'running' if self.running else 'stopped'}>"
 
 
 def _port_taken(log: str) -> bool:

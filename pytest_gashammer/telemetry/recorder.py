@@ -74,6 +74,10 @@ class TelemetryRecorder:
             result: Any = None, status: str | None = None) -> None:  # fmt: skip
         from pytest_gashammer.telemetry.stream import ClockMap
 
+        if origin_unix_ns is not None:
+            # The run's t=0, which every row's t counts from: the controller fixed it at GO already;
+            # a local run learns it from its edge's report.
+            self.writer.set_run_origin(run_id, origin_unix_ns)
         for report, share in zip(reports, shares, strict=True):
             clock = ClockMap(
                 report.clock_origin_ns, report.wall_origin_ns, origin_unix_ns or report.wall_origin_ns

@@ -248,7 +248,7 @@ def test_a_four_node_network(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*test_a_misspelt_network_marker_is_one_line*",
-            "*gashammer_network takes keyword arguments nodes, topology, block_interval; got topolgy (did you mean 'topology'?)*",
+            "*gashammer_network takes keyword arguments nodes, topology, block_interval, image; got topolgy (did you mean 'topology'?)*",
         ]
     )
     data = json.loads(out.read_text())

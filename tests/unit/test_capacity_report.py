@@ -105,3 +105,20 @@ def test_gashammer_summary_prints_a_stored_search_as_it_was_live(stored: tuple[P
         result.summary_dict()["capacity"]
     )
     assert [v["name"] for v in verdicts][0] == "capacity"
+
+
+def test_a_run_ended_with_its_origin_stores_that_t0(tmp_path: Path) -> None:
+    recorder = TelemetryRecorder(tmp_path)
+    plan = search_plan(max_steps=2)
+    try:
+        first = recorder.begin(plan, NamedDevnet(), node_version="fake 1", started_unix_ns=1_000)
+        recorder.end(first, reports=[], shares=[], origin_unix_ns=5_000)
+        second = recorder.begin(plan, NamedDevnet(), node_version="fake 1", started_unix_ns=2_000)
+        recorder.end(second, reports=[], shares=[], origin_unix_ns=None)
+    finally:
+        recorder.close()
+    origins = {
+        row["run_id"]: row["origin_unix_ns"] for row in load(tmp_path, tables=["runs"]).runs.to_pylist()
+    }
+    # Without an origin the run's begin stands in for t=0.
+    assert origins == {first: 5_000, second: 2_000}

@@ -383,6 +383,57 @@ def test_the_tarball_is_reproducible_and_the_digest_follows_the_content(tmp_path
     assert members["tmp"].isdir()
 
 
+def fake_client_tree(tmp_path: Path) -> Path:
+    """An npm install directory shaped like the client's: cli.js, a dependency, a .bin shim, addons."""
+    install = tmp_path / "ethereumjs-x"
+    cli = install / images.EJS_CLI
+    cli.parent.mkdir(parents=True)
+    cli.write_text("#!/usr/bin/env node\n")
+    cli.chmod(0o755)
+    dependency = install / "node_modules" / "dep" / "index.js"
+    dependency.parent.mkdir(parents=True)
+    dependency.write_text("module.exports = 1\n")
+    shims = install / "node_modules" / ".bin"
+    shims.mkdir()
+    (shims / "ethereumjs").symlink_to(cli)
+    arch = {"x86_64": "x64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    for name in (f"linux-{arch}/level.node", f"linux-{arch}/level.musl.node", "darwin-x64/level.node"):
+        addon = install / "node_modules" / "level" / "prebuilds" / name
+        addon.parent.mkdir(parents=True, exist_ok=True)
+        addon.write_bytes(b"addon")
+    return install
+
+
+def test_the_ethereumjs_root_filesystem_holds_node_the_client_tree_and_no_shims(tmp_path: Path) -> None:
+    node, libraries = fake_inputs(tmp_path)
+    install = fake_client_tree(tmp_path)
+    entries = {entry.path: entry for entry in images.ethereumjs_rootfs(node, install, libraries)}
+    assert entries["usr/local/bin/node"].content() == node.read_bytes()
+    cli = f"{images.EJS_ROOT}/{images.EJS_CLI.as_posix()}"
+    assert (
+        entries[cli].mode == 0o755 and entries[f"{images.EJS_ROOT}/node_modules/dep/index.js"].mode == 0o644
+    )
+    assert not any("/.bin/" in path for path in entries), "npm's command shims are symlinks: left out"
+    assert entries[libraries[1].lstrip("/")].content() == b"loader"
+    assert b"nobody:x:65534" in entries["etc/passwd"].content() and entries["tmp"].mode == 0o1777
+    assert list(entries) == sorted(entries)
+    # The entry point runs the client's CLI at the path the tree puts it.
+    assert f'ENTRYPOINT ["/usr/local/bin/node", "/{cli}"]' in images.ETHEREUMJS_CHANGES
+    # Only this machine's glibc addons are asked for their libraries.
+    arch = {"x86_64": "x64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    addons = [path.relative_to(install).as_posix() for path in images.native_addons(install)]
+    assert addons == [f"node_modules/level/prebuilds/linux-{arch}/level.node"]
+    digest = images.inputs_digest(list(entries.values()), images.ETHEREUMJS_CHANGES)
+    (install / "node_modules" / "dep" / "index.js").write_text("module.exports = 2\n")
+    changed = images.ethereumjs_rootfs(node, install, libraries)
+    assert images.inputs_digest(changed, images.ETHEREUMJS_CHANGES) != digest
+
+
+def test_each_image_the_plugin_builds_has_a_tag_and_a_builder() -> None:
+    assert set(images.BUILDERS) == set(images.TAGS) == {"anvil", "ethereumjs"}
+    assert images.TAGS["ethereumjs"]().startswith("gashammer/ethereumjs:")
+
+
 def test_the_image_command_prints_one_line_without_a_daemon(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "pytest_gashammer.devnet.images", "anvil"],

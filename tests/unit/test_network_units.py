@@ -162,3 +162,46 @@ def test_a_cut_link_drops_datagrams() -> None:
             sender.sendto(b"again", ("127.0.0.1", relay.port))
             target.settimeout(2)
             assert target.recvfrom(100)[0] == b"again"
+
+
+@pytest.mark.parametrize("image", ["", "  ", 7])
+def test_a_network_image_must_name_one(image: object) -> None:
+    with pytest.raises(ConfigError, match="the network's image is 'ethereumjs'"):
+        Network(2, image=image)  # type: ignore[arg-type]
+
+
+def test_a_network_runs_natively_unless_given_an_image() -> None:
+    assert Network(2).image is None
+    assert Network(2, image=" ethereumjs ").image == "ethereumjs"
+
+
+def test_a_node_from_an_image_gets_the_client_flags_and_its_state_bound_at_the_same_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from pytest_gashammer.devnet import container
+    from pytest_gashammer.devnet.ethereumjs import client_args, client_argv
+    from pytest_gashammer.network.node import NetworkNode
+
+    started: list[dict[str, object]] = []
+
+    class Recorder:
+        def __init__(self, image: str, command: list[str], **kwargs: object) -> None:
+            started.append({"image": image, "command": command, **kwargs})
+
+    monkeypatch.setattr(container, "ContainerProcess", Recorder)
+    node = NetworkNode(
+        "node1", node_binary=None, cli=None, genesis_path=tmp_path / "genesis.json", jwt_path=tmp_path / "jwt.hex",
+        jwt_secret=b"\x01" * 32, engine_version=4, state_dir=tmp_path, log_dir=tmp_path, image="img:1",
+    )  # fmt: skip
+    node._starts = 1
+    node._spawn(7001, 7002, 7003)
+    flags = client_args(
+        genesis_path=tmp_path / "genesis.json", data_dir=tmp_path / "node1", jwt_path=tmp_path / "jwt.hex",
+        rpc_port=7001, engine_port=7002, p2p_port=7003, max_peers=16,
+    )  # fmt: skip
+    assert started[0]["image"] == "img:1" and started[0]["command"] == flags
+    assert started[0]["mounts"] == [tmp_path] and started[0]["log_path"] == tmp_path / "node1.log"
+    assert client_argv(tmp_path / "node", tmp_path / "cli.js", **node._flags(7001, 7002, 7003)) == [
+        str(tmp_path / "node"), str(tmp_path / "cli.js"), *flags,
+    ]  # fmt: skip
+    assert "from img:1" in repr(node)
