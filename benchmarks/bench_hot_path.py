@@ -61,6 +61,7 @@ import aiohttp  # noqa: E402
 import numpy as np  # noqa: E402
 from eth_account import Account  # noqa: E402
 
+from benchmarks.pinning import GENERATOR_CPU, NODE_CPU, pin_self, pin_to  # noqa: E402
 from pytest_gashammer.chain.rpc import RpcError, TransportError, call  # noqa: E402
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet  # noqa: E402
 from pytest_gashammer.edge.runtime import EdgeAssignment, EdgeRuntime  # noqa: E402
@@ -1067,7 +1068,15 @@ def main() -> int:
         "--rounds", type=int, default=3, help="interleaved baseline / edge / contended rounds (default 3)"
     )
     parser.add_argument("--profile", metavar="PATH", help="write a CPU profile of the edge thread to PATH")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help=f"leave anvil and this script unpinned (default: anvil on CPU {NODE_CPU}, this script on CPU "
+        f"{GENERATOR_CPU})",
+    )
     args = parser.parse_args()
+    # Before any thread starts: every thread of this script (the edge's included) inherits it.
+    pin_problem = "--no-pin" if args.no_pin else pin_self(GENERATOR_CPU)
 
     seconds = min(max(args.seconds, 1.0), 120.0)
     args.rounds = min(max(args.rounds, 0), 10)
@@ -1078,10 +1087,15 @@ def main() -> int:
 
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {load_average()}")
     print(f"edge signer: {edge_signer()}")
-    # No feed relay: nothing here follows the feed, and the relay would ask the node for every
-    # block's full transactions (node CPU) from a thread of this process (counted as edge CPU).
-    with EmbeddedDevnet(feed=False).start() as devnet:
-        print(f"devnet: {devnet.node_version} at {devnet.rpc_url}, chain id {devnet.chain_id}\n")
+    # No feed relay and no L1: nothing here follows the feed or reads the L1, and the relay (asking
+    # the node for every block's full transactions) and the batch poster would run in threads of
+    # this process, counted as edge CPU.
+    with EmbeddedDevnet(feed=False, l1=False).start() as devnet:
+        print(f"devnet: {devnet.node_version} at {devnet.rpc_url}, chain id {devnet.chain_id}")
+        if pin_problem is None and devnet.pid is not None:
+            print(f"pinning: anvil {pin_to(devnet.pid, NODE_CPU)}; this script on CPU {GENERATOR_CPU}\n")
+        else:
+            print(f"pinning: none ({pin_problem}); anvil and this script share every core\n")
 
         baseline: BaselineResult | None = None
         if args.baseline_txs > 0:

@@ -35,7 +35,6 @@ import asyncio
 import json
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -48,14 +47,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp  # noqa: E402
 
+from benchmarks.pinning import GENERATOR_CPU, NODE_CPU, pin_self, pin_to  # noqa: E402
 from pytest_gashammer.chain.keccak import keccak256  # noqa: E402
 from pytest_gashammer.chain.rpc import call  # noqa: E402
 from pytest_gashammer.chain.signer import FastSigner  # noqa: E402
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet  # noqa: E402
 from pytest_gashammer.fault import RpcProxy  # noqa: E402
 
-NODE_CPU = 0
-GENERATOR_CPU = 1
 TICK = 0.004  # the edge's coalescing interval
 TRANSFER_GAS = 21_000
 STUB_CHAIN_ID = 412346
@@ -63,26 +61,6 @@ SENDER_BALANCE = hex(10**24)
 
 
 # ---------------------------------------------------------------------------------------- pinning
-
-
-def pin_node(pid: int) -> str:
-    """Move every thread of the node to :data:`NODE_CPU`; what happened, in words."""
-    done = subprocess.run(
-        ["taskset", "-a", "-cp", str(NODE_CPU), str(pid)], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        return f"node not pinned: {(done.stderr or done.stdout).strip()}"
-    return f"node (pid {pid}) on CPU {','.join(map(str, sorted(os.sched_getaffinity(pid))))}"
-
-
-def pin_self() -> str | None:
-    """Pin this process to :data:`GENERATOR_CPU` before any thread starts (threads inherit it)."""
-    if (os.cpu_count() or 0) < 2:
-        return f"{os.cpu_count()} CPU(s): need 2 to pin the node and the generator apart"
-    if shutil.which("taskset") is None:
-        return "taskset not found (util-linux)"
-    os.sched_setaffinity(0, {GENERATOR_CPU})
-    return None
 
 
 def node_cpu_seconds(pid: int) -> float:
@@ -384,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     count = int(args.rate * args.seconds)
     phases: list[Phase] = []
     with Node(args.node) as node:
-        print(f"pinning: {pin_node(node.pid)}, generator and proxy on CPU {GENERATOR_CPU}" if problem is None
+        print(f"pinning: {pin_to(node.pid, NODE_CPU)}, generator and proxy on CPU {GENERATOR_CPU}" if problem is None
               else f"pinning skipped: {problem}")  # fmt: skip
         print(
             f"node: {args.node}; load: {args.rate:g} tx/s for {args.seconds:g} s per phase ({count} transfers), "

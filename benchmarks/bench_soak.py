@@ -48,6 +48,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.pinning import GENERATOR_CPU, NODE_CPU, pin_to, pinning_problem  # noqa: E402
+
 MINUTE = 60.0
 #: Growth is measured from here: the first minute holds interpreter start, devnet start and funding.
 GROWTH_FROM = 1 * MINUTE
@@ -58,8 +62,6 @@ SCAN_SECONDS = 0.5
 #: After the run's own length, how long it may take (setup, drain, teardown) before it is killed.
 GRACE_SECONDS = 5 * MINUTE
 NODE_COMMANDS = ("anvil",)
-NODE_CPU = 0
-GENERATOR_CPU = 1
 
 TEST_TEMPLATE = '''\
 """Written by benchmarks/bench_soak.py: one soak run; the result goes to a JSON file for the bench."""
@@ -121,15 +123,6 @@ def pytest_command(python: str, test_file: str, workers: int, pin: bool) -> list
     if pin:
         argv = ["taskset", "-c", str(GENERATOR_CPU), *argv]
     return argv
-
-
-def pinning_problem(cpu_count: int | None, taskset: str | None) -> str | None:
-    """Why the run cannot be pinned, or None when it can."""
-    if (cpu_count or 0) < 2:
-        return f"{cpu_count or 'unknown'} CPU(s): need 2 to pin the node and the generator apart"
-    if taskset is None:
-        return "taskset not found (util-linux)"
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,20 +504,6 @@ class Run:
                     os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             self._log.close()
-
-
-def pin_to(pid: int, cpu: int) -> str:
-    """Move every thread of ``pid`` to ``cpu``; what happened, in words."""
-    done = subprocess.run(
-        ["taskset", "-a", "-cp", str(cpu), str(pid)], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        return f"pinning failed: {(done.stderr or done.stdout).strip()}"
-    try:
-        affinity = sorted(os.sched_getaffinity(pid))
-    except OSError as exc:
-        return f"pinned to CPU {cpu} (affinity not readable: {exc})"
-    return f"pinned to CPU {','.join(map(str, affinity))} (all threads)"
 
 
 def log_tail(path: Path, lines: int) -> str:

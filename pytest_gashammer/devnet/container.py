@@ -35,6 +35,7 @@ import atexit
 import contextlib
 import dataclasses
 import logging
+import os
 import re
 import shlex
 import tempfile
@@ -602,8 +603,8 @@ class ContainerProcess:
     runs it in a container unchanged: the network's nodes from an image do. The caller picks the
     ports and puts them in ``command``; each directory of ``mounts`` is bound at its own path, and the
     command runs as this process's user, so what it writes there stays the caller's. The container
-    carries the plugin's owner labels (swept if this process dies), and its whole output is written to
-    ``log_path`` when it stops.
+    carries the plugin's owner labels (swept if this process dies), and its output is written to
+    ``log_path`` as it comes, by a thread that follows the container's log.
     """
 
     def __init__(
@@ -617,8 +618,6 @@ class ContainerProcess:
         labels: dict[str, str] | None = None,
         run_id: str = ownership.RUN_ID,
     ) -> None:
-        import os
-
         self.image = image
         self.name = name
         self.log_path = log_path
@@ -631,6 +630,19 @@ class ContainerProcess:
         self._wrapped.reload()
         self.pid = int(self._wrapped.attrs.get("State", {}).get("Pid") or 0)
         self.container_id = str(self._wrapped.id)
+        self._follower = threading.Thread(target=self._follow_log, name=f"gashammer-log-{name}", daemon=True)
+        self._follower.start()
+
+    def _follow_log(self) -> None:
+        # The stream ends when the container stops; what it wrote until then is in the file.
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "wb") as out:
+                for chunk in self._wrapped.logs(stdout=True, stderr=True, stream=True, follow=True):
+                    out.write(chunk)
+                    out.flush()
+        except Exception as exc:  # logs are evidence, not a reason to fail a session
+            logger.warning("could not follow the log of %s: %s", self.name, exc)
 
     def poll(self) -> int | None:
         """None while the container runs; its exit code once it has stopped (-1 when it is gone)."""
@@ -645,6 +657,7 @@ class ContainerProcess:
         if state.get("Running", False) is True:
             return None
         self._returncode = int(state.get("ExitCode", -1))
+        self._follower.join(2.0)  # its stream ends with the container: the log is whole for the caller
         return self._returncode
 
     def kill(self, timeout: float = 5.0) -> None:
@@ -654,30 +667,21 @@ class ContainerProcess:
             self._wrapped.kill()
 
     def log_tail(self, limit: int = 2000) -> str:
-        """The last ``limit`` characters of the container's output (of its saved log once removed)."""
-        if self._container is not None:
-            with contextlib.suppress(Exception):
-                return bytes(self._wrapped.logs(stdout=True, stderr=True, tail=200)).decode(errors="replace")[
-                    -limit:
-                ]
+        """The last ``limit`` characters of the container's output, as far as ``log_path`` holds it."""
         try:
-            return self.log_path.read_text(errors="replace")[-limit:]
+            with open(self.log_path, "rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - limit))
+                return log.read().decode(errors="replace")
         except OSError:
             return ""
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Save the whole output to ``log_path`` and remove the container (its process is killed). Idempotent."""
-        del timeout
+        """Kill and remove the container, once its output is in ``log_path``. Idempotent."""
         container, self._container = self._container, None
         if container is None:
             return
-        try:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.log_path, "wb") as out:
-                for chunk in self._wrapped.logs(stdout=True, stderr=True, stream=True, follow=False):
-                    out.write(chunk)
-        except Exception as exc:  # logs are evidence, not a reason to fail a session
-            logger.warning("could not save the logs of %s: %s", self.name, exc)
+        self.kill()
+        self._follower.join(timeout)
         if self._returncode is None:
             self._returncode = -9
         _remove(container, self.name)

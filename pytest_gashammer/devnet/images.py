@@ -37,10 +37,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_gashammer.devnet import ethereumjs
 from pytest_gashammer.devnet.anvil import ANVIL_VERSION, install_managed, managed_binary
 from pytest_gashammer.devnet.ethereumjs import CLI as EJS_CLI
 from pytest_gashammer.devnet.ethereumjs import EJS_VERSION
@@ -326,7 +327,6 @@ def ensure_anvil_image(client: Any | None = None, *, rebuild: bool = False) -> s
 
 def ensure_ethereumjs_image(client: Any | None = None, *, rebuild: bool = False) -> str:
     """The tag of the ethereumjs image, built now when missing or built from other inputs."""
-    from pytest_gashammer.devnet import ethereumjs
 
     def entries() -> list[RootEntry]:
         _linux_only(ethereumjs_image_tag())
@@ -347,7 +347,7 @@ TAGS = {"anvil": anvil_image_tag, "ethereumjs": ethereumjs_image_tag}
 def _ensure_image(
     name: str,
     tag: str,
-    entries_of: Any,
+    entries_of: Callable[[], list[RootEntry]],
     changes: Sequence[str],
     *,
     client: Any | None,

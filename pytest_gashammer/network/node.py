@@ -157,13 +157,15 @@ class NetworkNode:
             process = self._spawn(rpc_port, engine_port, p2p_port)
             try:
                 self.client_version = self._wait(process, rpc_port, engine_port)
-            except DevnetError:
+            except DevnetError as exc:
                 process.stop()
                 last_log = process.log_tail(600)
                 if _port_taken(last_log):
                     shutil.rmtree(self.data_dir, ignore_errors=True)
                     continue
-                raise
+                if self.image is None:
+                    raise
+                raise DevnetError(f"{self.name} (image {self.image}): {exc}") from None
             self._process = process
             self.rpc_port, self.engine_port, self.p2p_port = rpc_port, engine_port, p2p_port
             return

@@ -2,7 +2,8 @@
 ethereumjs`` builds the plugin's image of the pinned client (no registry), and the three nodes are
 host-network containers on loopback ports. The same session runs a load test on that network as its
 devnet, a step whose transaction crosses two devp2p links, and a node stopped and started again as a
-new container on its old chain. A test asking for an image this machine lacks gets one line.
+new container on its old chain. A test asking for an image this machine lacks, or for one that does
+not run the client, gets one line.
 
 Needs a Docker daemon: the ``docker_daemon`` fixture uses the running one or starts one (installing
 ``docker.io`` with apt when missing, as root); without one the test skips, saying why."""
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from pytest_gashammer.devnet import ownership
-from pytest_gashammer.devnet.images import ensure_ethereumjs_image
+from pytest_gashammer.devnet.images import ensure_anvil_image, ensure_ethereumjs_image
 from pytest_gashammer.devnet.npm import cache_dir
 
 pytestmark = pytest.mark.skipif(
@@ -68,6 +69,7 @@ def test_every_node_is_a_labelled_host_network_container_of_the_image(network):
         container = client.containers.get(node.container_id)
         assert container.attrs["HostConfig"]["NetworkMode"] == "host"
         assert container.attrs["State"]["Pid"] == node.pid
+        assert node.log_path.is_file()  # followed as the container writes it
         assert node.rpc_url.startswith("http://127.0.0.1:") and node.client_version.startswith("EthereumJS/0.10.5")
         seen[node.name] = {
             "image": container.image.tags, "user": container.attrs["Config"]["User"],
@@ -113,15 +115,22 @@ def test_a_stopped_container_node_starts_again_on_its_chain(network):
 @pytest.mark.gashammer_network(nodes=2, image="gashammer/no-such-image:0")
 def test_a_missing_image_is_one_line(network):
     pass
+
+
+@pytest.mark.gashammer_network(nodes=2, image=os.environ["GASHAMMER_OTHER_IMAGE"])
+def test_an_image_that_is_not_the_client_is_one_line(network):
+    pass
 """
 
 
 def test_a_network_of_container_nodes(pytester: pytest.Pytester, docker_daemon: Any) -> None:
     tag = ensure_ethereumjs_image(docker_daemon)
+    other = ensure_anvil_image(docker_daemon)  # an image whose entry point is not the client
     pytester.makepyfile(test_container_network=CONTAINER_NETWORK)
     out = pytester.path / "out.json"
     pytester._monkeypatch.setenv("GASHAMMER_TEST_OUT", str(out))
     pytester._monkeypatch.setenv("GASHAMMER_CACHE_DIR", str(CACHE))
+    pytester._monkeypatch.setenv("GASHAMMER_OTHER_IMAGE", other)
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "no:randomly",
         "--gashammer-devnet", "network",
@@ -132,11 +141,17 @@ def test_a_network_of_container_nodes(pytester: pytest.Pytester, docker_daemon: 
     )  # fmt: skip
     facts = json.loads(out.read_text()) if out.exists() else {}
     assert result.ret == 1, (facts, result.stdout.str()[-6000:])
-    result.assert_outcomes(passed=4, errors=1)
+    result.assert_outcomes(passed=4, errors=2)
     result.stdout.fnmatch_lines(
         [
             "*test_a_missing_image_is_one_line*",
             "*image gashammer/no-such-image:0 is not on this machine's Docker; use image='ethereumjs'*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*test_an_image_that_is_not_the_client_is_one_line*",
+            f"*node? (image {other}): EthereumJS exited with code 2 at start: *Usage: anvil*",
         ]
     )
     # The load run on the container nodes: everything sent is included, and the nodes agree.
