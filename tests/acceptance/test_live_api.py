@@ -9,7 +9,6 @@ that a POST stops.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.request
@@ -17,16 +16,11 @@ from typing import Any
 
 import pytest
 
+from pytest_gashammer.devnet.base import free_port
 from pytest_gashammer.telemetry.parquet import load
 from tests.acceptance.test_report_in_browser import CONSOLE, chromium, find_chromium
 
 pytestmark = pytest.mark.usefixtures("no_new_anvil")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def get_json(url: str) -> Any:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
+
+from pytest_gashammer.devnet.base import free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("node") is None or shutil.which("npm") is None,
@@ -218,12 +219,6 @@ with Network.load(sys.argv[1]) as fresh:
     built_on = int(fresh.builder.rpc("eth_blockNumber"), 16)
     print(json.dumps({"heads": heads, "nodes": [node.name for node in fresh.nodes], "built_on": built_on}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_a_four_node_network(pytester: pytest.Pytester) -> None:
