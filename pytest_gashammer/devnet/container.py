@@ -701,10 +701,7 @@ def prepare(spec: ContainerSpec, client: Any | None = None) -> Any:
 
     client = images.docker_client() if client is None else client
     ownership.sweep(client)
-    if spec.builder is not None and spec.image == images.TAGS[spec.builder]():
-        images.BUILDERS[spec.builder](client)
-    elif images.image_labels(client, spec.image) is None:
-        raise DevnetError(f"image {spec.image} is not on this machine's Docker; {spec.how_to_get}")
+    _ensure_local(client, spec.image, builder=spec.builder, how_to_get=spec.how_to_get)
     return client
 
 
@@ -714,17 +711,26 @@ def prepare_image(reference: str, *, how_to_get: str) -> str:
     ``how_to_get`` says what to do when it is missing). Leftovers of dead sessions are swept first."""
     from pytest_gashammer.devnet import images
 
+    builder = reference if reference in images.BUILDERS else None
+    tag = images.TAGS[builder]() if builder is not None else reference
     client = images.docker_client()
     try:
         ownership.sweep(client)
-        if reference in images.BUILDERS:
-            return str(images.BUILDERS[reference](client))
-        if images.image_labels(client, reference) is None:
-            raise DevnetError(f"image {reference} is not on this machine's Docker; {how_to_get}")
-        return reference
+        _ensure_local(client, tag, builder=builder, how_to_get=how_to_get)
     finally:
         with contextlib.suppress(Exception):
             client.close()
+    return tag
+
+
+def _ensure_local(client: Any, image: str, *, builder: str | None, how_to_get: str) -> None:
+    """Build ``image`` when it is the plugin's own (``builder``); else fail unless it is here."""
+    from pytest_gashammer.devnet import images
+
+    if builder is not None and image == images.TAGS[builder]():
+        images.BUILDERS[builder](client)
+    elif images.image_labels(client, image) is None:
+        raise DevnetError(f"image {image} is not on this machine's Docker; {how_to_get}")
 
 
 class ContainerNodes:
