@@ -40,10 +40,19 @@ class LiveProgress:
         self._last_included_gas = 0
         self._last_included = 0
         self._last_sample = self._started
+        self._last_elapsed = 0.0
+        self._plan: Any = None
         self._wrote = False
 
     def update(self, plan: Any, progress: Any) -> None:
         now = time.monotonic()
+        # The counters are per run: a new run (a capacity search's next step, a test's next run)
+        # starts them again, and a rate across the two would read as negative.
+        restarted = plan is not self._plan or progress.elapsed < self._last_elapsed
+        self._plan, self._last_elapsed = plan, progress.elapsed
+        if restarted:
+            self._sample(now, progress)
+            return
         if now - self._started < PROGRESS_AFTER:
             self._sample(now, progress)
             return
