@@ -152,7 +152,7 @@ CAPACITY_SEARCH = """
 import pytest
 
 @pytest.mark.gashammer(
-    capacity={"from": "1M", "to": "8M", "step": "3s", "max_step": "6s", "max_steps": 3},
+    capacity={"from": "0.5M", "to": "8M", "step": "3s", "max_step": "6s", "max_steps": 3},
     warmup="1s",
     receipts=100,
     inclusion_timeout="20s",
@@ -165,20 +165,21 @@ def test_ceiling(hammer):
 def test_the_gate_on_a_capacity_search_passes_the_same_chain_and_fails_a_lower_ceiling(
     pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Two anvils of known ceilings (0.5 s blocks, zero base fee): 71 transfers a block, 2.98 Mgas/s,
-    and 33, 1.39 Mgas/s. On the first the search meets 1 and 2 Mgas/s and misses 4 (its maximum
-    is in 2 .. 4 Mgas/s); on the second it meets 1 and misses 2 and 1.5 (in 1 .. 1.5 Mgas/s), so the
-    whole interval of the change is below -5 %. The same chain again brackets the same maximum.
-    Each end of a bracket is widened by the noise of its step's per-second included gas: a 3 s step
-    has two whole seconds, and where a block falls on either side of a second's edge they can read
-    2 and 3 Mgas for 2 Mgas/s offered, which would widen the baseline's bracket down to 1.5 Mgas/s
-    and hide the drop. Such a step is settling, not steady, so it is held again for 6 s."""
+    """Two anvils of known ceilings (0.5 s blocks, zero base fee): 142 transfers a block, 5.96 Mgas/s,
+    and 16, 0.67 Mgas/s. On the first the search meets 0.5, 1 and 2 Mgas/s (its maximum is at least
+    2); on the second it meets 0.5 and misses 1 and 0.75 (in 0.5 .. 0.75 Mgas/s), so the whole
+    interval of the change is below -5 %. The same chain again finds the same maximum.
+    Each end of a bracket is widened by the noise of its step's per-second included gas, and a block
+    falling on either side of a second's edge moves a whole block's gas to the next second: seconds
+    of 1, 2 and 3 Mgas at 2 Mgas/s once widened a maximum's low end to 1.4 Mgas/s. So the ceilings
+    are far apart, the first one at three times the highest rate, and the second search's bracket
+    ends at 0.75 Mgas/s: no such widening closes that gap."""
     pytester.makepyfile(test_search=CAPACITY_SEARCH)
     fail = "capacity:-5%"
     shown: list[str] = []
     with (
-        EmbeddedDevnet(block_time=0.5, gas_limit=1_500_000, base_fee=0, l1=False, feed=False).start() as wide,
-        EmbeddedDevnet(block_time=0.5, gas_limit=700_000, base_fee=0, l1=False, feed=False).start() as narrow,
+        EmbeddedDevnet(block_time=0.5, gas_limit=3_000_000, base_fee=0, l1=False, feed=False).start() as wide,
+        EmbeddedDevnet(block_time=0.5, gas_limit=350_000, base_fee=0, l1=False, feed=False).start() as narrow,
     ):
         key = wide.funder.key
         saved = _session(pytester, wide.rpc_url, key, "--gashammer-save", "main")
