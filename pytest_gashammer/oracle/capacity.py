@@ -295,7 +295,7 @@ def judge_step(
     """
     from pytest_gashammer.oracle.slo import evaluate_slos
 
-    steady = steady_included_gas(samples)
+    steady = steady_included_gas(samples, result.included_gas_per_sec)
     judged = result if steady is None else dataclasses.replace(result, included_gas_per_sec=steady)
     statuses: dict[str, str] = {verdict.name: verdict.status for verdict in evaluate_slos(judged, slos)}
     for verdict in result.verdicts:
@@ -332,9 +332,22 @@ def judge_step(
     )
 
 
-def steady_included_gas(samples: Sequence[float]) -> float | None:
-    """The mean of a step's per-second included gas (``None`` without samples)."""
-    return sum(samples) / len(samples) if samples else None
+def steady_included_gas(samples: Sequence[float], run_rate: float | None = None) -> float | None:
+    """A step's included rate from its per-second included gas (``None`` without samples).
+
+    Their mean; but a block landing just outside the seconds taken (the first one left out, the
+    last partial one) leaves the window a whole block short, which at 0.5 s blocks and five seconds
+    is a tenth of the rate, on a chain that kept up. Such a window shows a short second among full
+    ones, so the median second is taken when it is higher, up to ``run_rate``, the run's own
+    included rate (over the span of the inclusions, which does not cut blocks at second edges). A
+    saturated chain fills every second alike, and its median is its mean: its ceiling.
+    """
+    if not samples:
+        return None
+    mean = statistics.fmean(samples)
+    if run_rate is None or not math.isfinite(run_rate):
+        return mean
+    return max(mean, min(statistics.median(samples), run_rate))
 
 
 def find_knee(steps: Sequence[CapacityStep]) -> float | None:

@@ -427,6 +427,29 @@ def test_a_saturated_step_is_judged_on_its_per_second_included_gas_not_the_runs_
     assert judge_step(result, 5, slos=DEFAULT_SLOS).slos["slo.min_gas_ratio"] == "passed"
 
 
+def test_a_step_that_kept_up_is_not_judged_short_by_a_block_that_fell_outside_its_seconds() -> None:
+    """Seen in CI (anvil, 0.5 s blocks of 252 kgas, 0.5 Mgas/s offered, a third of its ceiling): lost
+    0, p99 0.57 s, the run's included rate 500.5 kgas/s, but one of the five whole seconds held one
+    block, not two, so their mean read 449.4 kgas/s and the step missed min_gas_ratio."""
+    from pytest_gashammer.oracle.capacity import judge_step, steady_included_gas
+
+    plan = capacity_step_plan(search_plan(), 5e5, index=0, search=None, slo=DEFAULT_SLOS)
+    result = dataclasses.replace(fake_chain_step(plan), included_gas_per_sec=500_500.0)
+    samples = [504_000.0, 504_000.0, 252_000.0, 504_000.0, 504_000.0]
+    step = judge_step(result, 0, slos=DEFAULT_SLOS, samples=samples)
+    assert step.passed and step.slos["slo.min_gas_ratio"] == "passed"
+    assert step.included_gas_per_sec == 500_500.0  # the median second, no more than the run measured
+    # Without the run's figure (or with none measured) the mean stands.
+    assert steady_included_gas(samples) == steady_included_gas(samples, math.nan) == 453_600.0
+    # A saturated chain's seconds are alike: the median is the mean, and the step misses.
+    full = [420_000.0, 210_000.0, 630_000.0, 420_000.0, 420_000.0]  # one block late: still 420 kgas/s
+    saturated = judge_step(result, 0, slos=DEFAULT_SLOS, samples=full)
+    assert saturated.included_gas_per_sec == 420_000.0 and not saturated.passed
+    # A higher median is never taken past the run's own included rate.
+    short = dataclasses.replace(result, included_gas_per_sec=460_000.0)
+    assert judge_step(short, 0, slos=DEFAULT_SLOS, samples=samples).included_gas_per_sec == 460_000.0
+
+
 # ----------------------------------------------------------------------------------------------
 # steadiness: a step is judged on a rate the chain holds
 
