@@ -152,7 +152,7 @@ CAPACITY_SEARCH = """
 import pytest
 
 @pytest.mark.gashammer(
-    capacity={"from": "0.5M", "to": "8M", "step": "3s", "max_step": "6s", "max_steps": 3},
+    capacity={"from": "0.5M", "to": "8M", "step": "5s", "max_step": "10s", "max_steps": 3},
     warmup="1s",
     receipts=100,
     inclusion_timeout="20s",
@@ -173,7 +173,9 @@ def test_the_gate_on_a_capacity_search_passes_the_same_chain_and_fails_a_lower_c
     falling on either side of a second's edge moves a whole block's gas to the next second: seconds
     of 1, 2 and 3 Mgas at 2 Mgas/s once widened a maximum's low end to 1.4 Mgas/s. So the ceilings
     are far apart, the first one at three times the highest rate, and the second search's bracket
-    ends at 0.75 Mgas/s: no such widening closes that gap."""
+    ends at 0.75 Mgas/s: no such widening closes that gap. Steps hold 5 s, so that each half of a
+    step has two seconds and a block on the wrong side of an edge shows as spread, not as a chain
+    falling behind; heads come over the WebSocket, so blocks are seen when built, not on a 0.1 s poll."""
     pytester.makepyfile(test_search=CAPACITY_SEARCH)
     fail = "capacity:-5%"
     shown: list[str] = []
@@ -182,10 +184,18 @@ def test_the_gate_on_a_capacity_search_passes_the_same_chain_and_fails_a_lower_c
         EmbeddedDevnet(block_time=0.5, gas_limit=350_000, base_fee=0, l1=False, feed=False).start() as narrow,
     ):
         key = wide.funder.key
-        saved = _session(pytester, wide.rpc_url, key, "--gashammer-save", "main")
+        heads = ("--gashammer-ws-url", wide.ws_url)
+        saved = _session(pytester, wide.rpc_url, key, *heads, "--gashammer-save", "main")
         saved.assert_outcomes(passed=1)
         again = _session(
-            pytester, wide.rpc_url, key, "--gashammer-compare", "main", "--gashammer-compare-fail", fail
+            pytester,
+            wide.rpc_url,
+            key,
+            *heads,
+            "--gashammer-compare",
+            "main",
+            "--gashammer-compare-fail",
+            fail,
         )
         table = _comparison(again.stdout.lines)
         shown += ["same chain:", *table]
@@ -198,6 +208,8 @@ def test_the_gate_on_a_capacity_search_passes_the_same_chain_and_fails_a_lower_c
             pytester,
             narrow.rpc_url,
             narrow.funder.key,
+            "--gashammer-ws-url",
+            narrow.ws_url,
             "--gashammer-compare",
             "main",
             "--gashammer-compare-fail",
