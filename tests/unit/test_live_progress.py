@@ -54,19 +54,26 @@ def rates(lines: list[str]) -> list[str]:
     return [re.search(r"\d+\.\d+/\d+s  (\S+ \S+)", line).group(1) for line in lines]  # type: ignore[union-attr]
 
 
+def advance_and_update(
+    live: LiveProgress, clock: Clock, plan: Plan, phase: str, elapsed: float, included: int
+) -> None:
+    """Six seconds later, the run reports `included` transfers of 21,000 gas each."""
+    clock.now += 6
+    live.update(
+        plan, Progress(phase=phase, elapsed=elapsed, included=included, included_gas=included * 21_000)
+    )
+
+
 def test_a_new_run_starts_the_rate_again_instead_of_reading_negative(clock: Clock) -> None:
     log = Log()
     live = LiveProgress(log, Capture(), interactive=False)
     first, second = Plan(), Plan()
-    clock.now += PROGRESS_AFTER + 1
-    live.update(first, Progress(phase="sustain", elapsed=4.0, included=100, included_gas=2_100_000))
-    clock.now += 6
-    live.update(first, Progress(phase="sustain", elapsed=10.0, included=300, included_gas=6_300_000))
+    clock.now += PROGRESS_AFTER - 5
+    advance_and_update(live, clock, first, "sustain", 4.0, 100)
+    advance_and_update(live, clock, first, "sustain", 10.0, 300)
     # The next step: its counters start from zero, and the first update only samples them.
-    clock.now += 6
-    live.update(second, Progress(phase="setup", elapsed=0.0, included=0, included_gas=0))
-    clock.now += 6
-    live.update(second, Progress(phase="sustain", elapsed=5.0, included=120, included_gas=2_520_000))
+    advance_and_update(live, clock, second, "setup", 0.0, 0)
+    advance_and_update(live, clock, second, "sustain", 5.0, 120)
     assert rates(log.lines) == ["700.00 kgas/s", "420.00 kgas/s"]
 
 
@@ -74,12 +81,10 @@ def test_the_same_plan_run_again_is_a_new_run_too(clock: Clock) -> None:
     log = Log()
     live = LiveProgress(log, Capture(), interactive=False)
     plan = Plan()
-    clock.now += PROGRESS_AFTER + 1
-    live.update(plan, Progress(phase="sustain", elapsed=8.0, included=400, included_gas=8_400_000))
-    clock.now += 6
-    live.update(plan, Progress(phase="warmup", elapsed=1.0, included=10, included_gas=210_000))
-    clock.now += 6
-    live.update(plan, Progress(phase="sustain", elapsed=7.0, included=130, included_gas=2_730_000))
+    clock.now += PROGRESS_AFTER - 5
+    advance_and_update(live, clock, plan, "sustain", 8.0, 400)
+    advance_and_update(live, clock, plan, "warmup", 1.0, 10)
+    advance_and_update(live, clock, plan, "sustain", 7.0, 130)
     assert len(log.lines) == 1
     assert rates(log.lines) == ["420.00 kgas/s"]
     assert not any("-" in rate for rate in rates(log.lines))
