@@ -49,6 +49,11 @@ def _session(pytester: pytest.Pytester, url: str, key: str, *args: str) -> pytes
     )  # fmt: skip
 
 
+def _search_session(pytester: pytest.Pytester, devnet: EmbeddedDevnet, *args: str) -> pytest.RunResult:
+    """A session on ``devnet`` that follows its heads over the WebSocket (why: the capacity search test below)."""
+    return _session(pytester, devnet.rpc_url, devnet.funder.key, "--gashammer-ws-url", devnet.ws_url, *args)
+
+
 def _comparison(stdout: list[str]) -> list[str]:
     return [line for line in stdout if "compare " in line]
 
@@ -183,19 +188,10 @@ def test_the_gate_on_a_capacity_search_passes_the_same_chain_and_fails_a_lower_c
         EmbeddedDevnet(block_time=0.5, gas_limit=3_000_000, base_fee=0, l1=False, feed=False).start() as wide,
         EmbeddedDevnet(block_time=0.5, gas_limit=350_000, base_fee=0, l1=False, feed=False).start() as narrow,
     ):
-        key = wide.funder.key
-        heads = ("--gashammer-ws-url", wide.ws_url)
-        saved = _session(pytester, wide.rpc_url, key, *heads, "--gashammer-save", "main")
+        saved = _search_session(pytester, wide, "--gashammer-save", "main")
         saved.assert_outcomes(passed=1)
-        again = _session(
-            pytester,
-            wide.rpc_url,
-            key,
-            *heads,
-            "--gashammer-compare",
-            "main",
-            "--gashammer-compare-fail",
-            fail,
+        again = _search_session(
+            pytester, wide, "--gashammer-compare", "main", "--gashammer-compare-fail", fail
         )
         table = _comparison(again.stdout.lines)
         shown += ["same chain:", *table]
@@ -204,16 +200,8 @@ def test_the_gate_on_a_capacity_search_passes_the_same_chain_and_fails_a_lower_c
         assert any("capacity " in line and "(threshold capacity:-5%)" in line for line in table), table
         assert not any("not comparable" in line or "FAILED" in line for line in table), table
 
-        lower = _session(
-            pytester,
-            narrow.rpc_url,
-            narrow.funder.key,
-            "--gashammer-ws-url",
-            narrow.ws_url,
-            "--gashammer-compare",
-            "main",
-            "--gashammer-compare-fail",
-            fail,
+        lower = _search_session(
+            pytester, narrow, "--gashammer-compare", "main", "--gashammer-compare-fail", fail
         )
         table = _comparison(lower.stdout.lines)
         shown += ["lower ceiling:", *table]
