@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+# The tests call `main(["compare", ...])` in this process, and the store it reads imports numpy. pytester
+# drops the modules a test imported when the test ends, and numpy's C extension cannot be loaded twice in one
+# process, so the second test's compare failed when this file ran alone. Loaded here, numpy stays loaded.
+import pytest_gashammer.compare.baseline  # noqa: F401
 from pytest_gashammer.cli import main
 from pytest_gashammer.devnet.embedded import EmbeddedDevnet
 from pytest_gashammer.fault import RpcFault, RpcProxy
